@@ -1,0 +1,65 @@
+# loopfast - build, test and run.  `make run` runs the main job (the
+# benchmark), `make check` builds and runs every test.
+CC      ?= gcc
+PREFIX  ?= /usr/local
+BUILD   := build
+WARN    := -Wall -Wextra -Werror
+CFLAGS  ?= -O2 -g
+CFLAGS  += $(WARN) -std=gnu11 -pthread -D_GNU_SOURCE -Iinclude
+LIB_CFLAGS := -fPIC -fvisibility=hidden
+LDLIBS  := -pthread -ldl
+
+LIB_SRC  := $(wildcard src/*.c)
+LIB_OBJ  := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
+TOOL_SRC := $(wildcard tools/*.c)
+TEST_SRC := $(wildcard tests/*.c)
+TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+
+all: $(BUILD)/libloopfast.so $(BUILD)/libloopfast.a $(BUILD)/loopfast
+
+$(BUILD)/obj/%.o: src/%.c src/*.h include/loopfast.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LIB_CFLAGS) -c -o $@ $<
+
+$(BUILD)/libloopfast.so: $(LIB_OBJ) src/loopfast.map
+	$(CC) -shared -Wl,--version-script=src/loopfast.map -Wl,-soname,libloopfast.so \
+	    -o $@ $(LIB_OBJ) $(LDLIBS)
+
+$(BUILD)/libloopfast.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $(LIB_OBJ)
+
+# The CLI carries the whole library so that its benchmark's sockets take the
+# fast path without LD_PRELOAD.
+$(BUILD)/loopfast: $(TOOL_SRC) tools/*.h $(BUILD)/libloopfast.a
+	$(CC) $(CFLAGS) -Itools -o $@ $(TOOL_SRC) \
+	    -Wl,--whole-archive $(BUILD)/libloopfast.a -Wl,--no-whole-archive $(LDLIBS) -lm
+
+# unit_* tests reach internal functions: they link the static archive.
+# Every other test links the shared library, as a user's program would.
+$(BUILD)/tests/unit_%: tests/unit_%.c tests/*.h $(BUILD)/libloopfast.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Isrc -o $@ $< \
+	    -Wl,--whole-archive $(BUILD)/libloopfast.a -Wl,--no-whole-archive $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c tests/*.h $(BUILD)/libloopfast.so
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< -L$(BUILD) -Wl,-rpath,'$$ORIGIN/..' -lloopfast $(LDLIBS)
+
+tests: $(TESTS)
+
+# Debian packages the tests drive; installed only when missing and root.
+TEST_PACKAGES :=
+deps:
+	@tests/install-deps.sh $(TEST_PACKAGES)
+
+check: all tests deps
+	@tests/run.sh $(TESTS)
+
+run: all
+	$(BUILD)/loopfast bench
+
+clean:
+	rm -rf $(BUILD)
+
+.PHONY: all tests deps check run clean

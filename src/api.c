@@ -1,0 +1,107 @@
+/*
+ * api.c - the public calls: loopfast_ioctl() opts a TCP socket in or out,
+ * loopfast_fd_is_fast() tells whether a connection's data is on the rings.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "internal.h"
+#include "loopfast.h"
+
+static int fail(int e)
+{
+    errno = e;
+    return -1;
+}
+
+/* 0 when fd is an open socket, else -1 with EBADF or ENOTSOCK. */
+static int check_socket(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return fail(EBADF);
+    return S_ISSOCK(st.st_mode) ? 0 : fail(ENOTSOCK);
+}
+
+static int is_tcp(int fd)
+{
+    int domain, type, proto;
+    socklen_t l1 = sizeof domain, l2 = sizeof type, l3 = sizeof proto;
+    return getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &l1) == 0 &&
+           getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l2) == 0 &&
+           getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &l3) == 0 &&
+           (domain == AF_INET || domain == AF_INET6) && type == SOCK_STREAM && proto == IPPROTO_TCP;
+}
+
+static int is_connected(int fd, struct lf_sock *s)
+{
+    struct sockaddr_storage peer;
+    socklen_t len = sizeof peer;
+    if (s && sock_kind(s) != LF_OPTIN)
+        return 1;   /* connect() already ran */
+    return getpeername(fd, (struct sockaddr *)&peer, &len) == 0;
+}
+
+static int set_optin(int fd, int enable)
+{
+    struct lf_sock *s = fdtable_acquire(fd);
+    int r = 0;
+    if (is_connected(fd, s)) {
+        r = fail(EISCONN);
+    } else if (enable && !s) {
+        struct lf_sock *n = sock_new(LF_OPTIN);
+        if (!n || fdtable_set(fd, n) < 0)
+            r = fail(ENOMEM);
+        if (n)
+            sock_put(n);
+    } else if (!enable && s) {
+        fdtable_clear(fd);
+    }
+    if (s)
+        sock_put(s);
+    return r;
+}
+
+LF_EXPORT int loopfast_ioctl(int fd, unsigned long code, const void *in, size_t in_len,
+                             void *out, size_t out_len, size_t *bytes_returned)
+{
+    (void)out;
+    lf_init();
+    if (bytes_returned)
+        *bytes_returned = 0;
+    if (code != LOOPFAST_SIO_LOOPBACK_FAST_PATH)
+        return fail(EINVAL);
+    if (!in)
+        return fail(EFAULT);
+    if (in_len < sizeof(int) || out_len != 0)
+        return fail(EINVAL);
+    if (check_socket(fd) < 0)
+        return -1;
+    if (!is_tcp(fd))
+        return fail(EINVAL);
+    int enable;
+    memcpy(&enable, in, sizeof enable);
+    return set_optin(fd, enable != 0);
+}
+
+LF_EXPORT int loopfast_fd_is_fast(int fd)
+{
+    lf_init();
+    if (check_socket(fd) < 0)
+        return -1;
+    struct lf_sock *s = fdtable_acquire(fd);
+    if (!s)
+        return 0;
+    if (sock_kind(s) == LF_PENDING) {
+        pthread_mutex_lock(&s->lock);
+        if (sock_kind(s) == LF_PENDING)
+            handshake_take_answer(s, fd);
+        pthread_mutex_unlock(&s->lock);
+    }
+    int fast = conn_is_fast(s);
+    sock_put(s);
+    return fast;
+}

@@ -1,0 +1,95 @@
+/*
+ * config.c - loopfast's settings, read once from the environment.
+ *
+ *   LOOPFAST_MODE     optin (default) | all | off
+ *   LOOPFAST_SPIN_US  how long a blocked call spins before it sleeps
+ *   LOOPFAST_RING_KB  bytes of each direction's ring, in KiB
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+#define DEFAULT_SPIN_US 50
+#define DEFAULT_RING_KB 256
+
+struct lf_config lf_config = {
+    .mode = LF_MODE_OPTIN,
+    .spin_us = DEFAULT_SPIN_US,
+    .ring_size = DEFAULT_RING_KB << 10,
+};
+
+static void warn_bad(const char *name, const char *value, const char *what)
+{
+    fprintf(stderr, "loopfast: ignoring %s=%s: %s\n", name, value, what);
+}
+
+static void read_mode(void)
+{
+    const char *v = getenv("LOOPFAST_MODE");
+    if (!v || !*v)
+        return;
+    if (!strcmp(v, "optin"))
+        lf_config.mode = LF_MODE_OPTIN;
+    else if (!strcmp(v, "all"))
+        lf_config.mode = LF_MODE_ALL;
+    else if (!strcmp(v, "off"))
+        lf_config.mode = LF_MODE_OFF;
+    else
+        warn_bad("LOOPFAST_MODE", v, "use optin, all or off");
+}
+
+/* Parses a whole decimal number in [lo, hi]; returns 0 when it is one. */
+static int parse_number(const char *v, unsigned long lo, unsigned long hi, unsigned long *out)
+{
+    char *end;
+    unsigned long n = strtoul(v, &end, 10);
+    if (!*v || *end || n < lo || n > hi)
+        return -1;
+    *out = n;
+    return 0;
+}
+
+static void read_spin(void)
+{
+    const char *v = getenv("LOOPFAST_SPIN_US");
+    unsigned long n;
+    if (!v || !*v)
+        return;
+    if (parse_number(v, 0, 1000000, &n))
+        warn_bad("LOOPFAST_SPIN_US", v, "use microseconds from 0 to 1000000");
+    else
+        lf_config.spin_us = (unsigned)n;
+}
+
+static void read_ring(void)
+{
+    const char *v = getenv("LOOPFAST_RING_KB");
+    unsigned long n;
+    if (!v || !*v)
+        return;
+    if (parse_number(v, RING_MIN_SIZE >> 10, RING_MAX_SIZE >> 10, &n)) {
+        warn_bad("LOOPFAST_RING_KB", v, "use KiB from 4 to 65536");
+        return;
+    }
+    uint64_t size = RING_MIN_SIZE;
+    while (size < (uint64_t)n << 10)
+        size <<= 1;
+    lf_config.ring_size = size;
+}
+
+void config_init(void)
+{
+    read_mode();
+    read_spin();
+    read_ring();
+}
+
+uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}

@@ -1,0 +1,407 @@
+/*
+ * conn.c - one connection with rings: reading, writing, switching each
+ * direction from TCP to its ring at the agreed byte offset, end of stream
+ * (docs/design.md, 4.4 and 7).
+ *
+ * Every word of the peer's header line is read with one atomic load and
+ * checked before use; a contradiction marks the connection broken.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "internal.h"
+
+#define RX_SWITCHED (-1000000)
+#define MAX_IOV 64
+
+static struct lf_side *my_side(struct lf_conn *c) { return &c->sh->side[c->me]; }
+static struct lf_side *peer_side(struct lf_conn *c) { return &c->sh->side[!c->me]; }
+static uint32_t load32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static uint64_t load64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static void store32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static void store64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+
+static size_t iov_total(const struct iovec *iov, size_t n)
+{
+    size_t t = 0;
+    for (size_t i = 0; i < n; i++)
+        t += iov[i].iov_len;
+    return t;
+}
+
+/* Copies at most `limit` bytes worth of iovecs (and at most MAX_IOV). */
+static int iov_limit(const struct iovec *in, size_t n, size_t limit, struct iovec *out)
+{
+    int k = 0;
+    for (size_t i = 0; i < n && k < MAX_IOV && limit; i++) {
+        out[k] = in[i];
+        if (out[k].iov_len > limit)
+            out[k].iov_len = limit;
+        limit -= out[k].iov_len;
+        k++;
+    }
+    return k;
+}
+
+void conn_ring_bell(struct lf_conn *c)
+{
+    int armed = ring_take_armed(&c->tx.ctl->reader_armed);
+    armed |= ring_take_armed(&c->rx.ctl->writer_armed);
+    if (armed) {
+        uint64_t one = 1;
+        (void)!libc.write(c->bell_peer, &one, sizeof one);
+    }
+}
+
+int conn_is_fast(struct lf_sock *s)
+{
+    struct lf_conn *c = s->conn;
+    if (sock_kind(s) != LF_FAST)
+        return 0;
+    return c->me == LF_CLIENT || load32(&c->sh->side[LF_CLIENT].ready);
+}
+
+/* What TCP says of a connection whose reads are on the ring: -EAGAIN alive,
+ * 0 EOF, -errno on reset; data here would break the protocol. */
+int conn_tcp_liveness(int fd)
+{
+    char b;
+    ssize_t n = libc.recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0)
+        return 0;
+    if (n > 0)
+        return -ECONNRESET;
+    return (errno == EAGAIN || errno == EWOULDBLOCK) ? -EAGAIN : -errno;
+}
+
+/* ---- reading ---- */
+
+/* Reads the peer's bytes from before its switch; RX_SWITCHED once all are. */
+static ssize_t rx_tcp(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
+{
+    struct lf_side *me = my_side(c), *peer = peer_side(c);
+    for (;;) {
+        uint32_t switched = load32(&peer->tx_switched);
+        uint64_t got = load64(&me->rx_tcp_bytes);
+        size_t limit = iov_total(msg->msg_iov, msg->msg_iovlen);
+        if (switched) {
+            uint64_t n = load64(&peer->tx_tcp_bytes);
+            if (got > n)
+                return c->broken = 1, -ECONNRESET;
+            if (got == n) {
+                store32(&me->rx_on_ring, 1);
+                return RX_SWITCHED;
+            }
+            if (limit > n - got)
+                limit = (size_t)(n - got);
+        }
+        struct iovec iov[MAX_IOV];
+        struct msghdr m = *msg;
+        m.msg_iov = iov;
+        m.msg_iovlen = (size_t)iov_limit(msg->msg_iov, msg->msg_iovlen, limit, iov);
+        ssize_t r = libc.recvmsg(fd, &m, (flags & ~MSG_WAITALL) | MSG_DONTWAIT);
+        if (r > 0) {
+            if (!(flags & MSG_PEEK))
+                store64(&me->rx_tcp_bytes, got + (uint64_t)r);
+            msg->msg_flags = m.msg_flags;
+            msg->msg_namelen = m.msg_namelen;
+            return r;
+        }
+        if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        if (!switched && load32(&peer->tx_switched))
+            continue;   /* it switched meanwhile: the limit is known now */
+        return r == 0 ? 0 : -EAGAIN;
+    }
+}
+
+/* One non-blocking attempt: bytes, 0 at EOF, -EAGAIN, or -errno. */
+static ssize_t rx_step(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
+{
+    struct lf_side *me = my_side(c), *peer = peer_side(c);
+    int peek = (flags & MSG_PEEK) != 0;
+    if (!load32(&me->rx_on_ring)) {
+        ssize_t r = rx_tcp(c, fd, msg, flags);
+        if (r != RX_SWITCHED)
+            return r;
+    }
+    msg->msg_flags = 0;
+    msg->msg_namelen = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        ssize_t n = ring_readv(&c->rx, msg->msg_iov, (int)msg->msg_iovlen, peek);
+        if (n < 0)
+            return c->broken = 1, -ECONNRESET;
+        if (n > 0) {
+            if (!peek && ring_take_armed(&c->rx.ctl->writer_armed)) {
+                uint64_t one = 1;
+                (void)!libc.write(c->bell_peer, &one, sizeof one);
+            }
+            return n;
+        }
+        /* Data is published before the flag: look once more after it. */
+        if (!load32(&peer->shut_wr) && !load32(&peer->closed))
+            return -EAGAIN;
+    }
+    return 0;
+}
+
+static int rx_nonblocking(int fd, int flags)
+{
+    return (flags & MSG_DONTWAIT) || fd_nonblocking(fd);
+}
+
+ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
+{
+    struct lf_conn *c = s->conn;
+    if (c->shut_rd)
+        return 0;
+    pthread_mutex_lock(&c->rx_lock);
+    ssize_t r;
+    int timeout = -2;
+    for (;;) {
+        r = c->broken ? -ECONNRESET : rx_step(c, fd, msg, flags);
+        if (r != -EAGAIN)
+            break;
+        int on_ring = load32(&my_side(c)->rx_on_ring);
+        short tev = 0;
+        if (rx_nonblocking(fd, flags)) {
+            tev = POLLIN;   /* before saying EAGAIN, ask TCP if the peer is gone */
+        } else {
+            if (timeout == -2)
+                timeout = sock_timeout_ms(fd, SO_RCVTIMEO);
+            int w = wait_for(c, fd, 0, timeout, &tev);
+            if (w < 0) {
+                r = w;
+                break;
+            }
+        }
+        if (on_ring && tev) {
+            int live = conn_tcp_liveness(fd);
+            if (live != -EAGAIN) {
+                r = rx_step(c, fd, msg, flags);   /* the ring's last bytes first */
+                if (r == -EAGAIN)
+                    r = live;
+                break;
+            }
+        }
+        if (rx_nonblocking(fd, flags))
+            break;
+    }
+    pthread_mutex_unlock(&c->rx_lock);
+    if (r < 0) {
+        errno = (int)-r;
+        return -1;
+    }
+    return r;
+}
+
+/* ---- writing ---- */
+
+/* The server may switch once the client reads rings; the client always may. */
+static void tx_maybe_switch(struct lf_conn *c)
+{
+    struct lf_side *me = my_side(c);
+    if (load32(&me->tx_switched))
+        return;
+    if (c->me == LF_SERVER && !load32(&peer_side(c)->ready))
+        return;
+    store32(&me->tx_switched, 1);
+    conn_ring_bell(c);
+}
+
+static ssize_t epipe(int flags)
+{
+    if (!(flags & MSG_NOSIGNAL))
+        raise(SIGPIPE);
+    return -EPIPE;
+}
+
+/* Is the peer gone, judging by what TCP reported while we waited? */
+static int tcp_says_gone(struct lf_conn *c, short tev)
+{
+    if (tev & (POLLERR | POLLHUP))
+        return 1;
+    /* A FIN means close only if the peer no longer shuts down TCP itself. */
+    return (tev & POLLRDHUP) && load32(&peer_side(c)->tx_switched);
+}
+
+static ssize_t tx_ring(struct lf_conn *c, int fd, const struct msghdr *msg, int flags)
+{
+    struct iovec iov[MAX_IOV];
+    size_t want = iov_total(msg->msg_iov, msg->msg_iovlen), done = 0;
+    int timeout = -2;
+    while (done < want) {
+        if (c->broken)
+            return done ? (ssize_t)done : -ECONNRESET;
+        if (load32(&my_side(c)->shut_wr) || load32(&peer_side(c)->closed))
+            return done ? (ssize_t)done : epipe(flags);
+        /* Skip what is done: rebuild the iovec from offset `done`. */
+        size_t skip = done, k = 0;
+        for (size_t i = 0; i < msg->msg_iovlen && k < MAX_IOV; i++) {
+            if (skip >= msg->msg_iov[i].iov_len) {
+                skip -= msg->msg_iov[i].iov_len;
+                continue;
+            }
+            iov[k].iov_base = (char *)msg->msg_iov[i].iov_base + skip;
+            iov[k++].iov_len = msg->msg_iov[i].iov_len - skip;
+            skip = 0;
+        }
+        ssize_t n = ring_writev(&c->tx, iov, (int)k);
+        if (n < 0)
+            return c->broken = 1, done ? (ssize_t)done : -ECONNRESET;
+        if (n > 0) {
+            done += (size_t)n;
+            if (ring_take_armed(&c->tx.ctl->reader_armed)) {
+                uint64_t one = 1;
+                (void)!libc.write(c->bell_peer, &one, sizeof one);
+            }
+            continue;
+        }
+        if (rx_nonblocking(fd, flags))
+            return done ? (ssize_t)done : -EAGAIN;
+        if (timeout == -2)
+            timeout = sock_timeout_ms(fd, SO_SNDTIMEO);
+        short tev;
+        int w = wait_for(c, fd, 1, timeout, &tev);
+        if (w < 0)
+            return done ? (ssize_t)done : w;
+        if (tcp_says_gone(c, tev))
+            return done ? (ssize_t)done : epipe(flags);
+    }
+    return (ssize_t)done;
+}
+
+ssize_t conn_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags)
+{
+    struct lf_conn *c = s->conn;
+    struct lf_side *me = my_side(c);
+    ssize_t r;
+    pthread_mutex_lock(&c->tx_lock);
+    tx_maybe_switch(c);
+    if (!load32(&me->tx_switched)) {
+        /* The peer does not read rings yet: TCP, counted. */
+        r = libc.sendmsg(fd, msg, flags);
+        if (r > 0)
+            store64(&me->tx_tcp_bytes, load64(&me->tx_tcp_bytes) + (uint64_t)r);
+        else if (r < 0)
+            r = -errno;
+    } else {
+        r = tx_ring(c, fd, msg, flags);
+    }
+    pthread_mutex_unlock(&c->tx_lock);
+    if (r < 0) {
+        errno = (int)-r;
+        return -1;
+    }
+    return r;
+}
+
+/* ---- shutdown and close ---- */
+
+int conn_shutdown(struct lf_sock *s, int fd, int how)
+{
+    struct lf_conn *c = s->conn;
+    /* SHUT_RD stays local: the kernel's would make TCP look like a FIN. */
+    if (how == SHUT_RD || how == SHUT_RDWR)
+        c->shut_rd = 1;
+    if (how == SHUT_WR || how == SHUT_RDWR) {
+        pthread_mutex_lock(&c->tx_lock);
+        tx_maybe_switch(c);
+        int on_ring = load32(&my_side(c)->tx_switched);
+        if (on_ring) {
+            store32(&my_side(c)->shut_wr, 1);
+            conn_ring_bell(c);
+        }
+        pthread_mutex_unlock(&c->tx_lock);
+        if (!on_ring)
+            return libc.shutdown(fd, SHUT_WR);
+    }
+    return 0;
+}
+
+static int linger_zero(int fd)
+{
+    struct linger l;
+    socklen_t len = sizeof l;
+    return getsockopt(fd, SOL_SOCKET, SO_LINGER, &l, &len) == 0 && l.l_onoff && l.l_linger == 0;
+}
+
+/* The last descriptor in this process goes: if no other process holds the
+ * connection, tell the peer (unless SO_LINGER 0 asks for a reset: then only
+ * the kernel's RST speaks). */
+void conn_close(struct lf_sock *s, int fd)
+{
+    struct lf_conn *c = s->conn;
+    struct lf_side *me = my_side(c);
+    if (__atomic_sub_fetch(&me->holders, 1, __ATOMIC_ACQ_REL) == 0 && !linger_zero(fd)) {
+        store32(&me->closed, 1);
+        conn_ring_bell(c);
+    }
+}
+
+/* ---- readiness ---- */
+
+static short poll_in(struct lf_conn *c, short tev)
+{
+    struct lf_side *me = my_side(c), *peer = peer_side(c);
+    int dead = (tev & (POLLIN | POLLHUP | POLLERR | POLLRDHUP)) != 0;
+    if (c->broken || c->shut_rd)
+        return POLLIN;
+    if (!load32(&me->rx_on_ring)) {
+        if (tev & (POLLIN | POLLHUP | POLLERR))
+            return POLLIN;   /* pre-switch data, or EOF */
+        if (!load32(&peer->tx_switched) || load64(&me->rx_tcp_bytes) != load64(&peer->tx_tcp_bytes))
+            return 0;
+        dead = 0;            /* all TCP bytes consumed: the ring decides */
+    }
+    if (ring_readable(&c->rx) != 0 || load32(&peer->shut_wr) || load32(&peer->closed) || dead)
+        return POLLIN;
+    return 0;
+}
+
+static short poll_out(struct lf_conn *c, short tev)
+{
+    int tx_on = load32(&my_side(c)->tx_switched) || c->me == LF_CLIENT ||
+                load32(&peer_side(c)->ready);
+    if (!tx_on)
+        return tev & POLLOUT;
+    if (c->broken || load32(&peer_side(c)->closed) || ring_writable(&c->tx) != 0)
+        return POLLOUT;
+    return 0;
+}
+
+short conn_poll_state(struct lf_conn *c, short want, short tev)
+{
+    short r = 0;
+    if (want & (POLLIN | POLLRDNORM))
+        r |= poll_in(c, tev) ? (want & (POLLIN | POLLRDNORM)) : 0;
+    if (want & (POLLOUT | POLLWRNORM))
+        r |= poll_out(c, tev) ? (want & (POLLOUT | POLLWRNORM)) : 0;
+    if ((want & POLLRDHUP) && ((tev & POLLRDHUP) || (load32(&my_side(c)->rx_on_ring) &&
+                               (load32(&peer_side(c)->shut_wr) || load32(&peer_side(c)->closed)))))
+        r |= POLLRDHUP;
+    r |= tev & (POLLHUP | POLLERR);
+    if (c->broken)
+        r |= POLLERR;
+    return r;
+}
+
+/* What the TCP socket must be asked when a poller waits on this connection. */
+short conn_kernel_events(struct lf_conn *c, short want)
+{
+    short ev = POLLIN | POLLRDHUP;   /* pre-switch data, or the peer's end */
+    int tx_on_tcp = c->me == LF_SERVER && !load32(&my_side(c)->tx_switched) &&
+                    !load32(&peer_side(c)->ready);
+    if ((want & (POLLOUT | POLLWRNORM)) && tx_on_tcp)
+        ev |= POLLOUT;
+    return ev;
+}
+
+void conn_arm(struct lf_conn *c, short want)
+{
+    if (want & (POLLIN | POLLRDNORM | POLLRDHUP))
+        ring_arm(&c->rx.ctl->reader_armed);
+    if (want & (POLLOUT | POLLWRNORM))
+        ring_arm(&c->tx.ctl->writer_armed);
+}

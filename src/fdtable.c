@@ -1,0 +1,162 @@
+/*
+ * fdtable.c - which descriptors are loopfast's, and what each one is.
+ *
+ * A two-level table maps a descriptor number to its struct lf_sock (dup'ed
+ * descriptors share one).  A lookup is two loads, so calls on descriptors
+ * that are not ours cost next to nothing.
+ *
+ * lf_sock memory is type-stable: it is recycled through a free list and never
+ * returned to malloc, so a lookup racing with close() may touch a recycled
+ * struct but never freed memory.  `users` counts table slots plus calls in
+ * flight (and the creator's reference, which sock_new returns and the creator
+ * drops with sock_put); the struct is torn down when it drops to zero, and a
+ * lookup that finds it dead or moved backs off.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define CHUNK_BITS 10
+#define CHUNK_SIZE (1 << CHUNK_BITS)
+#define TOP_SIZE   4096                     /* up to 4 M descriptors */
+#define DEAD       (-(1 << 30))
+
+static struct lf_sock **top[TOP_SIZE];
+static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct lf_sock *free_list;
+
+static struct lf_sock **slot_of(int fd, int create)
+{
+    if (fd < 0 || (unsigned)fd >= (unsigned)TOP_SIZE * CHUNK_SIZE)
+        return NULL;
+    struct lf_sock **chunk = __atomic_load_n(&top[fd >> CHUNK_BITS], __ATOMIC_ACQUIRE);
+    if (!chunk && create) {
+        pthread_mutex_lock(&table_lock);
+        chunk = top[fd >> CHUNK_BITS];
+        if (!chunk) {
+            chunk = calloc(CHUNK_SIZE, sizeof *chunk);
+            if (chunk)
+                __atomic_store_n(&top[fd >> CHUNK_BITS], chunk, __ATOMIC_RELEASE);
+        }
+        pthread_mutex_unlock(&table_lock);
+    }
+    return chunk ? &chunk[fd & (CHUNK_SIZE - 1)] : NULL;
+}
+
+struct lf_sock *fdtable_acquire(int fd)
+{
+    struct lf_sock **slot = slot_of(fd, 0);
+    if (!slot)
+        return NULL;
+    for (;;) {
+        struct lf_sock *s = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+        if (!s)
+            return NULL;
+        int u = __atomic_add_fetch(&s->users, 1, __ATOMIC_ACQ_REL);
+        if (u > 0 && __atomic_load_n(slot, __ATOMIC_ACQUIRE) == s)
+            return s;
+        if (u > 0)
+            sock_put(s);
+        else
+            __atomic_sub_fetch(&s->users, 1, __ATOMIC_ACQ_REL);
+    }
+}
+
+static void sock_destroy(struct lf_sock *s)
+{
+    handshake_give_up(s);
+    if (s->conn)
+        conn_free(s->conn);
+    pthread_mutex_destroy(&s->lock);
+    pthread_mutex_lock(&table_lock);
+    s->next_free = free_list;
+    free_list = s;
+    pthread_mutex_unlock(&table_lock);
+}
+
+void sock_put(struct lf_sock *s)
+{
+    if (__atomic_sub_fetch(&s->users, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    int zero = 0;
+    if (__atomic_compare_exchange_n(&s->users, &zero, DEAD, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        sock_destroy(s);
+}
+
+struct lf_sock *sock_new(int kind)
+{
+    pthread_mutex_lock(&table_lock);
+    struct lf_sock *s = free_list;
+    if (s)
+        free_list = s->next_free;
+    pthread_mutex_unlock(&table_lock);
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (!s)
+            return NULL;
+        s->users = 1;
+    } else {
+        /* Wait out lookups that raced onto the dead struct, then revive it. */
+        int dead = DEAD;
+        while (!__atomic_compare_exchange_n(&s->users, &dead, 1, 0, __ATOMIC_ACQ_REL,
+                                            __ATOMIC_ACQUIRE))
+            dead = DEAD;
+    }
+    s->refs = 0;
+    s->kind = kind;
+    s->offer_fd = -1;
+    for (int i = 0; i < 4; i++)
+        s->candidates[i] = -1;
+    s->pending_tx = s->pending_rx = 0;
+    s->conn = NULL;
+    s->next_free = NULL;
+    pthread_mutex_init(&s->lock, NULL);
+    return s;
+}
+
+int fdtable_set(int fd, struct lf_sock *s)
+{
+    struct lf_sock **slot = slot_of(fd, 1);
+    if (!slot)
+        return -1;
+    __atomic_add_fetch(&s->refs, 1, __ATOMIC_ACQ_REL);
+    __atomic_add_fetch(&s->users, 1, __ATOMIC_ACQ_REL);
+    struct lf_sock *old = __atomic_exchange_n(slot, s, __ATOMIC_ACQ_REL);
+    if (old) {
+        __atomic_sub_fetch(&old->refs, 1, __ATOMIC_ACQ_REL);
+        sock_put(old);
+    }
+    return 0;
+}
+
+int fdtable_clear(int fd)
+{
+    struct lf_sock **slot = slot_of(fd, 0);
+    if (!slot)
+        return -1;
+    struct lf_sock *old = __atomic_exchange_n(slot, NULL, __ATOMIC_ACQ_REL);
+    if (!old)
+        return -1;
+    int left = __atomic_sub_fetch(&old->refs, 1, __ATOMIC_ACQ_REL);
+    sock_put(old);
+    return left;
+}
+
+/* fork() must not copy the table lock while another thread holds it. */
+void fdtable_lock(void) { pthread_mutex_lock(&table_lock); }
+void fdtable_unlock(void) { pthread_mutex_unlock(&table_lock); }
+void fdtable_reset_lock(void) { pthread_mutex_init(&table_lock, NULL); }
+
+void fdtable_for_each(void (*fn)(struct lf_sock *, void *), void *arg)
+{
+    for (int i = 0; i < TOP_SIZE; i++) {
+        struct lf_sock **chunk = __atomic_load_n(&top[i], __ATOMIC_ACQUIRE);
+        for (int j = 0; chunk && j < CHUNK_SIZE; j++) {
+            struct lf_sock *s = __atomic_load_n(&chunk[j], __ATOMIC_ACQUIRE);
+            if (s)
+                fn(s, arg);
+        }
+    }
+}

@@ -1,0 +1,299 @@
+/*
+ * handshake.c - how two opted-in ends find each other (docs/design.md, 4).
+ *
+ * The client offers before its SYN leaves: a unix listener in the abstract
+ * namespace named after its TCP socket's inode.  The server answers inside
+ * accept(), without waiting: it asks sock_diag who owns the client socket,
+ * connects to the offer, checks SO_PEERCRED against that owner, and sends the
+ * sealed memfd and two eventfds.  The client takes the answer at its next call,
+ * after checking the sender the same way.  Every failure means plain TCP.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define NCANDIDATES 4
+
+struct answer_msg {
+    uint32_t magic, version;
+    uint64_t ring_size;
+};
+
+int is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return 0;
+}
+
+static socklen_t offer_name(uint64_t inode, struct sockaddr_un *un)
+{
+    memset(un, 0, sizeof *un);
+    un->sun_family = AF_UNIX;
+    int n = snprintf(un->sun_path + 1, sizeof un->sun_path - 1, "loopfast-offer-%llu",
+                     (unsigned long long)inode);
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+}
+
+/* ---- client: the offer ---- */
+
+void handshake_offer(struct lf_sock *s, int fd, const struct sockaddr *dst)
+{
+    struct stat st;
+    struct sockaddr_un un;
+    sock_set_kind(s, LF_PLAIN);
+    if (lf_config.mode == LF_MODE_OFF || !is_loopback(dst) || fstat(fd, &st) < 0)
+        return;
+    int l = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (l < 0)
+        return;
+    socklen_t len = offer_name(st.st_ino, &un);
+    if (bind(l, (struct sockaddr *)&un, len) < 0 || listen(l, NCANDIDATES) < 0) {
+        libc.close(l);   /* EADDRINUSE: somebody squats the name */
+        return;
+    }
+    s->offer_fd = l;
+    sock_set_kind(s, LF_PENDING);
+}
+
+/* ---- server: the answer ---- */
+
+static int peer_uid(int unix_fd, uid_t *uid)
+{
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (getsockopt(unix_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+        return -1;
+    *uid = cred.uid;
+    return 0;
+}
+
+/* The owner of the socket at the other end of TCP connection fd. */
+static int tcp_peer_owner(int fd, struct diag_result *owner)
+{
+    struct sockaddr_storage local, peer;
+    socklen_t ll = sizeof local, pl = sizeof peer;
+    if (getsockname(fd, (struct sockaddr *)&local, &ll) < 0 ||
+        getpeername(fd, (struct sockaddr *)&peer, &pl) < 0 ||
+        !is_loopback((struct sockaddr *)&peer))
+        return -1;
+    return sockdiag_lookup(&peer, &local, owner);
+}
+
+/* Connects to the client's offer and checks who holds it. */
+static int connect_offer(int fd)
+{
+    struct diag_result owner;
+    struct sockaddr_un un;
+    uid_t uid;
+    if (tcp_peer_owner(fd, &owner) < 0)
+        return -1;
+    int u = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (u < 0)
+        return -1;
+    socklen_t len = offer_name(owner.inode, &un);
+    if (libc.connect(u, (struct sockaddr *)&un, len) < 0 || peer_uid(u, &uid) < 0 ||
+        uid != owner.uid) {
+        libc.close(u);
+        return -1;
+    }
+    return u;
+}
+
+static int send_answer(int u, int memfd, int bell_server, int bell_client, uint64_t ring_size)
+{
+    struct answer_msg a = { LF_MAGIC, LF_VERSION, ring_size };
+    struct iovec iov = { &a, sizeof a };
+    union {
+        char buf[CMSG_SPACE(3 * sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
+                        .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf };
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(3 * sizeof(int));
+    int fds[3] = { memfd, bell_server, bell_client };
+    memcpy(CMSG_DATA(c), fds, sizeof fds);
+    return libc.sendmsg(u, &m, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof a ? 0 : -1;
+}
+
+/* Builds the server's connection: memfd mapped, bells made.  The memfd is
+ * returned for sending. */
+static struct lf_conn *server_conn(int *memfd)
+{
+    uint64_t size = lf_config.ring_size;
+    if (shm_create(size, memfd) < 0)
+        return NULL;
+    struct lf_conn *c = shm_attach(*memfd, LF_SERVER, size);
+    if (c) {
+        c->bell_mine = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
+        c->bell_peer = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
+        if (c->bell_mine >= 0 && c->bell_peer >= 0)
+            return c;
+        conn_free(c);
+    }
+    libc.close(*memfd);
+    return NULL;
+}
+
+void handshake_answer(int fd)
+{
+    if (lf_config.mode == LF_MODE_OFF)
+        return;
+    int u = connect_offer(fd);
+    if (u < 0)
+        return;
+    int memfd;
+    struct lf_conn *c = server_conn(&memfd);
+    if (!c) {
+        libc.close(u);
+        return;
+    }
+    struct lf_sock *s = sock_new(LF_FAST);
+    if (!s) {
+        conn_free(c);
+    } else {
+        s->conn = c;
+        /* Nothing after a successful send may fail: the client would switch. */
+        if (fdtable_set(fd, s) == 0 &&
+            send_answer(u, memfd, c->bell_mine, c->bell_peer, c->tx.size) < 0)
+            fdtable_clear(fd);
+        sock_put(s);
+    }
+    libc.close(memfd);
+    libc.close(u);
+}
+
+/* ---- client: taking the answer ---- */
+
+static void close_all(const int *fds, int n)
+{
+    for (int i = 0; i < n; i++)
+        libc.close(fds[i]);
+}
+
+/* Collects every descriptor the message carried, so that none leaks. */
+static int received_fds(struct msghdr *m, int *fds, int max)
+{
+    int n = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        for (int i = 0; i < k; i++) {
+            int f;
+            memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
+            if (n < max)
+                fds[n++] = f;
+            else
+                libc.close(f);
+        }
+    }
+    return n;
+}
+
+/* The sender must own the server's end of our TCP connection. */
+static int sender_is_server(int u, int fd)
+{
+    struct diag_result owner;
+    uid_t uid;
+    return peer_uid(u, &uid) == 0 && tcp_peer_owner(fd, &owner) == 0 && owner.uid == uid;
+}
+
+/* 1: a valid answer, now in *out; 0: nothing to read yet; -1: not an answer. */
+static int read_answer(int u, int fd, struct lf_conn **out)
+{
+    struct answer_msg a;
+    struct iovec iov = { &a, sizeof a };
+    union {
+        char buf[CMSG_SPACE(8 * sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
+                        .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf };
+    ssize_t n = libc.recvmsg(u, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return 0;
+    int fds[3], nfds = n > 0 ? received_fds(&m, fds, 3) : 0;
+    struct lf_conn *c = NULL;
+    if (n == (ssize_t)sizeof a && nfds == 3 && !(m.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) &&
+        a.magic == LF_MAGIC && a.version == LF_VERSION && ring_size_valid(a.ring_size) &&
+        sender_is_server(u, fd))
+        c = shm_attach(fds[0], LF_CLIENT, a.ring_size);
+    if (!c) {
+        close_all(fds, nfds);
+        return -1;
+    }
+    libc.close(fds[0]);
+    c->bell_peer = fds[1];
+    c->bell_mine = fds[2];
+    *out = c;
+    return 1;
+}
+
+/* Publishes what the client did on TCP and switches its write direction. */
+static void become_fast(struct lf_sock *s, struct lf_conn *c)
+{
+    struct lf_side *me = &c->sh->side[LF_CLIENT];
+    __atomic_store_n(&me->rx_tcp_bytes, s->pending_rx, __ATOMIC_RELAXED);
+    __atomic_store_n(&me->tx_tcp_bytes, s->pending_tx, __ATOMIC_RELAXED);
+    __atomic_store_n(&me->tx_switched, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&me->ready, 1, __ATOMIC_RELEASE);
+    s->conn = c;
+    handshake_give_up(s);
+    sock_set_kind(s, LF_FAST);
+    conn_ring_bell(c);
+}
+
+int handshake_take_answer(struct lf_sock *s, int fd)
+{
+    for (int i = 0; i < NCANDIDATES; i++) {
+        if (s->candidates[i] >= 0)
+            continue;
+        int u = libc.accept4(s->offer_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (u < 0)
+            break;
+        s->candidates[i] = u;
+    }
+    for (int i = 0; i < NCANDIDATES; i++) {
+        struct lf_conn *c;
+        int r = s->candidates[i] >= 0 ? read_answer(s->candidates[i], fd, &c) : 0;
+        if (r == 0)
+            continue;
+        libc.close(s->candidates[i]);
+        s->candidates[i] = -1;
+        if (r == 1) {
+            become_fast(s, c);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void handshake_give_up(struct lf_sock *s)
+{
+    for (int i = 0; i < NCANDIDATES; i++) {
+        if (s->candidates[i] >= 0)
+            libc.close(s->candidates[i]);
+        s->candidates[i] = -1;
+    }
+    if (s->offer_fd >= 0)
+        libc.close(s->offer_fd);
+    s->offer_fd = -1;
+    if (sock_kind(s) == LF_PENDING)
+        sock_set_kind(s, LF_PLAIN);
+}

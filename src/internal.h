@@ -1,0 +1,198 @@
+/*
+ * internal.h - what loopfast's source files share with each other.  Nothing
+ * here is exported: the library is built with -fvisibility=hidden and only
+ * the names in loopfast.map (the public API and the interposed libc calls)
+ * leave it.
+ */
+#ifndef LOOPFAST_INTERNAL_H
+#define LOOPFAST_INTERNAL_H
+
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "ring.h"
+
+#define LF_EXPORT __attribute__((visibility("default")))
+
+/* ---- libc.c: the real entry points, behind one narrow interface ---- */
+struct libc_calls {
+    ssize_t (*read)(int, void *, size_t);
+    ssize_t (*write)(int, const void *, size_t);
+    ssize_t (*readv)(int, const struct iovec *, int);
+    ssize_t (*writev)(int, const struct iovec *, int);
+    ssize_t (*recv)(int, void *, size_t, int);
+    ssize_t (*send)(int, const void *, size_t, int);
+    ssize_t (*recvfrom)(int, void *, size_t, int, struct sockaddr *, socklen_t *);
+    ssize_t (*sendto)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
+    ssize_t (*recvmsg)(int, struct msghdr *, int);
+    ssize_t (*sendmsg)(int, const struct msghdr *, int);
+    int (*connect)(int, const struct sockaddr *, socklen_t);
+    int (*accept)(int, struct sockaddr *, socklen_t *);
+    int (*accept4)(int, struct sockaddr *, socklen_t *, int);
+    int (*close)(int);
+    int (*shutdown)(int, int);
+    int (*dup)(int);
+    int (*dup2)(int, int);
+    int (*dup3)(int, int, int);
+    int (*fcntl)(int, int, ...);
+    int (*poll)(struct pollfd *, nfds_t, int);
+    int (*ppoll)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *);
+    int (*select)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
+    int (*pselect)(int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *);
+    int (*epoll_ctl)(int, int, int, struct epoll_event *);
+    int (*epoll_wait)(int, struct epoll_event *, int, int);
+    int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
+    pid_t (*fork)(void);
+};
+extern struct libc_calls libc;
+void libc_init(void);
+void *dlsym_next(const char *name);
+
+/* ---- config.c ---- */
+enum lf_mode { LF_MODE_OFF, LF_MODE_OPTIN, LF_MODE_ALL };
+struct lf_config {
+    enum lf_mode mode;
+    unsigned spin_us;       /* LOOPFAST_SPIN_US */
+    uint64_t ring_size;     /* LOOPFAST_RING_KB, rounded to a power of two */
+};
+extern struct lf_config lf_config;
+void config_init(void);
+uint64_t monotonic_ns(void);
+
+/* ---- shm.c: the per-connection shared memory ---- */
+#define LF_MAGIC   0x6c6f6f70u   /* "loop" */
+#define LF_VERSION 1u
+#define LF_HEADER_SIZE 4096u
+
+enum { LF_CLIENT = 0, LF_SERVER = 1 };
+enum { LF_C2S = 0, LF_S2C = 1 };
+
+/* One endpoint's published state; only that endpoint writes it. */
+struct lf_side {
+    _Alignas(64) uint32_t ready;      /* client: answer taken, reads rings */
+    uint32_t tx_switched;             /* our writes now go to the ring */
+    uint64_t tx_tcp_bytes;            /* bytes we wrote on TCP before that */
+    uint64_t rx_tcp_bytes;            /* peer's pre-switch bytes we consumed */
+    uint32_t rx_on_ring;              /* we consumed all of them */
+    uint32_t shut_wr;                 /* no more data from us */
+    uint32_t closed;                  /* our last holder closed */
+    uint32_t holders;                 /* processes holding our end */
+};
+
+struct lf_shared {
+    uint32_t magic, version;
+    uint64_t ring_size;
+    struct lf_side side[2];
+    struct ring_ctl ring[2];
+};
+_Static_assert(sizeof(struct lf_shared) <= LF_HEADER_SIZE, "header fits a page");
+
+struct lf_conn {
+    struct lf_shared *sh;
+    size_t map_len;
+    int me;                       /* LF_CLIENT or LF_SERVER */
+    struct ring tx, rx;
+    int bell_mine, bell_peer;     /* eventfds: we sleep on ours, ring theirs */
+    pthread_mutex_t rx_lock, tx_lock;
+    int broken;                   /* shared state was corrupt: ECONNRESET */
+    int shut_rd;                  /* local shutdown(SHUT_RD) */
+};
+
+int shm_create(uint64_t ring_size, int *memfd_out);
+struct lf_conn *shm_attach(int memfd, int me, uint64_t expect_ring_size);
+void conn_free(struct lf_conn *c);
+
+/* ---- sockdiag.c ---- */
+struct diag_result { uid_t uid; uint64_t inode; };
+/* Looks up the TCP socket whose local address is `src` and remote is `dst`. */
+int sockdiag_lookup(const struct sockaddr_storage *src, const struct sockaddr_storage *dst,
+                    struct diag_result *out);
+
+/* ---- fdtable.c ---- */
+enum lf_kind { LF_OPTIN = 1, LF_PENDING, LF_FAST, LF_PLAIN };
+
+struct lf_sock {
+    int refs;                 /* fd table slots pointing here */
+    int users;                /* calls in flight (type-stable memory) */
+    int kind;                 /* enum lf_kind; changes under lock */
+    pthread_mutex_t lock;
+    int offer_fd;             /* PENDING: the client's offer listener */
+    int candidates[4];        /* PENDING: accepted offer connections, answer not read yet */
+    uint64_t pending_tx;      /* PENDING: bytes written on TCP */
+    uint64_t pending_rx;      /* PENDING: bytes read from TCP */
+    struct lf_conn *conn;     /* FAST */
+    struct lf_sock *next_free;
+    unsigned fork_gen;        /* marks the sock once per fork walk */
+};
+
+static inline int sock_kind(struct lf_sock *s)
+{
+    return __atomic_load_n(&s->kind, __ATOMIC_ACQUIRE);
+}
+static inline void sock_set_kind(struct lf_sock *s, int kind)
+{
+    __atomic_store_n(&s->kind, kind, __ATOMIC_RELEASE);
+}
+
+struct lf_sock *fdtable_acquire(int fd);           /* NULL: not ours */
+void sock_put(struct lf_sock *s);
+struct lf_sock *sock_new(int kind);                /* users = 1: sock_put it */
+int fdtable_set(int fd, struct lf_sock *s);        /* takes a ref */
+int fdtable_clear(int fd);       /* drops the slot's ref; returns refs left, -1 if none */
+void fdtable_lock(void);
+void fdtable_unlock(void);
+void fdtable_reset_lock(void);
+void fdtable_for_each(void (*fn)(struct lf_sock *, void *), void *arg);
+
+/* ---- handshake.c ---- */
+int is_loopback(const struct sockaddr *sa);
+void handshake_offer(struct lf_sock *s, int fd, const struct sockaddr *dst);
+void handshake_answer(int fd);
+int handshake_take_answer(struct lf_sock *s, int fd);
+void handshake_give_up(struct lf_sock *s);
+
+/* ---- conn.c ---- */
+ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags);
+ssize_t conn_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags);
+int conn_shutdown(struct lf_sock *s, int fd, int how);
+void conn_close(struct lf_sock *s, int fd);
+int conn_is_fast(struct lf_sock *s);
+void conn_ring_bell(struct lf_conn *c);
+int conn_tcp_liveness(int fd);
+/* Readiness of a connection for `want`, from shared memory and from what its
+ * TCP socket reported (`tev`, 0 when it was not asked). */
+short conn_poll_state(struct lf_conn *c, short want, short tev);
+short conn_kernel_events(struct lf_conn *c, short want);
+void conn_arm(struct lf_conn *c, short want);
+
+/* ---- wait.c ---- */
+/* Spins, then sleeps on the doorbell and the TCP socket.  Returns 0 after any
+ * news, -EAGAIN on timeout, -EINTR on a signal. `tcp_events` gets what the
+ * TCP socket reported. */
+int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tcp_events);
+void bell_drain(struct lf_conn *c);
+int fd_nonblocking(int fd);
+int sock_timeout_ms(int fd, int optname);
+
+/* ---- pending.c: a client between offer and answer ---- */
+ssize_t pending_io(struct lf_sock *s, int fd, struct msghdr *msg, int flags, int is_send);
+
+/* ---- socket.c: one call on a descriptor we track, whatever its kind ---- */
+ssize_t sock_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags);
+ssize_t sock_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags);
+
+/* ---- poll.c ---- */
+void epoll_forget_fd(int fd);
+
+/* ---- stats ---- */
+extern int lf_initialised;
+void lf_init(void);
+
+#endif /* LOOPFAST_INTERNAL_H */

@@ -1,0 +1,370 @@
+/*
+ * interpose.c - every libc entry point loopfast replaces, in one place.
+ *
+ * Each one looks the descriptor up in the fd table: not ours means straight
+ * to libc, with nothing else done; ours goes to socket.c, which picks the
+ * kernel, the pending client or the rings by the descriptor's kind.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+int lf_initialised;
+
+__attribute__((constructor)) void lf_init(void)
+{
+    if (__atomic_load_n(&lf_initialised, __ATOMIC_ACQUIRE))
+        return;
+    libc_init();
+    config_init();
+    __atomic_store_n(&lf_initialised, 1, __ATOMIC_RELEASE);
+}
+
+/* Looks fd up; NULL means "not ours, call libc". */
+static struct lf_sock *ours(int fd)
+{
+    if (__builtin_expect(!lf_initialised, 0))
+        lf_init();
+    return fdtable_acquire(fd);
+}
+
+static struct msghdr one_buffer(struct iovec *iov, void *buf, size_t len)
+{
+    iov->iov_base = buf;
+    iov->iov_len = len;
+    struct msghdr m = { .msg_iov = iov, .msg_iovlen = 1 };
+    return m;
+}
+
+static ssize_t recv_on(struct lf_sock *s, int fd, void *buf, size_t len, int flags)
+{
+    struct iovec iov;
+    struct msghdr m = one_buffer(&iov, buf, len);
+    ssize_t r = sock_recv(s, fd, &m, flags);
+    sock_put(s);
+    return r;
+}
+
+static ssize_t send_on(struct lf_sock *s, int fd, const void *buf, size_t len, int flags)
+{
+    struct iovec iov;
+    struct msghdr m = one_buffer(&iov, (void *)buf, len);
+    ssize_t r = sock_send(s, fd, &m, flags);
+    sock_put(s);
+    return r;
+}
+
+/* ---- data ---- */
+
+LF_EXPORT ssize_t read(int fd, void *buf, size_t len)
+{
+    struct lf_sock *s = ours(fd);
+    return s ? recv_on(s, fd, buf, len, 0) : libc.read(fd, buf, len);
+}
+
+LF_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
+{
+    if (len > buflen)
+        __builtin_trap();
+    return read(fd, buf, len);
+}
+
+LF_EXPORT ssize_t write(int fd, const void *buf, size_t len)
+{
+    struct lf_sock *s = ours(fd);
+    return s ? send_on(s, fd, buf, len, 0) : libc.write(fd, buf, len);
+}
+
+LF_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
+{
+    struct lf_sock *s = ours(fd);
+    return s ? recv_on(s, fd, buf, len, flags) : libc.recv(fd, buf, len, flags);
+}
+
+LF_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags)
+{
+    if (len > buflen)
+        __builtin_trap();
+    return recv(fd, buf, len, flags);
+}
+
+LF_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
+{
+    struct lf_sock *s = ours(fd);
+    return s ? send_on(s, fd, buf, len, flags) : libc.send(fd, buf, len, flags);
+}
+
+LF_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *from,
+                           socklen_t *fromlen)
+{
+    struct lf_sock *s = ours(fd);
+    if (!s)
+        return libc.recvfrom(fd, buf, len, flags, from, fromlen);
+    if (fromlen)
+        *fromlen = 0;   /* a connected TCP socket reports no source address */
+    return recv_on(s, fd, buf, len, flags);
+}
+
+LF_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
+                                 struct sockaddr *from, socklen_t *fromlen)
+{
+    if (len > buflen)
+        __builtin_trap();
+    return recvfrom(fd, buf, len, flags, from, fromlen);
+}
+
+LF_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
+                         const struct sockaddr *to, socklen_t tolen)
+{
+    struct lf_sock *s = ours(fd);
+    /* TCP ignores the address of a connected socket. */
+    return s ? send_on(s, fd, buf, len, flags) : libc.sendto(fd, buf, len, flags, to, tolen);
+}
+
+LF_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+    struct lf_sock *s = ours(fd);
+    if (!s)
+        return libc.recvmsg(fd, msg, flags);
+    ssize_t r = sock_recv(s, fd, msg, flags);
+    sock_put(s);
+    return r;
+}
+
+LF_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+    struct lf_sock *s = ours(fd);
+    if (!s)
+        return libc.sendmsg(fd, msg, flags);
+    ssize_t r = sock_send(s, fd, msg, flags);
+    sock_put(s);
+    return r;
+}
+
+LF_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
+{
+    struct lf_sock *s = ours(fd);
+    if (!s)
+        return libc.readv(fd, iov, iovcnt);
+    struct msghdr m = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt };
+    ssize_t r = sock_recv(s, fd, &m, 0);
+    sock_put(s);
+    return r;
+}
+
+LF_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
+{
+    struct lf_sock *s = ours(fd);
+    if (!s)
+        return libc.writev(fd, iov, iovcnt);
+    struct msghdr m = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt };
+    ssize_t r = sock_send(s, fd, &m, 0);
+    sock_put(s);
+    return r;
+}
+
+/* ---- connection set-up ---- */
+
+LF_EXPORT int socket(int domain, int type, int protocol)
+{
+    if (__builtin_expect(!lf_initialised, 0))
+        lf_init();
+    static int (*real_socket)(int, int, int);
+    if (!real_socket)
+        *(void **)&real_socket = dlsym_next("socket");
+    int fd = real_socket(domain, type, protocol);
+    if (fd >= 0 && lf_config.mode == LF_MODE_ALL && (domain == AF_INET || domain == AF_INET6) &&
+        (type & 0xf) == SOCK_STREAM && (protocol == 0 || protocol == IPPROTO_TCP)) {
+        struct lf_sock *s = sock_new(LF_OPTIN);
+        if (s) {
+            fdtable_set(fd, s);
+            sock_put(s);
+        }
+    }
+    return fd;
+}
+
+LF_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    struct lf_sock *s = ours(fd);
+    if (!s)
+        return libc.connect(fd, addr, len);
+    pthread_mutex_lock(&s->lock);
+    if (sock_kind(s) == LF_OPTIN && addr && len >= sizeof(sa_family_t))
+        handshake_offer(s, fd, addr);
+    pthread_mutex_unlock(&s->lock);
+    int r = libc.connect(fd, addr, len);
+    sock_put(s);
+    return r;
+}
+
+static int answer_if_optin(int listen_fd, int fd)
+{
+    if (fd < 0)
+        return fd;
+    int e = errno;
+    struct lf_sock *l = ours(listen_fd);
+    if (l) {
+        if (sock_kind(l) == LF_OPTIN)
+            handshake_answer(fd);
+        sock_put(l);
+    }
+    errno = e;
+    return fd;
+}
+
+LF_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len)
+{
+    return answer_if_optin(fd, libc.accept(fd, addr, len));
+}
+
+LF_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+    return answer_if_optin(fd, libc.accept4(fd, addr, len, flags));
+}
+
+LF_EXPORT int shutdown(int fd, int how)
+{
+    struct lf_sock *s = ours(fd);
+    if (!s)
+        return libc.shutdown(fd, how);
+    int r;
+    if (sock_kind(s) == LF_FAST && (how == SHUT_RD || how == SHUT_WR || how == SHUT_RDWR))
+        r = conn_shutdown(s, fd, how);
+    else
+        r = libc.shutdown(fd, how);
+    sock_put(s);
+    return r;
+}
+
+/* ---- descriptors ---- */
+
+/* Forgets fd before the kernel closes it; on the last descriptor of a
+ * connection in this process, tells the peer first. */
+static void forget(int fd)
+{
+    struct lf_sock *s = ours(fd);
+    if (!s)
+        return;
+    epoll_forget_fd(fd);
+    if (fdtable_clear(fd) == 0 && sock_kind(s) == LF_FAST)
+        conn_close(s, fd);
+    sock_put(s);
+}
+
+LF_EXPORT int close(int fd)
+{
+    forget(fd);
+    return libc.close(fd);
+}
+
+static int track_dup(int oldfd, int newfd)
+{
+    if (newfd < 0)
+        return newfd;
+    struct lf_sock *s = ours(oldfd);
+    if (s) {
+        fdtable_set(newfd, s);
+        sock_put(s);
+    }
+    return newfd;
+}
+
+LF_EXPORT int dup(int fd)
+{
+    return track_dup(fd, libc.dup(fd));
+}
+
+LF_EXPORT int dup2(int oldfd, int newfd)
+{
+    if (oldfd != newfd)
+        forget(newfd);
+    int r = libc.dup2(oldfd, newfd);
+    return oldfd == newfd ? r : track_dup(oldfd, r);
+}
+
+LF_EXPORT int dup3(int oldfd, int newfd, int flags)
+{
+    if (oldfd != newfd)
+        forget(newfd);
+    return track_dup(oldfd, libc.dup3(oldfd, newfd, flags));
+}
+
+static int fcntl_common(int fd, int cmd, void *arg)
+{
+    int r = libc.fcntl(fd, cmd, arg);
+    if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)
+        return track_dup(fd, r);
+    return r;
+}
+
+LF_EXPORT int fcntl(int fd, int cmd, ...)
+{
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    return fcntl_common(fd, cmd, arg);
+}
+
+LF_EXPORT int fcntl64(int fd, int cmd, ...)
+{
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    return fcntl_common(fd, cmd, arg);
+}
+
+/* ---- processes ---- */
+
+static unsigned fork_generation;
+
+/* A forked child holds every connection too: count it before it exists. */
+static void count_holder(struct lf_sock *s, void *arg)
+{
+    int delta = *(int *)arg;
+    if (sock_kind(s) != LF_FAST || s->fork_gen == fork_generation)
+        return;
+    s->fork_gen = fork_generation;
+    __atomic_add_fetch(&s->conn->sh->side[s->conn->me].holders, (uint32_t)delta, __ATOMIC_ACQ_REL);
+}
+
+static void reset_locks(struct lf_sock *s, void *arg)
+{
+    (void)arg;
+    pthread_mutex_init(&s->lock, NULL);
+    if (sock_kind(s) == LF_FAST) {
+        pthread_mutex_init(&s->conn->rx_lock, NULL);
+        pthread_mutex_init(&s->conn->tx_lock, NULL);
+    }
+}
+
+LF_EXPORT pid_t fork(void)
+{
+    if (__builtin_expect(!lf_initialised, 0))
+        lf_init();
+    int plus = 1, minus = -1;
+    fork_generation++;
+    fdtable_for_each(count_holder, &plus);
+    fdtable_lock();
+    pid_t pid = libc.fork();
+    if (pid == 0) {
+        fdtable_reset_lock();
+        fdtable_for_each(reset_locks, NULL);
+        return 0;
+    }
+    fdtable_unlock();
+    if (pid < 0) {
+        int e = errno;
+        fork_generation++;
+        fdtable_for_each(count_holder, &minus);
+        errno = e;
+    }
+    return pid;
+}

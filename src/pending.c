@@ -1,0 +1,84 @@
+/*
+ * pending.c - a client socket between its offer and the server's answer.
+ *
+ * Its data goes on TCP, counted, so that the switch offset is exact.  Each
+ * call first looks for the answer.  Kernel calls are made non-blocking under
+ * the socket's lock and the wait happens outside it, so a thread blocked in a
+ * send cannot keep another from reading (and taking the answer).
+ */
+#include <errno.h>
+
+#include "internal.h"
+
+/* After a byte or FIN came on TCP, an answer that is not queued never comes:
+ * the server answers before its accept() returns. */
+static void after_tcp_input(struct lf_sock *s, int fd)
+{
+    if (sock_kind(s) == LF_PENDING && !handshake_take_answer(s, fd))
+        handshake_give_up(s);
+}
+
+/* One non-blocking attempt under the lock; -EAGAIN, -errno, or a count.  Sets
+ * *kind to what the socket was when the attempt was made. */
+static ssize_t pending_try(struct lf_sock *s, int fd, struct msghdr *msg, int flags,
+                           int is_send, int *kind)
+{
+    ssize_t r;
+    pthread_mutex_lock(&s->lock);
+    if (sock_kind(s) == LF_PENDING)
+        handshake_take_answer(s, fd);
+    *kind = sock_kind(s);
+    if (*kind != LF_PENDING) {
+        pthread_mutex_unlock(&s->lock);
+        return -EAGAIN;
+    }
+    if (is_send) {
+        r = libc.sendmsg(fd, msg, flags | MSG_DONTWAIT);
+        if (r > 0)
+            s->pending_tx += (uint64_t)r;
+    } else {
+        r = libc.recvmsg(fd, msg, flags | MSG_DONTWAIT);
+        if (r > 0 && !(flags & MSG_PEEK))
+            s->pending_rx += (uint64_t)r;
+        if (r >= 0)
+            after_tcp_input(s, fd);
+    }
+    if (r < 0)
+        r = -errno;
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+/* Waits for TCP or an answer; 0, or -errno (timeout: -EAGAIN). */
+static int pending_wait(struct lf_sock *s, int fd, int is_send)
+{
+    struct pollfd p[2] = {
+        { .fd = fd, .events = is_send ? POLLOUT : POLLIN },
+        { .fd = __atomic_load_n(&s->offer_fd, __ATOMIC_ACQUIRE), .events = POLLIN },
+    };
+    int timeout = sock_timeout_ms(fd, is_send ? SO_SNDTIMEO : SO_RCVTIMEO);
+    int r = libc.poll(p, p[1].fd >= 0 ? 2 : 1, timeout);
+    if (r < 0)
+        return -errno;
+    return r == 0 ? -EAGAIN : 0;
+}
+
+ssize_t pending_io(struct lf_sock *s, int fd, struct msghdr *msg, int flags, int is_send)
+{
+    for (;;) {
+        int kind;
+        ssize_t r = pending_try(s, fd, msg, flags, is_send, &kind);
+        if (kind != LF_PENDING)
+            return is_send ? sock_send(s, fd, msg, flags) : sock_recv(s, fd, msg, flags);
+        if (r == -EAGAIN && !(flags & MSG_DONTWAIT) && !fd_nonblocking(fd)) {
+            int w = pending_wait(s, fd, is_send);
+            if (w == 0)
+                continue;
+            r = w;
+        }
+        if (r >= 0)
+            return r;
+        errno = (int)-r;
+        return -1;
+    }
+}

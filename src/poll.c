@@ -1,0 +1,328 @@
+/*
+ * poll.c - poll, ppoll, select and pselect with loopfast descriptors mixed
+ * among ordinary ones.
+ *
+ * A fast descriptor's readiness lives in shared memory, not in the kernel.
+ * So: answer from shared memory first; spin for LOOPFAST_SPIN_US; then arm
+ * the rings and sleep in the kernel with, in place of each fast descriptor,
+ * its doorbell and its TCP socket (docs/design.md, 6).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct tracked {
+    nfds_t user;          /* index in the caller's array */
+    struct lf_sock *s;
+    nfds_t extra;         /* index of its doorbell or offer socket */
+};
+
+struct poll_set {
+    struct pollfd *user;
+    nfds_t nuser;
+    struct pollfd *kfds;  /* the caller's entries, then one extra per tracked */
+    nfds_t nk;
+    struct tracked *t;
+    nfds_t nt;
+};
+
+static int is_waitable(struct lf_sock *s)
+{
+    int k = sock_kind(s);
+    return k == LF_FAST || k == LF_PENDING;
+}
+
+/* Builds the kernel's set; returns 0 when no descriptor is ours. */
+static int build(struct poll_set *ps, struct pollfd *fds, nfds_t n)
+{
+    memset(ps, 0, sizeof *ps);
+    for (nfds_t i = 0; i < n; i++) {
+        struct lf_sock *s = fds[i].fd >= 0 ? fdtable_acquire(fds[i].fd) : NULL;
+        if (!s)
+            continue;
+        if (!is_waitable(s) || (!ps->t && !(ps->t = calloc(n, sizeof *ps->t)))) {
+            sock_put(s);
+            continue;
+        }
+        ps->t[ps->nt].user = i;
+        ps->t[ps->nt++].s = s;
+    }
+    if (!ps->nt)
+        return 0;
+    ps->user = fds;
+    ps->nuser = n;
+    ps->kfds = calloc(n + ps->nt, sizeof *ps->kfds);
+    if (!ps->kfds)
+        return 0;
+    memcpy(ps->kfds, fds, n * sizeof *fds);
+    ps->nk = n;
+    return 1;
+}
+
+static void release(struct poll_set *ps)
+{
+    for (nfds_t i = 0; i < ps->nt; i++)
+        sock_put(ps->t[i].s);
+    free(ps->t);
+    free(ps->kfds);
+}
+
+/* Sets the kernel's entries for each tracked descriptor, as it is now. */
+static void prepare_kernel(struct poll_set *ps)
+{
+    ps->nk = ps->nuser;
+    for (nfds_t i = 0; i < ps->nt; i++) {
+        struct tracked *t = &ps->t[i];
+        struct pollfd *k = &ps->kfds[t->user];
+        short want = ps->user[t->user].events;
+        k->revents = 0;
+        t->extra = ps->nk;
+        struct pollfd *x = &ps->kfds[ps->nk++];
+        x->revents = 0;
+        x->events = POLLIN;
+        if (sock_kind(t->s) == LF_FAST) {
+            k->events = conn_kernel_events(t->s->conn, want);
+            x->fd = t->s->conn->bell_mine;
+        } else {
+            k->events = want;
+            x->fd = __atomic_load_n(&t->s->offer_fd, __ATOMIC_ACQUIRE);
+        }
+    }
+}
+
+/* Fills the caller's revents; returns how many are ready.  `kernel` says
+ * whether kfds hold a fresh kernel answer. */
+static int evaluate(struct poll_set *ps, int kernel)
+{
+    int ready = 0;
+    for (nfds_t i = 0; i < ps->nuser; i++)
+        ps->user[i].revents = kernel ? ps->kfds[i].revents : 0;
+    for (nfds_t i = 0; i < ps->nt; i++) {
+        struct tracked *t = &ps->t[i];
+        struct pollfd *u = &ps->user[t->user];
+        short tev = kernel ? ps->kfds[t->user].revents : 0;
+        short xev = kernel && t->extra < ps->nk ? ps->kfds[t->extra].revents : 0;
+        if (sock_kind(t->s) == LF_PENDING && xev) {
+            pthread_mutex_lock(&t->s->lock);
+            if (sock_kind(t->s) == LF_PENDING)
+                handshake_take_answer(t->s, u->fd);
+            pthread_mutex_unlock(&t->s->lock);
+        }
+        if (sock_kind(t->s) == LF_FAST) {
+            if (xev)
+                bell_drain(t->s->conn);
+            u->revents = conn_poll_state(t->s->conn, u->events, tev);
+        } else {
+            u->revents = tev;
+        }
+    }
+    for (nfds_t i = 0; i < ps->nuser; i++)
+        ready += ps->user[i].revents != 0;
+    return ready;
+}
+
+static int fast_ready(struct poll_set *ps)
+{
+    for (nfds_t i = 0; i < ps->nt; i++) {
+        struct tracked *t = &ps->t[i];
+        if (sock_kind(t->s) == LF_FAST &&
+            conn_poll_state(t->s->conn, ps->user[t->user].events, 0))
+            return 1;
+    }
+    return 0;
+}
+
+static int kernel_poll(struct poll_set *ps, int timeout_ms, const sigset_t *mask)
+{
+    prepare_kernel(ps);
+    if (!mask)
+        return libc.poll(ps->kfds, ps->nk, timeout_ms);
+    struct timespec ts = { timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000 };
+    return libc.ppoll(ps->kfds, ps->nk, timeout_ms < 0 ? NULL : &ts, mask);
+}
+
+static int spin(struct poll_set *ps)
+{
+    if (!lf_config.spin_us)
+        return 0;
+    uint64_t end = monotonic_ns() + (uint64_t)lf_config.spin_us * 1000;
+    for (unsigned i = 1;; i++) {
+        if (fast_ready(ps))
+            return 1;
+        if ((i & 63) == 0) {
+            if (kernel_poll(ps, 0, NULL) > 0 && evaluate(ps, 1) > 0)
+                return 1;
+            if (monotonic_ns() >= end)
+                return 0;
+        }
+    }
+}
+
+static int remaining_ms(uint64_t deadline)
+{
+    if (deadline == UINT64_MAX)
+        return -1;
+    uint64_t now = monotonic_ns();
+    return now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
+}
+
+static int poll_tracked(struct poll_set *ps, int timeout_ms, const sigset_t *mask)
+{
+    uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : monotonic_ns() + (uint64_t)timeout_ms * 1000000;
+    int r = kernel_poll(ps, 0, NULL);
+    if (r < 0)
+        return r;
+    r = evaluate(ps, 1);
+    if (r || timeout_ms == 0 || spin(ps))
+        return r ? r : (kernel_poll(ps, 0, NULL) < 0 ? -1 : evaluate(ps, 1));
+    for (;;) {
+        for (nfds_t i = 0; i < ps->nt; i++)
+            if (sock_kind(ps->t[i].s) == LF_FAST)
+                conn_arm(ps->t[i].s->conn, ps->user[ps->t[i].user].events);
+        int wait = fast_ready(ps) ? 0 : remaining_ms(deadline);
+        if (kernel_poll(ps, wait, mask) < 0)
+            return -1;
+        r = evaluate(ps, 1);
+        if (r || remaining_ms(deadline) == 0)
+            return r;
+    }
+}
+
+static int lf_poll(struct pollfd *fds, nfds_t n, int timeout_ms, const sigset_t *mask)
+{
+    struct poll_set ps;
+    if (__builtin_expect(!lf_initialised, 0))
+        lf_init();
+    if (!build(&ps, fds, n)) {
+        release(&ps);
+        if (!mask)
+            return libc.poll(fds, n, timeout_ms);
+        struct timespec ts = { timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000 };
+        return libc.ppoll(fds, n, timeout_ms < 0 ? NULL : &ts, mask);
+    }
+    int r = poll_tracked(&ps, timeout_ms, mask);
+    int e = errno;
+    release(&ps);
+    errno = e;
+    return r;
+}
+
+LF_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout_ms)
+{
+    return lf_poll(fds, n, timeout_ms, NULL);
+}
+
+LF_EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout_ms, size_t fdslen)
+{
+    if (fdslen / sizeof *fds < n)
+        __builtin_trap();
+    return poll(fds, n, timeout_ms);
+}
+
+static int timespec_ms(const struct timespec *ts)
+{
+    if (!ts)
+        return -1;
+    long long ms = (long long)ts->tv_sec * 1000 + (ts->tv_nsec + 999999) / 1000000;
+    return ms > 0x7fffffff ? 0x7fffffff : (int)ms;
+}
+
+LF_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask)
+{
+    if (!mask) {
+        return lf_poll(fds, n, timespec_ms(ts), NULL);
+    }
+    return lf_poll(fds, n, timespec_ms(ts), mask);
+}
+
+LF_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *ts,
+                          const sigset_t *mask, size_t fdslen)
+{
+    if (fdslen / sizeof *fds < n)
+        __builtin_trap();
+    return ppoll(fds, n, ts, mask);
+}
+
+/* ---- select, as poll ---- */
+
+static int any_tracked(int nfds, fd_set *r, fd_set *w, fd_set *x)
+{
+    for (int fd = 0; fd < nfds && fd < FD_SETSIZE; fd++) {
+        if (!(r && FD_ISSET(fd, r)) && !(w && FD_ISSET(fd, w)) && !(x && FD_ISSET(fd, x)))
+            continue;
+        struct lf_sock *s = fdtable_acquire(fd);
+        if (s) {
+            int waitable = is_waitable(s);
+            sock_put(s);
+            if (waitable)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+static int select_as_poll(int nfds, fd_set *r, fd_set *w, fd_set *x, int timeout_ms,
+                          const sigset_t *mask)
+{
+    struct pollfd *p = calloc((size_t)nfds, sizeof *p);
+    if (!p) {
+        errno = ENOMEM;
+        return -1;
+    }
+    nfds_t n = 0;
+    for (int fd = 0; fd < nfds; fd++) {
+        short ev = (r && FD_ISSET(fd, r) ? POLLIN : 0) | (w && FD_ISSET(fd, w) ? POLLOUT : 0) |
+                   (x && FD_ISSET(fd, x) ? POLLPRI : 0);
+        if (ev)
+            p[n++] = (struct pollfd){ .fd = fd, .events = ev };
+    }
+    int rc = lf_poll(p, n, timeout_ms, mask);
+    if (rc >= 0) {
+        rc = 0;
+        if (r) FD_ZERO(r);
+        if (w) FD_ZERO(w);
+        if (x) FD_ZERO(x);
+        for (nfds_t i = 0; i < n; i++) {
+            short re = p[i].revents;
+            if (re & POLLNVAL) {
+                free(p);
+                errno = EBADF;
+                return -1;
+            }
+            if (r && (p[i].events & POLLIN) && (re & (POLLIN | POLLHUP | POLLERR)))
+                FD_SET(p[i].fd, r), rc++;
+            if (w && (p[i].events & POLLOUT) && (re & (POLLOUT | POLLERR)))
+                FD_SET(p[i].fd, w), rc++;
+            if (x && (p[i].events & POLLPRI) && (re & POLLPRI))
+                FD_SET(p[i].fd, x), rc++;
+        }
+    }
+    free(p);
+    return rc;
+}
+
+LF_EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *x, struct timeval *tv)
+{
+    if (__builtin_expect(!lf_initialised, 0))
+        lf_init();
+    if (nfds <= 0 || nfds > FD_SETSIZE || !any_tracked(nfds, r, w, x))
+        return libc.select(nfds, r, w, x, tv);
+    int ms = -1;
+    if (tv) {
+        long long t = (long long)tv->tv_sec * 1000 + (tv->tv_usec + 999) / 1000;
+        ms = t > 0x7fffffff ? 0x7fffffff : (int)t;
+    }
+    return select_as_poll(nfds, r, w, x, ms, NULL);
+}
+
+LF_EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *x, const struct timespec *ts,
+                      const sigset_t *mask)
+{
+    if (__builtin_expect(!lf_initialised, 0))
+        lf_init();
+    if (nfds <= 0 || nfds > FD_SETSIZE || !any_tracked(nfds, r, w, x))
+        return libc.pselect(nfds, r, w, x, ts, mask);
+    return select_as_poll(nfds, r, w, x, timespec_ms(ts), mask);
+}

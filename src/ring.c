@@ -1,0 +1,131 @@
+/*
+ * ring.c - the byte ring between two processes (see ring.h for the rules).
+ *
+ * Every load of the peer's index happens exactly once per call, through an
+ * atomic acquire load into a local, and is checked before it is used.
+ */
+#include "ring.h"
+
+#include <string.h>
+
+int ring_size_valid(uint64_t size)
+{
+    return size >= RING_MIN_SIZE && size <= RING_MAX_SIZE && (size & (size - 1)) == 0;
+}
+
+void ring_init(struct ring *r, struct ring_ctl *ctl, void *data, uint64_t size)
+{
+    r->ctl = ctl;
+    r->data = data;
+    r->size = size;
+}
+
+static uint64_t load_acquire(const uint64_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+static void store_release(uint64_t *p, uint64_t v)
+{
+    __atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+
+/* Reads both indices once; returns the bytes in use or -1 when corrupt. */
+static int64_t ring_used(const struct ring *r, uint64_t *head, uint64_t *tail)
+{
+    *head = load_acquire(&r->ctl->head);
+    *tail = load_acquire(&r->ctl->tail);
+    uint64_t used = *head - *tail;
+    return used <= r->size ? (int64_t)used : -1;
+}
+
+ssize_t ring_readable(const struct ring *r)
+{
+    uint64_t head, tail;
+    return ring_used(r, &head, &tail);
+}
+
+ssize_t ring_writable(const struct ring *r)
+{
+    uint64_t head, tail;
+    int64_t used = ring_used(r, &head, &tail);
+    return used < 0 ? -1 : (ssize_t)(r->size - (uint64_t)used);
+}
+
+/* Copies len bytes into the ring at byte position pos, wrapping once. */
+static void copy_in(struct ring *r, uint64_t pos, const unsigned char *src, size_t len)
+{
+    size_t off = pos & (r->size - 1);
+    size_t first = r->size - off < len ? r->size - off : len;
+    memcpy(r->data + off, src, first);
+    memcpy(r->data, src + first, len - first);
+}
+
+static void copy_out(const struct ring *r, uint64_t pos, unsigned char *dst, size_t len)
+{
+    size_t off = pos & (r->size - 1);
+    size_t first = r->size - off < len ? r->size - off : len;
+    memcpy(dst, r->data + off, first);
+    memcpy(dst + first, r->data, len - first);
+}
+
+ssize_t ring_writev(struct ring *r, const struct iovec *iov, int iovcnt)
+{
+    uint64_t head, tail;
+    int64_t used = ring_used(r, &head, &tail);
+    if (used < 0)
+        return -1;
+    size_t room = r->size - (uint64_t)used, done = 0;
+    for (int i = 0; i < iovcnt && done < room; i++) {
+        size_t n = iov[i].iov_len < room - done ? iov[i].iov_len : room - done;
+        copy_in(r, head + done, iov[i].iov_base, n);
+        done += n;
+    }
+    if (done)
+        store_release(&r->ctl->head, head + done);
+    return (ssize_t)done;
+}
+
+ssize_t ring_write(struct ring *r, const void *buf, size_t len)
+{
+    struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+    return ring_writev(r, &iov, 1);
+}
+
+ssize_t ring_readv(struct ring *r, const struct iovec *iov, int iovcnt, int peek)
+{
+    uint64_t head, tail;
+    int64_t avail = ring_used(r, &head, &tail);
+    if (avail < 0)
+        return -1;
+    size_t done = 0;
+    for (int i = 0; i < iovcnt && done < (size_t)avail; i++) {
+        size_t n = iov[i].iov_len < (size_t)avail - done ? iov[i].iov_len : (size_t)avail - done;
+        copy_out(r, tail + done, iov[i].iov_base, n);
+        done += n;
+    }
+    if (done && !peek)
+        store_release(&r->ctl->tail, tail + done);
+    return (ssize_t)done;
+}
+
+ssize_t ring_read(struct ring *r, void *buf, size_t len, int peek)
+{
+    struct iovec iov = { .iov_base = buf, .iov_len = len };
+    return ring_readv(r, &iov, 1, peek);
+}
+
+void ring_arm(uint32_t *flag)
+{
+    __atomic_store_n(flag, 1, __ATOMIC_SEQ_CST);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+int ring_take_armed(uint32_t *flag)
+{
+    /* Order our index store before the flag load (pairs with ring_arm). */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (__atomic_load_n(flag, __ATOMIC_RELAXED) == 0)
+        return 0;
+    return __atomic_exchange_n(flag, 0, __ATOMIC_SEQ_CST) != 0;
+}

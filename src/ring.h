@@ -1,0 +1,66 @@
+/*
+ * ring.h - a single-producer single-consumer byte ring in shared memory that
+ * the other process may scribble on.
+ *
+ * Indices are free-running 64-bit byte counts.  The writer owns `head`, the
+ * reader owns `tail`; each side reads the other's index once per call with
+ * acquire ordering and checks it (head - tail <= size) before use.  Data
+ * offsets are masked with size - 1, so no value found in shared memory can make
+ * a call touch memory outside the ring.  A failed check returns -1: the caller
+ * treats the connection as broken.
+ */
+#ifndef LOOPFAST_RING_H
+#define LOOPFAST_RING_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#define RING_MIN_SIZE (4u << 10)
+#define RING_MAX_SIZE (64u << 20)
+
+/* The shared part: each word on its own cache line, so that the writer's
+ * stores do not bounce the reader's line and back. */
+struct ring_ctl {
+    _Alignas(64) uint64_t head;      /* bytes ever written: the writer's */
+    _Alignas(64) uint64_t tail;      /* bytes ever read: the reader's */
+    _Alignas(64) uint32_t reader_armed; /* reader sleeps: ring its doorbell */
+    uint32_t writer_armed;              /* writer sleeps: ring its doorbell */
+};
+
+/* The process-local view; `size` is our own validated copy, never re-read. */
+struct ring {
+    struct ring_ctl *ctl;
+    unsigned char *data;
+    uint64_t size;   /* a power of two */
+};
+
+/* Sizes allowed for a ring: a power of two within the bounds above. */
+int ring_size_valid(uint64_t size);
+
+void ring_init(struct ring *r, struct ring_ctl *ctl, void *data, uint64_t size);
+
+/* Bytes that can be read now, or -1 when the indices are corrupt. */
+ssize_t ring_readable(const struct ring *r);
+/* Bytes of room for the writer now, or -1 when the indices are corrupt. */
+ssize_t ring_writable(const struct ring *r);
+
+/* Copy up to the iovecs' total length in; returns bytes written (0 when full)
+ * or -1 when corrupt.  Publishes the new head with release ordering. */
+ssize_t ring_writev(struct ring *r, const struct iovec *iov, int iovcnt);
+ssize_t ring_write(struct ring *r, const void *buf, size_t len);
+
+/* Copy up to the iovecs' total length out; returns bytes read (0 when empty)
+ * or -1 when corrupt.  With peek, the tail is not advanced. */
+ssize_t ring_readv(struct ring *r, const struct iovec *iov, int iovcnt, int peek);
+ssize_t ring_read(struct ring *r, void *buf, size_t len, int peek);
+
+/* Sleeping protocol: a side that is about to sleep arms (sets its flag with a
+ * full barrier, then re-checks the ring); the other side, after it published
+ * progress, takes the flag (exchange to 0) and rings the doorbell if it was
+ * set. */
+void ring_arm(uint32_t *flag);
+int ring_take_armed(uint32_t *flag);
+
+#endif /* LOOPFAST_RING_H */

@@ -1,0 +1,107 @@
+/*
+ * shm.c - the shared memory of one connection: created and sealed by the
+ * server, checked and mapped by both ends.
+ *
+ * Layout: one header page (struct lf_shared), then the client-to-server ring
+ * data, then the server-to-client ring data.  The memfd has no name anyone
+ * could open; it travels only by SCM_RIGHTS to the verified peer.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define REQUIRED_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
+
+static size_t map_size(uint64_t ring_size)
+{
+    return LF_HEADER_SIZE + 2 * (size_t)ring_size;
+}
+
+/* Creates the memfd, sized and sealed, with the header written.  Returns 0
+ * and the memfd, or -1 (errno set). */
+int shm_create(uint64_t ring_size, int *memfd_out)
+{
+    int fd = memfd_create("loopfast", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return -1;
+    size_t len = map_size(ring_size);
+    struct lf_shared hdr;
+    memset(&hdr, 0, sizeof hdr);
+    hdr.magic = LF_MAGIC;
+    hdr.version = LF_VERSION;
+    hdr.ring_size = ring_size;
+    hdr.side[LF_CLIENT].holders = 1;
+    hdr.side[LF_SERVER].holders = 1;
+    if (ftruncate(fd, (off_t)len) < 0 || pwrite(fd, &hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
+        fcntl(fd, F_ADD_SEALS, REQUIRED_SEALS) < 0) {
+        int e = errno;
+        libc.close(fd);
+        errno = e;
+        return -1;
+    }
+    *memfd_out = fd;
+    return 0;
+}
+
+static struct lf_conn *conn_new(void *map, size_t len, int me, uint64_t ring_size)
+{
+    struct lf_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->sh = map;
+    c->map_len = len;
+    c->me = me;
+    unsigned char *data = (unsigned char *)map + LF_HEADER_SIZE;
+    int tx = me == LF_CLIENT ? LF_C2S : LF_S2C;
+    ring_init(&c->tx, &c->sh->ring[tx], data + (size_t)tx * ring_size, ring_size);
+    ring_init(&c->rx, &c->sh->ring[!tx], data + (size_t)!tx * ring_size, ring_size);
+    c->bell_mine = c->bell_peer = -1;
+    pthread_mutex_init(&c->rx_lock, NULL);
+    pthread_mutex_init(&c->tx_lock, NULL);
+    return c;
+}
+
+/* Maps a memfd after checking everything a hostile creator could get wrong:
+ * seals, size, magic, version and the ring size (read once).  The memfd is
+ * not closed here. */
+struct lf_conn *shm_attach(int memfd, int me, uint64_t expect_ring_size)
+{
+    struct stat st;
+    int seals = fcntl(memfd, F_GET_SEALS);
+    if (seals < 0 || (seals & REQUIRED_SEALS) != REQUIRED_SEALS || fstat(memfd, &st) < 0 ||
+        !S_ISREG(st.st_mode) || !ring_size_valid(expect_ring_size) ||
+        (uint64_t)st.st_size != map_size(expect_ring_size))
+        return NULL;
+    size_t len = map_size(expect_ring_size);
+    void *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+    if (map == MAP_FAILED)
+        return NULL;
+    struct lf_shared *sh = map;
+    uint32_t magic = __atomic_load_n(&sh->magic, __ATOMIC_RELAXED);
+    uint32_t version = __atomic_load_n(&sh->version, __ATOMIC_RELAXED);
+    uint64_t size = __atomic_load_n(&sh->ring_size, __ATOMIC_RELAXED);
+    struct lf_conn *c = NULL;
+    if (magic == LF_MAGIC && version == LF_VERSION && size == expect_ring_size)
+        c = conn_new(map, len, me, expect_ring_size);
+    if (!c)
+        munmap(map, len);
+    return c;
+}
+
+void conn_free(struct lf_conn *c)
+{
+    if (c->bell_mine >= 0)
+        libc.close(c->bell_mine);
+    if (c->bell_peer >= 0)
+        libc.close(c->bell_peer);
+    munmap(c->sh, c->map_len);
+    pthread_mutex_destroy(&c->rx_lock);
+    pthread_mutex_destroy(&c->tx_lock);
+    free(c);
+}

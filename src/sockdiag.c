@@ -1,0 +1,108 @@
+/*
+ * sockdiag.c - asks the kernel who owns a TCP socket, by its 4-tuple.
+ *
+ * This is the kernel's word (what `ss` uses), unlike a name anyone can bind,
+ * so the handshake trusts it: the uid and inode of the socket at the other
+ * end of our connection.  One exact lookup, no dump.
+ */
+#include <errno.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* An IPv6 address that is a mapped IPv4 one becomes plain IPv4, because the
+ * kernel keeps such connections in the IPv4 tables. */
+static int to_diag_addr(const struct sockaddr_storage *ss, uint32_t addr[4], uint16_t *port)
+{
+    memset(addr, 0, 16);
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        addr[0] = in->sin_addr.s_addr;
+        *port = in->sin_port;
+        return AF_INET;
+    }
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+        *port = in6->sin6_port;
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+            memcpy(&addr[0], &in6->sin6_addr.s6_addr[12], 4);
+            return AF_INET;
+        }
+        memcpy(addr, &in6->sin6_addr, 16);
+        return AF_INET6;
+    }
+    return -1;
+}
+
+static int diag_request(int nl, int family, const uint32_t src[4], uint16_t sport,
+                        const uint32_t dst[4], uint16_t dport)
+{
+    struct {
+        struct nlmsghdr nlh;
+        struct inet_diag_req_v2 req;
+    } msg;
+    memset(&msg, 0, sizeof msg);
+    msg.nlh.nlmsg_len = sizeof msg;
+    msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    msg.nlh.nlmsg_flags = NLM_F_REQUEST;
+    msg.req.sdiag_family = (uint8_t)family;
+    msg.req.sdiag_protocol = IPPROTO_TCP;
+    msg.req.idiag_states = ~0u;
+    msg.req.id.idiag_sport = sport;
+    msg.req.id.idiag_dport = dport;
+    memcpy(msg.req.id.idiag_src, src, 16);
+    memcpy(msg.req.id.idiag_dst, dst, 16);
+    msg.req.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
+    msg.req.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+    struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
+    return libc.sendto(nl, &msg, sizeof msg, 0, (struct sockaddr *)&kernel, sizeof kernel) ==
+                   (ssize_t)sizeof msg ? 0 : -1;
+}
+
+static int diag_reply(int nl, struct diag_result *out)
+{
+    long buf[1024];
+    ssize_t n = libc.recv(nl, buf, sizeof buf, 0);
+    if (n < 0)
+        return -1;
+    for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)n);
+         h = NLMSG_NEXT(h, n)) {
+        if (h->nlmsg_type == SOCK_DIAG_BY_FAMILY &&
+            h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct inet_diag_msg))) {
+            const struct inet_diag_msg *m = NLMSG_DATA(h);
+            out->uid = m->idiag_uid;
+            out->inode = m->idiag_inode;
+            return out->inode ? 0 : -1;
+        }
+        if (h->nlmsg_type == NLMSG_ERROR || h->nlmsg_type == NLMSG_DONE)
+            break;
+    }
+    errno = ENOENT;
+    return -1;
+}
+
+int sockdiag_lookup(const struct sockaddr_storage *src, const struct sockaddr_storage *dst,
+                    struct diag_result *out)
+{
+    uint32_t s[4], d[4];
+    uint16_t sport, dport;
+    int family = to_diag_addr(src, s, &sport);
+    if (family < 0 || to_diag_addr(dst, d, &dport) != family) {
+        errno = EAFNOSUPPORT;
+        return -1;
+    }
+    int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (nl < 0)
+        return -1;
+    int rc = diag_request(nl, family, s, sport, d, dport);
+    if (rc == 0)
+        rc = diag_reply(nl, out);
+    libc.close(nl);
+    return rc;
+}

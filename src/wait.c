@@ -1,0 +1,104 @@
+/*
+ * wait.c - how a blocked call waits: spin on shared memory for
+ * LOOPFAST_SPIN_US, then arm and sleep on the doorbell eventfd and the TCP
+ * socket together (docs/design.md, 6).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/time.h>
+
+#include "internal.h"
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static uint32_t load32(const uint32_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+/* Is there something for a waiting reader (writer) to look at? */
+static int has_news(struct lf_conn *c, int for_write)
+{
+    const struct lf_side *me = &c->sh->side[c->me], *peer = &c->sh->side[!c->me];
+    if (load32(&peer->closed))
+        return 1;
+    if (for_write)
+        return ring_writable(&c->tx) != 0;
+    if (!load32(&me->rx_on_ring))
+        return load32(&peer->tx_switched) &&
+               __atomic_load_n(&me->rx_tcp_bytes, __ATOMIC_ACQUIRE) ==
+                   __atomic_load_n(&peer->tx_tcp_bytes, __ATOMIC_ACQUIRE);
+    return ring_readable(&c->rx) != 0 || load32(&peer->shut_wr);
+}
+
+static int spin(struct lf_conn *c, int for_write)
+{
+    if (!lf_config.spin_us)
+        return 0;
+    uint64_t end = monotonic_ns() + (uint64_t)lf_config.spin_us * 1000;
+    for (unsigned i = 0;; i++) {
+        if (has_news(c, for_write))
+            return 1;
+        cpu_relax();
+        if ((i & 15) == 15 && monotonic_ns() >= end)
+            return 0;
+    }
+}
+
+/* Bells are semaphore eventfds: each wake-up takes one token, so two threads
+ * asleep on one connection (a reader and a writer) cannot steal each other's
+ * wake-up.  Left-over tokens only cause a spurious wake-up. */
+void bell_drain(struct lf_conn *c)
+{
+    uint64_t token;
+    (void)!libc.read(c->bell_mine, &token, sizeof token);
+}
+
+int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tcp_events)
+{
+    *tcp_events = 0;
+    int on_ring = for_write || load32(&c->sh->side[c->me].rx_on_ring);
+    if (on_ring && spin(c, for_write))
+        return 0;
+    ring_arm(for_write ? &c->tx.ctl->writer_armed : &c->rx.ctl->reader_armed);
+    if (has_news(c, for_write))
+        return 0;
+    /* A writer must not wake on unread TCP data from before the switch. */
+    struct pollfd p[2] = {
+        { .fd = c->bell_mine, .events = POLLIN },
+        { .fd = fd, .events = for_write ? POLLRDHUP : (POLLIN | POLLRDHUP) },
+    };
+    int r = libc.poll(p, 2, timeout_ms);
+    if (r < 0)
+        return -errno;
+    if (r == 0)
+        return -EAGAIN;
+    if (p[0].revents)
+        bell_drain(c);
+    *tcp_events = p[1].revents;
+    return 0;
+}
+
+int fd_nonblocking(int fd)
+{
+    int fl = libc.fcntl(fd, F_GETFL);
+    return fl >= 0 && (fl & O_NONBLOCK);
+}
+
+/* SO_RCVTIMEO / SO_SNDTIMEO as a poll() timeout: -1 when unset. */
+int sock_timeout_ms(int fd, int optname)
+{
+    struct timeval tv;
+    socklen_t len = sizeof tv;
+    if (getsockopt(fd, SOL_SOCKET, optname, &tv, &len) < 0 || (tv.tv_sec == 0 && tv.tv_usec == 0))
+        return -1;
+    long ms = tv.tv_sec * 1000 + (tv.tv_usec + 999) / 1000;
+    return ms > 0x7fffffff ? 0x7fffffff : (int)ms;
+}
