@@ -405,3 +405,22 @@ void conn_arm(struct lf_conn *c, short want)
     if (want & (POLLOUT | POLLWRNORM))
         ring_arm(&c->tx.ctl->writer_armed);
 }
+
+/* What an edge-triggered poller compares between reports: any new data or
+ * state changes these. */
+void conn_signature(struct lf_conn *c, uint64_t *in, uint64_t *out)
+{
+    struct lf_side *peer = peer_side(c);
+    uint64_t flags = (uint64_t)load32(&peer->shut_wr) << 63 | (uint64_t)load32(&peer->closed) << 62 |
+                     (uint64_t)load32(&peer->tx_switched) << 61;
+    *in = (__atomic_load_n(&c->rx.ctl->head, __ATOMIC_ACQUIRE) + load64(&my_side(c)->rx_tcp_bytes)) ^ flags;
+    *out = __atomic_load_n(&c->tx.ctl->tail, __ATOMIC_ACQUIRE) ^ flags;
+}
+
+/* Does a level-triggered answer for `want` need the kernel's word on TCP? */
+int conn_wants_kernel(struct lf_conn *c, short want)
+{
+    int rx_tcp = !load32(&my_side(c)->rx_on_ring);
+    int tx_tcp = c->me == LF_SERVER && !load32(&my_side(c)->tx_switched) && !load32(&peer_side(c)->ready);
+    return ((want & POLLIN) && rx_tcp) || ((want & POLLOUT) && tx_tcp);
+}

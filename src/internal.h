@@ -171,6 +171,8 @@ int conn_tcp_liveness(int fd);
 short conn_poll_state(struct lf_conn *c, short want, short tev);
 short conn_kernel_events(struct lf_conn *c, short want);
 void conn_arm(struct lf_conn *c, short want);
+void conn_signature(struct lf_conn *c, uint64_t *in, uint64_t *out);
+int conn_wants_kernel(struct lf_conn *c, short want);
 
 /* ---- wait.c ---- */
 /* Spins, then sleeps on the doorbell and the TCP socket.  Returns 0 after any

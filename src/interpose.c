@@ -251,7 +251,6 @@ static void forget(int fd)
     struct lf_sock *s = ours(fd);
     if (!s)
         return;
-    epoll_forget_fd(fd);
     if (fdtable_clear(fd) == 0 && sock_kind(s) == LF_FAST)
         conn_close(s, fd);
     sock_put(s);
@@ -260,6 +259,7 @@ static void forget(int fd)
 LF_EXPORT int close(int fd)
 {
     forget(fd);
+    epoll_forget_fd(fd);   /* fd may be an epoll set of ours */
     return libc.close(fd);
 }
 
