@@ -1,0 +1,162 @@
+/*
+ * bench_ring.c - the ceiling: a bare shared-memory ring pair between two
+ * busy-polling processes, no sockets, no system calls.  loopfast's distance to
+ * this is what its protocol and interposition cost.
+ */
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "bench_util.h"
+
+#define RING_BYTES (1u << 20)
+
+struct bare_ring {
+    _Alignas(64) _Atomic uint64_t head;
+    _Alignas(64) _Atomic uint64_t tail;
+    _Alignas(64) _Atomic int done;
+    _Atomic uint64_t total;
+    unsigned char data[RING_BYTES];
+};
+
+static void put(struct bare_ring *r, const void *buf, size_t len)
+{
+    uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+    while (RING_BYTES - (head - atomic_load_explicit(&r->tail, memory_order_acquire)) < len)
+        ;
+    for (size_t i = 0; i < len;) {
+        size_t off = (head + i) & (RING_BYTES - 1), n = RING_BYTES - off < len - i ? RING_BYTES - off : len - i;
+        memcpy(r->data + off, (const char *)buf + i, n);
+        i += n;
+    }
+    atomic_store_explicit(&r->head, head + len, memory_order_release);
+}
+
+/* Takes up to len bytes; 0 when the ring is empty. */
+static size_t take(struct bare_ring *r, void *buf, size_t len)
+{
+    uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    uint64_t avail = atomic_load_explicit(&r->head, memory_order_acquire) - tail;
+    if (avail < len)
+        len = (size_t)avail;
+    for (size_t i = 0; i < len;) {
+        size_t off = (tail + i) & (RING_BYTES - 1), n = RING_BYTES - off < len - i ? RING_BYTES - off : len - i;
+        memcpy((char *)buf + i, r->data + off, n);
+        i += n;
+    }
+    atomic_store_explicit(&r->tail, tail + len, memory_order_release);
+    return len;
+}
+
+static void take_full(struct bare_ring *r, void *buf, size_t len)
+{
+    for (size_t got = 0; got < len;)
+        got += take(r, (char *)buf + got, len - got);
+}
+
+static void serve_echo(struct bare_ring *in, struct bare_ring *out)
+{
+    char msg[64];
+    while (!atomic_load(&in->done)) {
+        if (take(in, msg, 64) == 0)
+            continue;
+        put(out, msg, 64);
+    }
+}
+
+static void serve_sink(struct bare_ring *in)
+{
+    static char buf[65536];
+    uint64_t total = 0;
+    for (;;) {
+        size_t n = take(in, buf, sizeof buf);
+        total += n;
+        if (!n && atomic_load(&in->done) && atomic_load(&in->head) == atomic_load(&in->tail))
+            break;
+    }
+    atomic_store(&in->total, total);
+}
+
+static struct bare_ring *map_rings(void)
+{
+    void *p = mmap(NULL, 2 * sizeof(struct bare_ring), PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        die("cannot map the ring benchmark's memory");
+    return p;
+}
+
+static pid_t start(struct bare_ring *r, int echo)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(60);
+        if (echo) {
+            /* the message is exactly 64 bytes: take whole messages only */
+            serve_echo(&r[0], &r[1]);
+        } else {
+            serve_sink(&r[0]);
+        }
+        _exit(0);
+    }
+    if (pid < 0)
+        die("fork failed");
+    return pid;
+}
+
+static void rtt(const struct bench_opts *o, struct bench_result *res)
+{
+    struct bare_ring *r = map_rings();
+    pid_t pid = start(r, 1);
+    char msg[64] = { 1 };
+    struct samples s;
+    samples_init(&s, 200000);
+    uint64_t end = now_ns() + (uint64_t)(o->seconds * 1e9);
+    for (int i = 0; i < 2000; i++) {
+        put(&r[0], msg, 64);
+        take_full(&r[1], msg, 64);
+    }
+    while (s.n < s.cap && now_ns() < end) {
+        uint64_t t0 = now_ns();
+        put(&r[0], msg, 64);
+        take_full(&r[1], msg, 64);
+        samples_add(&s, now_ns() - t0);
+    }
+    atomic_store(&r[0].done, 1);
+    waitpid(pid, NULL, 0);
+    samples_stats(&s, &res->rtt_median_us, &res->rtt_p99_us);
+    samples_free(&s);
+    munmap(r, 2 * sizeof *r);
+}
+
+static double stream(const struct bench_opts *o, size_t size)
+{
+    struct bare_ring *r = map_rings();
+    pid_t pid = start(r, 0);
+    char *buf = calloc(1, size);
+    uint64_t t0 = now_ns(), end = t0 + (uint64_t)(o->seconds * 1e9);
+    while (now_ns() < end)
+        for (int i = 0; i < 16; i++)
+            put(&r[0], buf, size);
+    atomic_store(&r[0].done, 1);
+    waitpid(pid, NULL, 0);
+    double bps = (double)atomic_load(&r[0].total) / ((double)(now_ns() - t0) / 1e9);
+    free(buf);
+    munmap(r, 2 * sizeof *r);
+    return bps;
+}
+
+int bench_ring(const struct bench_opts *o, struct bench_result *r)
+{
+    rtt(o, r);
+    r->msgs_per_s = stream(o, 64) / 64;
+    r->stream_gbps = stream(o, 65536) / 1e9;
+    r->ok = 1;
+    return 0;
+}
