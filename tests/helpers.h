@@ -1,0 +1,167 @@
+/*
+ * helpers.h - what the tests share: a server process on loopback, whole
+ * reads and writes, a stream checksum, the kernel's IP octet counter.
+ * Each test exits 0 (pass), 1 (fail) or 77 (skip).
+ */
+#ifndef LOOPFAST_TEST_HELPERS_H
+#define LOOPFAST_TEST_HELPERS_H
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "loopfast.h"
+
+#define FAIL(...) do { fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+        fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); exit(1); } while (0)
+#define CHECK(cond, ...) do { if (!(cond)) FAIL(__VA_ARGS__); } while (0)
+#define SKIP(...) do { fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); exit(77); } while (0)
+
+static inline int opt_in(int fd)
+{
+    int on = 1;
+    return loopfast_ioctl(fd, LOOPFAST_SIO_LOOPBACK_FAST_PATH, &on, sizeof on, NULL, 0, NULL);
+}
+
+static inline ssize_t read_full(int fd, void *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = read(fd, (char *)buf + got, len - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return got ? (ssize_t)got : n;
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
+}
+
+static inline ssize_t write_full(int fd, const void *buf, size_t len)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = write(fd, (const char *)buf + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return done ? (ssize_t)done : n;
+        done += (size_t)n;
+    }
+    return (ssize_t)done;
+}
+
+/* FNV-1a over a stream, fed in pieces. */
+static inline uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+#define FNV_INIT 0xcbf29ce484222325ull
+
+/* A listening socket on the loopback address of `family`, optionally opted
+ * in; its address (with the port) in *addr. */
+static inline int listen_on(int family, int optin, struct sockaddr_storage *addr, socklen_t *len)
+{
+    memset(addr, 0, sizeof *addr);
+    int fd = socket(family, SOCK_STREAM, 0);
+    CHECK(fd >= 0, "socket: %s", strerror(errno));
+    if (family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)addr;
+        in->sin_family = AF_INET;
+        in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        *len = sizeof *in;
+    } else {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)addr;
+        in6->sin6_family = AF_INET6;
+        in6->sin6_addr = in6addr_loopback;
+        *len = sizeof *in6;
+    }
+    if (optin)
+        CHECK(opt_in(fd) == 0, "opt in listener: %s", strerror(errno));
+    CHECK(bind(fd, (struct sockaddr *)addr, *len) == 0, "bind: %s", strerror(errno));
+    CHECK(listen(fd, 64) == 0, "listen: %s", strerror(errno));
+    CHECK(getsockname(fd, (struct sockaddr *)addr, len) == 0, "getsockname");
+    return fd;
+}
+
+static inline int connect_to(const struct sockaddr_storage *addr, socklen_t len, int optin)
+{
+    int fd = socket(addr->ss_family, SOCK_STREAM, 0);
+    CHECK(fd >= 0, "socket: %s", strerror(errno));
+    if (optin)
+        CHECK(opt_in(fd) == 0, "opt in client: %s", strerror(errno));
+    CHECK(connect(fd, (const struct sockaddr *)addr, len) == 0, "connect: %s", strerror(errno));
+    return fd;
+}
+
+/* Echoes everything until EOF; exits with 10 + is_fast (so the parent
+ * learns whether the server's end was fast). */
+static inline void echo_server(int listener)
+{
+    int c = accept(listener, NULL, NULL);
+    if (c < 0)
+        _exit(2);
+    static char buf[1 << 18];
+    ssize_t n;
+    while ((n = read(c, buf, sizeof buf)) > 0)
+        if (write_full(c, buf, (size_t)n) != n)
+            _exit(3);
+    int fast = loopfast_fd_is_fast(c);
+    close(c);
+    _exit(n == 0 ? 10 + fast : 4);
+}
+
+static inline pid_t fork_echo_server(int listener)
+{
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork");
+    if (pid == 0) {
+        alarm(60);
+        echo_server(listener);
+    }
+    return pid;
+}
+
+static inline int child_status(pid_t pid)
+{
+    int st;
+    CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* IpExt InOctets from /proc/net/netstat, or -1. */
+static inline long long ip_in_octets(void)
+{
+    FILE *f = fopen("/proc/net/netstat", "r");
+    if (!f)
+        return -1;
+    char names[4096], values[4096];
+    long long result = -1;
+    while (fgets(names, sizeof names, f) && fgets(values, sizeof values, f)) {
+        if (strncmp(names, "IpExt:", 6))
+            continue;
+        char *sn, *sv, *n = strtok_r(names, " \n", &sn), *v = strtok_r(values, " \n", &sv);
+        while (n && v) {
+            if (!strcmp(n, "InOctets"))
+                result = atoll(v);
+            n = strtok_r(NULL, " \n", &sn);
+            v = strtok_r(NULL, " \n", &sv);
+        }
+    }
+    fclose(f);
+    return result;
+}
+
+#endif
