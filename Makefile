@@ -5,7 +5,7 @@ PREFIX  ?= /usr/local
 BUILD   := build
 WARN    := -Wall -Wextra -Werror
 CFLAGS  ?= -O2 -g
-CFLAGS  += $(WARN) -std=gnu11 -pthread -D_GNU_SOURCE -Iinclude
+override CFLAGS += $(WARN) -std=gnu11 -pthread -D_GNU_SOURCE -Iinclude
 LIB_CFLAGS := -fPIC -fvisibility=hidden
 LDLIBS  := -pthread -ldl
 
