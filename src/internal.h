@@ -49,6 +49,7 @@ struct libc_calls {
     int (*epoll_ctl)(int, int, int, struct epoll_event *);
     int (*epoll_wait)(int, struct epoll_event *, int, int);
     int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
+    int (*ioctl)(int, unsigned long, ...);
     pid_t (*fork)(void);
 };
 extern struct libc_calls libc;

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <netinet/in.h>
+#include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -197,7 +198,10 @@ LF_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
     pthread_mutex_lock(&s->lock);
     if (sock_kind(s) == LF_OPTIN && addr && len >= sizeof(sa_family_t))
         handshake_offer(s, fd, addr);
+    int plain = sock_kind(s) == LF_PLAIN;
     pthread_mutex_unlock(&s->lock);
+    if (plain)
+        fdtable_clear(fd);   /* never fast: let its calls go straight to libc */
     int r = libc.connect(fd, addr, len);
     sock_put(s);
     return r;
@@ -367,4 +371,50 @@ LF_EXPORT pid_t fork(void)
         errno = e;
     }
     return pid;
+}
+
+static int libc_ioctl_int(int fd, unsigned long req, int *out)
+{
+    return libc.ioctl(fd, req, out);
+}
+
+/* ---- ioctl: the queue sizes of a fast connection live in its rings ---- */
+
+static int queue_size(struct lf_sock *s, int fd, unsigned long req, int *out)
+{
+    struct lf_conn *c = s->conn;
+    const struct lf_side *me = &c->sh->side[c->me];
+    ssize_t n;
+    if (req == SIOCINQ) {
+        if (!__atomic_load_n(&me->rx_on_ring, __ATOMIC_ACQUIRE))
+            return libc_ioctl_int(fd, req, out);
+        n = ring_readable(&c->rx);
+    } else {
+        if (!__atomic_load_n(&me->tx_switched, __ATOMIC_ACQUIRE))
+            return libc_ioctl_int(fd, req, out);
+        n = ring_readable(&c->tx);
+    }
+    if (n < 0) {
+        errno = ECONNRESET;
+        return -1;
+    }
+    *out = n > INT32_MAX ? INT32_MAX : (int)n;
+    return 0;
+}
+
+LF_EXPORT int ioctl(int fd, unsigned long req, ...)
+{
+    va_list ap;
+    va_start(ap, req);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    if (req == SIOCINQ || req == SIOCOUTQ) {
+        struct lf_sock *s = ours(fd);
+        if (s) {
+            int r = sock_kind(s) == LF_FAST ? queue_size(s, fd, req, arg) : libc.ioctl(fd, req, arg);
+            sock_put(s);
+            return r;
+        }
+    }
+    return libc.ioctl(fd, req, arg);
 }

@@ -37,7 +37,7 @@ void libc_init(void)
     RESOLVE(close); RESOLVE(shutdown);
     RESOLVE(dup); RESOLVE(dup2); RESOLVE(dup3); RESOLVE(fcntl);
     RESOLVE(poll); RESOLVE(ppoll); RESOLVE(select); RESOLVE(pselect);
-    RESOLVE(epoll_ctl); RESOLVE(epoll_wait); RESOLVE(epoll_pwait);
+    RESOLVE(epoll_ctl); RESOLVE(epoll_wait); RESOLVE(epoll_pwait); RESOLVE(ioctl);
     void *f = dlsym_next("fork");
     __atomic_store_n((void **)&libc.fork, f, __ATOMIC_RELEASE);
 }
