@@ -78,6 +78,34 @@ static void inner_update(struct ep_reg *r)
     r->kind_seen = kind;
 }
 
+/* Programs such as redis add and delete a descriptor for every request; a
+ * fast connection's inner set does not depend on the program's mask, so it
+ * is kept for the next ADD instead of being rebuilt. */
+static int inner_get(struct ep_reg *r)
+{
+    struct lf_sock *s = r->s;
+    if (sock_kind(s) == LF_FAST && s->spare_inner >= 0) {
+        r->inner = s->spare_inner;
+        s->spare_inner = -1;
+        r->kind_seen = LF_FAST;
+        return 0;
+    }
+    r->inner = epoll_create1(EPOLL_CLOEXEC);
+    if (r->inner < 0)
+        return -1;
+    inner_update(r);
+    return 0;
+}
+
+static void inner_put(struct ep_reg *r)
+{
+    struct lf_sock *s = r->s;
+    if (r->kind_seen == LF_FAST && sock_kind(s) == LF_FAST && s->spare_inner < 0)
+        s->spare_inner = r->inner;
+    else
+        libc.close(r->inner);
+}
+
 static int reg_add(int epfd, struct ep_set *e, int fd, struct lf_sock *s, struct epoll_event *ev)
 {
     struct ep_reg **p = find_reg(e, fd);
@@ -88,21 +116,19 @@ static int reg_add(int epfd, struct ep_set *e, int fd, struct lf_sock *s, struct
     struct ep_reg *r = calloc(1, sizeof *r);
     if (!r)
         return errno = ENOMEM, -1;
-    r->inner = epoll_create1(EPOLL_CLOEXEC);
+    r->fd = fd;
+    r->s = s;
+    r->events = ev->events;
+    r->data = ev->data;
+    r->sig_in = r->sig_out = UINT64_MAX;
     struct epoll_event outer = { .events = EPOLLIN, .data.ptr = r };
-    if (r->inner < 0 || libc.epoll_ctl(epfd, EPOLL_CTL_ADD, r->inner, &outer) < 0) {
+    if (inner_get(r) < 0 || libc.epoll_ctl(epfd, EPOLL_CTL_ADD, r->inner, &outer) < 0) {
         int err = errno;
         if (r->inner >= 0)
             libc.close(r->inner);
         free(r);
         return errno = err, -1;
     }
-    r->fd = fd;
-    r->s = s;
-    r->events = ev->events;
-    r->data = ev->data;
-    r->sig_in = r->sig_out = UINT64_MAX;
-    inner_update(r);
     *p = r;
     return 0;
 }
@@ -111,7 +137,7 @@ static void reg_free(int epfd, struct ep_reg *r)
 {
     if (epfd >= 0)
         libc.epoll_ctl(epfd, EPOLL_CTL_DEL, r->inner, NULL);
-    libc.close(r->inner);
+    inner_put(r);
     sock_put(r->s);
     free(r);
 }
@@ -142,7 +168,8 @@ static int ctl_ours(int epfd, int op, int fd, struct lf_sock *s, struct epoll_ev
             (*p)->data = ev->data;
             (*p)->disabled = 0;
             (*p)->sig_in = (*p)->sig_out = UINT64_MAX;
-            inner_update(*p);
+            if ((*p)->kind_seen != LF_FAST || sock_kind((*p)->s) != LF_FAST)
+                inner_update(*p);
         }
     }
     pthread_mutex_unlock(&ep_lock);

@@ -67,6 +67,8 @@ struct lf_sock *fdtable_acquire(int fd)
 static void sock_destroy(struct lf_sock *s)
 {
     handshake_give_up(s);
+    if (s->spare_inner >= 0)
+        libc.close(s->spare_inner);
     if (s->conn)
         conn_free(s->conn);
     pthread_mutex_destroy(&s->lock);
@@ -107,6 +109,7 @@ struct lf_sock *sock_new(int kind)
     s->refs = 0;
     s->kind = kind;
     s->offer_fd = -1;
+    s->spare_inner = -1;
     for (int i = 0; i < 4; i++)
         s->candidates[i] = -1;
     s->pending_tx = s->pending_rx = 0;

@@ -131,6 +131,7 @@ struct lf_sock {
     struct lf_conn *conn;     /* FAST */
     struct lf_sock *next_free;
     unsigned fork_gen;        /* marks the sock once per fork walk */
+    int spare_inner;          /* epoll.c: an inner epoll kept for the next ADD */
 };
 
 static inline int sock_kind(struct lf_sock *s)
