@@ -14,6 +14,8 @@ LIB_OBJ  := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
 TOOL_SRC := $(wildcard tools/*.c)
 TEST_SRC := $(wildcard tests/*.c)
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+# Tests that drive real programs (redis, nginx...) are shell scripts.
+TEST_SCRIPTS := $(wildcard tests/prog_*.sh)
 
 all: $(BUILD)/libloopfast.so $(BUILD)/libloopfast.a $(BUILD)/loopfast
 
@@ -49,12 +51,12 @@ $(BUILD)/tests/%: tests/%.c tests/*.h $(BUILD)/libloopfast.so
 tests: $(TESTS)
 
 # Debian packages the tests drive; installed only when missing and root.
-TEST_PACKAGES :=
+TEST_PACKAGES := redis-server redis-tools nginx-light curl memcached iperf3 sockperf python3 iproute2
 deps:
 	@tests/install-deps.sh $(TEST_PACKAGES)
 
 check: all tests deps
-	@tests/run.sh $(TESTS)
+	@tests/run.sh $(TESTS) $(TEST_SCRIPTS)
 
 run: all
 	$(BUILD)/loopfast bench
