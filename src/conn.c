@@ -226,6 +226,20 @@ static int tcp_says_gone(struct lf_conn *c, short tev)
     return (tev & POLLRDHUP) && load32(&peer_side(c)->tx_switched);
 }
 
+/* The peer's `closed` flag misses holders that died or exited without
+ * close() (a forked child's _exit); the kernel does not: its FIN comes when
+ * the last holder anywhere is gone.  Asked at most once a millisecond. */
+static int peer_gone_by_tcp(struct lf_conn *c, int fd)
+{
+    uint64_t now = monotonic_ns();
+    if (c->peer_gone || now < c->next_tcp_check)
+        return c->peer_gone;
+    c->next_tcp_check = now + 1000000;
+    struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+    c->peer_gone = libc.poll(&p, 1, 0) > 0 && tcp_says_gone(c, p.revents);
+    return c->peer_gone;
+}
+
 static ssize_t tx_ring(struct lf_conn *c, int fd, const struct msghdr *msg, int flags)
 {
     struct iovec iov[MAX_IOV];
@@ -234,7 +248,8 @@ static ssize_t tx_ring(struct lf_conn *c, int fd, const struct msghdr *msg, int 
     while (done < want) {
         if (c->broken)
             return done ? (ssize_t)done : -ECONNRESET;
-        if (load32(&my_side(c)->shut_wr) || load32(&peer_side(c)->closed))
+        if (load32(&my_side(c)->shut_wr) || load32(&peer_side(c)->closed) ||
+            (!done && peer_gone_by_tcp(c, fd)))
             return done ? (ssize_t)done : epipe(flags);
         /* Skip what is done: rebuild the iovec from offset `done`. */
         size_t skip = done, k = 0;

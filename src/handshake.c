@@ -144,7 +144,8 @@ static struct lf_conn *server_conn(int *memfd)
         c->bell_peer = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
         if (c->bell_mine >= 0 && c->bell_peer >= 0)
             return c;
-        conn_free(c);
+        conn_free(c);   /* closes the memfd too */
+        return NULL;
     }
     libc.close(*memfd);
     return NULL;
@@ -174,7 +175,6 @@ void handshake_answer(int fd)
             fdtable_clear(fd);
         sock_put(s);
     }
-    libc.close(memfd);
     libc.close(u);
 }
 
@@ -238,7 +238,6 @@ static int read_answer(int u, int fd, struct lf_conn **out)
         close_all(fds, nfds);
         return -1;
     }
-    libc.close(fds[0]);
     c->bell_peer = fds[1];
     c->bell_mine = fds[2];
     *out = c;

@@ -101,9 +101,12 @@ struct lf_conn {
     int me;                       /* LF_CLIENT or LF_SERVER */
     struct ring tx, rx;
     int bell_mine, bell_peer;     /* eventfds: we sleep on ours, ring theirs */
+    int memfd;                    /* kept so that an exec'd image can map it again */
     pthread_mutex_t rx_lock, tx_lock;
     int broken;                   /* shared state was corrupt: ECONNRESET */
     int shut_rd;                  /* local shutdown(SHUT_RD) */
+    uint64_t next_tcp_check;      /* when a writer next asks TCP if the peer is gone */
+    int peer_gone;                /* TCP said so once: it stays so */
 };
 
 int shm_create(uint64_t ring_size, int *memfd_out);
@@ -194,6 +197,9 @@ ssize_t sock_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags
 
 /* ---- poll.c ---- */
 void epoll_forget_fd(int fd);
+
+/* ---- exec.c ---- */
+void exec_import(void);
 
 /* ---- stats ---- */
 extern int lf_initialised;

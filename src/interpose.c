@@ -24,6 +24,7 @@ __attribute__((constructor)) void lf_init(void)
     libc_init();
     config_init();
     __atomic_store_n(&lf_initialised, 1, __ATOMIC_RELEASE);
+    exec_import();
 }
 
 /* Looks fd up; NULL means "not ours, call libc". */

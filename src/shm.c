@@ -61,15 +61,15 @@ static struct lf_conn *conn_new(void *map, size_t len, int me, uint64_t ring_siz
     int tx = me == LF_CLIENT ? LF_C2S : LF_S2C;
     ring_init(&c->tx, &c->sh->ring[tx], data + (size_t)tx * ring_size, ring_size);
     ring_init(&c->rx, &c->sh->ring[!tx], data + (size_t)!tx * ring_size, ring_size);
-    c->bell_mine = c->bell_peer = -1;
+    c->bell_mine = c->bell_peer = c->memfd = -1;
     pthread_mutex_init(&c->rx_lock, NULL);
     pthread_mutex_init(&c->tx_lock, NULL);
     return c;
 }
 
 /* Maps a memfd after checking everything a hostile creator could get wrong:
- * seals, size, magic, version and the ring size (read once).  The memfd is
- * not closed here. */
+ * seals, size, magic, version and the ring size (read once).  On success the
+ * connection owns the memfd. */
 struct lf_conn *shm_attach(int memfd, int me, uint64_t expect_ring_size)
 {
     struct stat st;
@@ -91,11 +91,15 @@ struct lf_conn *shm_attach(int memfd, int me, uint64_t expect_ring_size)
         c = conn_new(map, len, me, expect_ring_size);
     if (!c)
         munmap(map, len);
+    else
+        c->memfd = memfd;
     return c;
 }
 
 void conn_free(struct lf_conn *c)
 {
+    if (c->memfd >= 0)
+        libc.close(c->memfd);
     if (c->bell_mine >= 0)
         libc.close(c->bell_mine);
     if (c->bell_peer >= 0)

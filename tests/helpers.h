@@ -165,3 +165,21 @@ static inline long long ip_in_octets(void)
 }
 
 #endif
+
+/* A connected pair in this process, both ends opted in, after one exchange
+ * (so both are on the fast path when `optin`). */
+static inline void fast_pair(int family, int optin, int *client, int *server)
+{
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int l = listen_on(family, optin, &addr, &len);
+    *client = connect_to(&addr, len, optin);
+    *server = accept(l, NULL, NULL);
+    CHECK(*server >= 0, "accept: %s", strerror(errno));
+    close(l);
+    char b;
+    CHECK(write_full(*client, "a", 1) == 1 && read_full(*server, &b, 1) == 1, "first exchange c->s");
+    CHECK(write_full(*server, "b", 1) == 1 && read_full(*client, &b, 1) == 1, "first exchange s->c");
+    if (optin)
+        CHECK(loopfast_fd_is_fast(*client) == 1 && loopfast_fd_is_fast(*server) == 1, "pair not fast");
+}
