@@ -44,14 +44,19 @@ static int iov_limit(const struct iovec *in, size_t n, size_t limit, struct iove
     return k;
 }
 
+void bell_ring(struct lf_conn *c, int which)
+{
+    uint64_t one = 1;
+    (void)!libc.write(c->bell_peer[which], &one, sizeof one);
+}
+
+/* After a change of state, wake the peer for whatever it waits for. */
 void conn_ring_bell(struct lf_conn *c)
 {
-    int armed = ring_take_armed(&c->tx.ctl->reader_armed);
-    armed |= ring_take_armed(&c->rx.ctl->writer_armed);
-    if (armed) {
-        uint64_t one = 1;
-        (void)!libc.write(c->bell_peer, &one, sizeof one);
-    }
+    if (ring_take_armed(&c->tx.ctl->reader_armed))
+        bell_ring(c, BELL_DATA);
+    if (ring_take_armed(&c->rx.ctl->writer_armed))
+        bell_ring(c, BELL_ROOM);
 }
 
 int conn_is_fast(struct lf_sock *s)
@@ -133,10 +138,8 @@ static ssize_t rx_step(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
         if (n < 0)
             return c->broken = 1, -ECONNRESET;
         if (n > 0) {
-            if (!peek && ring_take_armed(&c->rx.ctl->writer_armed)) {
-                uint64_t one = 1;
-                (void)!libc.write(c->bell_peer, &one, sizeof one);
-            }
+            if (!peek && ring_take_armed(&c->rx.ctl->writer_armed))
+                bell_ring(c, BELL_ROOM);
             return n;
         }
         /* Data is published before the flag: look once more after it. */
@@ -267,10 +270,8 @@ static ssize_t tx_ring(struct lf_conn *c, int fd, const struct msghdr *msg, int 
             return c->broken = 1, done ? (ssize_t)done : -ECONNRESET;
         if (n > 0) {
             done += (size_t)n;
-            if (ring_take_armed(&c->tx.ctl->reader_armed)) {
-                uint64_t one = 1;
-                (void)!libc.write(c->bell_peer, &one, sizeof one);
-            }
+            if (ring_take_armed(&c->tx.ctl->reader_armed))
+                bell_ring(c, BELL_DATA);
             continue;
         }
         if (rx_nonblocking(fd, flags))

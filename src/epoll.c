@@ -71,9 +71,12 @@ static void inner_update(struct ep_reg *r)
     if (libc.epoll_ctl(r->inner, EPOLL_CTL_MOD, r->fd, &tcp) < 0)
         libc.epoll_ctl(r->inner, EPOLL_CTL_ADD, r->fd, &tcp);
     struct epoll_event x = { .events = EPOLLIN, .data.fd = -1 };
-    if (kind == LF_FAST)
-        libc.epoll_ctl(r->inner, EPOLL_CTL_ADD, r->s->conn->bell_mine, &x);
-    else if (kind == LF_PENDING && r->s->offer_fd >= 0)
+    if (kind == LF_FAST) {
+        /* data.fd -1 - which: tells the doorbells apart from the TCP socket */
+        libc.epoll_ctl(r->inner, EPOLL_CTL_ADD, r->s->conn->bell_mine[BELL_DATA], &x);
+        x.data.fd = -1 - BELL_ROOM;
+        libc.epoll_ctl(r->inner, EPOLL_CTL_ADD, r->s->conn->bell_mine[BELL_ROOM], &x);
+    } else if (kind == LF_PENDING && r->s->offer_fd >= 0)
         libc.epoll_ctl(r->inner, EPOLL_CTL_ADD, r->s->offer_fd, &x);
     r->kind_seen = kind;
 }
@@ -312,7 +315,7 @@ static short drain_inner(struct ep_reg *r)
         if (ev[i].data.fd == r->fd) {
             tev |= (short)ev[i].events;
         } else if (sock_kind(r->s) == LF_FAST) {
-            bell_drain(r->s->conn);
+            bell_drain(r->s->conn, ev[i].data.fd == -1 - BELL_ROOM ? BELL_ROOM : BELL_DATA);
         } else {
             pthread_mutex_lock(&r->s->lock);
             if (sock_kind(r->s) == LF_PENDING)

@@ -49,12 +49,14 @@ static void describe(struct lf_sock *s, void *arg, int fd)
     int fl = libc.fcntl(fd, F_GETFD);
     if (sock_kind(s) != LF_FAST || fl < 0 || (fl & FD_CLOEXEC))
         return;
-    int m = keep(x, c->memfd), bm = keep(x, c->bell_mine), bp = keep(x, c->bell_peer);
-    if (m < 0 || bm < 0 || bp < 0)
+    int m = keep(x, c->memfd);
+    int md = keep(x, c->bell_mine[BELL_DATA]), mr = keep(x, c->bell_mine[BELL_ROOM]);
+    int pd = keep(x, c->bell_peer[BELL_DATA]), pr = keep(x, c->bell_peer[BELL_ROOM]);
+    if (m < 0 || md < 0 || mr < 0 || pd < 0 || pr < 0)
         return;
-    char item[96];
-    int n = snprintf(item, sizeof item, "%s%d:%d:%d:%d:%d:%llu", x->len ? "," : "", fd, m, bm, bp,
-                     c->me, (unsigned long long)c->tx.size);
+    char item[128];
+    int n = snprintf(item, sizeof item, "%s%d:%d:%d:%d:%d:%d:%d:%llu", x->len ? "," : "", fd, m, md,
+                     mr, pd, pr, c->me, (unsigned long long)c->tx.size);
     if (x->len + (size_t)n + 1 > x->cap) {
         size_t cap = x->cap ? 2 * x->cap : 256;
         char *b = realloc(x->buf, cap);
@@ -204,27 +206,26 @@ LF_EXPORT int execle(const char *path, const char *arg, ...) { EXECL_BODY(execve
 
 static void import_one(const char *item)
 {
-    int fd, memfd, bell_mine, bell_peer, me;
+    int fd, f[5], me;   /* memfd, my data and room bells, the peer's */
     unsigned long long size;
-    if (sscanf(item, "%d:%d:%d:%d:%d:%llu", &fd, &memfd, &bell_mine, &bell_peer, &me, &size) != 6 ||
-        (me != LF_CLIENT && me != LF_SERVER))
+    if (sscanf(item, "%d:%d:%d:%d:%d:%d:%d:%llu", &fd, &f[0], &f[1], &f[2], &f[3], &f[4], &me,
+               &size) != 8 || (me != LF_CLIENT && me != LF_SERVER))
         return;
-    int fds[3] = { memfd, bell_mine, bell_peer };
-    for (int i = 0; i < 3; i++)
-        libc.fcntl(fds[i], F_SETFD, FD_CLOEXEC);
-    struct lf_conn *c = shm_attach(memfd, me, size);
+    for (int i = 0; i < 5; i++)
+        libc.fcntl(f[i], F_SETFD, FD_CLOEXEC);
+    struct lf_conn *c = shm_attach(f[0], me, size);
     struct lf_sock *s = c ? sock_new(LF_FAST) : NULL;
     if (!s) {
         if (c)
             conn_free(c);
-        else
-            libc.close(memfd);
-        libc.close(bell_mine);
-        libc.close(bell_peer);
+        for (int i = c ? 1 : 0; i < 5; i++)
+            libc.close(f[i]);
         return;
     }
-    c->bell_mine = bell_mine;
-    c->bell_peer = bell_peer;
+    c->bell_mine[BELL_DATA] = f[1];
+    c->bell_mine[BELL_ROOM] = f[2];
+    c->bell_peer[BELL_DATA] = f[3];
+    c->bell_peer[BELL_ROOM] = f[4];
     s->conn = c;
     fdtable_set(fd, s);
     sock_put(s);

@@ -111,12 +111,14 @@ static int connect_offer(int fd)
     return u;
 }
 
-static int send_answer(int u, int memfd, int bell_server, int bell_client, uint64_t ring_size)
+#define ANSWER_FDS 5   /* memfd; the server's bells (data, room); the client's */
+
+static int send_answer(int u, int memfd, const struct lf_conn *cn, uint64_t ring_size)
 {
     struct answer_msg a = { LF_MAGIC, LF_VERSION, ring_size };
     struct iovec iov = { &a, sizeof a };
     union {
-        char buf[CMSG_SPACE(3 * sizeof(int))];
+        char buf[CMSG_SPACE(ANSWER_FDS * sizeof(int))];
         struct cmsghdr align;
     } ctl;
     memset(&ctl, 0, sizeof ctl);
@@ -125,8 +127,9 @@ static int send_answer(int u, int memfd, int bell_server, int bell_client, uint6
     struct cmsghdr *c = CMSG_FIRSTHDR(&m);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(3 * sizeof(int));
-    int fds[3] = { memfd, bell_server, bell_client };
+    c->cmsg_len = CMSG_LEN(ANSWER_FDS * sizeof(int));
+    int fds[ANSWER_FDS] = { memfd, cn->bell_mine[BELL_DATA], cn->bell_mine[BELL_ROOM],
+                            cn->bell_peer[BELL_DATA], cn->bell_peer[BELL_ROOM] };
     memcpy(CMSG_DATA(c), fds, sizeof fds);
     return libc.sendmsg(u, &m, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof a ? 0 : -1;
 }
@@ -140,9 +143,13 @@ static struct lf_conn *server_conn(int *memfd)
         return NULL;
     struct lf_conn *c = shm_attach(*memfd, LF_SERVER, size);
     if (c) {
-        c->bell_mine = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
-        c->bell_peer = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
-        if (c->bell_mine >= 0 && c->bell_peer >= 0)
+        int ok = 1;
+        for (int i = 0; i < 2; i++) {
+            c->bell_mine[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
+            c->bell_peer[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
+            ok &= c->bell_mine[i] >= 0 && c->bell_peer[i] >= 0;
+        }
+        if (ok)
             return c;
         conn_free(c);   /* closes the memfd too */
         return NULL;
@@ -171,7 +178,7 @@ void handshake_answer(int fd)
         s->conn = c;
         /* Nothing after a successful send may fail: the client would switch. */
         if (fdtable_set(fd, s) == 0 &&
-            send_answer(u, memfd, c->bell_mine, c->bell_peer, c->tx.size) < 0)
+            send_answer(u, memfd, c, c->tx.size) < 0)
             fdtable_clear(fd);
         sock_put(s);
     }
@@ -220,7 +227,7 @@ static int read_answer(int u, int fd, struct lf_conn **out)
     struct answer_msg a;
     struct iovec iov = { &a, sizeof a };
     union {
-        char buf[CMSG_SPACE(8 * sizeof(int))];
+        char buf[CMSG_SPACE(8 * sizeof(int))];   /* room to see (and close) extras */
         struct cmsghdr align;
     } ctl;
     struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
@@ -228,9 +235,9 @@ static int read_answer(int u, int fd, struct lf_conn **out)
     ssize_t n = libc.recvmsg(u, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
         return 0;
-    int fds[3], nfds = n > 0 ? received_fds(&m, fds, 3) : 0;
+    int fds[ANSWER_FDS + 1], nfds = n > 0 ? received_fds(&m, fds, ANSWER_FDS + 1) : 0;
     struct lf_conn *c = NULL;
-    if (n == (ssize_t)sizeof a && nfds == 3 && !(m.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) &&
+    if (n == (ssize_t)sizeof a && nfds == ANSWER_FDS && !(m.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) &&
         a.magic == LF_MAGIC && a.version == LF_VERSION && ring_size_valid(a.ring_size) &&
         sender_is_server(u, fd))
         c = shm_attach(fds[0], LF_CLIENT, a.ring_size);
@@ -238,8 +245,10 @@ static int read_answer(int u, int fd, struct lf_conn **out)
         close_all(fds, nfds);
         return -1;
     }
-    c->bell_peer = fds[1];
-    c->bell_mine = fds[2];
+    c->bell_peer[BELL_DATA] = fds[1];
+    c->bell_peer[BELL_ROOM] = fds[2];
+    c->bell_mine[BELL_DATA] = fds[3];
+    c->bell_mine[BELL_ROOM] = fds[4];
     *out = c;
     return 1;
 }

@@ -73,6 +73,7 @@ uint64_t monotonic_ns(void);
 #define LF_HEADER_SIZE 4096u
 
 enum { LF_CLIENT = 0, LF_SERVER = 1 };
+enum { BELL_DATA = 0, BELL_ROOM = 1 };
 enum { LF_C2S = 0, LF_S2C = 1 };
 
 /* One endpoint's published state; only that endpoint writes it. */
@@ -100,7 +101,9 @@ struct lf_conn {
     size_t map_len;
     int me;                       /* LF_CLIENT or LF_SERVER */
     struct ring tx, rx;
-    int bell_mine, bell_peer;     /* eventfds: we sleep on ours, ring theirs */
+    /* Doorbells (eventfds), one per reason to wait, so that a thread waiting
+     * for data and one waiting for room never take each other's wake-up. */
+    int bell_mine[2], bell_peer[2];   /* [BELL_DATA], [BELL_ROOM] */
     int memfd;                    /* kept so that an exec'd image can map it again */
     pthread_mutex_t rx_lock, tx_lock;
     int broken;                   /* shared state was corrupt: ECONNRESET */
@@ -170,6 +173,7 @@ int conn_shutdown(struct lf_sock *s, int fd, int how);
 void conn_close(struct lf_sock *s, int fd);
 int conn_is_fast(struct lf_sock *s);
 void conn_ring_bell(struct lf_conn *c);
+void bell_ring(struct lf_conn *c, int which);
 int conn_tcp_liveness(int fd);
 /* Readiness of a connection for `want`, from shared memory and from what its
  * TCP socket reported (`tev`, 0 when it was not asked). */
@@ -184,7 +188,7 @@ int conn_wants_kernel(struct lf_conn *c, short want);
  * news, -EAGAIN on timeout, -EINTR on a signal. `tcp_events` gets what the
  * TCP socket reported. */
 int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tcp_events);
-void bell_drain(struct lf_conn *c);
+void bell_drain(struct lf_conn *c, int which);
 int fd_nonblocking(int fd);
 int sock_timeout_ms(int fd, int optname);
 

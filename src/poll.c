@@ -16,13 +16,13 @@
 struct tracked {
     nfds_t user;          /* index in the caller's array */
     struct lf_sock *s;
-    nfds_t extra;         /* index of its doorbell or offer socket */
+    nfds_t extra;         /* index of its two doorbells, or its offer socket */
 };
 
 struct poll_set {
     struct pollfd *user;
     nfds_t nuser;
-    struct pollfd *kfds;  /* the caller's entries, then one extra per tracked */
+    struct pollfd *kfds;  /* the caller's entries, then two extra per tracked */
     nfds_t nk;
     struct tracked *t;
     nfds_t nt;
@@ -53,7 +53,7 @@ static int build(struct poll_set *ps, struct pollfd *fds, nfds_t n)
         return 0;
     ps->user = fds;
     ps->nuser = n;
-    ps->kfds = calloc(n + ps->nt, sizeof *ps->kfds);
+    ps->kfds = calloc(n + 2 * ps->nt, sizeof *ps->kfds);
     if (!ps->kfds)
         return 0;
     memcpy(ps->kfds, fds, n * sizeof *fds);
@@ -79,15 +79,16 @@ static void prepare_kernel(struct poll_set *ps)
         short want = ps->user[t->user].events;
         k->revents = 0;
         t->extra = ps->nk;
-        struct pollfd *x = &ps->kfds[ps->nk++];
-        x->revents = 0;
-        x->events = POLLIN;
+        struct pollfd *x = &ps->kfds[ps->nk];
+        ps->nk += 2;
+        x[0] = x[1] = (struct pollfd){ .fd = -1, .events = POLLIN };
         if (sock_kind(t->s) == LF_FAST) {
             k->events = conn_kernel_events(t->s->conn, want);
-            x->fd = t->s->conn->bell_mine;
+            x[0].fd = t->s->conn->bell_mine[BELL_DATA];
+            x[1].fd = t->s->conn->bell_mine[BELL_ROOM];
         } else {
             k->events = want;
-            x->fd = __atomic_load_n(&t->s->offer_fd, __ATOMIC_ACQUIRE);
+            x[0].fd = __atomic_load_n(&t->s->offer_fd, __ATOMIC_ACQUIRE);
         }
     }
 }
@@ -103,7 +104,9 @@ static int evaluate(struct poll_set *ps, int kernel)
         struct tracked *t = &ps->t[i];
         struct pollfd *u = &ps->user[t->user];
         short tev = kernel ? ps->kfds[t->user].revents : 0;
-        short xev = kernel && t->extra < ps->nk ? ps->kfds[t->extra].revents : 0;
+        int fresh = kernel && t->extra + 1 < ps->nk;
+        short xev = fresh ? ps->kfds[t->extra].revents : 0;
+        short xev_room = fresh ? ps->kfds[t->extra + 1].revents : 0;
         if (sock_kind(t->s) == LF_PENDING && xev) {
             pthread_mutex_lock(&t->s->lock);
             if (sock_kind(t->s) == LF_PENDING)
@@ -112,7 +115,9 @@ static int evaluate(struct poll_set *ps, int kernel)
         }
         if (sock_kind(t->s) == LF_FAST) {
             if (xev)
-                bell_drain(t->s->conn);
+                bell_drain(t->s->conn, BELL_DATA);
+            if (xev_room)
+                bell_drain(t->s->conn, BELL_ROOM);
             u->revents = conn_poll_state(t->s->conn, u->events, tev);
         } else {
             u->revents = tev;

@@ -61,7 +61,7 @@ static struct lf_conn *conn_new(void *map, size_t len, int me, uint64_t ring_siz
     int tx = me == LF_CLIENT ? LF_C2S : LF_S2C;
     ring_init(&c->tx, &c->sh->ring[tx], data + (size_t)tx * ring_size, ring_size);
     ring_init(&c->rx, &c->sh->ring[!tx], data + (size_t)!tx * ring_size, ring_size);
-    c->bell_mine = c->bell_peer = c->memfd = -1;
+    c->bell_mine[0] = c->bell_mine[1] = c->bell_peer[0] = c->bell_peer[1] = c->memfd = -1;
     pthread_mutex_init(&c->rx_lock, NULL);
     pthread_mutex_init(&c->tx_lock, NULL);
     return c;
@@ -100,10 +100,12 @@ void conn_free(struct lf_conn *c)
 {
     if (c->memfd >= 0)
         libc.close(c->memfd);
-    if (c->bell_mine >= 0)
-        libc.close(c->bell_mine);
-    if (c->bell_peer >= 0)
-        libc.close(c->bell_peer);
+    for (int i = 0; i < 2; i++) {
+        if (c->bell_mine[i] >= 0)
+            libc.close(c->bell_mine[i]);
+        if (c->bell_peer[i] >= 0)
+            libc.close(c->bell_peer[i]);
+    }
     munmap(c->sh, c->map_len);
     pthread_mutex_destroy(&c->rx_lock);
     pthread_mutex_destroy(&c->tx_lock);

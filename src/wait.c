@@ -52,13 +52,13 @@ static int spin(struct lf_conn *c, int for_write)
     }
 }
 
-/* Bells are semaphore eventfds: each wake-up takes one token, so two threads
- * asleep on one connection (a reader and a writer) cannot steal each other's
- * wake-up.  Left-over tokens only cause a spurious wake-up. */
-void bell_drain(struct lf_conn *c)
+/* Bells are semaphore eventfds: each wake-up takes one token, so processes
+ * sharing a connection after fork cannot steal all of each other's wake-ups.
+ * Left-over tokens only cause a spurious wake-up. */
+void bell_drain(struct lf_conn *c, int which)
 {
     uint64_t token;
-    (void)!libc.read(c->bell_mine, &token, sizeof token);
+    (void)!libc.read(c->bell_mine[which], &token, sizeof token);
 }
 
 int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tcp_events)
@@ -72,7 +72,7 @@ int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tc
         return 0;
     /* A writer must not wake on unread TCP data from before the switch. */
     struct pollfd p[2] = {
-        { .fd = c->bell_mine, .events = POLLIN },
+        { .fd = c->bell_mine[for_write ? BELL_ROOM : BELL_DATA], .events = POLLIN },
         { .fd = fd, .events = for_write ? POLLRDHUP : (POLLIN | POLLRDHUP) },
     };
     int r = libc.poll(p, 2, timeout_ms);
@@ -81,7 +81,7 @@ int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tc
     if (r == 0)
         return -EAGAIN;
     if (p[0].revents)
-        bell_drain(c);
+        bell_drain(c, for_write ? BELL_ROOM : BELL_DATA);
     *tcp_events = p[1].revents;
     return 0;
 }
