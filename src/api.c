@@ -26,14 +26,14 @@ static int check_socket(int fd)
     return S_ISSOCK(st.st_mode) ? 0 : fail(ENOTSOCK);
 }
 
+/* IPPROTO_TCP on a stream socket exists only for AF_INET and AF_INET6. */
 static int is_tcp(int fd)
 {
-    int domain, type, proto;
-    socklen_t l1 = sizeof domain, l2 = sizeof type, l3 = sizeof proto;
-    return getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &l1) == 0 &&
-           getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l2) == 0 &&
-           getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &l3) == 0 &&
-           (domain == AF_INET || domain == AF_INET6) && type == SOCK_STREAM && proto == IPPROTO_TCP;
+    int type, proto;
+    socklen_t l1 = sizeof type, l2 = sizeof proto;
+    return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l1) == 0 &&
+           getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &l2) == 0 && type == SOCK_STREAM &&
+           proto == IPPROTO_TCP;
 }
 
 static int is_connected(int fd, struct lf_sock *s)

@@ -269,6 +269,7 @@ static void become_fast(struct lf_sock *s, struct lf_conn *c)
 
 int handshake_take_answer(struct lf_sock *s, int fd)
 {
+    /* Read what is already accepted first: the usual case takes one accept4. */
     for (int i = 0; i < NCANDIDATES; i++) {
         if (s->candidates[i] >= 0)
             continue;
@@ -276,6 +277,16 @@ int handshake_take_answer(struct lf_sock *s, int fd)
         if (u < 0)
             break;
         s->candidates[i] = u;
+        struct lf_conn *c;
+        int r = read_answer(u, fd, &c);
+        if (r == 0)
+            continue;
+        libc.close(u);
+        s->candidates[i] = -1;
+        if (r == 1) {
+            become_fast(s, c);
+            return 1;
+        }
     }
     for (int i = 0; i < NCANDIDATES; i++) {
         struct lf_conn *c;

@@ -87,6 +87,22 @@ static int diag_reply(int nl, struct diag_result *out)
     return -1;
 }
 
+/* One netlink socket per thread, kept: making one per lookup costs two
+ * system calls on every connection set-up.  A forked child makes its own, so
+ * that two processes never read each other's replies. */
+static __thread int diag_fd = -1;
+static __thread pid_t diag_pid;
+
+static int diag_socket(void)
+{
+    pid_t pid = getpid();
+    if (diag_fd >= 0 && diag_pid == pid)
+        return diag_fd;
+    diag_fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    diag_pid = pid;
+    return diag_fd;
+}
+
 int sockdiag_lookup(const struct sockaddr_storage *src, const struct sockaddr_storage *dst,
                     struct diag_result *out)
 {
@@ -97,12 +113,15 @@ int sockdiag_lookup(const struct sockaddr_storage *src, const struct sockaddr_st
         errno = EAFNOSUPPORT;
         return -1;
     }
-    int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    int nl = diag_socket();
     if (nl < 0)
         return -1;
     int rc = diag_request(nl, family, s, sport, d, dport);
     if (rc == 0)
         rc = diag_reply(nl, out);
-    libc.close(nl);
+    if (rc < 0 && errno != ENOENT) {   /* a broken socket: start afresh next time */
+        libc.close(nl);
+        diag_fd = -1;
+    }
     return rc;
 }

@@ -15,7 +15,7 @@
 #include "bench.h"
 #include "bench_util.h"
 
-#define RING_BYTES (1u << 20)
+#define RING_BYTES (4u << 20)
 
 struct bare_ring {
     _Alignas(64) _Atomic uint64_t head;
@@ -60,19 +60,22 @@ static void take_full(struct bare_ring *r, void *buf, size_t len)
         got += take(r, (char *)buf + got, len - got);
 }
 
-static void serve_echo(struct bare_ring *in, struct bare_ring *out)
+static void serve_echo(struct bare_ring *in, struct bare_ring *out, size_t size)
 {
-    char msg[64];
+    char *msg = malloc(size);
     while (!atomic_load(&in->done)) {
-        if (take(in, msg, 64) == 0)
+        if (atomic_load_explicit(&in->head, memory_order_acquire) -
+                atomic_load_explicit(&in->tail, memory_order_relaxed) < size)
             continue;
-        put(out, msg, 64);
+        take_full(in, msg, size);
+        put(out, msg, size);
     }
+    free(msg);
 }
 
 static void serve_sink(struct bare_ring *in)
 {
-    static char buf[65536];
+    static char buf[1 << 16];
     uint64_t total = 0;
     for (;;) {
         size_t n = take(in, buf, sizeof buf);
@@ -92,17 +95,15 @@ static struct bare_ring *map_rings(void)
     return p;
 }
 
-static pid_t start(struct bare_ring *r, int echo)
+static pid_t start(struct bare_ring *r, int echo, size_t size)
 {
     pid_t pid = fork();
     if (pid == 0) {
         alarm(60);
-        if (echo) {
-            /* the message is exactly 64 bytes: take whole messages only */
-            serve_echo(&r[0], &r[1]);
-        } else {
+        if (echo)
+            serve_echo(&r[0], &r[1], size);
+        else
             serve_sink(&r[0]);
-        }
         _exit(0);
     }
     if (pid < 0)
@@ -110,35 +111,37 @@ static pid_t start(struct bare_ring *r, int echo)
     return pid;
 }
 
-static void rtt(const struct bench_opts *o, struct bench_result *res)
+int ring_rtt(const struct bench_opts *o, size_t size, double *median, double *p99)
 {
     struct bare_ring *r = map_rings();
-    pid_t pid = start(r, 1);
-    char msg[64] = { 1 };
+    pid_t pid = start(r, 1, size);
+    char *msg = calloc(1, size);
     struct samples s;
     samples_init(&s, 200000);
-    uint64_t end = now_ns() + (uint64_t)(o->seconds * 1e9);
-    for (int i = 0; i < 2000; i++) {
-        put(&r[0], msg, 64);
-        take_full(&r[1], msg, 64);
+    for (int i = 0; i < 200; i++) {
+        put(&r[0], msg, size);
+        take_full(&r[1], msg, size);
     }
+    uint64_t end = now_ns() + (uint64_t)(o->seconds * 1e9);
     while (s.n < s.cap && now_ns() < end) {
         uint64_t t0 = now_ns();
-        put(&r[0], msg, 64);
-        take_full(&r[1], msg, 64);
+        put(&r[0], msg, size);
+        take_full(&r[1], msg, size);
         samples_add(&s, now_ns() - t0);
     }
     atomic_store(&r[0].done, 1);
     waitpid(pid, NULL, 0);
-    samples_stats(&s, &res->rtt_median_us, &res->rtt_p99_us);
+    samples_stats(&s, median, p99);
     samples_free(&s);
+    free(msg);
     munmap(r, 2 * sizeof *r);
+    return 0;
 }
 
-static double stream(const struct bench_opts *o, size_t size)
+int ring_stream(const struct bench_opts *o, size_t size, double *bytes_per_s)
 {
     struct bare_ring *r = map_rings();
-    pid_t pid = start(r, 0);
+    pid_t pid = start(r, 0, size);
     char *buf = calloc(1, size);
     uint64_t t0 = now_ns(), end = t0 + (uint64_t)(o->seconds * 1e9);
     while (now_ns() < end)
@@ -146,17 +149,8 @@ static double stream(const struct bench_opts *o, size_t size)
             put(&r[0], buf, size);
     atomic_store(&r[0].done, 1);
     waitpid(pid, NULL, 0);
-    double bps = (double)atomic_load(&r[0].total) / ((double)(now_ns() - t0) / 1e9);
+    *bytes_per_s = (double)atomic_load(&r[0].total) / ((double)(now_ns() - t0) / 1e9);
     free(buf);
     munmap(r, 2 * sizeof *r);
-    return bps;
-}
-
-int bench_ring(const struct bench_opts *o, struct bench_result *r)
-{
-    rtt(o, r);
-    r->msgs_per_s = stream(o, 64) / 64;
-    r->stream_gbps = stream(o, 65536) / 1e9;
-    r->ok = 1;
     return 0;
 }

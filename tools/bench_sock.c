@@ -1,7 +1,7 @@
 /*
  * bench_sock.c - the socket transports of `loopfast bench`: kernel TCP,
  * AF_UNIX and loopfast (TCP with both ends opted in), each measured with the
- * same three workloads between two processes.
+ * same workloads between two processes.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,7 +22,7 @@
 #include "bench_util.h"
 #include "loopfast.h"
 
-enum workload { W_ECHO, W_SINK };
+enum workload { W_ECHO, W_SINK, W_CONNECT };
 
 static int opt_in(int fd)
 {
@@ -50,7 +50,7 @@ static int make_listener(enum transport t, struct sockaddr_storage *addr, sockle
         if (fd >= 0 && t == T_LOOPFAST && opt_in(fd) < 0)
             die("loopfast_ioctl on the listener failed: %s", strerror(errno));
     }
-    if (fd < 0 || bind(fd, (struct sockaddr *)addr, *len) < 0 || listen(fd, 4) < 0 ||
+    if (fd < 0 || bind(fd, (struct sockaddr *)addr, *len) < 0 || listen(fd, 128) < 0 ||
         getsockname(fd, (struct sockaddr *)addr, len) < 0)
         die("cannot listen for the %s benchmark: %s", transport_name(t), strerror(errno));
     return fd;
@@ -62,110 +62,139 @@ static void nodelay(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-static void serve(int fd, enum workload w)
+static int dial(enum transport t, const struct sockaddr_storage *addr, socklen_t len)
 {
-    static char buf[1 << 16];
-    uint64_t total = 0;
-    if (w == W_ECHO) {
-        while (read_full(fd, buf, 64) == 64)
-            if (write_full(fd, buf, 64) != 64)
-                break;
-        return;
-    }
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof buf)) > 0)
-        total += (uint64_t)n;
-    write_full(fd, &total, sizeof total);
-}
-
-/* Forks a server that accepts one connection and runs w on it; returns the
- * client's connected socket. */
-static int start_pair(enum transport t, enum workload w, pid_t *child)
-{
-    struct sockaddr_storage addr;
-    socklen_t len;
-    int l = make_listener(t, &addr, &len);
-    *child = fork();
-    if (*child < 0)
-        die("fork: %s", strerror(errno));
-    if (*child == 0) {
-        alarm(60);
-        int c = accept(l, NULL, NULL);
-        if (c < 0)
-            _exit(1);
-        if (t != T_UNIX)
-            nodelay(c);
-        serve(c, w);
-        _exit(0);
-    }
-    close(l);
-    int fd = socket(addr.ss_family, SOCK_STREAM, 0);
+    int fd = socket(addr->ss_family, SOCK_STREAM, 0);
     if (fd >= 0 && t == T_LOOPFAST)
         opt_in(fd);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&addr, len) < 0)
+    if (fd < 0 || connect(fd, (const struct sockaddr *)addr, len) < 0)
         die("cannot connect for the %s benchmark: %s", transport_name(t), strerror(errno));
     if (t != T_UNIX)
         nodelay(fd);
     return fd;
 }
 
-static void finish(int fd, pid_t child)
+static void serve_one(enum transport t, int c, enum workload w, size_t size)
 {
-    close(fd);
-    int st;
-    waitpid(child, &st, 0);
+    static char buf[1 << 20];
+    uint64_t total = 0;
+    ssize_t n;
+    if (t != T_UNIX)
+        nodelay(c);
+    if (w == W_ECHO) {
+        while (read_full(c, buf, size) == (ssize_t)size)
+            if (write_full(c, buf, size) != (ssize_t)size)
+                break;
+    } else if (w == W_SINK) {
+        while ((n = read(c, buf, sizeof buf)) > 0)
+            total += (uint64_t)n;
+        write_full(c, &total, sizeof total);
+    } else {
+        if (read_full(c, buf, 1) == 1)
+            write_full(c, buf, 1);
+    }
+    close(c);
 }
 
-static int measure_rtt(enum transport t, const struct bench_opts *o, struct bench_result *r)
+/* Forks a server that accepts connections (one, or many for W_CONNECT) and
+ * runs w on each; returns the listener's address. */
+static pid_t start_server(enum transport t, enum workload w, size_t size,
+                          struct sockaddr_storage *addr, socklen_t *len)
 {
-    pid_t child;
-    int fd = start_pair(t, W_ECHO, &child);
-    char msg[64] = { 1 };
-    for (int i = 0; i < 2000; i++)
-        if (write_full(fd, msg, 64) != 64 || read_full(fd, msg, 64) != 64)
-            return finish(fd, child), -1;
-    r->fast = loopfast_fd_is_fast(fd) == 1;
+    int l = make_listener(t, addr, len);
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        alarm(120);
+        int c;
+        while ((c = accept(l, NULL, NULL)) >= 0) {
+            serve_one(t, c, w, size);
+            if (w != W_CONNECT)
+                break;
+        }
+        _exit(0);
+    }
+    close(l);
+    return pid;
+}
+
+static void stop_server(pid_t pid)
+{
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+}
+
+int sock_rtt(enum transport t, const struct bench_opts *o, size_t size, double *median,
+             double *p99, int *fast)
+{
+    struct sockaddr_storage addr;
+    socklen_t len;
+    pid_t pid = start_server(t, W_ECHO, size, &addr, &len);
+    int fd = dial(t, &addr, len);
+    char *msg = calloc(1, size);
+    int rc = 0;
+    for (int i = 0; i < 200 && rc == 0; i++)
+        if (write_full(fd, msg, size) != (ssize_t)size || read_full(fd, msg, size) != (ssize_t)size)
+            rc = -1;
+    if (fast)
+        *fast = loopfast_fd_is_fast(fd) == 1;
     struct samples s;
     samples_init(&s, 200000);
     uint64_t end = now_ns() + (uint64_t)(o->seconds * 1e9);
-    while (s.n < s.cap && now_ns() < end) {
+    while (rc == 0 && s.n < s.cap && now_ns() < end) {
         uint64_t t0 = now_ns();
-        if (write_full(fd, msg, 64) != 64 || read_full(fd, msg, 64) != 64)
-            break;
+        if (write_full(fd, msg, size) != (ssize_t)size || read_full(fd, msg, size) != (ssize_t)size)
+            rc = -1;
         samples_add(&s, now_ns() - t0);
     }
-    finish(fd, child);
-    samples_stats(&s, &r->rtt_median_us, &r->rtt_p99_us);
+    close(fd);
+    stop_server(pid);
+    samples_stats(&s, median, p99);
     samples_free(&s);
-    return 0;
+    free(msg);
+    return rc;
 }
 
-/* Streams `size`-byte writes for the time budget; returns bytes per second
- * as counted by the reader. */
-static double measure_stream(enum transport t, const struct bench_opts *o, size_t size)
+/* Streams `size`-byte writes for the time budget; bytes per second as
+ * counted by the reader. */
+int sock_stream(enum transport t, const struct bench_opts *o, size_t size, double *bytes_per_s)
 {
-    pid_t child;
-    int fd = start_pair(t, W_SINK, &child);
+    struct sockaddr_storage addr;
+    socklen_t len;
+    pid_t pid = start_server(t, W_SINK, size, &addr, &len);
+    int fd = dial(t, &addr, len);
     char *buf = calloc(1, size);
     uint64_t start = now_ns(), end = start + (uint64_t)(o->seconds * 1e9), total = 0;
     while (now_ns() < end)
         if (write_full(fd, buf, size) != (ssize_t)size)
             break;
     shutdown(fd, SHUT_WR);
-    if (read_full(fd, &total, sizeof total) != sizeof total)
-        total = 0;
-    double secs = (double)(now_ns() - start) / 1e9;
+    int rc = read_full(fd, &total, sizeof total) == sizeof total ? 0 : -1;
+    *bytes_per_s = (double)total / ((double)(now_ns() - start) / 1e9);
     free(buf);
-    finish(fd, child);
-    return (double)total / secs;
+    close(fd);
+    stop_server(pid);
+    return rc;
 }
 
-int bench_socket(enum transport t, const struct bench_opts *o, struct bench_result *r)
+/* The whole life of a short connection: connect, 1-byte echo, close. */
+int sock_connect_cost(enum transport t, const struct bench_opts *o, double *us)
 {
-    if (measure_rtt(t, o, r) < 0)
-        return -1;
-    r->msgs_per_s = measure_stream(t, o, 64) / 64;
-    r->stream_gbps = measure_stream(t, o, 65536) / 1e9;
-    r->ok = 1;
-    return 0;
+    struct sockaddr_storage addr;
+    socklen_t len;
+    pid_t pid = start_server(t, W_CONNECT, 1, &addr, &len);
+    uint64_t start = now_ns(), end = start + (uint64_t)(o->seconds * 1e9);
+    int n = 0, rc = 0;
+    while (rc == 0 && n < 5000 && now_ns() < end) {
+        int fd = dial(t, &addr, len);
+        char b = 'x';
+        if (write_full(fd, &b, 1) != 1 || read_full(fd, &b, 1) != 1)
+            rc = -1;
+        close(fd);
+        n++;
+    }
+    *us = (double)(now_ns() - start) / 1e3 / n;
+    stop_server(pid);
+    return rc;
 }

@@ -23,7 +23,5 @@ void samples_add(struct samples *s, uint64_t ns);
 void samples_stats(struct samples *s, double *median_us, double *p99_us);
 void samples_free(struct samples *s);
 
-int bench_socket(enum transport t, const struct bench_opts *o, struct bench_result *r);
-int bench_ring(const struct bench_opts *o, struct bench_result *r);
 
 #endif
