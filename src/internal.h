@@ -202,6 +202,10 @@ ssize_t sock_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags
 /* ---- poll.c ---- */
 void epoll_forget_fd(int fd);
 
+/* ---- signals.c ---- */
+void signal_wait_begin(void);
+int signal_restarts(void);
+
 /* ---- exec.c ---- */
 void exec_import(void);
 

@@ -57,7 +57,11 @@ static int pending_wait(struct lf_sock *s, int fd, int is_send)
         { .fd = __atomic_load_n(&s->offer_fd, __ATOMIC_ACQUIRE), .events = POLLIN },
     };
     int timeout = sock_timeout_ms(fd, is_send ? SO_SNDTIMEO : SO_RCVTIMEO);
-    int r = libc.poll(p, p[1].fd >= 0 ? 2 : 1, timeout);
+    int r;
+    do {
+        signal_wait_begin();
+        r = libc.poll(p, p[1].fd >= 0 ? 2 : 1, timeout);
+    } while (r < 0 && errno == EINTR && signal_restarts());
     if (r < 0)
         return -errno;
     return r == 0 ? -EAGAIN : 0;

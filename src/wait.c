@@ -75,7 +75,11 @@ int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tc
         { .fd = c->bell_mine[for_write ? BELL_ROOM : BELL_DATA], .events = POLLIN },
         { .fd = fd, .events = for_write ? POLLRDHUP : (POLLIN | POLLRDHUP) },
     };
-    int r = libc.poll(p, 2, timeout_ms);
+    int r;
+    do {
+        signal_wait_begin();
+        r = libc.poll(p, 2, timeout_ms);
+    } while (r < 0 && errno == EINTR && signal_restarts());
     if (r < 0)
         return -errno;
     if (r == 0)
