@@ -8,7 +8,9 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/single_threaded.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -17,6 +19,22 @@
 
 static struct lf_side *my_side(struct lf_conn *c) { return &c->sh->side[c->me]; }
 static struct lf_side *peer_side(struct lf_conn *c) { return &c->sh->side[!c->me]; }
+/* A process with one thread needs no lock; the choice made at lock time is
+ * returned so that unlock mirrors it. */
+static int lock_if_threaded(pthread_mutex_t *m)
+{
+    int threaded = !__libc_single_threaded;
+    if (threaded)
+        pthread_mutex_lock(m);
+    return threaded;
+}
+
+static void unlock_if(pthread_mutex_t *m, int threaded)
+{
+    if (threaded)
+        pthread_mutex_unlock(m);
+}
+
 static uint32_t load32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 static uint64_t load64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 static void store32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
@@ -159,7 +177,7 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
     struct lf_conn *c = s->conn;
     if (c->shut_rd)
         return 0;
-    pthread_mutex_lock(&c->rx_lock);
+    int locked = lock_if_threaded(&c->rx_lock);
     ssize_t r;
     int timeout = -2;
     for (;;) {
@@ -191,7 +209,7 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
         if (rx_nonblocking(fd, flags))
             break;
     }
-    pthread_mutex_unlock(&c->rx_lock);
+    unlock_if(&c->rx_lock, locked);
     if (r < 0) {
         errno = (int)-r;
         return -1;
@@ -234,7 +252,9 @@ static int tcp_says_gone(struct lf_conn *c, short tev)
  * the last holder anywhere is gone.  Asked at most once a millisecond. */
 static int peer_gone_by_tcp(struct lf_conn *c, int fd)
 {
-    uint64_t now = monotonic_ns();
+    struct timespec ts;   /* the coarse clock costs a few ns: fine for a rate limit */
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
     if (c->peer_gone || now < c->next_tcp_check)
         return c->peer_gone;
     c->next_tcp_check = now + 1000000;
@@ -293,7 +313,7 @@ ssize_t conn_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags
     struct lf_conn *c = s->conn;
     struct lf_side *me = my_side(c);
     ssize_t r;
-    pthread_mutex_lock(&c->tx_lock);
+    int locked = lock_if_threaded(&c->tx_lock);
     tx_maybe_switch(c);
     if (!load32(&me->tx_switched)) {
         /* The peer does not read rings yet: TCP, counted. */
@@ -305,7 +325,7 @@ ssize_t conn_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags
     } else {
         r = tx_ring(c, fd, msg, flags);
     }
-    pthread_mutex_unlock(&c->tx_lock);
+    unlock_if(&c->tx_lock, locked);
     if (r < 0) {
         errno = (int)-r;
         return -1;

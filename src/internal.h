@@ -150,6 +150,8 @@ static inline void sock_set_kind(struct lf_sock *s, int kind)
 }
 
 struct lf_sock *fdtable_acquire(int fd);           /* NULL: not ours */
+struct lf_sock *call_begin(int fd);                /* for one data call; pair with call_end */
+void call_end(struct lf_sock *s);
 void sock_put(struct lf_sock *s);
 struct lf_sock *sock_new(int kind);                /* users = 1: sock_put it */
 int fdtable_set(int fd, struct lf_sock *s);        /* takes a ref */

@@ -35,6 +35,14 @@ static struct lf_sock *ours(int fd)
     return fdtable_acquire(fd);
 }
 
+/* The same, for one data call (see call_begin). */
+static struct lf_sock *ours_for_call(int fd)
+{
+    if (__builtin_expect(!lf_initialised, 0))
+        lf_init();
+    return call_begin(fd);
+}
+
 static struct msghdr one_buffer(struct iovec *iov, void *buf, size_t len)
 {
     iov->iov_base = buf;
@@ -48,7 +56,7 @@ static ssize_t recv_on(struct lf_sock *s, int fd, void *buf, size_t len, int fla
     struct iovec iov;
     struct msghdr m = one_buffer(&iov, buf, len);
     ssize_t r = sock_recv(s, fd, &m, flags);
-    sock_put(s);
+    call_end(s);
     return r;
 }
 
@@ -57,7 +65,7 @@ static ssize_t send_on(struct lf_sock *s, int fd, const void *buf, size_t len, i
     struct iovec iov;
     struct msghdr m = one_buffer(&iov, (void *)buf, len);
     ssize_t r = sock_send(s, fd, &m, flags);
-    sock_put(s);
+    call_end(s);
     return r;
 }
 
@@ -65,7 +73,7 @@ static ssize_t send_on(struct lf_sock *s, int fd, const void *buf, size_t len, i
 
 LF_EXPORT ssize_t read(int fd, void *buf, size_t len)
 {
-    struct lf_sock *s = ours(fd);
+    struct lf_sock *s = ours_for_call(fd);
     return s ? recv_on(s, fd, buf, len, 0) : libc.read(fd, buf, len);
 }
 
@@ -78,13 +86,13 @@ LF_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
 
 LF_EXPORT ssize_t write(int fd, const void *buf, size_t len)
 {
-    struct lf_sock *s = ours(fd);
+    struct lf_sock *s = ours_for_call(fd);
     return s ? send_on(s, fd, buf, len, 0) : libc.write(fd, buf, len);
 }
 
 LF_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
 {
-    struct lf_sock *s = ours(fd);
+    struct lf_sock *s = ours_for_call(fd);
     return s ? recv_on(s, fd, buf, len, flags) : libc.recv(fd, buf, len, flags);
 }
 
@@ -97,14 +105,14 @@ LF_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int f
 
 LF_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
 {
-    struct lf_sock *s = ours(fd);
+    struct lf_sock *s = ours_for_call(fd);
     return s ? send_on(s, fd, buf, len, flags) : libc.send(fd, buf, len, flags);
 }
 
 LF_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *from,
                            socklen_t *fromlen)
 {
-    struct lf_sock *s = ours(fd);
+    struct lf_sock *s = ours_for_call(fd);
     if (!s)
         return libc.recvfrom(fd, buf, len, flags, from, fromlen);
     if (fromlen)
@@ -123,50 +131,50 @@ LF_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, i
 LF_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
                          const struct sockaddr *to, socklen_t tolen)
 {
-    struct lf_sock *s = ours(fd);
+    struct lf_sock *s = ours_for_call(fd);
     /* TCP ignores the address of a connected socket. */
     return s ? send_on(s, fd, buf, len, flags) : libc.sendto(fd, buf, len, flags, to, tolen);
 }
 
 LF_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
-    struct lf_sock *s = ours(fd);
+    struct lf_sock *s = ours_for_call(fd);
     if (!s)
         return libc.recvmsg(fd, msg, flags);
     ssize_t r = sock_recv(s, fd, msg, flags);
-    sock_put(s);
+    call_end(s);
     return r;
 }
 
 LF_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-    struct lf_sock *s = ours(fd);
+    struct lf_sock *s = ours_for_call(fd);
     if (!s)
         return libc.sendmsg(fd, msg, flags);
     ssize_t r = sock_send(s, fd, msg, flags);
-    sock_put(s);
+    call_end(s);
     return r;
 }
 
 LF_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 {
-    struct lf_sock *s = ours(fd);
+    struct lf_sock *s = ours_for_call(fd);
     if (!s)
         return libc.readv(fd, iov, iovcnt);
     struct msghdr m = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt };
     ssize_t r = sock_recv(s, fd, &m, 0);
-    sock_put(s);
+    call_end(s);
     return r;
 }
 
 LF_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 {
-    struct lf_sock *s = ours(fd);
+    struct lf_sock *s = ours_for_call(fd);
     if (!s)
         return libc.writev(fd, iov, iovcnt);
     struct msghdr m = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt };
     ssize_t r = sock_send(s, fd, &m, 0);
-    sock_put(s);
+    call_end(s);
     return r;
 }
 
