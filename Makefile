@@ -17,7 +17,7 @@ TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 # Tests that drive real programs (redis, nginx...) are shell scripts.
 TEST_SCRIPTS := $(wildcard tests/prog_*.sh)
 
-all: $(BUILD)/libloopfast.so $(BUILD)/libloopfast.a $(BUILD)/loopfast
+all: $(BUILD)/libloopfast.so $(BUILD)/libloopfast.a $(BUILD)/loopfast $(BUILD)/bench_idle
 
 $(BUILD)/obj/%.o: src/%.c src/*.h include/loopfast.h
 	@mkdir -p $(dir $@)
@@ -36,6 +36,9 @@ $(BUILD)/libloopfast.a: $(LIB_OBJ)
 $(BUILD)/loopfast: $(TOOL_SRC) tools/*.h $(BUILD)/libloopfast.a
 	$(CC) $(CFLAGS) -Itools -o $@ $(TOOL_SRC) \
 	    -Wl,--whole-archive $(BUILD)/libloopfast.a -Wl,--no-whole-archive $(LDLIBS) -lm
+
+$(BUILD)/bench_%: bench/%.c $(BUILD)/libloopfast.so
+	$(CC) $(CFLAGS) -o $@ $< -L$(BUILD) -Wl,-rpath,'$$ORIGIN' -lloopfast $(LDLIBS)
 
 # unit_* tests reach internal functions: they link the static archive.
 # Every other test links the shared library, as a user's program would.
@@ -61,7 +64,12 @@ check: all tests deps
 run: all
 	$(BUILD)/loopfast bench
 
+# docs/latency.png and docs/throughput.png from `loopfast bench --sizes --json`.
+plots: all
+	@tests/install-deps.sh gnuplot-nox python3
+	bench/plots.sh
+
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all tests deps check run clean
+.PHONY: all tests deps check run clean plots
