@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "internal.h"
 #include "loopfast.h"
@@ -17,22 +16,20 @@ static int fail(int e)
     return -1;
 }
 
-/* 0 when fd is an open socket, else -1 with EBADF or ENOTSOCK. */
-static int check_socket(int fd)
+/* 0 when fd is an open socket, else -1 with EBADF or ENOTSOCK: the kernel's
+ * own answer to a socket option asked of something else. */
+static int check_socket(int fd, int *type)
 {
-    struct stat st;
-    if (fstat(fd, &st) < 0)
-        return fail(EBADF);
-    return S_ISSOCK(st.st_mode) ? 0 : fail(ENOTSOCK);
+    socklen_t len = sizeof *type;
+    return getsockopt(fd, SOL_SOCKET, SO_TYPE, type, &len);
 }
 
 /* IPPROTO_TCP on a stream socket exists only for AF_INET and AF_INET6. */
-static int is_tcp(int fd)
+static int is_tcp(int fd, int type)
 {
-    int type, proto;
-    socklen_t l1 = sizeof type, l2 = sizeof proto;
-    return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l1) == 0 &&
-           getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &l2) == 0 && type == SOCK_STREAM &&
+    int proto;
+    socklen_t len = sizeof proto;
+    return type == SOCK_STREAM && getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) == 0 &&
            proto == IPPROTO_TCP;
 }
 
@@ -78,9 +75,10 @@ LF_EXPORT int loopfast_ioctl(int fd, unsigned long code, const void *in, size_t 
         return fail(EFAULT);
     if (in_len < sizeof(int) || out_len != 0)
         return fail(EINVAL);
-    if (check_socket(fd) < 0)
+    int type;
+    if (check_socket(fd, &type) < 0)
         return -1;
-    if (!is_tcp(fd))
+    if (!is_tcp(fd, type))
         return fail(EINVAL);
     int enable;
     memcpy(&enable, in, sizeof enable);
@@ -90,7 +88,8 @@ LF_EXPORT int loopfast_ioctl(int fd, unsigned long code, const void *in, size_t 
 LF_EXPORT int loopfast_fd_is_fast(int fd)
 {
     lf_init();
-    if (check_socket(fd) < 0)
+    int type;
+    if (check_socket(fd, &type) < 0)
         return -1;
     struct lf_sock *s = fdtable_acquire(fd);
     if (!s)

@@ -134,27 +134,21 @@ static int send_answer(int u, int memfd, const struct lf_conn *cn, uint64_t ring
     return libc.sendmsg(u, &m, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof a ? 0 : -1;
 }
 
-/* Builds the server's connection: memfd mapped, bells made.  The memfd is
- * returned for sending. */
-static struct lf_conn *server_conn(int *memfd)
+/* Builds the server's connection: memfd mapped, bells made. */
+static struct lf_conn *server_conn(void)
 {
-    uint64_t size = lf_config.ring_size;
-    if (shm_create(size, memfd) < 0)
+    struct lf_conn *c = shm_create(lf_config.ring_size);
+    if (!c)
         return NULL;
-    struct lf_conn *c = shm_attach(*memfd, LF_SERVER, size);
-    if (c) {
-        int ok = 1;
-        for (int i = 0; i < 2; i++) {
-            c->bell_mine[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
-            c->bell_peer[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
-            ok &= c->bell_mine[i] >= 0 && c->bell_peer[i] >= 0;
-        }
-        if (ok)
-            return c;
-        conn_free(c);   /* closes the memfd too */
-        return NULL;
+    int ok = 1;
+    for (int i = 0; i < 2; i++) {
+        c->bell_mine[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
+        c->bell_peer[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
+        ok &= c->bell_mine[i] >= 0 && c->bell_peer[i] >= 0;
     }
-    libc.close(*memfd);
+    if (ok)
+        return c;
+    conn_free(c);   /* closes the memfd and bells too */
     return NULL;
 }
 
@@ -165,8 +159,7 @@ void handshake_answer(int fd)
     int u = connect_offer(fd);
     if (u < 0)
         return;
-    int memfd;
-    struct lf_conn *c = server_conn(&memfd);
+    struct lf_conn *c = server_conn();
     if (!c) {
         libc.close(u);
         return;
@@ -178,7 +171,7 @@ void handshake_answer(int fd)
         s->conn = c;
         /* Nothing after a successful send may fail: the client would switch. */
         if (fdtable_set(fd, s) == 0 &&
-            send_answer(u, memfd, c, c->tx.size) < 0)
+            send_answer(u, c->memfd, c, c->tx.size) < 0)
             fdtable_clear(fd);
         sock_put(s);
     }

@@ -112,7 +112,7 @@ struct lf_conn {
     int peer_gone;                /* TCP said so once: it stays so */
 };
 
-int shm_create(uint64_t ring_size, int *memfd_out);
+struct lf_conn *shm_create(uint64_t ring_size);
 struct lf_conn *shm_attach(int memfd, int me, uint64_t expect_ring_size);
 void conn_free(struct lf_conn *c);
 

@@ -49,18 +49,18 @@ static ssize_t pending_try(struct lf_sock *s, int fd, struct msghdr *msg, int fl
     return r;
 }
 
-/* Waits for TCP or an answer; 0, or -errno (timeout: -EAGAIN). */
-static int pending_wait(struct lf_sock *s, int fd, int is_send)
+/* Waits for TCP only: the server switches nothing before we take its answer,
+ * so what we wait for comes on TCP, and the answer is taken at the next try
+ * (waking for the answer alone would cost every connection a wake-up).
+ * Returns 0, or -errno (timeout: -EAGAIN). */
+static int pending_wait(int fd, int is_send)
 {
-    struct pollfd p[2] = {
-        { .fd = fd, .events = is_send ? POLLOUT : POLLIN },
-        { .fd = __atomic_load_n(&s->offer_fd, __ATOMIC_ACQUIRE), .events = POLLIN },
-    };
+    struct pollfd p = { .fd = fd, .events = is_send ? POLLOUT : POLLIN };
     int timeout = sock_timeout_ms(fd, is_send ? SO_SNDTIMEO : SO_RCVTIMEO);
     int r;
     do {
         signal_wait_begin();
-        r = libc.poll(p, p[1].fd >= 0 ? 2 : 1, timeout);
+        r = libc.poll(&p, 1, timeout);
     } while (r < 0 && errno == EINTR && signal_restarts());
     if (r < 0)
         return -errno;
@@ -75,7 +75,7 @@ ssize_t pending_io(struct lf_sock *s, int fd, struct msghdr *msg, int flags, int
         if (kind != LF_PENDING)
             return is_send ? sock_send(s, fd, msg, flags) : sock_recv(s, fd, msg, flags);
         if (r == -EAGAIN && !(flags & MSG_DONTWAIT) && !fd_nonblocking(fd)) {
-            int w = pending_wait(s, fd, is_send);
+            int w = pending_wait(fd, is_send);
             if (w == 0)
                 continue;
             r = w;

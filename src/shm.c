@@ -23,32 +23,6 @@ static size_t map_size(uint64_t ring_size)
     return LF_HEADER_SIZE + 2 * (size_t)ring_size;
 }
 
-/* Creates the memfd, sized and sealed, with the header written.  Returns 0
- * and the memfd, or -1 (errno set). */
-int shm_create(uint64_t ring_size, int *memfd_out)
-{
-    int fd = memfd_create("loopfast", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (fd < 0)
-        return -1;
-    size_t len = map_size(ring_size);
-    struct lf_shared hdr;
-    memset(&hdr, 0, sizeof hdr);
-    hdr.magic = LF_MAGIC;
-    hdr.version = LF_VERSION;
-    hdr.ring_size = ring_size;
-    hdr.side[LF_CLIENT].holders = 1;
-    hdr.side[LF_SERVER].holders = 1;
-    if (ftruncate(fd, (off_t)len) < 0 || pwrite(fd, &hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
-        fcntl(fd, F_ADD_SEALS, REQUIRED_SEALS) < 0) {
-        int e = errno;
-        libc.close(fd);
-        errno = e;
-        return -1;
-    }
-    *memfd_out = fd;
-    return 0;
-}
-
 static struct lf_conn *conn_new(void *map, size_t len, int me, uint64_t ring_size)
 {
     struct lf_conn *c = calloc(1, sizeof *c);
@@ -93,6 +67,34 @@ struct lf_conn *shm_attach(int memfd, int me, uint64_t expect_ring_size)
         munmap(map, len);
     else
         c->memfd = memfd;
+    return c;
+}
+
+/* The server's side: a new memfd, sized, sealed and mapped, with the header
+ * written through the mapping.  Nothing here needs checking: we made it. */
+struct lf_conn *shm_create(uint64_t ring_size)
+{
+    int fd = memfd_create("loopfast", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return NULL;
+    size_t len = map_size(ring_size);
+    void *map = MAP_FAILED;
+    if (ftruncate(fd, (off_t)len) == 0 && fcntl(fd, F_ADD_SEALS, REQUIRED_SEALS) == 0)
+        map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    struct lf_conn *c = map != MAP_FAILED ? conn_new(map, len, LF_SERVER, ring_size) : NULL;
+    if (!c) {
+        if (map != MAP_FAILED)
+            munmap(map, len);
+        libc.close(fd);
+        return NULL;
+    }
+    struct lf_shared *sh = map;   /* a new memfd reads as zeros */
+    sh->magic = LF_MAGIC;
+    sh->version = LF_VERSION;
+    sh->ring_size = ring_size;
+    sh->side[LF_CLIENT].holders = 1;
+    sh->side[LF_SERVER].holders = 1;
+    c->memfd = fd;
     return c;
 }
 
