@@ -85,6 +85,7 @@ void config_init(void)
     read_mode();
     read_spin();
     read_ring();
+    policy_init();
 }
 
 uint64_t monotonic_ns(void)

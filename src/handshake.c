@@ -53,7 +53,7 @@ void handshake_offer(struct lf_sock *s, int fd, const struct sockaddr *dst)
     struct stat st;
     struct sockaddr_un un;
     sock_set_kind(s, LF_PLAIN);
-    if (lf_config.mode == LF_MODE_OFF || !is_loopback(dst) || fstat(fd, &st) < 0)
+    if (!policy_allows(dst, NULL) || !is_loopback(dst) || fstat(fd, &st) < 0)
         return;
     int l = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (l < 0)
@@ -79,14 +79,16 @@ static int peer_uid(int unix_fd, uid_t *uid)
     return 0;
 }
 
-/* The owner of the socket at the other end of TCP connection fd. */
+/* The owner of the socket at the other end of TCP connection fd, if the
+ * policy lets this connection be fast. */
 static int tcp_peer_owner(int fd, struct diag_result *owner)
 {
     struct sockaddr_storage local, peer;
     socklen_t ll = sizeof local, pl = sizeof peer;
     if (getsockname(fd, (struct sockaddr *)&local, &ll) < 0 ||
         getpeername(fd, (struct sockaddr *)&peer, &pl) < 0 ||
-        !is_loopback((struct sockaddr *)&peer))
+        !is_loopback((struct sockaddr *)&peer) ||
+        !policy_allows((struct sockaddr *)&local, (struct sockaddr *)&peer))
         return -1;
     return sockdiag_lookup(&peer, &local, owner);
 }

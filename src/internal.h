@@ -65,6 +65,10 @@ struct lf_config {
 };
 extern struct lf_config lf_config;
 void config_init(void);
+
+/* ---- policy.c ---- */
+void policy_init(void);
+int policy_allows(const struct sockaddr *a, const struct sockaddr *b);
 uint64_t monotonic_ns(void);
 
 /* ---- shm.c: the per-connection shared memory ---- */
