@@ -64,6 +64,12 @@ check: all tests deps
 run: all
 	$(BUILD)/loopfast bench
 
+# The long soak (make check runs 20 s of it).
+SOAK_SECONDS ?= 300
+soak: tests
+	LOOPFAST_SOAK_SECONDS=$(SOAK_SECONDS) LOOPFAST_TEST_TIMEOUT=$$(($(SOAK_SECONDS) + 60)) \
+	    tests/run.sh $(BUILD)/tests/soak
+
 # docs/latency.png and docs/throughput.png from `loopfast bench --sizes --json`.
 plots: all
 	@tests/install-deps.sh gnuplot-nox python3
@@ -72,4 +78,4 @@ plots: all
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all tests deps check run clean plots
+.PHONY: all tests deps check run clean plots soak
