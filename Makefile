@@ -64,6 +64,19 @@ check: all tests deps
 run: all
 	$(BUILD)/loopfast bench
 
+# The C tests again, built with sanitizers into their own build directory.
+# (The prog_* scripts drive real servers through build/loopfast: not here.)
+SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fno-sanitize-recover=all
+check-asan:
+	$(MAKE) BUILD=$(BUILD)/asan CFLAGS="$(SAN_FLAGS) -fsanitize=address,undefined" tests
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    LOOPFAST_SOAK_SECONDS=5 tests/run.sh $(BUILD)/asan/tests/*
+
+check-tsan:
+	$(MAKE) BUILD=$(BUILD)/tsan CC=clang CFLAGS="$(SAN_FLAGS) -fsanitize=thread" tests
+	TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0 LOOPFAST_SOAK_SECONDS=5 \
+	    tests/run.sh $(BUILD)/tsan/tests/*
+
 # The long soak (make check runs 20 s of it).
 SOAK_SECONDS ?= 300
 soak: tests
@@ -78,4 +91,4 @@ plots: all
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all tests deps check run clean plots soak
+.PHONY: all tests deps check run clean plots soak check-asan check-tsan

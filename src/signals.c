@@ -8,6 +8,7 @@
  * trampoline that notes the signal in a thread-local, then calls the
  * program's handler.  sigaction() reports the program's own handler back.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
@@ -19,7 +20,15 @@ static __thread int last_signal;
 
 static int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);
 
-static void trampoline(int sig, siginfo_t *info, void *ctx)
+/* ThreadSanitizer's start-up installs its handlers through sigaction() before
+ * it can run instrumented code: these functions stay uninstrumented. */
+#if defined(__clang__)
+#define NO_TSAN __attribute__((disable_sanitizer_instrumentation))
+#else
+#define NO_TSAN __attribute__((no_sanitize("thread")))
+#endif
+
+NO_TSAN static void trampoline(int sig, siginfo_t *info, void *ctx)
 {
     int e = errno;
     last_signal = sig;
@@ -31,15 +40,15 @@ static void trampoline(int sig, siginfo_t *info, void *ctx)
         a->sa_handler(sig);
 }
 
-static int wrapped(const struct sigaction *act)
+NO_TSAN static int wrapped(const struct sigaction *act)
 {
     return act->sa_handler != SIG_DFL && act->sa_handler != SIG_IGN;
 }
 
-LF_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+NO_TSAN LF_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
 {
-    if (!real_sigaction)
-        *(void **)&real_sigaction = dlsym_next("sigaction");
+    if (!real_sigaction)   /* not dlsym_next(): that one is instrumented */
+        *(void **)&real_sigaction = dlsym(RTLD_NEXT, "sigaction");
     if (sig <= 0 || sig >= NSIG)
         return real_sigaction(sig, act, old);
     struct sigaction prev_app = app[sig], mine;
@@ -60,7 +69,7 @@ LF_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *
     return r;
 }
 
-LF_EXPORT sighandler_t signal(int sig, sighandler_t handler)
+NO_TSAN LF_EXPORT sighandler_t signal(int sig, sighandler_t handler)
 {
     struct sigaction act, old;
     memset(&act, 0, sizeof act);
