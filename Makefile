@@ -13,7 +13,9 @@ LIB_SRC  := $(wildcard src/*.c)
 LIB_OBJ  := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
 TOOL_SRC := $(wildcard tools/*.c)
 TEST_SRC := $(wildcard tests/*.c)
-TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
+TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC)) \
+            $(patsubst fuzz/%.c,$(BUILD)/tests/%_replay,$(FUZZ_SRC))
 # Tests that drive real programs (redis, nginx...) are shell scripts.
 TEST_SCRIPTS := $(wildcard tests/prog_*.sh)
 
@@ -47,6 +49,12 @@ $(BUILD)/tests/unit_%: tests/unit_%.c tests/*.h $(BUILD)/libloopfast.a
 	$(CC) $(CFLAGS) -Isrc -o $@ $< \
 	    -Wl,--whole-archive $(BUILD)/libloopfast.a -Wl,--no-whole-archive $(LDLIBS)
 
+# Each fuzz target's corpus replays in make check, without libFuzzer.
+$(BUILD)/tests/fuzz_%_replay: fuzz/fuzz_%.c fuzz/replay.c $(BUILD)/libloopfast.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Isrc -DCORPUS_DIR='"$(CURDIR)/fuzz/corpus/$*"' -o $@ $< fuzz/replay.c \
+	    -Wl,--whole-archive $(BUILD)/libloopfast.a -Wl,--no-whole-archive $(LDLIBS)
+
 $(BUILD)/tests/%: tests/%.c tests/*.h $(BUILD)/libloopfast.so
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< -L$(BUILD) -Wl,-rpath,'$$ORIGIN/..' -lloopfast $(LDLIBS)
@@ -77,6 +85,27 @@ check-tsan:
 	TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0 LOOPFAST_SOAK_SECONDS=5 \
 	    tests/run.sh $(BUILD)/tsan/tests/*
 
+# libFuzzer with ASan and UBSan, FUZZ_SECONDS per target; what it finds is
+# kept in fuzz/corpus/NAME and replayed by make check.
+FUZZ_SECONDS ?= 60
+# The parts under fuzzing, without the interposed calls (the sanitizers'
+# runtime intercepts those names itself).
+FUZZ_LIB := src/ring.c src/shm.c src/answer.c src/libc.c
+FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+fuzz:
+	@tests/install-deps.sh clang libclang-rt-14-dev
+	@mkdir -p $(BUILD)/fuzz
+	@for f in $(FUZZ_SRC); do \
+	    n=$$(basename $$f .c); n=$${n#fuzz_}; mkdir -p fuzz/corpus/$$n; \
+	    clang $(FUZZ_CFLAGS) -Wall -Wextra -Werror -std=gnu11 -D_GNU_SOURCE -Iinclude -Isrc \
+	        -o $(BUILD)/fuzz/$$n $$f $(FUZZ_LIB) -pthread -ldl || exit 1; \
+	    echo "fuzzing $$n for $(FUZZ_SECONDS) s"; \
+	    if ! $(BUILD)/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	            fuzz/corpus/$$n >$(BUILD)/fuzz/$$n.log 2>&1; then \
+	        grep -E "ERROR|SUMMARY|Test unit written" $(BUILD)/fuzz/$$n.log; exit 1; fi; \
+	    grep -E "^Done|number_of_executed_units" $(BUILD)/fuzz/$$n.log; \
+	done
+
 # The long soak (make check runs 20 s of it).
 SOAK_SECONDS ?= 300
 soak: tests
@@ -91,4 +120,4 @@ plots: all
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all tests deps check run clean plots soak check-asan check-tsan
+.PHONY: all tests deps check run clean plots soak check-asan check-tsan fuzz

@@ -21,10 +21,6 @@
 
 #define NCANDIDATES 4
 
-struct answer_msg {
-    uint32_t magic, version;
-    uint64_t ring_size;
-};
 
 int is_loopback(const struct sockaddr *sa)
 {
@@ -112,8 +108,6 @@ static int connect_offer(int fd)
     }
     return u;
 }
-
-#define ANSWER_FDS 5   /* memfd; the server's bells (data, room); the client's */
 
 static int send_answer(int u, int memfd, const struct lf_conn *cn, uint64_t ring_size)
 {
@@ -232,10 +226,9 @@ static int read_answer(int u, int fd, struct lf_conn **out)
         return 0;
     int fds[ANSWER_FDS + 1], nfds = n > 0 ? received_fds(&m, fds, ANSWER_FDS + 1) : 0;
     struct lf_conn *c = NULL;
-    if (n == (ssize_t)sizeof a && nfds == ANSWER_FDS && !(m.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) &&
-        a.magic == LF_MAGIC && a.version == LF_VERSION && ring_size_valid(a.ring_size) &&
-        sender_is_server(u, fd))
-        c = shm_attach(fds[0], LF_CLIENT, a.ring_size);
+    uint64_t size;
+    if (n > 0 && answer_parse(&a, (size_t)n, nfds, m.msg_flags, &size) == 0 && sender_is_server(u, fd))
+        c = shm_attach(fds[0], LF_CLIENT, size);
     if (!c) {
         close_all(fds, nfds);
         return -1;

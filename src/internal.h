@@ -170,6 +170,14 @@ int is_loopback(const struct sockaddr *sa);
 void handshake_offer(struct lf_sock *s, int fd, const struct sockaddr *dst);
 void handshake_answer(int fd);
 int handshake_take_answer(struct lf_sock *s, int fd);
+
+/* ---- answer.c: the message; with it, the memfd and four doorbells ---- */
+#define ANSWER_FDS 5   /* memfd; the server's bells (data, room); the client's */
+struct answer_msg {
+    uint32_t magic, version;
+    uint64_t ring_size;
+};
+int answer_parse(const void *buf, size_t n, int nfds, int msg_flags, uint64_t *ring_size);
 void handshake_give_up(struct lf_sock *s);
 
 /* ---- conn.c ---- */

@@ -1,0 +1,76 @@
+/*
+ * fuzz_answer.c - the client's side of the handshake against a hostile
+ * answer: arbitrary message bytes, descriptor counts and flags go through the
+ * parser; arbitrary memfd contents, sizes and seals go through shm_attach();
+ * a mapping that passes is then used as a ring while the input scribbles on
+ * its header.  Nothing may crash, leak or touch memory outside the mapping.
+ */
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static int make_memfd(const uint8_t *data, size_t size, uint8_t how)
+{
+    int fd = memfd_create("fuzz", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return -1;
+    size_t len = (how & 1) ? LF_HEADER_SIZE + 2 * RING_MIN_SIZE : (size_t)(how >> 2) * 1024;
+    if (ftruncate(fd, (off_t)len) < 0 || pwrite(fd, data, size < len ? size : len, 0) < 0) {
+        close(fd);
+        return -1;
+    }
+    if (how & 2)
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+    return fd;
+}
+
+static void use_rings(struct lf_conn *c, const uint8_t *data, size_t size)
+{
+    static unsigned char buf[2 * RING_MIN_SIZE];
+    for (size_t i = 0; i + 9 <= size; i += 9) {
+        uint64_t v;
+        memcpy(&v, data + i + 1, 8);
+        switch (data[i] % 4) {
+        case 0:
+            ring_write(&c->tx, buf, v % sizeof buf);
+            break;
+        case 1:
+            ring_read(&c->rx, buf, v % sizeof buf, data[i] & 0x10);
+            break;
+        default:   /* scribble anywhere in the header page */
+            memcpy((char *)c->sh + (v >> 32) % (LF_HEADER_SIZE - 8), &v, 8);
+        }
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    libc_init();
+    if (size < 3)
+        return 0;
+    uint8_t nfds = data[0] % 8, flags = data[1], how = data[2];
+    data += 3;
+    size -= 3;
+    uint64_t ring_size;
+    size_t msg_len = size < 16 ? size : 16 + (size_t)(flags & 1);
+    if (answer_parse(data, msg_len, nfds, (flags & 2) ? MSG_TRUNC : 0, &ring_size) != 0)
+        ring_size = (how & 1) ? RING_MIN_SIZE : (uint64_t)flags << 12;   /* attach anyway */
+    int fd = make_memfd(data, size, how);
+    if (fd < 0)
+        return 0;
+    struct lf_conn *c = shm_attach(fd, LF_CLIENT, ring_size);
+    if (!c) {
+        close(fd);
+        return 0;
+    }
+    use_rings(c, data, size);
+    conn_free(c);   /* closes fd */
+    return 0;
+}
