@@ -156,8 +156,12 @@ static ssize_t rx_step(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
         if (n < 0)
             return c->broken = 1, -ECONNRESET;
         if (n > 0) {
-            if (!peek && ring_take_armed(&c->rx.ctl->writer_armed))
-                bell_ring(c, BELL_ROOM);
+            if (!peek) {
+                my_stats(c)->rx_bytes += (uint64_t)n;
+                my_stats(c)->rx_msgs++;
+                if (ring_take_armed(&c->rx.ctl->writer_armed))
+                    bell_ring(c, BELL_ROOM);
+            }
             return n;
         }
         /* Data is published before the flag: look once more after it. */
@@ -290,6 +294,7 @@ static ssize_t tx_ring(struct lf_conn *c, int fd, const struct msghdr *msg, int 
             return c->broken = 1, done ? (ssize_t)done : -ECONNRESET;
         if (n > 0) {
             done += (size_t)n;
+            my_stats(c)->tx_bytes += (uint64_t)n;
             if (ring_take_armed(&c->tx.ctl->reader_armed))
                 bell_ring(c, BELL_DATA);
             continue;
@@ -324,6 +329,8 @@ ssize_t conn_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags
             r = -errno;
     } else {
         r = tx_ring(c, fd, msg, flags);
+        if (r > 0)
+            my_stats(c)->tx_msgs++;
     }
     unlock_if(&c->tx_lock, locked);
     if (r < 0) {

@@ -77,25 +77,27 @@ static int peer_uid(int unix_fd, uid_t *uid)
 
 /* The owner of the socket at the other end of TCP connection fd, if the
  * policy lets this connection be fast. */
-static int tcp_peer_owner(int fd, struct diag_result *owner)
+static int tcp_peer_owner(int fd, struct diag_result *owner, struct sockaddr_storage ends[2])
 {
-    struct sockaddr_storage local, peer;
-    socklen_t ll = sizeof local, pl = sizeof peer;
-    if (getsockname(fd, (struct sockaddr *)&local, &ll) < 0 ||
-        getpeername(fd, (struct sockaddr *)&peer, &pl) < 0 ||
-        !is_loopback((struct sockaddr *)&peer) ||
-        !policy_allows((struct sockaddr *)&local, (struct sockaddr *)&peer))
+    struct sockaddr_storage *local = &ends[0], *peer = &ends[1];
+    socklen_t ll = sizeof *local, pl = sizeof *peer;
+    memset(ends, 0, 2 * sizeof *ends);
+    if (getsockname(fd, (struct sockaddr *)local, &ll) < 0 ||
+        getpeername(fd, (struct sockaddr *)peer, &pl) < 0 ||
+        !is_loopback((struct sockaddr *)peer) ||
+        !policy_allows((struct sockaddr *)local, (struct sockaddr *)peer))
         return -1;
-    return sockdiag_lookup(&peer, &local, owner);
+    return sockdiag_lookup(peer, local, owner);
 }
 
-/* Connects to the client's offer and checks who holds it. */
-static int connect_offer(int fd)
+/* Connects to the client's offer and checks who holds it; ends gets our
+ * address and the client's. */
+static int connect_offer(int fd, struct sockaddr_storage ends[2])
 {
     struct diag_result owner;
     struct sockaddr_un un;
     uid_t uid;
-    if (tcp_peer_owner(fd, &owner) < 0)
+    if (tcp_peer_owner(fd, &owner, ends) < 0)
         return -1;
     int u = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (u < 0)
@@ -152,7 +154,8 @@ void handshake_answer(int fd)
 {
     if (lf_config.mode == LF_MODE_OFF)
         return;
-    int u = connect_offer(fd);
+    struct sockaddr_storage ends[2];
+    int u = connect_offer(fd, ends);
     if (u < 0)
         return;
     struct lf_conn *c = server_conn();
@@ -160,6 +163,8 @@ void handshake_answer(int fd)
         libc.close(u);
         return;
     }
+    c->sh->addr[LF_SERVER] = ends[0];
+    c->sh->addr[LF_CLIENT] = ends[1];
     struct lf_sock *s = sock_new(LF_FAST);
     if (!s) {
         conn_free(c);
@@ -206,8 +211,9 @@ static int received_fds(struct msghdr *m, int *fds, int max)
 static int sender_is_server(int u, int fd)
 {
     struct diag_result owner;
+    struct sockaddr_storage ends[2];
     uid_t uid;
-    return peer_uid(u, &uid) == 0 && tcp_peer_owner(fd, &owner) == 0 && owner.uid == uid;
+    return peer_uid(u, &uid) == 0 && tcp_peer_owner(fd, &owner, ends) == 0 && owner.uid == uid;
 }
 
 /* 1: a valid answer, now in *out; 0: nothing to read yet; -1: not an answer. */

@@ -92,13 +92,26 @@ struct lf_side {
     uint32_t holders;                 /* processes holding our end */
 };
 
+/* What `loopfast stat` shows; each endpoint writes only its own, on a line
+ * of its own, with plain stores: statistics, not synchronisation. */
+struct lf_stats {
+    _Alignas(64) uint64_t tx_bytes, tx_msgs;   /* written to the ring */
+    uint64_t rx_bytes, rx_msgs;                /* read from the ring */
+    uint64_t wakeups;                          /* sleeps ended by the peer or TCP */
+    uint64_t spin_hits;                        /* waits that ended while spinning */
+    int32_t pid;                               /* the last process that took this end */
+};
+
 struct lf_shared {
     uint32_t magic, version;
     uint64_t ring_size;
     struct lf_side side[2];
     struct ring_ctl ring[2];
+    struct lf_stats stats[2];
+    struct sockaddr_storage addr[2];           /* the client's and the server's, for stat */
 };
 _Static_assert(sizeof(struct lf_shared) <= LF_HEADER_SIZE, "header fits a page");
+
 
 struct lf_conn {
     struct lf_shared *sh;
@@ -118,6 +131,11 @@ struct lf_conn {
 
 struct lf_conn *shm_create(uint64_t ring_size);
 struct lf_conn *shm_attach(int memfd, int me, uint64_t expect_ring_size);
+
+static inline struct lf_stats *my_stats(struct lf_conn *c)
+{
+    return &c->sh->stats[c->me];
+}
 void conn_free(struct lf_conn *c);
 
 /* ---- sockdiag.c ---- */

@@ -65,8 +65,10 @@ int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tc
 {
     *tcp_events = 0;
     int on_ring = for_write || load32(&c->sh->side[c->me].rx_on_ring);
-    if (on_ring && spin(c, for_write))
+    if (on_ring && spin(c, for_write)) {
+        my_stats(c)->spin_hits++;
         return 0;
+    }
     ring_arm(for_write ? &c->tx.ctl->writer_armed : &c->rx.ctl->reader_armed);
     if (has_news(c, for_write))
         return 0;
@@ -86,6 +88,7 @@ int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tc
         return -EAGAIN;
     if (p[0].revents)
         bell_drain(c, for_write ? BELL_ROOM : BELL_DATA);
+    my_stats(c)->wakeups++;
     *tcp_events = p[1].revents;
     return 0;
 }

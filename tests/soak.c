@@ -16,6 +16,14 @@ struct stream {
     uint64_t sent, received;
 };
 
+/* Says what went wrong the first few times, for whoever reads the log. */
+static void note(int *errors, const char *what, int side, int conn)
+{
+    if ((*errors)++ < 5)
+        fprintf(stderr, "soak: %s side, connection %d: %s (%s)\n", side ? "server" : "client", conn,
+                what, strerror(errno));
+}
+
 static unsigned char next_byte(uint64_t *seed)
 {
     *seed = *seed * 6364136223846793005ull + 1442695040888963407ull;
@@ -23,7 +31,7 @@ static unsigned char next_byte(uint64_t *seed)
 }
 
 /* Both ends generate the same sequence; each checks what it receives. */
-static int pump(struct stream *s, uint64_t budget, int done, int *errors)
+static int pump(struct stream *s, int side, int conn, uint64_t budget, int done, int *errors)
 {
     unsigned char buf[65536];
     size_t n = 1 + (size_t)rand() % sizeof buf;
@@ -39,7 +47,7 @@ static int pump(struct stream *s, uint64_t budget, int done, int *errors)
                 next_byte(&s->seed_out);
             s->sent += (uint64_t)w;
         } else if (w < 0 && errno != EAGAIN) {
-            (*errors)++;
+            note(errors, "write failed", side, conn);
             return -1;
         }
     }
@@ -47,12 +55,13 @@ static int pump(struct stream *s, uint64_t budget, int done, int *errors)
     if (r > 0) {
         for (ssize_t i = 0; i < r; i++)
             if (buf[i] != next_byte(&s->seed_in)) {
-                (*errors)++;
+                note(errors, "wrong byte", side, conn);
                 return -1;
             }
         s->received += (uint64_t)r;
     } else if ((r == 0 && !done) || (r < 0 && errno != EAGAIN)) {
-        (*errors)++;   /* the peer may close once both are done: not an error then */
+        /* the peer may close once both are done: not an error then */
+        note(errors, r == 0 ? "early EOF" : "read failed", side, conn);
         return -1;
     }
     return 0;
@@ -85,7 +94,7 @@ static void run_side(int *fds, int is_server, double seconds, int report)
         for (int i = 0; i < CONNS; i++)
             p[i] = (struct pollfd){ .fd = st[i].fd, .events = POLLIN | (done ? 0 : POLLOUT) };
         if (poll(p, CONNS, 1000) < 0 && errno != EINTR)
-            errors++;
+            note(&errors, "poll failed", is_server, -1);
         for (int i = 0; i < CONNS; i++) {
             if (!p[i].revents)
                 continue;
@@ -107,14 +116,14 @@ static void run_side(int *fds, int is_server, double seconds, int report)
                     ssize_t r = read(st[i].fd, buf, sizeof buf);
                     for (ssize_t k = 0; k < r; k++)
                         if (buf[k] != next_byte(&st[i].seed_in))
-                            errors++;
+                            note(&errors, "wrong byte", is_server, i);
                     if (r > 0)
                         st[i].received += (uint64_t)r;
                     else if (!done)
-                        errors++;
+                        note(&errors, r == 0 ? "early EOF" : "read failed", is_server, i);
                 }
             } else {
-                pump(&st[i], done ? st[i].sent : UINT64_MAX, done, &errors);
+                pump(&st[i], is_server, i, done ? st[i].sent : UINT64_MAX, done, &errors);
             }
         }
         if (done)
