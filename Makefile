@@ -36,7 +36,7 @@ $(BUILD)/libloopfast.a: $(LIB_OBJ)
 # The CLI carries the whole library so that its benchmark's sockets take the
 # fast path without LD_PRELOAD.
 $(BUILD)/loopfast: $(TOOL_SRC) tools/*.h $(BUILD)/libloopfast.a
-	$(CC) $(CFLAGS) -Itools -o $@ $(TOOL_SRC) \
+	$(CC) $(CFLAGS) -Itools -Isrc -o $@ $(TOOL_SRC) \
 	    -Wl,--whole-archive $(BUILD)/libloopfast.a -Wl,--no-whole-archive $(LDLIBS) -lm
 
 $(BUILD)/bench_%: bench/%.c $(BUILD)/libloopfast.so

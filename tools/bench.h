@@ -20,9 +20,9 @@ struct bench_result {
     double rtt_median_us, rtt_p99_us;   /* 64 B */
     double msgs_per_s;                  /* 64 B one way */
     double stream_gbps;                 /* 64 KiB one way */
-    double connect_us;                  /* connect, 1-byte echo, close */
+    double connect_us;                  /* connect, 1-byte echo, close; NAN: none (ring) */
     double rtt_nospin_us;               /* loopfast only: LOOPFAST_SPIN_US=0 */
-    int fast;                           /* loopfast_fd_is_fast() after warm-up */
+    int fast;                           /* tcp, loopfast: loopfast_fd_is_fast() after warm-up */
     int nsizes;
     struct size_result sizes[8];
 };
@@ -38,6 +38,10 @@ extern const int nsweep_sizes;
 
 int bench_main(int argc, char **argv);
 const char *transport_name(enum transport t);
+
+/* bench_report.c: the results of all T_COUNT transports, on stdout. */
+void print_table(const struct bench_result *r);
+void print_json(const struct bench_result *r);
 
 /* Each returns 0, or -1 when the transport failed. */
 int sock_rtt(enum transport t, const struct bench_opts *o, size_t size, double *median,

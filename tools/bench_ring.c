@@ -3,16 +3,15 @@
  * busy-polling processes, no sockets, no system calls.  loopfast's distance to
  * this is what its protocol and interposition cost.
  */
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bench.h"
+#include "bench_proc.h"
 #include "bench_util.h"
 
 #define RING_BYTES (4u << 20)
@@ -21,7 +20,7 @@ struct bare_ring {
     _Alignas(64) _Atomic uint64_t head;
     _Alignas(64) _Atomic uint64_t tail;
     _Alignas(64) _Atomic int done;
-    _Atomic uint64_t total;
+    _Atomic uint64_t total, total_ns;   /* what the sink read after its first take, in how long */
     unsigned char data[RING_BYTES];
 };
 
@@ -76,13 +75,17 @@ static void serve_echo(struct bare_ring *in, struct bare_ring *out, size_t size)
 static void serve_sink(struct bare_ring *in)
 {
     static char buf[1 << 16];
-    uint64_t total = 0;
+    uint64_t total = 0, first = 0;
     for (;;) {
         size_t n = take(in, buf, sizeof buf);
-        total += n;
+        if (n && !first)
+            first = now_ns();
+        else
+            total += n;
         if (!n && atomic_load(&in->done) && atomic_load(&in->head) == atomic_load(&in->tail))
             break;
     }
+    atomic_store(&in->total_ns, first ? now_ns() - first : 0);
     atomic_store(&in->total, total);
 }
 
@@ -95,27 +98,26 @@ static struct bare_ring *map_rings(void)
     return p;
 }
 
-static pid_t start(struct bare_ring *r, int echo, size_t size)
+static pid_t start(struct bare_ring *r, int echo, size_t size, double seconds)
 {
-    pid_t pid = fork();
+    pid_t pid = child_start(echo ? "ring round trip" : "ring stream", seconds);
     if (pid == 0) {
-        alarm(60);
         if (echo)
             serve_echo(&r[0], &r[1], size);
         else
             serve_sink(&r[0]);
         _exit(0);
     }
-    if (pid < 0)
-        die("fork failed");
     return pid;
 }
 
 int ring_rtt(const struct bench_opts *o, size_t size, double *median, double *p99)
 {
     struct bare_ring *r = map_rings();
-    pid_t pid = start(r, 1, size);
+    pid_t pid = start(r, 1, size, o->seconds);
     char *msg = calloc(1, size);
+    if (!msg)
+        die("out of memory for a %zu-byte message", size);
     struct samples s;
     samples_init(&s, 200000);
     for (int i = 0; i < 200; i++) {
@@ -130,27 +132,32 @@ int ring_rtt(const struct bench_opts *o, size_t size, double *median, double *p9
         samples_add(&s, now_ns() - t0);
     }
     atomic_store(&r[0].done, 1);
-    waitpid(pid, NULL, 0);
+    int rc = child_wait(pid);
     samples_stats(&s, median, p99);
     samples_free(&s);
     free(msg);
     munmap(r, 2 * sizeof *r);
-    return 0;
+    return rc;
 }
 
 int ring_stream(const struct bench_opts *o, size_t size, double *bytes_per_s)
 {
     struct bare_ring *r = map_rings();
-    pid_t pid = start(r, 0, size);
+    pid_t pid = start(r, 0, size, o->seconds);
     char *buf = calloc(1, size);
-    uint64_t t0 = now_ns(), end = t0 + (uint64_t)(o->seconds * 1e9);
+    if (!buf)
+        die("out of memory for a %zu-byte message", size);
+    uint64_t end = now_ns() + (uint64_t)(o->seconds * 1e9);
     while (now_ns() < end)
         for (int i = 0; i < 16; i++)
             put(&r[0], buf, size);
     atomic_store(&r[0].done, 1);
-    waitpid(pid, NULL, 0);
-    *bytes_per_s = (double)atomic_load(&r[0].total) / ((double)(now_ns() - t0) / 1e9);
+    int rc = child_wait(pid);
+    uint64_t ns = atomic_load(&r[0].total_ns);
+    if (ns == 0)
+        rc = -1;
+    *bytes_per_s = rc == 0 ? (double)atomic_load(&r[0].total) / ((double)ns / 1e9) : 0;
     free(buf);
     munmap(r, 2 * sizeof *r);
-    return 0;
+    return rc;
 }

@@ -1,128 +1,179 @@
 /*
- * bench_sock.c - the socket transports of `loopfast bench`: kernel TCP,
- * AF_UNIX and loopfast (TCP with both ends opted in), each measured with the
- * same workloads between two processes.
+ * bench_sock.c - the socket transports of `loopfast bench`: kernel TCP
+ * (explicitly opted out of loopfast), AF_UNIX and loopfast (TCP with both ends
+ * opted in), each measured with the same workloads between two processes.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "bench.h"
+#include "bench_proc.h"
 #include "bench_util.h"
 #include "loopfast.h"
 
 enum workload { W_ECHO, W_SINK, W_CONNECT };
 
-static int opt_in(int fd)
+static const char *const workload_names[] = { "round trip", "stream", "connection set-up" };
+
+/* What the reading end of a stream saw, sent back to the writer over a pipe:
+ * the bytes that arrived after its first read, and the time they took. */
+struct sink_report {
+    uint64_t bytes, ns;
+};
+
+/* Kernel TCP opts out explicitly, so that LOOPFAST_MODE=all cannot move the
+ * baseline onto the fast path; loopfast opts in; AF_UNIX has no choice. */
+static void choose_path(enum transport t, int fd, const char *role)
 {
-    int on = 1;
-    return loopfast_ioctl(fd, LOOPFAST_SIO_LOOPBACK_FAST_PATH, &on, sizeof on, NULL, 0, NULL);
+    int on = t == T_LOOPFAST;
+    if (t == T_UNIX)
+        return;
+    if (loopfast_ioctl(fd, LOOPFAST_SIO_LOOPBACK_FAST_PATH, &on, sizeof on, NULL, 0, NULL) < 0)
+        die("loopfast_ioctl on the %s benchmark's %s failed: %s", transport_name(t), role,
+            strerror(errno));
+}
+
+static void nodelay(enum transport t, int fd)
+{
+    int one = 1;
+    if (t != T_UNIX)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+static int unix_address(struct sockaddr_storage *addr, socklen_t *len)
+{
+    struct sockaddr_un *un = (struct sockaddr_un *)addr;
+    un->sun_family = AF_UNIX;   /* abstract name: nothing to clean up */
+    snprintf(un->sun_path + 1, sizeof un->sun_path - 1, "loopfast-bench-%d", (int)getpid());
+    *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(un->sun_path + 1));
+    return socket(AF_UNIX, SOCK_STREAM, 0);
+}
+
+static int loopback_address(struct sockaddr_storage *addr, socklen_t *len)
+{
+    struct sockaddr_in *in = (struct sockaddr_in *)addr;
+    in->sin_family = AF_INET;
+    in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);   /* port 0: the kernel picks */
+    *len = sizeof *in;
+    return socket(AF_INET, SOCK_STREAM, 0);
 }
 
 /* A listener for transport t; its address goes into *addr. */
 static int make_listener(enum transport t, struct sockaddr_storage *addr, socklen_t *len)
 {
     memset(addr, 0, sizeof *addr);
-    int fd;
-    if (t == T_UNIX) {
-        struct sockaddr_un *un = (struct sockaddr_un *)addr;
-        un->sun_family = AF_UNIX;
-        snprintf(un->sun_path + 1, sizeof un->sun_path - 1, "loopfast-bench-%d", (int)getpid());
-        *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(un->sun_path + 1));
-        fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    } else {
-        struct sockaddr_in *in = (struct sockaddr_in *)addr;
-        in->sin_family = AF_INET;
-        in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        *len = sizeof *in;
-        fd = socket(AF_INET, SOCK_STREAM, 0);
-        if (fd >= 0 && t == T_LOOPFAST && opt_in(fd) < 0)
-            die("loopfast_ioctl on the listener failed: %s", strerror(errno));
-    }
+    int fd = t == T_UNIX ? unix_address(addr, len) : loopback_address(addr, len);
+    if (fd >= 0)
+        choose_path(t, fd, "listener");
     if (fd < 0 || bind(fd, (struct sockaddr *)addr, *len) < 0 || listen(fd, 128) < 0 ||
         getsockname(fd, (struct sockaddr *)addr, len) < 0)
-        die("cannot listen for the %s benchmark: %s", transport_name(t), strerror(errno));
+        die("cannot listen for the %s benchmark: %s; check `ulimit -n` and the loopback interface",
+            transport_name(t), strerror(errno));
     return fd;
-}
-
-static void nodelay(int fd)
-{
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
 static int dial(enum transport t, const struct sockaddr_storage *addr, socklen_t len)
 {
     int fd = socket(addr->ss_family, SOCK_STREAM, 0);
-    if (fd >= 0 && t == T_LOOPFAST)
-        opt_in(fd);
+    if (fd >= 0)
+        choose_path(t, fd, "client");
     if (fd < 0 || connect(fd, (const struct sockaddr *)addr, len) < 0)
-        die("cannot connect for the %s benchmark: %s", transport_name(t), strerror(errno));
-    if (t != T_UNIX)
-        nodelay(fd);
+        die("cannot connect for the %s benchmark: %s; check `ulimit -n` and the loopback interface",
+            transport_name(t), strerror(errno));
+    nodelay(t, fd);
     return fd;
 }
 
-static void serve_one(enum transport t, int c, enum workload w, size_t size)
+/* Echoes `size`-byte messages until the client closes; 0 on a clean end. */
+static int serve_echo(int c, size_t size)
 {
     static char buf[1 << 20];
-    uint64_t total = 0;
     ssize_t n;
-    if (t != T_UNIX)
-        nodelay(c);
-    if (w == W_ECHO) {
-        while (read_full(c, buf, size) == (ssize_t)size)
-            if (write_full(c, buf, size) != (ssize_t)size)
-                break;
-    } else if (w == W_SINK) {
-        while ((n = read(c, buf, sizeof buf)) > 0)
-            total += (uint64_t)n;
-        write_full(c, &total, sizeof total);
-    } else {
-        if (read_full(c, buf, 1) == 1)
-            write_full(c, buf, 1);
-    }
-    close(c);
+    while ((n = read_full(c, buf, size)) == (ssize_t)size)
+        if (write_full(c, buf, size) != (ssize_t)size)
+            return -1;
+    return n == 0 ? 0 : -1;
 }
 
-/* Forks a server that accepts connections (one, or many for W_CONNECT) and
- * runs w on each; returns the listener's address. */
-static pid_t start_server(enum transport t, enum workload w, size_t size,
-                          struct sockaddr_storage *addr, socklen_t *len)
+/* Reads until end of stream, then reports what it counted on `report`. */
+static int serve_sink(int c, int report)
 {
-    int l = make_listener(t, addr, len);
-    pid_t pid = fork();
-    if (pid < 0)
-        die("fork: %s", strerror(errno));
-    if (pid == 0) {
-        alarm(120);
-        int c;
-        while ((c = accept(l, NULL, NULL)) >= 0) {
-            serve_one(t, c, w, size);
-            if (w != W_CONNECT)
-                break;
-        }
-        _exit(0);
+    static char buf[1 << 20];
+    struct sink_report r = { 0, 0 };
+    uint64_t first = 0;
+    ssize_t n;
+    while ((n = read(c, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
+        if (n > 0 && !first)
+            first = now_ns();
+        else if (n > 0)
+            r.bytes += (uint64_t)n;
     }
+    r.ns = first ? now_ns() - first : 0;
+    if (write_full(report, &r, sizeof r) != sizeof r)
+        return -1;
+    return n == 0 ? 0 : -1;
+}
+
+static int serve_connect(int c)
+{
+    char b;
+    return read_full(c, &b, 1) == 1 && write_full(c, &b, 1) == 1 ? 0 : -1;
+}
+
+/* The server process: one connection, or one after another for W_CONNECT
+ * until it is killed.  Returns its exit status. */
+static int serve(enum transport t, int l, enum workload w, size_t size, int report)
+{
+    int rc;
+    do {
+        int c = accept(l, NULL, NULL);
+        if (c < 0)
+            return 1;
+        nodelay(t, c);
+        rc = w == W_ECHO ? serve_echo(c, size) : w == W_SINK ? serve_sink(c, report)
+                                                               : serve_connect(c);
+        close(c);
+    } while (w == W_CONNECT);
+    return rc == 0 ? 0 : 1;
+}
+
+/* Forks the server of workload w on a new listener whose address goes into
+ * *addr; `report` is the write end of the sink's pipe (or -1). */
+static pid_t start_server(enum transport t, enum workload w, size_t size, double seconds,
+                          struct sockaddr_storage *addr, socklen_t *len, int report)
+{
+    char what[64];
+    snprintf(what, sizeof what, "%s %s", transport_name(t), workload_names[w]);
+    int l = make_listener(t, addr, len);
+    pid_t pid = child_start(what, seconds);
+    if (pid == 0)
+        _exit(serve(t, l, w, size, report));
     close(l);
     return pid;
 }
 
-static void stop_server(pid_t pid)
+static char *message(size_t size)
 {
-    kill(pid, SIGTERM);
-    waitpid(pid, NULL, 0);
+    char *m = calloc(1, size);
+    if (!m)
+        die("out of memory for a %zu-byte message", size);
+    return m;
+}
+
+static int round_trip(int fd, char *msg, size_t size)
+{
+    return write_full(fd, msg, size) == (ssize_t)size && read_full(fd, msg, size) == (ssize_t)size
+               ? 0 : -1;
 }
 
 int sock_rtt(enum transport t, const struct bench_opts *o, size_t size, double *median,
@@ -130,13 +181,12 @@ int sock_rtt(enum transport t, const struct bench_opts *o, size_t size, double *
 {
     struct sockaddr_storage addr;
     socklen_t len;
-    pid_t pid = start_server(t, W_ECHO, size, &addr, &len);
+    pid_t pid = start_server(t, W_ECHO, size, o->seconds, &addr, &len, -1);
     int fd = dial(t, &addr, len);
-    char *msg = calloc(1, size);
+    char *msg = message(size);
     int rc = 0;
     for (int i = 0; i < 200 && rc == 0; i++)
-        if (write_full(fd, msg, size) != (ssize_t)size || read_full(fd, msg, size) != (ssize_t)size)
-            rc = -1;
+        rc = round_trip(fd, msg, size);
     if (fast)
         *fast = loopfast_fd_is_fast(fd) == 1;
     struct samples s;
@@ -144,12 +194,12 @@ int sock_rtt(enum transport t, const struct bench_opts *o, size_t size, double *
     uint64_t end = now_ns() + (uint64_t)(o->seconds * 1e9);
     while (rc == 0 && s.n < s.cap && now_ns() < end) {
         uint64_t t0 = now_ns();
-        if (write_full(fd, msg, size) != (ssize_t)size || read_full(fd, msg, size) != (ssize_t)size)
-            rc = -1;
+        rc = round_trip(fd, msg, size);
         samples_add(&s, now_ns() - t0);
     }
     close(fd);
-    stop_server(pid);
+    if (child_wait(pid) < 0)
+        rc = -1;
     samples_stats(&s, median, p99);
     samples_free(&s);
     free(msg);
@@ -157,24 +207,31 @@ int sock_rtt(enum transport t, const struct bench_opts *o, size_t size, double *
 }
 
 /* Streams `size`-byte writes for the time budget; bytes per second as
- * counted by the reader. */
+ * counted and timed by the reader. */
 int sock_stream(enum transport t, const struct bench_opts *o, size_t size, double *bytes_per_s)
 {
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) < 0)
+        die("cannot create a pipe: %s; check `ulimit -n`", strerror(errno));
     struct sockaddr_storage addr;
     socklen_t len;
-    pid_t pid = start_server(t, W_SINK, size, &addr, &len);
-    int fd = dial(t, &addr, len);
-    char *buf = calloc(1, size);
-    uint64_t start = now_ns(), end = start + (uint64_t)(o->seconds * 1e9), total = 0;
-    while (now_ns() < end)
-        if (write_full(fd, buf, size) != (ssize_t)size)
-            break;
+    pid_t pid = start_server(t, W_SINK, size, o->seconds, &addr, &len, report[1]);
+    close(report[1]);
+    int fd = dial(t, &addr, len), rc = 0;
+    char *buf = message(size);
+    uint64_t end = now_ns() + (uint64_t)(o->seconds * 1e9);
+    while (rc == 0 && now_ns() < end)
+        rc = write_full(fd, buf, size) == (ssize_t)size ? 0 : -1;
     shutdown(fd, SHUT_WR);
-    int rc = read_full(fd, &total, sizeof total) == sizeof total ? 0 : -1;
-    *bytes_per_s = (double)total / ((double)(now_ns() - start) / 1e9);
-    free(buf);
+    struct sink_report r;
+    if (read_full(report[0], &r, sizeof r) != sizeof r || r.ns == 0)
+        rc = -1;
+    *bytes_per_s = rc == 0 ? (double)r.bytes / ((double)r.ns / 1e9) : 0;
     close(fd);
-    stop_server(pid);
+    close(report[0]);
+    if (child_wait(pid) < 0)
+        rc = -1;
+    free(buf);
     return rc;
 }
 
@@ -183,18 +240,17 @@ int sock_connect_cost(enum transport t, const struct bench_opts *o, double *us)
 {
     struct sockaddr_storage addr;
     socklen_t len;
-    pid_t pid = start_server(t, W_CONNECT, 1, &addr, &len);
+    pid_t pid = start_server(t, W_CONNECT, 1, o->seconds, &addr, &len, -1);
     uint64_t start = now_ns(), end = start + (uint64_t)(o->seconds * 1e9);
     int n = 0, rc = 0;
     while (rc == 0 && n < 5000 && now_ns() < end) {
         int fd = dial(t, &addr, len);
         char b = 'x';
-        if (write_full(fd, &b, 1) != 1 || read_full(fd, &b, 1) != 1)
-            rc = -1;
+        rc = write_full(fd, &b, 1) == 1 && read_full(fd, &b, 1) == 1 ? 0 : -1;
         close(fd);
         n++;
     }
     *us = (double)(now_ns() - start) / 1e3 / n;
-    stop_server(pid);
+    child_kill(pid);
     return rc;
 }

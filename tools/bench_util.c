@@ -9,7 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bench.h"
+#include "bench_proc.h"
 #include "bench_util.h"
 
 uint64_t now_ns(void)
@@ -55,14 +55,17 @@ void die(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
+    children_kill_all();
     exit(1);
 }
 
 void samples_init(struct samples *s, size_t cap)
 {
     s->v = malloc(cap * sizeof *s->v);
+    if (!s->v)
+        die("out of memory for %zu latency samples", cap);
     s->n = 0;
-    s->cap = s->v ? cap : 0;
+    s->cap = cap;
 }
 
 void samples_add(struct samples *s, uint64_t ns)

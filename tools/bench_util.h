@@ -12,6 +12,7 @@
 uint64_t now_ns(void);
 ssize_t read_full(int fd, void *buf, size_t len);
 ssize_t write_full(int fd, const void *buf, size_t len);
+/* Prints "loopfast bench: MESSAGE" on stderr, kills the children, exits 1. */
 __attribute__((noreturn, format(printf, 1, 2))) void die(const char *fmt, ...);
 
 struct samples {

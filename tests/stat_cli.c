@@ -1,0 +1,55 @@
+/* `loopfast stat --json` lists this process's fast connection, both ends,
+ * with the right addresses, pid and byte counts; a plain connection is not
+ * listed. */
+#include <libgen.h>
+
+#include "helpers.h"
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    alarm(20);
+    int c, s, pc, ps;
+    fast_pair(AF_INET, 1, &c, &s);
+    fast_pair(AF_INET, 0, &pc, &ps);
+    char buf[1000];
+    memset(buf, 'x', sizeof buf);
+    for (int i = 0; i < 10; i++) {
+        CHECK(write_full(c, buf, sizeof buf) == sizeof buf && read_full(s, buf, sizeof buf) == sizeof buf,
+              "exchange");
+    }
+    struct sockaddr_in local;
+    socklen_t len = sizeof local;
+    getsockname(c, (struct sockaddr *)&local, &len);
+    char self[4096], cmd[4200];
+    snprintf(self, sizeof self, "%s", argv[0]);
+    char *dir = dirname(self);
+    snprintf(cmd, sizeof cmd, "%s/../loopfast", dir);
+    if (access(cmd, X_OK) != 0)
+        SKIP("no CLI next to this build (%s)", cmd);
+    snprintf(cmd, sizeof cmd, "%s/../loopfast stat --json", dir);
+    FILE *p = popen(cmd, "r");
+    CHECK(p, "popen");
+    static char out[1 << 20];
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    CHECK(pclose(p) == 0, "loopfast stat failed: %s", out);
+    char want[128];
+    snprintf(want, sizeof want, "\"local\": \"127.0.0.1:%d\"", ntohs(local.sin_port));
+    char *row = strstr(out, want);
+    CHECK(row, "our client end (%s) is not listed:\n%s", want, out);
+    char pid[64];
+    snprintf(pid, sizeof pid, "\"pid\": %d,", (int)getpid());
+    char *end = strchr(row, '}');
+    CHECK(end && memmem(row, (size_t)(end - row), pid, strlen(pid)), "wrong pid in %.*s", (int)(end - row), row);
+    CHECK(strstr(row, "\"side\": \"client\"") || memmem(out, (size_t)(row - out), "\"side\": \"client\"", 16),
+          "side");
+    long long tx = -1;
+    char *t = strstr(row, "\"tx_bytes\": ");
+    CHECK(t && t < end && sscanf(t, "\"tx_bytes\": %lld", &tx) == 1, "tx_bytes missing");
+    CHECK(tx == 10000 || tx == 10001, "tx_bytes %lld for 10000 bytes written (+1 if fast_pair's byte took the ring)", tx);
+    getsockname(pc, (struct sockaddr *)&local, &len);
+    snprintf(want, sizeof want, "\"local\": \"127.0.0.1:%d\"", ntohs(local.sin_port));
+    CHECK(!strstr(out, want), "a plain connection is listed");
+    return 0;
+}
