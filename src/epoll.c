@@ -26,11 +26,79 @@ struct ep_reg {
     uint64_t sig_in, sig_out;    /* EPOLLET: what was last reported */
 };
 
+/* Which pointers are our registrations: epoll_wait must tell them from the
+ * program's own epoll_data in O(1), without dereferencing the latter. */
+struct ptrset {
+    uintptr_t *slot;   /* 0: empty, 1: deleted */
+    size_t cap, used;
+};
+
 struct ep_set {
     struct ep_set *next;
     int epfd;
     struct ep_reg *regs;
+    struct ptrset mine;
 };
+
+static size_t ptr_hash(uintptr_t p, size_t cap)
+{
+    return (size_t)(((uint64_t)p >> 4) * 0x9e3779b97f4a7c15ull >> 17) & (cap - 1);
+}
+
+static int ptrset_has(const struct ptrset *ps, const void *p)
+{
+    uintptr_t v = (uintptr_t)p;
+    if (!ps->cap || v <= 1)
+        return 0;
+    for (size_t i = ptr_hash(v, ps->cap);; i = (i + 1) & (ps->cap - 1)) {
+        if (ps->slot[i] == v)
+            return 1;
+        if (ps->slot[i] == 0)
+            return 0;
+    }
+}
+
+static int ptrset_put(struct ptrset *ps, uintptr_t v)
+{
+    size_t i = ptr_hash(v, ps->cap);
+    while (ps->slot[i] > 1)
+        i = (i + 1) & (ps->cap - 1);
+    ps->slot[i] = v;
+    return 0;
+}
+
+/* Keeps at most half the slots used (deleted ones count until a rebuild). */
+static int ptrset_add(struct ptrset *ps, const void *p)
+{
+    if ((ps->used + 1) * 2 > ps->cap) {
+        struct ptrset n = { .cap = ps->cap ? ps->cap * 2 : 64 };
+        n.slot = calloc(n.cap, sizeof *n.slot);
+        if (!n.slot)
+            return -1;
+        for (size_t i = 0; i < ps->cap; i++)
+            if (ps->slot[i] > 1) {
+                ptrset_put(&n, ps->slot[i]);
+                n.used++;
+            }
+        free(ps->slot);
+        *ps = n;
+    }
+    ptrset_put(ps, (uintptr_t)p);
+    ps->used++;
+    return 0;
+}
+
+static void ptrset_del(struct ptrset *ps, const void *p)
+{
+    uintptr_t v = (uintptr_t)p;
+    if (!ptrset_has(ps, p))
+        return;
+    for (size_t i = ptr_hash(v, ps->cap);; i = (i + 1) & (ps->cap - 1))
+        if (ps->slot[i] == v) {
+            ps->slot[i] = 1;
+            return;
+        }
+}
 
 static struct ep_set *sets;
 static pthread_mutex_t ep_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -119,16 +187,19 @@ static int reg_add(int epfd, struct ep_set *e, int fd, struct lf_sock *s, struct
     struct ep_reg *r = calloc(1, sizeof *r);
     if (!r)
         return errno = ENOMEM, -1;
+    r->inner = -1;
     r->fd = fd;
     r->s = s;
     r->events = ev->events;
     r->data = ev->data;
     r->sig_in = r->sig_out = UINT64_MAX;
     struct epoll_event outer = { .events = EPOLLIN, .data.ptr = r };
-    if (inner_get(r) < 0 || libc.epoll_ctl(epfd, EPOLL_CTL_ADD, r->inner, &outer) < 0) {
+    if (ptrset_add(&e->mine, r) < 0 || inner_get(r) < 0 ||
+        libc.epoll_ctl(epfd, EPOLL_CTL_ADD, r->inner, &outer) < 0) {
         int err = errno;
         if (r->inner >= 0)
             libc.close(r->inner);
+        ptrset_del(&e->mine, r);
         free(r);
         return errno = err, -1;
     }
@@ -138,6 +209,7 @@ static int reg_add(int epfd, struct ep_set *e, int fd, struct lf_sock *s, struct
 
 static void reg_free(int epfd, struct ep_reg *r)
 {
+    /* callers drop it from their set's pointer set first */
     if (epfd >= 0)
         libc.epoll_ctl(epfd, EPOLL_CTL_DEL, r->inner, NULL);
     inner_put(r);
@@ -165,6 +237,7 @@ static int ctl_ours(int epfd, int op, int fd, struct lf_sock *s, struct epoll_ev
         } else if (op == EPOLL_CTL_DEL) {
             struct ep_reg *r = *p;
             *p = r->next;
+            ptrset_del(&e->mine, r);
             reg_free(epfd, r);
         } else {
             (*p)->events = ev->events;
@@ -210,6 +283,7 @@ void epoll_forget_fd(int fd)
         if (*p) {
             struct ep_reg *r = *p;
             *p = r->next;
+            ptrset_del(&e->mine, r);
             reg_free(e->epfd, r);
         }
     }
@@ -226,6 +300,7 @@ void epoll_forget_fd(int fd)
             e->regs = r->next;
             reg_free(-1, r);
         }
+        free(e->mine.slot);
         free(e);
     }
     pthread_mutex_unlock(&ep_lock);
@@ -299,10 +374,7 @@ static int collect(struct ep_set *e, struct epoll_event *out, int n, int max)
 
 static struct ep_reg *reg_of(struct ep_set *e, void *p)
 {
-    for (struct ep_reg *r = e->regs; r; r = r->next)
-        if (r == p)
-            return r;
-    return NULL;
+    return ptrset_has(&e->mine, p) ? p : NULL;
 }
 
 /* Empties a registration's inner set: what TCP said, and its doorbell. */
