@@ -19,7 +19,10 @@ TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC)) \
 # Tests that drive real programs (redis, nginx...) are shell scripts.
 TEST_SCRIPTS := $(wildcard tests/prog_*.sh)
 
-all: $(BUILD)/libloopfast.so $(BUILD)/libloopfast.a $(BUILD)/loopfast $(BUILD)/bench_idle
+EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+
+all: $(BUILD)/libloopfast.so $(BUILD)/libloopfast.a $(BUILD)/loopfast $(BUILD)/bench_idle \
+     $(EXAMPLES)
 
 $(BUILD)/obj/%.o: src/%.c src/*.h include/loopfast.h
 	@mkdir -p $(dir $@)
@@ -42,6 +45,10 @@ $(BUILD)/loopfast: $(TOOL_SRC) tools/*.h $(BUILD)/libloopfast.a
 $(BUILD)/bench_%: bench/%.c $(BUILD)/libloopfast.so
 	$(CC) $(CFLAGS) -o $@ $< -L$(BUILD) -Wl,-rpath,'$$ORIGIN' -lloopfast $(LDLIBS)
 
+$(BUILD)/examples/%: examples/%.c include/loopfast.h $(BUILD)/libloopfast.so
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< -L$(BUILD) -Wl,-rpath,'$$ORIGIN/..' -lloopfast
+
 # unit_* tests reach internal functions: they link the static archive.
 # Every other test links the shared library, as a user's program would.
 $(BUILD)/tests/unit_%: tests/unit_%.c tests/*.h $(BUILD)/libloopfast.a
@@ -62,7 +69,8 @@ $(BUILD)/tests/%: tests/%.c tests/*.h $(BUILD)/libloopfast.so
 tests: $(TESTS)
 
 # Debian packages the tests drive; installed only when missing and root.
-TEST_PACKAGES := redis-server redis-tools nginx-light curl memcached iperf3 sockperf python3 iproute2
+TEST_PACKAGES := redis-server redis-tools nginx-light curl memcached iperf3 sockperf python3 iproute2 \
+                 pkgconf man-db
 deps:
 	@tests/install-deps.sh $(TEST_PACKAGES)
 
@@ -120,4 +128,26 @@ plots: all
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all tests deps check run clean plots soak check-asan check-tsan fuzz
+# make install PREFIX=/usr/local [DESTDIR=/staging]; make uninstall likewise.
+MANPAGES := man/loopfast.1 man/loopfast.7 man/loopfast_ioctl.3 man/loopfast_fd_is_fast.3
+DEST := $(DESTDIR)$(PREFIX)
+install: all
+	install -D -m 755 $(BUILD)/libloopfast.so $(DEST)/lib/libloopfast.so
+	install -D -m 644 $(BUILD)/libloopfast.a $(DEST)/lib/libloopfast.a
+	install -D -m 755 $(BUILD)/loopfast $(DEST)/bin/loopfast
+	install -D -m 644 include/loopfast.h $(DEST)/include/loopfast.h
+	install -D -m 644 include/loopfast/winsock.h $(DEST)/include/loopfast/winsock.h
+	@mkdir -p $(DEST)/lib/pkgconfig
+	sed 's|@PREFIX@|$(PREFIX)|' loopfast.pc.in > $(DEST)/lib/pkgconfig/loopfast.pc
+	for m in $(MANPAGES); do \
+	    s=$${m##*.}; install -D -m 644 $$m $(DEST)/share/man/man$$s/$$(basename $$m) || exit 1; \
+	done
+
+uninstall:
+	rm -f $(DEST)/lib/libloopfast.so $(DEST)/lib/libloopfast.a $(DEST)/bin/loopfast \
+	    $(DEST)/include/loopfast.h $(DEST)/include/loopfast/winsock.h \
+	    $(DEST)/lib/pkgconfig/loopfast.pc
+	-rmdir $(DEST)/include/loopfast 2>/dev/null
+	for m in $(MANPAGES); do s=$${m##*.}; rm -f $(DEST)/share/man/man$$s/$$(basename $$m); done
+
+.PHONY: all tests deps check run clean install uninstall plots soak check-asan check-tsan fuzz
