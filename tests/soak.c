@@ -86,10 +86,19 @@ static void run_side(int *fds, int is_server, double seconds, int report)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     end = (uint64_t)ts.tv_sec + (uint64_t)seconds;
-    uint64_t moved = 0;
+    uint64_t moved = 0, shown = 0;
+    int progress = !is_server && isatty(STDERR_FILENO);   /* quiet in a pipe */
     for (;;) {
         clock_gettime(CLOCK_MONOTONIC, &ts);
         int done = (uint64_t)ts.tv_sec >= end;
+        if (progress && (uint64_t)ts.tv_sec != shown) {
+            uint64_t sent = 0;
+            for (int i = 0; i < CONNS; i++)
+                sent += st[i].sent;
+            shown = (uint64_t)ts.tv_sec;
+            fprintf(stderr, "\rsoak: %llu s left, %.0f MB sent, %d errors ",
+                    (unsigned long long)(end > shown ? end - shown : 0), (double)sent / 1e6, errors);
+        }
         struct pollfd p[CONNS];
         for (int i = 0; i < CONNS; i++)
             p[i] = (struct pollfd){ .fd = st[i].fd, .events = POLLIN | (done ? 0 : POLLOUT) };
@@ -129,6 +138,8 @@ static void run_side(int *fds, int is_server, double seconds, int report)
         if (done)
             break;
     }
+    if (progress)
+        fputc('\n', stderr);
     for (int i = 0; i < CONNS; i++)
         moved += st[i].sent;
     uint64_t out[2] = { moved, (uint64_t)errors };
