@@ -67,7 +67,9 @@ static int pump(struct stream *s, int side, int conn, uint64_t budget, int done,
     return 0;
 }
 
-static void run_side(int *fds, int is_server, double seconds, int report)
+/* Both sides stop at the same moment `end` (CLOCK_MONOTONIC seconds), so
+ * neither writes to a peer that has already left. */
+static void run_side(int *fds, int is_server, uint64_t end, int report)
 {
     struct stream st[CONNS];
     int errors = 0;
@@ -82,10 +84,7 @@ static void run_side(int *fds, int is_server, double seconds, int report)
         if (!st[i].nonblocking)
             fcntl(fds[i], F_SETFL, 0);
     }
-    uint64_t end = 0;
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    end = (uint64_t)ts.tv_sec + (uint64_t)seconds;
     uint64_t moved = 0, shown = 0;
     int progress = !is_server && isatty(STDERR_FILENO);   /* quiet in a pipe */
     for (;;) {
@@ -151,6 +150,10 @@ int main(void)
     const char *env = getenv("LOOPFAST_SOAK_SECONDS");
     double seconds = env ? atof(env) : 20;
     alarm((unsigned)seconds + 30);
+    signal(SIGPIPE, SIG_IGN);   /* a write to a peer that left is an error we count */
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    uint64_t end = (uint64_t)now.tv_sec + 1 + (uint64_t)seconds;
     struct sockaddr_storage addr;
     socklen_t len;
     int l = listen_on(AF_INET, 1, &addr, &len);
@@ -159,20 +162,25 @@ int main(void)
         cl[i] = connect_to(&addr, len, 1);
         sv[i] = accept(l, NULL, NULL);
     }
-    int rep[2];
-    CHECK(pipe(rep) == 0, "pipe");
+    int rep[2], bye[2];
+    CHECK(pipe(rep) == 0 && pipe(bye) == 0, "pipe");
     pid_t pid = fork();
     if (pid == 0) {
+        close(bye[1]);
         for (int i = 0; i < CONNS; i++)
             close(cl[i]);
-        run_side(sv, 1, seconds, rep[1]);
+        run_side(sv, 1, end, rep[1]);
+        char b;
+        read(bye[0], &b, 1);   /* leave only once the client is done too */
         _exit(0);
     }
+    close(bye[0]);
     for (int i = 0; i < CONNS; i++)
         close(sv[i]);
-    run_side(cl, 0, seconds, rep[1]);
+    run_side(cl, 0, end, rep[1]);
     uint64_t a[2], b[2];
     CHECK(read(rep[0], a, sizeof a) == sizeof a && read(rep[0], b, sizeof b) == sizeof b, "reports");
+    close(bye[1]);
     child_status(pid);
     int fast = 0;
     for (int i = 0; i < CONNS; i++)
