@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 
 #include "internal.h"
@@ -18,35 +19,38 @@ static int fail(int e)
 
 /* 0 when fd is an open socket, else -1 with EBADF or ENOTSOCK: the kernel's
  * own answer to a socket option asked of something else. */
-static int check_socket(int fd, int *type)
+/* 0 when fd is an open socket, else -1 with EBADF or ENOTSOCK: the kernel's
+ * own answer to a socket option asked of something else. */
+static int check_socket(int fd)
 {
-    socklen_t len = sizeof *type;
-    return getsockopt(fd, SOL_SOCKET, SO_TYPE, type, &len);
+    int type;
+    socklen_t len = sizeof type;
+    return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len);
 }
 
-/* IPPROTO_TCP on a stream socket exists only for AF_INET and AF_INET6. */
-static int is_tcp(int fd, int type)
+/* The TCP state of fd in one call: only a TCP socket answers TCP_INFO (UDP,
+ * AF_UNIX and raw sockets refuse it).  -1 with EBADF, ENOTSOCK or EINVAL. */
+static int tcp_state(int fd)
 {
-    int proto;
-    socklen_t len = sizeof proto;
-    return type == SOCK_STREAM && getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) == 0 &&
-           proto == IPPROTO_TCP;
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0)
+        return ti.tcpi_state;
+    return fail(errno == EBADF || errno == ENOTSOCK ? errno : EINVAL);
 }
 
-static int is_connected(int fd, struct lf_sock *s)
+static int is_connected(int state, struct lf_sock *s)
 {
-    struct sockaddr_storage peer;
-    socklen_t len = sizeof peer;
     if (s && sock_kind(s) != LF_OPTIN)
         return 1;   /* connect() already ran */
-    return getpeername(fd, (struct sockaddr *)&peer, &len) == 0;
+    return state != TCP_CLOSE && state != TCP_LISTEN;
 }
 
-static int set_optin(int fd, int enable)
+static int set_optin(int fd, int state, int enable)
 {
     struct lf_sock *s = fdtable_acquire(fd);
     int r = 0;
-    if (is_connected(fd, s)) {
+    if (is_connected(state, s)) {
         r = fail(EISCONN);
     } else if (enable && !s) {
         struct lf_sock *n = sock_new(LF_OPTIN);
@@ -75,21 +79,18 @@ LF_EXPORT int loopfast_ioctl(int fd, unsigned long code, const void *in, size_t 
         return fail(EFAULT);
     if (in_len < sizeof(int) || out_len != 0)
         return fail(EINVAL);
-    int type;
-    if (check_socket(fd, &type) < 0)
+    int state = tcp_state(fd);
+    if (state < 0)
         return -1;
-    if (!is_tcp(fd, type))
-        return fail(EINVAL);
     int enable;
     memcpy(&enable, in, sizeof enable);
-    return set_optin(fd, enable != 0);
+    return set_optin(fd, state, enable != 0);
 }
 
 LF_EXPORT int loopfast_fd_is_fast(int fd)
 {
     lf_init();
-    int type;
-    if (check_socket(fd, &type) < 0)
+    if (check_socket(fd) < 0)
         return -1;
     struct lf_sock *s = fdtable_acquire(fd);
     if (!s)
