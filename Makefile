@@ -114,6 +114,14 @@ fuzz:
 	    grep -E "^Done|number_of_executed_units" $(BUILD)/fuzz/$$n.log; \
 	done
 
+# Tests whose timing valgrind does not disturb, under memcheck.
+VALGRIND_TESTS := api_errors unit_ring connect_write_accept echo_v4 optin_one_sided readiness \
+                  sockopts descriptors msg_flags flow_control
+check-valgrind: tests
+	@tests/install-deps.sh valgrind
+	LOOPFAST_TEST_WRAPPER="valgrind -q --error-exitcode=9" \
+	    tests/run.sh $(addprefix $(BUILD)/tests/,$(VALGRIND_TESTS))
+
 # The long soak (make check runs 20 s of it).
 SOAK_SECONDS ?= 300
 soak: tests
@@ -150,4 +158,5 @@ uninstall:
 	-rmdir $(DEST)/include/loopfast 2>/dev/null
 	for m in $(MANPAGES); do s=$${m##*.}; rm -f $(DEST)/share/man/man$$s/$$(basename $$m); done
 
-.PHONY: all tests deps check run clean install uninstall plots soak check-asan check-tsan fuzz
+.PHONY: all tests deps check run clean install uninstall plots soak check-asan check-tsan fuzz \
+        check-valgrind

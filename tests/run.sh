@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs each test program given on the command line and tallies the results.
 # A test exits 0 (pass), 77 (skip) or anything else (fail); each gets at most
-# LOOPFAST_TEST_TIMEOUT seconds (default 120).
+# LOOPFAST_TEST_TIMEOUT seconds (default 120).  LOOPFAST_TEST_WRAPPER, when
+# set, is put before each test (make check-valgrind uses it).
 set -u
 timeout_s=${LOOPFAST_TEST_TIMEOUT:-120}
 pass=0 fail=0 skip=0 failed=()
@@ -9,7 +10,8 @@ for t in "$@"; do
     name=$(basename "$t")
     log=$(mktemp)
     start=$EPOCHREALTIME
-    timeout -k 5 "$timeout_s" "$t" >"$log" 2>&1
+    # shellcheck disable=SC2086 # the wrapper is a command line
+    timeout -k 5 "$timeout_s" ${LOOPFAST_TEST_WRAPPER:-} "$t" >"$log" 2>&1
     rc=$?
     secs=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { print b - a }')
     case $rc in
