@@ -243,6 +243,7 @@ void exec_import(void);
 
 /* ---- stats ---- */
 extern int lf_initialised;
+extern pid_t lf_pid;
 void lf_init(void);
 
 #endif /* LOOPFAST_INTERNAL_H */

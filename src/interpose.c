@@ -16,6 +16,12 @@
 #include "internal.h"
 
 int lf_initialised;
+pid_t lf_pid;   /* getpid() is a system call: kept here, renewed in a forked child */
+
+static void renew_pid(void)
+{
+    lf_pid = getpid();
+}
 
 __attribute__((constructor)) void lf_init(void)
 {
@@ -23,6 +29,8 @@ __attribute__((constructor)) void lf_init(void)
         return;
     libc_init();
     config_init();
+    renew_pid();
+    pthread_atfork(NULL, NULL, renew_pid);
     __atomic_store_n(&lf_initialised, 1, __ATOMIC_RELEASE);
     exec_import();
 }

@@ -68,7 +68,7 @@ struct lf_conn *shm_attach(int memfd, int me, uint64_t expect_ring_size)
     else
         c->memfd = memfd;
     if (c)
-        my_stats(c)->pid = getpid();
+        my_stats(c)->pid = lf_pid;
     return c;
 }
 
@@ -96,7 +96,7 @@ struct lf_conn *shm_create(uint64_t ring_size)
     sh->ring_size = ring_size;
     sh->side[LF_CLIENT].holders = 1;
     sh->side[LF_SERVER].holders = 1;
-    sh->stats[LF_SERVER].pid = getpid();
+    sh->stats[LF_SERVER].pid = lf_pid;
     c->memfd = fd;
     return c;
 }

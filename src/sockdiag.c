@@ -95,7 +95,7 @@ static __thread pid_t diag_pid;
 
 static int diag_socket(void)
 {
-    pid_t pid = getpid();
+    pid_t pid = lf_pid;
     if (diag_fd >= 0 && diag_pid == pid)
         return diag_fd;
     diag_fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
