@@ -7,6 +7,8 @@
  * checked before use; a contradiction marks the connection broken.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/single_threaded.h>
 #include <sys/socket.h>
@@ -267,6 +269,29 @@ static int peer_gone_by_tcp(struct lf_conn *c, int fd)
     return c->peer_gone;
 }
 
+/* The peer's process is gone: the pid its end last recorded no longer
+ * exists or is a zombie (a dead holder that never closed leaves no other
+ * trace).  Asked only in the rare case of an unclear FIN, every 100 ms. */
+static int peer_process_gone(struct lf_conn *c)
+{
+    int32_t pid = __atomic_load_n(&c->sh->stats[!c->me].pid, __ATOMIC_RELAXED);
+    if (pid <= 0)
+        return 0;
+    if (kill(pid, 0) < 0)
+        return errno == ESRCH;
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? libc.read(fd, buf, sizeof buf - 1) : -1;
+    if (fd >= 0)
+        libc.close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    const char *state = strrchr(buf, ')');   /* after the command name, which may hold spaces */
+    return state && (state[2] == 'Z' || state[2] == 'X');
+}
+
 static ssize_t tx_ring(struct lf_conn *c, int fd, const struct msghdr *msg, int flags)
 {
     struct iovec iov[MAX_IOV];
@@ -304,11 +329,15 @@ static ssize_t tx_ring(struct lf_conn *c, int fd, const struct msghdr *msg, int 
         if (timeout == -2)
             timeout = sock_timeout_ms(fd, SO_SNDTIMEO);
         short tev;
-        int w = wait_for(c, fd, 1, timeout, &tev);
-        if (w < 0)
+        int w = wait_for(c, fd, 1, c->fin_unclear && timeout < 0 ? 100 : timeout, &tev);
+        if (w < 0 && !(w == -EAGAIN && c->fin_unclear && timeout < 0))
             return done ? (ssize_t)done : w;
-        if (tcp_says_gone(c, tev))
+        if (tcp_says_gone(c, tev) || (c->fin_unclear && peer_process_gone(c)))
             return done ? (ssize_t)done : epipe(flags);
+        /* A FIN while the peer still writes on TCP may be its shutdown(SHUT_WR):
+         * from now on, ask whether its process lives. */
+        if (tev & POLLRDHUP)
+            c->fin_unclear = 1;
     }
     return (ssize_t)done;
 }

@@ -127,6 +127,7 @@ struct lf_conn {
     int shut_rd;                  /* local shutdown(SHUT_RD) */
     uint64_t next_tcp_check;      /* when a writer next asks TCP if the peer is gone */
     int peer_gone;                /* TCP said so once: it stays so */
+    int fin_unclear;              /* a FIN that may be a shutdown, not a close (see tx_ring) */
 };
 
 struct lf_conn *shm_create(uint64_t ring_size);

@@ -75,7 +75,7 @@ int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tc
     /* A writer must not wake on unread TCP data from before the switch. */
     struct pollfd p[2] = {
         { .fd = c->bell_mine[for_write ? BELL_ROOM : BELL_DATA], .events = POLLIN },
-        { .fd = fd, .events = for_write ? POLLRDHUP : (POLLIN | POLLRDHUP) },
+        { .fd = fd, .events = for_write ? (c->fin_unclear ? 0 : POLLRDHUP) : (POLLIN | POLLRDHUP) },
     };
     int r;
     do {

@@ -1,6 +1,8 @@
 /* The peer dies by SIGKILL: a survivor blocked in read sees EOF or
  * ECONNRESET, one blocked in write on a full ring sees EPIPE or ECONNRESET,
  * both promptly, never a hang. */
+#include <sys/time.h>
+
 #include "helpers.h"
 
 static int connected_pair(pid_t *child, int peer_reads)
@@ -57,6 +59,50 @@ int main(void)
     }
     CHECK(errno == EPIPE || errno == ECONNRESET, "write after death: %s", strerror(errno));
     waitpid(child, NULL, 0);
+    waitpid(killer, NULL, 0);
+
+    /* The hard case: the server wrote before the client took its answer (so
+     * its direction is still on TCP and its FIN could be a shutdown), a
+     * forked child of it left without close(), and then it dies while the
+     * client is blocked on a full ring. */
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int l = listen_on(AF_INET, 1, &addr, &len);
+    pid_t server = fork();
+    if (server == 0) {
+        int s = accept(l, NULL, NULL);
+        write_full(s, "hi", 2);
+        if (fork() == 0)
+            _exit(0);   /* a holder that never closes */
+        pause();
+        _exit(0);
+    }
+    close(l);
+    int c = connect_to(&addr, len, 1);
+    char hi[2];
+    CHECK(read_full(c, hi, 2) == 2, "greeting");
+    CHECK(loopfast_fd_is_fast(c) == 1, "client not fast");
+    killer = fork();
+    if (killer == 0) {
+        usleep(300000);
+        kill(server, SIGKILL);
+        _exit(0);
+    }
+    struct timeval t0, t1;
+    gettimeofday(&t0, NULL);
+    pid_t w = 0;
+    for (;;) {
+        n = write(c, big, sizeof big);
+        if (n < 0)
+            break;
+        if (!w)
+            w = waitpid(server, NULL, WNOHANG);
+    }
+    gettimeofday(&t1, NULL);
+    CHECK(errno == EPIPE || errno == ECONNRESET, "write after a murky death: %s", strerror(errno));
+    CHECK(t1.tv_sec - t0.tv_sec < 3, "took %ld s to notice", (long)(t1.tv_sec - t0.tv_sec));
+    if (!w)
+        waitpid(server, NULL, 0);
     waitpid(killer, NULL, 0);
     return 0;
 }
