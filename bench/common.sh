@@ -7,7 +7,7 @@ LOOPFAST="$top/build/loopfast"
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null' EXIT
 need() { command -v "$1" >/dev/null || { echo "$1 is not installed (apt-get install $2)" >&2; exit 1; }; }
-port() { echo $((40000 + RANDOM % 20000)); }
+port() { echo $((10000 + RANDOM % 10000)); }   # below the ephemeral range
 wait_port() {
     for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done
     echo "nothing listens on $1" >&2; exit 1

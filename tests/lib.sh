@@ -17,12 +17,13 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 skip() { echo "$*" >&2; exit 77; }
 need() { for p in "$@"; do command -v "$p" >/dev/null 2>&1 || skip "$p is not installed"; done; }
 
-# A TCP port nothing listens on, in 20000-39999.
+# A TCP port no socket uses, in 20000-31999: below the ephemeral range, so
+# that no client connection can take it between our check and the bind.
 free_port() {
     local p
     for _ in $(seq 50); do
-        p=$((20000 + RANDOM % 20000))
-        ss -Htln "sport = :$p" 2>/dev/null | grep -q . || { echo "$p"; return; }
+        p=$((20000 + RANDOM % 12000))
+        ss -Htan "sport = :$p" 2>/dev/null | grep -q . || { echo "$p"; return; }
     done
     fail "no free port"
 }
