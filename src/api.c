@@ -19,8 +19,6 @@ static int fail(int e)
 
 /* 0 when fd is an open socket, else -1 with EBADF or ENOTSOCK: the kernel's
  * own answer to a socket option asked of something else. */
-/* 0 when fd is an open socket, else -1 with EBADF or ENOTSOCK: the kernel's
- * own answer to a socket option asked of something else. */
 static int check_socket(int fd)
 {
     int type;

@@ -466,6 +466,8 @@ static int lf_epoll_wait(int epfd, struct epoll_event *out, int max, int timeout
                          const sigset_t *mask)
 {
     static unsigned calls;
+    if (timeout != 0)
+        reap_now();   /* about to wait: a good time (reap.c) */
     if (max <= 0 || !has_regs(epfd))
         return mask ? libc.epoll_pwait(epfd, out, max, timeout, mask)
                     : libc.epoll_wait(epfd, out, max, timeout);

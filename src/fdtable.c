@@ -88,7 +88,8 @@ static void sock_destroy(struct lf_sock *s)
     if (s->spare_inner >= 0)
         libc.close(s->spare_inner);
     if (s->conn)
-        conn_free(s->conn);
+        reap_conn(s->conn);
+    s->conn = NULL;
     pthread_mutex_destroy(&s->lock);
     pthread_mutex_lock(&table_lock);
     s->next_free = free_list;

@@ -128,6 +128,7 @@ struct lf_conn {
     uint64_t next_tcp_check;      /* when a writer next asks TCP if the peer is gone */
     int peer_gone;                /* TCP said so once: it stays so */
     int fin_unclear;              /* a FIN that may be a shutdown, not a close (see tx_ring) */
+    pid_t made_by;                /* spare.c: the process that created it */
 };
 
 struct lf_conn *shm_create(uint64_t ring_size);
@@ -138,6 +139,16 @@ static inline struct lf_stats *my_stats(struct lf_conn *c)
     return &c->sh->stats[c->me];
 }
 void conn_free(struct lf_conn *c);
+
+/* ---- spare.c: the server's next connection, made while it waits ---- */
+void spare_prepare(void);            /* before an opted-in accept() */
+struct lf_conn *spare_take(void);    /* the spare, or a new one; NULL on failure */
+int spare_drop(void);                /* out of descriptors: descriptors freed */
+
+/* ---- reap.c: closed connections' leftovers, released before a wait ---- */
+void reap_conn(struct lf_conn *c);   /* conn_free, later */
+void reap_fd(int fd);                /* close, later */
+int reap_now(void);                  /* before a thread blocks; descriptors freed */
 
 /* ---- sockdiag.c ---- */
 struct diag_result { uid_t uid; uint64_t inode; };

@@ -188,6 +188,18 @@ LF_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 
 /* ---- connection set-up ---- */
 
+/* Our reserves (a spare answer, leftovers waiting to be closed) must never
+ * be why the program runs out of descriptors: on EMFILE or ENFILE they are
+ * given back, and the call is worth one more try. */
+static int retry_without_reserves(int r)
+{
+    if (r >= 0 || (errno != EMFILE && errno != ENFILE))
+        return 0;
+    int e = errno, freed = reap_now() + spare_drop();
+    errno = e;
+    return freed > 0;
+}
+
 LF_EXPORT int socket(int domain, int type, int protocol)
 {
     if (__builtin_expect(!lf_initialised, 0))
@@ -196,6 +208,8 @@ LF_EXPORT int socket(int domain, int type, int protocol)
     if (!real_socket)
         *(void **)&real_socket = dlsym_next("socket");
     int fd = real_socket(domain, type, protocol);
+    if (retry_without_reserves(fd))
+        fd = real_socket(domain, type, protocol);
     if (fd >= 0 && lf_config.mode == LF_MODE_ALL && (domain == AF_INET || domain == AF_INET6) &&
         (type & 0xf) == SOCK_STREAM && (protocol == 0 || protocol == IPPROTO_TCP)) {
         struct lf_sock *s = sock_new(LF_OPTIN);
@@ -224,29 +238,53 @@ LF_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
     return r;
 }
 
+/* Does accept() on this descriptor answer offers? */
+static int answers_offers(int listen_fd)
+{
+    struct lf_sock *l = ours(listen_fd);
+    int yes = l && sock_kind(l) == LF_OPTIN && lf_config.mode != LF_MODE_OFF;
+    if (l)
+        sock_put(l);
+    return yes;
+}
+
 static int answer_if_optin(int listen_fd, int fd)
 {
     if (fd < 0)
         return fd;
     int e = errno;
-    struct lf_sock *l = ours(listen_fd);
-    if (l) {
-        if (sock_kind(l) == LF_OPTIN)
-            handshake_answer(fd);
-        sock_put(l);
-    }
+    if (answers_offers(listen_fd))
+        handshake_answer(fd);
     errno = e;
     return fd;
 }
 
+/* The answer's memory and doorbells are made before accept() waits, not
+ * between the client's SYN and its reply (spare.c); leftovers of closed
+ * connections go then too (reap.c). */
+static void before_accept(int listen_fd)
+{
+    reap_now();
+    if (answers_offers(listen_fd))
+        spare_prepare();
+}
+
 LF_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len)
 {
-    return answer_if_optin(fd, libc.accept(fd, addr, len));
+    before_accept(fd);
+    int c = libc.accept(fd, addr, len);
+    if (retry_without_reserves(c))
+        c = libc.accept(fd, addr, len);
+    return answer_if_optin(fd, c);
 }
 
 LF_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
-    return answer_if_optin(fd, libc.accept4(fd, addr, len, flags));
+    before_accept(fd);
+    int c = libc.accept4(fd, addr, len, flags);
+    if (retry_without_reserves(c))
+        c = libc.accept4(fd, addr, len, flags);
+    return answer_if_optin(fd, c);
 }
 
 LF_EXPORT int shutdown(int fd, int how)

@@ -58,6 +58,7 @@ static int pending_wait(int fd, int is_send)
     struct pollfd p = { .fd = fd, .events = is_send ? POLLOUT : POLLIN };
     int timeout = sock_timeout_ms(fd, is_send ? SO_SNDTIMEO : SO_RCVTIMEO);
     int r;
+    reap_now();
     do {
         signal_wait_begin();
         r = libc.poll(&p, 1, timeout);

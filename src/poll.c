@@ -200,6 +200,8 @@ static int lf_poll(struct pollfd *fds, nfds_t n, int timeout_ms, const sigset_t 
     struct poll_set ps;
     if (__builtin_expect(!lf_initialised, 0))
         lf_init();
+    if (timeout_ms != 0)
+        reap_now();   /* about to wait: a good time (reap.c) */
     if (!build(&ps, fds, n)) {
         release(&ps);
         if (!mask)
@@ -312,6 +314,8 @@ LF_EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *x, struct timeval *
 {
     if (__builtin_expect(!lf_initialised, 0))
         lf_init();
+    if (!tv || tv->tv_sec || tv->tv_usec)
+        reap_now();
     if (nfds <= 0 || nfds > FD_SETSIZE || !any_tracked(nfds, r, w, x))
         return libc.select(nfds, r, w, x, tv);
     int ms = -1;
@@ -327,6 +331,8 @@ LF_EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *x, const struct ti
 {
     if (__builtin_expect(!lf_initialised, 0))
         lf_init();
+    if (!ts || ts->tv_sec || ts->tv_nsec)
+        reap_now();
     if (nfds <= 0 || nfds > FD_SETSIZE || !any_tracked(nfds, r, w, x))
         return libc.pselect(nfds, r, w, x, ts, mask);
     return select_as_poll(nfds, r, w, x, timespec_ms(ts), mask);

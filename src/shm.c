@@ -98,6 +98,7 @@ struct lf_conn *shm_create(uint64_t ring_size)
     sh->side[LF_SERVER].holders = 1;
     sh->stats[LF_SERVER].pid = lf_pid;
     c->memfd = fd;
+    c->made_by = lf_pid;
     return c;
 }
 

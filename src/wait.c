@@ -78,6 +78,7 @@ int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tc
         { .fd = fd, .events = for_write ? (c->fin_unclear ? 0 : POLLRDHUP) : (POLLIN | POLLRDHUP) },
     };
     int r;
+    reap_now();
     do {
         signal_wait_begin();
         r = libc.poll(p, 2, timeout_ms);

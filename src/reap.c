@@ -1,0 +1,89 @@
+/*
+ * reap.c - what closed connections leave behind, released when a thread is
+ * about to wait anyway.
+ *
+ * A fast connection holds a mapping, a memfd and four doorbells; a client
+ * that took an answer holds two spent unix sockets.  Releasing them costs
+ * seven system calls that would otherwise sit between one connection's
+ * close() and the next one's first reply.  They are queued instead and
+ * released before the thread next blocks (accept, poll, epoll, a blocked
+ * read or write), while the peer works.  The queue is bounded: when it holds
+ * more than REAP_MAX_FDS descriptors it is released at once; and a program
+ * that runs out of descriptors gets them back (interpose.c).
+ *
+ * A lock-free stack, taken whole: a fork never inherits a held lock, and a
+ * child that inherits the queue releases its own copies, which is right.
+ */
+#include <stdlib.h>
+
+#include "internal.h"
+
+#define REAP_MAX_FDS 16
+
+struct reap_item {
+    struct reap_item *next;
+    struct lf_conn *conn;   /* or NULL */
+    int fd;                 /* or -1 */
+};
+
+static struct reap_item *stack;
+static int queued;
+
+static void release(struct lf_conn *conn, int fd)
+{
+    if (conn)
+        conn_free(conn);
+    if (fd >= 0)
+        libc.close(fd);
+}
+
+static int fds_of(const struct reap_item *it)
+{
+    return (it->conn ? 1 + 4 : 0) + (it->fd >= 0);   /* memfd and doorbells */
+}
+
+static void push(struct lf_conn *conn, int fd)
+{
+    struct reap_item *it = malloc(sizeof *it);
+    if (!it) {
+        release(conn, fd);
+        return;
+    }
+    it->conn = conn;
+    it->fd = fd;
+    it->next = __atomic_load_n(&stack, __ATOMIC_RELAXED);
+    while (!__atomic_compare_exchange_n(&stack, &it->next, it, 1, __ATOMIC_RELEASE,
+                                        __ATOMIC_RELAXED))
+        ;
+    if (__atomic_add_fetch(&queued, fds_of(it), __ATOMIC_RELAXED) > REAP_MAX_FDS)
+        reap_now();
+}
+
+void reap_conn(struct lf_conn *c)
+{
+    push(c, -1);
+}
+
+void reap_fd(int fd)
+{
+    if (fd >= 0)
+        push(NULL, fd);
+}
+
+int reap_now(void)
+{
+    if (!__atomic_load_n(&stack, __ATOMIC_RELAXED))
+        return 0;
+    struct reap_item *it = __atomic_exchange_n(&stack, NULL, __ATOMIC_ACQUIRE);
+    int n = 0;
+    while (it) {
+        struct reap_item *next = it->next;
+        int k = fds_of(it);
+        release(it->conn, it->fd);
+        free(it);
+        __atomic_sub_fetch(&queued, k, __ATOMIC_RELAXED);
+        n += k;
+        it = next;
+    }
+    return n;
+}

@@ -1,0 +1,69 @@
+/*
+ * spare.c - the server's next connection, made before it is needed.
+ *
+ * Answering an offer needs a sealed, mapped memfd and four eventfds: nine
+ * system calls.  Made inside accept() they would sit between the client's SYN
+ * and its first reply, so an opted-in accept() makes them first, before it
+ * waits, and the connection it returns takes them.  One spare per process:
+ * a header page of memory and five descriptors.
+ */
+#include <sys/eventfd.h>
+
+#include "internal.h"
+
+static struct lf_conn *spare;   /* swapped atomically: threads may accept at once */
+
+/* A new connection's server end: memfd mapped, bells made. */
+static struct lf_conn *server_conn(void)
+{
+    struct lf_conn *c = shm_create(lf_config.ring_size);
+    if (!c)
+        return NULL;
+    int ok = 1;
+    for (int i = 0; i < 2; i++) {
+        c->bell_mine[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
+        c->bell_peer[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
+        ok &= c->bell_mine[i] >= 0 && c->bell_peer[i] >= 0;
+    }
+    if (ok)
+        return c;
+    conn_free(c);   /* closes the memfd and bells too */
+    return NULL;
+}
+
+/* A spare made before a fork belongs to the parent: the child's copy maps the
+ * same memory, so using it would wire two connections to one ring. */
+static struct lf_conn *take_own(void)
+{
+    struct lf_conn *c = __atomic_exchange_n(&spare, NULL, __ATOMIC_ACQ_REL);
+    if (c && c->made_by != lf_pid) {
+        conn_free(c);   /* our copies only; the parent's stay */
+        c = NULL;
+    }
+    return c;
+}
+
+void spare_prepare(void)
+{
+    struct lf_conn *c = take_own();
+    if (!c)
+        c = server_conn();
+    if (c && !__atomic_compare_exchange_n(&spare, &(struct lf_conn *){ NULL }, c, 0,
+                                          __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        conn_free(c);   /* another thread made one meanwhile */
+}
+
+int spare_drop(void)
+{
+    struct lf_conn *c = __atomic_exchange_n(&spare, NULL, __ATOMIC_ACQ_REL);
+    if (!c)
+        return 0;
+    conn_free(c);
+    return 1 + 4;
+}
+
+struct lf_conn *spare_take(void)
+{
+    struct lf_conn *c = take_own();
+    return c ? c : server_conn();
+}
