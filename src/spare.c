@@ -21,8 +21,8 @@ static struct lf_conn *server_conn(void)
         return NULL;
     int ok = 1;
     for (int i = 0; i < 2; i++) {
-        c->bell_mine[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
-        c->bell_peer[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
+        c->bell_mine[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        c->bell_peer[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         ok &= c->bell_mine[i] >= 0 && c->bell_peer[i] >= 0;
     }
     if (ok)

@@ -52,9 +52,13 @@ static int spin(struct lf_conn *c, int for_write)
     }
 }
 
-/* Bells are semaphore eventfds: each wake-up takes one token, so processes
- * sharing a connection after fork cannot steal all of each other's wake-ups.
- * Left-over tokens only cause a spurious wake-up. */
+/* One read takes every token.  Tokens are left over whenever a waiter armed,
+ * then found news and did not sleep: the peer's next write still rings.  Taken
+ * one at a time (a semaphore eventfd) they piled up faster than they were
+ * read, every later poll() returned at once, and LOOPFAST_SPIN_US=0 became a
+ * busy loop of system calls.  Taken all at once, a leak costs one spurious
+ * wake-up.  poll() wakes every waiter on the eventfd, so waiters that share it
+ * (threads, forked holders) each look again whoever reads the count. */
 void bell_drain(struct lf_conn *c, int which)
 {
     uint64_t token;
