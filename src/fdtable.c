@@ -132,6 +132,7 @@ struct lf_sock *sock_new(int kind)
     for (int i = 0; i < 4; i++)
         s->candidates[i] = -1;
     s->pending_tx = s->pending_rx = 0;
+    s->bound_state = BOUND_UNKNOWN;
     s->conn = NULL;
     s->next_free = NULL;
     pthread_mutex_init(&s->lock, NULL);

@@ -32,6 +32,15 @@ int is_loopback(const struct sockaddr *sa)
     return 0;
 }
 
+int is_wildcard(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return ((const struct sockaddr_in *)sa)->sin_addr.s_addr == htonl(INADDR_ANY);
+    if (sa->sa_family == AF_INET6)
+        return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+    return 1;
+}
+
 static socklen_t offer_name(uint64_t inode, struct sockaddr_un *un)
 {
     memset(un, 0, sizeof *un);
@@ -75,14 +84,14 @@ static int peer_uid(int unix_fd, uid_t *uid)
 }
 
 /* The owner of the socket at the other end of TCP connection fd, if the
- * policy lets this connection be fast. */
+ * policy lets this connection be fast.  ends: local and peer address, those
+ * of family 0 still to be asked. */
 static int tcp_peer_owner(int fd, struct diag_result *owner, struct sockaddr_storage ends[2])
 {
     struct sockaddr_storage *local = &ends[0], *peer = &ends[1];
     socklen_t ll = sizeof *local, pl = sizeof *peer;
-    memset(ends, 0, 2 * sizeof *ends);
-    if (getsockname(fd, (struct sockaddr *)local, &ll) < 0 ||
-        getpeername(fd, (struct sockaddr *)peer, &pl) < 0 ||
+    if ((!local->ss_family && getsockname(fd, (struct sockaddr *)local, &ll) < 0) ||
+        (!peer->ss_family && getpeername(fd, (struct sockaddr *)peer, &pl) < 0) ||
         !is_loopback((struct sockaddr *)peer) ||
         !policy_allows((struct sockaddr *)local, (struct sockaddr *)peer))
         return -1;
@@ -131,11 +140,10 @@ static int send_answer(int u, int memfd, const struct lf_conn *cn, uint64_t ring
     return libc.sendmsg(u, &m, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof a ? 0 : -1;
 }
 
-void handshake_answer(int fd)
+void handshake_answer(int fd, struct sockaddr_storage ends[2])
 {
     if (lf_config.mode == LF_MODE_OFF)
         return;
-    struct sockaddr_storage ends[2];
     int u = connect_offer(fd, ends);
     if (u < 0)
         return;
@@ -195,7 +203,7 @@ static int received_fds(struct msghdr *m, int *fds, int max)
 static int sender_is_server(int u, int fd)
 {
     struct diag_result owner;
-    struct sockaddr_storage ends[2];
+    struct sockaddr_storage ends[2] = { { 0 }, { 0 } };
     uid_t uid;
     if (peer_uid(u, &uid) < 0)
         return 0;

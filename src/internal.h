@@ -172,7 +172,10 @@ struct lf_sock {
     struct lf_sock *next_free;
     unsigned fork_gen;        /* marks the sock once per fork walk */
     int spare_inner;          /* epoll.c: an inner epoll kept for the next ADD */
+    int bound_state;          /* OPTIN listener: is `bound` its address? (interpose.c) */
+    struct sockaddr_storage bound;
 };
+enum { BOUND_UNKNOWN, BOUND_SPECIFIC, BOUND_WILDCARD };
 
 static inline int sock_kind(struct lf_sock *s)
 {
@@ -197,8 +200,11 @@ void fdtable_for_each(void (*fn)(struct lf_sock *, void *), void *arg);
 
 /* ---- handshake.c ---- */
 int is_loopback(const struct sockaddr *sa);
+int is_wildcard(const struct sockaddr *sa);
 void handshake_offer(struct lf_sock *s, int fd, const struct sockaddr *dst);
-void handshake_answer(int fd);
+/* ends: the connection's local and peer address where known (family 0 where
+ * not); the rest is asked of the kernel. */
+void handshake_answer(int fd, struct sockaddr_storage ends[2]);
 int handshake_take_answer(struct lf_sock *s, int fd);
 
 /* ---- answer.c: the message; with it, the memfd and four doorbells ---- */

@@ -6,6 +6,7 @@
  * kernel, the pending client or the rings by the descriptor's kind.
  */
 #include <errno.h>
+#include <string.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <netinet/in.h>
@@ -238,53 +239,72 @@ LF_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
     return r;
 }
 
-/* Does accept() on this descriptor answer offers? */
-static int answers_offers(int listen_fd)
+/* The listener, if accept() on it answers offers (held: sock_put it). */
+static struct lf_sock *answering(int listen_fd)
 {
     struct lf_sock *l = ours(listen_fd);
-    int yes = l && sock_kind(l) == LF_OPTIN && lf_config.mode != LF_MODE_OFF;
-    if (l)
+    if (l && (sock_kind(l) != LF_OPTIN || lf_config.mode == LF_MODE_OFF)) {
         sock_put(l);
-    return yes;
+        l = NULL;
+    }
+    return l;
 }
 
-static int answer_if_optin(int listen_fd, int fd)
+/* The listener's address is every accepted connection's local address,
+ * unless it is a wildcard: asked once, it spares the answer a getsockname. */
+static void listener_address(struct lf_sock *l, int listen_fd, struct sockaddr_storage *local)
 {
-    if (fd < 0)
-        return fd;
-    int e = errno;
-    if (answers_offers(listen_fd))
-        handshake_answer(fd);
-    errno = e;
-    return fd;
+    pthread_mutex_lock(&l->lock);
+    if (l->bound_state == BOUND_UNKNOWN) {
+        socklen_t n = sizeof l->bound;
+        int ok = getsockname(listen_fd, (struct sockaddr *)&l->bound, &n) == 0;
+        l->bound_state = ok && !is_wildcard((struct sockaddr *)&l->bound) ? BOUND_SPECIFIC
+                                                                            : BOUND_WILDCARD;
+    }
+    if (l->bound_state == BOUND_SPECIFIC)
+        *local = l->bound;
+    pthread_mutex_unlock(&l->lock);
 }
 
-/* The answer's memory and doorbells are made before accept() waits, not
- * between the client's SYN and its reply (spare.c); leftovers of closed
- * connections go then too (reap.c). */
-static void before_accept(int listen_fd)
+/* accept() or accept4(): the answer's memory and doorbells are made before
+ * it waits, not between the client's SYN and its reply (spare.c), and
+ * leftovers of closed connections go then too (reap.c).  The peer's address
+ * the answer needs is the one accept() returns: read from the caller's
+ * buffer when the kernel filled it whole, else asked into ours. */
+static int accept_any(int listen_fd, struct sockaddr *addr, socklen_t *len, int flags, int is4)
 {
     reap_now();
-    if (answers_offers(listen_fd))
+    struct lf_sock *l = answering(listen_fd);
+    if (l)
         spare_prepare();
+    struct sockaddr_storage ends[2] = { { 0 }, { 0 } };   /* local, peer */
+    socklen_t own = sizeof ends[1], given = addr && len ? *len : 0;
+    struct sockaddr *a = addr || !l ? addr : (struct sockaddr *)&ends[1];
+    socklen_t *n = addr || !l ? len : &own;
+    int c = is4 ? libc.accept4(listen_fd, a, n, flags) : libc.accept(listen_fd, a, n);
+    if (retry_without_reserves(c))
+        c = is4 ? libc.accept4(listen_fd, a, n, flags) : libc.accept(listen_fd, a, n);
+    if (c >= 0 && l) {
+        int e = errno;
+        if (addr && *len <= given && *len <= sizeof ends[1])
+            memcpy(&ends[1], addr, *len);
+        listener_address(l, listen_fd, &ends[0]);
+        handshake_answer(c, ends);
+        errno = e;
+    }
+    if (l)
+        sock_put(l);
+    return c;
 }
 
 LF_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len)
 {
-    before_accept(fd);
-    int c = libc.accept(fd, addr, len);
-    if (retry_without_reserves(c))
-        c = libc.accept(fd, addr, len);
-    return answer_if_optin(fd, c);
+    return accept_any(fd, addr, len, 0, 0);
 }
 
 LF_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
-    before_accept(fd);
-    int c = libc.accept4(fd, addr, len, flags);
-    if (retry_without_reserves(c))
-        c = libc.accept4(fd, addr, len, flags);
-    return answer_if_optin(fd, c);
+    return accept_any(fd, addr, len, flags, 1);
 }
 
 LF_EXPORT int shutdown(int fd, int how)
