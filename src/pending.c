@@ -49,14 +49,29 @@ static ssize_t pending_try(struct lf_sock *s, int fd, struct msghdr *msg, int fl
     return r;
 }
 
-/* Waits for TCP only: the server switches nothing before we take its answer,
- * so what we wait for comes on TCP, and the answer is taken at the next try
- * (waking for the answer alone would cost every connection a wake-up).
- * Returns 0, or -errno (timeout: -EAGAIN). */
-static int pending_wait(int fd, int is_send)
+/* The waits below are for TCP only: the server switches nothing before we
+ * take its answer, so what we wait for comes on TCP, and the answer is taken
+ * at the next try (waking for the answer alone would cost every connection a
+ * wake-up).  Each returns 0, or -errno (timeout or O_NONBLOCK: -EAGAIN).
+ *
+ * A reader waits in the kernel itself: a blocking one-byte MSG_PEEK returns
+ * when TCP has a byte, its end or an error, and honours O_NONBLOCK,
+ * SO_RCVTIMEO and SA_RESTART exactly as the program's own read would: one
+ * system call where fcntl, getsockopt and poll were three.  It consumes
+ * nothing, so the byte counts stay exact whoever reads next. */
+static int pending_wait_readable(int fd)
 {
-    struct pollfd p = { .fd = fd, .events = is_send ? POLLOUT : POLLIN };
-    int timeout = sock_timeout_ms(fd, is_send ? SO_SNDTIMEO : SO_RCVTIMEO);
+    char b;
+    reap_now();
+    return libc.recv(fd, &b, 1, MSG_PEEK) < 0 ? -errno : 0;
+}
+
+static int pending_wait_writable(int fd)
+{
+    if (fd_nonblocking(fd))
+        return -EAGAIN;
+    struct pollfd p = { .fd = fd, .events = POLLOUT };
+    int timeout = sock_timeout_ms(fd, SO_SNDTIMEO);
     int r;
     reap_now();
     do {
@@ -75,8 +90,8 @@ ssize_t pending_io(struct lf_sock *s, int fd, struct msghdr *msg, int flags, int
         ssize_t r = pending_try(s, fd, msg, flags, is_send, &kind);
         if (kind != LF_PENDING)
             return is_send ? sock_send(s, fd, msg, flags) : sock_recv(s, fd, msg, flags);
-        if (r == -EAGAIN && !(flags & MSG_DONTWAIT) && !fd_nonblocking(fd)) {
-            int w = pending_wait(fd, is_send);
+        if (r == -EAGAIN && !(flags & MSG_DONTWAIT)) {
+            int w = is_send ? pending_wait_writable(fd) : pending_wait_readable(fd);
             if (w == 0)
                 continue;
             r = w;
