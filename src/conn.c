@@ -284,7 +284,7 @@ static int peer_process_gone(struct lf_conn *c)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     ssize_t n = fd >= 0 ? libc.read(fd, buf, sizeof buf - 1) : -1;
     if (fd >= 0)
-        libc.close(fd);
+        libc.close_own(fd);
     if (n <= 0)
         return 0;
     buf[n] = 0;

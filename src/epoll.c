@@ -174,7 +174,7 @@ static void inner_put(struct ep_reg *r)
     if (r->kind_seen == LF_FAST && sock_kind(s) == LF_FAST && s->spare_inner < 0)
         s->spare_inner = r->inner;
     else
-        libc.close(r->inner);
+        libc.close_own(r->inner);
 }
 
 static int reg_add(int epfd, struct ep_set *e, int fd, struct lf_sock *s, struct epoll_event *ev)
@@ -198,7 +198,7 @@ static int reg_add(int epfd, struct ep_set *e, int fd, struct lf_sock *s, struct
         libc.epoll_ctl(epfd, EPOLL_CTL_ADD, r->inner, &outer) < 0) {
         int err = errno;
         if (r->inner >= 0)
-            libc.close(r->inner);
+            libc.close_own(r->inner);
         ptrset_del(&e->mine, r);
         free(r);
         return errno = err, -1;

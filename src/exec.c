@@ -111,7 +111,7 @@ static char **with_inherit(char *const envp[], struct export *x)
 static void export_undo(struct export *x, char **env)
 {
     for (int i = 0; i < x->nfds; i++)
-        libc.close(x->fds[i]);
+        libc.close_own(x->fds[i]);
     if (env) {
         for (size_t i = 0; env[i]; i++)
             if (!strncmp(env[i], INHERIT "=", sizeof INHERIT))
@@ -219,7 +219,7 @@ static void import_one(const char *item)
         if (c)
             conn_free(c);
         for (int i = c ? 1 : 0; i < 5; i++)
-            libc.close(f[i]);
+            libc.close_own(f[i]);
         return;
     }
     c->bell_mine[BELL_DATA] = f[1];

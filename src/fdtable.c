@@ -86,7 +86,7 @@ static void sock_destroy(struct lf_sock *s)
 {
     handshake_give_up(s);
     if (s->spare_inner >= 0)
-        libc.close(s->spare_inner);
+        libc.close_own(s->spare_inner);
     if (s->conn)
         reap_conn(s->conn);
     s->conn = NULL;

@@ -64,7 +64,7 @@ void handshake_offer(struct lf_sock *s, int fd, const struct sockaddr *dst)
         return;
     socklen_t len = offer_name(st.st_ino, &un);
     if (bind(l, (struct sockaddr *)&un, len) < 0 || listen(l, NCANDIDATES) < 0) {
-        libc.close(l);   /* EADDRINUSE: somebody squats the name */
+        libc.close_own(l);   /* EADDRINUSE: somebody squats the name */
         return;
     }
     s->offer_fd = l;
@@ -113,7 +113,7 @@ static int connect_offer(int fd, struct sockaddr_storage ends[2])
     socklen_t len = offer_name(owner.inode, &un);
     if (libc.connect(u, (struct sockaddr *)&un, len) < 0 || peer_uid(u, &uid) < 0 ||
         uid != owner.uid) {
-        libc.close(u);
+        libc.close_own(u);
         return -1;
     }
     return u;
@@ -149,7 +149,7 @@ void handshake_answer(int fd, struct sockaddr_storage ends[2])
         return;
     struct lf_conn *c = spare_take();
     if (!c) {
-        libc.close(u);
+        libc.close_own(u);
         return;
     }
     c->sh->addr[LF_SERVER] = ends[0];
@@ -165,7 +165,7 @@ void handshake_answer(int fd, struct sockaddr_storage ends[2])
             fdtable_clear(fd);
         sock_put(s);
     }
-    libc.close(u);
+    libc.close_own(u);
 }
 
 /* ---- client: taking the answer ---- */
@@ -173,7 +173,7 @@ void handshake_answer(int fd, struct sockaddr_storage ends[2])
 static void close_all(const int *fds, int n)
 {
     for (int i = 0; i < n; i++)
-        libc.close(fds[i]);
+        libc.close_own(fds[i]);
 }
 
 /* Collects every descriptor the message carried, so that none leaks. */
@@ -190,7 +190,7 @@ static int received_fds(struct msghdr *m, int *fds, int max)
             if (n < max)
                 fds[n++] = f;
             else
-                libc.close(f);
+                libc.close_own(f);
         }
     }
     return n;

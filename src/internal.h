@@ -37,6 +37,7 @@ struct libc_calls {
     int (*accept)(int, struct sockaddr *, socklen_t *);
     int (*accept4)(int, struct sockaddr *, socklen_t *, int);
     int (*close)(int);
+    int (*close_own)(int);   /* for descriptors loopfast made itself (libc.c) */
     int (*shutdown)(int, int);
     int (*dup)(int);
     int (*dup2)(int, int);

@@ -10,6 +10,15 @@
 
 #include "internal.h"
 
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define LOOPFAST_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__) && !defined(LOOPFAST_TSAN)
+#define LOOPFAST_TSAN 1
+#endif
+
 struct libc_calls libc;
 
 void *dlsym_next(const char *name)
@@ -38,6 +47,14 @@ void libc_init(void)
     RESOLVE(dup); RESOLVE(dup2); RESOLVE(dup3); RESOLVE(fcntl);
     RESOLVE(poll); RESOLVE(ppoll); RESOLVE(select); RESOLVE(pselect);
     RESOLVE(epoll_ctl); RESOLVE(epoll_wait); RESOLVE(epoll_pwait); RESOLVE(ioctl);
+    libc.close_own = libc.close;
+#if LOOPFAST_TSAN
+    /* ThreadSanitizer sees the descriptors we make (our calls go through its
+     * interceptors) and must see them closed, or a number closed in one
+     * thread and made again in another looks like a race.  Its close() ends
+     * in ours, which lets a descriptor that is not a tracked socket through. */
+    *(void **)&libc.close_own = dlsym(RTLD_DEFAULT, "close");
+#endif
     void *f = dlsym_next("fork");
     __atomic_store_n((void **)&libc.fork, f, __ATOMIC_RELEASE);
 }

@@ -34,7 +34,7 @@ static void release(struct lf_conn *conn, int fd)
     if (conn)
         conn_free(conn);
     if (fd >= 0)
-        libc.close(fd);
+        libc.close_own(fd);
 }
 
 static int fds_of(const struct reap_item *it)
@@ -51,11 +51,12 @@ static void push(struct lf_conn *conn, int fd)
     }
     it->conn = conn;
     it->fd = fd;
+    int k = fds_of(it);   /* once pushed, another thread may release it */
     it->next = __atomic_load_n(&stack, __ATOMIC_RELAXED);
     while (!__atomic_compare_exchange_n(&stack, &it->next, it, 1, __ATOMIC_RELEASE,
                                         __ATOMIC_RELAXED))
         ;
-    if (__atomic_add_fetch(&queued, fds_of(it), __ATOMIC_RELAXED) > REAP_MAX_FDS)
+    if (__atomic_add_fetch(&queued, k, __ATOMIC_RELAXED) > REAP_MAX_FDS)
         reap_now();
 }
 

@@ -87,7 +87,7 @@ struct lf_conn *shm_create(uint64_t ring_size)
     if (!c) {
         if (map != MAP_FAILED)
             munmap(map, len);
-        libc.close(fd);
+        libc.close_own(fd);
         return NULL;
     }
     struct lf_shared *sh = map;   /* a new memfd reads as zeros */
@@ -105,12 +105,12 @@ struct lf_conn *shm_create(uint64_t ring_size)
 void conn_free(struct lf_conn *c)
 {
     if (c->memfd >= 0)
-        libc.close(c->memfd);
+        libc.close_own(c->memfd);
     for (int i = 0; i < 2; i++) {
         if (c->bell_mine[i] >= 0)
-            libc.close(c->bell_mine[i]);
+            libc.close_own(c->bell_mine[i]);
         if (c->bell_peer[i] >= 0)
-            libc.close(c->bell_peer[i]);
+            libc.close_own(c->bell_peer[i]);
     }
     munmap(c->sh, c->map_len);
     pthread_mutex_destroy(&c->rx_lock);

@@ -120,7 +120,7 @@ int sockdiag_lookup(const struct sockaddr_storage *src, const struct sockaddr_st
     if (rc == 0)
         rc = diag_reply(nl, out);
     if (rc < 0 && errno != ENOENT) {   /* a broken socket: start afresh next time */
-        libc.close(nl);
+        libc.close_own(nl);
         diag_fd = -1;
     }
     return rc;
