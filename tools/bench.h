@@ -21,6 +21,7 @@ struct bench_result {
     double msgs_per_s;                  /* 64 B one way */
     double stream_gbps;                 /* 64 KiB one way */
     double connect_us;                  /* connect, 1-byte echo, close; NAN: none (ring) */
+    double connect_cpu_us;              /* the same: CPU time of both processes */
     double rtt_nospin_us;               /* loopfast only: LOOPFAST_SPIN_US=0 */
     int fast;                           /* tcp, loopfast: loopfast_fd_is_fast() after warm-up */
     int nsizes;
@@ -47,7 +48,8 @@ void print_json(const struct bench_result *r);
 int sock_rtt(enum transport t, const struct bench_opts *o, size_t size, double *median,
              double *p99, int *fast);
 int sock_stream(enum transport t, const struct bench_opts *o, size_t size, double *bytes_per_s);
-int sock_connect_cost(enum transport t, const struct bench_opts *o, double *us);
+/* Time per short connection, and the CPU both processes spent on each. */
+int sock_connect_cost(enum transport t, const struct bench_opts *o, double *us, double *cpu_us);
 int ring_rtt(const struct bench_opts *o, size_t size, double *median, double *p99);
 int ring_stream(const struct bench_opts *o, size_t size, double *bytes_per_s);
 

@@ -45,10 +45,11 @@ static void print_ratios(const struct bench_result *r)
         printf("  %-9s latency %6.1fx lower   messages %6.1fx higher   stream %5.1fx higher\n",
                transport_name(t), ratio(k->rtt_median_us, r[t].rtt_median_us),
                ratio(r[t].msgs_per_s, k->msgs_per_s), ratio(r[t].stream_gbps, k->stream_gbps));
-    printf("  loopfast  connection set-up %.2fx the kernel's; with LOOPFAST_SPIN_US=0 "
-           "latency %.2f us = %.2fx the kernel's\n",
-           ratio(f->connect_us, k->connect_us), f->rtt_nospin_us,
-           ratio(f->rtt_nospin_us, k->rtt_median_us));
+    printf("  loopfast  connection set-up %.2fx the kernel's time (CPU of both ends %.0f us "
+           "vs %.0f us: %.2fx)\n", ratio(f->connect_us, k->connect_us), f->connect_cpu_us,
+           k->connect_cpu_us, ratio(f->connect_cpu_us, k->connect_cpu_us));
+    printf("  loopfast  with LOOPFAST_SPIN_US=0 latency %.2f us = %.2fx the kernel's\n",
+           f->rtt_nospin_us, ratio(f->rtt_nospin_us, k->rtt_median_us));
     printf("loopfast against the bare ring (the ceiling): latency %.1fx, messages %.0f%%, "
            "stream %.0f%%\n", ratio(f->rtt_median_us, c->rtt_median_us),
            100 * ratio(f->msgs_per_s, c->msgs_per_s), 100 * ratio(f->stream_gbps, c->stream_gbps));
@@ -120,6 +121,8 @@ static void json_transport(enum transport t, const struct bench_result *r)
     jnum("stream_GBps", r->stream_gbps, 3);
     printf(", ");
     jnum("connect_us", r->connect_us, 3);
+    printf(", ");
+    jnum("connect_cpu_us", r->connect_cpu_us, 3);
     if (t == T_TCP || t == T_LOOPFAST)
         printf(", \"fast\": %s", r->fast ? "true" : "false");
     if (t == T_LOOPFAST) {
@@ -172,6 +175,8 @@ void print_json(const struct bench_result *r)
     json_to_ceiling(f, &r[T_RING]);
     printf(", ");
     jnum("loopfast_connect_vs_kernel", ratio(f->connect_us, k->connect_us), 3);
+    printf(", ");
+    jnum("loopfast_connect_cpu_vs_kernel", ratio(f->connect_cpu_us, k->connect_cpu_us), 3);
     printf(", ");
     jnum("loopfast_nospin_latency_vs_kernel", ratio(f->rtt_nospin_us, k->rtt_median_us), 3);
     printf("}}\n");
