@@ -1,9 +1,21 @@
 /* `loopfast stat --json` lists this process's fast connection, both ends,
  * with the right addresses, pid and byte counts; a plain connection is not
- * listed. */
+ * listed; nor, once closed, the fast one, nor a server's spare answer. */
+#include <fcntl.h>
 #include <libgen.h>
 
 #include "helpers.h"
+
+static char *stat_json(const char *cmd)
+{
+    static char out[1 << 20];
+    FILE *p = popen(cmd, "r");
+    CHECK(p, "popen");
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    CHECK(pclose(p) == 0, "loopfast stat failed: %s", out);
+    return out;
+}
 
 int main(int argc, char **argv)
 {
@@ -28,12 +40,7 @@ int main(int argc, char **argv)
     if (access(cmd, X_OK) != 0)
         SKIP("no CLI next to this build (%s)", cmd);
     snprintf(cmd, sizeof cmd, "%s/../loopfast stat --json", dir);
-    FILE *p = popen(cmd, "r");
-    CHECK(p, "popen");
-    static char out[1 << 20];
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = 0;
-    CHECK(pclose(p) == 0, "loopfast stat failed: %s", out);
+    char *out = stat_json(cmd);
     char want[128];
     snprintf(want, sizeof want, "\"local\": \"127.0.0.1:%d\"", ntohs(local.sin_port));
     char *row = strstr(out, want);
@@ -51,5 +58,16 @@ int main(int argc, char **argv)
     getsockname(pc, (struct sockaddr *)&local, &len);
     snprintf(want, sizeof want, "\"local\": \"127.0.0.1:%d\"", ntohs(local.sin_port));
     CHECK(!strstr(out, want), "a plain connection is listed");
+
+    /* Closed (its memory not yet released: this process has not blocked
+     * since), and a spare made by accept() on an empty listener. */
+    close(c);
+    close(s);
+    struct sockaddr_storage addr;
+    int l = listen_on(AF_INET, 1, &addr, &len);
+    CHECK(fcntl(l, F_SETFL, O_NONBLOCK) == 0 && accept(l, NULL, NULL) < 0 && errno == EAGAIN,
+          "accept on an empty listener");
+    out = stat_json(cmd);
+    CHECK(!strstr(out, pid), "a closed connection or a spare is listed:\n%s", out);
     return 0;
 }

@@ -60,6 +60,17 @@ static int read_header(const char *path, struct conn_view *v)
     return v->hdr.magic == LF_MAGIC && v->hdr.version == LF_VERSION ? 0 : -1;
 }
 
+/* Processes also hold memory that is no live connection: a server's spare
+ * answer (no addresses yet) and connections both ends have closed, waiting
+ * to be released at the next blocking call (docs/design.md 4.6). */
+static int is_live(const struct lf_shared *h)
+{
+    const struct lf_side *client = &h->side[LF_CLIENT], *server = &h->side[LF_SERVER];
+    if (h->addr[LF_SERVER].ss_family == 0)
+        return 0;
+    return server->holders != 0 || (client->holders != 0 && client->ready);
+}
+
 static void scan_process(const char *pid)
 {
     char dir[64];
@@ -79,7 +90,7 @@ static void scan_process(const char *pid)
         struct stat st;
         if (stat(path, &st) < 0 || seen(st.st_ino))
             continue;
-        if (read_header(path, &views[nviews]) == 0)
+        if (read_header(path, &views[nviews]) == 0 && is_live(&views[nviews].hdr))
             nviews++;
     }
     closedir(d);
