@@ -1,7 +1,7 @@
 /*
  * ring.c - the byte ring between two processes (see ring.h for the rules).
  *
- * Every load of the peer's index happens exactly once per call, through an
+ * A load of the peer's index happens at most once per call, through an
  * atomic acquire load into a local, and is checked before it is used.
  */
 #include "ring.h"
@@ -18,6 +18,7 @@ void ring_init(struct ring *r, struct ring_ctl *ctl, void *data, uint64_t size)
     r->ctl = ctl;
     r->data = data;
     r->size = size;
+    r->tail_seen = r->head_seen = 0;   /* any value is safe: a stale one is loaded again */
 }
 
 static uint64_t load_acquire(const uint64_t *p)
@@ -69,10 +70,35 @@ static void copy_out(const struct ring *r, uint64_t pos, unsigned char *dst, siz
     memcpy(dst + first, r->data, len - first);
 }
 
+static size_t iov_total(const struct iovec *iov, int iovcnt, size_t cap)
+{
+    size_t n = 0;
+    for (int i = 0; i < iovcnt && n < cap; i++)
+        n += iov[i].iov_len < cap - n ? iov[i].iov_len : cap - n;
+    return n;
+}
+
+/* Bytes between the indices, loading the peer's (`which` is &ctl->head or
+ * &ctl->tail) only when the one last seen gives fewer than `want`; -1 when
+ * corrupt.  Our own index is always loaded: forked holders take turns. */
+static int64_t span(struct ring *r, uint64_t *head, uint64_t *tail, int writer, size_t want)
+{
+    uint64_t *own = writer ? head : tail, *peer = writer ? tail : head;
+    uint64_t *seen = writer ? &r->tail_seen : &r->head_seen;
+    *own = load_acquire(writer ? &r->ctl->head : &r->ctl->tail);
+    *peer = *seen;
+    uint64_t used = *head - *tail;
+    if (used > r->size || (writer ? r->size - used : used) < want) {
+        *peer = *seen = load_acquire(writer ? &r->ctl->tail : &r->ctl->head);
+        used = *head - *tail;
+    }
+    return used <= r->size ? (int64_t)used : -1;
+}
+
 ssize_t ring_writev(struct ring *r, const struct iovec *iov, int iovcnt)
 {
     uint64_t head, tail;
-    int64_t used = ring_used(r, &head, &tail);
+    int64_t used = span(r, &head, &tail, 1, iov_total(iov, iovcnt, r->size));
     if (used < 0)
         return -1;
     size_t room = r->size - (uint64_t)used, done = 0;
@@ -95,7 +121,7 @@ ssize_t ring_write(struct ring *r, const void *buf, size_t len)
 ssize_t ring_readv(struct ring *r, const struct iovec *iov, int iovcnt, int peek)
 {
     uint64_t head, tail;
-    int64_t avail = ring_used(r, &head, &tail);
+    int64_t avail = span(r, &head, &tail, 0, iov_total(iov, iovcnt, r->size));
     if (avail < 0)
         return -1;
     size_t done = 0;

@@ -3,8 +3,12 @@
  * the other process may scribble on.
  *
  * Indices are free-running 64-bit byte counts.  The writer owns `head`, the
- * reader owns `tail`; each side reads the other's index once per call with
- * acquire ordering and checks it (head - tail <= size) before use.  Data
+ * reader owns `tail`.  Each side keeps the peer's index as it last saw it and
+ * loads it again (once, with acquire ordering) only when that old value does
+ * not leave enough room or data for the call: the peer's index only grows, so
+ * an old value is a safe underestimate, and not loading it saves a cache miss
+ * per message while the peer keeps up.  Every value is checked
+ * (head - tail <= size) before use.  Data
  * offsets are masked with size - 1, so no value found in shared memory can make
  * a call touch memory outside the ring.  A failed check returns -1: the caller
  * treats the connection as broken.
@@ -33,7 +37,9 @@ struct ring_ctl {
 struct ring {
     struct ring_ctl *ctl;
     unsigned char *data;
-    uint64_t size;   /* a power of two */
+    uint64_t size;        /* a power of two */
+    uint64_t tail_seen;   /* as the writer last loaded it */
+    uint64_t head_seen;   /* as the reader last loaded it */
 };
 
 /* Sizes allowed for a ring: a power of two within the bounds above. */

@@ -38,12 +38,8 @@ int main(int argc, char **argv)
         FAIL("re-exec: %s", strerror(errno));
     }
     alarm(60);
-    struct sockaddr_storage addr;
-    socklen_t len;
-    int l = listen_on(AF_INET, 1, &addr, &len);
-    pid_t pid = fork_echo_server(l);
-    close(l);
-    int fd = connect_to(&addr, len, 1);
+    pid_t pid;
+    int fd = echo_connection(1, &pid);
     long long most = 0;
     for (int i = 0; i < 20000; i++) {
         char b = (char)i;

@@ -134,6 +134,18 @@ static inline pid_t fork_echo_server(int listener)
     return pid;
 }
 
+/* A connection to a new echo server in a child (its pid in *server), both
+ * ends opted in or neither. */
+static inline int echo_connection(int optin, pid_t *server)
+{
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int l = listen_on(AF_INET, optin, &addr, &len);
+    *server = fork_echo_server(l);
+    close(l);
+    return connect_to(&addr, len, optin);
+}
+
 static inline int child_status(pid_t pid)
 {
     int st;

@@ -146,12 +146,8 @@ int main(void)
     usleep(100000);
     int fast = 0;
     for (int i = 0; i < 60; i++) {
-        struct sockaddr_storage addr;
-        socklen_t len;
-        int l = listen_on(AF_INET, 1, &addr, &len);
-        pid_t srv = fork_echo_server(l);
-        close(l);
-        int fd = connect_to(&addr, len, 1);
+        pid_t srv;
+        int fd = echo_connection(1, &srv);
         char msg[4000], back[4000];
         for (size_t k = 0; k < sizeof msg; k += strlen(MARK))
             memcpy(msg + k, MARK, sizeof msg - k < strlen(MARK) ? sizeof msg - k : strlen(MARK));
