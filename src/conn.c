@@ -173,9 +173,25 @@ static ssize_t rx_step(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
     return 0;
 }
 
-static int rx_nonblocking(int fd, int flags)
+/* Before a call waits for the peer: 1 when it must not wait (MSG_DONTWAIT,
+ * O_NONBLOCK), 0 when it must, -1 when news came while it spun.  A system
+ * call per message would cost more than the message, so a socket last seen
+ * blocking spins first and asks the kernel only before it sleeps; one last
+ * seen non-blocking asks at once, so that an event loop's EAGAIN costs no
+ * spin.  Either way the kernel's word decides: the record only orders the
+ * steps (O_NONBLOCK can change where we do not see it: another process). */
+static int must_not_wait(struct lf_sock *s, struct lf_conn *c, int fd, int flags, int for_write)
 {
-    return (flags & MSG_DONTWAIT) || fd_nonblocking(fd);
+    if (flags & MSG_DONTWAIT)
+        return 1;
+    int spun = __atomic_load_n(&s->nonblock_seen, __ATOMIC_RELAXED) == 0;
+    if (spun && wait_spin(c, for_write))
+        return -1;
+    int nonblock = fd_nonblocking(fd);
+    __atomic_store_n(&s->nonblock_seen, nonblock, __ATOMIC_RELAXED);
+    if (!nonblock && !spun && wait_spin(c, for_write))
+        return -1;
+    return nonblock;
 }
 
 ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
@@ -191,8 +207,11 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
         if (r != -EAGAIN)
             break;
         int on_ring = load32(&my_side(c)->rx_on_ring);
+        int dontwait = must_not_wait(s, c, fd, flags, 0);
+        if (dontwait < 0)
+            continue;
         short tev = 0;
-        if (rx_nonblocking(fd, flags)) {
+        if (dontwait) {
             tev = POLLIN;   /* before saying EAGAIN, ask TCP if the peer is gone */
         } else {
             if (timeout == -2)
@@ -212,7 +231,7 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
                 break;
             }
         }
-        if (rx_nonblocking(fd, flags))
+        if (dontwait)
             break;
     }
     unlock_if(&c->rx_lock, locked);
@@ -292,7 +311,8 @@ static int peer_process_gone(struct lf_conn *c)
     return state && (state[2] == 'Z' || state[2] == 'X');
 }
 
-static ssize_t tx_ring(struct lf_conn *c, int fd, const struct msghdr *msg, int flags)
+static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struct msghdr *msg,
+                       int flags)
 {
     struct iovec iov[MAX_IOV];
     size_t want = iov_total(msg->msg_iov, msg->msg_iovlen), done = 0;
@@ -324,7 +344,10 @@ static ssize_t tx_ring(struct lf_conn *c, int fd, const struct msghdr *msg, int 
                 bell_ring(c, BELL_DATA);
             continue;
         }
-        if (rx_nonblocking(fd, flags))
+        int dontwait = must_not_wait(s, c, fd, flags, 1);
+        if (dontwait < 0)
+            continue;
+        if (dontwait)
             return done ? (ssize_t)done : -EAGAIN;
         if (timeout == -2)
             timeout = sock_timeout_ms(fd, SO_SNDTIMEO);
@@ -357,7 +380,7 @@ ssize_t conn_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags
         else if (r < 0)
             r = -errno;
     } else {
-        r = tx_ring(c, fd, msg, flags);
+        r = tx_ring(s, c, fd, msg, flags);
         if (r > 0)
             my_stats(c)->tx_msgs++;
     }

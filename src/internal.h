@@ -173,6 +173,7 @@ struct lf_sock {
     struct lf_sock *next_free;
     unsigned fork_gen;        /* marks the sock once per fork walk */
     int spare_inner;          /* epoll.c: an inner epoll kept for the next ADD */
+    int nonblock_seen;        /* O_NONBLOCK as last seen, -1 unknown (conn.c: must_not_wait) */
     int bound_state;          /* OPTIN listener: is `bound` its address? (interpose.c) */
     struct sockaddr_storage bound;
 };
@@ -235,9 +236,11 @@ void conn_signature(struct lf_conn *c, uint64_t *in, uint64_t *out);
 int conn_wants_kernel(struct lf_conn *c, short want);
 
 /* ---- wait.c ---- */
-/* Spins, then sleeps on the doorbell and the TCP socket.  Returns 0 after any
- * news, -EAGAIN on timeout, -EINTR on a signal. `tcp_events` gets what the
- * TCP socket reported. */
+/* Spins on shared memory for LOOPFAST_SPIN_US; 1 if news came meanwhile. */
+int wait_spin(struct lf_conn *c, int for_write);
+/* Sleeps on the doorbell and the TCP socket.  Returns 0 after any news,
+ * -EAGAIN on timeout, -EINTR on a signal. `tcp_events` gets what the TCP
+ * socket reported. */
 int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tcp_events);
 void bell_drain(struct lf_conn *c, int which);
 int fd_nonblocking(int fd);

@@ -374,11 +374,23 @@ LF_EXPORT int dup3(int oldfd, int newfd, int flags)
     return track_dup(oldfd, libc.dup3(oldfd, newfd, flags));
 }
 
+/* O_NONBLOCK as the program sets it, for conn.c's must_not_wait(). */
+static void note_nonblock(int fd, int on)
+{
+    struct lf_sock *s = ours(fd);
+    if (s) {
+        __atomic_store_n(&s->nonblock_seen, on, __ATOMIC_RELAXED);
+        sock_put(s);
+    }
+}
+
 static int fcntl_common(int fd, int cmd, void *arg)
 {
     int r = libc.fcntl(fd, cmd, arg);
     if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)
         return track_dup(fd, r);
+    if (cmd == F_SETFL && r == 0)
+        note_nonblock(fd, ((int)(intptr_t)arg & O_NONBLOCK) != 0);
     return r;
 }
 
@@ -491,5 +503,8 @@ LF_EXPORT int ioctl(int fd, unsigned long req, ...)
             return r;
         }
     }
-    return libc.ioctl(fd, req, arg);
+    int r = libc.ioctl(fd, req, arg);
+    if (req == FIONBIO && r == 0 && arg)
+        note_nonblock(fd, *(int *)arg != 0);
+    return r;
 }

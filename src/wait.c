@@ -65,14 +65,18 @@ void bell_drain(struct lf_conn *c, int which)
     (void)!libc.read(c->bell_mine[which], &token, sizeof token);
 }
 
+int wait_spin(struct lf_conn *c, int for_write)
+{
+    int on_ring = for_write || load32(&c->sh->side[c->me].rx_on_ring);
+    if (!on_ring || !spin(c, for_write))
+        return 0;
+    my_stats(c)->spin_hits++;
+    return 1;
+}
+
 int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tcp_events)
 {
     *tcp_events = 0;
-    int on_ring = for_write || load32(&c->sh->side[c->me].rx_on_ring);
-    if (on_ring && spin(c, for_write)) {
-        my_stats(c)->spin_hits++;
-        return 0;
-    }
     ring_arm(for_write ? &c->tx.ctl->writer_armed : &c->rx.ctl->reader_armed);
     if (has_news(c, for_write))
         return 0;

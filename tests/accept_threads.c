@@ -51,13 +51,15 @@ int main(void)
     struct sockaddr_storage addr;
     socklen_t len;
     listener = listen_on(AF_INET, 1, &addr, &len);
-    pthread_t t[THREADS];
-    for (int i = 0; i < THREADS; i++)
-        CHECK(pthread_create(&t[i], NULL, acceptor, NULL) == 0, "pthread_create");
+    /* The client is forked before the threads exist: a child forked from a
+     * threaded process may only call async-signal-safe functions. */
     pid_t pid = fork();
     CHECK(pid >= 0, "fork");
     if (pid == 0)
         _exit(client(&addr, len));
+    pthread_t t[THREADS];
+    for (int i = 0; i < THREADS; i++)
+        CHECK(pthread_create(&t[i], NULL, acceptor, NULL) == 0, "pthread_create");
     int st = child_status(pid);
     CHECK(st != 1, "a connection was corrupted or failed");
     CHECK(st == 0, "not every connection was fast (status %d)", st);
