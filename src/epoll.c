@@ -273,6 +273,21 @@ LF_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
     return ctl_ours(epfd, op, fd, s, ev);
 }
 
+void epoll_forget_range(unsigned first, unsigned last)
+{
+    for (;;) {
+        int found = -1;
+        pthread_mutex_lock(&ep_lock);
+        for (struct ep_set *e = sets; e && found < 0; e = e->next)
+            if ((unsigned)e->epfd >= first && (unsigned)e->epfd <= last)
+                found = e->epfd;
+        pthread_mutex_unlock(&ep_lock);
+        if (found < 0)
+            return;
+        epoll_forget_fd(found);
+    }
+}
+
 void epoll_forget_fd(int fd)
 {
     if (!__atomic_load_n(&sets, __ATOMIC_ACQUIRE))

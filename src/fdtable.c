@@ -173,6 +173,18 @@ void fdtable_lock(void) { pthread_mutex_lock(&table_lock); }
 void fdtable_unlock(void) { pthread_mutex_unlock(&table_lock); }
 void fdtable_reset_lock(void) { pthread_mutex_init(&table_lock, NULL); }
 
+void fdtable_for_each_fd(unsigned first, unsigned last, void (*fn)(int fd))
+{
+    for (unsigned i = first >> CHUNK_BITS; i < TOP_SIZE && i <= last >> CHUNK_BITS; i++) {
+        struct lf_sock **chunk = __atomic_load_n(&top[i], __ATOMIC_ACQUIRE);
+        for (unsigned j = 0; chunk && j < CHUNK_SIZE; j++) {
+            unsigned fd = i << CHUNK_BITS | j;
+            if (fd >= first && fd <= last && __atomic_load_n(&chunk[j], __ATOMIC_ACQUIRE))
+                fn((int)fd);
+        }
+    }
+}
+
 void fdtable_for_each(void (*fn)(struct lf_sock *, void *), void *arg)
 {
     for (int i = 0; i < TOP_SIZE; i++) {

@@ -199,6 +199,7 @@ void fdtable_lock(void);
 void fdtable_unlock(void);
 void fdtable_reset_lock(void);
 void fdtable_for_each(void (*fn)(struct lf_sock *, void *), void *arg);
+void fdtable_for_each_fd(unsigned first, unsigned last, void (*fn)(int fd));   /* tracked fds */
 
 /* ---- handshake.c ---- */
 int is_loopback(const struct sockaddr *sa);
@@ -255,6 +256,7 @@ ssize_t sock_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags
 
 /* ---- poll.c ---- */
 void epoll_forget_fd(int fd);
+void epoll_forget_range(unsigned first, unsigned last);   /* epoll sets of ours in it */
 
 /* ---- signals.c ---- */
 void signal_wait_begin(void);

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <netinet/in.h>
+#include <linux/close_range.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -342,6 +343,46 @@ LF_EXPORT int close(int fd)
     return libc.close(fd);
 }
 
+static void forget_any(int fd)
+{
+    forget(fd);
+    epoll_forget_fd(fd);
+}
+
+/* close_range() and closefrom() close what loopfast holds as well as what the
+ * program opened.  Reserves go first (the spare answer, leftovers waiting to
+ * be closed: else a number we close later could be the program's next file),
+ * then tracked sockets and epoll sets in the range are forgotten as close()
+ * would. */
+static void before_close_range(unsigned first, unsigned last)
+{
+    if (__builtin_expect(!lf_initialised, 0))
+        lf_init();
+    reap_now();
+    spare_drop();
+    fdtable_for_each_fd(first, last, forget_any);
+    epoll_forget_range(first, last);
+}
+
+LF_EXPORT int close_range(unsigned first, unsigned last, int flags)
+{
+    static int (*real)(unsigned, unsigned, int);
+    if (!real)
+        *(void **)&real = dlsym_next("close_range");
+    if (!(flags & CLOSE_RANGE_CLOEXEC) && first <= last)
+        before_close_range(first, last);
+    return real(first, last, flags);
+}
+
+LF_EXPORT void closefrom(int lowfd)
+{
+    static void (*real)(int);
+    if (!real)
+        *(void **)&real = dlsym_next("closefrom");
+    before_close_range(lowfd < 0 ? 0 : (unsigned)lowfd, ~0u);
+    real(lowfd);
+}
+
 static int track_dup(int oldfd, int newfd)
 {
     if (newfd < 0)
@@ -448,6 +489,11 @@ LF_EXPORT pid_t fork(void)
     if (pid == 0) {
         fdtable_reset_lock();
         fdtable_for_each(reset_locks, NULL);
+        /* The parent's reserves are its own: the child closes its copies now,
+         * while their numbers are still ours (a child that closes every
+         * descriptor and opens files must not have them closed later). */
+        reap_now();
+        spare_drop();
         return 0;
     }
     fdtable_unlock();
