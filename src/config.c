@@ -13,7 +13,11 @@
 #include "internal.h"
 
 #define DEFAULT_SPIN_US 50
-#define DEFAULT_RING_KB 256
+/* Bulk throughput depends on the ring's depth far more than latency does:
+ * iperf3's 128 KiB writes run at about 2x the kernel with 256 KiB, 2.7x with
+ * 512 KiB, 4-4.7x with 1 MiB (docs/performance.md).  1 MiB each way is what
+ * the kernel's autotuning gives a busy TCP connection too. */
+#define DEFAULT_RING_KB 1024
 
 struct lf_config lf_config = {
     .mode = LF_MODE_OPTIN,

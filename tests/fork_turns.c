@@ -7,7 +7,7 @@
 #include "helpers.h"
 
 #define CHUNK (64 * 1024)
-#define ROUNDS 24   /* 24 x 64 KiB each way: 6 rings' worth at the default size */
+#define ROUNDS 48   /* 48 x 64 KiB each way: 3 rings' worth at the default size */
 
 /* Sends ROUNDS chunks through the echo server and checks what comes back. */
 static int turn(int fd, int seed)
