@@ -424,12 +424,14 @@ static int linger_zero(int fd)
 
 /* The last descriptor in this process goes: if no other process holds the
  * connection, tell the peer (unless SO_LINGER 0 asks for a reset: then only
- * the kernel's RST speaks). */
+ * the kernel's RST speaks).  A peer that has closed already hears nothing,
+ * so its end spares us asking for SO_LINGER. */
 void conn_close(struct lf_sock *s, int fd)
 {
     struct lf_conn *c = s->conn;
     struct lf_side *me = my_side(c);
-    if (__atomic_sub_fetch(&me->holders, 1, __ATOMIC_ACQ_REL) == 0 && !linger_zero(fd)) {
+    if (__atomic_sub_fetch(&me->holders, 1, __ATOMIC_ACQ_REL) == 0 &&
+        !load32(&peer_side(c)->closed) && !linger_zero(fd)) {
         store32(&me->closed, 1);
         conn_ring_bell(c);
     }
