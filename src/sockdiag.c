@@ -78,7 +78,10 @@ static int diag_reply(int nl, struct diag_result *out)
             const struct inet_diag_msg *m = NLMSG_DATA(h);
             out->uid = m->idiag_uid;
             out->inode = m->idiag_inode;
-            return out->inode ? 0 : -1;
+            if (out->inode)
+                return 0;
+            errno = ENOENT;   /* an orphan (its owner closed it): nobody to answer */
+            return -1;
         }
         if (h->nlmsg_type == NLMSG_ERROR || h->nlmsg_type == NLMSG_DONE)
             break;
