@@ -490,8 +490,8 @@ static int lf_epoll_wait(int epfd, struct epoll_event *out, int max, int timeout
     /* Now and then let the kernel's descriptors in too, so none starves. */
     if (n || timeout == 0)
         return (n < max && (timeout == 0 || (++calls & 7) == 0)) ? kernel_wait(epfd, out, n, max, 0, NULL) : n;
-    uint64_t end = monotonic_ns() + (uint64_t)lf_config.spin_us * 1000;
-    for (unsigned i = 1; lf_config.spin_us; i++) {
+    uint64_t end = spin_deadline();
+    for (unsigned i = 1; end; i++) {
         if ((n = collect_locked(epfd, out, max, 0)))
             return n;
         if ((i & 63) == 0) {

@@ -237,6 +237,9 @@ void conn_signature(struct lf_conn *c, uint64_t *in, uint64_t *out);
 int conn_wants_kernel(struct lf_conn *c, short want);
 
 /* ---- wait.c ---- */
+/* When a spin that starts now must end; 0: do not spin (spinning is off, or
+ * more tasks are runnable than there are cores). */
+uint64_t spin_deadline(void);
 /* Spins on shared memory for LOOPFAST_SPIN_US; 1 if news came meanwhile. */
 int wait_spin(struct lf_conn *c, int for_write);
 /* Sleeps on the doorbell and the TCP socket.  Returns 0 after any news,

@@ -150,9 +150,9 @@ static int kernel_poll(struct poll_set *ps, int timeout_ms, const sigset_t *mask
 
 static int spin(struct poll_set *ps)
 {
-    if (!lf_config.spin_us)
+    uint64_t end = spin_deadline();
+    if (!end)
         return 0;
-    uint64_t end = monotonic_ns() + (uint64_t)lf_config.spin_us * 1000;
     for (unsigned i = 1;; i++) {
         if (fast_ready(ps))
             return 1;

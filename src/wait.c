@@ -5,6 +5,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
 #include <sys/time.h>
 
 #include "internal.h"
@@ -38,11 +40,57 @@ static int has_news(struct lf_conn *c, int for_write)
     return ring_readable(&c->rx) != 0 || load32(&peer->shut_wr);
 }
 
+/* Spinning pays only while the peer has a core of its own.  With more
+ * runnable tasks than cores (8 pgbench clients and their backends on 2
+ * cores), a spinner holds the core its peer needs: then we do not spin.
+ * The kernel's count of runnable tasks (/proc/loadavg) is read at most every
+ * 10 ms per thread; where it cannot be read, we spin as configured. */
+#define CROWD_CHECK_NS 10000000ull
+
+static int cores(void)
+{
+    static int n;   /* threads may race to fill it in: they agree */
+    int k = __atomic_load_n(&n, __ATOMIC_RELAXED);
+    if (!k) {
+        cpu_set_t set;
+        k = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+        __atomic_store_n(&n, k, __ATOMIC_RELAXED);
+    }
+    return k;
+}
+
+static int machine_crowded(void)
+{
+    static __thread uint64_t checked;
+    static __thread int crowded;
+    uint64_t now = monotonic_ns();
+    if (checked && now - checked < CROWD_CHECK_NS)
+        return crowded;
+    checked = now;
+    char buf[128];
+    int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? libc.read(fd, buf, sizeof buf - 1) : -1;
+    if (fd >= 0)
+        libc.close_own(fd);
+    int running = 0;
+    crowded = n > 0 && (buf[n] = 0, sscanf(buf, "%*s %*s %*s %d/", &running) == 1) &&
+              running > cores();
+    return crowded;
+}
+
+/* When a spin that starts now must end; 0: do not spin. */
+uint64_t spin_deadline(void)
+{
+    if (!lf_config.spin_us || machine_crowded())
+        return 0;
+    return monotonic_ns() + (uint64_t)lf_config.spin_us * 1000;
+}
+
 static int spin(struct lf_conn *c, int for_write)
 {
-    if (!lf_config.spin_us)
+    uint64_t end = spin_deadline();
+    if (!end)
         return 0;
-    uint64_t end = monotonic_ns() + (uint64_t)lf_config.spin_us * 1000;
     for (unsigned i = 0;; i++) {
         if (has_news(c, for_write))
             return 1;
