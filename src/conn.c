@@ -184,12 +184,12 @@ static int must_not_wait(struct lf_sock *s, struct lf_conn *c, int fd, int flags
 {
     if (flags & MSG_DONTWAIT)
         return 1;
-    int spun = __atomic_load_n(&s->nonblock_seen, __ATOMIC_RELAXED) == 0;
-    if (spun && wait_spin(c, for_write))
+    int spin_first = __atomic_load_n(&s->nonblock_seen, __ATOMIC_RELAXED) == 0;
+    if (spin_first && wait_spin(c, for_write))
         return -1;
     int nonblock = fd_nonblocking(fd);
     __atomic_store_n(&s->nonblock_seen, nonblock, __ATOMIC_RELAXED);
-    if (!nonblock && !spun && wait_spin(c, for_write))
+    if (!nonblock && !spin_first && wait_spin(c, for_write))
         return -1;
     return nonblock;
 }
@@ -300,13 +300,8 @@ static int peer_process_gone(struct lf_conn *c)
         return errno == ESRCH;
     char path[64], buf[256];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? libc.read(fd, buf, sizeof buf - 1) : -1;
-    if (fd >= 0)
-        libc.close_own(fd);
-    if (n <= 0)
+    if (read_small_file(path, buf, sizeof buf) <= 0)
         return 0;
-    buf[n] = 0;
     const char *state = strrchr(buf, ')');   /* after the command name, which may hold spaces */
     return state && (state[2] == 'Z' || state[2] == 'X');
 }

@@ -56,6 +56,9 @@ struct libc_calls {
 extern struct libc_calls libc;
 void libc_init(void);
 void *dlsym_next(const char *name);
+/* The start of a small file (a /proc entry), NUL-terminated; its length, or
+ * -1 when it cannot be read. */
+ssize_t read_small_file(const char *path, char *buf, size_t size);
 
 /* ---- config.c ---- */
 enum lf_mode { LF_MODE_OFF, LF_MODE_OPTIN, LF_MODE_ALL };

@@ -336,17 +336,17 @@ static void forget(int fd)
     sock_put(s);
 }
 
-LF_EXPORT int close(int fd)
-{
-    forget(fd);
-    epoll_forget_fd(fd);   /* fd may be an epoll set of ours */
-    return libc.close(fd);
-}
-
+/* What close() forgets: a tracked socket, or an epoll set of ours. */
 static void forget_any(int fd)
 {
     forget(fd);
     epoll_forget_fd(fd);
+}
+
+LF_EXPORT int close(int fd)
+{
+    forget_any(fd);
+    return libc.close(fd);
 }
 
 /* close_range() and closefrom() close what loopfast holds as well as what the

@@ -5,6 +5,7 @@
  * descriptor that is not ours sees exactly what plain libc would do.
  */
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -31,6 +32,18 @@ void *dlsym_next(const char *name)
         abort();
     }
     return p;
+}
+
+ssize_t read_small_file(const char *path, char *buf, size_t size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? libc.read(fd, buf, size - 1) : -1;
+    if (fd >= 0)
+        libc.close_own(fd);
+    if (n < 0)
+        return -1;
+    buf[n] = 0;
+    return n;
 }
 
 #define RESOLVE(name) (*(void **)&libc.name = dlsym_next(#name))

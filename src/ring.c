@@ -78,9 +78,10 @@ static size_t iov_total(const struct iovec *iov, int iovcnt, size_t cap)
     return n;
 }
 
-/* Bytes between the indices, loading the peer's (`which` is &ctl->head or
- * &ctl->tail) only when the one last seen gives fewer than `want`; -1 when
- * corrupt.  Our own index is always loaded: forked holders take turns. */
+/* Bytes between the indices, loading the peer's (the writer's peer owns the
+ * tail, the reader's the head) only when the one last seen gives fewer than
+ * `want` bytes of room or data; -1 when corrupt.  Our own index is always
+ * loaded: forked holders take turns. */
 static int64_t span(struct ring *r, uint64_t *head, uint64_t *tail, int writer, size_t want)
 {
     uint64_t *own = writer ? head : tail, *peer = writer ? tail : head;

@@ -59,31 +59,27 @@ static int cores(void)
     return k;
 }
 
-static int machine_crowded(void)
+static int machine_crowded(uint64_t now)
 {
     static __thread uint64_t checked;
     static __thread int crowded;
-    uint64_t now = monotonic_ns();
     if (checked && now - checked < CROWD_CHECK_NS)
         return crowded;
     checked = now;
     char buf[128];
-    int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? libc.read(fd, buf, sizeof buf - 1) : -1;
-    if (fd >= 0)
-        libc.close_own(fd);
     int running = 0;
-    crowded = n > 0 && (buf[n] = 0, sscanf(buf, "%*s %*s %*s %d/", &running) == 1) &&
-              running > cores();
+    crowded = read_small_file("/proc/loadavg", buf, sizeof buf) > 0 &&
+              sscanf(buf, "%*s %*s %*s %d/", &running) == 1 && running > cores();
     return crowded;
 }
 
 /* When a spin that starts now must end; 0: do not spin. */
 uint64_t spin_deadline(void)
 {
-    if (!lf_config.spin_us || machine_crowded())
+    if (!lf_config.spin_us)
         return 0;
-    return monotonic_ns() + (uint64_t)lf_config.spin_us * 1000;
+    uint64_t now = monotonic_ns();
+    return machine_crowded(now) ? 0 : now + (uint64_t)lf_config.spin_us * 1000;
 }
 
 static int spin(struct lf_conn *c, int for_write)
