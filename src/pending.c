@@ -102,3 +102,23 @@ ssize_t pending_io(struct lf_sock *s, int fd, struct msghdr *msg, int flags, int
         return -1;
     }
 }
+
+/* A shutdown takes the answer first, so that a client that can still switch
+ * shuts down on its ring.  Without an answer the kernel's FIN goes on TCP,
+ * and the write direction must then stay on TCP for good: a switch would
+ * make that FIN look like a close to the server (docs/design.md, 4.4). */
+int pending_shutdown(struct lf_sock *s, int fd, int how)
+{
+    pthread_mutex_lock(&s->lock);
+    if (sock_kind(s) == LF_PENDING)
+        handshake_take_answer(s, fd);
+    if (sock_kind(s) == LF_FAST) {
+        pthread_mutex_unlock(&s->lock);
+        return conn_shutdown(s, fd, how);
+    }
+    int r = libc.shutdown(fd, how);
+    if (r == 0 && how != SHUT_RD)
+        s->pending_shut_wr = 1;
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
