@@ -257,6 +257,7 @@ int sock_timeout_ms(int fd, int optname);
 /* ---- pending.c: a client between offer and answer ---- */
 ssize_t pending_io(struct lf_sock *s, int fd, struct msghdr *msg, int flags, int is_send);
 int pending_shutdown(struct lf_sock *s, int fd, int how);
+void pending_before_fork(void);
 
 /* ---- socket.c: one call on a descriptor we track, whatever its kind ---- */
 ssize_t sock_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags);

@@ -484,6 +484,7 @@ LF_EXPORT pid_t fork(void)
     if (__builtin_expect(!lf_initialised, 0))
         lf_init();
     int plus = 1, minus = -1;
+    pending_before_fork();
     fork_generation++;
     fdtable_for_each(count_holder, &plus);
     fdtable_lock();

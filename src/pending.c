@@ -122,3 +122,29 @@ int pending_shutdown(struct lf_sock *s, int fd, int how)
     pthread_mutex_unlock(&s->lock);
     return r;
 }
+
+/* fork(): a pending connection must be one connection in every process that
+ * holds it, but its byte counts and its answer live in this process.  So
+ * before a fork each pending client takes its answer if it is queued (a
+ * fast connection's state is shared, and the child counts as a holder), and
+ * otherwise gives up in both copies: plain TCP both ways, for good.  The
+ * server may still answer; it then waits for a `ready` that never comes and
+ * keeps to TCP too (docs/design.md, 4.4). */
+static void settle_one(int fd)
+{
+    struct lf_sock *s = fdtable_acquire(fd);
+    if (!s)
+        return;
+    if (sock_kind(s) == LF_PENDING) {
+        pthread_mutex_lock(&s->lock);
+        if (sock_kind(s) == LF_PENDING && !handshake_take_answer(s, fd))
+            handshake_give_up(s);
+        pthread_mutex_unlock(&s->lock);
+    }
+    sock_put(s);
+}
+
+void pending_before_fork(void)
+{
+    fdtable_for_each_fd(0, ~0u, settle_one);
+}
