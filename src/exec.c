@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -204,7 +205,27 @@ LF_EXPORT int execle(const char *path, const char *arg, ...) { EXECL_BODY(execve
 
 /* ---- the new image ---- */
 
-static void import_one(const char *item)
+/* Dup'ed descriptors of one connection come as separate items, each with its
+ * own copy of the memfd: the same file (inode) and side make them one sock
+ * again, so that closing one of them is not the connection's last close. */
+struct imported {
+    ino_t ino;
+    int me;
+    struct lf_sock *s;
+};
+
+static struct lf_sock *already_imported(const struct imported *seen, int n, int memfd, int me,
+                                        ino_t *ino)
+{
+    struct stat st;
+    *ino = fstat(memfd, &st) == 0 ? st.st_ino : 0;
+    for (int i = 0; i < n && *ino; i++)
+        if (seen[i].ino == *ino && seen[i].me == me)
+            return seen[i].s;
+    return NULL;
+}
+
+static void import_one(const char *item, struct imported *seen, int *nseen, int max)
 {
     int fd, f[5], me;   /* memfd, my data and room bells, the peer's */
     unsigned long long size;
@@ -213,6 +234,14 @@ static void import_one(const char *item)
         return;
     for (int i = 0; i < 5; i++)
         libc.fcntl(f[i], F_SETFD, FD_CLOEXEC);
+    ino_t ino;
+    struct lf_sock *same = already_imported(seen, *nseen, f[0], me, &ino);
+    if (same) {
+        for (int i = 0; i < 5; i++)
+            libc.close_own(f[i]);
+        fdtable_set(fd, same);
+        return;
+    }
     struct lf_conn *c = shm_attach(f[0], me, size);
     struct lf_sock *s = c ? sock_new(LF_FAST) : NULL;
     if (!s) {
@@ -228,6 +257,8 @@ static void import_one(const char *item)
     c->bell_peer[BELL_ROOM] = f[4];
     s->conn = c;
     fdtable_set(fd, s);
+    if (*nseen < max && ino)
+        seen[(*nseen)++] = (struct imported){ ino, me, s };
     sock_put(s);
 }
 
@@ -240,8 +271,10 @@ void exec_import(void)
     unsetenv(INHERIT);
     if (!list)
         return;
+    struct imported seen[64];
+    int nseen = 0;
     char *save, *item = strtok_r(list, ",", &save);
     for (; item; item = strtok_r(NULL, ",", &save))
-        import_one(item);
+        import_one(item, seen, &nseen, 64);
     free(list);
 }
