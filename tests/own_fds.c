@@ -4,7 +4,8 @@
  * with live fast connections, and afterwards no file of the program is ever
  * closed or replaced while fast connections keep exchanging data; close() of
  * a loopfast number gives EBADF and leaves it open; epoll_ctl(ADD) of a fast
- * socket succeeds when the program has used up RLIMIT_NOFILE. */
+ * socket succeeds when the program has used up RLIMIT_NOFILE; sshd's re-exec
+ * (dup2 onto 4 and 5, exec, closefrom) keeps its fast connection. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -147,6 +148,7 @@ static void same_files(const int *f, const struct stat *want, int n)
         struct stat st;
         CHECK(fstat(f[i], &st) == 0 && st.st_ino == want[i].st_ino && st.st_dev == want[i].st_dev,
               "the program's file at %d was closed or replaced", f[i]);
+        CHECK(st.st_size == 0, "the program's file at %d was written to", f[i]);
     }
 }
 
@@ -205,8 +207,55 @@ static void close_range_child(int *c, int *s)
     CHECK(child_status(pid) == 0, "the child failed");
 }
 
-int main(void)
+/* sshd's re-exec: the child puts the connection at 3 and files at 4 and 5,
+ * re-executes itself, and the new image runs closefrom(4): the connection,
+ * picked up again from loopfast's exec copies, keeps working, and the new
+ * image's files get the kernel's numbers. */
+static int reexec_image(void)
 {
+    closefrom(4);
+    CHECK(loopfast_fd_is_fast(3) == 1, "the connection is not fast after exec");
+    struct stat want[64];
+    int f[64];
+    for (int i = 0; i < 64; i++) {
+        f[i] = open_temp(&want[i]);
+        CHECK(f[i] == 4 + i, "open in the new image gave %d, not %d", f[i], 4 + i);
+    }
+    char x;
+    CHECK(read_full(3, &x, 1) == 1 && x == 'p' && write_full(3, "q", 1) == 1, "exchange after exec");
+    poll(NULL, 0, 1);
+    same_files(f, want, 64);
+    return 0;
+}
+
+static void reexec(const char *self)
+{
+    int c, s;
+    fast_pair(AF_INET, 1, &c, &s);
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork");
+    if (pid == 0) {
+        int sk = fcntl(s, F_DUPFD, 12), null = fcntl(open("/dev/null", O_RDONLY), F_DUPFD, 12);
+        if (dup2(null, 4) != 4 || dup2(null, 5) != 5 || dup2(sk, 3) != 3)
+            _exit(90);
+        close(sk);   /* one descriptor of the connection, as sshd has */
+        close(s);
+        close(null);
+        execl(self, self, "reexec", (char *)NULL);
+        _exit(91);
+    }
+    close(s);
+    char x;
+    CHECK(write_full(c, "p", 1) == 1, "write to the new image: %s", strerror(errno));
+    CHECK(read_full(c, &x, 1) == 1 && x == 'q', "read from the new image");
+    CHECK(child_status(pid) == 0, "the re-executed child failed");
+    close(c);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 2 && !strcmp(argv[1], "reexec"))
+        return reexec_image();
     alarm(25);
     signal(SIGPIPE, SIG_IGN);
     close_range(3, ~0U, 0);   /* whatever the test runner left open: not loopfast's */
@@ -220,6 +269,7 @@ int main(void)
     daemon_loop(c, s);
     add_when_exhausted(c, s);
     close_range_child(c, s);
+    reexec(argv[0]);
     printf("close, dup2, close_range over loopfast's descriptors as the kernel's; "
            "epoll_ctl ADD with the table full\n");
     return 0;
