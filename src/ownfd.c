@@ -406,48 +406,43 @@ LF_EXPORT int epoll_create1(int flags)
 
 /* ---- the limit ---- */
 
-LF_EXPORT int setrlimit(__rlimit_resource_t res, const struct rlimit *rl)
-{
-    static int (*real)(__rlimit_resource_t, const struct rlimit *);
-    if (!real)
-        *(void **)&real = dlsym_next("setrlimit");
-    int r = real(res, rl);
-    if (r == 0 && res == RLIMIT_NOFILE)
-        ownfd_limit_changed();
-    return r;
-}
+/* Sanitizer runtimes call setrlimit while they start, before they can run
+ * instrumented code: these four are plain system calls with a store. */
+#if defined(__has_attribute)
+#if __has_attribute(disable_sanitizer_instrumentation)
+#define BARE __attribute__((disable_sanitizer_instrumentation))
+#endif
+#endif
+#ifndef BARE
+#define BARE
+#endif
 
-LF_EXPORT int setrlimit64(__rlimit_resource_t res, const struct rlimit64 *rl)
+BARE static int set_limit(pid_t pid, int res, const void *nl, void *ol)
 {
-    static int (*real)(__rlimit_resource_t, const struct rlimit64 *);
-    if (!real)
-        *(void **)&real = dlsym_next("setrlimit64");
-    int r = real(res, rl);
-    if (r == 0 && res == RLIMIT_NOFILE)
-        ownfd_limit_changed();
-    return r;
-}
-
-LF_EXPORT int prlimit(pid_t pid, __rlimit_resource_t res, const struct rlimit *nl,
-                      struct rlimit *ol)
-{
-    static int (*real)(pid_t, __rlimit_resource_t, const struct rlimit *, struct rlimit *);
-    if (!real)
-        *(void **)&real = dlsym_next("prlimit");
-    int r = real(pid, res, nl, ol);
+    long r = syscall(SYS_prlimit64, pid, res, nl, ol);
     if (r == 0 && nl && res == RLIMIT_NOFILE && (pid == 0 || pid == lf_pid))
-        ownfd_limit_changed();
-    return r;
+        __atomic_store_n(&top_cached, 0, __ATOMIC_RELAXED);
+    return (int)r;
 }
 
-LF_EXPORT int prlimit64(pid_t pid, __rlimit_resource_t res, const struct rlimit64 *nl,
-                        struct rlimit64 *ol)
+BARE LF_EXPORT int setrlimit(__rlimit_resource_t res, const struct rlimit *rl)
 {
-    static int (*real)(pid_t, __rlimit_resource_t, const struct rlimit64 *, struct rlimit64 *);
-    if (!real)
-        *(void **)&real = dlsym_next("prlimit64");
-    int r = real(pid, res, nl, ol);
-    if (r == 0 && nl && res == RLIMIT_NOFILE && (pid == 0 || pid == lf_pid))
-        ownfd_limit_changed();
-    return r;
+    return set_limit(0, (int)res, rl, NULL);
+}
+
+BARE LF_EXPORT int setrlimit64(__rlimit_resource_t res, const struct rlimit64 *rl)
+{
+    return set_limit(0, (int)res, rl, NULL);
+}
+
+BARE LF_EXPORT int prlimit(pid_t pid, __rlimit_resource_t res, const struct rlimit *nl,
+                           struct rlimit *ol)
+{
+    return set_limit(pid, (int)res, nl, ol);
+}
+
+BARE LF_EXPORT int prlimit64(pid_t pid, __rlimit_resource_t res, const struct rlimit64 *nl,
+                             struct rlimit64 *ol)
+{
+    return set_limit(pid, (int)res, nl, ol);
 }
