@@ -174,6 +174,7 @@ void ownfd_close(int *where);          /* unregisters, closes, *where = -1 */
 int ownfd_new_epoll(int *where);       /* an inner epoll; never EMFILE (a reserve) */
 /* the program's calls */
 int ownfd_is_ours(int n);
+int ownfd_closing(void);               /* this thread is closing one of ours */
 int ownfd_vacate(int n);               /* before the program's dup2/dup3 onto n */
 void ownfd_vacate_failed(int n);       /* that call failed: our old copy goes */
 int ownfd_close_range(unsigned first, unsigned last, int flags,

@@ -345,6 +345,8 @@ static void forget_any(int fd)
 
 LF_EXPORT int close(int fd)
 {
+    if (ownfd_closing())
+        return libc.close(fd);
     if (ownfd_is_ours(fd))   /* not the program's: as the kernel would say */
         return errno = EBADF, -1;
     forget_any(fd);

@@ -92,6 +92,22 @@ static void take_lock(void)
     pthread_mutex_lock(&lock);
 }
 
+/* ThreadSanitizer's close() ends in ours (libc.c): a close of our own, maybe
+ * under a caller's lock, must pass straight through it. */
+static __thread int closing_own;
+
+int ownfd_closing(void)
+{
+    return closing_own;
+}
+
+static void close_own(int n)
+{
+    closing_own = 1;
+    libc.close_own(n);
+    closing_own = 0;
+}
+
 /* ---- where our numbers go ---- */
 
 static int table_top(void)
@@ -162,7 +178,7 @@ static void close_lows(int *lows, int n)
             j++;
         if (j == i || syscall(SYS_close_range, (unsigned)lows[i], (unsigned)lows[j], 0) < 0)
             for (int k = i; k <= j; k++)
-                libc.close_own(lows[k]);
+                close_own(lows[k]);
         i = j + 1;
     }
 }
@@ -196,7 +212,7 @@ int ownfd_adopt(int *const where[], int n, int spent)
         for (int i = 0; i < n; i++)
             if (*where[i] >= 0) {
                 reg_drop(*where[i]);
-                libc.close_own(*where[i]);
+                close_own(*where[i]);
                 *where[i] = -1;
             }
     pthread_mutex_unlock(&lock);
@@ -246,7 +262,7 @@ void ownfd_close(int *where)
     if (n >= 0) {
         if (referrer(n) == where)
             reg_drop(n);
-        libc.close_own(n);
+        close_own(n);
         __atomic_store_n(where, -1, __ATOMIC_RELEASE);
     }
     pthread_mutex_unlock(&lock);
@@ -275,7 +291,7 @@ int ownfd_vacate(int n)
          * program's call still does what the kernel's would. */
         int m = dup_high(n, F_DUPFD_CLOEXEC, -1);
         if (m >= 0 && reg_put(m, where) < 0) {
-            libc.close_own(m);
+            close_own(m);
             m = -1;
         }
         reg_drop(n);
@@ -289,7 +305,7 @@ int ownfd_vacate(int n)
 void ownfd_vacate_failed(int n)
 {
     int e = errno;
-    libc.close_own(n);   /* our old copy, which the program's call left there */
+    close_own(n);   /* our old copy, which the program's call left there */
     errno = e;
 }
 
