@@ -157,12 +157,12 @@ static int inner_get(struct ep_reg *r)
     struct lf_sock *s = r->s;
     if (sock_kind(s) == LF_FAST && s->spare_inner >= 0) {
         r->inner = s->spare_inner;
+        ownfd_moved(r->inner, &r->inner);
         s->spare_inner = -1;
         r->kind_seen = LF_FAST;
         return 0;
     }
-    r->inner = epoll_create1(EPOLL_CLOEXEC);
-    if (r->inner < 0)
+    if (ownfd_new_epoll(&r->inner) < 0)
         return -1;
     inner_update(r);
     return 0;
@@ -171,10 +171,11 @@ static int inner_get(struct ep_reg *r)
 static void inner_put(struct ep_reg *r)
 {
     struct lf_sock *s = r->s;
-    if (r->kind_seen == LF_FAST && sock_kind(s) == LF_FAST && s->spare_inner < 0)
+    if (r->kind_seen == LF_FAST && sock_kind(s) == LF_FAST && s->spare_inner < 0) {
         s->spare_inner = r->inner;
-    else
-        libc.close_own(r->inner);
+        ownfd_moved(r->inner, &s->spare_inner);
+    } else
+        ownfd_close(&r->inner);
 }
 
 static int reg_add(int epfd, struct ep_set *e, int fd, struct lf_sock *s, struct epoll_event *ev)
@@ -197,8 +198,7 @@ static int reg_add(int epfd, struct ep_set *e, int fd, struct lf_sock *s, struct
     if (ptrset_add(&e->mine, r) < 0 || inner_get(r) < 0 ||
         libc.epoll_ctl(epfd, EPOLL_CTL_ADD, r->inner, &outer) < 0) {
         int err = errno;
-        if (r->inner >= 0)
-            libc.close_own(r->inner);
+        ownfd_close(&r->inner);
         ptrset_del(&e->mine, r);
         free(r);
         return errno = err, -1;
