@@ -273,11 +273,13 @@ int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tc
 void bell_drain(struct lf_conn *c, int which);
 /* poll() (ppoll() with a mask) that never fails because loopfast's entries
  * exceed RLIMIT_NOFILE: then it asks groups that fit, sleeping in short
- * slices on the last group (put the doorbells last).  The first must_fit
- * entries are the program's own poll(): if they alone do not fit, EINVAL as
- * the kernel says; 0 when the program did not call poll() (select(), a
- * blocking read), for which not even one entry must fit. */
-int poll_fitting(struct pollfd *p, nfds_t n, nfds_t must_fit, int timeout_ms, const sigset_t *mask);
+ * slices on the last group (put the doorbells last), and returns 0 early
+ * when news(arg) says the rings changed.  The first must_fit entries are the
+ * program's own poll(): if they alone do not fit, EINVAL as the kernel says;
+ * 0 when the program did not call poll() (select(), a blocking read), for
+ * which not even one entry must fit. */
+int poll_fitting(struct pollfd *p, nfds_t n, nfds_t must_fit, int timeout_ms, const sigset_t *mask,
+                 int (*news)(void *), void *arg);
 int fd_nonblocking(int fd);
 int sock_timeout_ms(int fd, int optname);
 

@@ -143,10 +143,16 @@ static int fast_ready(struct poll_set *ps)
     return 0;
 }
 
+static int fast_news(void *ps)
+{
+    return fast_ready(ps);
+}
+
 static int kernel_poll(struct poll_set *ps, int timeout_ms, const sigset_t *mask)
 {
     prepare_kernel(ps);
-    return poll_fitting(ps->kfds, ps->nk, ps->from_select ? 0 : ps->nuser, timeout_ms, mask);
+    return poll_fitting(ps->kfds, ps->nk, ps->from_select ? 0 : ps->nuser, timeout_ms, mask,
+                        fast_news, ps);
 }
 
 static int spin(struct poll_set *ps)
@@ -206,7 +212,7 @@ static int lf_poll(struct pollfd *fds, nfds_t n, int timeout_ms, const sigset_t 
         reap_now();   /* about to wait: a good time (reap.c) */
     if (!build(&ps, fds, n)) {
         release(&ps);
-        return poll_fitting(fds, n, from_select ? 0 : n, timeout_ms, mask);
+        return poll_fitting(fds, n, from_select ? 0 : n, timeout_ms, mask, NULL, NULL);
     }
     ps.from_select = from_select;
     int r = poll_tracked(&ps, timeout_ms, mask);

@@ -119,7 +119,7 @@ int sandbox_timeout_ms(int fd, int optname)
 static short poll_now(int fd, short events)
 {
     struct pollfd p = { .fd = fd, .events = events };
-    return poll_fitting(&p, 1, 0, 0, NULL) > 0 ? p.revents : 0;
+    return poll_fitting(&p, 1, 0, 0, NULL, NULL, NULL) > 0 ? p.revents : 0;
 }
 
 /* conn_tcp_liveness without recv(MSG_PEEK): the same three answers. */

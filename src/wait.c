@@ -143,12 +143,14 @@ static int poll_raw(struct pollfd *p, nfds_t n, int timeout_ms, const sigset_t *
 
 /* One entry by select(), for a caller of select() when not even one entry
  * fits under the limit (select() knows no such limit).  Only loopfast's own
- * descriptors can be >= FD_SETSIZE: they are skipped, never put in a set. */
+ * descriptors can be >= FD_SETSIZE: they are never put in a set, the call
+ * only sleeps (its caller looks at the rings after). */
 static int select_one(struct pollfd *p, int timeout_ms, const sigset_t *mask)
 {
+    struct timespec ts = { timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000 };
     p->revents = 0;
     if (p->fd < 0 || p->fd >= FD_SETSIZE)
-        return 0;
+        return timeout_ms ? libc.pselect(0, NULL, NULL, NULL, timeout_ms < 0 ? NULL : &ts, mask) : 0;
     fd_set r, w, x;
     FD_ZERO(&r);
     FD_ZERO(&w);
@@ -158,7 +160,6 @@ static int select_one(struct pollfd *p, int timeout_ms, const sigset_t *mask)
     if (p->events & POLLOUT)
         FD_SET(p->fd, &w);
     FD_SET(p->fd, &x);
-    struct timespec ts = { timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000 };
     int k = libc.pselect(p->fd + 1, &r, &w, &x, timeout_ms < 0 ? NULL : &ts, mask);
     if (k <= 0)
         return k;
@@ -168,7 +169,8 @@ static int select_one(struct pollfd *p, int timeout_ms, const sigset_t *mask)
     return p->revents != 0;
 }
 
-/* One group; entries that are all negative cost no system call. */
+/* One group; entries that are all negative cost no system call when it
+ * need not wait. */
 static int poll_group(struct pollfd *p, nfds_t n, int timeout_ms, const sigset_t *mask, int by_select)
 {
     nfds_t live = 0;
@@ -182,7 +184,7 @@ static int poll_group(struct pollfd *p, nfds_t n, int timeout_ms, const sigset_t
 }
 
 static int poll_in_groups(struct pollfd *p, nfds_t n, int timeout_ms, const sigset_t *mask,
-                          int may_select)
+                          int may_select, int (*news)(void *), void *arg)
 {
     uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : monotonic_ns() + (uint64_t)timeout_ms * 1000000;
     nfds_t fit = fit_hint && fit_hint < n ? fit_hint : n > 1 ? n - 1 : 1;
@@ -214,13 +216,14 @@ static int poll_in_groups(struct pollfd *p, nfds_t n, int timeout_ms, const sigs
         if (r < 0)
             return -1;
         fit_hint = fit;
-        if (ready || (deadline != UINT64_MAX && monotonic_ns() >= deadline))
+        if (ready || (deadline != UINT64_MAX && monotonic_ns() >= deadline) || (news && news(arg)))
             return ready;
         slice = slice * 2 > SLICE_MAX_MS ? SLICE_MAX_MS : slice * 2;
     }
 }
 
-int poll_fitting(struct pollfd *p, nfds_t n, nfds_t must_fit, int timeout_ms, const sigset_t *mask)
+int poll_fitting(struct pollfd *p, nfds_t n, nfds_t must_fit, int timeout_ms, const sigset_t *mask,
+                 int (*news)(void *), void *arg)
 {
     int r = poll_raw(p, n, timeout_ms, mask);
     if (r >= 0 || errno != EINVAL)
@@ -228,11 +231,20 @@ int poll_fitting(struct pollfd *p, nfds_t n, nfds_t must_fit, int timeout_ms, co
     /* The program's own poll() of must_fit entries: the kernel's answer. */
     if (must_fit && (must_fit >= n || poll_raw(p, must_fit, 0, NULL) < 0))
         return -1;
-    return poll_in_groups(p, n, timeout_ms, mask, !must_fit);
+    return poll_in_groups(p, n, timeout_ms, mask, !must_fit, news, arg);
+}
+
+struct wait_news { struct lf_conn *c; int for_write; };
+
+static int wait_news(void *arg)
+{
+    struct wait_news *w = arg;
+    return has_news(w->c, w->for_write);
 }
 
 int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tcp_events)
 {
+    struct wait_news news = { c, for_write };
     *tcp_events = 0;
     ring_arm(for_write ? &c->tx.ctl->writer_armed : &c->rx.ctl->reader_armed);
     if (has_news(c, for_write))
@@ -246,12 +258,12 @@ int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tc
     reap_now();
     do {
         signal_wait_begin();
-        r = poll_fitting(p, 2, 0, timeout_ms, NULL);
+        r = poll_fitting(p, 2, 0, timeout_ms, NULL, wait_news, &news);
     } while (r < 0 && errno == EINTR && signal_restarts());
     if (r < 0)
         return -errno;
     if (r == 0)
-        return -EAGAIN;
+        return has_news(c, for_write) ? 0 : -EAGAIN;   /* a slice ended on news */
     if (p[1].revents)
         bell_drain(c, for_write ? BELL_ROOM : BELL_DATA);
     my_stats(c)->wakeups++;

@@ -108,7 +108,7 @@ static int run(int optin, char *log, size_t loglen)
     char hello[5];
     CHECK(read_full(s, hello, 5) == 5 && write_full(s, "k", 1) == 1, "first exchange");
     CHECK(loopfast_fd_is_fast(s) == optin, "fast: %d, expected %d", loopfast_fd_is_fast(s), optin);
-    rlim_t limits[3] = { 1, 0, (rlim_t)highest_fd() + 1 };
+    rlim_t limits[3] = { 0, 1, (rlim_t)highest_fd() + 1 };
     size_t used = strlen(log);
     for (int li = 0; li < 3; li++) {
         for (int call = 0; call < NCALLS; call++) {
@@ -124,7 +124,7 @@ static int run(int optin, char *log, size_t loglen)
             wait_once(call, s, go[1], seen, sizeof seen);
             set_nofile(normal_limit);
             used += (size_t)snprintf(log + used, loglen - used, "limit %s %s: %s\n",
-                                     li == 2 ? "high" : li ? "0" : "1", names[call], seen);
+                                     li == 2 ? "high" : li ? "1" : "0", names[call], seen);
         }
     }
     close(go[1]);
@@ -147,7 +147,7 @@ int main(void)
         FAIL("loopfast differs from kernel TCP under a low RLIMIT_NOFILE");
     }
     /* What the kernel said must also be what a program expects. */
-    CHECK(strstr(kernel, "limit 1 poll: rc=1 errno=0 data=round 0\n"), "kernel poll: %s", kernel);
+    CHECK(strstr(kernel, "limit 1 poll: rc=1 errno=0 data=round "), "kernel poll: %s", kernel);
     CHECK(strstr(kernel, "limit 1 poll-two: rc=-1 errno=22"), "kernel poll of two: %s", kernel);
     CHECK(strstr(kernel, "limit 0 select: rc=1 errno=0 data=round"), "kernel select: %s", kernel);
     CHECK(peer_kernel == 0 && peer_fast == 0, "peer failed: %d %d", peer_kernel, peer_fast);
