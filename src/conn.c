@@ -247,11 +247,13 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
 
 /* ---- writing ---- */
 
-/* The server may switch once the client reads rings; the client always may. */
+/* The server may switch once the client reads rings; the client always may.
+ * A direction shut down on TCP stays there: a switch would let bytes follow
+ * the FIN, and the peer could not tell that FIN from a close. */
 static void tx_maybe_switch(struct lf_conn *c)
 {
     struct lf_side *me = my_side(c);
-    if (load32(&me->tx_switched))
+    if (load32(&me->tx_switched) || load32(&me->shut_wr))
         return;
     if (c->me == LF_SERVER && !load32(&peer_side(c)->ready))
         return;
@@ -402,10 +404,9 @@ int conn_shutdown(struct lf_sock *s, int fd, int how)
         pthread_mutex_lock(&c->tx_lock);
         tx_maybe_switch(c);
         int on_ring = load32(&my_side(c)->tx_switched);
-        if (on_ring) {
-            store32(&my_side(c)->shut_wr, 1);
+        store32(&my_side(c)->shut_wr, 1);   /* on TCP: it never switches now */
+        if (on_ring)
             conn_ring_bell(c);
-        }
         pthread_mutex_unlock(&c->tx_lock);
         if (!on_ring)
             return libc.shutdown(fd, SHUT_WR);

@@ -7,15 +7,20 @@
  * LOOPFAST_INHERIT (descriptor, memfd, doorbells, side, ring size), with
  * copies of the memfd and doorbells that survive exec.  The library's
  * constructor in the new image maps it again, with the same checks as a
- * handshake.  An image without loopfast (a static binary, LD_PRELOAD
+ * handshake.  posix_spawn() is handled the same way (glibc's runs neither our
+ * fork nor our exec), the child counted as a holder and its descriptors found
+ * by the socket's inode.  An image without loopfast (a static binary, LD_PRELOAD
  * removed) cannot use such a connection: see docs/design.md.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <spawn.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -29,6 +34,9 @@ struct export {
     size_t len, cap;
     int fds[256];
     int nfds;
+    int spawn;                    /* for posix_spawn: a new process, not yet a holder */
+    struct lf_conn *counted[64];  /* spawn: connections whose holder count we raised */
+    int ncounted;
 };
 
 /* A copy of fd that survives exec; remembered so a failed exec closes it. */
@@ -42,6 +50,22 @@ static int keep(struct export *x, int fd)
     return copy;
 }
 
+/* A spawned child holds the connection as a forked one does: counted before
+ * it exists, once per connection (its descriptors become one sock again). */
+static int count_spawned(struct export *x, struct lf_conn *c)
+{
+    if (!x->spawn)
+        return 1;
+    for (int i = 0; i < x->ncounted; i++)
+        if (x->counted[i] == c)
+            return 1;
+    if (x->ncounted >= (int)(sizeof x->counted / sizeof x->counted[0]))
+        return 0;
+    x->counted[x->ncounted++] = c;
+    __atomic_add_fetch(&c->sh->side[c->me].holders, 1, __ATOMIC_ACQ_REL);
+    return 1;
+}
+
 static void describe(struct lf_sock *s, void *arg, int fd)
 {
     struct export *x = arg;
@@ -52,11 +76,13 @@ static void describe(struct lf_sock *s, void *arg, int fd)
     int m = keep(x, c->memfd);
     int md = keep(x, c->bell_mine[BELL_DATA]), mr = keep(x, c->bell_mine[BELL_ROOM]);
     int pd = keep(x, c->bell_peer[BELL_DATA]), pr = keep(x, c->bell_peer[BELL_ROOM]);
-    if (m < 0 || md < 0 || mr < 0 || pd < 0 || pr < 0)
+    struct stat st;
+    if (m < 0 || md < 0 || mr < 0 || pd < 0 || pr < 0 || fstat(fd, &st) < 0 || !count_spawned(x, c))
         return;
-    char item[128];
-    int n = snprintf(item, sizeof item, "%s%d:%d:%d:%d:%d:%d:%d:%llu", x->len ? "," : "", fd, m, md,
-                     mr, pd, pr, c->me, (unsigned long long)c->tx.size);
+    char item[160];
+    int n = snprintf(item, sizeof item, "%s%d:%d:%d:%d:%d:%d:%d:%llu:%llu:%d", x->len ? "," : "", fd,
+                     m, md, mr, pd, pr, c->me, (unsigned long long)c->tx.size,
+                     (unsigned long long)st.st_ino, x->spawn);
     if (x->len + (size_t)n + 1 > x->cap) {
         size_t cap = x->cap ? 2 * x->cap : 256;
         char *b = realloc(x->buf, cap);
@@ -70,9 +96,10 @@ static void describe(struct lf_sock *s, void *arg, int fd)
 }
 
 /* fdtable_for_each gives socks, not numbers: walk the numbers ourselves. */
-static void export_all(struct export *x)
+static void export_all(struct export *x, int spawn)
 {
     memset(x, 0, sizeof *x);
+    x->spawn = spawn;
     int max = (int)sysconf(_SC_OPEN_MAX);
     for (int fd = 0; fd < max && fd < (1 << 20); fd++) {
         struct lf_sock *s = fdtable_acquire(fd);
@@ -126,7 +153,7 @@ typedef int (*exec_fn)(const char *, char *const[], char *const[]);
 static int exec_with(exec_fn real, const char *path, char *const argv[], char *const envp[])
 {
     struct export x;
-    export_all(&x);
+    export_all(&x, 0);
     char **env = with_inherit(envp, &x);
     int r = real(path, argv, env ? env : envp);
     int e = errno;
@@ -202,17 +229,111 @@ LF_EXPORT int execl(const char *path, const char *arg, ...) { EXECL_BODY(execve(
 LF_EXPORT int execlp(const char *file, const char *arg, ...) { EXECL_BODY(execvpe(file, argv, envp), 0) }
 LF_EXPORT int execle(const char *path, const char *arg, ...) { EXECL_BODY(execve(path, argv, envp), 1) }
 
+/* ---- posix_spawn: glibc's clones and execs inside libc, past our hooks ---- */
+
+typedef int (*spawn_fn)(pid_t *, const char *, const posix_spawn_file_actions_t *,
+                        const posix_spawnattr_t *, char *const[], char *const[]);
+
+/* As exec, with the holder counts a fork would have raised; the file actions
+ * may move or close the socket, so the new image finds it by inode. */
+static int spawn_with(spawn_fn real, pid_t *pid, const char *path,
+                      const posix_spawn_file_actions_t *fa, const posix_spawnattr_t *attr,
+                      char *const argv[], char *const envp[])
+{
+    struct export x;
+    export_all(&x, 1);
+    char **env = with_inherit(envp, &x);
+    int r = real(pid, path, fa, attr, argv, env ? env : envp);
+    if (r != 0)
+        for (int i = 0; i < x.ncounted; i++)
+            __atomic_sub_fetch(&x.counted[i]->sh->side[x.counted[i]->me].holders, 1,
+                               __ATOMIC_ACQ_REL);
+    export_undo(&x, env);
+    return r;
+}
+
+LF_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+                          const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+    static spawn_fn real;
+    if (!real)
+        *(void **)&real = dlsym_next("posix_spawn");
+    return spawn_with(real, pid, path, fa, attr, argv, envp);
+}
+
+LF_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,
+                           const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+    static spawn_fn real;
+    if (!real)
+        *(void **)&real = dlsym_next("posix_spawnp");
+    return spawn_with(real, pid, file, fa, attr, argv, envp);
+}
+
 /* ---- the new image ---- */
 
-static void import_one(const char *item)
+/* Dup'ed descriptors of one connection come as separate items, each with its
+ * own copy of the memfd: the same file (inode) and side make them one sock
+ * again, so that closing one of them is not the connection's last close. */
+struct imported {
+    ino_t ino;
+    int me;
+    struct lf_sock *s;
+};
+
+static struct lf_sock *already_imported(const struct imported *seen, int n, int memfd, int me,
+                                        ino_t *ino)
 {
-    int fd, f[5], me;   /* memfd, my data and room bells, the peer's */
-    unsigned long long size;
-    if (sscanf(item, "%d:%d:%d:%d:%d:%d:%d:%llu", &fd, &f[0], &f[1], &f[2], &f[3], &f[4], &me,
-               &size) != 8 || (me != LF_CLIENT && me != LF_SERVER))
+    struct stat st;
+    *ino = fstat(memfd, &st) == 0 ? st.st_ino : 0;
+    for (int i = 0; i < n && *ino; i++)
+        if (seen[i].ino == *ino && seen[i].me == me)
+            return seen[i].s;
+    return NULL;
+}
+
+/* A spawned image's file actions may have moved the socket (dup2 onto 0 and
+ * 1) or closed it: its descriptors are the open ones with the socket's inode. */
+static int fds_of_socket(unsigned long long ino, int *fds, int max)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+    for (struct dirent *e; d && n < max && (e = readdir(d));) {
+        struct stat st;
+        char *end;
+        long fd = strtol(e->d_name, &end, 10);
+        if (*end || end == e->d_name || fd == dirfd(d))
+            continue;
+        if (fstat((int)fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == ino)
+            fds[n++] = (int)fd;
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static void import_one(const char *item, struct imported *seen, int *nseen, int max)
+{
+    int fd, f[5], me, spawned;   /* memfd, my data and room bells, the peer's */
+    unsigned long long size, sock_ino;
+    if (sscanf(item, "%d:%d:%d:%d:%d:%d:%d:%llu:%llu:%d", &fd, &f[0], &f[1], &f[2], &f[3], &f[4],
+               &me, &size, &sock_ino, &spawned) != 10 || (me != LF_CLIENT && me != LF_SERVER))
         return;
     for (int i = 0; i < 5; i++)
         libc.fcntl(f[i], F_SETFD, FD_CLOEXEC);
+    int fds[16], nfds = 1;
+    fds[0] = fd;
+    if (spawned)
+        nfds = fds_of_socket(sock_ino, fds, 16);
+    ino_t ino;
+    struct lf_sock *same = already_imported(seen, *nseen, f[0], me, &ino);
+    if (same) {
+        for (int i = 0; i < 5; i++)
+            libc.close_own(f[i]);
+        for (int i = 0; i < nfds; i++)
+            fdtable_set(fds[i], same);
+        return;
+    }
     struct lf_conn *c = shm_attach(f[0], me, size);
     struct lf_sock *s = c ? sock_new(LF_FAST) : NULL;
     if (!s) {
@@ -231,7 +352,12 @@ static void import_one(const char *item)
     for (int i = 0; i < 5; i++)   /* so that the program's closefrom() skips them */
         ownfd_own(own[i]);
     s->conn = c;
-    fdtable_set(fd, s);
+    for (int i = 0; i < nfds; i++)
+        fdtable_set(fds[i], s);
+    if (nfds == 0)
+        conn_close(s, -1);   /* spawned without it: the holder counted for us leaves */
+    else if (*nseen < max && ino)
+        seen[(*nseen)++] = (struct imported){ ino, me, s };
     sock_put(s);
 }
 
@@ -244,8 +370,10 @@ void exec_import(void)
     unsetenv(INHERIT);
     if (!list)
         return;
+    struct imported seen[64];
+    int nseen = 0;
     char *save, *item = strtok_r(list, ",", &save);
     for (; item; item = strtok_r(NULL, ",", &save))
-        import_one(item);
+        import_one(item, seen, &nseen, 64);
     free(list);
 }

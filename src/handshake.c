@@ -250,7 +250,10 @@ static void become_fast(struct lf_sock *s, struct lf_conn *c)
     struct lf_side *me = &c->sh->side[LF_CLIENT];
     __atomic_store_n(&me->rx_tcp_bytes, s->pending_rx, __ATOMIC_RELAXED);
     __atomic_store_n(&me->tx_tcp_bytes, s->pending_tx, __ATOMIC_RELAXED);
-    __atomic_store_n(&me->tx_switched, 1, __ATOMIC_RELEASE);
+    if (s->pending_shut_wr)   /* its FIN went on TCP: c2s stays there (4.4) */
+        __atomic_store_n(&me->shut_wr, 1, __ATOMIC_RELEASE);
+    else
+        __atomic_store_n(&me->tx_switched, 1, __ATOMIC_RELEASE);
     __atomic_store_n(&me->ready, 1, __ATOMIC_RELEASE);
     s->conn = c;
     handshake_give_up(s);

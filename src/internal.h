@@ -192,6 +192,7 @@ struct lf_sock {
     int candidates[4];        /* PENDING: accepted offer connections, answer not read yet */
     uint64_t pending_tx;      /* PENDING: bytes written on TCP */
     uint64_t pending_rx;      /* PENDING: bytes read from TCP */
+    int pending_shut_wr;      /* PENDING: shutdown(SHUT_WR) done on TCP: c2s never switches */
     struct lf_conn *conn;     /* FAST */
     struct lf_sock *next_free;
     unsigned fork_gen;        /* marks the sock once per fork walk */
@@ -285,6 +286,8 @@ int sock_timeout_ms(int fd, int optname);
 
 /* ---- pending.c: a client between offer and answer ---- */
 ssize_t pending_io(struct lf_sock *s, int fd, struct msghdr *msg, int flags, int is_send);
+int pending_shutdown(struct lf_sock *s, int fd, int how);
+void pending_before_fork(void);
 
 /* ---- socket.c: one call on a descriptor we track, whatever its kind ---- */
 ssize_t sock_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags);

@@ -316,6 +316,8 @@ LF_EXPORT int shutdown(int fd, int how)
     int r;
     if (sock_kind(s) == LF_FAST && (how == SHUT_RD || how == SHUT_WR || how == SHUT_RDWR))
         r = conn_shutdown(s, fd, how);
+    else if (sock_kind(s) == LF_PENDING)
+        r = pending_shutdown(s, fd, how);
     else
         r = libc.shutdown(fd, how);
     sock_put(s);
@@ -513,6 +515,7 @@ LF_EXPORT pid_t fork(void)
     if (__builtin_expect(!lf_initialised, 0))
         lf_init();
     int plus = 1, minus = -1;
+    pending_before_fork();
     fork_generation++;
     fdtable_for_each(count_holder, &plus);
     fdtable_lock();

@@ -102,3 +102,49 @@ ssize_t pending_io(struct lf_sock *s, int fd, struct msghdr *msg, int flags, int
         return -1;
     }
 }
+
+/* A shutdown takes the answer first, so that a client that can still switch
+ * shuts down on its ring.  Without an answer the kernel's FIN goes on TCP,
+ * and the write direction must then stay on TCP for good: a switch would
+ * make that FIN look like a close to the server (docs/design.md, 4.4). */
+int pending_shutdown(struct lf_sock *s, int fd, int how)
+{
+    pthread_mutex_lock(&s->lock);
+    if (sock_kind(s) == LF_PENDING)
+        handshake_take_answer(s, fd);
+    if (sock_kind(s) == LF_FAST) {
+        pthread_mutex_unlock(&s->lock);
+        return conn_shutdown(s, fd, how);
+    }
+    int r = libc.shutdown(fd, how);
+    if (r == 0 && how != SHUT_RD)
+        s->pending_shut_wr = 1;
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+/* fork(): a pending connection must be one connection in every process that
+ * holds it, but its byte counts and its answer live in this process.  So
+ * before a fork each pending client takes its answer if it is queued (a
+ * fast connection's state is shared, and the child counts as a holder), and
+ * otherwise gives up in both copies: plain TCP both ways, for good.  The
+ * server may still answer; it then waits for a `ready` that never comes and
+ * keeps to TCP too (docs/design.md, 4.4). */
+static void settle_one(int fd)
+{
+    struct lf_sock *s = fdtable_acquire(fd);
+    if (!s)
+        return;
+    if (sock_kind(s) == LF_PENDING) {
+        pthread_mutex_lock(&s->lock);
+        if (sock_kind(s) == LF_PENDING && !handshake_take_answer(s, fd))
+            handshake_give_up(s);
+        pthread_mutex_unlock(&s->lock);
+    }
+    sock_put(s);
+}
+
+void pending_before_fork(void)
+{
+    fdtable_for_each_fd(0, ~0u, settle_one);
+}
