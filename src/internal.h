@@ -302,6 +302,7 @@ extern int lf_confined;   /* only calls such sandboxes allow: see sandbox.c */
 int sandbox_nonblocking(int fd);
 int sandbox_timeout_ms(int fd, int optname);
 int sandbox_tcp_liveness(int fd);
+int sandbox_sigpipe_ignored(void);
 ssize_t sandbox_recv_nowait(int fd, struct msghdr *m, int flags);
 ssize_t sandbox_send(int fd, const struct msghdr *m, int flags);
 

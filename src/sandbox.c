@@ -16,7 +16,8 @@
  *     ioctl calls after (fcntl, getsockopt are no longer asked);
  *   - reads and writes TCP (the bytes before a direction's switch) with
  *     poll, read and write; asks TCP whether the peer is gone with poll;
- *   - no longer asks /proc, kill() or SO_LINGER (docs/design.md, 6 and 7).
+ *   - no longer asks /proc, kill() or SO_LINGER, and raises no SIGPIPE the
+ *     program ignores (raise() is tgkill()) (docs/design.md, 6 and 7).
  * A filter inherited across exec is not seen (docs/design.md, 10).
  */
 #include <errno.h>
@@ -30,6 +31,7 @@
 #include "internal.h"
 
 int lf_confined;
+static int sigpipe_ignored;   /* when the filter went on */
 
 static int timeout_now(int fd, int optname)
 {
@@ -62,6 +64,8 @@ static void confine(void)
     if (lf_confined)
         return;
     fdtable_for_each_fd(0, ~0u, record);
+    struct sigaction old;
+    sigpipe_ignored = sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_IGN;
     lf_config.mode = LF_MODE_OFF;   /* no new fast connection */
     __atomic_store_n(&lf_confined, 1, __ATOMIC_RELEASE);
 }
@@ -96,6 +100,11 @@ LF_EXPORT long syscall(long nr, ...)
     if (nr == SYS_seccomp && (a[0] == SECCOMP_SET_MODE_FILTER || a[0] == SECCOMP_SET_MODE_STRICT))
         confine();
     return real_syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+
+int sandbox_sigpipe_ignored(void)
+{
+    return sigpipe_ignored;
 }
 
 int sandbox_nonblocking(int fd)
