@@ -6,9 +6,8 @@
  * clock, and kills the process at any other call (audit: sig=31).  The
  * program stays within its list; loopfast must too, or the program dies in
  * a call it made correctly.  A filter cannot be tested without risking
- * that death, so loopfast watches the program install one (prctl or the
- * seccomp system call through syscall()) and from then on, in that process
- * and its children:
+ * that death, so loopfast watches the program install one with prctl() and
+ * from then on, in that process and its children:
  *   - makes no new fast connection (no offer, no answer: those need
  *     sockets, netlink, sendmsg);
  *   - answers O_NONBLOCK, SO_RCVTIMEO and SO_SNDTIMEO from what it recorded
@@ -18,14 +17,14 @@
  *     poll, read and write; asks TCP whether the peer is gone with poll;
  *   - no longer asks /proc, kill() or SO_LINGER, and raises no SIGPIPE the
  *     program ignores (raise() is tgkill()) (docs/design.md, 6 and 7).
- * A filter inherited across exec is not seen (docs/design.md, 10).
+ * A filter inherited across exec, or installed with syscall(SYS_seccomp)
+ * (libseccomp), is not seen (docs/design.md, 10): interposing the variadic
+ * syscall() would mean reading arguments the caller never passed.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/seccomp.h>
 #include <stdarg.h>
 #include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -83,23 +82,6 @@ LF_EXPORT int prctl(int option, ...)
     if (option == PR_SET_SECCOMP)
         confine();
     return real_prctl(option, a2, a3, a4, a5);
-}
-
-/* libseccomp and others install filters through syscall(SYS_seccomp, ...). */
-LF_EXPORT long syscall(long nr, ...)
-{
-    static long (*real_syscall)(long, ...);
-    if (!real_syscall)
-        *(void **)&real_syscall = dlsym_next("syscall");
-    va_list ap;
-    va_start(ap, nr);
-    long a[6];
-    for (int i = 0; i < 6; i++)
-        a[i] = va_arg(ap, long);
-    va_end(ap);
-    if (nr == SYS_seccomp && (a[0] == SECCOMP_SET_MODE_FILTER || a[0] == SECCOMP_SET_MODE_STRICT))
-        confine();
-    return real_syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 }
 
 int sandbox_sigpipe_ignored(void)

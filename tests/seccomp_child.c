@@ -113,6 +113,8 @@ int main(void)
 #endif
     alarm(25);
     int kernel = run(0);
+    if (kernel == 128 + SIGSYS)
+        SKIP("even over kernel TCP the process broke the filter: a sanitizer's runtime?");
     CHECK(kernel == 0, "over kernel TCP the sandboxed reader ended with %d", kernel);
     int fast = run(1);
     CHECK(fast == 0, "with loopfast the sandboxed reader ended with %d%s", fast,
