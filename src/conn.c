@@ -91,6 +91,8 @@ int conn_is_fast(struct lf_sock *s)
  * 0 EOF, -errno on reset; data here would break the protocol. */
 int conn_tcp_liveness(int fd)
 {
+    if (lf_confined)
+        return sandbox_tcp_liveness(fd);
     char b;
     ssize_t n = libc.recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n == 0)
@@ -125,7 +127,8 @@ static ssize_t rx_tcp(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
         struct msghdr m = *msg;
         m.msg_iov = iov;
         m.msg_iovlen = (size_t)iov_limit(msg->msg_iov, msg->msg_iovlen, limit, iov);
-        ssize_t r = libc.recvmsg(fd, &m, (flags & ~MSG_WAITALL) | MSG_DONTWAIT);
+        ssize_t r = lf_confined ? sandbox_recv_nowait(fd, &m, flags)
+                                : libc.recvmsg(fd, &m, (flags & ~MSG_WAITALL) | MSG_DONTWAIT);
         if (r > 0) {
             if (!(flags & MSG_PEEK))
                 store64(&me->rx_tcp_bytes, got + (uint64_t)r);
@@ -260,8 +263,8 @@ static void tx_maybe_switch(struct lf_conn *c)
 
 static ssize_t epipe(int flags)
 {
-    if (!(flags & MSG_NOSIGNAL))
-        raise(SIGPIPE);
+    if (!(flags & MSG_NOSIGNAL) && !(lf_confined && sandbox_sigpipe_ignored()))
+        raise(SIGPIPE);   /* tgkill: a sandbox may forbid it, and an ignored signal needs none */
     return -EPIPE;
 }
 
@@ -296,7 +299,7 @@ static int peer_gone_by_tcp(struct lf_conn *c, int fd)
 static int peer_process_gone(struct lf_conn *c)
 {
     int32_t pid = __atomic_load_n(&c->sh->stats[!c->me].pid, __ATOMIC_RELAXED);
-    if (pid <= 0)
+    if (pid <= 0 || lf_confined)   /* kill() may be forbidden: TCP's word only */
         return 0;
     if (kill(pid, 0) < 0)
         return errno == ESRCH;
@@ -371,7 +374,7 @@ ssize_t conn_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags
     tx_maybe_switch(c);
     if (!load32(&me->tx_switched)) {
         /* The peer does not read rings yet: TCP, counted. */
-        r = libc.sendmsg(fd, msg, flags);
+        r = lf_confined ? sandbox_send(fd, msg, flags) : libc.sendmsg(fd, msg, flags);
         if (r > 0)
             store64(&me->tx_tcp_bytes, load64(&me->tx_tcp_bytes) + (uint64_t)r);
         else if (r < 0)
@@ -415,7 +418,7 @@ static int linger_zero(int fd)
 {
     struct linger l;
     socklen_t len = sizeof l;
-    return getsockopt(fd, SOL_SOCKET, SO_LINGER, &l, &len) == 0 && l.l_onoff && l.l_linger == 0;
+    return !lf_confined && getsockopt(fd, SOL_SOCKET, SO_LINGER, &l, &len) == 0 && l.l_onoff && l.l_linger == 0;
 }
 
 /* The last descriptor in this process goes: if no other process holds the

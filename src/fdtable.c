@@ -134,6 +134,7 @@ struct lf_sock *sock_new(int kind)
     s->pending_shut_wr = 0;
     s->bound_state = BOUND_UNKNOWN;
     s->nonblock_seen = -1;
+    s->timeo_confined[0] = s->timeo_confined[1] = -1;
     s->conn = NULL;
     s->next_free = NULL;
     pthread_mutex_init(&s->lock, NULL);

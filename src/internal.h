@@ -200,6 +200,7 @@ struct lf_sock {
     int spare_inner;          /* epoll.c: an inner epoll kept for the next ADD */
     int nonblock_seen;        /* O_NONBLOCK as last seen, -1 unknown (conn.c: must_not_wait) */
     int bound_state;          /* OPTIN listener: is `bound` its address? (interpose.c) */
+    int timeo_confined[2];    /* sandbox.c: SO_RCVTIMEO, SO_SNDTIMEO (ms, -1 none) when confined */
     struct sockaddr_storage bound;
 };
 enum { BOUND_UNKNOWN, BOUND_SPECIFIC, BOUND_WILDCARD };
@@ -272,6 +273,15 @@ int wait_spin(struct lf_conn *c, int for_write);
  * socket reported. */
 int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tcp_events);
 void bell_drain(struct lf_conn *c, int which);
+/* poll() (ppoll() with a mask) that never fails because loopfast's entries
+ * exceed RLIMIT_NOFILE: then it asks groups that fit, sleeping in short
+ * slices on the last group (put the doorbells last), and returns 0 early
+ * when news(arg) says the rings changed.  The first must_fit entries are the
+ * program's own poll(): if they alone do not fit, EINVAL as the kernel says;
+ * 0 when the program did not call poll() (select(), a blocking read), for
+ * which not even one entry must fit. */
+int poll_fitting(struct pollfd *p, nfds_t n, nfds_t must_fit, int timeout_ms, const sigset_t *mask,
+                 int (*news)(void *), void *arg);
 int fd_nonblocking(int fd);
 int sock_timeout_ms(int fd, int optname);
 
@@ -287,6 +297,15 @@ ssize_t sock_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags
 /* ---- poll.c ---- */
 void epoll_forget_fd(int fd);
 void epoll_forget_range(unsigned first, unsigned last);   /* epoll sets of ours in it */
+
+/* ---- sandbox.c: after the program installed a seccomp filter ---- */
+extern int lf_confined;   /* only calls such sandboxes allow: see sandbox.c */
+int sandbox_nonblocking(int fd);
+int sandbox_timeout_ms(int fd, int optname);
+int sandbox_tcp_liveness(int fd);
+int sandbox_sigpipe_ignored(void);
+ssize_t sandbox_recv_nowait(int fd, struct msghdr *m, int flags);
+ssize_t sandbox_send(int fd, const struct msghdr *m, int flags);
 
 /* ---- signals.c ---- */
 void signal_wait_begin(void);

@@ -16,7 +16,7 @@
 struct tracked {
     nfds_t user;          /* index in the caller's array */
     struct lf_sock *s;
-    nfds_t extra;         /* index of its two doorbells, or its offer socket */
+    nfds_t extra;         /* index of its room doorbell, then its data doorbell or offer socket */
 };
 
 struct poll_set {
@@ -26,6 +26,7 @@ struct poll_set {
     nfds_t nk;
     struct tracked *t;
     nfds_t nt;
+    int from_select;      /* the program called select(): no RLIMIT_NOFILE to honour */
 };
 
 static int is_waitable(struct lf_sock *s)
@@ -81,14 +82,17 @@ static void prepare_kernel(struct poll_set *ps)
         t->extra = ps->nk;
         struct pollfd *x = &ps->kfds[ps->nk];
         ps->nk += 2;
+        /* Data doorbells last: where poll_fitting sleeps when the set does
+         * not fit under RLIMIT_NOFILE.  The room doorbell only for POLLOUT. */
         x[0] = x[1] = (struct pollfd){ .fd = -1, .events = POLLIN };
         if (sock_kind(t->s) == LF_FAST) {
             k->events = conn_kernel_events(t->s->conn, want);
-            x[0].fd = t->s->conn->bell_mine[BELL_DATA];
-            x[1].fd = t->s->conn->bell_mine[BELL_ROOM];
+            if (want & (POLLOUT | POLLWRNORM))
+                x[0].fd = t->s->conn->bell_mine[BELL_ROOM];
+            x[1].fd = t->s->conn->bell_mine[BELL_DATA];
         } else {
             k->events = want;
-            x[0].fd = __atomic_load_n(&t->s->offer_fd, __ATOMIC_ACQUIRE);
+            x[1].fd = __atomic_load_n(&t->s->offer_fd, __ATOMIC_ACQUIRE);
         }
     }
 }
@@ -105,8 +109,8 @@ static int evaluate(struct poll_set *ps, int kernel)
         struct pollfd *u = &ps->user[t->user];
         short tev = kernel ? ps->kfds[t->user].revents : 0;
         int fresh = kernel && t->extra + 1 < ps->nk;
-        short xev = fresh ? ps->kfds[t->extra].revents : 0;
-        short xev_room = fresh ? ps->kfds[t->extra + 1].revents : 0;
+        short xev_room = fresh ? ps->kfds[t->extra].revents : 0;
+        short xev = fresh ? ps->kfds[t->extra + 1].revents : 0;
         if (sock_kind(t->s) == LF_PENDING && xev) {
             pthread_mutex_lock(&t->s->lock);
             if (sock_kind(t->s) == LF_PENDING)
@@ -139,13 +143,16 @@ static int fast_ready(struct poll_set *ps)
     return 0;
 }
 
+static int fast_news(void *ps)
+{
+    return fast_ready(ps);
+}
+
 static int kernel_poll(struct poll_set *ps, int timeout_ms, const sigset_t *mask)
 {
     prepare_kernel(ps);
-    if (!mask)
-        return libc.poll(ps->kfds, ps->nk, timeout_ms);
-    struct timespec ts = { timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000 };
-    return libc.ppoll(ps->kfds, ps->nk, timeout_ms < 0 ? NULL : &ts, mask);
+    return poll_fitting(ps->kfds, ps->nk, ps->from_select ? 0 : ps->nuser, timeout_ms, mask,
+                        fast_news, ps);
 }
 
 static int spin(struct poll_set *ps)
@@ -195,7 +202,8 @@ static int poll_tracked(struct poll_set *ps, int timeout_ms, const sigset_t *mas
     }
 }
 
-static int lf_poll(struct pollfd *fds, nfds_t n, int timeout_ms, const sigset_t *mask)
+static int lf_poll(struct pollfd *fds, nfds_t n, int timeout_ms, const sigset_t *mask,
+                   int from_select)
 {
     struct poll_set ps;
     if (__builtin_expect(!lf_initialised, 0))
@@ -204,11 +212,9 @@ static int lf_poll(struct pollfd *fds, nfds_t n, int timeout_ms, const sigset_t 
         reap_now();   /* about to wait: a good time (reap.c) */
     if (!build(&ps, fds, n)) {
         release(&ps);
-        if (!mask)
-            return libc.poll(fds, n, timeout_ms);
-        struct timespec ts = { timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000 };
-        return libc.ppoll(fds, n, timeout_ms < 0 ? NULL : &ts, mask);
+        return poll_fitting(fds, n, from_select ? 0 : n, timeout_ms, mask, NULL, NULL);
     }
+    ps.from_select = from_select;
     int r = poll_tracked(&ps, timeout_ms, mask);
     int e = errno;
     release(&ps);
@@ -218,7 +224,7 @@ static int lf_poll(struct pollfd *fds, nfds_t n, int timeout_ms, const sigset_t 
 
 LF_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout_ms)
 {
-    return lf_poll(fds, n, timeout_ms, NULL);
+    return lf_poll(fds, n, timeout_ms, NULL, 0);
 }
 
 LF_EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout_ms, size_t fdslen)
@@ -238,10 +244,7 @@ static int timespec_ms(const struct timespec *ts)
 
 LF_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask)
 {
-    if (!mask) {
-        return lf_poll(fds, n, timespec_ms(ts), NULL);
-    }
-    return lf_poll(fds, n, timespec_ms(ts), mask);
+    return lf_poll(fds, n, timespec_ms(ts), mask, 0);
 }
 
 LF_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *ts,
@@ -285,7 +288,7 @@ static int select_as_poll(int nfds, fd_set *r, fd_set *w, fd_set *x, int timeout
         if (ev)
             p[n++] = (struct pollfd){ .fd = fd, .events = ev };
     }
-    int rc = lf_poll(p, n, timeout_ms, mask);
+    int rc = lf_poll(p, n, timeout_ms, mask, 1);
     if (rc >= 0) {
         rc = 0;
         if (r) FD_ZERO(r);

@@ -63,8 +63,8 @@ static int machine_crowded(uint64_t now)
 {
     static __thread uint64_t checked;
     static __thread int crowded;
-    if (checked && now - checked < CROWD_CHECK_NS)
-        return crowded;
+    if (lf_confined || (checked && now - checked < CROWD_CHECK_NS))
+        return crowded;   /* confined: /proc is out of reach (sandbox.c) */
     checked = now;
     char buf[128];
     int running = 0;
@@ -118,36 +118,163 @@ int wait_spin(struct lf_conn *c, int for_write)
     return 1;
 }
 
+/* ---- waiting on more descriptors than RLIMIT_NOFILE allows ----
+ *
+ * The kernel refuses a poll() of more entries than RLIMIT_NOFILE (EINVAL).
+ * loopfast adds doorbells to the program's entries, and a program that lowers
+ * the limit to what it polls itself (OpenSSH's sandboxed child: a limit of 1,
+ * one socket) must not see that.  So when the whole set is refused, it is
+ * asked in groups that fit: every group but the last without waiting, the
+ * last (where callers put the doorbells) for a short slice, growing while
+ * nothing happens.  The cost is latency for what is not in the last group,
+ * never a failure.  The limit cannot be asked: getrlimit() is outside such
+ * sandboxes' allow-lists, so the group size is found by halving. */
+#define SLICE_MAX_MS 32
+
+static __thread nfds_t fit_hint;   /* a group size that worked last time */
+
+static int poll_raw(struct pollfd *p, nfds_t n, int timeout_ms, const sigset_t *mask)
+{
+    if (!mask)
+        return libc.poll(p, n, timeout_ms);
+    struct timespec ts = { timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000 };
+    return libc.ppoll(p, n, timeout_ms < 0 ? NULL : &ts, mask);
+}
+
+/* One entry by select(), for a caller of select() when not even one entry
+ * fits under the limit (select() knows no such limit).  Only loopfast's own
+ * descriptors can be >= FD_SETSIZE: they are never put in a set, the call
+ * only sleeps (its caller looks at the rings after). */
+static int select_one(struct pollfd *p, int timeout_ms, const sigset_t *mask)
+{
+    struct timespec ts = { timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000 };
+    p->revents = 0;
+    if (p->fd < 0 || p->fd >= FD_SETSIZE)
+        return timeout_ms ? libc.pselect(0, NULL, NULL, NULL, timeout_ms < 0 ? NULL : &ts, mask) : 0;
+    fd_set r, w, x;
+    FD_ZERO(&r);
+    FD_ZERO(&w);
+    FD_ZERO(&x);
+    if (p->events & (POLLIN | POLLRDHUP))
+        FD_SET(p->fd, &r);
+    if (p->events & POLLOUT)
+        FD_SET(p->fd, &w);
+    FD_SET(p->fd, &x);
+    int k = libc.pselect(p->fd + 1, &r, &w, &x, timeout_ms < 0 ? NULL : &ts, mask);
+    if (k <= 0)
+        return k;
+    p->revents = (short)((FD_ISSET(p->fd, &r) ? POLLIN : 0) | (FD_ISSET(p->fd, &w) ? POLLOUT : 0) |
+                         (FD_ISSET(p->fd, &x) ? POLLPRI : 0));
+    p->revents &= (short)(p->events | POLLPRI);
+    return p->revents != 0;
+}
+
+/* One group; entries that are all negative cost no system call when it
+ * need not wait. */
+static int poll_group(struct pollfd *p, nfds_t n, int timeout_ms, const sigset_t *mask, int by_select)
+{
+    nfds_t live = 0;
+    for (nfds_t i = 0; i < n; i++) {
+        p[i].revents = 0;
+        live += p[i].fd >= 0;
+    }
+    if (!live && timeout_ms == 0)
+        return 0;
+    return by_select ? select_one(p, timeout_ms, mask) : poll_raw(p, n, timeout_ms, mask);
+}
+
+static int poll_in_groups(struct pollfd *p, nfds_t n, int timeout_ms, const sigset_t *mask,
+                          int may_select, int (*news)(void *), void *arg)
+{
+    uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : monotonic_ns() + (uint64_t)timeout_ms * 1000000;
+    nfds_t fit = fit_hint && fit_hint < n ? fit_hint : n > 1 ? n - 1 : 1;
+    int by_select = n == 1, slice = 1;
+    for (;;) {
+        int ready = 0, r = 0;
+        nfds_t tail = n - fit, i;
+        for (i = 0; i < tail && r >= 0; i += fit) {
+            r = poll_group(p + i, tail - i < fit ? tail - i : fit, 0, NULL, by_select);
+            ready += r > 0 ? r : 0;
+        }
+        if (r >= 0) {
+            uint64_t now = ready ? 0 : monotonic_ns();
+            int left = deadline == UINT64_MAX ? slice : now >= deadline ? 0 :
+                       (int)((deadline - now + 999999) / 1000000);
+            r = poll_group(p + tail, fit, ready || left == 0 ? 0 : left < slice ? left : slice,
+                           mask, by_select);
+            ready += r > 0 ? r : 0;
+        }
+        if (r < 0 && errno == EINVAL && !by_select) {
+            if (fit > 1)
+                fit /= 2;
+            else if (may_select)
+                by_select = 1;
+            else
+                return -1;
+            continue;
+        }
+        if (r < 0)
+            return -1;
+        fit_hint = fit;
+        if (ready || (deadline != UINT64_MAX && monotonic_ns() >= deadline) || (news && news(arg)))
+            return ready;
+        slice = slice * 2 > SLICE_MAX_MS ? SLICE_MAX_MS : slice * 2;
+    }
+}
+
+int poll_fitting(struct pollfd *p, nfds_t n, nfds_t must_fit, int timeout_ms, const sigset_t *mask,
+                 int (*news)(void *), void *arg)
+{
+    int r = poll_raw(p, n, timeout_ms, mask);
+    if (r >= 0 || errno != EINVAL)
+        return r;
+    /* The program's own poll() of must_fit entries: the kernel's answer. */
+    if (must_fit && (must_fit >= n || poll_raw(p, must_fit, 0, NULL) < 0))
+        return -1;
+    return poll_in_groups(p, n, timeout_ms, mask, !must_fit, news, arg);
+}
+
+struct wait_news { struct lf_conn *c; int for_write; };
+
+static int wait_news(void *arg)
+{
+    struct wait_news *w = arg;
+    return has_news(w->c, w->for_write);
+}
+
 int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tcp_events)
 {
+    struct wait_news news = { c, for_write };
     *tcp_events = 0;
     ring_arm(for_write ? &c->tx.ctl->writer_armed : &c->rx.ctl->reader_armed);
     if (has_news(c, for_write))
         return 0;
     /* A writer must not wake on unread TCP data from before the switch. */
-    struct pollfd p[2] = {
-        { .fd = c->bell_mine[for_write ? BELL_ROOM : BELL_DATA], .events = POLLIN },
+    struct pollfd p[2] = {   /* the doorbell last: poll_fitting sleeps on the tail */
         { .fd = fd, .events = for_write ? (c->fin_unclear ? 0 : POLLRDHUP) : (POLLIN | POLLRDHUP) },
+        { .fd = c->bell_mine[for_write ? BELL_ROOM : BELL_DATA], .events = POLLIN },
     };
     int r;
     reap_now();
     do {
         signal_wait_begin();
-        r = libc.poll(p, 2, timeout_ms);
+        r = poll_fitting(p, 2, 0, timeout_ms, NULL, wait_news, &news);
     } while (r < 0 && errno == EINTR && signal_restarts());
     if (r < 0)
         return -errno;
     if (r == 0)
-        return -EAGAIN;
-    if (p[0].revents)
+        return has_news(c, for_write) ? 0 : -EAGAIN;   /* a slice ended on news */
+    if (p[1].revents)
         bell_drain(c, for_write ? BELL_ROOM : BELL_DATA);
     my_stats(c)->wakeups++;
-    *tcp_events = p[1].revents;
+    *tcp_events = p[0].revents;
     return 0;
 }
 
 int fd_nonblocking(int fd)
 {
+    if (lf_confined)
+        return sandbox_nonblocking(fd);
     int fl = libc.fcntl(fd, F_GETFL);
     return fl >= 0 && (fl & O_NONBLOCK);
 }
@@ -155,6 +282,8 @@ int fd_nonblocking(int fd)
 /* SO_RCVTIMEO / SO_SNDTIMEO as a poll() timeout: -1 when unset. */
 int sock_timeout_ms(int fd, int optname)
 {
+    if (lf_confined)
+        return sandbox_timeout_ms(fd, optname);
     struct timeval tv;
     socklen_t len = sizeof tv;
     if (getsockopt(fd, SOL_SOCKET, optname, &tv, &len) < 0 || (tv.tv_sec == 0 && tv.tv_usec == 0))
