@@ -134,6 +134,7 @@ static ssize_t rx_tcp(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
                 store64(&me->rx_tcp_bytes, got + (uint64_t)r);
             msg->msg_flags = m.msg_flags;
             msg->msg_namelen = m.msg_namelen;
+            msg->msg_controllen = m.msg_controllen;
             return r;
         }
         if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
@@ -154,8 +155,9 @@ static ssize_t rx_step(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
         if (r != RX_SWITCHED)
             return r;
     }
-    msg->msg_flags = 0;
+    msg->msg_flags = flags & MSG_CMSG_CLOEXEC;   /* the kernel echoes it */
     msg->msg_namelen = 0;
+    msg->msg_controllen = 0;
     for (int pass = 0; pass < 2; pass++) {
         ssize_t n = ring_readv(&c->rx, msg->msg_iov, (int)msg->msg_iovlen, peek);
         if (n < 0)

@@ -4,14 +4,16 @@
  * The kernel would move the bytes onto the TCP socket, where a fast peer
  * never reads them, so for our descriptors the data is copied through user
  * space onto the ring instead.  No byte is taken from the source that could
- * not be delivered: file positions are moved by what was sent, and pipe data
- * is peeked or sized to the room available before it is consumed.
+ * not be delivered: file positions are moved by what was sent, pipe data is
+ * looked at with tee() and socket data peeked before either is consumed.
+ * Whether a call waits, and for which end, is the kernel's rule (below).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -27,11 +29,11 @@ static int is_ours(struct lf_sock *s)
     return k == LF_FAST || k == LF_PENDING;
 }
 
-static ssize_t send_buf(struct lf_sock *s, int fd, const void *buf, size_t len)
+static ssize_t send_buf(struct lf_sock *s, int fd, const void *buf, size_t len, int flags)
 {
     struct iovec iov = { (void *)buf, len };
     struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
-    return sock_send(s, fd, &m, 0);
+    return sock_send(s, fd, &m, flags);
 }
 
 /* Copies from in_fd at *pos: returns bytes sent, or -1 with errno. */
@@ -49,7 +51,7 @@ static ssize_t file_to_sock(struct lf_sock *s, int out_fd, int in_fd, off_t *pos
             err = n;
             break;
         }
-        ssize_t w = send_buf(s, out_fd, buf, (size_t)n);
+        ssize_t w = send_buf(s, out_fd, buf, (size_t)n, 0);
         if (w <= 0) {
             err = w;
             break;
@@ -94,63 +96,132 @@ LF_EXPORT ssize_t sendfile64(int out_fd, int in_fd, off_t *offset, size_t count)
     return sendfile(out_fd, in_fd, offset, count);
 }
 
-/* Pipe to socket: never read more from the pipe than the socket takes. */
+/* Splice waits as the kernel's does, each end by its own rule (measured on
+ * Linux 6.18): on the pipe when SPLICE_F_NONBLOCK and the pipe's O_NONBLOCK
+ * are both absent, on the socket when the socket's O_NONBLOCK is (and for
+ * its timeouts).  The program's pipe is touched only by the real tee() and
+ * splice(), given the program's flags, through a scratch pipe of our own:
+ * they wait, or not, and move what fits, as the kernel would, and no file
+ * status flag the program can see is changed.  The scratch pipe is
+ * blocking: an O_NONBLOCK of its own would make those calls non-blocking. */
+struct scratch {
+    int r, w;
+    size_t size;   /* smaller than a chunk once the user's pipe quota is spent */
+};
+
+static int scratch_open(struct scratch *sp)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return -1;
+    int size = libc.fcntl(p[1], F_GETPIPE_SZ);
+    sp->r = p[0];
+    sp->w = p[1];
+    sp->size = size > 0 && size < CHUNK ? (size_t)size : CHUNK;
+    return 0;
+}
+
+static void scratch_close(struct scratch *sp)
+{
+    libc.close_own(sp->r);
+    libc.close_own(sp->w);
+}
+
+static int is_pipe(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode);
+}
+
+/* Reads exactly len bytes that are known to be in the pipe. */
+static void read_known(int fd, char *buf, size_t len)
+{
+    while (len) {
+        ssize_t n = libc.read(fd, buf, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;
+        len -= (size_t)n;
+    }
+}
+
+/* Pipe to socket: tee() shows the pipe's bytes without taking them; only
+ * what the socket took is then read out of the pipe. */
 static ssize_t pipe_to_sock(struct lf_sock *s, int out_fd, int in_fd, size_t len, unsigned flags)
 {
-    char *buf = malloc(CHUNK);
-    if (!buf)
-        return errno = ENOMEM, -1;
-    size_t want = len < CHUNK ? len : CHUNK;
-    int nonblock = (flags & SPLICE_F_NONBLOCK) || fd_nonblocking(out_fd);
-    if (nonblock && sock_kind(s) == LF_FAST && s->conn->sh->side[s->conn->me].tx_switched) {
-        ssize_t room = ring_writable(&s->conn->tx);
-        if (room <= 0) {
-            free(buf);
-            return errno = room < 0 ? ECONNRESET : EAGAIN, -1;
+    if (!is_pipe(in_fd))
+        return errno = EINVAL, -1;
+    struct scratch sp;
+    if (!len || scratch_open(&sp) < 0)
+        return len ? -1 : 0;
+    char *buf = malloc(sp.size);
+    ssize_t r = -1;
+    if (!buf) {
+        errno = ENOMEM;
+    } else {
+        r = tee(in_fd, sp.w, len < sp.size ? len : sp.size, flags & SPLICE_F_NONBLOCK);
+        if (r > 0) {
+            read_known(sp.r, buf, (size_t)r);
+            r = send_buf(s, out_fd, buf, (size_t)r, (flags & SPLICE_F_MORE) ? MSG_MORE : 0);
+            if (r > 0)
+                read_known(in_fd, buf, (size_t)r);
         }
-        if ((size_t)room < want)
-            want = (size_t)room;
     }
-    ssize_t n = libc.read(in_fd, buf, want);
-    ssize_t r = n;
-    if (n > 0) {
-        size_t done = 0;
-        while (done < (size_t)n) {   /* what left the pipe must be delivered */
-            ssize_t w = send_buf(s, out_fd, buf + done, (size_t)n - done);
-            if (w < 0 && errno == EAGAIN) {
-                struct pollfd p = { out_fd, POLLOUT, 0 };
-                poll(&p, 1, -1);
-                continue;
-            }
-            if (w <= 0)
-                break;
-            done += (size_t)w;
-        }
-        r = done ? (ssize_t)done : -1;
-    }
+    int e = errno;
     free(buf);
+    scratch_close(&sp);
+    errno = e;
     return r;
 }
 
-/* Socket to pipe: peek, write what the pipe takes, then consume that much. */
+/* Before the socket is read: a full pipe that must not be waited for is
+ * EAGAIN, a pipe nobody reads is EPIPE (and SIGPIPE), as the kernel checks
+ * the pipe first.  0: go on. */
+static int pipe_refuses(int pipe_fd, unsigned flags)
+{
+    struct pollfd p = { .fd = pipe_fd, .events = POLLOUT };
+    if (libc.poll(&p, 1, 0) < 0)
+        return -1;
+    if (p.revents & POLLERR) {
+        raise(SIGPIPE);
+        return errno = EPIPE, -1;
+    }
+    if (!(p.revents & POLLOUT) && ((flags & SPLICE_F_NONBLOCK) || fd_nonblocking(pipe_fd)))
+        return errno = EAGAIN, -1;
+    return 0;
+}
+
+/* Socket to pipe: peek, let the kernel move into the pipe what fits, then
+ * consume exactly that from the socket. */
 static ssize_t sock_to_pipe(struct lf_sock *s, int in_fd, int out_fd, size_t len, unsigned flags)
 {
-    char *buf = malloc(CHUNK);
-    if (!buf)
-        return errno = ENOMEM, -1;
-    struct iovec iov = { buf, len < CHUNK ? len : CHUNK };
-    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
-    int rflags = MSG_PEEK | ((flags & SPLICE_F_NONBLOCK) ? MSG_DONTWAIT : 0);
-    ssize_t n = sock_recv(s, in_fd, &m, rflags);
-    ssize_t r = n;
-    if (n > 0) {
-        r = libc.write(out_fd, buf, (size_t)n);
+    if (!is_pipe(out_fd))
+        return errno = EINVAL, -1;
+    struct scratch sp;
+    if (!len || pipe_refuses(out_fd, flags) < 0 || scratch_open(&sp) < 0)
+        return len ? -1 : 0;
+    char *buf = malloc(sp.size);
+    ssize_t r = -1;
+    if (!buf) {
+        errno = ENOMEM;
+    } else {
+        struct iovec iov = { buf, len < sp.size ? len : sp.size };
+        struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+        r = sock_recv(s, in_fd, &m, MSG_PEEK);
+        if (r > 0)
+            r = libc.write(sp.w, buf, (size_t)r);
+        if (r > 0)
+            r = real_splice(sp.r, NULL, out_fd, NULL, (size_t)r, flags);
         if (r > 0) {
             iov.iov_len = (size_t)r;
-            sock_recv(s, in_fd, &m, 0);
+            sock_recv(s, in_fd, &m, MSG_DONTWAIT);
         }
     }
+    int e = errno;
     free(buf);
+    scratch_close(&sp);
+    errno = e;
     return r;
 }
 

@@ -4,7 +4,8 @@
  *
  * MSG_WAITALL and the all-or-nothing send of a blocking socket are done here,
  * once for every kind, because a connection may switch to its rings in the
- * middle of one such call.
+ * middle of one such call; so are the flags whose meaning is not "read or
+ * write these bytes" (MSG_TRUNC, MSG_PEEK|MSG_WAITALL, MSG_ERRQUEUE, MSG_OOB).
  */
 #include <errno.h>
 
@@ -63,10 +64,92 @@ static size_t msg_len(const struct msghdr *msg)
     return t;
 }
 
+/* MSG_TRUNC on TCP discards up to len bytes without copying them (the
+ * buffer may be NULL): here they are read into a scratch buffer instead.
+ * Without MSG_WAITALL it takes what is there once the first bytes came. */
+static ssize_t recv_discard(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
+{
+    char scratch[16384];
+    size_t want = msg_len(msg), done = 0;
+    int more = flags & ~MSG_TRUNC;
+    while (done < want) {
+        struct iovec iov = { scratch, want - done < sizeof scratch ? want - done : sizeof scratch };
+        struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+        ssize_t r = sock_recv(s, fd, &m, more);
+        if (r <= 0)
+            return done ? (ssize_t)done : r;
+        done += (size_t)r;
+        msg->msg_flags = m.msg_flags;
+        msg->msg_controllen = 0;
+        if (flags & MSG_PEEK)
+            break;
+        if (!(flags & MSG_WAITALL))
+            more |= MSG_DONTWAIT;
+    }
+    return (ssize_t)done;
+}
+
+/* A peek that must see more than the ring holds (MSG_PEEK|MSG_WAITALL)
+ * sleeps on the data doorbell until the ring holds more than `have`, the
+ * peer ends, or TCP tells of its end.  0: look again; -1: the peek returns
+ * what it saw, as the kernel's does on a timeout, a signal or the end. */
+static int wait_more(struct lf_sock *s, int fd, int flags, size_t have)
+{
+    struct lf_conn *c = s->conn;
+    const struct lf_side *peer = &c->sh->side[!c->me];
+    if (!__atomic_load_n(&c->sh->side[c->me].rx_on_ring, __ATOMIC_ACQUIRE) ||
+        (flags & MSG_DONTWAIT) || fd_nonblocking(fd))
+        return -1;
+    int timeout = sock_timeout_ms(fd, SO_RCVTIMEO);
+    ring_arm(&c->rx.ctl->reader_armed);
+    ssize_t n = ring_readable(&c->rx);
+    if (n < 0 || (size_t)n > have || __atomic_load_n(&peer->shut_wr, __ATOMIC_ACQUIRE) ||
+        __atomic_load_n(&peer->closed, __ATOMIC_ACQUIRE))
+        return 0;
+    struct pollfd p[2] = { { .fd = c->bell_mine[BELL_DATA], .events = POLLIN },
+                           { .fd = fd, .events = POLLIN | POLLRDHUP } };
+    int r;
+    reap_now();
+    do {
+        signal_wait_begin();
+        r = libc.poll(p, 2, timeout);
+    } while (r < 0 && errno == EINTR && signal_restarts());
+    if (r <= 0 || p[1].revents)
+        return -1;
+    bell_drain(c, BELL_DATA);
+    return 0;
+}
+
+/* MSG_PEEK|MSG_WAITALL waits until the whole length can be peeked.  Not
+ * across a direction's switch: bytes still on TCP are peeked alone. */
+static ssize_t peek_all(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
+{
+    size_t want = msg_len(msg);
+    for (;;) {
+        ssize_t r = recv_once(s, fd, msg, flags & ~MSG_WAITALL);
+        if (r <= 0 || (size_t)r >= want)
+            return r;
+        if (sock_kind(s) == LF_PENDING && !(flags & MSG_DONTWAIT))
+            return libc.recvmsg(fd, msg, flags);   /* nothing switches before the answer is taken */
+        if (sock_kind(s) != LF_FAST || wait_more(s, fd, flags, (size_t)r) < 0)
+            return r;
+    }
+}
+
 ssize_t sock_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
 {
     int kind = sock_kind(s);
-    if ((kind != LF_FAST && kind != LF_PENDING) || !(flags & MSG_WAITALL) || (flags & MSG_PEEK))
+    if (kind != LF_FAST && kind != LF_PENDING)
+        return recv_once(s, fd, msg, flags);
+    /* The error queue and urgent data belong to the kernel's socket,
+     * whatever carries the stream. */
+    if (flags & (MSG_ERRQUEUE | MSG_OOB))
+        return libc.recvmsg(fd, msg, flags);
+    if (flags & MSG_TRUNC)
+        return recv_discard(s, fd, msg, flags);
+    if (flags & MSG_PEEK)
+        return (flags & MSG_WAITALL) ? peek_all(s, fd, msg, flags) : recv_once(s, fd, msg, flags);
+    if (!(flags & MSG_WAITALL))
         return recv_once(s, fd, msg, flags);
     size_t want = msg_len(msg), done = 0;
     while (done < want) {
@@ -80,9 +163,25 @@ ssize_t sock_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
     return (ssize_t)done;
 }
 
+/* Urgent data (MSG_OOB) is the kernel's TCP alone: the rings cannot carry it
+ * at its place in the stream.  A client still waiting for its answer gives
+ * the fast path up and stays plain TCP; a fast connection refuses it
+ * (docs/design.md, 10). */
+static int urgent_refused(struct lf_sock *s)
+{
+    pthread_mutex_lock(&s->lock);
+    if (sock_kind(s) == LF_PENDING)
+        handshake_give_up(s);
+    int fast = sock_kind(s) == LF_FAST;
+    pthread_mutex_unlock(&s->lock);
+    return fast;
+}
+
 ssize_t sock_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags)
 {
     int kind = sock_kind(s);
+    if ((flags & MSG_OOB) && (kind == LF_FAST || kind == LF_PENDING) && urgent_refused(s))
+        return errno = EOPNOTSUPP, -1;
     ssize_t r = send_once(s, fd, msg, flags);
     size_t want = msg_len(msg);
     if ((kind != LF_FAST && kind != LF_PENDING) || r <= 0 || (size_t)r == want || (flags & MSG_DONTWAIT) || fd_nonblocking(fd))
