@@ -12,7 +12,9 @@
 #include <netinet/in.h>
 #include <linux/close_range.h>
 #include <linux/sockios.h>
+#include <limits.h>
 #include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -187,6 +189,108 @@ LF_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
     call_end(s);
     return r;
 }
+
+/* recvmmsg and sendmmsg are one call per message on a stream socket:
+ * each message gets what one recvmsg/sendmsg would.  MSG_WAITFORONE makes
+ * the messages after the first non-blocking, as the kernel does; the count
+ * of messages done is returned once any was, the error otherwise.  (The
+ * timeout of recvmmsg is checked only between messages, as the kernel's.) */
+static int mmsg_on(struct lf_sock *s, int fd, struct mmsghdr *v, unsigned n, int flags,
+                   int is_send)
+{
+    int done = 0;
+    for (unsigned i = 0; i < n; i++) {
+        ssize_t r = is_send ? sock_send(s, fd, &v[i].msg_hdr, flags)
+                            : sock_recv(s, fd, &v[i].msg_hdr, flags & ~MSG_WAITFORONE);
+        if (r < 0) {
+            if (!done)
+                done = -1;
+            break;
+        }
+        v[i].msg_len = (unsigned)r;
+        done++;   /* at end of stream each message gets 0, as from the kernel */
+        if (flags & MSG_WAITFORONE)
+            flags |= MSG_DONTWAIT;
+    }
+    call_end(s);
+    return done;
+}
+
+LF_EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct timespec *t)
+{
+    struct lf_sock *s = ours_for_call(fd);
+    if (!s) {
+        static int (*real)(int, struct mmsghdr *, unsigned, int, struct timespec *);
+        if (!real)
+            *(void **)&real = dlsym_next("recvmmsg");
+        return real(fd, v, n, flags, t);
+    }
+    return mmsg_on(s, fd, v, n, flags, 0);
+}
+
+LF_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags)
+{
+    struct lf_sock *s = ours_for_call(fd);
+    if (!s) {
+        static int (*real)(int, struct mmsghdr *, unsigned, int);
+        if (!real)
+            *(void **)&real = dlsym_next("sendmmsg");
+        return real(fd, v, n, flags);
+    }
+    return mmsg_on(s, fd, v, n, flags, 1);
+}
+
+/* preadv2/pwritev2 on a socket: an offset other than -1 is the kernel's
+ * ESPIPE; RWF_NOWAIT is MSG_DONTWAIT.  Other RWF_ flags mean nothing to a
+ * socket's stream. */
+static ssize_t rw2_on(struct lf_sock *s, int fd, const struct iovec *iov, int n, off_t off,
+                      int rwf, int is_write)
+{
+    ssize_t r;
+    if (off != -1) {
+        errno = ESPIPE;
+        r = -1;
+    } else if (n < 0 || n > IOV_MAX) {
+        errno = EINVAL;
+        r = -1;
+    } else {
+        struct msghdr m = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n };
+        int flags = (rwf & RWF_NOWAIT) ? MSG_DONTWAIT : 0;
+        r = is_write ? sock_send(s, fd, &m, flags) : sock_recv(s, fd, &m, flags);
+    }
+    call_end(s);
+    return r;
+}
+
+LF_EXPORT ssize_t preadv2(int fd, const struct iovec *iov, int n, off_t off, int rwf)
+{
+    struct lf_sock *s = ours_for_call(fd);
+    if (!s) {
+        static ssize_t (*real)(int, const struct iovec *, int, off_t, int);
+        if (!real)
+            *(void **)&real = dlsym_next("preadv2");
+        return real(fd, iov, n, off, rwf);
+    }
+    return rw2_on(s, fd, iov, n, off, rwf, 0);
+}
+
+LF_EXPORT ssize_t pwritev2(int fd, const struct iovec *iov, int n, off_t off, int rwf)
+{
+    struct lf_sock *s = ours_for_call(fd);
+    if (!s) {
+        static ssize_t (*real)(int, const struct iovec *, int, off_t, int);
+        if (!real)
+            *(void **)&real = dlsym_next("pwritev2");
+        return real(fd, iov, n, off, rwf);
+    }
+    return rw2_on(s, fd, iov, n, off, rwf, 1);
+}
+
+/* The same calls under their large-file names (one off_t on 64-bit). */
+LF_EXPORT ssize_t preadv64v2(int fd, const struct iovec *iov, int n, off_t off, int rwf)
+    __attribute__((alias("preadv2")));
+LF_EXPORT ssize_t pwritev64v2(int fd, const struct iovec *iov, int n, off_t off, int rwf)
+    __attribute__((alias("pwritev2")));
 
 /* ---- connection set-up ---- */
 
