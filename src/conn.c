@@ -155,11 +155,16 @@ static int peer_socket_closed(struct lf_conn *c, int fd)
  * kernel send it (conn_close), but one that died or exited without close()
  * leaves only a FIN: its reset is recorded here, in our own header line, so
  * that every holder reports it once, as the kernel reports its error once. */
+enum { RESET_NONE, RESET_OWED, RESET_TOLD, RESET_OWED_EPIPE };
+
 static int peer_gone(struct lf_conn *c, int owes_reset)
 {
-    uint32_t none = 0;
+    uint32_t none = RESET_NONE;
+    /* After the peer's shutdown(SHUT_WR) (its FIN first) the kernel's error
+     * for a reset is EPIPE, reported by a write only; else ECONNRESET. */
+    uint32_t owed = c->fin_unclear || load32(&peer_side(c)->shut_wr) ? RESET_OWED_EPIPE : RESET_OWED;
     if (owes_reset && ring_readable(&c->tx) != 0)
-        __atomic_compare_exchange_n(&my_side(c)->reset, &none, 1, 0, __ATOMIC_ACQ_REL,
+        __atomic_compare_exchange_n(&my_side(c)->reset, &none, owed, 0, __ATOMIC_ACQ_REL,
                                     __ATOMIC_ACQUIRE);
     __atomic_store_n(&c->peer_gone, 1, __ATOMIC_RELEASE);
     return 1;
@@ -190,12 +195,16 @@ static int peer_left(struct lf_conn *c, int fd, short tev)
     return peer_gone(c, 1);
 }
 
-/* A recorded reset is reported once: 1 for the call that reports it. */
-static int take_reset(struct lf_conn *c)
+/* A recorded reset is reported once, by a read (ECONNRESET only) or a
+ * write: its error, or 0 when there is none (left) for this call. */
+static int take_reset(struct lf_conn *c, int by_write)
 {
-    uint32_t pending = 1;
-    return __atomic_compare_exchange_n(&my_side(c)->reset, &pending, 2, 0, __ATOMIC_ACQ_REL,
-                                       __ATOMIC_ACQUIRE);
+    uint32_t owed = load32(&my_side(c)->reset);
+    if ((owed != RESET_OWED && !(by_write && owed == RESET_OWED_EPIPE)) ||
+        !__atomic_compare_exchange_n(&my_side(c)->reset, &owed, RESET_TOLD, 0, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE))
+        return 0;
+    return owed == RESET_OWED ? -ECONNRESET : -EPIPE;
 }
 
 /* The peer's stream ended (a FIN): EOF, or the reset it owed us, once. */
@@ -204,7 +213,7 @@ static ssize_t rx_end(struct lf_conn *c, int fd)
     if (!load32(&my_side(c)->reset) && ring_readable(&c->tx) == 0)
         return 0;   /* nothing of ours unread: a FIN means EOF whoever sent it */
     peer_left(c, fd, POLLRDHUP);
-    return take_reset(c) ? -ECONNRESET : 0;
+    return take_reset(c, 0);
 }
 
 /* How long a waiter may sleep before an unclear FIN is looked into again:
@@ -284,7 +293,7 @@ static ssize_t rx_step(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
             return n;
         }
         if (load32(&me->reset))
-            return take_reset(c) ? -ECONNRESET : 0;
+            return take_reset(c, 0);
         /* Data is published before the flag: look once more after it. */
         if (!load32(&peer->shut_wr) && !load32(&peer->closed))
             return -EAGAIN;
@@ -399,8 +408,10 @@ static short tcp_events(struct lf_conn *c, int fd, int now)
  * with a reset; then EPIPE and SIGPIPE), unless a reset was recorded. */
 static ssize_t tx_gone(struct lf_conn *c, int fd, const struct msghdr *msg, int flags)
 {
-    if (load32(&my_side(c)->reset))
-        return take_reset(c) ? -ECONNRESET : epipe(flags);
+    if (load32(&my_side(c)->reset)) {
+        int err = take_reset(c, 1);
+        return err == -ECONNRESET ? err : epipe(flags);
+    }
     ssize_t r = libc.sendmsg(fd, msg, flags);
     return r < 0 ? -errno : r;
 }
@@ -604,7 +615,7 @@ static short gone_events(struct lf_conn *c, short want, short tev)
     short r = want & (POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM | POLLRDHUP);
     uint32_t reset = load32(&my_side(c)->reset);
     if (reset)
-        return r | POLLHUP | (reset == 1 ? POLLERR : 0);
+        return r | POLLHUP | (reset != RESET_TOLD ? POLLERR : 0);
     return r | (tev & (POLLERR | POLLHUP));
 }
 
