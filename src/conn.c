@@ -8,8 +8,10 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/single_threaded.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -102,6 +104,132 @@ int conn_tcp_liveness(int fd)
     return (errno == EAGAIN || errno == EWOULDBLOCK) ? -EAGAIN : -errno;
 }
 
+/* ---- the peer's end (docs/design.md, 7) ---- */
+
+#define RECHECK_NS 100000000ull   /* an unclear FIN is looked into again after this */
+
+static uint64_t coarse_ns(void)
+{
+    struct timespec ts;   /* the coarse clock costs a few ns: fine for rate limits */
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The peer's process is gone: the pid its end last recorded no longer
+ * exists or is a zombie.  Only where sock_diag cannot answer. */
+static int peer_process_gone(struct lf_conn *c)
+{
+    int32_t pid = __atomic_load_n(&c->sh->stats[!c->me].pid, __ATOMIC_RELAXED);
+    if (pid <= 0 || lf_confined)   /* kill() may be forbidden: TCP's word only */
+        return 0;
+    if (kill(pid, 0) < 0)
+        return errno == ESRCH;
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    if (read_small_file(path, buf, sizeof buf) <= 0)
+        return 0;
+    const char *state = strrchr(buf, ')');   /* after the command name, which may hold spaces */
+    return state && (state[2] == 'Z' || state[2] == 'X');
+}
+
+/* Did every holder of the peer's TCP socket close it (rather than shut it
+ * down)?  The kernel's word: sock_diag finds it orphaned (no inode) or gone. */
+static int peer_socket_closed(struct lf_conn *c, int fd)
+{
+    struct sockaddr_storage ends[2];
+    socklen_t len0 = sizeof ends[0], len1 = sizeof ends[1];
+    struct diag_result d;
+    int e = errno;
+    int closed;
+    if (lf_confined)   /* none of these calls may be allowed: TCP's word only */
+        return 0;
+    if (getsockname(fd, (struct sockaddr *)&ends[0], &len0) < 0 ||
+        getpeername(fd, (struct sockaddr *)&ends[1], &len1) < 0)
+        closed = errno == ENOTCONN;
+    else if (sockdiag_lookup(&ends[1], &ends[0], &d) == 0)
+        closed = 0;
+    else
+        closed = errno == ENOENT || peer_process_gone(c);
+    errno = e;
+    return closed;
+}
+
+/* The peer's end is gone.  If bytes of ours were still unread, the kernel
+ * would have sent a reset; a peer that closed calls close() and makes the
+ * kernel send it (conn_close), but one that died or exited without close()
+ * leaves only a FIN: its reset is recorded here, in our own header line, so
+ * that every holder reports it once, as the kernel reports its error once. */
+enum { RESET_NONE, RESET_OWED, RESET_TOLD, RESET_OWED_EPIPE };
+
+static int peer_gone(struct lf_conn *c, int owes_reset)
+{
+    uint32_t none = RESET_NONE;
+    /* After the peer's shutdown(SHUT_WR) (its FIN first) the kernel's error
+     * for a reset is EPIPE, reported by a write only; else ECONNRESET. */
+    uint32_t owed = c->fin_unclear || load32(&peer_side(c)->shut_wr) ? RESET_OWED_EPIPE : RESET_OWED;
+    if (owes_reset && ring_readable(&c->tx) != 0)
+        __atomic_compare_exchange_n(&my_side(c)->reset, &none, owed, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE);
+    __atomic_store_n(&c->peer_gone, 1, __ATOMIC_RELEASE);
+    return 1;
+}
+
+/* Has the peer's end gone, judging by shared memory and by `tev`, what its
+ * TCP socket reported (0: not asked)?  Once it has, the kernel's socket
+ * answers for the connection (see tx_gone, gone_events). */
+static int peer_left(struct lf_conn *c, int fd, short tev)
+{
+    struct lf_side *peer = peer_side(c);
+    if (__atomic_load_n(&c->peer_gone, __ATOMIC_ACQUIRE))
+        return 1;
+    if (load32(&peer->closed) || (tev & POLLERR))
+        return peer_gone(c, 0);   /* a close, or the kernel's own reset */
+    int unclear = __atomic_load_n(&c->fin_unclear, __ATOMIC_RELAXED);
+    if (!(tev & (POLLRDHUP | POLLHUP)) &&
+        !(unclear && coarse_ns() >= __atomic_load_n(&c->next_recheck, __ATOMIC_RELAXED)))
+        return 0;
+    /* A FIN is a close once the peer writes on its ring: it never shuts TCP
+     * down then.  While it still writes on TCP, the FIN may be its
+     * shutdown(SHUT_WR): ask the kernel, and again every RECHECK_NS. */
+    if (!load32(&peer->tx_switched) && !peer_socket_closed(c, fd)) {
+        __atomic_store_n(&c->next_recheck, coarse_ns() + RECHECK_NS, __ATOMIC_RELAXED);
+        __atomic_store_n(&c->fin_unclear, 1, __ATOMIC_RELAXED);
+        return 0;
+    }
+    return peer_gone(c, 1);
+}
+
+/* A recorded reset is reported once, by a read (ECONNRESET only) or a
+ * write: its error, or 0 when there is none (left) for this call. */
+static int take_reset(struct lf_conn *c, int by_write)
+{
+    uint32_t owed = load32(&my_side(c)->reset);
+    if ((owed != RESET_OWED && !(by_write && owed == RESET_OWED_EPIPE)) ||
+        !__atomic_compare_exchange_n(&my_side(c)->reset, &owed, RESET_TOLD, 0, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE))
+        return 0;
+    return owed == RESET_OWED ? -ECONNRESET : -EPIPE;
+}
+
+/* The peer's stream ended (a FIN): EOF, or the reset it owed us, once. */
+static ssize_t rx_end(struct lf_conn *c, int fd)
+{
+    if (!load32(&my_side(c)->reset) && ring_readable(&c->tx) == 0)
+        return 0;   /* nothing of ours unread: a FIN means EOF whoever sent it */
+    peer_left(c, fd, POLLRDHUP);
+    return take_reset(c, 0);
+}
+
+/* How long a waiter may sleep before an unclear FIN is looked into again:
+ * -1 when nothing is unclear. */
+int conn_recheck_ms(struct lf_conn *c)
+{
+    return __atomic_load_n(&c->fin_unclear, __ATOMIC_RELAXED) &&
+                   !__atomic_load_n(&c->peer_gone, __ATOMIC_RELAXED)
+               ? (int)(RECHECK_NS / 1000000)
+               : -1;
+}
+
 /* ---- reading ---- */
 
 /* Reads the peer's bytes from before its switch; RX_SWITCHED once all are. */
@@ -153,7 +281,7 @@ static ssize_t rx_step(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
     if (!load32(&me->rx_on_ring)) {
         ssize_t r = rx_tcp(c, fd, msg, flags);
         if (r != RX_SWITCHED)
-            return r;
+            return r == 0 ? rx_end(c, fd) : r;
     }
     msg->msg_flags = flags & MSG_CMSG_CLOEXEC;   /* the kernel echoes it */
     msg->msg_namelen = 0;
@@ -171,6 +299,8 @@ static ssize_t rx_step(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
             }
             return n;
         }
+        if (load32(&me->reset))
+            return take_reset(c, 0);
         /* Data is published before the flag: look once more after it. */
         if (!load32(&peer->shut_wr) && !load32(&peer->closed))
             return -EAGAIN;
@@ -232,7 +362,7 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
             if (live != -EAGAIN) {
                 r = rx_step(c, fd, msg, flags);   /* the ring's last bytes first */
                 if (r == -EAGAIN)
-                    r = live;
+                    r = live == 0 ? rx_end(c, fd) : live;
                 break;
             }
         }
@@ -270,47 +400,42 @@ static ssize_t epipe(int flags)
     return -EPIPE;
 }
 
-/* Is the peer gone, judging by what TCP reported while we waited? */
-static int tcp_says_gone(struct lf_conn *c, short tev)
+/* What TCP says now of the peer's end; asked at most once a millisecond
+ * unless `now`.  An unclear FIN is not asked again (peer_left's timer). */
+static short tcp_events(struct lf_conn *c, int fd, int now)
 {
-    if (tev & (POLLERR | POLLHUP))
-        return 1;
-    /* A FIN means close only if the peer no longer shuts down TCP itself. */
-    return (tev & POLLRDHUP) && load32(&peer_side(c)->tx_switched);
+    uint64_t t = coarse_ns();
+    if (!now && t < c->next_tcp_check)
+        return 0;
+    c->next_tcp_check = t + 1000000;
+    struct pollfd p = { .fd = fd, .events = c->fin_unclear ? 0 : POLLRDHUP };
+    return libc.poll(&p, 1, 0) > 0 ? p.revents : 0;
 }
 
-/* The peer's `closed` flag misses holders that died or exited without
- * close() (a forked child's _exit); the kernel does not: its FIN comes when
- * the last holder anywhere is gone.  Asked at most once a millisecond. */
-static int peer_gone_by_tcp(struct lf_conn *c, int fd)
+/* A write after the peer's end has gone: the kernel's socket answers, as
+ * over kernel TCP (the first bytes are taken and the dead end answers them
+ * with a reset; then EPIPE and SIGPIPE), unless a reset was recorded. */
+static ssize_t tx_gone(struct lf_conn *c, int fd, const struct msghdr *msg, int flags)
 {
-    struct timespec ts;   /* the coarse clock costs a few ns: fine for a rate limit */
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-    if (c->peer_gone || now < c->next_tcp_check)
-        return c->peer_gone;
-    c->next_tcp_check = now + 1000000;
-    struct pollfd p = { .fd = fd, .events = POLLRDHUP };
-    c->peer_gone = libc.poll(&p, 1, 0) > 0 && tcp_says_gone(c, p.revents);
-    return c->peer_gone;
+    if (load32(&my_side(c)->reset)) {
+        int err = take_reset(c, 1);
+        return err == -ECONNRESET ? err : epipe(flags);
+    }
+    ssize_t r = libc.sendmsg(fd, msg, flags);
+    return r < 0 ? -errno : r;
 }
 
-/* The peer's process is gone: the pid its end last recorded no longer
- * exists or is a zombie (a dead holder that never closed leaves no other
- * trace).  Asked only in the rare case of an unclear FIN, every 100 ms. */
-static int peer_process_gone(struct lf_conn *c)
+/* A writer's sleep: until its SO_SNDTIMEO deadline (0: none), and no
+ * longer than an unclear FIN may wait to be looked into again. */
+static int tx_wait_ms(struct lf_conn *c, uint64_t deadline)
 {
-    int32_t pid = __atomic_load_n(&c->sh->stats[!c->me].pid, __ATOMIC_RELAXED);
-    if (pid <= 0 || lf_confined)   /* kill() may be forbidden: TCP's word only */
-        return 0;
-    if (kill(pid, 0) < 0)
-        return errno == ESRCH;
-    char path[64], buf[256];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    if (read_small_file(path, buf, sizeof buf) <= 0)
-        return 0;
-    const char *state = strrchr(buf, ')');   /* after the command name, which may hold spaces */
-    return state && (state[2] == 'Z' || state[2] == 'X');
+    int ms = -1;
+    if (deadline) {
+        uint64_t now = monotonic_ns();
+        ms = now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
+    }
+    int recheck = conn_recheck_ms(c);
+    return recheck >= 0 && (ms < 0 || recheck < ms) ? recheck : ms;
 }
 
 static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struct msghdr *msg,
@@ -319,12 +444,14 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
     struct iovec iov[MAX_IOV];
     size_t want = iov_total(msg->msg_iov, msg->msg_iovlen), done = 0;
     int timeout = -2;
+    uint64_t deadline = 0;
     while (done < want) {
         if (c->broken)
             return done ? (ssize_t)done : -ECONNRESET;
-        if (load32(&my_side(c)->shut_wr) || load32(&peer_side(c)->closed) ||
-            (!done && peer_gone_by_tcp(c, fd)))
+        if (load32(&my_side(c)->shut_wr))
             return done ? (ssize_t)done : epipe(flags);
+        if (!done && peer_left(c, fd, tcp_events(c, fd, 0)))
+            return tx_gone(c, fd, msg, flags);
         /* Skip what is done: rebuild the iovec from offset `done`. */
         size_t skip = done, k = 0;
         for (size_t i = 0; i < msg->msg_iovlen && k < MAX_IOV; i++) {
@@ -349,20 +476,22 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
         int dontwait = must_not_wait(s, c, fd, flags, 1);
         if (dontwait < 0)
             continue;
-        if (dontwait)
-            return done ? (ssize_t)done : -EAGAIN;
-        if (timeout == -2)
+        if (dontwait && done)
+            return (ssize_t)done;
+        if (dontwait)   /* before saying EAGAIN, ask TCP if the peer is gone */
+            return peer_left(c, fd, tcp_events(c, fd, 1)) ? tx_gone(c, fd, msg, flags) : -EAGAIN;
+        if (timeout == -2) {
             timeout = sock_timeout_ms(fd, SO_SNDTIMEO);
+            deadline = timeout < 0 ? 0 : monotonic_ns() + (uint64_t)timeout * 1000000;
+        }
         short tev;
-        int w = wait_for(c, fd, 1, c->fin_unclear && timeout < 0 ? 100 : timeout, &tev);
-        if (w < 0 && !(w == -EAGAIN && c->fin_unclear && timeout < 0))
+        int w = wait_for(c, fd, 1, tx_wait_ms(c, deadline), &tev);
+        if (w < 0 && w != -EAGAIN)
             return done ? (ssize_t)done : w;
-        if (tcp_says_gone(c, tev) || (c->fin_unclear && peer_process_gone(c)))
-            return done ? (ssize_t)done : epipe(flags);
-        /* A FIN while the peer still writes on TCP may be its shutdown(SHUT_WR):
-         * from now on, ask whether its process lives. */
-        if (tev & POLLRDHUP)
-            c->fin_unclear = 1;
+        if (peer_left(c, fd, tev))
+            return done ? (ssize_t)done : tx_gone(c, fd, msg, flags);
+        if (w == -EAGAIN && deadline && monotonic_ns() >= deadline)
+            return done ? (ssize_t)done : -EAGAIN;
     }
     return (ssize_t)done;
 }
@@ -423,6 +552,15 @@ static int linger_zero(int fd)
     return !lf_confined && getsockopt(fd, SOL_SOCKET, SO_LINGER, &l, &len) == 0 && l.l_onoff && l.l_linger == 0;
 }
 
+/* Bytes the peer sent that we never read, in the ring or still on TCP. */
+static int unread(struct lf_conn *c, int fd)
+{
+    int queued = 0;
+    if (ring_readable(&c->rx) != 0)
+        return 1;
+    return !load32(&my_side(c)->rx_on_ring) && libc.ioctl(fd, SIOCINQ, &queued) == 0 && queued > 0;
+}
+
 /* The last descriptor in this process goes: if no other process holds the
  * connection, tell the peer (unless SO_LINGER 0 asks for a reset: then only
  * the kernel's RST speaks).  A peer that has closed already hears nothing,
@@ -433,6 +571,14 @@ void conn_close(struct lf_sock *s, int fd)
     struct lf_side *me = my_side(c);
     if (__atomic_sub_fetch(&me->holders, 1, __ATOMIC_ACQ_REL) == 0 &&
         !load32(&peer_side(c)->closed) && !linger_zero(fd)) {
+        if (unread(c, fd)) {
+            /* The kernel resets a connection closed with unread bytes; ours
+             * are in the ring, so ask it to: SO_LINGER 0 makes the real
+             * close() send the RST, and the peer hears the kernel's reset. */
+            struct linger l = { .l_onoff = 1, .l_linger = 0 };
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+            return;
+        }
         store32(&me->closed, 1);
         conn_ring_bell(c);
     }
@@ -447,7 +593,7 @@ static short poll_in(struct lf_conn *c, short tev)
     if (c->broken || c->shut_rd)
         return POLLIN;
     if (!load32(&me->rx_on_ring)) {
-        if (tev & (POLLIN | POLLHUP | POLLERR))
+        if ((tev & (POLLIN | POLLHUP | POLLERR)) || __atomic_load_n(&c->fin_unclear, __ATOMIC_RELAXED))
             return POLLIN;   /* pre-switch data, or EOF */
         if (!load32(&peer->tx_switched) || load64(&me->rx_tcp_bytes) != load64(&peer->tx_tcp_bytes))
             return 0;
@@ -469,14 +615,28 @@ static short poll_out(struct lf_conn *c, short tev)
     return 0;
 }
 
-short conn_poll_state(struct lf_conn *c, short want, short tev)
+/* Once the peer's end is gone, a read does not wait (bytes, EOF or an
+ * error) nor does a write (the kernel's socket takes it, or fails); POLLERR
+ * and POLLHUP are the kernel's, or the recorded reset's. */
+static short gone_events(struct lf_conn *c, short want, short tev)
+{
+    short r = want & (POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM | POLLRDHUP);
+    uint32_t reset = load32(&my_side(c)->reset);
+    if (reset)
+        return r | POLLHUP | (reset != RESET_TOLD ? POLLERR : 0);
+    return r | (tev & (POLLERR | POLLHUP));
+}
+
+short conn_poll_state(struct lf_conn *c, int fd, short want, short tev)
 {
     short r = 0;
+    if (!c->broken && peer_left(c, fd, tev))
+        return gone_events(c, want, tev);
     if (want & (POLLIN | POLLRDNORM))
         r |= poll_in(c, tev) ? (want & (POLLIN | POLLRDNORM)) : 0;
     if (want & (POLLOUT | POLLWRNORM))
         r |= poll_out(c, tev) ? (want & (POLLOUT | POLLWRNORM)) : 0;
-    if ((want & POLLRDHUP) && ((tev & POLLRDHUP) || (load32(&my_side(c)->rx_on_ring) &&
+    if ((want & POLLRDHUP) && ((tev & POLLRDHUP) || c->fin_unclear || (load32(&my_side(c)->rx_on_ring) &&
                                (load32(&peer_side(c)->shut_wr) || load32(&peer_side(c)->closed)))))
         r |= POLLRDHUP;
     r |= tev & (POLLHUP | POLLERR);
@@ -488,7 +648,9 @@ short conn_poll_state(struct lf_conn *c, short want, short tev)
 /* What the TCP socket must be asked when a poller waits on this connection. */
 short conn_kernel_events(struct lf_conn *c, short want)
 {
-    short ev = POLLIN | POLLRDHUP;   /* pre-switch data, or the peer's end */
+    /* pre-switch data, or the peer's end; an unclear FIN is not asked again
+     * (it would wake every poll at once): conn_recheck_ms looks into it */
+    short ev = __atomic_load_n(&c->fin_unclear, __ATOMIC_RELAXED) ? 0 : POLLIN | POLLRDHUP;
     int tx_on_tcp = c->me == LF_SERVER && !load32(&my_side(c)->tx_switched) &&
                     !load32(&peer_side(c)->ready);
     if ((want & (POLLOUT | POLLWRNORM)) && tx_on_tcp)
@@ -520,5 +682,6 @@ int conn_wants_kernel(struct lf_conn *c, short want)
 {
     int rx_tcp = !load32(&my_side(c)->rx_on_ring);
     int tx_tcp = c->me == LF_SERVER && !load32(&my_side(c)->tx_switched) && !load32(&peer_side(c)->ready);
-    return ((want & POLLIN) && rx_tcp) || ((want & POLLOUT) && tx_tcp);
+    return ((want & POLLIN) && rx_tcp) || ((want & POLLOUT) && tx_tcp) ||
+           __atomic_load_n(&c->peer_gone, __ATOMIC_ACQUIRE);
 }

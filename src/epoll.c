@@ -343,7 +343,7 @@ static uint32_t reg_ready(struct ep_reg *r, short tev)
     struct lf_conn *c = r->s->conn;
     if (!(r->events & EPOLLET) && conn_wants_kernel(c, want))
         tev |= poll_now(r->fd, want | POLLRDHUP);
-    uint32_t rev = (uint16_t)conn_poll_state(c, want, tev);
+    uint32_t rev = (uint16_t)conn_poll_state(c, r->fd, want, tev);
     if (r->events & EPOLLET) {
         uint64_t in, out;
         conn_signature(c, &in, &out);
@@ -451,15 +451,20 @@ static int kernel_wait(int epfd, struct epoll_event *out, int n, int max, int ti
     return n;
 }
 
-static int collect_locked(int epfd, struct epoll_event *out, int max, int arm)
+/* With `recheck`: arms the rings, and sets how long the caller may sleep
+ * before an unclear FIN is looked into again (conn.c; -1: no limit). */
+static int collect_locked(int epfd, struct epoll_event *out, int max, int *recheck)
 {
     int n = 0;
     pthread_mutex_lock(&ep_lock);
     struct ep_set *e = find_set(epfd, 0);
     if (e) {
-        for (struct ep_reg *r = e->regs; arm && r; r = r->next)
-            if (sock_kind(r->s) == LF_FAST && !r->disabled)
+        for (struct ep_reg *r = e->regs; recheck && r; r = r->next)
+            if (sock_kind(r->s) == LF_FAST && !r->disabled) {
                 conn_arm(r->s->conn, (short)r->events);
+                int ms = conn_recheck_ms(r->s->conn);
+                *recheck = *recheck < 0 || (ms >= 0 && ms < *recheck) ? ms : *recheck;
+            }
         n = collect(e, out, 0, max);
     }
     pthread_mutex_unlock(&ep_lock);
@@ -486,13 +491,13 @@ static int lf_epoll_wait(int epfd, struct epoll_event *out, int max, int timeout
     if (max <= 0 || !has_regs(epfd))
         return mask ? libc.epoll_pwait(epfd, out, max, timeout, mask)
                     : libc.epoll_wait(epfd, out, max, timeout);
-    int n = collect_locked(epfd, out, max, 0);
+    int n = collect_locked(epfd, out, max, NULL);
     /* Now and then let the kernel's descriptors in too, so none starves. */
     if (n || timeout == 0)
         return (n < max && (timeout == 0 || (++calls & 7) == 0)) ? kernel_wait(epfd, out, n, max, 0, NULL) : n;
     uint64_t end = spin_deadline();
     for (unsigned i = 1; end; i++) {
-        if ((n = collect_locked(epfd, out, max, 0)))
+        if ((n = collect_locked(epfd, out, max, NULL)))
             return n;
         if ((i & 63) == 0) {
             if ((n = kernel_wait(epfd, out, 0, max, 0, NULL)))
@@ -503,14 +508,16 @@ static int lf_epoll_wait(int epfd, struct epoll_event *out, int max, int timeout
     }
     uint64_t deadline = timeout < 0 ? UINT64_MAX : monotonic_ns() + (uint64_t)timeout * 1000000;
     for (;;) {
-        if ((n = collect_locked(epfd, out, max, 1)))
+        int recheck = -1;
+        if ((n = collect_locked(epfd, out, max, &recheck)))
             return n;
         int left = -1;
         if (deadline != UINT64_MAX) {
             uint64_t now = monotonic_ns();
             left = now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
         }
-        n = kernel_wait(epfd, out, 0, max, left, mask);
+        int sleep = recheck >= 0 && (left < 0 || recheck < left) ? recheck : left;
+        n = kernel_wait(epfd, out, 0, max, sleep, mask);
         if (n != 0 || left == 0)
             return n;
     }

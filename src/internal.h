@@ -94,6 +94,7 @@ struct lf_side {
     uint32_t shut_wr;                 /* no more data from us */
     uint32_t closed;                  /* our last holder closed */
     uint32_t holders;                 /* processes holding our end */
+    uint32_t reset;                   /* the peer died owing us a reset: 1, 2 once reported */
 };
 
 /* What `loopfast stat` shows; each endpoint writes only its own, on a line
@@ -130,8 +131,9 @@ struct lf_conn {
     int broken;                   /* shared state was corrupt: ECONNRESET */
     int shut_rd;                  /* local shutdown(SHUT_RD) */
     uint64_t next_tcp_check;      /* when a writer next asks TCP if the peer is gone */
-    int peer_gone;                /* TCP said so once: it stays so */
-    int fin_unclear;              /* a FIN that may be a shutdown, not a close (see tx_ring) */
+    int peer_gone;                /* its end is gone: it stays so (conn.c, peer_left) */
+    int fin_unclear;              /* a FIN that may be a shutdown, not a close */
+    uint64_t next_recheck;        /* when an unclear FIN is looked into again */
     pid_t made_by;                /* spare.c: the process that created it */
 };
 
@@ -256,7 +258,10 @@ void bell_ring(struct lf_conn *c, int which);
 int conn_tcp_liveness(int fd);
 /* Readiness of a connection for `want`, from shared memory and from what its
  * TCP socket reported (`tev`, 0 when it was not asked). */
-short conn_poll_state(struct lf_conn *c, short want, short tev);
+short conn_poll_state(struct lf_conn *c, int fd, short want, short tev);
+/* The longest a poller may sleep before the peer's end is looked into
+ * again (an unclear FIN); -1: as long as it likes. */
+int conn_recheck_ms(struct lf_conn *c);
 short conn_kernel_events(struct lf_conn *c, short want);
 void conn_arm(struct lf_conn *c, short want);
 void conn_signature(struct lf_conn *c, uint64_t *in, uint64_t *out);

@@ -122,7 +122,7 @@ static int evaluate(struct poll_set *ps, int kernel)
                 bell_drain(t->s->conn, BELL_DATA);
             if (xev_room)
                 bell_drain(t->s->conn, BELL_ROOM);
-            u->revents = conn_poll_state(t->s->conn, u->events, tev);
+            u->revents = conn_poll_state(t->s->conn, u->fd, u->events, tev);
         } else {
             u->revents = tev;
         }
@@ -137,7 +137,7 @@ static int fast_ready(struct poll_set *ps)
     for (nfds_t i = 0; i < ps->nt; i++) {
         struct tracked *t = &ps->t[i];
         if (sock_kind(t->s) == LF_FAST &&
-            conn_poll_state(t->s->conn, ps->user[t->user].events, 0))
+            conn_poll_state(t->s->conn, ps->user[t->user].fd, ps->user[t->user].events, 0))
             return 1;
     }
     return 0;
@@ -190,10 +190,16 @@ static int poll_tracked(struct poll_set *ps, int timeout_ms, const sigset_t *mas
     if (r || timeout_ms == 0 || spin(ps))
         return r ? r : (kernel_poll(ps, 0, NULL) < 0 ? -1 : evaluate(ps, 1));
     for (;;) {
+        int recheck = -1;   /* an unclear FIN is looked into again (conn.c) */
         for (nfds_t i = 0; i < ps->nt; i++)
-            if (sock_kind(ps->t[i].s) == LF_FAST)
+            if (sock_kind(ps->t[i].s) == LF_FAST) {
                 conn_arm(ps->t[i].s->conn, ps->user[ps->t[i].user].events);
+                int ms = conn_recheck_ms(ps->t[i].s->conn);
+                recheck = recheck < 0 || (ms >= 0 && ms < recheck) ? ms : recheck;
+            }
         int wait = fast_ready(ps) ? 0 : remaining_ms(deadline);
+        if (recheck >= 0 && (wait < 0 || recheck < wait))
+            wait = recheck;
         if (kernel_poll(ps, wait, mask) < 0)
             return -1;
         r = evaluate(ps, 1);

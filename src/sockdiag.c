@@ -90,19 +90,36 @@ static int diag_reply(int nl, struct diag_result *out)
     return -1;
 }
 
-/* One netlink socket per thread, kept: making one per lookup costs two
- * system calls on every connection set-up.  A forked child makes its own, so
- * that two processes never read each other's replies. */
-static __thread int diag_fd = -1;
-static __thread pid_t diag_pid;
+/* One netlink socket per process, kept: making one per lookup costs two
+ * system calls on every connection set-up, and one per thread leaked one
+ * descriptor per short-lived accepting thread.  Lookups take turns on it (a
+ * reply is read by the thread that asked).  A forked child closes its copy
+ * at once and makes its own when it needs one, so that two processes never
+ * read each other's replies; the lock is held across fork() so that the
+ * child's copy of it is free. */
+static pthread_mutex_t diag_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t diag_once = PTHREAD_ONCE_INIT;
+static int diag_fd = -1;
+
+static void diag_before_fork(void) { pthread_mutex_lock(&diag_lock); }
+static void diag_after_fork(void) { pthread_mutex_unlock(&diag_lock); }
+
+static void diag_in_child(void)
+{
+    if (diag_fd >= 0)
+        ownfd_close(&diag_fd);   /* our copy only: the parent's stays open */
+    pthread_mutex_init(&diag_lock, NULL);
+}
+
+static void diag_setup(void)
+{
+    pthread_atfork(diag_before_fork, diag_after_fork, diag_in_child);
+}
 
 static int diag_socket(void)
 {
-    pid_t pid = lf_pid;
-    if (diag_fd >= 0 && diag_pid == pid)
-        return diag_fd;
-    ownfd_new(&diag_fd, socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
-    diag_pid = pid;
+    if (diag_fd < 0)
+        ownfd_new(&diag_fd, socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
     return diag_fd;
 }
 
@@ -116,14 +133,25 @@ int sockdiag_lookup(const struct sockaddr_storage *src, const struct sockaddr_st
         errno = EAFNOSUPPORT;
         return -1;
     }
-    int nl = diag_socket();
-    if (nl < 0)
+    if (lf_confined) {   /* a sandbox may kill a process for socket() (sandbox.c) */
+        errno = EPERM;
         return -1;
-    int rc = diag_request(nl, family, s, sport, d, dport);
-    if (rc == 0)
-        rc = diag_reply(nl, out);
-    if (rc < 0 && errno != ENOENT) {   /* a broken socket: start afresh next time */
-        ownfd_close(&diag_fd);
     }
+    pthread_once(&diag_once, diag_setup);
+    pthread_mutex_lock(&diag_lock);
+    int nl = diag_socket(), rc = -1;
+    if (nl >= 0) {
+        rc = diag_request(nl, family, s, sport, d, dport);
+        if (rc == 0)
+            rc = diag_reply(nl, out);
+        if (rc < 0 && errno != ENOENT) {   /* a broken socket: start afresh next time */
+            int e = errno;
+            ownfd_close(&diag_fd);
+            errno = e;
+        }
+    }
+    int e = errno;
+    pthread_mutex_unlock(&diag_lock);
+    errno = e;
     return rc;
 }

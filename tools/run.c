@@ -18,7 +18,9 @@ static void usage(void)
     fputs("usage: loopfast run [--mode all|optin|off] [--] PROGRAM [ARGS...]\n"
           "\n"
           "Becomes PROGRAM (execvp: searched in PATH) with libloopfast.so put first in\n"
-          "LD_PRELOAD (entries already there are kept) and LOOPFAST_MODE set.  Its TCP\n"
+          "LD_PRELOAD (entries already there are kept; sanitizer runtimes such as\n"
+          "libasan.so that PROGRAM needs or LD_PRELOAD lists stay before it) and\n"
+          "LOOPFAST_MODE set.  Its TCP\n"
           "connections over loopback to peers that also run loopfast then carry their\n"
           "payload over shared memory.  PROGRAM's children inherit both variables.\n"
           "\n"
@@ -133,18 +135,47 @@ static int listed(const char *list, const char *lib)
     return 0;
 }
 
-static int set_preload(const char *lib)
+/* Appends the entries of an LD_PRELOAD list (spaces or colons) that are (or
+ * are not) sanitizer runtimes and not yet in `v`, each followed by ':'. */
+static void append_entries(char *v, const char *list, int runtimes)
+{
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, " :");
+        char entry[PATH_MAX];
+        if (n && n < sizeof entry) {
+            memcpy(entry, p, n);
+            entry[n] = 0;
+            if (is_sanitizer_runtime(entry) == runtimes && !listed(v, entry)) {
+                strcat(v, entry);
+                strcat(v, ":");
+            }
+        }
+        p += n + (p[n] != 0);
+    }
+}
+
+/* LD_PRELOAD becomes: the sanitizer runtimes the program needs or the user
+ * preloads (ASan must come first), libloopfast.so, then the user's other
+ * entries, in their order. */
+static int set_preload(const char *lib, const char *prog)
 {
     const char *old = getenv("LD_PRELOAD");
-    if (!old || !*old)
-        return setenv("LD_PRELOAD", lib, 1);
-    if (listed(old, lib))
-        return 0;
-    size_t n = strlen(lib) + strlen(old) + 2;
-    char *v = malloc(n);
+    if (!old)
+        old = "";
+    char runtimes[1024];
+    sanitizer_runtimes(prog, runtimes, sizeof runtimes);
+    size_t n = strlen(runtimes) + 2 * strlen(old) + strlen(lib) + 4;
+    char *v = calloc(1, n);
     if (!v)
         return -1;
-    snprintf(v, n, "%s:%s", lib, old);
+    append_entries(v, runtimes, 1);
+    append_entries(v, old, 1);
+    if (!listed(v, lib)) {
+        strcat(v, lib);
+        strcat(v, ":");
+    }
+    append_entries(v, old, 0);
+    v[strlen(v) - 1] = 0;   /* the last colon */
     int r = setenv("LD_PRELOAD", v, 1);
     free(v);
     return r;
@@ -173,7 +204,7 @@ int run_main(int argc, char **argv)
                 "colon); set LOOPFAST_LIB to a copy at a path without them\n", lib);
         return 1;
     }
-    if (set_preload(lib) < 0 || set_mode(mode) < 0) {
+    if (set_preload(lib, argv[prog]) < 0 || set_mode(mode) < 0) {
         fprintf(stderr, "loopfast run: cannot set the environment: %s; free some memory "
                 "and retry\n", strerror(errno));
         return 1;

@@ -1,0 +1,75 @@
+/* A server that accepts each connection in a short-lived thread keeps a
+ * constant number of descriptors: 300 such threads later, /proc/self/fd
+ * counts what it counted before (loopfast's per-process state, its spare
+ * answer and its netlink socket, was made by the first connection). */
+#include <dirent.h>
+#include <poll.h>
+#include <pthread.h>
+
+#include "helpers.h"
+
+#define THREADS 300
+
+static int listener;
+
+static int count_fds(void)
+{
+    poll(NULL, 0, 1);   /* a wait: closed connections' leftovers are released first */
+    DIR *d = opendir("/proc/self/fd");
+    CHECK(d, "opendir /proc/self/fd");
+    int n = 0;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+static void *serve_one(void *arg)
+{
+    (void)arg;
+    int c = accept(listener, NULL, NULL);
+    if (c < 0)
+        return (void *)1;
+    char b;
+    int ok = read_full(c, &b, 1) == 1 && write_full(c, &b, 1) == 1;
+    close(c);
+    return ok ? NULL : (void *)1;
+}
+
+static void one_connection(const struct sockaddr_storage *addr, socklen_t len, int optin)
+{
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, serve_one, NULL) == 0, "pthread_create");
+    int fd = connect_to(addr, len, optin);
+    char b = 'x';
+    CHECK(write_full(fd, &b, 1) == 1 && read_full(fd, &b, 1) == 1 && b == 'x', "echo");
+    CHECK(loopfast_fd_is_fast(fd) == optin, "fast: %d", loopfast_fd_is_fast(fd));
+    close(fd);
+    void *res;
+    CHECK(pthread_join(t, &res) == 0 && res == NULL, "server thread failed");
+}
+
+static int run(int optin)
+{
+    struct sockaddr_storage addr;
+    socklen_t len;
+    listener = listen_on(AF_INET, optin, &addr, &len);
+    one_connection(&addr, len, optin);
+    int before = count_fds();
+    for (int i = 0; i < THREADS; i++)
+        one_connection(&addr, len, optin);
+    int after = count_fds();
+    close(listener);
+    printf("%s: %d descriptors before, %d after %d accepting threads\n",
+           optin ? "loopfast" : "kernel", before, after, THREADS);
+    return after - before;
+}
+
+int main(void)
+{
+    alarm(25);
+    CHECK(run(0) == 0, "kernel TCP: descriptors grew");
+    int grown = run(1);
+    CHECK(grown == 0, "loopfast: %d descriptors more after %d threads", grown, THREADS);
+    return 0;
+}
