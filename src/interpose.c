@@ -403,7 +403,7 @@ LF_EXPORT int dup(int fd)
 LF_EXPORT int dup2(int oldfd, int newfd)
 {
     if (oldfd != newfd)
-        forget(newfd);
+        forget_any(newfd);   /* as close() would */
     int r = libc.dup2(oldfd, newfd);
     return oldfd == newfd ? r : track_dup(oldfd, r);
 }
@@ -411,7 +411,7 @@ LF_EXPORT int dup2(int oldfd, int newfd)
 LF_EXPORT int dup3(int oldfd, int newfd, int flags)
 {
     if (oldfd != newfd)
-        forget(newfd);
+        forget_any(newfd);   /* as close() would */
     return track_dup(oldfd, libc.dup3(oldfd, newfd, flags));
 }
 
