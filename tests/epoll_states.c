@@ -8,6 +8,7 @@
  * epoll_wait, every epoll_ctl the kernel accepts is accepted. */
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/epoll.h>
 #include <time.h>
 
@@ -255,6 +256,63 @@ static void two_sets(int client, int server)
     finish(fd, &s, client && server, client && server);
 }
 
+/* One thread sleeps in epoll_wait (EPOLLIN|EPOLLET, registered before
+ * connect) and reads each reply; the main thread connects and writes, so the
+ * socket turns fast while the other thread sleeps. */
+struct sleeper { int ep, fd, done[2]; };
+
+static void *sleeper_reads(void *arg)
+{
+    struct sleeper *z = arg;
+    for (int i = 0; i < ROUNDS; i++) {
+        size_t len = 100 + (size_t)i * 150, got = 0;
+        char in[4096];
+        /* The reply comes after this sleep, which has no timeout: only the
+         * socket's news ends it (the case's alarm() catches a hang). */
+        struct epoll_event ev;
+        int n;
+        while ((n = epoll_wait(z->ep, &ev, 1, -1)) == 1 && !(ev.events & EPOLLIN))
+            ;
+        CHECK(n == 1 && ev.data.u64 == 16, "sleeper: epoll_wait %d: %s", n, strerror(errno));
+        while (got < len) {
+            ssize_t n = read(z->fd, in + got, len - got);
+            if (n < 0 && errno == EAGAIN) {
+                wait_event(z->ep, 16, EPOLLIN, "sleeper");
+                continue;
+            }
+            CHECK(n > 0, "sleeper: read: %s", n ? strerror(errno) : "EOF");
+            got += (size_t)n;
+        }
+        CHECK(write(z->done[1], "r", 1) == 1, "sleeper: pipe");
+    }
+    return NULL;
+}
+
+static void other_thread_sleeps(int client, int server)
+{
+    struct server s = slow_echo(server);
+    struct sleeper z = { .ep = epoll_create1(0), .fd = nb_socket(client) };
+    CHECK(pipe(z.done) == 0, "pipe");
+    add(z.ep, z.fd, EPOLLIN | EPOLLET, 16);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, sleeper_reads, &z) == 0, "pthread_create");
+    usleep(20000);   /* it sleeps */
+    start_connect(z.fd, &s);
+    struct pollfd p = { z.fd, POLLOUT, 0 };
+    CHECK(poll(&p, 1, 3000) == 1, "connected");
+    usleep(20000);   /* the server has accepted: the first write takes its answer */
+    for (int i = 0; i < ROUNDS; i++) {
+        char out[4096], b;
+        size_t len = 100 + (size_t)i * 150;
+        memset(out, 'a' + i % 26, len);
+        CHECK(write_full(z.fd, out, len) == (ssize_t)len, "write: %s", strerror(errno));
+        CHECK(read(z.done[0], &b, 1) == 1, "sleeper's round");
+    }
+    pthread_join(t, NULL);
+    close(z.ep);
+    finish(z.fd, &s, client && server, client && server);
+}
+
 typedef void (*scenario)(int client, int server);
 
 static void wp_level(int c, int s) { while_pending(c, s, EPOLLIN | EPOLLOUT); }
@@ -273,12 +331,16 @@ int main(void)
         { "child, connected by parent", child_after },
         { "child, registered before connect", child_before },
         { "two sets", two_sets },
+        { "another thread sleeps in epoll_wait", other_thread_sleeps },
     };
     /* client, server opted in: kernel TCP, one-sided, both */
     static const int modes[][2] = { { 0, 0 }, { 1, 0 }, { 1, 1 } };
     int failed = 0;
+    const char *only = getenv("EPOLL_STATES_ONLY");   /* a case's name, to run it alone */
     for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++)
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            if (only && strcmp(only, cases[i].name))
+                continue;
             /* each case in a child of its own, so that every failure shows */
             pid_t pid = fork();
             CHECK(pid >= 0, "fork");
