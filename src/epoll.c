@@ -237,14 +237,14 @@ static struct ep_reg *record_new(struct ep_set *e, int fd, struct lf_sock *s,
     return r;
 }
 
-/* Unlinks *p; an inner epoll still in the set (epfd >= 0) is taken out. */
-static void record_free(struct ep_set *e, struct ep_reg **p, int epfd)
+/* Unlinks *p; its inner epoll is taken out of the set if `take_out`. */
+static void record_free(struct ep_set *e, struct ep_reg **p, int take_out)
 {
     struct ep_reg *r = *p;
     *p = r->next;
     if (r->mode == MODE_INNER) {
-        if (epfd >= 0)
-            libc.epoll_ctl(epfd, EPOLL_CTL_DEL, r->inner, NULL);
+        if (take_out)
+            libc.epoll_ctl(e->epfd, EPOLL_CTL_DEL, r->inner, NULL);
         inner_put(r);
         e->inner_regs--;
     }
@@ -253,8 +253,8 @@ static void record_free(struct ep_set *e, struct ep_reg **p, int epfd)
     r->s = NULL;
     r->next = e->free_regs;
     e->free_regs = r;
-    if (!e->regs && epfd >= 0)
-        unwatch(e);
+    if (!e->regs)
+        unwatch(e);   /* nothing left to follow */
 }
 
 /* The kernel's registration of the socket becomes our inner epoll's.  Out
@@ -286,7 +286,7 @@ static void to_kernel(struct ep_set *e, struct ep_reg **p)
     struct epoll_event ev = { .events = r->events, .data = r->data };
     libc.epoll_ctl(e->epfd, EPOLL_CTL_DEL, r->inner, NULL);
     libc.epoll_ctl(e->epfd, EPOLL_CTL_ADD, r->fd, &ev);
-    record_free(e, p, -1);
+    record_free(e, p, 0);
 }
 
 /* Brings a record in line with its socket's kind; 1 if it was dropped. */
@@ -296,7 +296,7 @@ static int record_sync(struct ep_set *e, struct ep_reg **p)
     int kind = sock_kind(r->s);
     if (kind == LF_PLAIN) {
         if (r->mode == MODE_KERNEL)
-            record_free(e, p, -1);
+            record_free(e, p, 0);
         else if (!r->disabled)   /* a fired EPOLLONESHOT waits for the program's MOD */
             to_kernel(e, p);
         else
@@ -358,7 +358,7 @@ static int add_inner(struct ep_set *e, int fd, struct lf_sock *s, struct epoll_e
             return 0;
         err = errno;
     }
-    record_free(e, &e->regs, -1);   /* just linked first */
+    record_free(e, &e->regs, 0);   /* just linked first */
     return errno = err, -1;
 }
 
@@ -369,7 +369,7 @@ static int ctl_inner(struct ep_set *e, struct ep_reg **p, int op, struct epoll_e
     if (op == EPOLL_CTL_ADD)
         return errno = EEXIST, -1;
     if (op == EPOLL_CTL_DEL) {
-        record_free(e, p, e->epfd);
+        record_free(e, p, 1);
         return 0;
     }
     r->events = ev->events;
@@ -389,7 +389,7 @@ static int ctl_kernel(int epfd, struct ep_set *e, struct ep_reg **p, int op, int
 {
     int rc = libc.epoll_ctl(epfd, op, fd, ev);
     if (op == EPOLL_CTL_DEL && p && *p)
-        record_free(e, p, -1);
+        record_free(e, p, 0);
     if (rc < 0 || op == EPOLL_CTL_DEL || sock_kind(s) == LF_PLAIN)
         return rc;
     if (p && *p) {
@@ -444,7 +444,7 @@ LF_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
     int kind = s ? sock_kind(s) : 0;
     if (s && kind != LF_FAST && kind != LF_PENDING &&
         ((kind == LF_PLAIN && !__atomic_load_n(&sets, __ATOMIC_ACQUIRE)) ||
-         (kind == LF_OPTIN && op == EPOLL_CTL_ADD && is_listening(fd)))) {
+         (kind == LF_OPTIN && is_listening(fd)))) {
         sock_put(s);
         s = NULL;
     }
@@ -462,6 +462,9 @@ LF_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 
 void epoll_forget_range(unsigned first, unsigned last)
 {
+    int w = __atomic_load_n(&wake_fd, __ATOMIC_ACQUIRE);
+    if (w >= 0 && (unsigned)w >= first && (unsigned)w <= last)
+        epoll_forget_fd(w);
     for (;;) {
         int found = -1;
         pthread_mutex_lock(&ep_lock);
@@ -478,7 +481,7 @@ void epoll_forget_range(unsigned first, unsigned last)
 static void set_free(struct ep_set *e)
 {
     while (e->regs)
-        record_free(e, &e->regs, -1);
+        record_free(e, &e->regs, 0);
     while (e->free_regs) {
         struct ep_reg *r = e->free_regs;
         e->free_regs = r->next;
@@ -501,7 +504,7 @@ void epoll_forget_fd(int fd)
     for (struct ep_set *e = sets; e; e = e->next) {
         struct ep_reg **p = find_reg(e, fd);
         if (*p)
-            record_free(e, p, e->epfd);
+            record_free(e, p, 1);
     }
     /* An epoll descriptor being closed takes its registrations along. */
     for (struct ep_set **p = &sets; *p;) {
