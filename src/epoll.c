@@ -162,7 +162,14 @@ static void unwatch(struct ep_set *e)
  * fast (the rings say the rest); the doorbells or the offer socket. */
 static void inner_update(struct ep_reg *r)
 {
-    int kind = sock_kind(r->s);
+    /* the kind and the descriptors that go with it, seen together */
+    pthread_mutex_lock(&r->s->lock);
+    int kind = sock_kind(r->s), offer = r->s->offer_fd, bell[2] = { -1, -1 };
+    if (kind == LF_FAST) {
+        bell[BELL_DATA] = r->s->conn->bell_mine[BELL_DATA];
+        bell[BELL_ROOM] = r->s->conn->bell_mine[BELL_ROOM];
+    }
+    pthread_mutex_unlock(&r->s->lock);
     struct epoll_event tcp = { .events = r->events & (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI |
                                                       EPOLLET),
                                .data.fd = r->fd };
@@ -173,11 +180,11 @@ static void inner_update(struct ep_reg *r)
     struct epoll_event x = { .events = EPOLLIN, .data.fd = -1 };
     if (kind == LF_FAST) {
         /* data.fd -1 - which: tells the doorbells apart from the TCP socket */
-        libc.epoll_ctl(r->inner, EPOLL_CTL_ADD, r->s->conn->bell_mine[BELL_DATA], &x);
+        libc.epoll_ctl(r->inner, EPOLL_CTL_ADD, bell[BELL_DATA], &x);
         x.data.fd = -1 - BELL_ROOM;
-        libc.epoll_ctl(r->inner, EPOLL_CTL_ADD, r->s->conn->bell_mine[BELL_ROOM], &x);
-    } else if (kind == LF_PENDING && r->s->offer_fd >= 0)
-        libc.epoll_ctl(r->inner, EPOLL_CTL_ADD, r->s->offer_fd, &x);
+        libc.epoll_ctl(r->inner, EPOLL_CTL_ADD, bell[BELL_ROOM], &x);
+    } else if (kind == LF_PENDING && offer >= 0)
+        libc.epoll_ctl(r->inner, EPOLL_CTL_ADD, offer, &x);
     r->kind_seen = kind;
 }
 

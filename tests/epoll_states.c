@@ -336,11 +336,21 @@ int main(void)
     /* client, server opted in: kernel TCP, one-sided, both */
     static const int modes[][2] = { { 0, 0 }, { 1, 0 }, { 1, 1 } };
     int failed = 0;
-    const char *only = getenv("EPOLL_STATES_ONLY");   /* a case's name, to run it alone */
+    /* EPOLL_STATES_ONLY: a case's name, to run it alone; with
+     * EPOLL_STATES_MODE="1 1" too, in this process (for debuggers) */
+    const char *only = getenv("EPOLL_STATES_ONLY");
     for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++)
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
             if (only && strcmp(only, cases[i].name))
                 continue;
+            if (only && getenv("EPOLL_STATES_MODE")) {   /* "client server": no fork */
+                int mc, ms;
+                if (sscanf(getenv("EPOLL_STATES_MODE"), "%d %d", &mc, &ms) != 2 ||
+                    mc != modes[m][0] || ms != modes[m][1])
+                    continue;
+                cases[i].fn(mc, ms);
+                return 0;
+            }
             /* each case in a child of its own, so that every failure shows */
             pid_t pid = fork();
             CHECK(pid >= 0, "fork");
