@@ -144,7 +144,7 @@ static void watch(struct ep_set *e)
     if (e->watching)
         return;
     if (wake_fd < 0)
-        __atomic_store_n(&wake_fd, eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), __ATOMIC_RELEASE);
+        ownfd_new(&wake_fd, eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.ptr = &wake_tag };
     e->watching = wake_fd >= 0 && libc.epoll_ctl(e->epfd, EPOLL_CTL_ADD, wake_fd, &ev) == 0;
 }
@@ -196,12 +196,12 @@ static int inner_get(struct ep_reg *r)
     struct lf_sock *s = r->s;
     if (sock_kind(s) == LF_FAST && s->spare_inner >= 0) {
         r->inner = s->spare_inner;
+        ownfd_moved(r->inner, &r->inner);
         s->spare_inner = -1;
         r->kind_seen = LF_FAST;
         return 0;
     }
-    r->inner = epoll_create1(EPOLL_CLOEXEC);
-    if (r->inner < 0)
+    if (ownfd_new_epoll(&r->inner) < 0)
         return -1;
     inner_update(r);
     return 0;
@@ -210,10 +210,11 @@ static int inner_get(struct ep_reg *r)
 static void inner_put(struct ep_reg *r)
 {
     struct lf_sock *s = r->s;
-    if (r->kind_seen == LF_FAST && sock_kind(s) == LF_FAST && s->spare_inner < 0)
+    if (r->kind_seen == LF_FAST && sock_kind(s) == LF_FAST && s->spare_inner < 0) {
         s->spare_inner = r->inner;
-    else
-        libc.close_own(r->inner);
+        ownfd_moved(r->inner, &s->spare_inner);
+    } else
+        ownfd_close(&r->inner);
     r->inner = -1;
 }
 
@@ -273,8 +274,7 @@ static int to_inner(struct ep_set *e, struct ep_reg *r)
         return -1;
     struct epoll_event outer = { .events = EPOLLIN, .data.ptr = r };
     if (libc.epoll_ctl(e->epfd, EPOLL_CTL_ADD, r->inner, &outer) < 0) {
-        libc.close_own(r->inner);
-        r->inner = -1;
+        ownfd_close(&r->inner);
         return -1;
     }
     libc.epoll_ctl(e->epfd, EPOLL_CTL_DEL, r->fd, NULL);

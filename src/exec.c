@@ -36,7 +36,7 @@ static int keep(struct export *x, int fd)
 {
     if (x->nfds >= (int)(sizeof x->fds / sizeof x->fds[0]))
         return -1;
-    int copy = libc.fcntl(fd, F_DUPFD, 3);
+    int copy = ownfd_copy(fd);   /* high: the new image's numbers are the program's */
     if (copy >= 0)
         x->fds[x->nfds++] = copy;
     return copy;
@@ -226,6 +226,10 @@ static void import_one(const char *item)
     c->bell_mine[BELL_ROOM] = f[2];
     c->bell_peer[BELL_DATA] = f[3];
     c->bell_peer[BELL_ROOM] = f[4];
+    int *const own[] = { &c->memfd, &c->bell_mine[0], &c->bell_mine[1], &c->bell_peer[0],
+                         &c->bell_peer[1] };
+    for (int i = 0; i < 5; i++)   /* so that the program's closefrom() skips them */
+        ownfd_own(own[i]);
     s->conn = c;
     fdtable_set(fd, s);
     sock_put(s);

@@ -85,8 +85,7 @@ void call_end(struct lf_sock *s)
 static void sock_destroy(struct lf_sock *s)
 {
     handshake_give_up(s);
-    if (s->spare_inner >= 0)
-        libc.close_own(s->spare_inner);
+    ownfd_close(&s->spare_inner);
     if (s->conn)
         reap_conn(s->conn);
     s->conn = NULL;

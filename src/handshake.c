@@ -75,7 +75,8 @@ static int offer_listener(int fd, const struct sockaddr *dst)
 void handshake_offer(struct lf_sock *s, int fd, const struct sockaddr *dst)
 {
     s->offer_fd = offer_listener(fd, dst);
-    sock_set_kind(s, s->offer_fd >= 0 ? LF_PENDING : LF_PLAIN);
+    int ok = s->offer_fd >= 0 && ownfd_adopt1(&s->offer_fd) == 0;
+    sock_set_kind(s, ok ? LF_PENDING : LF_PLAIN);
 }
 
 /* ---- server: the answer ---- */
@@ -264,6 +265,18 @@ static void become_fast(struct lf_sock *s, struct lf_conn *c)
     conn_ring_bell(c);
 }
 
+/* The answer's descriptors go high, with `spent`, a fresh candidate, closed
+ * beside their low originals.  0: no room for them, plain TCP. */
+static int keep_answer(struct lf_conn *c, int spent)
+{
+    int *const own[] = { &c->memfd, &c->bell_peer[BELL_DATA], &c->bell_peer[BELL_ROOM],
+                         &c->bell_mine[BELL_DATA], &c->bell_mine[BELL_ROOM] };
+    if (ownfd_adopt(own, 5, spent) == 0)
+        return 1;
+    conn_free(c);
+    return 0;
+}
+
 int handshake_take_answer(struct lf_sock *s, int fd)
 {
     /* Read what is already accepted first: the usual case takes one accept4. */
@@ -276,14 +289,17 @@ int handshake_take_answer(struct lf_sock *s, int fd)
         s->candidates[i] = u;
         struct lf_conn *c;
         int r = read_answer(u, fd, &c);
-        if (r == 0)
+        if (r == 0) {
+            ownfd_adopt1(&s->candidates[i]);   /* kept across calls: made high */
             continue;
-        reap_fd(u);
+        }
         s->candidates[i] = -1;
-        if (r == 1) {
+        if (r == 1 && keep_answer(c, u)) {
             become_fast(s, c);
             return 1;
         }
+        if (r < 0)
+            libc.close_own(u);
     }
     for (int i = 0; i < NCANDIDATES; i++) {
         struct lf_conn *c;
@@ -292,7 +308,7 @@ int handshake_take_answer(struct lf_sock *s, int fd)
             continue;
         reap_fd(s->candidates[i]);
         s->candidates[i] = -1;
-        if (r == 1) {
+        if (r == 1 && keep_answer(c, -1)) {
             become_fast(s, c);
             return 1;
         }

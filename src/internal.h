@@ -160,6 +160,27 @@ struct diag_result { uid_t uid; uint64_t inode; };
 int sockdiag_lookup(const struct sockaddr_storage *src, const struct sockaddr_storage *dst,
                     struct diag_result *out);
 
+/* ---- ownfd.c: loopfast's own descriptors, at high numbers (design 3.1) ---- */
+/* Moves the fresh descriptors in *where[i] high, each int updated and
+ * registered; `spent` (or -1): one more fresh one of ours to close with the
+ * low originals.  -1: no room, all closed, each *where[i] = -1. */
+int ownfd_adopt(int *const where[], int n, int spent);
+int ownfd_adopt1(int *where);
+int ownfd_new(int *where, int fd);     /* *where = fd, adopted; returns *where */
+int ownfd_own(int *where);             /* registers a number already high (exec) */
+int ownfd_copy(int fd);                /* a high copy that survives exec, unregistered */
+void ownfd_moved(int n, int *to);      /* our number n is now held in *to */
+void ownfd_close(int *where);          /* unregisters, closes, *where = -1 */
+int ownfd_new_epoll(int *where);       /* an inner epoll; never EMFILE (a reserve) */
+/* the program's calls */
+int ownfd_is_ours(int n);
+int ownfd_closing(void);               /* this thread is closing one of ours */
+int ownfd_vacate(int n);               /* before the program's dup2/dup3 onto n */
+void ownfd_vacate_failed(int n);       /* that call failed: our old copy goes */
+int ownfd_close_range(unsigned first, unsigned last, int flags,
+                      int (*real)(unsigned, unsigned, int));
+void ownfd_limit_changed(void);
+
 /* ---- fdtable.c ---- */
 enum lf_kind { LF_OPTIN = 1, LF_PENDING, LF_FAST, LF_PLAIN };
 

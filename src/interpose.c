@@ -345,42 +345,67 @@ static void forget_any(int fd)
 
 LF_EXPORT int close(int fd)
 {
+    if (ownfd_closing())
+        return libc.close(fd);
+    if (ownfd_is_ours(fd))   /* not the program's: as the kernel would say */
+        return errno = EBADF, -1;
     forget_any(fd);
     return libc.close(fd);
 }
 
-/* close_range() and closefrom() close what loopfast holds as well as what the
- * program opened.  Reserves go first (the spare answer, leftovers waiting to
- * be closed: else a number we close later could be the program's next file),
- * then tracked sockets and epoll sets in the range are forgotten as close()
- * would. */
+/* close_range() and closefrom() close the program's descriptors in the
+ * range, around loopfast's own (ownfd.c).  Tracked sockets and epoll sets in
+ * the range are forgotten as close() would; leftovers waiting to be closed
+ * go now, as they may as well. */
 static void before_close_range(unsigned first, unsigned last)
 {
     if (__builtin_expect(!lf_initialised, 0))
         lf_init();
     reap_now();
-    spare_drop();
     fdtable_for_each_fd(first, last, forget_any);
     epoll_forget_range(first, last);
 }
 
+static int (*real_close_range)(unsigned, unsigned, int);
+
+static void find_close_range(void)
+{
+    if (!real_close_range)
+        *(void **)&real_close_range = dlsym_next("close_range");
+}
+
 LF_EXPORT int close_range(unsigned first, unsigned last, int flags)
 {
-    static int (*real)(unsigned, unsigned, int);
-    if (!real)
-        *(void **)&real = dlsym_next("close_range");
+    find_close_range();
     if (!(flags & CLOSE_RANGE_CLOEXEC) && first <= last)
         before_close_range(first, last);
-    return real(first, last, flags);
+    return ownfd_close_range(first, last, flags, real_close_range);
+}
+
+/* One piece of closefrom(): a kernel without close_range gets libc's own
+ * closefrom for the open-ended piece and close() for the others. */
+static int closefrom_piece(unsigned first, unsigned last, int flags)
+{
+    static void (*real_closefrom)(int);
+    if (real_close_range(first, last, flags) == 0 || errno != ENOSYS)
+        return 0;
+    if (last == ~0u) {
+        if (!real_closefrom)
+            *(void **)&real_closefrom = dlsym_next("closefrom");
+        real_closefrom((int)first);
+    } else
+        for (unsigned fd = first; fd <= last; fd++)
+            libc.close((int)fd);
+    return 0;
 }
 
 LF_EXPORT void closefrom(int lowfd)
 {
-    static void (*real)(int);
-    if (!real)
-        *(void **)&real = dlsym_next("closefrom");
+    find_close_range();
     before_close_range(lowfd < 0 ? 0 : (unsigned)lowfd, ~0u);
-    real(lowfd);
+    int e = errno;
+    ownfd_close_range(lowfd < 0 ? 0 : (unsigned)lowfd, ~0u, 0, closefrom_piece);
+    errno = e;
 }
 
 static int track_dup(int oldfd, int newfd)
@@ -400,11 +425,15 @@ LF_EXPORT int dup(int fd)
     return track_dup(fd, libc.dup(fd));
 }
 
+/* dup2()/dup3() onto a number of loopfast's own: ours moves away first. */
 LF_EXPORT int dup2(int oldfd, int newfd)
 {
     if (oldfd != newfd)
         forget_any(newfd);   /* as close() would */
+    int ours = oldfd != newfd && ownfd_vacate(newfd);
     int r = libc.dup2(oldfd, newfd);
+    if (ours && r < 0)
+        ownfd_vacate_failed(newfd);
     return oldfd == newfd ? r : track_dup(oldfd, r);
 }
 
@@ -412,7 +441,11 @@ LF_EXPORT int dup3(int oldfd, int newfd, int flags)
 {
     if (oldfd != newfd)
         forget_any(newfd);   /* as close() would */
-    return track_dup(oldfd, libc.dup3(oldfd, newfd, flags));
+    int ours = oldfd != newfd && ownfd_vacate(newfd);
+    int r = libc.dup3(oldfd, newfd, flags);
+    if (ours && r < 0)
+        ownfd_vacate_failed(newfd);
+    return track_dup(oldfd, r);
 }
 
 /* O_NONBLOCK as the program sets it, for conn.c's must_not_wait(). */

@@ -29,12 +29,11 @@ struct reap_item {
 static struct reap_item *stack;
 static int queued;
 
-static void release(struct lf_conn *conn, int fd)
+static void release(struct lf_conn *conn, int *fd)
 {
     if (conn)
         conn_free(conn);
-    if (fd >= 0)
-        libc.close_own(fd);
+    ownfd_close(fd);
 }
 
 static int fds_of(const struct reap_item *it)
@@ -46,11 +45,12 @@ static void push(struct lf_conn *conn, int fd)
 {
     struct reap_item *it = malloc(sizeof *it);
     if (!it) {
-        release(conn, fd);
+        release(conn, &fd);
         return;
     }
     it->conn = conn;
     it->fd = fd;
+    ownfd_moved(fd, &it->fd);
     int k = fds_of(it);   /* once pushed, another thread may release it */
     it->next = __atomic_load_n(&stack, __ATOMIC_RELAXED);
     while (!__atomic_compare_exchange_n(&stack, &it->next, it, 1, __ATOMIC_RELEASE,
@@ -80,7 +80,7 @@ int reap_now(void)
     while (it) {
         struct reap_item *next = it->next;
         int k = fds_of(it);
-        release(it->conn, it->fd);
+        release(it->conn, &it->fd);
         free(it);
         __atomic_sub_fetch(&queued, k, __ATOMIC_RELAXED);
         n += k;

@@ -104,13 +104,10 @@ struct lf_conn *shm_create(uint64_t ring_size)
 
 void conn_free(struct lf_conn *c)
 {
-    if (c->memfd >= 0)
-        libc.close_own(c->memfd);
+    ownfd_close(&c->memfd);
     for (int i = 0; i < 2; i++) {
-        if (c->bell_mine[i] >= 0)
-            libc.close_own(c->bell_mine[i]);
-        if (c->bell_peer[i] >= 0)
-            libc.close_own(c->bell_peer[i]);
+        ownfd_close(&c->bell_mine[i]);
+        ownfd_close(&c->bell_peer[i]);
     }
     munmap(c->sh, c->map_len);
     pthread_mutex_destroy(&c->rx_lock);

@@ -101,7 +101,7 @@ static int diag_socket(void)
     pid_t pid = lf_pid;
     if (diag_fd >= 0 && diag_pid == pid)
         return diag_fd;
-    diag_fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    ownfd_new(&diag_fd, socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
     diag_pid = pid;
     return diag_fd;
 }
@@ -123,8 +123,7 @@ int sockdiag_lookup(const struct sockaddr_storage *src, const struct sockaddr_st
     if (rc == 0)
         rc = diag_reply(nl, out);
     if (rc < 0 && errno != ENOENT) {   /* a broken socket: start afresh next time */
-        libc.close_own(nl);
-        diag_fd = -1;
+        ownfd_close(&diag_fd);
     }
     return rc;
 }

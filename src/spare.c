@@ -25,7 +25,9 @@ static struct lf_conn *server_conn(void)
         c->bell_peer[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         ok &= c->bell_mine[i] >= 0 && c->bell_peer[i] >= 0;
     }
-    if (ok)
+    int *const own[] = { &c->memfd, &c->bell_mine[0], &c->bell_mine[1],
+                         &c->bell_peer[0], &c->bell_peer[1] };
+    if (ok && ownfd_adopt(own, 5, -1) == 0)   /* out of the program's numbers */
         return c;
     conn_free(c);   /* closes the memfd and bells too */
     return NULL;
