@@ -9,17 +9,30 @@
  * sleeps; what the kernel returns for an inner epoll is translated back into
  * the program's own epoll_data and events, level-triggered, EPOLLET or
  * EPOLLONESHOT as asked (docs/design.md, 6).
+ *
+ * Every registration of a tracked socket is recorded, also while it is the
+ * kernel's as is (before connect()), so that it follows the socket when its
+ * kind changes: to our inner epoll when it becomes pending or fast, back to
+ * the kernel with the program's own events and data when it falls back to
+ * plain TCP.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 
 #include "internal.h"
+
+enum reg_mode {
+    MODE_KERNEL,   /* the socket itself is in the set, with the program's events and data */
+    MODE_INNER,    /* our inner epoll is in the set, with the record as data */
+};
 
 struct ep_reg {
     struct ep_reg *next;
     int fd, inner, kind_seen;
-    struct lf_sock *s;           /* a reference is held */
+    int mode;                    /* enum reg_mode */
+    struct lf_sock *s;           /* a reference is held; NULL: a free record */
     uint32_t events;
     epoll_data_t data;
     int disabled;                /* EPOLLONESHOT fired */
@@ -33,11 +46,18 @@ struct ptrset {
     size_t cap, used;
 };
 
+/* Records are never given back to malloc while their set lives: a pointer
+ * the kernel returns is then always either ours (in `mine`, perhaps a record
+ * freed since the kernel queued it) or the program's. */
 struct ep_set {
     struct ep_set *next;
     int epfd;
     struct ep_reg *regs;
-    struct ptrset mine;
+    struct ep_reg *free_regs;
+    struct ptrset mine;          /* every record this set ever had */
+    int inner_regs;              /* records in MODE_INNER */
+    int watching;                /* the wake-up eventfd is in the set */
+    unsigned epoch;              /* kind_epoch when its records were last checked */
 };
 
 static size_t ptr_hash(uintptr_t p, size_t cap)
@@ -88,36 +108,8 @@ static int ptrset_add(struct ptrset *ps, const void *p)
     return 0;
 }
 
-static void ptrset_del(struct ptrset *ps, const void *p)
-{
-    uintptr_t v = (uintptr_t)p;
-    if (!ptrset_has(ps, p))
-        return;
-    for (size_t i = ptr_hash(v, ps->cap);; i = (i + 1) & (ps->cap - 1))
-        if (ps->slot[i] == v) {
-            ps->slot[i] = 1;
-            return;
-        }
-}
-
 static struct ep_set *sets;
 static pthread_mutex_t ep_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static struct ep_set *find_set(int epfd, int create)
-{
-    for (struct ep_set *e = sets; e; e = e->next)
-        if (e->epfd == epfd)
-            return e;
-    if (!create)
-        return NULL;
-    struct ep_set *e = calloc(1, sizeof *e);
-    if (e) {
-        e->epfd = epfd;
-        e->next = sets;
-        __atomic_store_n(&sets, e, __ATOMIC_RELEASE);
-    }
-    return e;
-}
 
 static struct ep_reg **find_reg(struct ep_set *e, int fd)
 {
@@ -127,12 +119,59 @@ static struct ep_reg **find_reg(struct ep_set *e, int fd)
     return p;
 }
 
-/* The inner set: TCP as the program asked while pending (level), edges only
- * once fast (the rings say the rest); the doorbell or the offer socket. */
+/* ---- waking a sleeping epoll_wait when a registered socket changes kind ---- */
+
+static unsigned kind_epoch;     /* bumped at every change of kind of a recorded socket */
+static int sleepers;            /* threads asleep in epoll_wait on a set of ours */
+static int wake_fd = -1;        /* an eventfd never read: each write is an edge */
+static char wake_tag;           /* its epoll_data.ptr */
+
+void epoll_kind_changed(int kind)
+{
+    __atomic_add_fetch(&kind_epoch, 1, __ATOMIC_SEQ_CST);
+    /* Only a socket turning fast leaves a sleeper blind (its data moves to
+     * the rings); the others are seen by the next epoll_wait or epoll_ctl. */
+    int w = __atomic_load_n(&wake_fd, __ATOMIC_RELAXED);
+    if (kind == LF_FAST && w >= 0 && __atomic_load_n(&sleepers, __ATOMIC_SEQ_CST) > 0) {
+        uint64_t one = 1;
+        (void)!libc.write(w, &one, sizeof one);
+    }
+}
+
+/* Sets holding a socket that may still turn fast watch the eventfd. */
+static void watch(struct ep_set *e)
+{
+    if (e->watching)
+        return;
+    if (wake_fd < 0)
+        ownfd_new(&wake_fd, eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.ptr = &wake_tag };
+    e->watching = wake_fd >= 0 && libc.epoll_ctl(e->epfd, EPOLL_CTL_ADD, wake_fd, &ev) == 0;
+}
+
+static void unwatch(struct ep_set *e)
+{
+    if (e->watching && wake_fd >= 0)
+        libc.epoll_ctl(e->epfd, EPOLL_CTL_DEL, wake_fd, NULL);
+    e->watching = 0;
+}
+
+/* ---- the inner epoll ---- */
+
+/* The inner set: TCP as the program asked while pending, edges only once
+ * fast (the rings say the rest); the doorbells or the offer socket. */
 static void inner_update(struct ep_reg *r)
 {
-    int kind = sock_kind(r->s);
-    struct epoll_event tcp = { .events = r->events & (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI),
+    /* the kind and the descriptors that go with it, seen together */
+    pthread_mutex_lock(&r->s->lock);
+    int kind = sock_kind(r->s), offer = r->s->offer_fd, bell[2] = { -1, -1 };
+    if (kind == LF_FAST) {
+        bell[BELL_DATA] = r->s->conn->bell_mine[BELL_DATA];
+        bell[BELL_ROOM] = r->s->conn->bell_mine[BELL_ROOM];
+    }
+    pthread_mutex_unlock(&r->s->lock);
+    struct epoll_event tcp = { .events = r->events & (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI |
+                                                      EPOLLET),
                                .data.fd = r->fd };
     if (kind == LF_FAST)
         tcp.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
@@ -141,11 +180,11 @@ static void inner_update(struct ep_reg *r)
     struct epoll_event x = { .events = EPOLLIN, .data.fd = -1 };
     if (kind == LF_FAST) {
         /* data.fd -1 - which: tells the doorbells apart from the TCP socket */
-        libc.epoll_ctl(r->inner, EPOLL_CTL_ADD, r->s->conn->bell_mine[BELL_DATA], &x);
+        libc.epoll_ctl(r->inner, EPOLL_CTL_ADD, bell[BELL_DATA], &x);
         x.data.fd = -1 - BELL_ROOM;
-        libc.epoll_ctl(r->inner, EPOLL_CTL_ADD, r->s->conn->bell_mine[BELL_ROOM], &x);
-    } else if (kind == LF_PENDING && r->s->offer_fd >= 0)
-        libc.epoll_ctl(r->inner, EPOLL_CTL_ADD, r->s->offer_fd, &x);
+        libc.epoll_ctl(r->inner, EPOLL_CTL_ADD, bell[BELL_ROOM], &x);
+    } else if (kind == LF_PENDING && offer >= 0)
+        libc.epoll_ctl(r->inner, EPOLL_CTL_ADD, offer, &x);
     r->kind_seen = kind;
 }
 
@@ -176,82 +215,232 @@ static void inner_put(struct ep_reg *r)
         ownfd_moved(r->inner, &s->spare_inner);
     } else
         ownfd_close(&r->inner);
+    r->inner = -1;
 }
 
-static int reg_add(int epfd, struct ep_set *e, int fd, struct lf_sock *s, struct epoll_event *ev)
+/* ---- records ---- */
+
+static struct ep_reg *record_new(struct ep_set *e, int fd, struct lf_sock *s,
+                                 const struct epoll_event *ev)
 {
-    struct ep_reg **p = find_reg(e, fd);
-    if (*p) {
-        errno = EEXIST;
+    struct ep_reg *r = e->free_regs;
+    if (r) {
+        e->free_regs = r->next;
+    } else {
+        r = malloc(sizeof *r);
+        if (!r || ptrset_add(&e->mine, r) < 0) {
+            free(r);
+            return NULL;
+        }
+    }
+    *r = (struct ep_reg){ .fd = fd, .inner = -1, .mode = MODE_KERNEL, .s = s,
+                          .events = ev->events, .data = ev->data,
+                          .sig_in = UINT64_MAX, .sig_out = UINT64_MAX };
+    __atomic_add_fetch(&s->users, 1, __ATOMIC_ACQ_REL);      /* the record's reference */
+    __atomic_add_fetch(&s->ep_regs, 1, __ATOMIC_SEQ_CST);   /* see sock_set_kind */
+    r->next = e->regs;
+    e->regs = r;
+    if (sock_kind(s) != LF_FAST)
+        watch(e);
+    return r;
+}
+
+/* Unlinks *p; its inner epoll is taken out of the set if `take_out`. */
+static void record_free(struct ep_set *e, struct ep_reg **p, int take_out)
+{
+    struct ep_reg *r = *p;
+    *p = r->next;
+    if (r->mode == MODE_INNER) {
+        if (take_out)
+            libc.epoll_ctl(e->epfd, EPOLL_CTL_DEL, r->inner, NULL);
+        inner_put(r);
+        e->inner_regs--;
+    }
+    __atomic_sub_fetch(&r->s->ep_regs, 1, __ATOMIC_ACQ_REL);
+    sock_put(r->s);
+    r->s = NULL;
+    r->next = e->free_regs;
+    e->free_regs = r;
+    if (!e->regs)
+        unwatch(e);   /* nothing left to follow */
+}
+
+/* The kernel's registration of the socket becomes our inner epoll's.  Out
+ * of descriptors, it stays the kernel's (the rings are then asked at most
+ * every 10 ms, see lf_epoll_wait). */
+static int to_inner(struct ep_set *e, struct ep_reg *r)
+{
+    if (inner_get(r) < 0)
+        return -1;
+    struct epoll_event outer = { .events = EPOLLIN, .data.ptr = r };
+    if (libc.epoll_ctl(e->epfd, EPOLL_CTL_ADD, r->inner, &outer) < 0) {
+        ownfd_close(&r->inner);
         return -1;
     }
-    struct ep_reg *r = calloc(1, sizeof *r);
-    if (!r)
-        return errno = ENOMEM, -1;
-    r->inner = -1;
-    r->fd = fd;
-    r->s = s;
-    r->events = ev->events;
-    r->data = ev->data;
-    r->sig_in = r->sig_out = UINT64_MAX;
-    struct epoll_event outer = { .events = EPOLLIN, .data.ptr = r };
-    if (ptrset_add(&e->mine, r) < 0 || inner_get(r) < 0 ||
-        libc.epoll_ctl(epfd, EPOLL_CTL_ADD, r->inner, &outer) < 0) {
-        int err = errno;
-        ownfd_close(&r->inner);
-        ptrset_del(&e->mine, r);
-        free(r);
-        return errno = err, -1;
-    }
-    *p = r;
+    libc.epoll_ctl(e->epfd, EPOLL_CTL_DEL, r->fd, NULL);
+    r->mode = MODE_INNER;
+    r->sig_in = r->sig_out = UINT64_MAX;   /* the rings' state is reported once */
+    e->inner_regs++;
     return 0;
 }
 
-static void reg_free(int epfd, struct ep_reg *r)
+/* A socket gone plain is the kernel's again, with the program's events and
+ * data (the kernel reports its current readiness once, so no edge is lost),
+ * and no longer recorded. */
+static void to_kernel(struct ep_set *e, struct ep_reg **p)
 {
-    /* callers drop it from their set's pointer set first */
-    if (epfd >= 0)
-        libc.epoll_ctl(epfd, EPOLL_CTL_DEL, r->inner, NULL);
-    inner_put(r);
-    sock_put(r->s);
-    free(r);
+    struct ep_reg *r = *p;
+    struct epoll_event ev = { .events = r->events, .data = r->data };
+    libc.epoll_ctl(e->epfd, EPOLL_CTL_DEL, r->inner, NULL);
+    libc.epoll_ctl(e->epfd, EPOLL_CTL_ADD, r->fd, &ev);
+    record_free(e, p, 0);
+}
+
+/* Brings a record in line with its socket's kind; 1 if it was dropped. */
+static int record_sync(struct ep_set *e, struct ep_reg **p)
+{
+    struct ep_reg *r = *p;
+    int kind = sock_kind(r->s);
+    if (kind == LF_PLAIN) {
+        if (r->mode == MODE_KERNEL)
+            record_free(e, p, 0);
+        else if (!r->disabled)   /* a fired EPOLLONESHOT waits for the program's MOD */
+            to_kernel(e, p);
+        else
+            return 0;
+        return 1;
+    }
+    if (r->mode == MODE_KERNEL && kind != LF_OPTIN)
+        to_inner(e, r);
+    else if (r->mode == MODE_INNER && kind != r->kind_seen)
+        inner_update(r);
+    return 0;
+}
+
+/* After any socket's change of kind: every record of the set is checked. */
+static void refresh(struct ep_set *e)
+{
+    unsigned now = __atomic_load_n(&kind_epoch, __ATOMIC_SEQ_CST);
+    if (now == e->epoch)
+        return;
+    for (struct ep_reg **p = &e->regs; *p;)
+        if (!record_sync(e, p))
+            p = &(*p)->next;
+    e->epoch = now;
+}
+
+static struct ep_set *find_set(int epfd, int create)
+{
+    for (struct ep_set *e = sets; e; e = e->next)
+        if (e->epfd == epfd)
+            return e;
+    if (!create)
+        return NULL;
+    struct ep_set *e = calloc(1, sizeof *e);
+    if (e) {
+        e->epfd = epfd;
+        e->epoch = __atomic_load_n(&kind_epoch, __ATOMIC_SEQ_CST);
+        e->next = sets;
+        __atomic_store_n(&sets, e, __ATOMIC_RELEASE);
+    }
+    return e;
+}
+
+/* ---- epoll_ctl ---- */
+
+/* A new registration of a pending or fast socket: straight to an inner
+ * epoll, with no kernel registration of the socket in between. */
+static int add_inner(struct ep_set *e, int fd, struct lf_sock *s, struct epoll_event *ev)
+{
+    struct ep_reg *r = record_new(e, fd, s, ev);
+    if (!r)
+        return errno = ENOMEM, -1;
+    if (to_inner(e, r) == 0)
+        return 0;
+    int err = errno;
+    if (err == EMFILE || err == ENFILE || err == ENOMEM) {
+        /* Out of descriptors for an inner epoll: the kernel's registration
+         * of the socket is better than an error the kernel would not give. */
+        if (libc.epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, ev) == 0)
+            return 0;
+        err = errno;
+    }
+    record_free(e, &e->regs, 0);   /* just linked first */
+    return errno = err, -1;
+}
+
+/* MOD or DEL of a record in MODE_INNER. */
+static int ctl_inner(struct ep_set *e, struct ep_reg **p, int op, struct epoll_event *ev)
+{
+    struct ep_reg *r = *p;
+    if (op == EPOLL_CTL_ADD)
+        return errno = EEXIST, -1;
+    if (op == EPOLL_CTL_DEL) {
+        record_free(e, p, 1);
+        return 0;
+    }
+    r->events = ev->events;
+    r->data = ev->data;
+    r->disabled = 0;
+    r->sig_in = r->sig_out = UINT64_MAX;
+    if (sock_kind(r->s) == LF_PLAIN)
+        to_kernel(e, p);
+    else if (r->kind_seen != LF_FAST || sock_kind(r->s) != LF_FAST)
+        inner_update(r);
+    return 0;
+}
+
+/* The kernel does the program's call; the record follows what it did. */
+static int ctl_kernel(int epfd, struct ep_set *e, struct ep_reg **p, int op, int fd,
+                      struct lf_sock *s, struct epoll_event *ev)
+{
+    int rc = libc.epoll_ctl(epfd, op, fd, ev);
+    if (op == EPOLL_CTL_DEL && p && *p)
+        record_free(e, p, 0);
+    if (rc < 0 || op == EPOLL_CTL_DEL || sock_kind(s) == LF_PLAIN)
+        return rc;
+    if (p && *p) {
+        (*p)->events = ev->events;
+        (*p)->data = ev->data;
+        (*p)->disabled = 0;
+    } else if ((e || (e = find_set(epfd, 1))) && record_new(e, fd, s, ev)) {
+        p = &e->regs;
+    } else {
+        return rc;   /* no memory to record it: it stays the kernel's */
+    }
+    if (sock_kind(s) != LF_OPTIN)
+        record_sync(e, p);
+    return rc;
 }
 
 static int ctl_ours(int epfd, int op, int fd, struct lf_sock *s, struct epoll_event *ev)
 {
     pthread_mutex_lock(&ep_lock);
-    struct ep_set *e = find_set(epfd, op == EPOLL_CTL_ADD);
-    int rc = 0;
-    if (!e) {
-        rc = -1;
-        errno = op == EPOLL_CTL_ADD ? ENOMEM : ENOENT;
-    } else if (op == EPOLL_CTL_ADD) {
-        rc = reg_add(epfd, e, fd, s, ev);
-        if (rc == 0)
-            s = NULL;   /* the registration keeps the reference */
-    } else {
-        struct ep_reg **p = find_reg(e, fd);
-        if (!*p) {
-            rc = -1;
-            errno = ENOENT;
-        } else if (op == EPOLL_CTL_DEL) {
-            struct ep_reg *r = *p;
-            *p = r->next;
-            ptrset_del(&e->mine, r);
-            reg_free(epfd, r);
-        } else {
-            (*p)->events = ev->events;
-            (*p)->data = ev->data;
-            (*p)->disabled = 0;
-            (*p)->sig_in = (*p)->sig_out = UINT64_MAX;
-            if ((*p)->kind_seen != LF_FAST || sock_kind((*p)->s) != LF_FAST)
-                inner_update(*p);
-        }
+    struct ep_set *e = find_set(epfd, 0);
+    struct ep_reg **p = e ? find_reg(e, fd) : NULL;
+    if (e) {
+        refresh(e);
+        p = find_reg(e, fd);
+        if (*p && record_sync(e, p))
+            p = find_reg(e, fd);
     }
+    int kind = sock_kind(s), rc;
+    if (p && *p && (*p)->mode == MODE_INNER)
+        rc = ctl_inner(e, p, op, ev);
+    else if (op == EPOLL_CTL_ADD && (kind == LF_PENDING || kind == LF_FAST) && !(p && *p))
+        rc = (e || (e = find_set(epfd, 1))) ? add_inner(e, fd, s, ev) : (errno = ENOMEM, -1);
+    else
+        rc = ctl_kernel(epfd, e, p, op, fd, s, ev);
     pthread_mutex_unlock(&ep_lock);
-    if (s)
-        sock_put(s);
     return rc;
+}
+
+/* A listening socket never changes kind: nothing to follow. */
+static int is_listening(int fd)
+{
+    int on = 0;
+    socklen_t len = sizeof on;
+    return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 && on;
 }
 
 LF_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
@@ -260,21 +449,29 @@ LF_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
         lf_init();
     struct lf_sock *s = fdtable_acquire(fd);
     int kind = s ? sock_kind(s) : 0;
-    if (kind != LF_FAST && kind != LF_PENDING) {
-        if (s)
-            sock_put(s);
-        return libc.epoll_ctl(epfd, op, fd, ev);
+    if (s && kind != LF_FAST && kind != LF_PENDING &&
+        ((kind == LF_PLAIN && !__atomic_load_n(&sets, __ATOMIC_ACQUIRE)) ||
+         (kind == LF_OPTIN && is_listening(fd)))) {
+        sock_put(s);
+        s = NULL;
     }
+    if (!s)
+        return libc.epoll_ctl(epfd, op, fd, ev);
     if (op != EPOLL_CTL_DEL && !ev) {
         sock_put(s);
         errno = EFAULT;
         return -1;
     }
-    return ctl_ours(epfd, op, fd, s, ev);
+    int rc = ctl_ours(epfd, op, fd, s, ev);
+    sock_put(s);
+    return rc;
 }
 
 void epoll_forget_range(unsigned first, unsigned last)
 {
+    int w = __atomic_load_n(&wake_fd, __ATOMIC_ACQUIRE);
+    if (w >= 0 && (unsigned)w >= first && (unsigned)w <= last)
+        epoll_forget_fd(w);
     for (;;) {
         int found = -1;
         pthread_mutex_lock(&ep_lock);
@@ -288,19 +485,33 @@ void epoll_forget_range(unsigned first, unsigned last)
     }
 }
 
+static void set_free(struct ep_set *e)
+{
+    while (e->regs)
+        record_free(e, &e->regs, 0);
+    while (e->free_regs) {
+        struct ep_reg *r = e->free_regs;
+        e->free_regs = r->next;
+        free(r);
+    }
+    free(e->mine.slot);
+    free(e);
+}
+
 void epoll_forget_fd(int fd)
 {
     if (!__atomic_load_n(&sets, __ATOMIC_ACQUIRE))
         return;
     pthread_mutex_lock(&ep_lock);
+    if (fd == wake_fd) {   /* the program closes our eventfd: the kernel drops it */
+        __atomic_store_n(&wake_fd, -1, __ATOMIC_RELEASE);
+        for (struct ep_set *e = sets; e; e = e->next)
+            e->watching = 0;
+    }
     for (struct ep_set *e = sets; e; e = e->next) {
         struct ep_reg **p = find_reg(e, fd);
-        if (*p) {
-            struct ep_reg *r = *p;
-            *p = r->next;
-            ptrset_del(&e->mine, r);
-            reg_free(e->epfd, r);
-        }
+        if (*p)
+            record_free(e, p, 1);
     }
     /* An epoll descriptor being closed takes its registrations along. */
     for (struct ep_set **p = &sets; *p;) {
@@ -310,13 +521,7 @@ void epoll_forget_fd(int fd)
             continue;
         }
         *p = e->next;
-        while (e->regs) {
-            struct ep_reg *r = e->regs;
-            e->regs = r->next;
-            reg_free(-1, r);
-        }
-        free(e->mine.slot);
-        free(e);
+        set_free(e);
     }
     pthread_mutex_unlock(&ep_lock);
 }
@@ -387,6 +592,8 @@ static int collect(struct ep_set *e, struct epoll_event *out, int n, int max)
     return n;
 }
 
+/* The record an event of the kernel's is for; NULL when it is the
+ * program's own. */
 static struct ep_reg *reg_of(struct ep_set *e, void *p)
 {
     return ptrset_has(&e->mine, p) ? p : NULL;
@@ -410,7 +617,8 @@ static short drain_inner(struct ep_reg *r)
             pthread_mutex_unlock(&r->s->lock);
         }
     }
-    if (sock_kind(r->s) != r->kind_seen)
+    /* a socket gone plain goes back to the kernel after this report (refresh) */
+    if (sock_kind(r->s) != r->kind_seen && sock_kind(r->s) != LF_PLAIN)
         inner_update(r);
     return tev;
 }
@@ -419,11 +627,15 @@ static int translate(struct ep_set *e, struct epoll_event *kev, int nk, struct e
                      int n, int max)
 {
     for (int i = 0; i < nk && n < max; i++) {
+        if (kev[i].data.ptr == &wake_tag)
+            continue;   /* a socket changed kind: refresh() follows */
         struct ep_reg *r = reg_of(e, kev[i].data.ptr);
         if (!r) {
             out[n++] = kev[i];
             continue;
         }
+        if (!r->s || r->mode != MODE_INNER)
+            continue;   /* freed or handed to the kernel since it was queued */
         uint32_t rev = reg_ready(r, drain_inner(r));
         if (rev)
             n = add_event(out, n, max, r, rev);
@@ -442,29 +654,44 @@ static int kernel_wait(int epfd, struct epoll_event *out, int n, int max, int ti
         return -1;
     pthread_mutex_lock(&ep_lock);
     struct ep_set *e = find_set(epfd, 0);
-    if (e)
+    if (e) {
         n = translate(e, kev, k, out, n, max);
-    else
+        refresh(e);
+    } else
         for (int i = 0; i < k; i++)
             out[n++] = kev[i];
     pthread_mutex_unlock(&ep_lock);
     return n;
 }
 
+/* What the set holds, for lf_epoll_wait's choices. */
+struct set_state {
+    int inner;   /* registrations through inner epolls: worth a spin */
+    int stuck;   /* fast sockets left to the kernel (no inner epoll could be made) */
+};
+
 /* With `recheck`: arms the rings, and sets how long the caller may sleep
  * before an unclear FIN is looked into again (conn.c; -1: no limit). */
-static int collect_locked(int epfd, struct epoll_event *out, int max, int *recheck)
+static int collect_locked(int epfd, struct epoll_event *out, int max, int *recheck,
+                          struct set_state *st)
 {
     int n = 0;
     pthread_mutex_lock(&ep_lock);
     struct ep_set *e = find_set(epfd, 0);
+    *st = (struct set_state){ 0, 0 };
     if (e) {
-        for (struct ep_reg *r = e->regs; recheck && r; r = r->next)
-            if (sock_kind(r->s) == LF_FAST && !r->disabled) {
+        refresh(e);
+        for (struct ep_reg *r = e->regs; r; r = r->next) {
+            if (sock_kind(r->s) != LF_FAST)
+                continue;
+            st->stuck += r->mode == MODE_KERNEL;
+            if (recheck && !r->disabled) {
                 conn_arm(r->s->conn, (short)r->events);
                 int ms = conn_recheck_ms(r->s->conn);
                 *recheck = *recheck < 0 || (ms >= 0 && ms < *recheck) ? ms : *recheck;
             }
+        }
+        st->inner = e->inner_regs;
         n = collect(e, out, 0, max);
     }
     pthread_mutex_unlock(&ep_lock);
@@ -477,7 +704,7 @@ static int has_regs(int epfd)
         return 0;
     pthread_mutex_lock(&ep_lock);
     struct ep_set *e = find_set(epfd, 0);
-    int yes = e && e->regs;
+    int yes = e && (e->regs || e->watching);
     pthread_mutex_unlock(&ep_lock);
     return yes;
 }
@@ -491,13 +718,14 @@ static int lf_epoll_wait(int epfd, struct epoll_event *out, int max, int timeout
     if (max <= 0 || !has_regs(epfd))
         return mask ? libc.epoll_pwait(epfd, out, max, timeout, mask)
                     : libc.epoll_wait(epfd, out, max, timeout);
-    int n = collect_locked(epfd, out, max, NULL);
+    struct set_state st;
+    int n = collect_locked(epfd, out, max, NULL, &st);
     /* Now and then let the kernel's descriptors in too, so none starves. */
     if (n || timeout == 0)
         return (n < max && (timeout == 0 || (++calls & 7) == 0)) ? kernel_wait(epfd, out, n, max, 0, NULL) : n;
-    uint64_t end = spin_deadline();
+    uint64_t end = st.inner ? spin_deadline() : 0;
     for (unsigned i = 1; end; i++) {
-        if ((n = collect_locked(epfd, out, max, NULL)))
+        if ((n = collect_locked(epfd, out, max, NULL, &st)))
             return n;
         if ((i & 63) == 0) {
             if ((n = kernel_wait(epfd, out, 0, max, 0, NULL)))
@@ -508,16 +736,24 @@ static int lf_epoll_wait(int epfd, struct epoll_event *out, int max, int timeout
     }
     uint64_t deadline = timeout < 0 ? UINT64_MAX : monotonic_ns() + (uint64_t)timeout * 1000000;
     for (;;) {
+        /* Counted before the last look: a socket that turns fast from now
+         * on wakes us (epoll_kind_changed). */
+        __atomic_add_fetch(&sleepers, 1, __ATOMIC_SEQ_CST);
         int recheck = -1;
-        if ((n = collect_locked(epfd, out, max, &recheck)))
+        if ((n = collect_locked(epfd, out, max, &recheck, &st))) {
+            __atomic_sub_fetch(&sleepers, 1, __ATOMIC_SEQ_CST);
             return n;
+        }
         int left = -1;
         if (deadline != UINT64_MAX) {
             uint64_t now = monotonic_ns();
             left = now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
         }
         int sleep = recheck >= 0 && (left < 0 || recheck < left) ? recheck : left;
+        if (st.stuck && (sleep < 0 || sleep > 10))
+            sleep = 10;   /* see to_inner */
         n = kernel_wait(epfd, out, 0, max, sleep, mask);
+        __atomic_sub_fetch(&sleepers, 1, __ATOMIC_SEQ_CST);
         if (n != 0 || left == 0)
             return n;
     }

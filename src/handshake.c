@@ -52,24 +52,31 @@ static socklen_t offer_name(uint64_t inode, struct sockaddr_un *un)
 
 /* ---- client: the offer ---- */
 
-void handshake_offer(struct lf_sock *s, int fd, const struct sockaddr *dst)
+/* The offer's listener, or -1: no offer. */
+static int offer_listener(int fd, const struct sockaddr *dst)
 {
     struct stat st;
     struct sockaddr_un un;
-    sock_set_kind(s, LF_PLAIN);
     if (!policy_allows(dst, NULL) || !is_loopback(dst) || fstat(fd, &st) < 0)
-        return;
+        return -1;
     int l = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (l < 0)
-        return;
+        return -1;
     socklen_t len = offer_name(st.st_ino, &un);
     if (bind(l, (struct sockaddr *)&un, len) < 0 || listen(l, NCANDIDATES) < 0) {
         libc.close_own(l);   /* EADDRINUSE: somebody squats the name */
-        return;
+        return -1;
     }
-    s->offer_fd = l;
-    if (ownfd_adopt1(&s->offer_fd) == 0)
-        sock_set_kind(s, LF_PENDING);
+    return l;
+}
+
+/* The kind changes once, straight to its new value: epoll.c follows each
+ * change (a passing PLAIN would hand a registration back to the kernel). */
+void handshake_offer(struct lf_sock *s, int fd, const struct sockaddr *dst)
+{
+    s->offer_fd = offer_listener(fd, dst);
+    int ok = s->offer_fd >= 0 && ownfd_adopt1(&s->offer_fd) == 0;
+    sock_set_kind(s, ok ? LF_PENDING : LF_PLAIN);
 }
 
 /* ---- server: the answer ---- */
@@ -256,8 +263,8 @@ static void become_fast(struct lf_sock *s, struct lf_conn *c)
         __atomic_store_n(&me->tx_switched, 1, __ATOMIC_RELEASE);
     __atomic_store_n(&me->ready, 1, __ATOMIC_RELEASE);
     s->conn = c;
+    sock_set_kind(s, LF_FAST);   /* first: never PLAIN on the way (handshake_offer) */
     handshake_give_up(s);
-    sock_set_kind(s, LF_FAST);
     conn_ring_bell(c);
 }
 

@@ -200,6 +200,7 @@ struct lf_sock {
     struct lf_sock *next_free;
     unsigned fork_gen;        /* marks the sock once per fork walk */
     int spare_inner;          /* epoll.c: an inner epoll kept for the next ADD */
+    int ep_regs;              /* epoll.c: epoll records of this socket */
     int nonblock_seen;        /* O_NONBLOCK as last seen, -1 unknown (conn.c: must_not_wait) */
     int bound_state;          /* OPTIN listener: is `bound` its address? (interpose.c) */
     int timeo_confined[2];    /* sandbox.c: SO_RCVTIMEO, SO_SNDTIMEO (ms, -1 none) when confined */
@@ -211,9 +212,14 @@ static inline int sock_kind(struct lf_sock *s)
 {
     return __atomic_load_n(&s->kind, __ATOMIC_ACQUIRE);
 }
+void epoll_kind_changed(int kind);
 static inline void sock_set_kind(struct lf_sock *s, int kind)
 {
     __atomic_store_n(&s->kind, kind, __ATOMIC_RELEASE);
+    /* against epoll.c's record_new: one of the two sees the other */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&s->ep_regs, __ATOMIC_RELAXED))
+        epoll_kind_changed(kind);   /* its registrations must follow */
 }
 
 struct lf_sock *fdtable_acquire(int fd);           /* NULL: not ours */

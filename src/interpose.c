@@ -535,7 +535,7 @@ LF_EXPORT int dup(int fd)
 LF_EXPORT int dup2(int oldfd, int newfd)
 {
     if (oldfd != newfd)
-        forget(newfd);
+        forget_any(newfd);   /* as close() would */
     int ours = oldfd != newfd && ownfd_vacate(newfd);
     int r = libc.dup2(oldfd, newfd);
     if (ours && r < 0)
@@ -546,7 +546,7 @@ LF_EXPORT int dup2(int oldfd, int newfd)
 LF_EXPORT int dup3(int oldfd, int newfd, int flags)
 {
     if (oldfd != newfd)
-        forget(newfd);
+        forget_any(newfd);   /* as close() would */
     int ours = oldfd != newfd && ownfd_vacate(newfd);
     int r = libc.dup3(oldfd, newfd, flags);
     if (ours && r < 0)
