@@ -510,7 +510,7 @@ static int lf_epoll_wait(int epfd, struct epoll_event *out, int max, int timeout
             uint64_t now = monotonic_ns();
             left = now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
         }
-        n = kernel_wait(epfd, out, 0, max, left, mask);
+        n = kernel_wait(epfd, out, 0, max, trim_before_sleep(left), mask);
         if (n != 0 || left == 0)
             return n;
     }

@@ -186,7 +186,7 @@ static int poll_tracked(struct poll_set *ps, int timeout_ms, const sigset_t *mas
         for (nfds_t i = 0; i < ps->nt; i++)
             if (sock_kind(ps->t[i].s) == LF_FAST)
                 conn_arm(ps->t[i].s->conn, ps->user[ps->t[i].user].events);
-        int wait = fast_ready(ps) ? 0 : remaining_ms(deadline);
+        int wait = fast_ready(ps) ? 0 : trim_before_sleep(remaining_ms(deadline));
         if (kernel_poll(ps, wait, mask) < 0)
             return -1;
         r = evaluate(ps, 1);

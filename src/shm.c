@@ -104,6 +104,7 @@ struct lf_conn *shm_create(uint64_t ring_size)
 
 void conn_free(struct lf_conn *c)
 {
+    trim_forget(c);
     if (c->memfd >= 0)
         libc.close_own(c->memfd);
     for (int i = 0; i < 2; i++) {
