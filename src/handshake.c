@@ -274,6 +274,7 @@ int handshake_take_answer(struct lf_sock *s, int fd)
         reap_fd(u);
         s->candidates[i] = -1;
         if (r == 1) {
+            bufsize_apply(s, c, fd);
             become_fast(s, c);
             return 1;
         }
@@ -286,6 +287,7 @@ int handshake_take_answer(struct lf_sock *s, int fd)
         reap_fd(s->candidates[i]);
         s->candidates[i] = -1;
         if (r == 1) {
+            bufsize_apply(s, c, fd);
             become_fast(s, c);
             return 1;
         }

@@ -204,6 +204,7 @@ struct lf_sock {
     int spare_inner;          /* epoll.c: an inner epoll kept for the next ADD */
     int nonblock_seen;        /* O_NONBLOCK as last seen, -1 unknown (conn.c: must_not_wait) */
     int bound_state;          /* OPTIN listener: is `bound` its address? (interpose.c) */
+    int bufsize_set;          /* bufsize.c: SO_SNDBUF / SO_RCVBUF the program set */
     struct sockaddr_storage bound;
 };
 enum { BOUND_UNKNOWN, BOUND_SPECIFIC, BOUND_WILDCARD };
@@ -229,6 +230,12 @@ void fdtable_unlock(void);
 void fdtable_reset_lock(void);
 void fdtable_for_each(void (*fn)(struct lf_sock *, void *), void *arg);
 void fdtable_for_each_fd(unsigned first, unsigned last, void (*fn)(int fd));   /* tracked fds */
+
+/* ---- bufsize.c: SO_SNDBUF / SO_RCVBUF bound the rings ---- */
+void bufsize_set(int fd, int level, int optname);          /* after a successful setsockopt */
+void bufsize_apply(struct lf_sock *s, struct lf_conn *c, int fd);   /* c becomes s's */
+void bufsize_inherit(struct lf_sock *listener, int fd);    /* an accepted connection */
+void bufsize_at_optin(struct lf_sock *s, int fd);          /* sizes set before opting in */
 
 /* ---- handshake.c ---- */
 int is_loopback(const struct sockaddr *sa);
