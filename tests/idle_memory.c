@@ -189,6 +189,16 @@ static long shmem_kb(void)
     return kb;
 }
 
+static pid_t children[2];
+
+/* A failed check must not leave the idle ends behind. */
+static void kill_children(void)
+{
+    for (int i = 0; i < 2; i++)
+        if (children[i] > 0)
+            kill(children[i], SIGKILL);
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -205,14 +215,20 @@ static void idle_case(char mode)
     int status[2];
     CHECK(pipe(status) == 0, "pipe");
     pid_t srv = fork();
-    if (srv == 0)
+    if (srv == 0 && alarm(40) == 0)
         server(l, mode, status[1]);
     close(l);
     pid_t cli = fork();
-    if (cli == 0)
+    if (cli == 0 && alarm(40) == 0)
         client(&addr, len, mode, status[1]);
+    close(status[1]);
+    children[0] = cli;
+    children[1] = srv;
     char b[2];
-    CHECK(read_full(status[0], b, 2) == 2, "both ends finished the bulk phase");
+    if (read_full(status[0], b, 2) != 2) {
+        int sc = child_status(cli), ss = child_status(srv);
+        FAIL("(%c) bulk phase: client exit %d, server exit %d", mode, sc, ss);
+    }
     double t0 = now_s(), t;
     long bound = CONNS * (KEEP_KB + 4) + 4 + (CONNS / 5) * (UNREAD / 1024 + 8);
     long rc, rs, sh;
@@ -233,7 +249,7 @@ static void idle_case(char mode)
     int sc = child_status(cli), ss = child_status(srv);
     CHECK(sc == 0 && ss == 0, "(%c) data after the idle phase: client %d, server %d", mode, sc, ss);
     close(status[0]);
-    close(status[1]);
+    children[0] = children[1] = 0;
 }
 
 /* Random sizes and pauses on one connection; the pauses (sleeps in poll on
@@ -245,7 +261,7 @@ static void stream_case(void)
     int l = listen_on(AF_INET, 1, &addr, &len);
     const uint64_t total = 24u << 20;
     pid_t rd = fork();
-    if (rd == 0) {
+    if (rd == 0 && alarm(40) == 0) {
         int s = accept(l, NULL, NULL);
         uint64_t pos = 0;
         srand(7);
@@ -282,10 +298,11 @@ static void stream_case(void)
 
 int main(void)
 {
-    alarm(120);
+    alarm(90);
     setvbuf(stdout, NULL, _IONBF, 0);
     struct sigaction sa = { .sa_handler = on_usr1 };   /* no SA_RESTART: the wait ends */
     sigaction(SIGUSR1, &sa, NULL);
+    atexit(kill_children);
     if (loopfast_rss_kb(getpid()) < 0 || shmem_kb() < 0)
         SKIP("no /proc/self/smaps or Shmem in /proc/meminfo");
     idle_case('a');
