@@ -215,11 +215,11 @@ static void idle_case(char mode)
     int status[2];
     CHECK(pipe(status) == 0, "pipe");
     pid_t srv = fork();
-    if (srv == 0 && alarm(40) == 0)
+    if (srv == 0 && alarm(100) == 0)
         server(l, mode, status[1]);
     close(l);
     pid_t cli = fork();
-    if (cli == 0 && alarm(40) == 0)
+    if (cli == 0 && alarm(100) == 0)
         client(&addr, len, mode, status[1]);
     close(status[1]);
     children[0] = cli;
@@ -261,7 +261,7 @@ static void stream_case(void)
     int l = listen_on(AF_INET, 1, &addr, &len);
     const uint64_t total = 24u << 20;
     pid_t rd = fork();
-    if (rd == 0 && alarm(40) == 0) {
+    if (rd == 0 && alarm(100) == 0) {
         int s = accept(l, NULL, NULL);
         uint64_t pos = 0;
         srand(7);
@@ -298,7 +298,7 @@ static void stream_case(void)
 
 int main(void)
 {
-    alarm(90);
+    alarm(110);
     setvbuf(stdout, NULL, _IONBF, 0);
     struct sigaction sa = { .sa_handler = on_usr1 };   /* no SA_RESTART: the wait ends */
     sigaction(SIGUSR1, &sa, NULL);
