@@ -52,6 +52,8 @@ static int set_optin(int fd, int state, int enable)
         r = fail(EISCONN);
     } else if (enable && !s) {
         struct lf_sock *n = sock_new(LF_OPTIN);
+        if (n)
+            bufsize_at_optin(n, fd);
         if (!n || fdtable_set(fd, n) < 0)
             r = fail(ENOMEM);
         if (n)

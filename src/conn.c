@@ -469,6 +469,7 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
         if (n > 0) {
             done += (size_t)n;
             my_stats(c)->tx_bytes += (uint64_t)n;
+            trim_note_write(c);
             if (ring_take_armed(&c->tx.ctl->reader_armed))
                 bell_ring(c, BELL_DATA);
             continue;

@@ -752,7 +752,7 @@ static int lf_epoll_wait(int epfd, struct epoll_event *out, int max, int timeout
         int sleep = recheck >= 0 && (left < 0 || recheck < left) ? recheck : left;
         if (st.stuck && (sleep < 0 || sleep > 10))
             sleep = 10;   /* see to_inner */
-        n = kernel_wait(epfd, out, 0, max, sleep, mask);
+        n = kernel_wait(epfd, out, 0, max, trim_before_sleep(sleep), mask);
         __atomic_sub_fetch(&sleepers, 1, __ATOMIC_SEQ_CST);
         if (n != 0 || left == 0)
             return n;

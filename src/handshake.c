@@ -298,6 +298,7 @@ int handshake_take_answer(struct lf_sock *s, int fd)
         }
         s->candidates[i] = -1;
         if (r == 1 && keep_answer(c, u)) {
+            bufsize_apply(s, c, fd);
             become_fast(s, c);
             return 1;
         }
@@ -312,6 +313,7 @@ int handshake_take_answer(struct lf_sock *s, int fd)
         reap_fd(s->candidates[i]);
         s->candidates[i] = -1;
         if (r == 1 && keep_answer(c, -1)) {
+            bufsize_apply(s, c, fd);
             become_fast(s, c);
             return 1;
         }

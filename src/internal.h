@@ -118,6 +118,21 @@ struct lf_shared {
 _Static_assert(sizeof(struct lf_shared) <= LF_HEADER_SIZE, "header fits a page");
 
 
+/* ---- trim.c: a ring's pages given back once its connection is idle ---- */
+#define TRIM_KEEP (24u << 10)    /* bytes of a ring an idle connection may keep touched */
+struct lf_conn;
+struct trim_state {
+    struct lf_conn *prev, *next;  /* on the list of rings being watched */
+    int listed;
+    unsigned round;               /* the last round that looked at it */
+    uint64_t kept_from;           /* the tail at the last punch: pages before it are gone */
+    uint64_t seen_head, seen_tail;   /* at the last look: unchanged means idle */
+};
+void trim_watch(struct lf_conn *c);     /* its ring holds more than TRIM_KEEP: watch it */
+void trim_forget(struct lf_conn *c);    /* before the connection is freed */
+void trim_idle(void);                   /* before a thread sleeps: trim what went idle */
+int trim_before_sleep(int timeout_ms);  /* the same; the timeout, shortened while watching */
+
 struct lf_conn {
     struct lf_shared *sh;
     size_t map_len;
@@ -135,6 +150,7 @@ struct lf_conn {
     int fin_unclear;              /* a FIN that may be a shutdown, not a close */
     uint64_t next_recheck;        /* when an unclear FIN is looked into again */
     pid_t made_by;                /* spare.c: the process that created it */
+    struct trim_state trim;       /* trim.c: giving the tx ring's pages back */
 };
 
 struct lf_conn *shm_create(uint64_t ring_size);
@@ -145,6 +161,16 @@ static inline struct lf_stats *my_stats(struct lf_conn *c)
     return &c->sh->stats[c->me];
 }
 void conn_free(struct lf_conn *c);
+
+/* After the writer put bytes on its ring (conn.c): a ring that holds more
+ * than TRIM_KEEP since its last punch is watched until it goes idle. */
+static inline void trim_note_write(struct lf_conn *c)
+{
+    if (!__atomic_load_n(&c->trim.listed, __ATOMIC_RELAXED) &&
+        __atomic_load_n(&c->tx.ctl->head, __ATOMIC_RELAXED) -
+                __atomic_load_n(&c->trim.kept_from, __ATOMIC_RELAXED) > TRIM_KEEP)
+        trim_watch(c);
+}
 
 /* ---- spare.c: the server's next connection, made while it waits ---- */
 void spare_prepare(void);            /* before an opted-in accept() */
@@ -204,6 +230,7 @@ struct lf_sock {
     int nonblock_seen;        /* O_NONBLOCK as last seen, -1 unknown (conn.c: must_not_wait) */
     int bound_state;          /* OPTIN listener: is `bound` its address? (interpose.c) */
     int timeo_confined[2];    /* sandbox.c: SO_RCVTIMEO, SO_SNDTIMEO (ms, -1 none) when confined */
+    int bufsize_set;          /* bufsize.c: SO_SNDBUF / SO_RCVBUF the program set */
     struct sockaddr_storage bound;
 };
 enum { BOUND_UNKNOWN, BOUND_SPECIFIC, BOUND_WILDCARD };
@@ -234,6 +261,12 @@ void fdtable_unlock(void);
 void fdtable_reset_lock(void);
 void fdtable_for_each(void (*fn)(struct lf_sock *, void *), void *arg);
 void fdtable_for_each_fd(unsigned first, unsigned last, void (*fn)(int fd));   /* tracked fds */
+
+/* ---- bufsize.c: SO_SNDBUF / SO_RCVBUF bound the rings ---- */
+void bufsize_set(int fd, int level, int optname);          /* after a successful setsockopt */
+void bufsize_apply(struct lf_sock *s, struct lf_conn *c, int fd);   /* c becomes s's */
+void bufsize_inherit(struct lf_sock *listener, int fd);    /* an accepted connection */
+void bufsize_at_optin(struct lf_sock *s, int fd);          /* sizes set before opting in */
 
 /* ---- handshake.c ---- */
 int is_loopback(const struct sockaddr *sa);

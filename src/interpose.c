@@ -327,6 +327,23 @@ LF_EXPORT int socket(int domain, int type, int protocol)
     return fd;
 }
 
+/* Socket buffer sizes bound the rings too (bufsize.c); the call is the kernel's. */
+LF_EXPORT int setsockopt(int fd, int level, int optname, const void *val, socklen_t len)
+{
+    if (__builtin_expect(!lf_initialised, 0))
+        lf_init();
+    static int (*real_setsockopt)(int, int, int, const void *, socklen_t);
+    if (!real_setsockopt)
+        *(void **)&real_setsockopt = dlsym_next("setsockopt");
+    int r = real_setsockopt(fd, level, optname, val, len);
+    if (r == 0 && level == SOL_SOCKET) {
+        int e = errno;
+        bufsize_set(fd, level, optname);
+        errno = e;
+    }
+    return r;
+}
+
 LF_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     struct lf_sock *s = ours(fd);
@@ -395,6 +412,7 @@ static int accept_any(int listen_fd, struct sockaddr *addr, socklen_t *len, int 
             memcpy(&ends[1], addr, *len);
         listener_address(l, listen_fd, &ends[0]);
         handshake_answer(c, ends);
+        bufsize_inherit(l, c);
         errno = e;
     }
     if (l)

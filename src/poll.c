@@ -200,6 +200,7 @@ static int poll_tracked(struct poll_set *ps, int timeout_ms, const sigset_t *mas
         int wait = fast_ready(ps) ? 0 : remaining_ms(deadline);
         if (recheck >= 0 && (wait < 0 || recheck < wait))
             wait = recheck;
+        wait = trim_before_sleep(wait);
         if (kernel_poll(ps, wait, mask) < 0)
             return -1;
         r = evaluate(ps, 1);

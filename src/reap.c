@@ -73,6 +73,7 @@ void reap_fd(int fd)
 
 int reap_now(void)
 {
+    trim_idle();   /* the same moment suits giving idle rings' pages back */
     if (!__atomic_load_n(&stack, __ATOMIC_RELAXED))
         return 0;
     struct reap_item *it = __atomic_exchange_n(&stack, NULL, __ATOMIC_ACQUIRE);

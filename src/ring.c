@@ -19,6 +19,21 @@ void ring_init(struct ring *r, struct ring_ctl *ctl, void *data, uint64_t size)
     r->data = data;
     r->size = size;
     r->tail_seen = r->head_seen = 0;   /* any value is safe: a stale one is loaded again */
+    r->own_bound = 0;
+}
+
+uint64_t ring_capacity(const struct ring *r)
+{
+    /* The reader's word shares the line of the armed flags, which a writer
+     * reads after each write anyway; the peer can only shrink its own stream. */
+    uint64_t peer = __atomic_load_n(&r->ctl->reader_bound, __ATOMIC_RELAXED);
+    uint64_t own = __atomic_load_n(&r->own_bound, __ATOMIC_RELAXED);
+    return own && peer && own + peer < r->size ? own + peer : r->size;
+}
+
+static uint64_t room_for(uint64_t cap, uint64_t used)
+{
+    return used < cap ? cap - used : 0;
 }
 
 static uint64_t load_acquire(const uint64_t *p)
@@ -50,7 +65,7 @@ ssize_t ring_writable(const struct ring *r)
 {
     uint64_t head, tail;
     int64_t used = ring_used(r, &head, &tail);
-    return used < 0 ? -1 : (ssize_t)(r->size - (uint64_t)used);
+    return used < 0 ? -1 : (ssize_t)room_for(ring_capacity(r), (uint64_t)used);
 }
 
 /* Copies len bytes into the ring at byte position pos, wrapping once. */
@@ -82,14 +97,15 @@ static size_t iov_total(const struct iovec *iov, int iovcnt, size_t cap)
  * tail, the reader's the head) only when the one last seen gives fewer than
  * `want` bytes of room or data; -1 when corrupt.  Our own index is always
  * loaded: forked holders take turns. */
-static int64_t span(struct ring *r, uint64_t *head, uint64_t *tail, int writer, size_t want)
+static int64_t span(struct ring *r, uint64_t *head, uint64_t *tail, int writer, size_t want,
+                    uint64_t cap)
 {
     uint64_t *own = writer ? head : tail, *peer = writer ? tail : head;
     uint64_t *seen = writer ? &r->tail_seen : &r->head_seen;
     *own = load_acquire(writer ? &r->ctl->head : &r->ctl->tail);
     *peer = *seen;
     uint64_t used = *head - *tail;
-    if (used > r->size || (writer ? r->size - used : used) < want) {
+    if (used > r->size || (writer ? room_for(cap, used) : used) < want) {
         *peer = *seen = load_acquire(writer ? &r->ctl->tail : &r->ctl->head);
         used = *head - *tail;
     }
@@ -98,11 +114,11 @@ static int64_t span(struct ring *r, uint64_t *head, uint64_t *tail, int writer, 
 
 ssize_t ring_writev(struct ring *r, const struct iovec *iov, int iovcnt)
 {
-    uint64_t head, tail;
-    int64_t used = span(r, &head, &tail, 1, iov_total(iov, iovcnt, r->size));
+    uint64_t head, tail, cap = ring_capacity(r);
+    int64_t used = span(r, &head, &tail, 1, iov_total(iov, iovcnt, cap), cap);
     if (used < 0)
         return -1;
-    size_t room = r->size - (uint64_t)used, done = 0;
+    size_t room = room_for(cap, (uint64_t)used), done = 0;
     for (int i = 0; i < iovcnt && done < room; i++) {
         size_t n = iov[i].iov_len < room - done ? iov[i].iov_len : room - done;
         copy_in(r, head + done, iov[i].iov_base, n);
@@ -122,7 +138,7 @@ ssize_t ring_write(struct ring *r, const void *buf, size_t len)
 ssize_t ring_readv(struct ring *r, const struct iovec *iov, int iovcnt, int peek)
 {
     uint64_t head, tail;
-    int64_t avail = span(r, &head, &tail, 0, iov_total(iov, iovcnt, r->size));
+    int64_t avail = span(r, &head, &tail, 0, iov_total(iov, iovcnt, r->size), r->size);
     if (avail < 0)
         return -1;
     size_t done = 0;

@@ -31,6 +31,7 @@ struct ring_ctl {
     _Alignas(64) uint64_t tail;      /* bytes ever read: the reader's */
     _Alignas(64) uint32_t reader_armed; /* reader sleeps: ring its doorbell */
     uint32_t writer_armed;              /* writer sleeps: ring its doorbell */
+    uint32_t reader_bound;              /* the reader's SO_RCVBUF as the kernel reports it; 0: unset */
 };
 
 /* The process-local view; `size` is our own validated copy, never re-read. */
@@ -38,6 +39,7 @@ struct ring {
     struct ring_ctl *ctl;
     unsigned char *data;
     uint64_t size;        /* a power of two */
+    uint64_t own_bound;   /* writer: our SO_SNDBUF as the kernel reports it; 0: unset */
     uint64_t tail_seen;   /* as the writer last loaded it */
     uint64_t head_seen;   /* as the reader last loaded it */
 };
@@ -49,6 +51,10 @@ void ring_init(struct ring *r, struct ring_ctl *ctl, void *data, uint64_t size);
 
 /* Bytes that can be read now, or -1 when the indices are corrupt. */
 ssize_t ring_readable(const struct ring *r);
+/* The bytes the writer may have in flight: the whole ring, or, when both
+ * ends set their socket buffers, the writer's SO_SNDBUF plus the reader's
+ * SO_RCVBUF (both as getsockopt reports them), as kernel TCP would hold. */
+uint64_t ring_capacity(const struct ring *r);
 /* Bytes of room for the writer now, or -1 when the indices are corrupt. */
 ssize_t ring_writable(const struct ring *r);
 

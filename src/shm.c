@@ -104,6 +104,7 @@ struct lf_conn *shm_create(uint64_t ring_size)
 
 void conn_free(struct lf_conn *c)
 {
+    trim_forget(c);
     ownfd_close(&c->memfd);
     for (int i = 0; i < 2; i++) {
         ownfd_close(&c->bell_mine[i]);

@@ -254,12 +254,17 @@ int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tc
         { .fd = fd, .events = for_write ? (c->fin_unclear ? 0 : POLLRDHUP) : (POLLIN | POLLRDHUP) },
         { .fd = c->bell_mine[for_write ? BELL_ROOM : BELL_DATA], .events = POLLIN },
     };
-    int r;
+    int r, t, left = timeout_ms;
+    uint64_t end = timeout_ms > 0 ? monotonic_ns() + (uint64_t)timeout_ms * 1000000 : 0;
     reap_now();
-    do {
+    for (;;) {   /* a sleep cut short to trim idle rings (trim.c) is no timeout */
         signal_wait_begin();
-        r = poll_fitting(p, 2, 0, timeout_ms, NULL, wait_news, &news);
-    } while (r < 0 && errno == EINTR && signal_restarts());
+        r = poll_fitting(p, 2, 0, t = trim_before_sleep(left), NULL, wait_news, &news);
+        if (!(r < 0 && errno == EINTR && signal_restarts()) && !(r == 0 && t != left))
+            break;
+        uint64_t now = end ? monotonic_ns() : 0;
+        left = !end ? left : now >= end ? 0 : (int)((end - now + 999999) / 1000000);
+    }
     if (r < 0)
         return -errno;
     if (r == 0)

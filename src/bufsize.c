@@ -1,0 +1,108 @@
+/*
+ * bufsize.c - SO_SNDBUF and SO_RCVBUF bound a fast connection's bytes in
+ * flight as they bound kernel TCP's buffers.
+ *
+ * Over kernel TCP a writer that nobody reads from stops after about its
+ * SO_SNDBUF plus the reader's SO_RCVBUF (measured on loopback: 13 KB with
+ * both set to 4096, 270 KB with both at 65536; getsockopt reports twice the
+ * value set, and the sum of the reported values is within 1.3x of what the
+ * kernel holds).  A size the program did not set is autotuned by the kernel
+ * (megabytes): then the ring's size (LOOPFAST_RING_KB) stays the bound.
+ * The ring itself keeps its size; the writer respects a smaller capacity
+ * (ring.c, ring_capacity): its own reported SO_SNDBUF, kept in the process,
+ * plus the reader's reported SO_RCVBUF, which the reader publishes in its
+ * ring's control block.  getsockopt is left to the kernel and answers as
+ * it always does.
+ *
+ * Which sizes the program set: setsockopt is seen on sockets loopfast
+ * tracks (all TCP sockets in LOOPFAST_MODE=all); a size set before
+ * loopfast_ioctl is recognised at opt-in because it differs from the
+ * kernel's initial one (tcp_wmem[1], tcp_rmem[1]); an accepted connection
+ * inherits its listener's, as the kernel copies them.
+ */
+#include <stdio.h>
+
+#include "internal.h"
+
+enum { SET_SND = 1, SET_RCV = 2 };
+
+static uint32_t reported(int fd, int optname)
+{
+    int v = 0;
+    socklen_t len = sizeof v;
+    return getsockopt(fd, SOL_SOCKET, optname, &v, &len) == 0 && v > 0 ? (uint32_t)v : 0;
+}
+
+static void apply(struct lf_conn *c, int set, int fd)
+{
+    if (set & SET_SND)
+        __atomic_store_n(&c->tx.own_bound, reported(fd, SO_SNDBUF), __ATOMIC_RELAXED);
+    if (set & SET_RCV) {
+        __atomic_store_n(&c->rx.ctl->reader_bound, reported(fd, SO_RCVBUF), __ATOMIC_RELAXED);
+        conn_ring_bell(c);   /* a writer waiting for room may have more now */
+    }
+}
+
+static int which(int level, int optname)
+{
+    if (level != SOL_SOCKET)
+        return 0;
+    if (optname == SO_SNDBUF || optname == SO_SNDBUFFORCE)
+        return SET_SND;
+    return optname == SO_RCVBUF || optname == SO_RCVBUFFORCE ? SET_RCV : 0;
+}
+
+void bufsize_set(int fd, int level, int optname)
+{
+    int set = which(level, optname);
+    struct lf_sock *s = set ? fdtable_acquire(fd) : NULL;
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    __atomic_fetch_or(&s->bufsize_set, set, __ATOMIC_RELAXED);
+    if (sock_kind(s) == LF_FAST)
+        apply(s->conn, set, fd);
+    pthread_mutex_unlock(&s->lock);
+    sock_put(s);
+}
+
+void bufsize_apply(struct lf_sock *s, struct lf_conn *c, int fd)
+{
+    int set = __atomic_load_n(&s->bufsize_set, __ATOMIC_RELAXED);
+    if (set)
+        apply(c, set, fd);
+}
+
+void bufsize_inherit(struct lf_sock *listener, int fd)
+{
+    int set = __atomic_load_n(&listener->bufsize_set, __ATOMIC_RELAXED);
+    struct lf_sock *s = set ? fdtable_acquire(fd) : NULL;
+    if (!s)
+        return;
+    __atomic_fetch_or(&s->bufsize_set, set, __ATOMIC_RELAXED);
+    if (sock_kind(s) == LF_FAST)
+        apply(s->conn, set, fd);
+    sock_put(s);
+}
+
+/* The kernel's initial size of a new TCP socket's buffer: the middle value
+ * of tcp_wmem or tcp_rmem; 0 when it cannot be read. */
+static uint32_t initial(const char *path)
+{
+    char buf[96];
+    unsigned lo, mid;
+    return read_small_file(path, buf, sizeof buf) > 0 && sscanf(buf, "%u %u", &lo, &mid) == 2
+               ? mid : 0;
+}
+
+void bufsize_at_optin(struct lf_sock *s, int fd)
+{
+    static uint32_t snd0, rcv0;   /* threads may race to fill them in: they agree */
+    if (!snd0)
+        snd0 = initial("/proc/sys/net/ipv4/tcp_wmem");
+    if (!rcv0)
+        rcv0 = initial("/proc/sys/net/ipv4/tcp_rmem");
+    int set = (snd0 && reported(fd, SO_SNDBUF) != snd0 ? SET_SND : 0) |
+              (rcv0 && reported(fd, SO_RCVBUF) != rcv0 ? SET_RCV : 0);
+    __atomic_fetch_or(&s->bufsize_set, set, __ATOMIC_RELAXED);
+}

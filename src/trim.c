@@ -1,0 +1,227 @@
+/*
+ * trim.c - giving a ring's pages back once its connection is idle, as the
+ * kernel frees a socket's buffers once their bytes are read.
+ *
+ * A ring's pages are allocated as they are first written and would stay
+ * until the connection closes: 1000 idle connections that once moved 2 MiB
+ * each way would keep 2 GB.  A hole punched in the memfd frees a page for
+ * both processes at once.  A later write faults a fresh zeroed page in,
+ * which costs tens of microseconds a page on a virtual machine, so only
+ * rings that stopped moving are trimmed, never a busy one.
+ *
+ * Who may punch: the ring's writer, whole pages inside its free region
+ * [head, tail + size).  Only the writer writes there and the reader only
+ * reads [tail, head) (it publishes its tail after its last copy; we load it
+ * with acquire), so the punch races with no reader.  Writers of this end
+ * are held off: this process's by the tx lock (tried, never waited for) and
+ * by blocking signals (a handler may write), other processes by punching
+ * only while this process is the end's only holder (fork() counts the
+ * child before it exists, and the atfork handler waits for a round in
+ * progress).  Every range comes from two checked indices and is masked into
+ * the ring: a peer lying about its tail can only make us punch bytes it has
+ * not read yet, its own data.
+ *
+ * When: a ring whose writer wrote more than TRIM_KEEP since its last punch
+ * is watched (conn.c's write path calls trim_note_write).  Before a thread
+ * sleeps (reap_now, and the sleeping loops of wait.c, poll.c and epoll.c
+ * through trim_before_sleep), a round looks at every watched ring, one
+ * round every ROUND_NS at most: a ring whose indices did not move since the
+ * previous round is idle, and its free region is punched.  A ring whose
+ * reader still holds unread bytes stays watched until it drains.  While
+ * rings are watched a sleep is cut short at the next round, so a program
+ * that sleeps in loopfast gives an idle connection's pages back within
+ * about two rounds; one that sleeps where loopfast cannot see (nanosleep,
+ * waitpid, a read on a pipe) does so when it next waits in loopfast.
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define ROUND_NS     (400ull * 1000000)    /* between two looks at a ring */
+#define ROUND_MAX_NS (1200ull * 1000000)   /* the same while nothing moves */
+#define RESUME_NS    (10ull * 1000000)     /* a round cut short goes on after this */
+#define LOOKS_PER_CALL 64                  /* the cost bound of one call */
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct lf_conn *first, *last;       /* the watched rings, oldest look first */
+static unsigned round_no;
+static int round_open, round_moved;
+static uint64_t round_gap = ROUND_NS;
+static uint64_t next_round = UINT64_MAX;   /* UINT64_MAX: nothing watched */
+
+static void lock_for_fork(void) { pthread_mutex_lock(&lock); }
+static void unlock_after_fork(void) { pthread_mutex_unlock(&lock); }
+static void reset_in_child(void) { pthread_mutex_init(&lock, NULL); }
+
+__attribute__((constructor)) static void trim_init(void)
+{
+    /* A fork waits for a punch in progress: the child is counted as a
+     * holder before, so no punch starts while it can write. */
+    pthread_atfork(lock_for_fork, unlock_after_fork, reset_in_child);
+}
+
+static void unlink_conn(struct lf_conn *c)
+{
+    struct trim_state *t = &c->trim;
+    *(t->prev ? &t->prev->trim.next : &first) = t->next;
+    *(t->next ? &t->next->trim.prev : &last) = t->prev;
+    t->prev = t->next = NULL;
+    __atomic_store_n(&t->listed, 0, __ATOMIC_RELAXED);
+}
+
+static void append(struct lf_conn *c)
+{
+    c->trim.prev = last;
+    c->trim.next = NULL;
+    *(last ? &last->trim.next : &first) = c;
+    last = c;
+}
+
+void trim_watch(struct lf_conn *c)
+{
+    pthread_mutex_lock(&lock);
+    if (!c->trim.listed) {
+        __atomic_store_n(&c->trim.listed, 1, __ATOMIC_RELAXED);
+        c->trim.seen_head = UINT64_MAX;   /* the first look only takes note */
+        c->trim.round = 0;
+        append(c);
+        if (__atomic_load_n(&next_round, __ATOMIC_RELAXED) == UINT64_MAX)
+            __atomic_store_n(&next_round, monotonic_ns() + ROUND_NS, __ATOMIC_RELAXED);
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+void trim_forget(struct lf_conn *c)
+{
+    pthread_mutex_lock(&lock);
+    if (c->trim.listed)
+        unlink_conn(c);
+    pthread_mutex_unlock(&lock);
+}
+
+/* Punches the whole pages of bytes [start, start + len) of the mapping. */
+static void punch(struct lf_conn *c, uint64_t start, uint64_t len)
+{
+    static uint64_t page;
+    if (!page)
+        page = (uint64_t)sysconf(_SC_PAGESIZE);
+    uint64_t lo = (start + page - 1) & ~(page - 1), hi = (start + len) & ~(page - 1);
+    if (hi <= lo || hi > c->map_len)
+        return;
+    if (c->memfd < 0 || fallocate(c->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                  (off_t)lo, (off_t)(hi - lo)) < 0)
+        madvise((char *)c->sh + lo, hi - lo, MADV_REMOVE);
+}
+
+/* The writer's free region [head, tail + size), in at most two pieces. */
+static void punch_free(struct lf_conn *c, uint64_t head, uint64_t tail)
+{
+    const struct ring *r = &c->tx;
+    uint64_t base = (uint64_t)(r->data - (unsigned char *)c->sh);
+    uint64_t len = tail + r->size - head, off = head & (r->size - 1);
+    uint64_t piece = r->size - off < len ? r->size - off : len;
+    punch(c, base + off, piece);
+    punch(c, base, len - piece);
+}
+
+/* One look at a ring whose writer this process holds alone, tx lock held:
+ * 1 while it must stay watched. */
+static int look_locked(struct lf_conn *c)
+{
+    struct trim_state *t = &c->trim;
+    struct ring *r = &c->tx;
+    if (__atomic_load_n(&c->sh->side[c->me].holders, __ATOMIC_ACQUIRE) != 1)
+        return 0;   /* forked holders may write it: not ours alone to trim */
+    uint64_t head = __atomic_load_n(&r->ctl->head, __ATOMIC_ACQUIRE);
+    uint64_t tail = __atomic_load_n(&r->ctl->tail, __ATOMIC_ACQUIRE);
+    if (head - tail > r->size)
+        return 0;   /* corrupt: the next call on it says so */
+    if (head != t->seen_head || tail != t->seen_tail) {
+        t->seen_head = head;
+        t->seen_tail = tail;
+        round_moved = 1;
+        return 1;
+    }
+    uint64_t touched = head - t->kept_from;
+    if (touched > TRIM_KEEP && tail != t->kept_from) {
+        punch_free(c, head, tail);
+        __atomic_store_n(&t->kept_from, tail, __ATOMIC_RELAXED);
+        touched = head - tail;
+    }
+    return touched > TRIM_KEEP;   /* unread bytes hold pages: wait for the reader */
+}
+
+static int look(struct lf_conn *c)
+{
+    if (pthread_mutex_trylock(&c->tx_lock) != 0) {
+        round_moved = 1;   /* a writer is at work: not idle */
+        return 1;
+    }
+    int keep = look_locked(c);
+    pthread_mutex_unlock(&c->tx_lock);
+    return keep;
+}
+
+/* Looks at up to LOOKS_PER_CALL rings not yet seen this round; lock held. */
+static void run_round(uint64_t now)
+{
+    if (!round_open) {
+        round_open = 1;
+        round_moved = 0;
+        round_no++;
+    }
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int looks = 0;
+    while (first && first->trim.round != round_no && looks++ < LOOKS_PER_CALL) {
+        struct lf_conn *c = first;
+        unlink_conn(c);
+        if (look(c)) {
+            __atomic_store_n(&c->trim.listed, 1, __ATOMIC_RELAXED);
+            c->trim.round = round_no;
+            append(c);
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    uint64_t next = UINT64_MAX;
+    if (first && first->trim.round != round_no) {
+        next = now + RESUME_NS;
+    } else {
+        round_open = 0;
+        round_gap = round_moved ? ROUND_NS : (round_gap * 2 < ROUND_MAX_NS ? round_gap * 2 : ROUND_MAX_NS);
+        if (first)
+            next = now + round_gap;
+    }
+    __atomic_store_n(&next_round, next, __ATOMIC_RELAXED);
+}
+
+void trim_idle(void)
+{
+    /* fallocate is outside a sandbox's allow-list (sandbox.c): no trims there */
+    if (__atomic_load_n(&next_round, __ATOMIC_RELAXED) == UINT64_MAX || lf_confined)
+        return;
+    uint64_t now = monotonic_ns();
+    if (now < __atomic_load_n(&next_round, __ATOMIC_RELAXED))
+        return;
+    pthread_mutex_lock(&lock);
+    if (now >= next_round)
+        run_round(now);
+    pthread_mutex_unlock(&lock);
+}
+
+int trim_before_sleep(int timeout_ms)
+{
+    if (timeout_ms == 0 || lf_confined)
+        return timeout_ms;
+    trim_idle();
+    uint64_t due = __atomic_load_n(&next_round, __ATOMIC_RELAXED);
+    if (due == UINT64_MAX)
+        return timeout_ms;
+    uint64_t now = monotonic_ns();
+    uint64_t ms = due > now ? (due - now + 999999) / 1000000 : 1;
+    return timeout_ms < 0 || ms < (uint64_t)timeout_ms ? (int)ms : timeout_ms;
+}
