@@ -20,7 +20,7 @@
 #define MAX_IOV 64
 
 static struct lf_side *my_side(struct lf_conn *c) { return &c->sh->side[c->me]; }
-static struct lf_side *peer_side(struct lf_conn *c) { return &c->sh->side[!c->me]; }
+static struct lf_side *peer_side(struct lf_conn *c) { return conn_peer(c); }   /* as proved: 4.7 */
 /* A process with one thread needs no lock; the choice made at lock time is
  * returned so that unlock mirrors it. */
 static int lock_if_threaded(pthread_mutex_t *m)
@@ -84,7 +84,7 @@ int conn_is_fast(struct lf_sock *s)
     struct lf_conn *c = s->conn;
     if (sock_kind(s) != LF_FAST)
         return 0;
-    return c->me == LF_CLIENT || load32(&c->sh->side[LF_CLIENT].ready);
+    return c->me == LF_CLIENT || load32(&peer_side(c)->ready);
 }
 
 /* What TCP says of a connection whose reads are on the ring: -EAGAIN alive,
@@ -244,13 +244,14 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
 
 /* ---- writing ---- */
 
-/* The server may switch once the client reads rings; the client always may. */
+/* A writer may switch once its reader reads rings: the client says so when
+ * it takes the answer, the server once the client has proved itself (4.7). */
 static void tx_maybe_switch(struct lf_conn *c)
 {
     struct lf_side *me = my_side(c);
     if (load32(&me->tx_switched))
         return;
-    if (c->me == LF_SERVER && !load32(&peer_side(c)->ready))
+    if (!load32(&peer_side(c)->ready))
         return;
     store32(&me->tx_switched, 1);
     conn_ring_bell(c);
@@ -454,8 +455,7 @@ static short poll_in(struct lf_conn *c, short tev)
 
 static short poll_out(struct lf_conn *c, short tev)
 {
-    int tx_on = load32(&my_side(c)->tx_switched) || c->me == LF_CLIENT ||
-                load32(&peer_side(c)->ready);
+    int tx_on = load32(&my_side(c)->tx_switched) || load32(&peer_side(c)->ready);
     if (!tx_on)
         return tev & POLLOUT;
     if (c->broken || load32(&peer_side(c)->closed) || ring_writable(&c->tx) != 0)
@@ -483,8 +483,7 @@ short conn_poll_state(struct lf_conn *c, short want, short tev)
 short conn_kernel_events(struct lf_conn *c, short want)
 {
     short ev = POLLIN | POLLRDHUP;   /* pre-switch data, or the peer's end */
-    int tx_on_tcp = c->me == LF_SERVER && !load32(&my_side(c)->tx_switched) &&
-                    !load32(&peer_side(c)->ready);
+    int tx_on_tcp = !load32(&my_side(c)->tx_switched) && !load32(&peer_side(c)->ready);
     if ((want & (POLLOUT | POLLWRNORM)) && tx_on_tcp)
         ev |= POLLOUT;
     return ev;
@@ -513,6 +512,6 @@ void conn_signature(struct lf_conn *c, uint64_t *in, uint64_t *out)
 int conn_wants_kernel(struct lf_conn *c, short want)
 {
     int rx_tcp = !load32(&my_side(c)->rx_on_ring);
-    int tx_tcp = c->me == LF_SERVER && !load32(&my_side(c)->tx_switched) && !load32(&peer_side(c)->ready);
+    int tx_tcp = !load32(&my_side(c)->tx_switched) && !load32(&peer_side(c)->ready);
     return ((want & POLLIN) && rx_tcp) || ((want & POLLOUT) && tx_tcp);
 }

@@ -4,8 +4,9 @@
  * The new image has an empty fd table, and its peer writes to a ring, so the
  * inherited TCP descriptor alone would be useless.  Before exec, each fast
  * connection whose TCP descriptor stays open across exec is described in
- * LOOPFAST_INHERIT (descriptor, memfd, doorbells, side, ring size), with
- * copies of the memfd and doorbells that survive exec.  The library's
+ * LOOPFAST_INHERIT (descriptor, memfd, doorbells, side, ring size, and for
+ * a server still waiting for its client's proof the proof's unix connection
+ * and the cookie it expects), with copies that survive exec.  The library's
  * constructor in the new image maps it again, with the same checks as a
  * handshake.  An image without loopfast (a static binary, LD_PRELOAD
  * removed) cannot use such a connection: see docs/design.md.
@@ -52,11 +53,16 @@ static void describe(struct lf_sock *s, void *arg, int fd)
     int m = keep(x, c->memfd);
     int md = keep(x, c->bell_mine[BELL_DATA]), mr = keep(x, c->bell_mine[BELL_ROOM]);
     int pd = keep(x, c->bell_peer[BELL_DATA]), pr = keep(x, c->bell_peer[BELL_ROOM]);
+    /* A server whose client has not proved itself yet takes the proof's
+     * connection along (docs/design.md, 4.7). */
+    int proved = __atomic_load_n(&c->peer_line, __ATOMIC_ACQUIRE) != NULL;
+    int u = !proved && c->proof_fd >= 0 ? keep(x, c->proof_fd) : -1;
     if (m < 0 || md < 0 || mr < 0 || pd < 0 || pr < 0)
         return;
-    char item[128];
-    int n = snprintf(item, sizeof item, "%s%d:%d:%d:%d:%d:%d:%d:%llu", x->len ? "," : "", fd, m, md,
-                     mr, pd, pr, c->me, (unsigned long long)c->tx.size);
+    char item[160];
+    int n = snprintf(item, sizeof item, "%s%d:%d:%d:%d:%d:%d:%d:%llu:%d:%d:%llu", x->len ? "," : "",
+                     fd, m, md, mr, pd, pr, c->me, (unsigned long long)c->tx.size, proved, u,
+                     (unsigned long long)c->peer_cookie);
     if (x->len + (size_t)n + 1 > x->cap) {
         size_t cap = x->cap ? 2 * x->cap : 256;
         char *b = realloc(x->buf, cap);
@@ -206,11 +212,14 @@ LF_EXPORT int execle(const char *path, const char *arg, ...) { EXECL_BODY(execve
 
 static void import_one(const char *item)
 {
-    int fd, f[5], me;   /* memfd, my data and room bells, the peer's */
-    unsigned long long size;
-    if (sscanf(item, "%d:%d:%d:%d:%d:%d:%d:%llu", &fd, &f[0], &f[1], &f[2], &f[3], &f[4], &me,
-               &size) != 8 || (me != LF_CLIENT && me != LF_SERVER))
+    int fd, f[5], me, proved, u;   /* memfd, my data and room bells, the peer's */
+    unsigned long long size, cookie;
+    if (sscanf(item, "%d:%d:%d:%d:%d:%d:%d:%llu:%d:%d:%llu", &fd, &f[0], &f[1], &f[2], &f[3],
+               &f[4], &me, &size, &proved, &u, &cookie) != 11 ||
+        (me != LF_CLIENT && me != LF_SERVER))
         return;
+    if (u >= 0)
+        libc.fcntl(u, F_SETFD, FD_CLOEXEC);
     for (int i = 0; i < 5; i++)
         libc.fcntl(f[i], F_SETFD, FD_CLOEXEC);
     struct lf_conn *c = shm_attach(f[0], me, size);
@@ -220,7 +229,16 @@ static void import_one(const char *item)
             conn_free(c);
         for (int i = c ? 1 : 0; i < 5; i++)
             libc.close_own(f[i]);
+        if (u >= 0)
+            libc.close_own(u);
         return;
+    }
+    if (me == LF_SERVER && !proved) {   /* the client's line stays zeros until its proof */
+        c->peer_line = NULL;
+        c->proof_fd = u;
+        c->peer_cookie = cookie;
+    } else if (u >= 0) {
+        libc.close_own(u);
     }
     c->bell_mine[BELL_DATA] = f[1];
     c->bell_mine[BELL_ROOM] = f[2];
