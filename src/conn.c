@@ -244,14 +244,14 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
 
 /* ---- writing ---- */
 
-/* A writer may switch once its reader reads rings: the client says so when
- * it takes the answer, the server once the client has proved itself (4.7). */
+/* The server may switch once the client reads rings (and has proved itself,
+ * 4.7); the client always may. */
 static void tx_maybe_switch(struct lf_conn *c)
 {
     struct lf_side *me = my_side(c);
     if (load32(&me->tx_switched))
         return;
-    if (!load32(&peer_side(c)->ready))
+    if (c->me == LF_SERVER && !load32(&peer_side(c)->ready))
         return;
     store32(&me->tx_switched, 1);
     conn_ring_bell(c);
@@ -455,7 +455,8 @@ static short poll_in(struct lf_conn *c, short tev)
 
 static short poll_out(struct lf_conn *c, short tev)
 {
-    int tx_on = load32(&my_side(c)->tx_switched) || load32(&peer_side(c)->ready);
+    int tx_on = load32(&my_side(c)->tx_switched) || c->me == LF_CLIENT ||
+                load32(&peer_side(c)->ready);
     if (!tx_on)
         return tev & POLLOUT;
     if (c->broken || load32(&peer_side(c)->closed) || ring_writable(&c->tx) != 0)
@@ -483,7 +484,8 @@ short conn_poll_state(struct lf_conn *c, short want, short tev)
 short conn_kernel_events(struct lf_conn *c, short want)
 {
     short ev = POLLIN | POLLRDHUP;   /* pre-switch data, or the peer's end */
-    int tx_on_tcp = !load32(&my_side(c)->tx_switched) && !load32(&peer_side(c)->ready);
+    int tx_on_tcp = c->me == LF_SERVER && !load32(&my_side(c)->tx_switched) &&
+                    !load32(&peer_side(c)->ready);
     if ((want & (POLLOUT | POLLWRNORM)) && tx_on_tcp)
         ev |= POLLOUT;
     return ev;
@@ -512,6 +514,6 @@ void conn_signature(struct lf_conn *c, uint64_t *in, uint64_t *out)
 int conn_wants_kernel(struct lf_conn *c, short want)
 {
     int rx_tcp = !load32(&my_side(c)->rx_on_ring);
-    int tx_tcp = !load32(&my_side(c)->tx_switched) && !load32(&peer_side(c)->ready);
+    int tx_tcp = c->me == LF_SERVER && !load32(&my_side(c)->tx_switched) && !load32(&peer_side(c)->ready);
     return ((want & POLLIN) && rx_tcp) || ((want & POLLOUT) && tx_tcp);
 }

@@ -262,12 +262,14 @@ static int holders_unshared(struct lf_conn *c)
     return __atomic_load_n(&c->sh->side[LF_SERVER].holders, __ATOMIC_RELAXED) == 1;
 }
 
-/* 1: the client proved itself, 0: not, and never will; -2: ask again. */
+/* 1: the client proved itself, 0: not, and never will; -2: ask again.  The
+ * proof is only peeked at: closing the unix socket drops it, and a peek that
+ * finds no descriptor free loses nothing. */
 static int take_proof(struct lf_conn *c)
 {
     int u = c->proof_fd;
     int shared = !holders_unshared(c);
-    int r = read_proof(u, c->peer_cookie, shared ? MSG_PEEK : 0);
+    int r = read_proof(u, c->peer_cookie, MSG_PEEK);
     if (r == -2)
         return r;
     if (r == 1 && shared) {
@@ -281,12 +283,9 @@ static int take_proof(struct lf_conn *c)
     return r == 1;
 }
 
-/* The client proved itself: from now on its line is believed, and ours says
- * that we read rings, so that the client switches its writes. */
 static void believe_client(struct lf_conn *c)
 {
     __atomic_store_n(&c->peer_line, &c->sh->side[LF_CLIENT], __ATOMIC_RELEASE);
-    __atomic_store_n(&c->sh->side[LF_SERVER].ready, 1, __ATOMIC_RELEASE);
 }
 
 /* What a zero line says: not ready, nothing switched, nothing closed. */
@@ -312,8 +311,10 @@ struct lf_side *handshake_peer_line(struct lf_conn *c)
 
 /* Out of descriptors: a server that has not looked at a connection since it
  * answered holds the proof's unix socket.  Take what proofs have come and
- * refuse the others (the client then never switches: 4.4); a connection
- * other processes hold too keeps its socket, for their sake. */
+ * refuse the others: after our shutdown(SHUT_RD) a client's proof can no
+ * longer be queued unread (its sendmsg fails, it stays plain), so no client
+ * that switched is ever refused.  A connection other processes hold too
+ * keeps its socket, for their sake. */
 static __thread int released;
 
 static void release_proof(int fd)
@@ -325,8 +326,8 @@ static void release_proof(int fd)
     if (c && c->me == LF_SERVER && holders_unshared(c)) {
         pthread_mutex_lock(&c->proof_lock);
         if (!c->peer_line && c->proof_fd >= 0) {
-            if (__atomic_load_n(&c->sh->side[LF_CLIENT].ready, __ATOMIC_ACQUIRE) &&
-                take_proof(c) == 1)
+            libc.shutdown(c->proof_fd, SHUT_RD);
+            if (take_proof(c) == 1)
                 believe_client(c);
             if (c->proof_fd >= 0)
                 libc.close_own(c->proof_fd);
@@ -408,13 +409,14 @@ static int read_answer(int u, int fd, struct lf_conn **out)
     return 1;
 }
 
-/* Publishes what the client did on TCP and that it reads rings now. */
+/* Publishes what the client did on TCP and switches its write direction. */
 static void become_fast(struct lf_sock *s, struct lf_conn *c)
 {
     struct lf_side *me = &c->sh->side[LF_CLIENT];
     __atomic_store_n(&me->rx_tcp_bytes, s->pending_rx, __ATOMIC_RELAXED);
     __atomic_store_n(&me->tx_tcp_bytes, s->pending_tx, __ATOMIC_RELAXED);
-    __atomic_store_n(&me->ready, 1, __ATOMIC_RELEASE);   /* our writes switch once the server's is */
+    __atomic_store_n(&me->tx_switched, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&me->ready, 1, __ATOMIC_RELEASE);
     s->conn = c;
     handshake_give_up(s);
     sock_set_kind(s, LF_FAST);
