@@ -3,7 +3,9 @@
  * answer: arbitrary message bytes, descriptor counts and flags go through the
  * parser; arbitrary memfd contents, sizes and seals go through shm_attach();
  * a mapping that passes is then used as a ring while the input scribbles on
- * its header.  Nothing may crash, leak or touch memory outside the mapping.
+ * its header.  The same bytes go through the client's proof parser and,
+ * as text, the epoll fdinfo parser that checks the server's proof.  Nothing
+ * may crash, leak or touch memory outside the mapping.
  */
 #include <fcntl.h>
 #include <stdint.h>
@@ -58,8 +60,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t nfds = data[0] % 8, flags = data[1], how = data[2];
     data += 3;
     size -= 3;
-    uint64_t ring_size;
+    uint64_t ring_size, ino, dev;
     size_t msg_len = size < 16 ? size : 16 + (size_t)(flags & 1);
+    (void)proof_parse(data, size < 8 ? size : 8 + (size_t)(flags & 1), nfds % 3, (flags & 2) ? MSG_CTRUNC : 0);
+    char *text = malloc(size + 1);
+    if (text) {
+        memcpy(text, data, size);
+        text[size] = 0;
+        (void)fdinfo_only_target(text, &ino, &dev);
+        free(text);
+    }
     if (answer_parse(data, msg_len, nfds, (flags & 2) ? MSG_TRUNC : 0, &ring_size) != 0)
         ring_size = (how & 1) ? RING_MIN_SIZE : (uint64_t)flags << 12;   /* attach anyway */
     int fd = make_memfd(data, size, how);

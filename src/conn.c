@@ -22,7 +22,7 @@
 #define MAX_IOV 64
 
 static struct lf_side *my_side(struct lf_conn *c) { return &c->sh->side[c->me]; }
-static struct lf_side *peer_side(struct lf_conn *c) { return &c->sh->side[!c->me]; }
+static struct lf_side *peer_side(struct lf_conn *c) { return conn_peer(c); }   /* as proved: 4.7 */
 /* A process with one thread needs no lock; the choice made at lock time is
  * returned so that unlock mirrors it. */
 static int lock_if_threaded(pthread_mutex_t *m)
@@ -86,7 +86,7 @@ int conn_is_fast(struct lf_sock *s)
     struct lf_conn *c = s->conn;
     if (sock_kind(s) != LF_FAST)
         return 0;
-    return c->me == LF_CLIENT || load32(&c->sh->side[LF_CLIENT].ready);
+    return c->me == LF_CLIENT || load32(&peer_side(c)->ready);
 }
 
 /* What TCP says of a connection whose reads are on the ring: -EAGAIN alive,
@@ -379,9 +379,10 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
 
 /* ---- writing ---- */
 
-/* The server may switch once the client reads rings; the client always may.
- * A direction shut down on TCP stays there: a switch would let bytes follow
- * the FIN, and the peer could not tell that FIN from a close. */
+/* The server may switch once the client reads rings (and has proved itself,
+ * 4.7); the client always may.  A direction shut down on TCP stays there: a
+ * switch would let bytes follow the FIN, and the peer could not tell that
+ * FIN from a close. */
 static void tx_maybe_switch(struct lf_conn *c)
 {
     struct lf_side *me = my_side(c);

@@ -4,8 +4,9 @@
  * The new image has an empty fd table, and its peer writes to a ring, so the
  * inherited TCP descriptor alone would be useless.  Before exec, each fast
  * connection whose TCP descriptor stays open across exec is described in
- * LOOPFAST_INHERIT (descriptor, memfd, doorbells, side, ring size), with
- * copies of the memfd and doorbells that survive exec.  The library's
+ * LOOPFAST_INHERIT (descriptor, memfd, doorbells, side, ring size, and for
+ * a server still waiting for its client's proof the proof's unix connection
+ * and the cookie it expects), with copies that survive exec.  The library's
  * constructor in the new image maps it again, with the same checks as a
  * handshake.  posix_spawn() is handled the same way (glibc's runs neither our
  * fork nor our exec), the child counted as a holder and its descriptors found
@@ -76,13 +77,18 @@ static void describe(struct lf_sock *s, void *arg, int fd)
     int m = keep(x, c->memfd);
     int md = keep(x, c->bell_mine[BELL_DATA]), mr = keep(x, c->bell_mine[BELL_ROOM]);
     int pd = keep(x, c->bell_peer[BELL_DATA]), pr = keep(x, c->bell_peer[BELL_ROOM]);
+    /* A server whose client has not proved itself yet takes the proof's
+     * connection along (docs/design.md, 4.7). */
+    int proved = __atomic_load_n(&c->peer_line, __ATOMIC_ACQUIRE) != NULL;
+    int u = !proved && c->proof_fd >= 0 ? keep(x, c->proof_fd) : -1;
     struct stat st;
     if (m < 0 || md < 0 || mr < 0 || pd < 0 || pr < 0 || fstat(fd, &st) < 0 || !count_spawned(x, c))
         return;
-    char item[160];
-    int n = snprintf(item, sizeof item, "%s%d:%d:%d:%d:%d:%d:%d:%llu:%llu:%d", x->len ? "," : "", fd,
-                     m, md, mr, pd, pr, c->me, (unsigned long long)c->tx.size,
-                     (unsigned long long)st.st_ino, x->spawn);
+    char item[200];
+    int n = snprintf(item, sizeof item, "%s%d:%d:%d:%d:%d:%d:%d:%llu:%llu:%d:%d:%d:%llu",
+                     x->len ? "," : "", fd, m, md, mr, pd, pr, c->me, (unsigned long long)c->tx.size,
+                     (unsigned long long)st.st_ino, x->spawn, proved, u,
+                     (unsigned long long)c->peer_cookie);
     if (x->len + (size_t)n + 1 > x->cap) {
         size_t cap = x->cap ? 2 * x->cap : 256;
         char *b = realloc(x->buf, cap);
@@ -314,11 +320,14 @@ static int fds_of_socket(unsigned long long ino, int *fds, int max)
 
 static void import_one(const char *item, struct imported *seen, int *nseen, int max)
 {
-    int fd, f[5], me, spawned;   /* memfd, my data and room bells, the peer's */
-    unsigned long long size, sock_ino;
-    if (sscanf(item, "%d:%d:%d:%d:%d:%d:%d:%llu:%llu:%d", &fd, &f[0], &f[1], &f[2], &f[3], &f[4],
-               &me, &size, &sock_ino, &spawned) != 10 || (me != LF_CLIENT && me != LF_SERVER))
+    int fd, f[5], me, spawned, proved, u;   /* memfd, my data and room bells, the peer's */
+    unsigned long long size, sock_ino, cookie;
+    if (sscanf(item, "%d:%d:%d:%d:%d:%d:%d:%llu:%llu:%d:%d:%d:%llu", &fd, &f[0], &f[1], &f[2],
+               &f[3], &f[4], &me, &size, &sock_ino, &spawned, &proved, &u, &cookie) != 13 ||
+        (me != LF_CLIENT && me != LF_SERVER))
         return;
+    if (u >= 0)
+        libc.fcntl(u, F_SETFD, FD_CLOEXEC);
     for (int i = 0; i < 5; i++)
         libc.fcntl(f[i], F_SETFD, FD_CLOEXEC);
     int fds[16], nfds = 1;
@@ -330,6 +339,8 @@ static void import_one(const char *item, struct imported *seen, int *nseen, int 
     if (same) {
         for (int i = 0; i < 5; i++)
             libc.close_own(f[i]);
+        if (u >= 0)
+            libc.close_own(u);
         for (int i = 0; i < nfds; i++)
             fdtable_set(fds[i], same);
         return;
@@ -341,7 +352,16 @@ static void import_one(const char *item, struct imported *seen, int *nseen, int 
             conn_free(c);
         for (int i = c ? 1 : 0; i < 5; i++)
             libc.close_own(f[i]);
+        if (u >= 0)
+            libc.close_own(u);
         return;
+    }
+    if (me == LF_SERVER && !proved) {   /* the client's line stays zeros until its proof */
+        c->peer_line = NULL;
+        c->proof_fd = u;
+        c->peer_cookie = cookie;
+    } else if (u >= 0) {
+        libc.close_own(u);
     }
     c->bell_mine[BELL_DATA] = f[1];
     c->bell_mine[BELL_ROOM] = f[2];
@@ -351,6 +371,8 @@ static void import_one(const char *item, struct imported *seen, int *nseen, int 
                          &c->bell_peer[1] };
     for (int i = 0; i < 5; i++)   /* so that the program's closefrom() skips them */
         ownfd_own(own[i]);
+    if (c->proof_fd >= 0)
+        ownfd_own(&c->proof_fd);
     s->conn = c;
     for (int i = 0; i < nfds; i++)
         fdtable_set(fds[i], s);

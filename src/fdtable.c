@@ -86,8 +86,11 @@ static void sock_destroy(struct lf_sock *s)
 {
     handshake_give_up(s);
     ownfd_close(&s->spare_inner);
-    if (s->conn)
+    if (s->conn) {
+        /* An unread proof holds the client's socket open (no FIN): now. */
+        ownfd_close(&s->conn->proof_fd);
         reap_conn(s->conn);
+    }
     s->conn = NULL;
     pthread_mutex_destroy(&s->lock);
     pthread_mutex_lock(&table_lock);

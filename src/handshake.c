@@ -3,22 +3,33 @@
  *
  * The client offers before its SYN leaves: a unix listener in the abstract
  * namespace named after its TCP socket's inode.  The server answers inside
- * accept(), without waiting: it asks sock_diag who owns the client socket,
- * connects to the offer, checks SO_PEERCRED against that owner, and sends the
- * sealed memfd and two eventfds.  The client takes the answer at its next call,
- * after checking the sender the same way.  Every failure means plain TCP.
+ * accept(), without waiting: it asks sock_diag for the client socket's inode,
+ * connects to the offer, and sends the sealed memfd, four eventfds and its
+ * proof, an epoll holding its TCP socket.  The client takes the answer at its
+ * next call once the proof names the socket at the other end of its
+ * connection, and proves itself in turn by sending its TCP socket; the server
+ * believes the client's header line only after checking that (4.7).  Names
+ * and uids prove nothing.  Every failure means plain TCP.
  */
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "internal.h"
 
 #define NCANDIDATES 4
+#ifndef SO_COOKIE
+#define SO_COOKIE 57
+#endif
+
+/* sockfs's device, as the kernel prints it in fdinfo: every socket has it. */
+static uint64_t sockfs_dev;
 
 
 int is_loopback(const struct sockaddr *sa)
@@ -62,6 +73,8 @@ static int offer_listener(int fd, const struct sockaddr *dst)
     int l = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (l < 0)
         return -1;
+    __atomic_store_n(&sockfs_dev, ((uint64_t)major(st.st_dev) << 20) | minor(st.st_dev),
+                     __ATOMIC_RELAXED);
     socklen_t len = offer_name(st.st_ino, &un);
     if (bind(l, (struct sockaddr *)&un, len) < 0 || listen(l, NCANDIDATES) < 0) {
         libc.close_own(l);   /* EADDRINUSE: somebody squats the name */
@@ -81,16 +94,6 @@ void handshake_offer(struct lf_sock *s, int fd, const struct sockaddr *dst)
 
 /* ---- server: the answer ---- */
 
-static int peer_uid(int unix_fd, uid_t *uid)
-{
-    struct ucred cred;
-    socklen_t len = sizeof cred;
-    if (getsockopt(unix_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
-        return -1;
-    *uid = cred.uid;
-    return 0;
-}
-
 /* The owner of the socket at the other end of TCP connection fd, if the
  * policy lets this connection be fast.  ends: local and peer address, those
  * of family 0 still to be asked. */
@@ -106,77 +109,93 @@ static int tcp_peer_owner(int fd, struct diag_result *owner, struct sockaddr_sto
     return sockdiag_lookup(peer, local, owner);
 }
 
-/* Connects to the client's offer and checks who holds it; ends gets our
- * address and the client's. */
-static int connect_offer(int fd, struct sockaddr_storage ends[2])
+/* Connects to the client's offer.  Whoever holds the name gets the answer:
+ * the client's proof, not the name, decides (4.7). */
+static int connect_offer(int fd, struct sockaddr_storage ends[2], struct diag_result *client)
 {
-    struct diag_result owner;
     struct sockaddr_un un;
-    uid_t uid;
-    if (tcp_peer_owner(fd, &owner, ends) < 0)
+    if (tcp_peer_owner(fd, client, ends) < 0)
         return -1;
     int u = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (u < 0)
         return -1;
-    socklen_t len = offer_name(owner.inode, &un);
-    if (libc.connect(u, (struct sockaddr *)&un, len) < 0 || peer_uid(u, &uid) < 0 ||
-        uid != owner.uid) {
+    socklen_t len = offer_name(client->inode, &un);
+    if (libc.connect(u, (struct sockaddr *)&un, len) < 0) {
         libc.close_own(u);
         return -1;
     }
     return u;
 }
 
-static int send_answer(int u, int memfd, const struct lf_conn *cn, uint64_t ring_size)
+static int send_fds(int u, const void *head, size_t len, const int *fds, int nfds)
 {
-    struct answer_msg a = { LF_MAGIC, LF_VERSION, ring_size };
-    struct iovec iov = { &a, sizeof a };
+    struct iovec iov = { (void *)head, len };
     union {
         char buf[CMSG_SPACE(ANSWER_FDS * sizeof(int))];
         struct cmsghdr align;
     } ctl;
     memset(&ctl, 0, sizeof ctl);
     struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
-                        .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf };
+                        .msg_control = ctl.buf, .msg_controllen = CMSG_SPACE(nfds * sizeof(int)) };
     struct cmsghdr *c = CMSG_FIRSTHDR(&m);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(ANSWER_FDS * sizeof(int));
-    int fds[ANSWER_FDS] = { memfd, cn->bell_mine[BELL_DATA], cn->bell_mine[BELL_ROOM],
-                            cn->bell_peer[BELL_DATA], cn->bell_peer[BELL_ROOM] };
-    memcpy(CMSG_DATA(c), fds, sizeof fds);
-    return libc.sendmsg(u, &m, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof a ? 0 : -1;
+    c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+    memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
+    return libc.sendmsg(u, &m, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)len ? 0 : -1;
+}
+
+static int send_answer(int u, const struct lf_conn *cn)
+{
+    struct answer_msg a = { LF_MAGIC, LF_VERSION, cn->tx.size };
+    int fds[ANSWER_FDS] = { cn->memfd, cn->bell_mine[BELL_DATA], cn->bell_mine[BELL_ROOM],
+                            cn->bell_peer[BELL_DATA], cn->bell_peer[BELL_ROOM], cn->proof_ep };
+    return send_fds(u, &a, sizeof a, fds, ANSWER_FDS);
 }
 
 void handshake_answer(int fd, struct sockaddr_storage ends[2])
 {
+    struct diag_result client;
     if (lf_config.mode == LF_MODE_OFF)
         return;
-    int u = connect_offer(fd, ends);
+    int u = connect_offer(fd, ends, &client);
     if (u < 0)
         return;
     struct lf_conn *c = spare_take();
-    if (!c) {
+    if (!c && reap_now() + handshake_release_proofs() > 0)
+        c = spare_take();   /* our own reserves must not cost this connection */
+    struct epoll_event none = { 0 };
+    if (!c || libc.epoll_ctl(c->proof_ep, EPOLL_CTL_ADD, fd, &none) < 0) {
+        if (c)
+            conn_free(c);
         libc.close_own(u);
         return;
     }
     c->sh->addr[LF_SERVER] = ends[0];
     c->sh->addr[LF_CLIENT] = ends[1];
+    c->peer_cookie = client.cookie;
     struct lf_sock *s = sock_new(LF_FAST);
     if (!s) {
         conn_free(c);
     } else {
         s->conn = c;
         /* Nothing after a successful send may fail: the client would switch. */
-        if (fdtable_set(fd, s) == 0 &&
-            send_answer(u, c->memfd, c, c->tx.size) < 0)
+        if (fdtable_set(fd, s) == 0 && send_answer(u, c) == 0) {
+            c->proof_fd = u;   /* kept until the client's proof: out of the program's numbers */
+            u = -1;
+            ownfd_adopt1(&c->proof_fd);   /* no room: -1, the client is never believed (TCP) */
+            reap_fd(c->proof_ep);   /* the client holds it now */
+            c->proof_ep = -1;
+        } else {
             fdtable_clear(fd);
+        }
         sock_put(s);
     }
-    libc.close_own(u);
+    if (u >= 0)
+        libc.close_own(u);
 }
 
-/* ---- client: taking the answer ---- */
+/* ---- server: the client's proof ---- */
 
 static void close_all(const int *fds, int n)
 {
@@ -204,20 +223,178 @@ static int received_fds(struct msghdr *m, int *fds, int max)
     return n;
 }
 
-/* The sender must own the server's end of our TCP connection, or be of our
- * own uid: the kernel lets such a process read and write our memory anyway
- * (ptrace, /proc/pid/mem), so asking sock_diag would add a round trip to
- * every set-up and protect nothing (docs/design.md, 9). */
-static int sender_is_server(int u, int fd)
+/* One non-blocking read of the client's proof: 1 it is the client's TCP
+ * socket, 0 nothing there (yet, or any more), -1 a false proof, -2 a peek
+ * with no descriptor free to receive it (try again later). */
+static int read_proof(int u, uint64_t cookie, int flags)
 {
-    struct diag_result owner;
-    struct sockaddr_storage ends[2] = { { 0 }, { 0 } };
-    uid_t uid;
-    if (peer_uid(u, &uid) < 0)
+    struct proof_msg p;
+    struct iovec iov = { &p, sizeof p };
+    union {
+        char buf[CMSG_SPACE(4 * sizeof(int))];   /* room to see (and close) extras */
+        struct cmsghdr align;
+    } ctl;
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
+                        .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf };
+    ssize_t n = libc.recvmsg(u, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC | flags);
+    if (n == 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)))
         return 0;
-    if (uid == geteuid())
-        return 1;
-    return tcp_peer_owner(fd, &owner, ends) == 0 && owner.uid == uid;
+    int fds[2], nfds = n > 0 ? received_fds(&m, fds, 2) : 0;
+    if ((flags & MSG_PEEK) && (m.msg_flags & MSG_CTRUNC) && !nfds)
+        return -2;
+    uint64_t got = 0;
+    socklen_t len = sizeof got;
+    int ok = n > 0 && proof_parse(&p, (size_t)n, nfds, m.msg_flags) == 0 &&
+             getsockopt(fds[0], SOL_SOCKET, SO_COOKIE, &got, &len) == 0 && got == cookie;
+    close_all(fds, nfds);   /* at once: the client's FIN waits for its last holder */
+    return ok ? 1 : -1;
+}
+
+/* Forked servers share the unix connection; the one that reads the proof
+ * leaves this mark on our end of it (the client cannot touch it) before it
+ * drains the proof, so a sibling finds the proof or the mark. */
+static void mark_proved(int u)
+{
+    int one = 1;
+    setsockopt(u, SOL_SOCKET, SO_PRIORITY, &one, sizeof one);
+}
+
+static int marked_proved(int u)
+{
+    int v = 0;
+    socklen_t len = sizeof v;
+    return getsockopt(u, SOL_SOCKET, SO_PRIORITY, &v, &len) == 0 && v == 1;
+}
+
+static int holders_unshared(struct lf_conn *c)
+{
+    return __atomic_load_n(&c->sh->side[LF_SERVER].holders, __ATOMIC_RELAXED) == 1;
+}
+
+/* 1: the client proved itself, 0: not, and never will; -2: ask again.  The
+ * proof is only peeked at: closing the unix socket drops it, and a peek that
+ * finds no descriptor free loses nothing. */
+static int take_proof(struct lf_conn *c)
+{
+    int u = c->proof_fd;
+    int shared = !holders_unshared(c);
+    int r = read_proof(u, c->peer_cookie, MSG_PEEK);
+    if (r == -2)
+        return r;
+    if (r == 1 && shared) {
+        mark_proved(u);
+        read_proof(u, c->peer_cookie, 0);
+    }
+    if (r == 0)
+        r = marked_proved(u);
+    ownfd_close(&c->proof_fd);
+    return r == 1;
+}
+
+static void believe_client(struct lf_conn *c)
+{
+    __atomic_store_n(&c->peer_line, &c->sh->side[LF_CLIENT], __ATOMIC_RELEASE);
+}
+
+/* The last moment recvmsg is allowed (sandbox.c): a proof already queued is
+ * checked now; one that comes later can only be taken on trust (section 9). */
+void handshake_before_confinement(struct lf_conn *c)
+{
+    if (c->me != LF_SERVER)
+        return;
+    pthread_mutex_lock(&c->proof_lock);
+    if (!c->peer_line && c->proof_fd >= 0 &&
+        __atomic_load_n(&c->sh->side[LF_CLIENT].ready, __ATOMIC_ACQUIRE) && take_proof(c) == 1)
+        believe_client(c);
+    pthread_mutex_unlock(&c->proof_lock);
+}
+
+/* What a zero line says: not ready, nothing switched, nothing closed. */
+static struct lf_side unproved;
+
+/* The client's line, once the client proved itself; zeros until then.  The
+ * real client queues its proof before it sets `ready`, so a line that says
+ * ready with no proof queued comes from someone else, and is refused for
+ * good, as is a false proof. */
+struct lf_side *handshake_peer_line(struct lf_conn *c)
+{
+    struct lf_side *line = &c->sh->side[!c->me];
+    if (c->me != LF_SERVER)
+        return line;
+    if (!__atomic_load_n(&line->ready, __ATOMIC_ACQUIRE))
+        return &unproved;
+    pthread_mutex_lock(&c->proof_lock);
+    if (!c->peer_line && c->proof_fd >= 0 && lf_confined) {
+        /* A sandbox forbids recvmsg: taken on trust (section 9).  Closing
+         * our end drops the queued proof, which holds the client's socket
+         * open: else its FIN would never come. */
+        believe_client(c);
+        ownfd_close(&c->proof_fd);
+    }
+    else if (!c->peer_line && c->proof_fd >= 0 && take_proof(c) == 1)
+        believe_client(c);
+    pthread_mutex_unlock(&c->proof_lock);
+    return c->peer_line ? c->peer_line : &unproved;
+}
+
+/* Out of descriptors: a server that has not looked at a connection since it
+ * answered holds the proof's unix socket.  Take what proofs have come and
+ * refuse the others: after our shutdown(SHUT_RD) a client's proof can no
+ * longer be queued unread (its sendmsg fails, it stays plain), so no client
+ * that switched is ever refused.  A connection other processes hold too
+ * keeps its socket, for their sake. */
+static __thread int released;
+
+static void release_proof(int fd)
+{
+    struct lf_sock *s = fdtable_acquire(fd);
+    if (!s)
+        return;
+    struct lf_conn *c = sock_kind(s) == LF_FAST ? s->conn : NULL;
+    if (c && c->me == LF_SERVER && holders_unshared(c)) {
+        pthread_mutex_lock(&c->proof_lock);
+        if (!c->peer_line && c->proof_fd >= 0) {
+            libc.shutdown(c->proof_fd, SHUT_RD);
+            if (take_proof(c) == 1)
+                believe_client(c);
+            ownfd_close(&c->proof_fd);
+            released++;
+        }
+        pthread_mutex_unlock(&c->proof_lock);
+    }
+    sock_put(s);
+}
+
+int handshake_release_proofs(void)
+{
+    released = 0;
+    fdtable_for_each_fd(0, ~0u, release_proof);
+    return released;
+}
+
+/* ---- client: taking the answer ---- */
+
+/* The server's proof: the epoll it sent holds exactly the socket that
+ * sock_diag finds at the other end of our TCP connection (4.7). */
+static int server_proved(int fd, int ep)
+{
+    struct diag_result server;
+    struct sockaddr_storage ends[2] = { { 0 }, { 0 } };
+    char path[64], text[1024];
+    uint64_t ino, dev;
+    if (tcp_peer_owner(fd, &server, ends) < 0)
+        return 0;
+    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", ep);
+    ssize_t n = read_small_file(path, text, sizeof text);
+    return n > 0 && (size_t)n < sizeof text - 1 && fdinfo_only_target(text, &ino, &dev) == 0 &&
+           ino == server.inode && dev == __atomic_load_n(&sockfs_dev, __ATOMIC_RELAXED);
+}
+
+/* Our own proof: our TCP socket, to the server that proved itself. */
+static int send_proof(int u, int fd)
+{
+    struct proof_msg p = { LF_MAGIC, LF_VERSION };
+    return send_fds(u, &p, sizeof p, &fd, 1);
 }
 
 /* 1: a valid answer, now in *out; 0: nothing to read yet; -1: not an answer. */
@@ -237,12 +414,19 @@ static int read_answer(int u, int fd, struct lf_conn **out)
     int fds[ANSWER_FDS + 1], nfds = n > 0 ? received_fds(&m, fds, ANSWER_FDS + 1) : 0;
     struct lf_conn *c = NULL;
     uint64_t size;
-    if (n > 0 && answer_parse(&a, (size_t)n, nfds, m.msg_flags, &size) == 0 && sender_is_server(u, fd))
+    if (n > 0 && answer_parse(&a, (size_t)n, nfds, m.msg_flags, &size) == 0 &&
+        server_proved(fd, fds[5]))
         c = shm_attach(fds[0], LF_CLIENT, size);
+    if (c && send_proof(u, fd) < 0) {   /* last: a proof sent means we switch */
+        conn_free(c);                   /* closes fds[0] */
+        close_all(fds + 1, nfds - 1);
+        return -1;
+    }
     if (!c) {
         close_all(fds, nfds);
         return -1;
     }
+    c->proof_ep = fds[5];   /* checked: closed with the low originals (keep_answer) */
     c->bell_peer[BELL_DATA] = fds[1];
     c->bell_peer[BELL_ROOM] = fds[2];
     c->bell_mine[BELL_DATA] = fds[3];
@@ -274,7 +458,9 @@ static int keep_answer(struct lf_conn *c, int spent)
 {
     int *const own[] = { &c->memfd, &c->bell_peer[BELL_DATA], &c->bell_peer[BELL_ROOM],
                          &c->bell_mine[BELL_DATA], &c->bell_mine[BELL_ROOM] };
-    if (ownfd_adopt(own, 5, spent) == 0)
+    int lows[2] = { spent, c->proof_ep };
+    c->proof_ep = -1;
+    if (ownfd_adopt(own, 5, lows, 2) == 0)
         return 1;
     conn_free(c);
     return 0;

@@ -77,7 +77,7 @@ uint64_t monotonic_ns(void);
 
 /* ---- shm.c: the per-connection shared memory ---- */
 #define LF_MAGIC   0x6c6f6f70u   /* "loop" */
-#define LF_VERSION 1u
+#define LF_VERSION 2u   /* 2: the answer carries the server's proof, the client sends its own */
 #define LF_HEADER_SIZE 4096u
 
 enum { LF_CLIENT = 0, LF_SERVER = 1 };
@@ -151,7 +151,25 @@ struct lf_conn {
     uint64_t next_recheck;        /* when an unclear FIN is looked into again */
     pid_t made_by;                /* spare.c: the process that created it */
     struct trim_state trim;       /* trim.c: giving the tx ring's pages back */
+    /* The proofs (docs/design.md, 4.7).  peer_line: the peer's header line
+     * once this end believes it; NULL for a server whose client has not
+     * proved itself yet (conn_peer then reads zeros). */
+    struct lf_side *peer_line;
+    int proof_ep;                 /* server, until answered: epoll holding our TCP socket */
+    int proof_fd;                 /* server: the unix connection the client's proof comes on */
+    uint64_t peer_cookie;         /* server: SO_COOKIE of the client's TCP socket */
+    pthread_mutex_t proof_lock;
 };
+
+/* The peer's header line as far as this end may believe it: a server reads
+ * its client's as zeros until the client has proved itself (handshake.c). */
+struct lf_side *handshake_peer_line(struct lf_conn *c);
+void handshake_before_confinement(struct lf_conn *c);   /* sandbox.c */
+static inline struct lf_side *conn_peer(struct lf_conn *c)
+{
+    struct lf_side *p = __atomic_load_n(&c->peer_line, __ATOMIC_ACQUIRE);
+    return p ? p : handshake_peer_line(c);
+}
 
 struct lf_conn *shm_create(uint64_t ring_size);
 struct lf_conn *shm_attach(int memfd, int me, uint64_t expect_ring_size);
@@ -183,7 +201,7 @@ void reap_fd(int fd);                /* close, later */
 int reap_now(void);                  /* before a thread blocks; descriptors freed */
 
 /* ---- sockdiag.c ---- */
-struct diag_result { uid_t uid; uint64_t inode; };
+struct diag_result { uid_t uid; uint64_t inode, cookie; };
 /* Looks up the TCP socket whose local address is `src` and remote is `dst`. */
 int sockdiag_lookup(const struct sockaddr_storage *src, const struct sockaddr_storage *dst,
                     struct diag_result *out);
@@ -192,7 +210,7 @@ int sockdiag_lookup(const struct sockaddr_storage *src, const struct sockaddr_st
 /* Moves the fresh descriptors in *where[i] high, each int updated and
  * registered; `spent` (or -1): one more fresh one of ours to close with the
  * low originals.  -1: no room, all closed, each *where[i] = -1. */
-int ownfd_adopt(int *const where[], int n, int spent);
+int ownfd_adopt(int *const where[], int n, const int *spent, int nspent);
 int ownfd_adopt1(int *where);
 int ownfd_new(int *where, int fd);     /* *where = fd, adopted; returns *where */
 int ownfd_own(int *where);             /* registers a number already high (exec) */
@@ -276,14 +294,25 @@ void handshake_offer(struct lf_sock *s, int fd, const struct sockaddr *dst);
  * not); the rest is asked of the kernel. */
 void handshake_answer(int fd, struct sockaddr_storage ends[2]);
 int handshake_take_answer(struct lf_sock *s, int fd);
+int handshake_release_proofs(void);   /* out of descriptors: how many freed */
 
-/* ---- answer.c: the message; with it, the memfd and four doorbells ---- */
-#define ANSWER_FDS 5   /* memfd; the server's bells (data, room); the client's */
+/* ---- answer.c: the messages and the server's proof, as received ---- */
+/* The answer: the memfd; the server's bells (data, room); the client's; the
+ * server's proof, an epoll holding its TCP socket. */
+#define ANSWER_FDS 6
 struct answer_msg {
     uint32_t magic, version;
     uint64_t ring_size;
 };
 int answer_parse(const void *buf, size_t n, int nfds, int msg_flags, uint64_t *ring_size);
+/* The client's proof: this header and one descriptor, its TCP socket. */
+struct proof_msg {
+    uint32_t magic, version;
+};
+int proof_parse(const void *buf, size_t n, int nfds, int msg_flags);
+/* An epoll's /proc/self/fdinfo text: 0 when it holds exactly one file, whose
+ * inode and device (kernel encoding) it returns. */
+int fdinfo_only_target(const char *text, uint64_t *ino, uint64_t *dev);
 void handshake_give_up(struct lf_sock *s);
 
 /* ---- conn.c ---- */

@@ -301,7 +301,7 @@ static int retry_without_reserves(int r)
 {
     if (r >= 0 || (errno != EMFILE && errno != ENFILE))
         return 0;
-    int e = errno, freed = reap_now() + spare_drop();
+    int e = errno, freed = reap_now() + spare_drop() + handshake_release_proofs();
     errno = e;
     return freed > 0;
 }
@@ -677,8 +677,13 @@ static int queue_size(struct lf_sock *s, int fd, unsigned long req, int *out)
     const struct lf_side *me = &c->sh->side[c->me];
     ssize_t n;
     if (req == SIOCINQ) {
-        if (!__atomic_load_n(&me->rx_on_ring, __ATOMIC_ACQUIRE))
-            return libc_ioctl_int(fd, req, out);
+        /* Until our reader has seen the peer switch, TCP holds what the
+         * peer wrote before it, which comes first; the ring the rest. */
+        if (!__atomic_load_n(&me->rx_on_ring, __ATOMIC_ACQUIRE)) {
+            int r = libc_ioctl_int(fd, req, out);
+            if (r < 0 || *out > 0 || !__atomic_load_n(&conn_peer(c)->tx_switched, __ATOMIC_ACQUIRE))
+                return r;
+        }
         n = ring_readable(&c->rx);
     } else {
         if (!__atomic_load_n(&me->tx_switched, __ATOMIC_ACQUIRE))

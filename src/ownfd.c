@@ -183,9 +183,12 @@ static void close_lows(int *lows, int n)
     }
 }
 
-int ownfd_adopt(int *const where[], int n, int spent)
+int ownfd_adopt(int *const where[], int n, const int *spent, int nspent)
 {
-    int lows[n + 1], highs[n], nlows = 0, ok = 1, next = spent;
+    int lows[n + nspent + 1], highs[n], nlows = 0, ok = 1, next = -1;
+    for (int i = 0; i < nspent; i++)
+        if (spent[i] > next)
+            next = spent[i];
     for (int i = 0; i < n; i++)
         if (*where[i] > next)
             next = *where[i];
@@ -198,8 +201,9 @@ int ownfd_adopt(int *const where[], int n, int spent)
         if (highs[i] != *where[i])
             lows[nlows++] = *where[i];
     }
-    if (spent >= 0)
-        lows[nlows++] = spent;
+    for (int i = 0; i < nspent; i++)
+        if (spent[i] >= 0)
+            lows[nlows++] = spent[i];
     int e = errno;
     close_lows(lows, nlows);
     take_lock();
@@ -222,7 +226,7 @@ int ownfd_adopt(int *const where[], int n, int spent)
 
 int ownfd_adopt1(int *where)
 {
-    return *where < 0 ? -1 : ownfd_adopt((int *const[]){ where }, 1, -1);
+    return *where < 0 ? -1 : ownfd_adopt((int *const[]){ where }, 1, NULL, 0);
 }
 
 int ownfd_new(int *where, int fd)

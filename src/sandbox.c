@@ -52,6 +52,8 @@ static void record(int fd)
         __atomic_store_n(&s->nonblock_seen, (fl & O_NONBLOCK) != 0, __ATOMIC_RELAXED);
     s->timeo_confined[0] = timeout_now(fd, SO_RCVTIMEO);
     s->timeo_confined[1] = timeout_now(fd, SO_SNDTIMEO);
+    if (sock_kind(s) == LF_FAST)
+        handshake_before_confinement(s->conn);   /* a proof needs recvmsg */
     sock_put(s);
 }
 

@@ -36,6 +36,9 @@ static struct lf_conn *conn_new(void *map, size_t len, int me, uint64_t ring_siz
     ring_init(&c->tx, &c->sh->ring[tx], data + (size_t)tx * ring_size, ring_size);
     ring_init(&c->rx, &c->sh->ring[!tx], data + (size_t)!tx * ring_size, ring_size);
     c->bell_mine[0] = c->bell_mine[1] = c->bell_peer[0] = c->bell_peer[1] = c->memfd = -1;
+    c->proof_ep = c->proof_fd = -1;
+    c->peer_line = &c->sh->side[!me];   /* a server's waits for the client's proof */
+    pthread_mutex_init(&c->proof_lock, NULL);
     pthread_mutex_init(&c->rx_lock, NULL);
     pthread_mutex_init(&c->tx_lock, NULL);
     return c;
@@ -99,6 +102,7 @@ struct lf_conn *shm_create(uint64_t ring_size)
     sh->stats[LF_SERVER].pid = lf_pid;
     c->memfd = fd;
     c->made_by = lf_pid;
+    c->peer_line = NULL;
     return c;
 }
 
@@ -110,7 +114,10 @@ void conn_free(struct lf_conn *c)
         ownfd_close(&c->bell_mine[i]);
         ownfd_close(&c->bell_peer[i]);
     }
+    ownfd_close(&c->proof_ep);
+    ownfd_close(&c->proof_fd);
     munmap(c->sh, c->map_len);
+    pthread_mutex_destroy(&c->proof_lock);
     pthread_mutex_destroy(&c->rx_lock);
     pthread_mutex_destroy(&c->tx_lock);
     free(c);

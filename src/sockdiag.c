@@ -2,8 +2,8 @@
  * sockdiag.c - asks the kernel who owns a TCP socket, by its 4-tuple.
  *
  * This is the kernel's word (what `ss` uses), unlike a name anyone can bind,
- * so the handshake trusts it: the uid and inode of the socket at the other
- * end of our connection.  One exact lookup, no dump.
+ * so the handshake trusts it: the uid, inode and cookie of the socket at the
+ * other end of our connection.  One exact lookup, no dump.
  */
 #include <errno.h>
 #include <linux/inet_diag.h>
@@ -78,6 +78,7 @@ static int diag_reply(int nl, struct diag_result *out)
             const struct inet_diag_msg *m = NLMSG_DATA(h);
             out->uid = m->idiag_uid;
             out->inode = m->idiag_inode;
+            out->cookie = m->id.idiag_cookie[0] | (uint64_t)m->id.idiag_cookie[1] << 32;
             if (out->inode)
                 return 0;
             errno = ENOENT;   /* an orphan (its owner closed it): nobody to answer */

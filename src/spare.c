@@ -1,12 +1,13 @@
 /*
  * spare.c - the server's next connection, made before it is needed.
  *
- * Answering an offer needs a sealed, mapped memfd and four eventfds: nine
- * system calls.  Made inside accept() they would sit between the client's SYN
+ * Answering an offer needs a sealed, mapped memfd, four eventfds and the
+ * epoll that carries the server's proof: ten system calls.  Made inside accept() they would sit between the client's SYN
  * and its first reply, so an opted-in accept() makes them first, before it
  * waits, and the connection it returns takes them.  One spare per process:
- * a header page of memory and five descriptors.
+ * a header page of memory and six descriptors.
  */
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 
 #include "internal.h"
@@ -19,15 +20,16 @@ static struct lf_conn *server_conn(void)
     struct lf_conn *c = shm_create(lf_config.ring_size);
     if (!c)
         return NULL;
-    int ok = 1;
+    c->proof_ep = epoll_create1(EPOLL_CLOEXEC);
+    int ok = c->proof_ep >= 0;
     for (int i = 0; i < 2; i++) {
         c->bell_mine[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         c->bell_peer[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         ok &= c->bell_mine[i] >= 0 && c->bell_peer[i] >= 0;
     }
     int *const own[] = { &c->memfd, &c->bell_mine[0], &c->bell_mine[1],
-                         &c->bell_peer[0], &c->bell_peer[1] };
-    if (ok && ownfd_adopt(own, 5, -1) == 0)   /* out of the program's numbers */
+                         &c->bell_peer[0], &c->bell_peer[1], &c->proof_ep };
+    if (ok && ownfd_adopt(own, 6, NULL, 0) == 0)   /* out of the program's numbers */
         return c;
     conn_free(c);   /* closes the memfd and bells too */
     return NULL;
@@ -61,7 +63,7 @@ int spare_drop(void)
     if (!c)
         return 0;
     conn_free(c);
-    return 1 + 4;
+    return 1 + 4 + 1;
 }
 
 struct lf_conn *spare_take(void)

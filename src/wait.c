@@ -28,7 +28,7 @@ static uint32_t load32(const uint32_t *p)
 /* Is there something for a waiting reader (writer) to look at? */
 static int has_news(struct lf_conn *c, int for_write)
 {
-    const struct lf_side *me = &c->sh->side[c->me], *peer = &c->sh->side[!c->me];
+    const struct lf_side *me = &c->sh->side[c->me], *peer = conn_peer(c);
     if (load32(&peer->closed))
         return 1;
     if (for_write)
