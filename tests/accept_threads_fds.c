@@ -11,6 +11,7 @@
 #define THREADS 300
 
 static int listener;
+static int fast_count;
 
 static int count_fds(void)
 {
@@ -43,7 +44,11 @@ static void one_connection(const struct sockaddr_storage *addr, socklen_t len, i
     int fd = connect_to(addr, len, optin);
     char b = 'x';
     CHECK(write_full(fd, &b, 1) == 1 && read_full(fd, &b, 1) == 1 && b == 'x', "echo");
-    CHECK(loopfast_fd_is_fast(fd) == optin, "fast: %d", loopfast_fd_is_fast(fd));
+    /* A server that closes before the client takes its answer leaves it
+     * plain (its proof is gone, docs/design.md 4.7): count, do not insist. */
+    int fast = loopfast_fd_is_fast(fd);
+    CHECK(fast <= optin, "fast: %d", fast);
+    fast_count += fast;
     close(fd);
     void *res;
     CHECK(pthread_join(t, &res) == 0 && res == NULL, "server thread failed");
@@ -60,8 +65,8 @@ static int run(int optin)
         one_connection(&addr, len, optin);
     int after = count_fds();
     close(listener);
-    printf("%s: %d descriptors before, %d after %d accepting threads\n",
-           optin ? "loopfast" : "kernel", before, after, THREADS);
+    printf("%s: %d descriptors before, %d after %d accepting threads, %d fast\n",
+           optin ? "loopfast" : "kernel", before, after, THREADS, fast_count);
     return after - before;
 }
 
@@ -70,6 +75,7 @@ int main(void)
     alarm(25);
     CHECK(run(0) == 0, "kernel TCP: descriptors grew");
     int grown = run(1);
+    CHECK(fast_count > 0, "loopfast: no connection was fast");
     CHECK(grown == 0, "loopfast: %d descriptors more after %d threads", grown, THREADS);
     return 0;
 }

@@ -3,8 +3,8 @@
  * doorbell; read one at a time (semaphore eventfds) such tokens piled up,
  * every poll() returned at once and "no spinning" became a busy loop of
  * system calls with no sleep at all.  Now a wake-up takes every token, so
- * the client sleeps (a voluntary context switch) in most of its 20 000
- * round trips with an echo server. */
+ * the client sleeps (a voluntary context switch) in a good part of its
+ * 20 000 round trips with an echo server. */
 #include <sys/resource.h>
 
 #include "helpers.h"
@@ -41,6 +41,9 @@ int main(int argc, char **argv)
     close(fd);
     CHECK(child_status(pid) == 11, "echo server failed");
     printf("the client slept %ld times in %d round trips\n", slept, ROUNDS);
-    CHECK(slept >= ROUNDS / 4, "only %ld sleeps in %d round trips: a busy loop", slept, ROUNDS);
+    /* With the bug it slept next to never; how often a reply arrives before
+     * the client gets to sleep depends on the machine (a quarter to a half
+     * of the round trips here), so the bound is a tenth. */
+    CHECK(slept >= ROUNDS / 10, "only %ld sleeps in %d round trips: a busy loop", slept, ROUNDS);
     return 0;
 }
