@@ -357,6 +357,7 @@ int poll_fitting(struct pollfd *p, nfds_t n, nfds_t must_fit, int timeout_ms, co
                  int (*news)(void *), void *arg);
 int fd_nonblocking(int fd);
 int sock_timeout_ms(int fd, int optname);
+int sock_timeout_asked_ms(int fd, int optname);   /* the kernel's word, even when confined */
 
 /* ---- pending.c: a client between offer and answer ---- */
 ssize_t pending_io(struct lf_sock *s, int fd, struct msghdr *msg, int flags, int is_send);

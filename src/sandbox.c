@@ -32,16 +32,6 @@
 int lf_confined;
 static int sigpipe_ignored;   /* when the filter went on */
 
-static int timeout_now(int fd, int optname)
-{
-    struct timeval tv;
-    socklen_t len = sizeof tv;
-    if (getsockopt(fd, SOL_SOCKET, optname, &tv, &len) < 0 || (tv.tv_sec == 0 && tv.tv_usec == 0))
-        return -1;
-    long ms = tv.tv_sec * 1000 + (tv.tv_usec + 999) / 1000;
-    return ms > 0x7fffffff ? 0x7fffffff : (int)ms;
-}
-
 static void record(int fd)
 {
     struct lf_sock *s = fdtable_acquire(fd);
@@ -50,8 +40,8 @@ static void record(int fd)
     int fl = libc.fcntl(fd, F_GETFL);
     if (fl >= 0)
         __atomic_store_n(&s->nonblock_seen, (fl & O_NONBLOCK) != 0, __ATOMIC_RELAXED);
-    s->timeo_confined[0] = timeout_now(fd, SO_RCVTIMEO);
-    s->timeo_confined[1] = timeout_now(fd, SO_SNDTIMEO);
+    s->timeo_confined[0] = sock_timeout_asked_ms(fd, SO_RCVTIMEO);
+    s->timeo_confined[1] = sock_timeout_asked_ms(fd, SO_SNDTIMEO);
     if (sock_kind(s) == LF_FAST)
         handshake_before_confinement(s->conn);   /* a proof needs recvmsg */
     sock_put(s);

@@ -287,8 +287,12 @@ int fd_nonblocking(int fd)
 /* SO_RCVTIMEO / SO_SNDTIMEO as a poll() timeout: -1 when unset. */
 int sock_timeout_ms(int fd, int optname)
 {
-    if (lf_confined)
-        return sandbox_timeout_ms(fd, optname);
+    return lf_confined ? sandbox_timeout_ms(fd, optname) : sock_timeout_asked_ms(fd, optname);
+}
+
+/* The same, asked of the kernel (sandbox.c records it before confinement). */
+int sock_timeout_asked_ms(int fd, int optname)
+{
     struct timeval tv;
     socklen_t len = sizeof tv;
     if (getsockopt(fd, SOL_SOCKET, optname, &tv, &len) < 0 || (tv.tv_sec == 0 && tv.tv_usec == 0))

@@ -37,6 +37,29 @@ wait_port() {
     fail "nothing listens on port $1"
 }
 
+# Writes $work/$1.conf: nginx in the foreground as root, its files in $work,
+# $2 worker processes, then the http block's own lines ($3: directives and
+# server blocks).
+nginx_conf() {
+    cat >"$work/$1.conf" <<CONF
+daemon off;
+user root;
+worker_processes $2;
+pid $work/$1.pid;
+error_log $work/$1.error.log;
+events { worker_connections 256; }
+http {
+    access_log off;
+    client_body_temp_path $work;
+    proxy_temp_path $work;
+    fastcgi_temp_path $work;
+    uwsgi_temp_path $work;
+    scgi_temp_path $work;
+    $3
+}
+CONF
+}
+
 # Starts a server in the background (killed at exit).
 start() { "$@" >"$work/server.log" 2>&1 & pids+=($!); }
 

@@ -13,24 +13,8 @@ mkdir -p "$work/www"
 head -c 20000000 /dev/urandom >"$work/www/big.bin"
 echo hello >"$work/www/small.txt"
 want=$(sha256sum <"$work/www/big.bin" | cut -d' ' -f1)
-cat >"$work/nginx.conf" <<CONF
-daemon off;
-user root;
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/error.log;
-events { worker_connections 64; }
-http {
-    access_log off;
-    sendfile on;
-    client_body_temp_path $work;
-    proxy_temp_path $work;
-    fastcgi_temp_path $work;
-    uwsgi_temp_path $work;
-    scgi_temp_path $work;
-    server { listen 127.0.0.1:$web; root $work/www; }
-}
-CONF
+nginx_conf nginx 1 "sendfile on;
+    server { listen 127.0.0.1:$web; root $work/www; }"
 
 # haproxy_conf PORT SPLICE-OPTIONS...
 haproxy_conf() {

@@ -8,25 +8,8 @@ port=$(free_port)
 mkdir -p "$work/www"
 head -c 20000000 /dev/urandom >"$work/www/big.bin"
 echo hello >"$work/www/small.txt"
-cat >"$work/nginx.conf" <<CONF
-daemon off;
-user root;
-worker_processes 2;
-pid $work/nginx.pid;
-error_log $work/error.log;
-events { worker_connections 64; }
-http {
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    client_body_temp_path $work;
-    proxy_temp_path $work;
-    fastcgi_temp_path $work;
-    uwsgi_temp_path $work;
-    scgi_temp_path $work;
-    server { listen 127.0.0.1:$port; root $work/www; }
-}
-CONF
+nginx_conf nginx 2 "sendfile on; tcp_nopush on;
+    server { listen 127.0.0.1:$port; root $work/www; }"
 start timeout 120 "$LOOPFAST" run -- nginx -c "$work/nginx.conf" -e "$work/error.log"
 wait_port "$port"
 want=$(sha256sum <"$work/www/big.bin" | cut -d' ' -f1)

@@ -15,29 +15,8 @@ head -c 20000000 /dev/urandom >"$work/www/big.bin"
 echo hello >"$work/www/small.txt"
 want=$(sha256sum <"$work/www/big.bin" | cut -d' ' -f1)
 
-# $1: name, $2: server block
-conf() {
-    cat >"$work/$1.conf" <<CONF
-daemon off;
-user root;
-worker_processes 2;
-pid $work/$1.pid;
-error_log $work/$1.error.log;
-events { worker_connections 256; }
-http {
-    access_log off;
-    sendfile on;
-    client_body_temp_path $work;
-    proxy_temp_path $work;
-    fastcgi_temp_path $work;
-    uwsgi_temp_path $work;
-    scgi_temp_path $work;
-    $2
-}
-CONF
-}
-conf upstream "server { listen 127.0.0.1:$up; root $work/www; }"
-conf proxy "upstream backend { server 127.0.0.1:$up; keepalive 8; }
+nginx_conf upstream 2 "sendfile on; server { listen 127.0.0.1:$up; root $work/www; }"
+nginx_conf proxy 2 "sendfile on; upstream backend { server 127.0.0.1:$up; keepalive 8; }
     server { listen 127.0.0.1:$proxy;
              location / { proxy_pass http://backend; proxy_http_version 1.1;
                           proxy_set_header Connection \"\"; proxy_buffering off; } }"

@@ -9,24 +9,8 @@ need nginx wrk
 port=$(free_port)
 mkdir -p "$work/www"
 head -c 4096 /dev/urandom >"$work/www/4k.bin"
-cat >"$work/nginx.conf" <<CONF
-daemon off;
-user root;
-worker_processes 2;
-pid $work/nginx.pid;
-error_log $work/error.log;
-events { worker_connections 256; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    client_body_temp_path $work;
-    proxy_temp_path $work;
-    fastcgi_temp_path $work;
-    uwsgi_temp_path $work;
-    scgi_temp_path $work;
-    server { listen 127.0.0.1:$port; root $work/www; }
-}
-CONF
+nginx_conf nginx 2 "keepalive_requests 1000000;
+    server { listen 127.0.0.1:$port; root $work/www; }"
 start timeout 120 "$LOOPFAST" run -- nginx -c "$work/nginx.conf" -e "$work/error.log"
 wait_port "$port"
 url="http://127.0.0.1:$port/4k.bin"
