@@ -171,16 +171,16 @@ static int exec_with(exec_fn real, const char *path, char *const argv[], char *c
 LF_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {
     static exec_fn real;
-    if (!real)
-        *(void **)&real = dlsym_next("execve");
+    __typeof__(real) real_now;
+    *(void **)&real_now = dlsym_next_cached((void **)&real, "execve");
     return exec_with(real, path, argv, envp);
 }
 
 LF_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 {
     static exec_fn real;
-    if (!real)
-        *(void **)&real = dlsym_next("execvpe");
+    __typeof__(real) real_now;
+    *(void **)&real_now = dlsym_next_cached((void **)&real, "execvpe");
     return exec_with(real, file, argv, envp);
 }
 
@@ -262,8 +262,8 @@ LF_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_a
                           const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
 {
     static spawn_fn real;
-    if (!real)
-        *(void **)&real = dlsym_next("posix_spawn");
+    __typeof__(real) real_now;
+    *(void **)&real_now = dlsym_next_cached((void **)&real, "posix_spawn");
     return spawn_with(real, pid, path, fa, attr, argv, envp);
 }
 
@@ -271,8 +271,8 @@ LF_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_
                            const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
 {
     static spawn_fn real;
-    if (!real)
-        *(void **)&real = dlsym_next("posix_spawnp");
+    __typeof__(real) real_now;
+    *(void **)&real_now = dlsym_next_cached((void **)&real, "posix_spawnp");
     return spawn_with(real, pid, file, fa, attr, argv, envp);
 }
 

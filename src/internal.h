@@ -56,6 +56,7 @@ struct libc_calls {
 extern struct libc_calls libc;
 void libc_init(void);
 void *dlsym_next(const char *name);
+void *dlsym_next_cached(void **slot, const char *name);   /* thread-safe lazy dlsym_next */
 /* The start of a small file (a /proc entry), NUL-terminated; its length, or
  * -1 when it cannot be read. */
 ssize_t read_small_file(const char *path, char *buf, size_t size);
@@ -218,6 +219,7 @@ int ownfd_copy(int fd);                /* a high copy that survives exec, unregi
 void ownfd_moved(int n, int *to);      /* our number n is now held in *to */
 void ownfd_close(int *where);          /* unregisters, closes, *where = -1 */
 int ownfd_new_epoll(int *where);       /* an inner epoll; never EMFILE (a reserve) */
+int epoll_make_own(void);              /* libc's epoll_create1(EPOLL_CLOEXEC), not the program's */
 /* the program's calls */
 int ownfd_is_ours(int n);
 int ownfd_closing(void);               /* this thread is closing one of ours */

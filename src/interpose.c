@@ -221,9 +221,9 @@ LF_EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct 
     struct lf_sock *s = ours_for_call(fd);
     if (!s) {
         static int (*real)(int, struct mmsghdr *, unsigned, int, struct timespec *);
-        if (!real)
-            *(void **)&real = dlsym_next("recvmmsg");
-        return real(fd, v, n, flags, t);
+        __typeof__(real) real_now;
+        *(void **)&real_now = dlsym_next_cached((void **)&real, "recvmmsg");
+        return real_now(fd, v, n, flags, t);
     }
     return mmsg_on(s, fd, v, n, flags, 0);
 }
@@ -233,9 +233,9 @@ LF_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags)
     struct lf_sock *s = ours_for_call(fd);
     if (!s) {
         static int (*real)(int, struct mmsghdr *, unsigned, int);
-        if (!real)
-            *(void **)&real = dlsym_next("sendmmsg");
-        return real(fd, v, n, flags);
+        __typeof__(real) real_now;
+        *(void **)&real_now = dlsym_next_cached((void **)&real, "sendmmsg");
+        return real_now(fd, v, n, flags);
     }
     return mmsg_on(s, fd, v, n, flags, 1);
 }
@@ -267,9 +267,9 @@ LF_EXPORT ssize_t preadv2(int fd, const struct iovec *iov, int n, off_t off, int
     struct lf_sock *s = ours_for_call(fd);
     if (!s) {
         static ssize_t (*real)(int, const struct iovec *, int, off_t, int);
-        if (!real)
-            *(void **)&real = dlsym_next("preadv2");
-        return real(fd, iov, n, off, rwf);
+        __typeof__(real) real_now;
+        *(void **)&real_now = dlsym_next_cached((void **)&real, "preadv2");
+        return real_now(fd, iov, n, off, rwf);
     }
     return rw2_on(s, fd, iov, n, off, rwf, 0);
 }
@@ -279,9 +279,9 @@ LF_EXPORT ssize_t pwritev2(int fd, const struct iovec *iov, int n, off_t off, in
     struct lf_sock *s = ours_for_call(fd);
     if (!s) {
         static ssize_t (*real)(int, const struct iovec *, int, off_t, int);
-        if (!real)
-            *(void **)&real = dlsym_next("pwritev2");
-        return real(fd, iov, n, off, rwf);
+        __typeof__(real) real_now;
+        *(void **)&real_now = dlsym_next_cached((void **)&real, "pwritev2");
+        return real_now(fd, iov, n, off, rwf);
     }
     return rw2_on(s, fd, iov, n, off, rwf, 1);
 }
@@ -311,11 +311,11 @@ LF_EXPORT int socket(int domain, int type, int protocol)
     if (__builtin_expect(!lf_initialised, 0))
         lf_init();
     static int (*real_socket)(int, int, int);
-    if (!real_socket)
-        *(void **)&real_socket = dlsym_next("socket");
-    int fd = real_socket(domain, type, protocol);
+    __typeof__(real_socket) real_socket_now;
+    *(void **)&real_socket_now = dlsym_next_cached((void **)&real_socket, "socket");
+    int fd = real_socket_now(domain, type, protocol);
     if (retry_without_reserves(fd))
-        fd = real_socket(domain, type, protocol);
+        fd = real_socket_now(domain, type, protocol);
     if (fd >= 0 && lf_config.mode == LF_MODE_ALL && (domain == AF_INET || domain == AF_INET6) &&
         (type & 0xf) == SOCK_STREAM && (protocol == 0 || protocol == IPPROTO_TCP)) {
         struct lf_sock *s = sock_new(LF_OPTIN);
@@ -333,9 +333,9 @@ LF_EXPORT int setsockopt(int fd, int level, int optname, const void *val, sockle
     if (__builtin_expect(!lf_initialised, 0))
         lf_init();
     static int (*real_setsockopt)(int, int, int, const void *, socklen_t);
-    if (!real_setsockopt)
-        *(void **)&real_setsockopt = dlsym_next("setsockopt");
-    int r = real_setsockopt(fd, level, optname, val, len);
+    __typeof__(real_setsockopt) real_setsockopt_now;
+    *(void **)&real_setsockopt_now = dlsym_next_cached((void **)&real_setsockopt, "setsockopt");
+    int r = real_setsockopt_now(fd, level, optname, val, len);
     if (r == 0 && level == SOL_SOCKET) {
         int e = errno;
         bufsize_set(fd, level, optname);
@@ -492,18 +492,19 @@ static void before_close_range(unsigned first, unsigned last)
 
 static int (*real_close_range)(unsigned, unsigned, int);
 
-static void find_close_range(void)
+static __typeof__(real_close_range) find_close_range(void)
 {
-    if (!real_close_range)
-        *(void **)&real_close_range = dlsym_next("close_range");
+    __typeof__(real_close_range) real_close_range_now;
+    *(void **)&real_close_range_now = dlsym_next_cached((void **)&real_close_range, "close_range");
+    return real_close_range_now;
 }
 
 LF_EXPORT int close_range(unsigned first, unsigned last, int flags)
 {
-    find_close_range();
+    __typeof__(real_close_range) real = find_close_range();
     if (!(flags & CLOSE_RANGE_CLOEXEC) && first <= last)
         before_close_range(first, last);
-    return ownfd_close_range(first, last, flags, real_close_range);
+    return ownfd_close_range(first, last, flags, real);
 }
 
 /* One piece of closefrom(): a kernel without close_range gets libc's own
@@ -511,12 +512,12 @@ LF_EXPORT int close_range(unsigned first, unsigned last, int flags)
 static int closefrom_piece(unsigned first, unsigned last, int flags)
 {
     static void (*real_closefrom)(int);
-    if (real_close_range(first, last, flags) == 0 || errno != ENOSYS)
+    if (find_close_range()(first, last, flags) == 0 || errno != ENOSYS)
         return 0;
     if (last == ~0u) {
-        if (!real_closefrom)
-            *(void **)&real_closefrom = dlsym_next("closefrom");
-        real_closefrom((int)first);
+        __typeof__(real_closefrom) real_closefrom_now;
+        *(void **)&real_closefrom_now = dlsym_next_cached((void **)&real_closefrom, "closefrom");
+        real_closefrom_now((int)first);
     } else
         for (unsigned fd = first; fd <= last; fd++)
             libc.close((int)fd);
@@ -525,7 +526,6 @@ static int closefrom_piece(unsigned first, unsigned last, int flags)
 
 LF_EXPORT void closefrom(int lowfd)
 {
-    find_close_range();
     before_close_range(lowfd < 0 ? 0 : (unsigned)lowfd, ~0u);
     int e = errno;
     ownfd_close_range(lowfd < 0 ? 0 : (unsigned)lowfd, ~0u, 0, closefrom_piece);

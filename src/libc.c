@@ -46,6 +46,18 @@ ssize_t read_small_file(const char *path, char *buf, size_t size)
     return n;
 }
 
+/* A lazily resolved entry point, shared by threads: loaded and stored
+ * atomically (two threads may both resolve it; they find the same). */
+void *dlsym_next_cached(void **slot, const char *name)
+{
+    void *p = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    if (!p) {
+        p = dlsym_next(name);
+        __atomic_store_n(slot, p, __ATOMIC_RELEASE);
+    }
+    return p;
+}
+
 #define RESOLVE(name) (*(void **)&libc.name = dlsym_next(#name))
 
 void libc_init(void)

@@ -71,8 +71,8 @@ static int reg_put(int n, int *where)
     int **slot = slot_of(n, 1);
     if (!slot)
         return -1;
-    if (!*slot)
-        held++;
+    if (!__atomic_load_n(slot, __ATOMIC_RELAXED))
+        __atomic_add_fetch(&held, 1, __ATOMIC_RELAXED);
     __atomic_store_n(slot, where, __ATOMIC_RELEASE);
     return 0;
 }
@@ -80,9 +80,9 @@ static int reg_put(int n, int *where)
 static void reg_drop(int n)
 {
     int **slot = slot_of(n, 0);
-    if (slot && *slot) {
+    if (slot && __atomic_load_n(slot, __ATOMIC_RELAXED)) {
         __atomic_store_n(slot, NULL, __ATOMIC_RELEASE);
-        held--;
+        __atomic_sub_fetch(&held, 1, __ATOMIC_RELAXED);
     }
 }
 
@@ -348,12 +348,12 @@ static int reserve_wanted;    /* the program has epoll sets */
 static pthread_mutex_t reserve_lock = PTHREAD_MUTEX_INITIALIZER;   /* before `lock` */
 
 /* The real epoll_create1: ours must not count as the program's (below). */
-static int make_epoll(void)
+int epoll_make_own(void)
 {
     static int (*real)(int);
-    if (!real)
-        *(void **)&real = dlsym_next("epoll_create1");
-    return real(EPOLL_CLOEXEC);
+    __typeof__(real) real_now;
+    *(void **)&real_now = dlsym_next_cached((void **)&real, "epoll_create1");
+    return real_now(EPOLL_CLOEXEC);
 }
 
 static void reserve_fill(void)
@@ -362,8 +362,8 @@ static void reserve_fill(void)
     if (reserve >= 0 && reserve_pid != lf_pid)
         ownfd_close(&reserve);
     int made = -1;
-    if (reserve < 0 && ownfd_new(&made, make_epoll()) >= 0) {
-        reserve = made;
+    if (reserve < 0 && ownfd_new(&made, epoll_make_own()) >= 0) {
+        __atomic_store_n(&reserve, made, __ATOMIC_RELAXED);
         ownfd_moved(made, &reserve);
         reserve_pid = lf_pid;
     }
@@ -372,11 +372,12 @@ static void reserve_fill(void)
 
 int ownfd_new_epoll(int *where)
 {
-    int fd = make_epoll();
+    int fd = epoll_make_own();
     if (fd < 0 && (errno == EMFILE || errno == ENFILE) && reap_now() + spare_drop() > 0)
-        fd = make_epoll();
+        fd = epoll_make_own();
     if (ownfd_new(where, fd) >= 0) {
-        if (__atomic_load_n(&reserve_wanted, __ATOMIC_RELAXED) && reserve < 0)
+        if (__atomic_load_n(&reserve_wanted, __ATOMIC_RELAXED) &&
+            __atomic_load_n(&reserve, __ATOMIC_RELAXED) < 0)
             reserve_fill();
         return 0;
     }
@@ -385,7 +386,7 @@ int ownfd_new_epoll(int *where)
     if (ok) {
         *where = reserve;
         ownfd_moved(reserve, where);
-        reserve = -1;
+        __atomic_store_n(&reserve, -1, __ATOMIC_RELAXED);
     }
     pthread_mutex_unlock(&reserve_lock);
     return ok ? 0 : (errno = ENOMEM, -1);
@@ -409,9 +410,9 @@ LF_EXPORT int epoll_create(int size)
     static int (*real)(int);
     if (__builtin_expect(!lf_initialised, 0))
         lf_init();
-    if (!real)
-        *(void **)&real = dlsym_next("epoll_create");
-    return program_made_epoll(real(size));
+    __typeof__(real) real_now;
+    *(void **)&real_now = dlsym_next_cached((void **)&real, "epoll_create");
+    return program_made_epoll(real_now(size));
 }
 
 LF_EXPORT int epoll_create1(int flags)
@@ -419,9 +420,9 @@ LF_EXPORT int epoll_create1(int flags)
     static int (*real)(int);
     if (__builtin_expect(!lf_initialised, 0))
         lf_init();
-    if (!real)
-        *(void **)&real = dlsym_next("epoll_create1");
-    return program_made_epoll(real(flags));
+    __typeof__(real) real_now;
+    *(void **)&real_now = dlsym_next_cached((void **)&real, "epoll_create1");
+    return program_made_epoll(real_now(flags));
 }
 
 /* ---- the limit ---- */

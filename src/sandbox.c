@@ -64,8 +64,8 @@ static void confine(void)
 LF_EXPORT int prctl(int option, ...)
 {
     static int (*real_prctl)(int, ...);
-    if (!real_prctl)
-        *(void **)&real_prctl = dlsym_next("prctl");
+    __typeof__(real_prctl) real_prctl_now;
+    *(void **)&real_prctl_now = dlsym_next_cached((void **)&real_prctl, "prctl");
     va_list ap;
     va_start(ap, option);
     unsigned long a2 = va_arg(ap, unsigned long), a3 = va_arg(ap, unsigned long),
@@ -73,7 +73,7 @@ LF_EXPORT int prctl(int option, ...)
     va_end(ap);
     if (option == PR_SET_SECCOMP)
         confine();
-    return real_prctl(option, a2, a3, a4, a5);
+    return real_prctl_now(option, a2, a3, a4, a5);
 }
 
 int sandbox_sigpipe_ignored(void)

@@ -23,6 +23,13 @@
 static ssize_t (*real_sendfile)(int, int, off_t *, size_t);
 static ssize_t (*real_splice)(int, loff_t *, int, loff_t *, size_t, unsigned);
 
+static __typeof__(real_splice) real_splice_fn(void)
+{
+    __typeof__(real_splice) f;
+    *(void **)&f = dlsym_next_cached((void **)&real_splice, "splice");
+    return f;
+}
+
 static int is_ours(struct lf_sock *s)
 {
     int k = sock_kind(s);
@@ -69,13 +76,13 @@ LF_EXPORT ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
 {
     if (__builtin_expect(!lf_initialised, 0))
         lf_init();
-    if (!real_sendfile)
-        *(void **)&real_sendfile = dlsym_next("sendfile");
+    __typeof__(real_sendfile) real_sendfile_now;
+    *(void **)&real_sendfile_now = dlsym_next_cached((void **)&real_sendfile, "sendfile");
     struct lf_sock *s = fdtable_acquire(out_fd);
     if (!s || !is_ours(s)) {
         if (s)
             sock_put(s);
-        return real_sendfile(out_fd, in_fd, offset, count);
+        return real_sendfile_now(out_fd, in_fd, offset, count);
     }
     off_t pos = offset ? *offset : lseek(in_fd, 0, SEEK_CUR);
     ssize_t r = pos < 0 ? -1 : file_to_sock(s, out_fd, in_fd, &pos, count);
@@ -212,7 +219,7 @@ static ssize_t sock_to_pipe(struct lf_sock *s, int in_fd, int out_fd, size_t len
         if (r > 0)
             r = libc.write(sp.w, buf, (size_t)r);
         if (r > 0)
-            r = real_splice(sp.r, NULL, out_fd, NULL, (size_t)r, flags);
+            r = real_splice_fn()(sp.r, NULL, out_fd, NULL, (size_t)r, flags);
         if (r > 0) {
             iov.iov_len = (size_t)r;
             sock_recv(s, in_fd, &m, MSG_DONTWAIT);
@@ -230,8 +237,8 @@ LF_EXPORT ssize_t splice(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out,
 {
     if (__builtin_expect(!lf_initialised, 0))
         lf_init();
-    if (!real_splice)
-        *(void **)&real_splice = dlsym_next("splice");
+    __typeof__(real_splice) real_splice_now;
+    *(void **)&real_splice_now = dlsym_next_cached((void **)&real_splice, "splice");
     struct lf_sock *out = fdtable_acquire(fd_out), *in = fdtable_acquire(fd_in);
     ssize_t r;
     if (out && is_ours(out) && !off_in)
@@ -239,7 +246,7 @@ LF_EXPORT ssize_t splice(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out,
     else if (in && is_ours(in) && !off_out)
         r = sock_to_pipe(in, fd_in, fd_out, len, flags);
     else
-        r = real_splice(fd_in, off_in, fd_out, off_out, len, flags);
+        r = real_splice_now(fd_in, off_in, fd_out, off_out, len, flags);
     int e = errno;
     if (out)
         sock_put(out);

@@ -105,11 +105,14 @@ static int diag_fd = -1;
 static void diag_before_fork(void) { pthread_mutex_lock(&diag_lock); }
 static void diag_after_fork(void) { pthread_mutex_unlock(&diag_lock); }
 
+static int diag_inherited;   /* a forked child's copy: the parent's socket */
+
+/* In a forked child: its copy is closed at its first lookup, not here, where
+ * other libraries' fork handlers may still hold their locks. */
 static void diag_in_child(void)
 {
-    if (diag_fd >= 0)
-        ownfd_close(&diag_fd);   /* our copy only: the parent's stays open */
-    pthread_mutex_init(&diag_lock, NULL);
+    diag_inherited = diag_fd >= 0;
+    pthread_mutex_unlock(&diag_lock);   /* the forking thread took it (diag_before_fork) */
 }
 
 static void diag_setup(void)
@@ -119,6 +122,10 @@ static void diag_setup(void)
 
 static int diag_socket(void)
 {
+    if (diag_inherited) {
+        ownfd_close(&diag_fd);   /* our copy only: the parent's stays open */
+        diag_inherited = 0;
+    }
     if (diag_fd < 0)
         ownfd_new(&diag_fd, socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
     return diag_fd;

@@ -54,13 +54,12 @@ static uint64_t next_round = UINT64_MAX;   /* UINT64_MAX: nothing watched */
 
 static void lock_for_fork(void) { pthread_mutex_lock(&lock); }
 static void unlock_after_fork(void) { pthread_mutex_unlock(&lock); }
-static void reset_in_child(void) { pthread_mutex_init(&lock, NULL); }
 
 __attribute__((constructor)) static void trim_init(void)
 {
     /* A fork waits for a punch in progress: the child is counted as a
      * holder before, so no punch starts while it can write. */
-    pthread_atfork(lock_for_fork, unlock_after_fork, reset_in_child);
+    pthread_atfork(lock_for_fork, unlock_after_fork, unlock_after_fork);
 }
 
 static void unlink_conn(struct lf_conn *c)
