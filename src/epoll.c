@@ -773,3 +773,27 @@ LF_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout
         lf_init();
     return lf_epoll_wait(epfd, ev, max, timeout, mask);
 }
+
+/* epoll_pwait2: a timeout in nanoseconds.  A set without loopfast's
+ * registrations goes to the kernel as is; one with them waits as
+ * epoll_pwait does, the timeout rounded up to whole milliseconds (a wait
+ * may end a little late, never early). */
+LF_EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max, const struct timespec *t,
+                           const sigset_t *mask)
+{
+    static void *slot;
+    int (*real)(int, struct epoll_event *, int, const struct timespec *, const sigset_t *);
+    if (__builtin_expect(!lf_initialised, 0))
+        lf_init();
+    *(void **)&real = dlsym_next_cached(&slot, "epoll_pwait2");
+    if (max <= 0 || !has_regs(epfd))
+        return real(epfd, ev, max, t, mask);
+    if (t && (t->tv_sec < 0 || t->tv_nsec < 0 || t->tv_nsec >= 1000000000))
+        return errno = EINVAL, -1;
+    int ms = -1;
+    if (t) {
+        uint64_t want = (uint64_t)t->tv_sec * 1000 + ((uint64_t)t->tv_nsec + 999999) / 1000000;
+        ms = want > INT32_MAX ? INT32_MAX : (int)want;
+    }
+    return lf_epoll_wait(epfd, ev, max, ms, mask);
+}
