@@ -117,10 +117,11 @@ fuzz:
 
 # Tests whose timing valgrind does not disturb, under memcheck.
 VALGRIND_TESTS := api_errors unit_ring connect_write_accept echo_v4 optin_one_sided readiness \
-                  sockopts descriptors msg_flags flow_control
+                  sockopts descriptors msg_flags flow_control own_fds fd_numbers mmsg_rw2 \
+                  epoll_states peer_reset fork_split accept_threads_fds
 check-valgrind: tests
 	@tests/install-deps.sh valgrind
-	LOOPFAST_TEST_WRAPPER="valgrind -q --error-exitcode=9" \
+	LOOPFAST_TEST_WRAPPER="valgrind -q --error-exitcode=9 --suppressions=tests/valgrind.supp" \
 	    tests/run.sh $(addprefix $(BUILD)/tests/,$(VALGRIND_TESTS))
 
 # The long soak (make check runs 20 s of it).
