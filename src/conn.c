@@ -72,12 +72,21 @@ void bell_ring(struct lf_conn *c, int which)
     (void)!libc.write(c->bell_peer[which], &one, sizeof one);
 }
 
+/* Did the peer arm `flag`?  Its promise to pay for the barrier is read from
+ * its own line (any holder of its end writes it), not through conn_peer: it
+ * only chooses our barrier, and a false one costs that connection alone. */
+static int peer_armed(struct lf_conn *c, uint32_t *flag)
+{
+    const uint32_t *promise = &c->sh->side[!c->me].arms_with_mb;
+    return ring_take_armed(flag, __atomic_load_n(&lf_membarrier, __ATOMIC_RELAXED) ? promise : NULL);
+}
+
 /* After a change of state, wake the peer for whatever it waits for. */
 void conn_ring_bell(struct lf_conn *c)
 {
-    if (ring_take_armed(&c->tx.ctl->reader_armed))
+    if (peer_armed(c, &c->tx.ctl->reader_armed))
         bell_ring(c, BELL_DATA);
-    if (ring_take_armed(&c->rx.ctl->writer_armed))
+    if (peer_armed(c, &c->rx.ctl->writer_armed))
         bell_ring(c, BELL_ROOM);
 }
 
@@ -294,7 +303,7 @@ static ssize_t rx_step(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
             if (!peek) {
                 my_stats(c)->rx_bytes += (uint64_t)n;
                 my_stats(c)->rx_msgs++;
-                if (ring_take_armed(&c->rx.ctl->writer_armed))
+                if (peer_armed(c, &c->rx.ctl->writer_armed))
                     bell_ring(c, BELL_ROOM);
             }
             return n;
@@ -471,7 +480,7 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
             done += (size_t)n;
             my_stats(c)->tx_bytes += (uint64_t)n;
             trim_note_write(c);
-            if (ring_take_armed(&c->tx.ctl->reader_armed))
+            if (peer_armed(c, &c->tx.ctl->reader_armed))
                 bell_ring(c, BELL_DATA);
             continue;
         }
@@ -660,12 +669,13 @@ short conn_kernel_events(struct lf_conn *c, short want)
     return ev;
 }
 
-void conn_arm(struct lf_conn *c, short want)
+int conn_arm(struct lf_conn *c, short want)
 {
     if (want & (POLLIN | POLLRDNORM | POLLRDHUP))
         ring_arm(&c->rx.ctl->reader_armed);
     if (want & (POLLOUT | POLLWRNORM))
         ring_arm(&c->tx.ctl->writer_armed);
+    return __atomic_load_n(&my_side(c)->arms_with_mb, __ATOMIC_RELAXED) != 0;
 }
 
 /* What an edge-triggered poller compares between reports: any new data or

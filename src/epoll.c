@@ -681,17 +681,20 @@ static int collect_locked(int epfd, struct epoll_event *out, int max, int *reche
     *st = (struct set_state){ 0, 0 };
     if (e) {
         refresh(e);
+        int heavy = 0;   /* one barrier for all the rings armed (barrier.c) */
         for (struct ep_reg *r = e->regs; r; r = r->next) {
             if (sock_kind(r->s) != LF_FAST)
                 continue;
             st->stuck += r->mode == MODE_KERNEL;
             if (recheck && !r->disabled) {
-                conn_arm(r->s->conn, (short)r->events);
+                heavy |= conn_arm(r->s->conn, (short)r->events);
                 int ms = conn_recheck_ms(r->s->conn);
                 *recheck = *recheck < 0 || (ms >= 0 && ms < *recheck) ? ms : *recheck;
             }
         }
         st->inner = e->inner_regs;
+        if (recheck)
+            barrier_after_arm(heavy);
         n = collect(e, out, 0, max);
     }
     pthread_mutex_unlock(&ep_lock);

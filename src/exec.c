@@ -363,6 +363,11 @@ static void import_one(const char *item, struct imported *seen, int *nseen, int 
     } else if (u >= 0) {
         libc.close_own(u);
     }
+    uint32_t *promise = &c->sh->side[me].arms_with_mb;
+    if (!barrier_promise() && __atomic_load_n(promise, __ATOMIC_RELAXED)) {
+        barrier_withdraw(promise);   /* this image will not pay for its peer's barrier */
+        barrier_withdrawn();
+    }
     c->bell_mine[BELL_DATA] = f[1];
     c->bell_mine[BELL_ROOM] = f[2];
     c->bell_peer[BELL_DATA] = f[3];

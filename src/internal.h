@@ -95,6 +95,7 @@ struct lf_side {
     uint32_t shut_wr;                 /* no more data from us */
     uint32_t closed;                  /* our last holder closed */
     uint32_t holders;                 /* processes holding our end */
+    uint32_t arms_with_mb;            /* we arm with membarrier: the peer may skip its fence (barrier.c) */
     uint32_t reset;                   /* the peer died owing us a reset: 1, 2 once reported */
 };
 
@@ -333,9 +334,17 @@ short conn_poll_state(struct lf_conn *c, int fd, short want, short tev);
  * again (an unclear FIN); -1: as long as it likes. */
 int conn_recheck_ms(struct lf_conn *c);
 short conn_kernel_events(struct lf_conn *c, short want);
-void conn_arm(struct lf_conn *c, short want);
+int conn_arm(struct lf_conn *c, short want);   /* 1: our side promised (barrier_after_arm) */
 void conn_signature(struct lf_conn *c, uint64_t *in, uint64_t *out);
 int conn_wants_kernel(struct lf_conn *c, short want);
+
+/* ---- barrier.c: the sleeper pays for the store-load barrier ---- */
+extern int lf_membarrier;            /* this process is registered for GLOBAL_EXPEDITED */
+void barrier_register(void);         /* at start and in a forked child */
+uint32_t barrier_promise(void);      /* what a side of ours publishes in arms_with_mb */
+void barrier_after_arm(int heavy);   /* after arming: heavy when our side promised */
+void barrier_withdraw(uint32_t *promise);
+void barrier_withdrawn(void);        /* once, after withdrawing, before seccomp */
 
 /* ---- wait.c ---- */
 /* When a spin that starts now must end; 0: do not spin (spinning is off, or

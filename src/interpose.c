@@ -34,7 +34,9 @@ __attribute__((constructor)) void lf_init(void)
     libc_init();
     config_init();
     renew_pid();
+    barrier_register();
     pthread_atfork(NULL, NULL, renew_pid);
+    pthread_atfork(NULL, NULL, barrier_register);   /* a child's own registration */
     __atomic_store_n(&lf_initialised, 1, __ATOMIC_RELEASE);
     exec_import();
 }

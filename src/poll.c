@@ -191,12 +191,14 @@ static int poll_tracked(struct poll_set *ps, int timeout_ms, const sigset_t *mas
         return r ? r : (kernel_poll(ps, 0, NULL) < 0 ? -1 : evaluate(ps, 1));
     for (;;) {
         int recheck = -1;   /* an unclear FIN is looked into again (conn.c) */
+        int heavy = 0;      /* one barrier for all the rings armed (barrier.c) */
         for (nfds_t i = 0; i < ps->nt; i++)
             if (sock_kind(ps->t[i].s) == LF_FAST) {
-                conn_arm(ps->t[i].s->conn, ps->user[ps->t[i].user].events);
+                heavy |= conn_arm(ps->t[i].s->conn, ps->user[ps->t[i].user].events);
                 int ms = conn_recheck_ms(ps->t[i].s->conn);
                 recheck = recheck < 0 || (ms >= 0 && ms < recheck) ? ms : recheck;
             }
+        barrier_after_arm(heavy);
         int wait = fast_ready(ps) ? 0 : remaining_ms(deadline);
         if (recheck >= 0 && (wait < 0 || recheck < wait))
             wait = recheck;

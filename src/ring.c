@@ -160,15 +160,25 @@ ssize_t ring_read(struct ring *r, void *buf, size_t len, int peek)
 
 void ring_arm(uint32_t *flag)
 {
-    __atomic_store_n(flag, 1, __ATOMIC_SEQ_CST);
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    __atomic_store_n(flag, 1, __ATOMIC_SEQ_CST);   /* the barrier follows (ring.h) */
 }
 
-int ring_take_armed(uint32_t *flag)
+int ring_take_armed(uint32_t *flag, const uint32_t *promise)
 {
-    /* Order our index store before the flag load (pairs with ring_arm). */
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    if (__atomic_load_n(flag, __ATOMIC_RELAXED) == 0)
-        return 0;
+    /* Order our index store before the flag load: a fence, unless the armer
+     * pays for it (barrier.c).  A promise withdrawn after we looked is seen
+     * when we look again below, after the flag: then we fence after all. */
+    int light = promise && __atomic_load_n(promise, __ATOMIC_RELAXED);
+    if (light)
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    else
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (__atomic_load_n(flag, __ATOMIC_RELAXED) == 0) {
+        if (!light || __atomic_load_n(promise, __ATOMIC_ACQUIRE))
+            return 0;
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        if (__atomic_load_n(flag, __ATOMIC_RELAXED) == 0)
+            return 0;
+    }
     return __atomic_exchange_n(flag, 0, __ATOMIC_SEQ_CST) != 0;
 }

@@ -68,11 +68,14 @@ ssize_t ring_write(struct ring *r, const void *buf, size_t len);
 ssize_t ring_readv(struct ring *r, const struct iovec *iov, int iovcnt, int peek);
 ssize_t ring_read(struct ring *r, void *buf, size_t len, int peek);
 
-/* Sleeping protocol: a side that is about to sleep arms (sets its flag with a
- * full barrier, then re-checks the ring); the other side, after it published
+/* Sleeping protocol: a side that is about to sleep arms (sets its flag),
+ * passes a store-load barrier (barrier.c: a fence, and membarrier when its
+ * side promised) and re-checks the ring; the other side, after it published
  * progress, takes the flag (exchange to 0) and rings the doorbell if it was
- * set. */
+ * set.  `promise` is the armer's promise to pay for the barrier, or NULL
+ * when it may not be relied on (this process is not registered): then the
+ * taker fences itself. */
 void ring_arm(uint32_t *flag);
-int ring_take_armed(uint32_t *flag);
+int ring_take_armed(uint32_t *flag, const uint32_t *promise);
 
 #endif /* LOOPFAST_RING_H */

@@ -42,8 +42,10 @@ static void record(int fd)
         __atomic_store_n(&s->nonblock_seen, (fl & O_NONBLOCK) != 0, __ATOMIC_RELAXED);
     s->timeo_confined[0] = sock_timeout_asked_ms(fd, SO_RCVTIMEO);
     s->timeo_confined[1] = sock_timeout_asked_ms(fd, SO_SNDTIMEO);
-    if (sock_kind(s) == LF_FAST)
+    if (sock_kind(s) == LF_FAST) {
         handshake_before_confinement(s->conn);   /* a proof needs recvmsg */
+        barrier_withdraw(&s->conn->sh->side[s->conn->me].arms_with_mb);   /* membarrier too */
+    }
     sock_put(s);
 }
 
@@ -55,6 +57,7 @@ static void confine(void)
     if (lf_confined)
         return;
     fdtable_for_each_fd(0, ~0u, record);
+    barrier_withdrawn();
     struct sigaction old;
     sigpipe_ignored = sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_IGN;
     lf_config.mode = LF_MODE_OFF;   /* no new fast connection */
