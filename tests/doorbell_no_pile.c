@@ -43,7 +43,8 @@ int main(int argc, char **argv)
     printf("the client slept %ld times in %d round trips\n", slept, ROUNDS);
     /* With the bug it slept next to never; how often a reply arrives before
      * the client gets to sleep depends on the machine (a quarter to a half
-     * of the round trips here), so the bound is a tenth. */
-    CHECK(slept >= ROUNDS / 10, "only %ld sleeps in %d round trips: a busy loop", slept, ROUNDS);
+     * of the round trips here, a sixth on a quieter host), so the bound is a
+     * twentieth. */
+    CHECK(slept >= ROUNDS / 20, "only %ld sleeps in %d round trips: a busy loop", slept, ROUNDS);
     return 0;
 }
