@@ -142,12 +142,46 @@ LF_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, i
     return recvfrom(fd, buf, len, flags, from, fromlen);
 }
 
+/* A send with an address on a socket not connected yet: TCP Fast Open
+ * (MSG_FASTOPEN) connects with it, so the offer is made first, as by
+ * connect(), and what the kernel takes is counted as sent on TCP. */
+static ssize_t send_connecting(struct lf_sock *s, int fd, const struct msghdr *msg, int flags)
+{
+    pthread_mutex_lock(&s->lock);
+    if (sock_kind(s) == LF_OPTIN && msg->msg_namelen >= sizeof(sa_family_t))
+        handshake_offer(s, fd, msg->msg_name);
+    ssize_t r = libc.sendmsg(fd, msg, flags);
+    int e = errno, plain = sock_kind(s) == LF_PLAIN;
+    if (r > 0 && sock_kind(s) == LF_PENDING)
+        s->pending_tx += (uint64_t)r;
+    pthread_mutex_unlock(&s->lock);
+    if (plain)
+        fdtable_clear(fd);   /* never fast: as connect() */
+    errno = e;
+    return r;
+}
+
+static int connecting(struct lf_sock *s, const void *addr)
+{
+    return addr && sock_kind(s) == LF_OPTIN;
+}
+
 LF_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
                          const struct sockaddr *to, socklen_t tolen)
 {
     struct lf_sock *s = ours_for_call(fd);
+    if (!s)
+        return libc.sendto(fd, buf, len, flags, to, tolen);
+    if (connecting(s, to)) {
+        struct iovec iov = { (void *)buf, len };
+        struct msghdr m = { .msg_name = (void *)to, .msg_namelen = tolen, .msg_iov = &iov,
+                            .msg_iovlen = 1 };
+        ssize_t r = send_connecting(s, fd, &m, flags);
+        call_end(s);
+        return r;
+    }
     /* TCP ignores the address of a connected socket. */
-    return s ? send_on(s, fd, buf, len, flags) : libc.sendto(fd, buf, len, flags, to, tolen);
+    return send_on(s, fd, buf, len, flags);
 }
 
 LF_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
@@ -165,7 +199,8 @@ LF_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
     struct lf_sock *s = ours_for_call(fd);
     if (!s)
         return libc.sendmsg(fd, msg, flags);
-    ssize_t r = sock_send(s, fd, msg, flags);
+    ssize_t r = msg && connecting(s, msg->msg_name) ? send_connecting(s, fd, msg, flags)
+                                                    : sock_send(s, fd, msg, flags);
     call_end(s);
     return r;
 }
