@@ -16,6 +16,9 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include <signal.h>
+#include <time.h>
+
 #include "internal.h"
 
 #define RX_SWITCHED (-1000000)
@@ -37,6 +40,74 @@ static void unlock_if(pthread_mutex_t *m, int threaded)
 {
     if (threaded)
         pthread_mutex_unlock(m);
+}
+
+/* ---- one direction, one user at a time ----
+ *
+ * The ring has one writer and one reader.  Threads of a process are kept
+ * apart by a mutex, processes holding the same end (fork, exec) by `busy`
+ * in that end's line: the pid using the direction.  Neither is held while
+ * a call waits, so a non-blocking call of another thread or process gets
+ * its answer at once, as from the kernel.  A holder that died in the few
+ * instructions it holds `busy` is found by kill(pid, 0) after a while; a
+ * peer that writes a live pid there stalls only its own connection, sleeping
+ * in 1 ms steps, not spinning. */
+enum { DIR_TX = 0, DIR_RX = 1 };
+
+struct dir_hold {
+    int threaded;   /* the mutex was taken */
+    int shared;     /* `busy` was taken */
+};
+
+static int32_t *busy_word(struct lf_conn *c, int dir)
+{
+    return &c->sh->side[c->me].busy[dir];
+}
+
+static void busy_take(struct lf_conn *c, int dir)
+{
+    int32_t *w = busy_word(c, dir);
+    for (unsigned i = 0;; i++) {
+        int32_t free_ = 0;
+        if (__atomic_compare_exchange_n(w, &free_, lf_pid, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+            return;
+        if (i < 64) {
+            cpu_relax();
+            continue;
+        }
+        int32_t owner = __atomic_load_n(w, __ATOMIC_RELAXED);
+        if (owner == lf_pid || ((i & 127) == 0 && !lf_confined && owner > 0 &&
+                                kill(owner, 0) < 0 && errno == ESRCH)) {
+            /* our own (a fork copied it), or a holder that died with it */
+            if (__atomic_compare_exchange_n(w, &owner, lf_pid, 0, __ATOMIC_ACQUIRE,
+                                            __ATOMIC_RELAXED))
+                return;
+            continue;
+        }
+        /* nanosleep, not sched_yield: a seccomp sandbox allows it (6.1) */
+        struct timespec pause = { 0, i < 1024 ? 1000 : 1000000 };
+        nanosleep(&pause, NULL);
+    }
+}
+
+static struct dir_hold dir_lock(struct lf_conn *c, int dir)
+{
+    struct dir_hold h;
+    h.threaded = lock_if_threaded(dir == DIR_TX ? &c->tx_lock : &c->rx_lock);
+    h.shared = __atomic_load_n(&my_side(c)->holders, __ATOMIC_RELAXED) > 1;
+    if (h.shared) {
+        int e = errno;
+        busy_take(c, dir);
+        errno = e;
+    }
+    return h;
+}
+
+static void dir_unlock(struct lf_conn *c, int dir, struct dir_hold h)
+{
+    if (h.shared)
+        __atomic_store_n(busy_word(c, dir), 0, __ATOMIC_RELEASE);
+    unlock_if(dir == DIR_TX ? &c->tx_lock : &c->rx_lock, h.threaded);
 }
 
 static uint32_t load32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
@@ -343,7 +414,7 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
     struct lf_conn *c = s->conn;
     if (c->shut_rd)
         return 0;
-    int locked = lock_if_threaded(&c->rx_lock);
+    struct dir_hold hold = dir_lock(c, DIR_RX);
     ssize_t r;
     int timeout = -2;
     for (;;) {
@@ -360,7 +431,9 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
         } else {
             if (timeout == -2)
                 timeout = sock_timeout_ms(fd, SO_RCVTIMEO);
+            dir_unlock(c, DIR_RX, hold);   /* others may read meanwhile, as from the kernel */
             int w = wait_for(c, fd, 0, timeout, &tev);
+            hold = dir_lock(c, DIR_RX);
             if (w < 0) {
                 r = w;
                 break;
@@ -378,7 +451,7 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
         if (dontwait)
             break;
     }
-    unlock_if(&c->rx_lock, locked);
+    dir_unlock(c, DIR_RX, hold);
     if (r < 0) {
         errno = (int)-r;
         return -1;
@@ -449,7 +522,7 @@ static int tx_wait_ms(struct lf_conn *c, uint64_t deadline)
 }
 
 static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struct msghdr *msg,
-                       int flags)
+                       int flags, struct dir_hold *hold)
 {
     struct iovec iov[MAX_IOV];
     size_t want = iov_total(msg->msg_iov, msg->msg_iovlen), done = 0;
@@ -496,7 +569,9 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
             deadline = timeout < 0 ? 0 : monotonic_ns() + (uint64_t)timeout * 1000000;
         }
         short tev;
+        dir_unlock(c, DIR_TX, *hold);   /* others may write meanwhile, as to the kernel */
         int w = wait_for(c, fd, 1, tx_wait_ms(c, deadline), &tev);
+        *hold = dir_lock(c, DIR_TX);
         if (w < 0 && w != -EAGAIN)
             return done ? (ssize_t)done : w;
         if (peer_left(c, fd, tev))
@@ -512,7 +587,7 @@ ssize_t conn_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags
     struct lf_conn *c = s->conn;
     struct lf_side *me = my_side(c);
     ssize_t r;
-    int locked = lock_if_threaded(&c->tx_lock);
+    struct dir_hold hold = dir_lock(c, DIR_TX);
     tx_maybe_switch(c);
     if (!load32(&me->tx_switched)) {
         /* The peer does not read rings yet: TCP, counted. */
@@ -522,11 +597,11 @@ ssize_t conn_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags
         else if (r < 0)
             r = -errno;
     } else {
-        r = tx_ring(s, c, fd, msg, flags);
+        r = tx_ring(s, c, fd, msg, flags, &hold);
         if (r > 0)
             my_stats(c)->tx_msgs++;
     }
-    unlock_if(&c->tx_lock, locked);
+    dir_unlock(c, DIR_TX, hold);
     if (r < 0) {
         errno = (int)-r;
         return -1;

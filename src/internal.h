@@ -21,6 +21,16 @@
 
 #define LF_EXPORT __attribute__((visibility("default")))
 
+/* A spinning loop's hint to the CPU (and to a sibling hyperthread). */
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 /* ---- libc.c: the real entry points, behind one narrow interface ---- */
 struct libc_calls {
     ssize_t (*read)(int, void *, size_t);
@@ -96,6 +106,7 @@ struct lf_side {
     uint32_t closed;                  /* our last holder closed */
     uint32_t holders;                 /* processes holding our end */
     uint32_t arms_with_mb;            /* we arm with membarrier: the peer may skip its fence (barrier.c) */
+    int32_t busy[2];                  /* [LF_C2S.. as tx, rx]: pid using that direction (conn.c) */
     uint32_t reset;                   /* the peer died owing us a reset: 1, 2 once reported */
 };
 
