@@ -409,6 +409,8 @@ static int must_not_wait(struct lf_sock *s, struct lf_conn *c, int fd, int flags
     return nonblock;
 }
 
+static int sleep_ms(struct lf_conn *c, uint64_t deadline);
+
 ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
 {
     struct lf_conn *c = s->conn;
@@ -417,6 +419,7 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
     struct dir_hold hold = dir_lock(c, DIR_RX);
     ssize_t r;
     int timeout = -2;
+    uint64_t deadline = 0;
     for (;;) {
         r = c->broken ? -ECONNRESET : rx_step(c, fd, msg, flags);
         if (r != -EAGAIN)
@@ -429,12 +432,15 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
         if (dontwait) {
             tev = POLLIN;   /* before saying EAGAIN, ask TCP if the peer is gone */
         } else {
-            if (timeout == -2)
+            if (timeout == -2) {
                 timeout = sock_timeout_ms(fd, SO_RCVTIMEO);
+                deadline = timeout < 0 ? 0 : monotonic_ns() + (uint64_t)timeout * 1000000;
+            }
             dir_unlock(c, DIR_RX, hold);   /* others may read meanwhile, as from the kernel */
-            int w = wait_for(c, fd, 0, timeout, &tev);
+            int w = wait_for(c, fd, 0, sleep_ms(c, deadline), &tev);
             hold = dir_lock(c, DIR_RX);
-            if (w < 0) {
+            /* a sleep cut short (sleep_ms) is no timeout */
+            if (w < 0 && !(w == -EAGAIN && (!deadline || monotonic_ns() < deadline))) {
                 r = w;
                 break;
             }
@@ -510,16 +516,33 @@ static ssize_t tx_gone(struct lf_conn *c, int fd, const struct msghdr *msg, int 
 
 /* A writer's sleep: until its SO_SNDTIMEO deadline (0: none), and no
  * longer than an unclear FIN may wait to be looked into again. */
-static int tx_wait_ms(struct lf_conn *c, uint64_t deadline)
+/* The shorter of two poll() timeouts, -1 being none. */
+static int min_timeout(int a, int b)
+{
+    return a < 0 ? b : b < 0 ? a : a < b ? a : b;
+}
+
+/* How long a call may sleep: until its deadline (0: none), no longer than
+ * an unclear FIN may wait to be looked into again, and no longer than
+ * SHARED_WAIT_MS while other threads or processes may wait on the same
+ * direction: one doorbell wakes one waiter (whoever reads it takes it), and
+ * the others must look at the ring again by themselves. */
+#define SHARED_WAIT_MS 10
+
+static int sleep_ms(struct lf_conn *c, uint64_t deadline)
 {
     int ms = -1;
     if (deadline) {
         uint64_t now = monotonic_ns();
         ms = now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
     }
-    int recheck = conn_recheck_ms(c);
-    return recheck >= 0 && (ms < 0 || recheck < ms) ? recheck : ms;
+    ms = min_timeout(ms, conn_recheck_ms(c));
+    if (!__libc_single_threaded || load32(&my_side(c)->holders) > 1)
+        ms = min_timeout(ms, SHARED_WAIT_MS);
+    return ms;
 }
+
+
 
 static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struct msghdr *msg,
                        int flags, struct dir_hold *hold)
@@ -570,7 +593,7 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
         }
         short tev;
         dir_unlock(c, DIR_TX, *hold);   /* others may write meanwhile, as to the kernel */
-        int w = wait_for(c, fd, 1, tx_wait_ms(c, deadline), &tev);
+        int w = wait_for(c, fd, 1, sleep_ms(c, deadline), &tev);
         *hold = dir_lock(c, DIR_TX);
         if (w < 0 && w != -EAGAIN)
             return done ? (ssize_t)done : w;
