@@ -10,6 +10,14 @@
 
 #include "helpers.h"
 
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+
 #define CONNS 200
 #define WAITS 1000
 
@@ -42,6 +50,9 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "inner"))
         inner();
+#ifdef UNDER_TSAN
+    SKIP("strace of a ThreadSanitizer build takes minutes");
+#endif
     if (system("strace -V >/dev/null 2>&1") != 0)
         SKIP("strace is not installed");
     alarm(60);
