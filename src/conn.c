@@ -695,6 +695,20 @@ void conn_close(struct lf_sock *s, int fd)
 
 /* ---- readiness ---- */
 
+/* Has the peer switched, and were all its bytes from before read?  Then the
+ * ring alone decides, as the next read would find: noted here too, so that
+ * an idle connection in an event loop costs no system call per wait. */
+int conn_rx_settled(struct lf_conn *c)
+{
+    struct lf_side *me = my_side(c), *peer = peer_side(c);
+    if (load32(&me->rx_on_ring))
+        return 1;
+    if (!load32(&peer->tx_switched) || load64(&me->rx_tcp_bytes) != load64(&peer->tx_tcp_bytes))
+        return 0;
+    store32(&me->rx_on_ring, 1);
+    return 1;
+}
+
 static short poll_in(struct lf_conn *c, short tev)
 {
     struct lf_side *me = my_side(c), *peer = peer_side(c);
@@ -704,7 +718,7 @@ static short poll_in(struct lf_conn *c, short tev)
     if (!load32(&me->rx_on_ring)) {
         if ((tev & (POLLIN | POLLHUP | POLLERR)) || __atomic_load_n(&c->fin_unclear, __ATOMIC_RELAXED))
             return POLLIN;   /* pre-switch data, or EOF */
-        if (!load32(&peer->tx_switched) || load64(&me->rx_tcp_bytes) != load64(&peer->tx_tcp_bytes))
+        if (!conn_rx_settled(c))
             return 0;
         dead = 0;            /* all TCP bytes consumed: the ring decides */
     }
@@ -788,23 +802,9 @@ void conn_signature(struct lf_conn *c, uint64_t *in, uint64_t *out)
 }
 
 /* Does a level-triggered answer for `want` need the kernel's word on TCP? */
-/* Has the peer switched, and were all its bytes from before read?  Then the
- * ring alone decides, as the next read would find: noted here too, so that
- * an idle connection in an event loop costs no system call per wait. */
-static int rx_settled(struct lf_conn *c)
-{
-    struct lf_side *me = my_side(c), *peer = peer_side(c);
-    if (load32(&me->rx_on_ring))
-        return 1;
-    if (!load32(&peer->tx_switched) || load64(&me->rx_tcp_bytes) != load64(&peer->tx_tcp_bytes))
-        return 0;
-    store32(&me->rx_on_ring, 1);
-    return 1;
-}
-
 int conn_wants_kernel(struct lf_conn *c, short want)
 {
-    int rx_tcp = !rx_settled(c);
+    int rx_tcp = !conn_rx_settled(c);
     int tx_tcp = c->me == LF_SERVER && !load32(&my_side(c)->tx_switched) && !load32(&peer_side(c)->ready);
     return ((want & POLLIN) && rx_tcp) || ((want & POLLOUT) && tx_tcp) ||
            __atomic_load_n(&c->peer_gone, __ATOMIC_ACQUIRE);

@@ -348,6 +348,9 @@ short conn_kernel_events(struct lf_conn *c, short want);
 int conn_arm(struct lf_conn *c, short want);   /* 1: our side promised (barrier_after_arm) */
 void conn_signature(struct lf_conn *c, uint64_t *in, uint64_t *out);
 int conn_wants_kernel(struct lf_conn *c, short want);
+/* The peer switched and all its pre-switch bytes were read: the ring decides
+ * (noted in rx_on_ring, as a read notes it). */
+int conn_rx_settled(struct lf_conn *c);
 
 /* ---- barrier.c: the sleeper pays for the store-load barrier ---- */
 extern int lf_membarrier;            /* this process is registered for GLOBAL_EXPEDITED */

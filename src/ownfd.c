@@ -348,12 +348,18 @@ static int reserve_wanted;    /* the program has epoll sets */
 static pthread_mutex_t reserve_lock = PTHREAD_MUTEX_INITIALIZER;   /* before `lock` */
 
 /* The real epoll_create1: ours must not count as the program's (below). */
+static int (*real_epoll_create1)(int);
+
+static int libc_epoll_create1(int flags)
+{
+    __typeof__(real_epoll_create1) f;
+    *(void **)&f = dlsym_next_cached((void **)&real_epoll_create1, "epoll_create1");
+    return f(flags);
+}
+
 int epoll_make_own(void)
 {
-    static int (*real)(int);
-    __typeof__(real) real_now;
-    *(void **)&real_now = dlsym_next_cached((void **)&real, "epoll_create1");
-    return real_now(EPOLL_CLOEXEC);
+    return libc_epoll_create1(EPOLL_CLOEXEC);
 }
 
 static void reserve_fill(void)
@@ -417,12 +423,9 @@ LF_EXPORT int epoll_create(int size)
 
 LF_EXPORT int epoll_create1(int flags)
 {
-    static int (*real)(int);
     if (__builtin_expect(!lf_initialised, 0))
         lf_init();
-    __typeof__(real) real_now;
-    *(void **)&real_now = dlsym_next_cached((void **)&real, "epoll_create1");
-    return program_made_epoll(real_now(flags));
+    return program_made_epoll(libc_epoll_create1(flags));
 }
 
 /* ---- the limit ---- */

@@ -26,9 +26,7 @@ static int has_news(struct lf_conn *c, int for_write)
     if (for_write)
         return ring_writable(&c->tx) != 0;
     if (!load32(&me->rx_on_ring))
-        return load32(&peer->tx_switched) &&
-               __atomic_load_n(&me->rx_tcp_bytes, __ATOMIC_ACQUIRE) ==
-                   __atomic_load_n(&peer->tx_tcp_bytes, __ATOMIC_ACQUIRE);
+        return conn_rx_settled(c);
     return ring_readable(&c->rx) != 0 || load32(&peer->shut_wr);
 }
 
