@@ -10,27 +10,10 @@
 #include <sys/epoll.h>
 
 #include "helpers.h"
+#include "transcript.h"
 
 enum how { CLOSE, EXIT, KILL };
 
-static char transcript[4096];
-
-static void note(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    size_t n = strlen(transcript);
-    vsnprintf(transcript + n, sizeof transcript - n, fmt, ap);
-    va_end(ap);
-}
-
-static void note_result(const char *what, ssize_t n)
-{
-    if (n < 0)
-        note(" %s:%s", what, strerror(errno));
-    else
-        note(" %s:%zd", what, n);
-}
 
 static void note_events(const char *what, unsigned ev)
 {

@@ -11,25 +11,8 @@
 #include <sys/resource.h>
 
 #include "helpers.h"
+#include "transcript.h"
 
-static char transcript[2048];
-
-static void note(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    size_t n = strlen(transcript);
-    vsnprintf(transcript + n, sizeof transcript - n, fmt, ap);
-    va_end(ap);
-}
-
-static void note_result(const char *what, ssize_t n)
-{
-    if (n < 0)
-        note(" %s:%s", what, strerror(errno));
-    else
-        note(" %s:%zd", what, n);
-}
 
 static void note_events(const char *what, int n, unsigned ev)
 {
