@@ -529,6 +529,11 @@ static int min_timeout(int a, int b)
  * the others must look at the ring again by themselves. */
 #define SHARED_WAIT_MS 10
 
+int conn_shared_wait_ms(struct lf_conn *c)
+{
+    return !__libc_single_threaded || load32(&my_side(c)->holders) > 1 ? SHARED_WAIT_MS : -1;
+}
+
 static int sleep_ms(struct lf_conn *c, uint64_t deadline)
 {
     int ms = -1;
@@ -537,9 +542,7 @@ static int sleep_ms(struct lf_conn *c, uint64_t deadline)
         ms = now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
     }
     ms = min_timeout(ms, conn_recheck_ms(c));
-    if (!__libc_single_threaded || load32(&my_side(c)->holders) > 1)
-        ms = min_timeout(ms, SHARED_WAIT_MS);
-    return ms;
+    return min_timeout(ms, conn_shared_wait_ms(c));
 }
 
 

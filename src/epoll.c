@@ -15,6 +15,11 @@
  * kind changes: to our inner epoll when it becomes pending or fast, back to
  * the kernel with the program's own events and data when it falls back to
  * plain TCP.
+ *
+ * A wait looks only at the set's active records (news from the kernel, a
+ * new or changed registration, ready last time); the others are idle: their
+ * rings stay armed, so the peer's next write rings the doorbell and the
+ * kernel hands the record back.  An idle connection costs nothing per wait.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -28,6 +33,17 @@ enum reg_mode {
     MODE_INNER,    /* our inner epoll is in the set, with the record as data */
 };
 
+/* Which records a wait looks at (see the file's first comment). */
+enum reg_state {
+    REG_OFF,       /* not fast, or a fired EPOLLONESHOT: nothing to look at */
+    REG_ACTIVE,    /* on the set's active list: every wait looks at it */
+    REG_IDLE,      /* armed, counted in its connection's ep_idle: the kernel wakes us */
+};
+
+struct reg_link {
+    struct reg_link *prev, *next;
+};
+
 struct ep_reg {
     struct ep_reg *next;
     int fd, inner, kind_seen;
@@ -37,7 +53,16 @@ struct ep_reg {
     epoll_data_t data;
     int disabled;                /* EPOLLONESHOT fired */
     uint64_t sig_in, sig_out;    /* EPOLLET: what was last reported */
+    int state;                   /* enum reg_state */
+    struct reg_link act;         /* on the set's active list */
+    struct lf_conn *idle_conn;   /* REG_IDLE: whose ep_idle counts it */
+    struct ep_reg *just_idled;   /* arm_active's list of records it made idle */
 };
+
+static struct ep_reg *reg_of_link(struct reg_link *l)
+{
+    return (struct ep_reg *)((char *)l - __builtin_offsetof(struct ep_reg, act));
+}
 
 /* Which pointers are our registrations: epoll_wait must tell them from the
  * program's own epoll_data in O(1), without dereferencing the latter. */
@@ -58,6 +83,8 @@ struct ep_set {
     int inner_regs;              /* records in MODE_INNER */
     int watching;                /* the wake-up eventfd is in the set */
     unsigned epoch;              /* kind_epoch when its records were last checked */
+    struct reg_link active;      /* the active records, a ring around this head */
+    unsigned pokes_seen;         /* epoll_pokes when its idle records were last woken */
 };
 
 static size_t ptr_hash(uintptr_t p, size_t cap)
@@ -119,6 +146,74 @@ static struct ep_reg **find_reg(struct ep_set *e, int fd)
     return p;
 }
 
+/* ---- active and idle records ---- */
+
+static unsigned epoll_pokes;   /* bumped when an idle record may have lost its wake-up */
+static void watch(struct ep_set *e);
+static void wake_sleepers(void);
+
+static void reg_unlink(struct ep_reg *r)
+{
+    r->act.prev->next = r->act.next;
+    r->act.next->prev = r->act.prev;
+    r->act.prev = r->act.next = &r->act;
+}
+
+static void reg_append(struct ep_set *e, struct ep_reg *r)
+{
+    r->act.prev = e->active.prev;
+    r->act.next = &e->active;
+    e->active.prev->next = &r->act;
+    e->active.prev = &r->act;
+}
+
+static void reg_set_state(struct ep_set *e, struct ep_reg *r, int state)
+{
+    if (r->state == state)
+        return;
+    if (r->state == REG_ACTIVE)
+        reg_unlink(r);
+    else if (r->state == REG_IDLE)
+        __atomic_sub_fetch(&r->idle_conn->ep_idle, 1, __ATOMIC_SEQ_CST);
+    if (state == REG_ACTIVE)
+        reg_append(e, r);
+    else if (state == REG_IDLE) {
+        /* counted before the ring is armed: a doorbell taken from now on
+         * by anyone else is told to us (bell_drain, epoll_poke), and the
+         * set watches the eventfd that wakes its sleepers for it */
+        r->idle_conn = r->s->conn;
+        __atomic_add_fetch(&r->idle_conn->ep_idle, 1, __ATOMIC_SEQ_CST);
+        watch(e);
+    }
+    r->state = state;
+}
+
+static void activate(struct ep_set *e, struct ep_reg *r)
+{
+    reg_set_state(e, r, REG_ACTIVE);
+}
+
+/* Someone other than this record's wait took a doorbell of a connection
+ * with idle records (a blocking read, poll(), another set): the peer has
+ * disarmed the ring and will not ring again, so every set looks at all its
+ * idle records once, a sleeping one woken for it. */
+void epoll_poke(void)
+{
+    __atomic_add_fetch(&epoll_pokes, 1, __ATOMIC_SEQ_CST);
+    wake_sleepers();
+}
+
+static void wake_all_idle(struct ep_set *e)
+{
+    unsigned now = __atomic_load_n(&epoll_pokes, __ATOMIC_SEQ_CST);
+    if (now == e->pokes_seen)
+        return;
+    e->pokes_seen = now;
+    for (struct ep_reg *r = e->regs; r; r = r->next)
+        if (r->state == REG_IDLE)
+            activate(e, r);
+}
+
 /* ---- waking a sleeping epoll_wait when a registered socket changes kind ---- */
 
 static unsigned kind_epoch;     /* bumped at every change of kind of a recorded socket */
@@ -126,16 +221,24 @@ static int sleepers;            /* threads asleep in epoll_wait on a set of ours
 static int wake_fd = -1;        /* an eventfd never read: each write is an edge */
 static char wake_tag;           /* its epoll_data.ptr */
 
+/* After a counter bumped with a full barrier: a thread that counted itself
+ * a sleeper before it looked at the counter is woken. */
+static void wake_sleepers(void)
+{
+    int w = __atomic_load_n(&wake_fd, __ATOMIC_RELAXED);
+    if (w >= 0 && __atomic_load_n(&sleepers, __ATOMIC_SEQ_CST) > 0) {
+        uint64_t one = 1;
+        (void)!libc.write(w, &one, sizeof one);
+    }
+}
+
 void epoll_kind_changed(int kind)
 {
     __atomic_add_fetch(&kind_epoch, 1, __ATOMIC_SEQ_CST);
     /* Only a socket turning fast leaves a sleeper blind (its data moves to
      * the rings); the others are seen by the next epoll_wait or epoll_ctl. */
-    int w = __atomic_load_n(&wake_fd, __ATOMIC_RELAXED);
-    if (kind == LF_FAST && w >= 0 && __atomic_load_n(&sleepers, __ATOMIC_SEQ_CST) > 0) {
-        uint64_t one = 1;
-        (void)!libc.write(w, &one, sizeof one);
-    }
+    if (kind == LF_FAST)
+        wake_sleepers();
 }
 
 /* Sets holding a socket that may still turn fast watch the eventfd. */
@@ -235,13 +338,15 @@ static struct ep_reg *record_new(struct ep_set *e, int fd, struct lf_sock *s,
     }
     *r = (struct ep_reg){ .fd = fd, .inner = -1, .mode = MODE_KERNEL, .s = s,
                           .events = ev->events, .data = ev->data,
-                          .sig_in = UINT64_MAX, .sig_out = UINT64_MAX };
+                          .sig_in = UINT64_MAX, .sig_out = UINT64_MAX, .state = REG_OFF };
+    r->act.prev = r->act.next = &r->act;
     __atomic_add_fetch(&s->users, 1, __ATOMIC_ACQ_REL);      /* the record's reference */
     __atomic_add_fetch(&s->ep_regs, 1, __ATOMIC_SEQ_CST);   /* see sock_set_kind */
     r->next = e->regs;
     e->regs = r;
     if (sock_kind(s) != LF_FAST)
         watch(e);
+    activate(e, r);
     return r;
 }
 
@@ -250,6 +355,7 @@ static void record_free(struct ep_set *e, struct ep_reg **p, int take_out)
 {
     struct ep_reg *r = *p;
     *p = r->next;
+    reg_set_state(e, r, REG_OFF);
     if (r->mode == MODE_INNER) {
         if (take_out)
             libc.epoll_ctl(e->epfd, EPOLL_CTL_DEL, r->inner, NULL);
@@ -281,6 +387,7 @@ static int to_inner(struct ep_set *e, struct ep_reg *r)
     r->mode = MODE_INNER;
     r->sig_in = r->sig_out = UINT64_MAX;   /* the rings' state is reported once */
     e->inner_regs++;
+    activate(e, r);
     return 0;
 }
 
@@ -314,6 +421,8 @@ static int record_sync(struct ep_set *e, struct ep_reg **p)
         to_inner(e, r);
     else if (r->mode == MODE_INNER && kind != r->kind_seen)
         inner_update(r);
+    if (kind == LF_FAST && r->state == REG_OFF && !r->disabled)
+        activate(e, r);
     return 0;
 }
 
@@ -340,6 +449,8 @@ static struct ep_set *find_set(int epfd, int create)
     if (e) {
         e->epfd = epfd;
         e->epoch = __atomic_load_n(&kind_epoch, __ATOMIC_SEQ_CST);
+        e->active.prev = e->active.next = &e->active;
+        e->pokes_seen = __atomic_load_n(&epoll_pokes, __ATOMIC_SEQ_CST);
         e->next = sets;
         __atomic_store_n(&sets, e, __ATOMIC_RELEASE);
     }
@@ -383,6 +494,7 @@ static int ctl_inner(struct ep_set *e, struct ep_reg **p, int op, struct epoll_e
     r->data = ev->data;
     r->disabled = 0;
     r->sig_in = r->sig_out = UINT64_MAX;
+    activate(e, r);
     if (sock_kind(r->s) == LF_PLAIN)
         to_kernel(e, p);
     else if (r->kind_seen != LF_FAST || sock_kind(r->s) != LF_FAST)
@@ -403,6 +515,7 @@ static int ctl_kernel(int epfd, struct ep_set *e, struct ep_reg **p, int op, int
         (*p)->events = ev->events;
         (*p)->data = ev->data;
         (*p)->disabled = 0;
+        activate(e, *p);
     } else if ((e || (e = find_set(epfd, 1))) && record_new(e, fd, s, ev)) {
         p = &e->regs;
     } else {
@@ -483,6 +596,21 @@ void epoll_forget_range(unsigned first, unsigned last)
             return;
         epoll_forget_fd(found);
     }
+}
+
+/* Before fork(), once the child is counted as a holder of every fast
+ * connection: no record may stay idle (may_idle), as the child's waits
+ * take the same doorbells. */
+void epoll_before_fork(void)
+{
+    if (!__atomic_load_n(&sets, __ATOMIC_ACQUIRE))
+        return;
+    pthread_mutex_lock(&ep_lock);
+    for (struct ep_set *e = sets; e; e = e->next)
+        for (struct ep_reg *r = e->regs; r; r = r->next)
+            if (r->state == REG_IDLE)
+                activate(e, r);
+    pthread_mutex_unlock(&ep_lock);
 }
 
 static void set_free(struct ep_set *e)
@@ -579,15 +707,25 @@ static int add_event(struct epoll_event *out, int n, int max, struct ep_reg *r, 
     return n;
 }
 
-/* Fast registrations that are ready by shared memory alone. */
+/* Active fast registrations that are ready by shared memory alone.  A
+ * reported record goes to the end of the list, so that a program asking for
+ * fewer events than are ready gets the others next time. */
 static int collect(struct ep_set *e, struct epoll_event *out, int n, int max)
 {
-    for (struct ep_reg *r = e->regs; r && n < max; r = r->next) {
-        if (sock_kind(r->s) != LF_FAST)
-            continue;
-        uint32_t rev = reg_ready(r, 0);
-        if (rev)
+    struct reg_link *last = e->active.prev;
+    for (struct reg_link *l = e->active.next, *next; l != &e->active && n < max; l = next) {
+        next = l->next;
+        struct ep_reg *r = reg_of_link(l);
+        uint32_t rev = sock_kind(r->s) == LF_FAST ? reg_ready(r, 0) : 0;
+        if (rev) {
             n = add_event(out, n, max, r, rev);
+            if (l != last) {
+                reg_unlink(r);
+                reg_append(e, r);
+            }
+        }
+        if (l == last)
+            break;
     }
     return n;
 }
@@ -636,6 +774,8 @@ static int translate(struct ep_set *e, struct epoll_event *kev, int nk, struct e
         }
         if (!r->s || r->mode != MODE_INNER)
             continue;   /* freed or handed to the kernel since it was queued */
+        if (!r->disabled)
+            activate(e, r);   /* before its doorbell is taken (bell_drain) */
         uint32_t rev = reg_ready(r, drain_inner(r));
         if (rev)
             n = add_event(out, n, max, r, rev);
@@ -670,8 +810,76 @@ struct set_state {
     int stuck;   /* fast sockets left to the kernel (no inner epoll could be made) */
 };
 
-/* With `recheck`: arms the rings, and sets how long the caller may sleep
- * before an unclear FIN is looked into again (conn.c; -1: no limit). */
+/* May this record wait for its doorbell alone?  Not without an inner epoll,
+ * nor with a timer running (an unclear FIN, conn.c), nor while another
+ * process holds our end: its waits take the same doorbells (they are one
+ * eventfd in both), and its epoll_wait on a set shared since fork() too. */
+static int may_idle(struct ep_reg *r, int recheck_ms)
+{
+    struct lf_conn *c = r->s->conn;
+    return r->mode == MODE_INNER && recheck_ms < 0 &&
+           __atomic_load_n(&c->sh->side[c->me].holders, __ATOMIC_RELAXED) == 1;
+}
+
+/* Before a sleep: arms every active record's rings; those that may go
+ * idle.  Sets how long the caller may sleep (-1: no limit); the records it
+ * made idle, in *idled, still need a look after the barrier. */
+static int arm_active(struct ep_set *e, int *recheck, struct ep_reg **idled)
+{
+    int heavy = 0;   /* one barrier for all the rings armed (barrier.c) */
+    *idled = NULL;
+    for (struct reg_link *l = e->active.next, *next; l != &e->active; l = next) {
+        next = l->next;
+        struct ep_reg *r = reg_of_link(l);
+        if (sock_kind(r->s) != LF_FAST || r->disabled) {
+            reg_set_state(e, r, REG_OFF);   /* a change of kind or a MOD brings it back */
+            continue;
+        }
+        int ms = conn_recheck_ms(r->s->conn);
+        if (may_idle(r, ms)) {
+            reg_set_state(e, r, REG_IDLE);
+            r->just_idled = *idled;
+            *idled = r;
+        } else if (ms < 0) {
+            ms = conn_shared_wait_ms(r->s->conn);   /* another process's waits take its doorbell */
+        }
+        *recheck = *recheck < 0 || (ms >= 0 && ms < *recheck) ? ms : *recheck;
+        heavy |= conn_arm(r->s->conn, (short)r->events);
+    }
+    return heavy;
+}
+
+/* Records made idle whose rings changed before they were armed: active
+ * again, and reported. */
+static int collect_idled(struct ep_set *e, struct ep_reg *idled, struct epoll_event *out,
+                         int n, int max)
+{
+    for (struct ep_reg *r = idled; r; r = r->just_idled) {
+        if (r->state != REG_IDLE)
+            continue;
+        uint32_t rev = n < max ? reg_ready(r, 0) : 1;   /* no room: looked at next time */
+        if (!rev)
+            continue;
+        activate(e, r);
+        if (n < max)
+            n = add_event(out, n, max, r, rev);
+    }
+    return n;
+}
+
+static int count_stuck(struct ep_set *e)
+{
+    int n = 0;
+    for (struct reg_link *l = e->active.next; l != &e->active; l = l->next) {
+        struct ep_reg *r = reg_of_link(l);
+        n += r->mode == MODE_KERNEL && sock_kind(r->s) == LF_FAST;
+    }
+    return n;
+}
+
+/* Ready records, from the active list.  With `recheck` (before a sleep):
+ * arms the rings first, and sets how long the caller may sleep before an
+ * unclear FIN is looked into again (conn.c; -1: no limit). */
 static int collect_locked(int epfd, struct epoll_event *out, int max, int *recheck,
                           struct set_state *st)
 {
@@ -681,21 +889,15 @@ static int collect_locked(int epfd, struct epoll_event *out, int max, int *reche
     *st = (struct set_state){ 0, 0 };
     if (e) {
         refresh(e);
-        int heavy = 0;   /* one barrier for all the rings armed (barrier.c) */
-        for (struct ep_reg *r = e->regs; r; r = r->next) {
-            if (sock_kind(r->s) != LF_FAST)
-                continue;
-            st->stuck += r->mode == MODE_KERNEL;
-            if (recheck && !r->disabled) {
-                heavy |= conn_arm(r->s->conn, (short)r->events);
-                int ms = conn_recheck_ms(r->s->conn);
-                *recheck = *recheck < 0 || (ms >= 0 && ms < *recheck) ? ms : *recheck;
-            }
-        }
+        wake_all_idle(e);
         st->inner = e->inner_regs;
-        if (recheck)
-            barrier_after_arm(heavy);
+        struct ep_reg *idled = NULL;
+        if (recheck) {
+            barrier_after_arm(arm_active(e, recheck, &idled));
+            st->stuck = count_stuck(e);
+        }
         n = collect(e, out, 0, max);
+        n = collect_idled(e, idled, out, n, max);
     }
     pthread_mutex_unlock(&ep_lock);
     return n;

@@ -172,6 +172,7 @@ struct lf_conn {
     int proof_fd;                 /* server: the unix connection the client's proof comes on */
     uint64_t peer_cookie;         /* server: SO_COOKIE of the client's TCP socket */
     pthread_mutex_t proof_lock;
+    int ep_idle;                  /* epoll.c: idle records counting on this connection's doorbells */
 };
 
 /* The peer's header line as far as this end may believe it: a server reads
@@ -344,6 +345,9 @@ short conn_poll_state(struct lf_conn *c, int fd, short want, short tev);
 /* The longest a poller may sleep before the peer's end is looked into
  * again (an unclear FIN); -1: as long as it likes. */
 int conn_recheck_ms(struct lf_conn *c);
+/* SHARED_WAIT_MS while another thread or process may sleep on the same
+ * doorbell (whoever reads it takes it: the others must look again), else -1 */
+int conn_shared_wait_ms(struct lf_conn *c);
 short conn_kernel_events(struct lf_conn *c, short want);
 int conn_arm(struct lf_conn *c, short want);   /* 1: our side promised (barrier_after_arm) */
 void conn_signature(struct lf_conn *c, uint64_t *in, uint64_t *out);
@@ -395,6 +399,8 @@ ssize_t sock_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags
 
 /* ---- poll.c ---- */
 void epoll_forget_fd(int fd);
+void epoll_poke(void);      /* a doorbell an idle epoll record counts on was taken */
+void epoll_before_fork(void);
 void epoll_forget_range(unsigned first, unsigned last);   /* epoll sets of ours in it */
 
 /* ---- sandbox.c: after the program installed a seccomp filter ---- */

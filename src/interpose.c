@@ -679,6 +679,7 @@ LF_EXPORT pid_t fork(void)
     pending_before_fork();
     fork_generation++;
     fdtable_for_each(count_holder, &plus);
+    epoll_before_fork();
     fdtable_lock();
     pid_t pid = libc.fork();
     if (pid == 0) {

@@ -194,8 +194,10 @@ static int poll_tracked(struct poll_set *ps, int timeout_ms, const sigset_t *mas
         int heavy = 0;      /* one barrier for all the rings armed (barrier.c) */
         for (nfds_t i = 0; i < ps->nt; i++)
             if (sock_kind(ps->t[i].s) == LF_FAST) {
-                heavy |= conn_arm(ps->t[i].s->conn, ps->user[ps->t[i].user].events);
-                int ms = conn_recheck_ms(ps->t[i].s->conn);
+                struct lf_conn *c = ps->t[i].s->conn;
+                heavy |= conn_arm(c, ps->user[ps->t[i].user].events);
+                int ms = conn_recheck_ms(c), shared = conn_shared_wait_ms(c);
+                ms = ms < 0 || (shared >= 0 && shared < ms) ? shared : ms;
                 recheck = recheck < 0 || (ms >= 0 && ms < recheck) ? ms : recheck;
             }
         barrier_after_arm(heavy);

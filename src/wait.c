@@ -97,6 +97,10 @@ void bell_drain(struct lf_conn *c, int which)
 {
     uint64_t token;
     (void)!libc.read(c->bell_mine[which], &token, sizeof token);
+    /* An idle epoll record of this connection waits for this doorbell; the
+     * peer rang it once and disarmed: that record must look again. */
+    if (__atomic_load_n(&c->ep_idle, __ATOMIC_SEQ_CST))
+        epoll_poke();
 }
 
 int wait_spin(struct lf_conn *c, int for_write)
