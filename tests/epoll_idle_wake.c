@@ -8,8 +8,13 @@
  * blocking read() in another thread, by poll(), by a second epoll set, a set
  * used by a forked child (and by the parent after it), and a peer's shutdown
  * or close.  Each case runs over kernel TCP (nothing opted in) and with
- * loopfast (both ends opted in and fast) and must behave the same.  Every
- * wait is bounded: a lost wake-up is a FAIL naming the case, never a hang.
+ * loopfast (both ends opted in and fast) and must behave the same.  A wait
+ * for news has no timeout (an ending timeout makes loopfast look at the rings
+ * again, which would hide a lost wake-up); a 3 s watchdog turns one that is
+ * never woken into a FAIL naming the case and the wait, never a hang.
+ * Found on the first run: two waiters asleep at once for one fast socket
+ * (poll() in a thread and epoll_wait, or two sets in two threads) - the one
+ * that reads the doorbell first leaves the other asleep in the kernel.
  * EPOLL_IDLE_WAKE_ONLY=<case name> runs one case, EPOLL_IDLE_WAKE_SKIP=<part
  * of names> leaves cases out. */
 #include <fcntl.h>
