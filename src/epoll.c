@@ -57,6 +57,7 @@ struct ep_reg {
     struct reg_link act;         /* on the set's active list */
     struct lf_conn *idle_conn;   /* REG_IDLE: whose ep_idle counts it */
     struct ep_reg *just_idled;   /* arm_active's list of records it made idle */
+    int ghost;                   /* deleted by the program, kept in the kernel's set (ctl_inner) */
 };
 
 static struct ep_reg *reg_of_link(struct reg_link *l)
@@ -374,7 +375,7 @@ static void record_free(struct ep_set *e, struct ep_reg **p, int take_out)
 /* The kernel's registration of the socket becomes our inner epoll's.  Out
  * of descriptors, it stays the kernel's (the rings are then asked at most
  * every 10 ms, see lf_epoll_wait). */
-static int to_inner(struct ep_set *e, struct ep_reg *r)
+static int to_inner(struct ep_set *e, struct ep_reg *r, int in_kernel_set)
 {
     if (inner_get(r) < 0)
         return -1;
@@ -383,7 +384,8 @@ static int to_inner(struct ep_set *e, struct ep_reg *r)
         ownfd_close(&r->inner);
         return -1;
     }
-    libc.epoll_ctl(e->epfd, EPOLL_CTL_DEL, r->fd, NULL);
+    if (in_kernel_set)
+        libc.epoll_ctl(e->epfd, EPOLL_CTL_DEL, r->fd, NULL);
     r->mode = MODE_INNER;
     r->sig_in = r->sig_out = UINT64_MAX;   /* the rings' state is reported once */
     e->inner_regs++;
@@ -417,11 +419,15 @@ static int record_sync(struct ep_set *e, struct ep_reg **p)
             return 0;
         return 1;
     }
+    if (r->ghost && kind != LF_FAST) {
+        record_free(e, p, 1);   /* deleted by the program: nothing to hand back */
+        return 1;
+    }
     if (r->mode == MODE_KERNEL && kind != LF_OPTIN)
-        to_inner(e, r);
+        to_inner(e, r, 1);
     else if (r->mode == MODE_INNER && kind != r->kind_seen)
         inner_update(r);
-    if (kind == LF_FAST && r->state == REG_OFF && !r->disabled)
+    if (kind == LF_FAST && r->state == REG_OFF && !r->disabled && !r->ghost)
         activate(e, r);
     return 0;
 }
@@ -466,7 +472,7 @@ static int add_inner(struct ep_set *e, int fd, struct lf_sock *s, struct epoll_e
     struct ep_reg *r = record_new(e, fd, s, ev);
     if (!r)
         return errno = ENOMEM, -1;
-    if (to_inner(e, r) == 0)
+    if (to_inner(e, r, 0) == 0)
         return 0;
     int err = errno;
     if (err == EMFILE || err == ENFILE || err == ENOMEM) {
@@ -480,16 +486,27 @@ static int add_inner(struct ep_set *e, int fd, struct lf_sock *s, struct epoll_e
     return errno = err, -1;
 }
 
-/* MOD or DEL of a record in MODE_INNER. */
+/* A program's call on a record in MODE_INNER.  Programs such as
+ * redis-benchmark delete and add a descriptor for every request: a fast
+ * record they delete stays in the kernel's set as a ghost, never reported,
+ * and their next ADD brings it back without a system call. */
 static int ctl_inner(struct ep_set *e, struct ep_reg **p, int op, struct epoll_event *ev)
 {
     struct ep_reg *r = *p;
-    if (op == EPOLL_CTL_ADD)
+    if (r->ghost && op != EPOLL_CTL_ADD)
+        return errno = ENOENT, -1;
+    if (!r->ghost && op == EPOLL_CTL_ADD)
         return errno = EEXIST, -1;
     if (op == EPOLL_CTL_DEL) {
-        record_free(e, p, 1);
+        if (sock_kind(r->s) != LF_FAST)
+            record_free(e, p, 1);
+        else {
+            r->ghost = 1;
+            reg_set_state(e, r, REG_OFF);
+        }
         return 0;
     }
+    r->ghost = 0;
     r->events = ev->events;
     r->data = ev->data;
     r->disabled = 0;
@@ -774,6 +791,10 @@ static int translate(struct ep_set *e, struct epoll_event *kev, int nk, struct e
         }
         if (!r->s || r->mode != MODE_INNER)
             continue;   /* freed or handed to the kernel since it was queued */
+        if (r->ghost) {
+            drain_inner(r);   /* a doorbell rung before the DEL: once */
+            continue;
+        }
         if (!r->disabled)
             activate(e, r);   /* before its doorbell is taken (bell_drain) */
         uint32_t rev = reg_ready(r, drain_inner(r));
