@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -375,20 +376,44 @@ int handshake_release_proofs(void)
 
 /* ---- client: taking the answer ---- */
 
-/* The server's proof: the epoll it sent holds exactly the socket that
- * sock_diag finds at the other end of our TCP connection (4.7). */
-static int server_proved(int fd, int ep)
+/* The socket at the other end of our TCP connection, as sock_diag finds it:
+ * 1 found, in *server; 0 not known now; -1 gone for good: no such socket, or
+ * one its last holder closed (an orphan that sent its FIN; a socket not yet
+ * accepted has no file either, but sent none).  Then no answer can prove
+ * itself any more, its epoll having lost its target: the client need not
+ * read one (docs/design.md, 4.3). */
+static int server_socket(int fd, struct diag_result *server)
 {
-    struct diag_result server;
     struct sockaddr_storage ends[2] = { { 0 }, { 0 } };
+    server->state = -1;
+    if (tcp_peer_owner(fd, server, ends) == 0)
+        return 1;
+    switch (server->state) {
+    case 0:
+    case TCP_FIN_WAIT1:
+    case TCP_FIN_WAIT2:
+    case TCP_TIME_WAIT:
+    case TCP_CLOSE:
+    case TCP_LAST_ACK:
+    case TCP_CLOSING:
+        return -1;
+    default:
+        return 0;
+    }
+}
+
+/* The server's proof: the epoll it sent holds exactly `server`, the socket
+ * sock_diag found at the other end of our TCP connection (4.7). */
+static int server_proved(const struct diag_result *server, int ep)
+{
     char path[64], text[1024];
     uint64_t ino, dev;
-    if (tcp_peer_owner(fd, &server, ends) < 0)
+    if (!server)
         return 0;
     snprintf(path, sizeof path, "/proc/self/fdinfo/%d", ep);
     ssize_t n = read_small_file(path, text, sizeof text);
     return n > 0 && (size_t)n < sizeof text - 1 && fdinfo_only_target(text, &ino, &dev) == 0 &&
-           ino == server.inode && dev == __atomic_load_n(&sockfs_dev, __ATOMIC_RELAXED);
+           ino == server->inode && dev == __atomic_load_n(&sockfs_dev, __ATOMIC_RELAXED);
 }
 
 /* Our own proof: our TCP socket, to the server that proved itself. */
@@ -398,8 +423,9 @@ static int send_proof(int u, int fd)
     return send_fds(u, &p, sizeof p, &fd, 1);
 }
 
-/* 1: a valid answer, now in *out; 0: nothing to read yet; -1: not an answer. */
-static int read_answer(int u, int fd, struct lf_conn **out)
+/* 1: a valid answer, now in *out; 0: nothing to read yet; -1: not an answer.
+ * server: the socket at the other end of ours (NULL: unknown, refused). */
+static int read_answer(int u, int fd, const struct diag_result *server, struct lf_conn **out)
 {
     struct answer_msg a;
     struct iovec iov = { &a, sizeof a };
@@ -416,7 +442,7 @@ static int read_answer(int u, int fd, struct lf_conn **out)
     struct lf_conn *c = NULL;
     uint64_t size;
     if (n > 0 && answer_parse(&a, (size_t)n, nfds, m.msg_flags, &size) == 0 &&
-        server_proved(fd, fds[5]))
+        server_proved(server, fds[5]))
         c = shm_attach(fds[0], LF_CLIENT, size);
     if (c && send_proof(u, fd) < 0) {   /* last: a proof sent means we switch */
         conn_free(c);                   /* closes fds[0] */
@@ -468,8 +494,23 @@ static int keep_answer(struct lf_conn *c, int spent)
     return 0;
 }
 
+/* The server is looked up once per call, before the first answer is read:
+ * when its socket is gone (-1), the answer (six descriptors to receive and
+ * close) is not read at all, and the client gives up.  *known: 0 not asked
+ * yet, 1 found (in *server), -1 not known. */
+static int look_up_server(int fd, struct diag_result *server, int *known)
+{
+    if (*known)
+        return 0;
+    int r = server_socket(fd, server);
+    *known = r > 0 ? 1 : -1;
+    return r < 0 ? -1 : 0;
+}
+
 int handshake_take_answer(struct lf_sock *s, int fd)
 {
+    struct diag_result server;
+    int known = 0;   /* 0: not asked yet, 1: found, -1: not found */
     /* Read what is already accepted first: the usual case takes one accept4. */
     for (int i = 0; i < NCANDIDATES; i++) {
         if (s->candidates[i] >= 0)
@@ -477,9 +518,14 @@ int handshake_take_answer(struct lf_sock *s, int fd)
         int u = libc.accept4(s->offer_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (u < 0)
             break;
+        if (look_up_server(fd, &server, &known) < 0) {
+            libc.close_own(u);   /* low: now, not later */
+            handshake_give_up(s);
+            return 0;
+        }
         s->candidates[i] = u;
         struct lf_conn *c;
-        int r = read_answer(u, fd, &c);
+        int r = read_answer(u, fd, known > 0 ? &server : NULL, &c);
         if (r == 0) {
             ownfd_adopt1(&s->candidates[i]);   /* kept across calls: made high */
             continue;
@@ -495,7 +541,13 @@ int handshake_take_answer(struct lf_sock *s, int fd)
     }
     for (int i = 0; i < NCANDIDATES; i++) {
         struct lf_conn *c;
-        int r = s->candidates[i] >= 0 ? read_answer(s->candidates[i], fd, &c) : 0;
+        if (s->candidates[i] < 0)
+            continue;
+        if (look_up_server(fd, &server, &known) < 0) {
+            handshake_give_up(s);
+            return 0;
+        }
+        int r = read_answer(s->candidates[i], fd, known > 0 ? &server : NULL, &c);
         if (r == 0)
             continue;
         reap_fd(s->candidates[i]);
