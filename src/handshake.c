@@ -110,22 +110,14 @@ static int tcp_peer_owner(int fd, struct diag_result *owner, struct sockaddr_sto
     return sockdiag_lookup(peer, local, owner);
 }
 
-/* Connects to the client's offer.  Whoever holds the name gets the answer:
- * the client's proof, not the name, decides (4.7). */
-static int connect_offer(int fd, struct sockaddr_storage ends[2], struct diag_result *client)
+/* Connects the spare's unix socket to the client's offer.  Whoever holds
+ * the name gets the answer: the client's proof, not the name, decides (4.7).
+ * 0, or errno. */
+static int connect_offer(struct lf_conn *c, const struct diag_result *client)
 {
     struct sockaddr_un un;
-    if (tcp_peer_owner(fd, client, ends) < 0)
-        return -1;
-    int u = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (u < 0)
-        return -1;
     socklen_t len = offer_name(client->inode, &un);
-    if (libc.connect(u, (struct sockaddr *)&un, len) < 0) {
-        libc.close_own(u);
-        return -1;
-    }
-    return u;
+    return libc.connect(c->proof_fd, (struct sockaddr *)&un, len) < 0 ? errno : 0;
 }
 
 static int send_fds(int u, const void *head, size_t len, const int *fds, int nfds)
@@ -157,19 +149,21 @@ static int send_answer(int u, const struct lf_conn *cn)
 void handshake_answer(int fd, struct sockaddr_storage ends[2])
 {
     struct diag_result client;
-    if (lf_config.mode == LF_MODE_OFF)
-        return;
-    int u = connect_offer(fd, ends, &client);
-    if (u < 0)
+    if (lf_config.mode == LF_MODE_OFF || tcp_peer_owner(fd, &client, ends) < 0)
         return;
     struct lf_conn *c = spare_take();
     if (!c && reap_now() + handshake_release_proofs() > 0)
         c = spare_take();   /* our own reserves must not cost this connection */
+    if (!c)
+        return;
+    int e = connect_offer(c, &client);
+    if (e) {
+        spare_return(c, e);   /* no offer: kept for the next answer */
+        return;
+    }
     struct epoll_event none = { 0 };
-    if (!c || libc.epoll_ctl(c->proof_ep, EPOLL_CTL_ADD, fd, &none) < 0) {
-        if (c)
-            conn_free(c);
-        libc.close_own(u);
+    if (libc.epoll_ctl(c->proof_ep, EPOLL_CTL_ADD, fd, &none) < 0) {
+        conn_free(c);
         return;
     }
     c->sh->side[LF_SERVER].arms_with_mb = barrier_promise();
@@ -179,22 +173,18 @@ void handshake_answer(int fd, struct sockaddr_storage ends[2])
     struct lf_sock *s = sock_new(LF_FAST);
     if (!s) {
         conn_free(c);
-    } else {
-        s->conn = c;
-        /* Nothing after a successful send may fail: the client would switch. */
-        if (fdtable_set(fd, s) == 0 && send_answer(u, c) == 0) {
-            c->proof_fd = u;   /* kept until the client's proof: out of the program's numbers */
-            u = -1;
-            ownfd_adopt1(&c->proof_fd);   /* no room: -1, the client is never believed (TCP) */
-            reap_fd(c->proof_ep);   /* the client holds it now */
-            c->proof_ep = -1;
-        } else {
-            fdtable_clear(fd);
-        }
-        sock_put(s);
+        return;
     }
-    if (u >= 0)
-        libc.close_own(u);
+    s->conn = c;
+    /* Nothing after a successful send may fail: the client would switch.
+     * c->proof_fd, already high, is kept until the client's proof. */
+    if (fdtable_set(fd, s) == 0 && send_answer(c->proof_fd, c) == 0) {
+        reap_fd(c->proof_ep);   /* the client holds it now */
+        c->proof_ep = -1;
+    } else {
+        fdtable_clear(fd);
+    }
+    sock_put(s);
 }
 
 /* ---- server: the client's proof ---- */

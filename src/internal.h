@@ -207,6 +207,7 @@ static inline void trim_note_write(struct lf_conn *c)
 /* ---- spare.c: the server's next connection, made while it waits ---- */
 void spare_prepare(void);            /* before an opted-in accept() */
 struct lf_conn *spare_take(void);    /* the spare, or a new one; NULL on failure */
+void spare_return(struct lf_conn *c, int connect_errno);   /* its connect to the offer failed */
 int spare_drop(void);                /* out of descriptors: descriptors freed */
 
 /* ---- reap.c: closed connections' leftovers, released before a wait ---- */
