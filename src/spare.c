@@ -3,7 +3,7 @@
  *
  * Answering an offer needs a sealed, mapped memfd, four eventfds, the
  * epoll that carries the server's proof and the unix socket that carries the
- * answer: eleven system calls, and more to move them high.  Made inside accept() they would sit between the client's SYN
+ * answer: ten system calls to make them and eight to move them high.  Made inside accept() they would sit between the client's SYN
  * and its first reply, so an opted-in accept() makes them first, before it
  * waits, and the connection it returns takes them.  One spare per process:
  * a header page of memory and seven descriptors.
