@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -109,22 +110,14 @@ static int tcp_peer_owner(int fd, struct diag_result *owner, struct sockaddr_sto
     return sockdiag_lookup(peer, local, owner);
 }
 
-/* Connects to the client's offer.  Whoever holds the name gets the answer:
- * the client's proof, not the name, decides (4.7). */
-static int connect_offer(int fd, struct sockaddr_storage ends[2], struct diag_result *client)
+/* Connects the spare's unix socket to the client's offer.  Whoever holds
+ * the name gets the answer: the client's proof, not the name, decides (4.7).
+ * 0, or errno. */
+static int connect_offer(struct lf_conn *c, const struct diag_result *client)
 {
     struct sockaddr_un un;
-    if (tcp_peer_owner(fd, client, ends) < 0)
-        return -1;
-    int u = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (u < 0)
-        return -1;
     socklen_t len = offer_name(client->inode, &un);
-    if (libc.connect(u, (struct sockaddr *)&un, len) < 0) {
-        libc.close_own(u);
-        return -1;
-    }
-    return u;
+    return libc.connect(c->proof_fd, (struct sockaddr *)&un, len) < 0 ? errno : 0;
 }
 
 static int send_fds(int u, const void *head, size_t len, const int *fds, int nfds)
@@ -156,19 +149,21 @@ static int send_answer(int u, const struct lf_conn *cn)
 void handshake_answer(int fd, struct sockaddr_storage ends[2])
 {
     struct diag_result client;
-    if (lf_config.mode == LF_MODE_OFF)
-        return;
-    int u = connect_offer(fd, ends, &client);
-    if (u < 0)
+    if (lf_config.mode == LF_MODE_OFF || tcp_peer_owner(fd, &client, ends) < 0)
         return;
     struct lf_conn *c = spare_take();
     if (!c && reap_now() + handshake_release_proofs() > 0)
         c = spare_take();   /* our own reserves must not cost this connection */
+    if (!c)
+        return;
+    int e = connect_offer(c, &client);
+    if (e) {
+        spare_return(c, e);   /* no offer: kept for the next answer */
+        return;
+    }
     struct epoll_event none = { 0 };
-    if (!c || libc.epoll_ctl(c->proof_ep, EPOLL_CTL_ADD, fd, &none) < 0) {
-        if (c)
-            conn_free(c);
-        libc.close_own(u);
+    if (libc.epoll_ctl(c->proof_ep, EPOLL_CTL_ADD, fd, &none) < 0) {
+        conn_free(c);
         return;
     }
     c->sh->side[LF_SERVER].arms_with_mb = barrier_promise();
@@ -178,22 +173,18 @@ void handshake_answer(int fd, struct sockaddr_storage ends[2])
     struct lf_sock *s = sock_new(LF_FAST);
     if (!s) {
         conn_free(c);
-    } else {
-        s->conn = c;
-        /* Nothing after a successful send may fail: the client would switch. */
-        if (fdtable_set(fd, s) == 0 && send_answer(u, c) == 0) {
-            c->proof_fd = u;   /* kept until the client's proof: out of the program's numbers */
-            u = -1;
-            ownfd_adopt1(&c->proof_fd);   /* no room: -1, the client is never believed (TCP) */
-            reap_fd(c->proof_ep);   /* the client holds it now */
-            c->proof_ep = -1;
-        } else {
-            fdtable_clear(fd);
-        }
-        sock_put(s);
+        return;
     }
-    if (u >= 0)
-        libc.close_own(u);
+    s->conn = c;
+    /* Nothing after a successful send may fail: the client would switch.
+     * c->proof_fd, already high, is kept until the client's proof. */
+    if (fdtable_set(fd, s) == 0 && send_answer(c->proof_fd, c) == 0) {
+        reap_fd(c->proof_ep);   /* the client holds it now */
+        c->proof_ep = -1;
+    } else {
+        fdtable_clear(fd);
+    }
+    sock_put(s);
 }
 
 /* ---- server: the client's proof ---- */
@@ -375,20 +366,44 @@ int handshake_release_proofs(void)
 
 /* ---- client: taking the answer ---- */
 
-/* The server's proof: the epoll it sent holds exactly the socket that
- * sock_diag finds at the other end of our TCP connection (4.7). */
-static int server_proved(int fd, int ep)
+/* The socket at the other end of our TCP connection, as sock_diag finds it:
+ * 1 found, in *server; 0 not known now; -1 gone for good: no such socket, or
+ * one its last holder closed (an orphan that sent its FIN; a socket not yet
+ * accepted has no file either, but sent none).  Then no answer can prove
+ * itself any more, its epoll having lost its target: the client need not
+ * read one (docs/design.md, 4.3). */
+static int server_socket(int fd, struct diag_result *server)
 {
-    struct diag_result server;
     struct sockaddr_storage ends[2] = { { 0 }, { 0 } };
+    server->state = -1;
+    if (tcp_peer_owner(fd, server, ends) == 0)
+        return 1;
+    switch (server->state) {
+    case 0:
+    case TCP_FIN_WAIT1:
+    case TCP_FIN_WAIT2:
+    case TCP_TIME_WAIT:
+    case TCP_CLOSE:
+    case TCP_LAST_ACK:
+    case TCP_CLOSING:
+        return -1;
+    default:
+        return 0;
+    }
+}
+
+/* The server's proof: the epoll it sent holds exactly `server`, the socket
+ * sock_diag found at the other end of our TCP connection (4.7). */
+static int server_proved(const struct diag_result *server, int ep)
+{
     char path[64], text[1024];
     uint64_t ino, dev;
-    if (tcp_peer_owner(fd, &server, ends) < 0)
+    if (!server)
         return 0;
     snprintf(path, sizeof path, "/proc/self/fdinfo/%d", ep);
     ssize_t n = read_small_file(path, text, sizeof text);
     return n > 0 && (size_t)n < sizeof text - 1 && fdinfo_only_target(text, &ino, &dev) == 0 &&
-           ino == server.inode && dev == __atomic_load_n(&sockfs_dev, __ATOMIC_RELAXED);
+           ino == server->inode && dev == __atomic_load_n(&sockfs_dev, __ATOMIC_RELAXED);
 }
 
 /* Our own proof: our TCP socket, to the server that proved itself. */
@@ -398,8 +413,9 @@ static int send_proof(int u, int fd)
     return send_fds(u, &p, sizeof p, &fd, 1);
 }
 
-/* 1: a valid answer, now in *out; 0: nothing to read yet; -1: not an answer. */
-static int read_answer(int u, int fd, struct lf_conn **out)
+/* 1: a valid answer, now in *out; 0: nothing to read yet; -1: not an answer.
+ * server: the socket at the other end of ours (NULL: unknown, refused). */
+static int read_answer(int u, int fd, const struct diag_result *server, struct lf_conn **out)
 {
     struct answer_msg a;
     struct iovec iov = { &a, sizeof a };
@@ -416,7 +432,7 @@ static int read_answer(int u, int fd, struct lf_conn **out)
     struct lf_conn *c = NULL;
     uint64_t size;
     if (n > 0 && answer_parse(&a, (size_t)n, nfds, m.msg_flags, &size) == 0 &&
-        server_proved(fd, fds[5]))
+        server_proved(server, fds[5]))
         c = shm_attach(fds[0], LF_CLIENT, size);
     if (c && send_proof(u, fd) < 0) {   /* last: a proof sent means we switch */
         conn_free(c);                   /* closes fds[0] */
@@ -468,8 +484,23 @@ static int keep_answer(struct lf_conn *c, int spent)
     return 0;
 }
 
+/* The server is looked up once per call, before the first answer is read:
+ * when its socket is gone (-1), the answer (six descriptors to receive and
+ * close) is not read at all, and the client gives up.  *known: 0 not asked
+ * yet, 1 found (in *server), -1 not known. */
+static int look_up_server(int fd, struct diag_result *server, int *known)
+{
+    if (*known)
+        return 0;
+    int r = server_socket(fd, server);
+    *known = r > 0 ? 1 : -1;
+    return r < 0 ? -1 : 0;
+}
+
 int handshake_take_answer(struct lf_sock *s, int fd)
 {
+    struct diag_result server;
+    int known = 0;   /* 0: not asked yet, 1: found, -1: not found */
     /* Read what is already accepted first: the usual case takes one accept4. */
     for (int i = 0; i < NCANDIDATES; i++) {
         if (s->candidates[i] >= 0)
@@ -477,9 +508,14 @@ int handshake_take_answer(struct lf_sock *s, int fd)
         int u = libc.accept4(s->offer_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (u < 0)
             break;
+        if (look_up_server(fd, &server, &known) < 0) {
+            libc.close_own(u);   /* low: now, not later */
+            handshake_give_up(s);
+            return 0;
+        }
         s->candidates[i] = u;
         struct lf_conn *c;
-        int r = read_answer(u, fd, &c);
+        int r = read_answer(u, fd, known > 0 ? &server : NULL, &c);
         if (r == 0) {
             ownfd_adopt1(&s->candidates[i]);   /* kept across calls: made high */
             continue;
@@ -495,7 +531,13 @@ int handshake_take_answer(struct lf_sock *s, int fd)
     }
     for (int i = 0; i < NCANDIDATES; i++) {
         struct lf_conn *c;
-        int r = s->candidates[i] >= 0 ? read_answer(s->candidates[i], fd, &c) : 0;
+        if (s->candidates[i] < 0)
+            continue;
+        if (look_up_server(fd, &server, &known) < 0) {
+            handshake_give_up(s);
+            return 0;
+        }
+        int r = read_answer(s->candidates[i], fd, known > 0 ? &server : NULL, &c);
         if (r == 0)
             continue;
         reap_fd(s->candidates[i]);

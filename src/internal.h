@@ -207,6 +207,7 @@ static inline void trim_note_write(struct lf_conn *c)
 /* ---- spare.c: the server's next connection, made while it waits ---- */
 void spare_prepare(void);            /* before an opted-in accept() */
 struct lf_conn *spare_take(void);    /* the spare, or a new one; NULL on failure */
+void spare_return(struct lf_conn *c, int connect_errno);   /* its connect to the offer failed */
 int spare_drop(void);                /* out of descriptors: descriptors freed */
 
 /* ---- reap.c: closed connections' leftovers, released before a wait ---- */
@@ -215,7 +216,9 @@ void reap_fd(int fd);                /* close, later */
 int reap_now(void);                  /* before a thread blocks; descriptors freed */
 
 /* ---- sockdiag.c ---- */
-struct diag_result { uid_t uid; uint64_t inode, cookie; };
+/* state: the socket's TCP state (inode 0: no file holds it), 0 when the
+ * kernel said there is no such socket, -1 when it said nothing. */
+struct diag_result { uid_t uid; int state; uint64_t inode, cookie; };
 /* Looks up the TCP socket whose local address is `src` and remote is `dst`. */
 int sockdiag_lookup(const struct sockaddr_storage *src, const struct sockaddr_storage *dst,
                     struct diag_result *out);

@@ -76,6 +76,7 @@ static int diag_reply(int nl, struct diag_result *out)
         if (h->nlmsg_type == SOCK_DIAG_BY_FAMILY &&
             h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct inet_diag_msg))) {
             const struct inet_diag_msg *m = NLMSG_DATA(h);
+            out->state = m->idiag_state;
             out->uid = m->idiag_uid;
             out->inode = m->idiag_inode;
             out->cookie = m->id.idiag_cookie[0] | (uint64_t)m->id.idiag_cookie[1] << 32;
@@ -83,6 +84,12 @@ static int diag_reply(int nl, struct diag_result *out)
                 return 0;
             errno = ENOENT;   /* an orphan (its owner closed it): nobody to answer */
             return -1;
+        }
+        if (h->nlmsg_type == NLMSG_ERROR &&
+            h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct nlmsgerr))) {
+            if (((const struct nlmsgerr *)NLMSG_DATA(h))->error == -ENOENT)
+                out->state = 0;   /* the kernel's word: no such socket */
+            break;
         }
         if (h->nlmsg_type == NLMSG_ERROR || h->nlmsg_type == NLMSG_DONE)
             break;
@@ -136,6 +143,7 @@ int sockdiag_lookup(const struct sockaddr_storage *src, const struct sockaddr_st
 {
     uint32_t s[4], d[4];
     uint16_t sport, dport;
+    out->state = -1;
     int family = to_diag_addr(src, s, &sport);
     if (family < 0 || to_diag_addr(dst, d, &dport) != family) {
         errno = EAFNOSUPPORT;

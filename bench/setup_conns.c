@@ -1,0 +1,130 @@
+/*
+ * setup_conns.c - the short connection of `loopfast bench`'s set-up row
+ * (connect, 1-byte echo, close), N times between two processes, with a
+ * marker system call before each one so that bench/setup_syscalls.sh can
+ * cut an strace of it into connections.
+ *
+ *   build/bench_setup_conns kernel|loopfast N [client-first]
+ *
+ * By default the server closes first, right after its echo, as in `loopfast
+ * bench`; with client-first it reads the client's end of stream first.
+ * The client (the parent) calls getppid() before each socket(); the server
+ * (a forked child) calls getppid() before each accept(), so its calls from
+ * the marker to the real accept are the ones made before it waits (the
+ * spare, leftovers) and the rest are on the connection's path.  Prints how
+ * many connections were fast when the client had read its echo (asked
+ * between two getuid() markers, left out of the count), the time per
+ * connection and the CPU time of both processes per connection.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <loopfast.h>
+
+static void opt(int fd, int on)
+{
+    if (loopfast_ioctl(fd, LOOPFAST_SIO_LOOPBACK_FAST_PATH, &on, sizeof on, NULL, 0, NULL) != 0) {
+        perror("loopfast_ioctl");
+        exit(1);
+    }
+}
+
+static void nodelay(int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+static int serve(int l, int client_first)
+{
+    for (;;) {
+        getppid();   /* marker */
+        int c = accept(l, NULL, NULL);
+        if (c < 0)
+            return 1;
+        nodelay(c);
+        char b;
+        if (read(c, &b, 1) != 1 || write(c, &b, 1) != 1 ||
+            (client_first && read(c, &b, 1) != 0))
+            return 1;
+        close(c);
+    }
+}
+
+static double now_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
+}
+
+static double cpu_us(int who)
+{
+    struct rusage ru;
+    getrusage(who, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3 || argc > 4 || (strcmp(argv[1], "kernel") && strcmp(argv[1], "loopfast")) ||
+        (argc == 4 && strcmp(argv[3], "client-first"))) {
+        fprintf(stderr, "usage: %s kernel|loopfast N [client-first]\n", argv[0]);
+        return 2;
+    }
+    int on = !strcmp(argv[1], "loopfast"), n = atoi(argv[2]), fast = 0;
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof a;
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    if (on)
+        opt(l, on);
+    if (bind(l, (struct sockaddr *)&a, len) < 0 || listen(l, 128) < 0 ||
+        getsockname(l, (struct sockaddr *)&a, &len) < 0) {
+        perror("listen");
+        return 1;
+    }
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(serve(l, argc == 4));
+    close(l);
+    double t0 = now_us(), cpu0 = cpu_us(RUSAGE_SELF);
+    for (int i = 0; i < n; i++) {
+        getppid();   /* marker */
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (on)
+            opt(fd, on);
+        if (connect(fd, (struct sockaddr *)&a, len) < 0) {
+            perror("connect");
+            return 1;
+        }
+        nodelay(fd);
+        char b = 'x';
+        if (write(fd, &b, 1) != 1 || read(fd, &b, 1) != 1) {
+            perror("echo");
+            return 1;
+        }
+        getuid();   /* marker: not the connection's own calls */
+        fast += loopfast_fd_is_fast(fd) == 1;
+        getuid();
+        close(fd);
+    }
+    getppid();   /* marker: the end of the last connection */
+    double t = now_us() - t0;
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    double cpu = cpu_us(RUSAGE_SELF) - cpu0 + cpu_us(RUSAGE_CHILDREN);
+    printf("%d of %d connections fast, %.1f us, CPU %.1f us per connection\n", fast, n, t / n,
+           cpu / n);
+    return 0;
+}
