@@ -100,6 +100,7 @@ static int measure(enum transport t, const struct bench_opts *o, struct bench_re
         rc |= sock_stream(t, o, 64, &msgs_bps);
         rc |= sock_stream(t, o, 65536, &stream_bps);
         rc |= sock_connect_cost(t, o, &r->connect_us, &r->connect_cpu_us);
+        rc |= sock_conn_cost(t, !o->quick, &r->cost);
     }
     r->msgs_per_s = msgs_bps / 64;
     r->stream_gbps = stream_bps / 1e9;
@@ -171,6 +172,7 @@ static int parse(int argc, char **argv, struct bench_opts *o)
             o->json = 1;
         } else if (!strcmp(argv[i], "--quick")) {
             o->seconds = 0.2;
+            o->quick = 1;
         } else if (!strcmp(argv[i], "--sizes")) {
             o->sweep = 1;
         } else if (!strcmp(argv[i], "--internal-nospin") && i + 1 < argc) {
