@@ -108,9 +108,10 @@ static void print_cost_row(enum transport t, const struct conn_cost *c)
 static void print_machine_ratio(const char *what, const struct conn_cost *f,
                                 const struct conn_cost *k, enum cost_phase ph)
 {
-    double a = machine_kib(f, ph), b = machine_kib(k, ph);
+    double a = machine_kib(f, ph), b = machine_kib(k, ph), x = ratio(a, b);
     if (!isnan(a) && !isnan(b))
-        printf(", %s %.1f vs %.1f KiB = %.1fx", what, a, b, ratio(a, b));
+        printf(isnan(x) ? ", %s %.1f vs %.1f KiB" : ", %s %.1f vs %.1f KiB = %.1fx", what, a, b,
+               x);
 }
 
 static void print_cost(const struct bench_result *r)
