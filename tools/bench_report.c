@@ -62,10 +62,12 @@ static void print_ratios(const struct bench_result *r)
 
 /* What a connection costs the machine at one moment, both ends together:
  * each process's proportional share of its pages (Pss counts a shared ring
- * page once in all) plus the kernel's objects (Slab: sockets, files). */
+ * page once in all) plus the kernel's objects (Slab: sockets, files).
+ * Those stay as they were made; their growth is taken right after set-up,
+ * the shortest time in which other processes on the machine move Slab. */
 static double machine_kib(const struct conn_cost *c, enum cost_phase ph)
 {
-    return c->pss_kib[ph][END_CLIENT] + c->pss_kib[ph][END_SERVER] + c->slab_kib[ph];
+    return c->pss_kib[ph][END_CLIENT] + c->pss_kib[ph][END_SERVER] + c->slab_kib[PH_SETUP];
 }
 
 /* "client/server", or "-" for what was not measured. */
