@@ -47,13 +47,24 @@ static void usage(void)
           "latency with LOOPFAST_SPIN_US=0 (measured by a second copy of this program).\n"
           "If loopfast's connection did not take the fast path, its row says so (fast: no)\n"
           "and measures ordinary kernel TCP.\n"
+          "Per connection (tcp, unix, loopfast): a client and a server process open up to\n"
+          "200 connections at once (fewer under a low `ulimit -n`), each with a 1-byte\n"
+          "echo, and wait in epoll_wait; the growth over the moment before, divided by\n"
+          "their number, after set-up, after 64 KiB each way (busy) and after 1.5 s idle\n"
+          "(loopfast gives an idle ring's pages back; idle not for unix): open\n"
+          "descriptors and Rss of each end (c/s: client/server), machine-wide Shmem, and\n"
+          "\"machine\": Pss of both ends + machine-wide Slab (the kernel's sockets and\n"
+          "files, taken after set-up).\n"
+          "Shmem and Slab move with the rest of the machine: repeat before believing them.\n"
           "\n"
           "  --json      print one JSON object instead of the tables:\n"
           "              {\"transports\": {\"tcp\": {...}, \"unix\": {...},\n"
           "               \"loopfast\": {..., \"fast\": true}, \"ring\": {...}}, \"ratios\": {...}}\n"
-          "              (values not measured, such as the ring's connect_us, are null)\n"
-          "  --quick     about 0.2 s per measurement instead of 1 s (about 4 s in all\n"
-          "              instead of about 15 s)\n"
+          "              (values not measured, such as the ring's connect_us, are null);\n"
+          "              per connection: \"per_connection\" in each transport and\n"
+          "              \"loopfast_per_connection_vs_kernel\" in \"ratios\"\n"
+          "  --quick     about 0.2 s per measurement instead of 1 s, and per connection\n"
+          "              only after set-up (about 4.5 s in all instead of about 19 s)\n"
           "  --sizes     also sweep message sizes 64 B .. 1 MiB (round-trip median and p99,\n"
           "              stream GB/s); adds about 50 s, 10 s with --quick\n"
           "  -h, --help  print this help\n"
@@ -100,6 +111,7 @@ static int measure(enum transport t, const struct bench_opts *o, struct bench_re
         rc |= sock_stream(t, o, 64, &msgs_bps);
         rc |= sock_stream(t, o, 65536, &stream_bps);
         rc |= sock_connect_cost(t, o, &r->connect_us, &r->connect_cpu_us);
+        rc |= sock_conn_cost(t, !o->quick, &r->cost);
     }
     r->msgs_per_s = msgs_bps / 64;
     r->stream_gbps = stream_bps / 1e9;
@@ -171,6 +183,7 @@ static int parse(int argc, char **argv, struct bench_opts *o)
             o->json = 1;
         } else if (!strcmp(argv[i], "--quick")) {
             o->seconds = 0.2;
+            o->quick = 1;
         } else if (!strcmp(argv[i], "--sizes")) {
             o->sweep = 1;
         } else if (!strcmp(argv[i], "--internal-nospin") && i + 1 < argc) {

@@ -60,6 +60,89 @@ static void print_ratios(const struct bench_result *r)
                "(loopfast_fd_is_fast() = 0 after warm-up)\n");
 }
 
+/* What a connection costs the machine at one moment, both ends together:
+ * each process's proportional share of its pages (Pss counts a shared ring
+ * page once in all) plus the kernel's objects (Slab: sockets, files).
+ * Those stay as they were made; their growth is taken right after set-up,
+ * the shortest time in which other processes on the machine move Slab. */
+static double machine_kib(const struct conn_cost *c, enum cost_phase ph)
+{
+    return c->pss_kib[ph][END_CLIENT] + c->pss_kib[ph][END_SERVER] + c->slab_kib[PH_SETUP];
+}
+
+/* "client/server", or "-" for what was not measured. */
+static const char *pair(char *buf, size_t len, const double v[END_COUNT])
+{
+    if (isnan(v[END_CLIENT]) || isnan(v[END_SERVER]))
+        return "-";
+    snprintf(buf, len, "%.1f/%.1f", v[END_CLIENT], v[END_SERVER]);
+    return buf;
+}
+
+/* "set-up/busy/idle", "-" for a moment not measured. */
+static const char *phases(char *buf, size_t len, const double v[PH_COUNT])
+{
+    size_t at = 0;
+    for (int ph = 0; ph < PH_COUNT && at < len; ph++) {
+        int n = isnan(v[ph]) ? snprintf(buf + at, len - at, "%s-", ph ? "/" : "")
+                             : snprintf(buf + at, len - at, "%s%.1f", ph ? "/" : "", v[ph]);
+        at += n > 0 ? (size_t)n : 0;
+    }
+    return buf;
+}
+
+#define COST_FORMAT "%-9s %11s %12s %13s %12s %20s %22s\n"
+
+static void print_cost_row(enum transport t, const struct conn_cost *c)
+{
+    char b[6][48];
+    double all[PH_COUNT];
+    for (int ph = 0; ph < PH_COUNT; ph++)
+        all[ph] = machine_kib(c, (enum cost_phase)ph);
+    printf(COST_FORMAT, transport_name(t), pair(b[0], sizeof b[0], c->fds),
+           pair(b[1], sizeof b[1], c->rss_kib[PH_SETUP]),
+           pair(b[2], sizeof b[2], c->rss_kib[PH_BUSY]),
+           pair(b[3], sizeof b[3], c->rss_kib[PH_IDLE]),
+           phases(b[4], sizeof b[4], c->shmem_kib), phases(b[5], sizeof b[5], all));
+}
+
+/* "loopfast's vs the kernel's = ratio" for the machine's memory at ph. */
+static void print_machine_ratio(const char *what, const struct conn_cost *f,
+                                const struct conn_cost *k, enum cost_phase ph)
+{
+    double a = machine_kib(f, ph), b = machine_kib(k, ph), x = ratio(a, b);
+    if (!isnan(a) && !isnan(b))
+        printf(isnan(x) ? ", %s %.1f vs %.1f KiB" : ", %s %.1f vs %.1f KiB = %.1fx", what, a, b,
+               x);
+}
+
+static void print_cost(const struct bench_result *r)
+{
+    const struct conn_cost *k = &r[T_TCP].cost, *f = &r[T_LOOPFAST].cost;
+    if (!k->n || !f->n) {
+        printf("\nper connection: not measured (the descriptor limit, `ulimit -n`, is too "
+               "low)\n");
+        return;
+    }
+    printf("\nper connection, %d open at once, KiB; c/s: client/server; set-up: connect and "
+           "1-byte\necho, busy: after 64 KiB each way, idle: after 1.5 s in epoll_wait; "
+           "machine: Pss of\nboth ends + Slab; Shmem and Slab are machine-wide:\n", k->n);
+    printf(COST_FORMAT, "transport", "descr. c/s", "Rss set-up", "Rss busy", "Rss idle",
+           "Shmem set/busy/idle", "machine set/busy/idle");
+    for (int t = 0; t < T_COUNT; t++)
+        if (r[t].cost.n)
+            print_cost_row((enum transport)t, &r[t].cost);
+    printf("  loopfast  descriptors %.1fx / %.1fx the kernel's (client / server); machine "
+           "memory", ratio(f->fds[END_CLIENT], k->fds[END_CLIENT]),
+           ratio(f->fds[END_SERVER], k->fds[END_SERVER]));
+    print_machine_ratio("after set-up", f, k, PH_SETUP);
+    print_machine_ratio("busy", f, k, PH_BUSY);
+    print_machine_ratio("idle", f, k, PH_IDLE);
+    printf("\n");
+    if (f->fast < f->n)
+        printf("  only %d of loopfast's %d connections were fast\n", f->fast, f->n);
+}
+
 static void print_sweep(const struct bench_result *r)
 {
     printf("\nmessage size sweep: round-trip median (us) / stream (GB/s)\n%-9s", "size");
@@ -78,6 +161,7 @@ void print_table(const struct bench_result *r)
 {
     print_rows(r);
     print_ratios(r);
+    print_cost(r);
     if (r[0].nsizes)
         print_sweep(r);
 }
@@ -109,6 +193,71 @@ static void json_sizes(const struct bench_result *r)
     printf("]");
 }
 
+static const char *const phase_names[PH_COUNT] = { "setup", "busy", "idle" };
+
+/* {"setup": x, "busy": y, "idle": z} under `key`. */
+static void json_phases(const char *key, const double v[PH_COUNT])
+{
+    printf(", \"%s\": {", key);
+    for (int ph = 0; ph < PH_COUNT; ph++) {
+        printf("%s", ph ? ", " : "");
+        jnum(phase_names[ph], v[ph], 2);
+    }
+    printf("}");
+}
+
+/* The same for one end of a [phase][end] table. */
+static void json_end(const char *key, const double v[PH_COUNT][END_COUNT], enum cost_end e)
+{
+    double w[PH_COUNT];
+    for (int ph = 0; ph < PH_COUNT; ph++)
+        w[ph] = v[ph][e];
+    json_phases(key, w);
+}
+
+static void json_cost(const struct conn_cost *c)
+{
+    double all[PH_COUNT];
+    if (!c->n) {
+        printf(", \"per_connection\": null");
+        return;
+    }
+    for (int ph = 0; ph < PH_COUNT; ph++)
+        all[ph] = machine_kib(c, (enum cost_phase)ph);
+    printf(", \"per_connection\": {\"connections\": %d, \"fast\": %d, ", c->n, c->fast);
+    jnum("fds_client", c->fds[END_CLIENT], 2);
+    printf(", ");
+    jnum("fds_server", c->fds[END_SERVER], 2);
+    json_end("rss_kib_client", c->rss_kib, END_CLIENT);
+    json_end("rss_kib_server", c->rss_kib, END_SERVER);
+    json_end("pss_kib_client", c->pss_kib, END_CLIENT);
+    json_end("pss_kib_server", c->pss_kib, END_SERVER);
+    json_phases("shmem_kib", c->shmem_kib);
+    json_phases("slab_kib", c->slab_kib);
+    json_phases("machine_kib", all);
+    printf("}");
+}
+
+/* loopfast / kernel TCP per connection: descriptors of each end, and the
+ * machine's memory (Pss of both ends + Slab) at each moment. */
+static void json_cost_ratios(const struct conn_cost *f, const struct conn_cost *k)
+{
+    double all[PH_COUNT];
+    printf(", \"loopfast_per_connection_vs_kernel\": ");
+    if (!f->n || !k->n) {
+        printf("null");
+        return;
+    }
+    for (int ph = 0; ph < PH_COUNT; ph++)
+        all[ph] = ratio(machine_kib(f, (enum cost_phase)ph), machine_kib(k, (enum cost_phase)ph));
+    printf("{");
+    jnum("fds_client", ratio(f->fds[END_CLIENT], k->fds[END_CLIENT]), 3);
+    printf(", ");
+    jnum("fds_server", ratio(f->fds[END_SERVER], k->fds[END_SERVER]), 3);
+    json_phases("machine_memory", all);
+    printf("}");
+}
+
 static void json_transport(enum transport t, const struct bench_result *r)
 {
     printf("\"%s\": {", transport_name(t));
@@ -130,6 +279,7 @@ static void json_transport(enum transport t, const struct bench_result *r)
         jnum("rtt_nospin_us", r->rtt_nospin_us, 3);
     }
     json_sizes(r);
+    json_cost(&r->cost);
     printf("}");
 }
 
@@ -179,5 +329,6 @@ void print_json(const struct bench_result *r)
     jnum("loopfast_connect_cpu_vs_kernel", ratio(f->connect_cpu_us, k->connect_cpu_us), 3);
     printf(", ");
     jnum("loopfast_nospin_latency_vs_kernel", ratio(f->rtt_nospin_us, k->rtt_median_us), 3);
+    json_cost_ratios(&f->cost, &k->cost);
     printf("}}\n");
 }

@@ -44,7 +44,7 @@ static void choose_path(enum transport t, int fd, const char *role)
             strerror(errno));
 }
 
-static void nodelay(enum transport t, int fd)
+void sock_nodelay(enum transport t, int fd)
 {
     int one = 1;
     if (t != T_UNIX)
@@ -69,8 +69,7 @@ static int loopback_address(struct sockaddr_storage *addr, socklen_t *len)
     return socket(AF_INET, SOCK_STREAM, 0);
 }
 
-/* A listener for transport t; its address goes into *addr. */
-static int make_listener(enum transport t, struct sockaddr_storage *addr, socklen_t *len)
+int sock_listen(enum transport t, struct sockaddr_storage *addr, socklen_t *len)
 {
     memset(addr, 0, sizeof *addr);
     int fd = t == T_UNIX ? unix_address(addr, len) : loopback_address(addr, len);
@@ -83,7 +82,7 @@ static int make_listener(enum transport t, struct sockaddr_storage *addr, sockle
     return fd;
 }
 
-static int dial(enum transport t, const struct sockaddr_storage *addr, socklen_t len)
+int sock_dial(enum transport t, const struct sockaddr_storage *addr, socklen_t len)
 {
     int fd = socket(addr->ss_family, SOCK_STREAM, 0);
     if (fd >= 0)
@@ -91,7 +90,7 @@ static int dial(enum transport t, const struct sockaddr_storage *addr, socklen_t
     if (fd < 0 || connect(fd, (const struct sockaddr *)addr, len) < 0)
         die("cannot connect for the %s benchmark: %s; check `ulimit -n` and the loopback interface",
             transport_name(t), strerror(errno));
-    nodelay(t, fd);
+    sock_nodelay(t, fd);
     return fd;
 }
 
@@ -140,7 +139,7 @@ static int serve(enum transport t, int l, enum workload w, size_t size, int repo
         int c = accept(l, NULL, NULL);
         if (c < 0)
             return 1;
-        nodelay(t, c);
+        sock_nodelay(t, c);
         rc = w == W_ECHO ? serve_echo(c, size) : w == W_SINK ? serve_sink(c, report)
                                                                : serve_connect(c);
         close(c);
@@ -155,7 +154,7 @@ static pid_t start_server(enum transport t, enum workload w, size_t size, double
 {
     char what[64];
     snprintf(what, sizeof what, "%s %s", transport_name(t), workload_names[w]);
-    int l = make_listener(t, addr, len);
+    int l = sock_listen(t, addr, len);
     pid_t pid = child_start(what, seconds);
     if (pid == 0)
         _exit(serve(t, l, w, size, report));
@@ -183,7 +182,7 @@ int sock_rtt(enum transport t, const struct bench_opts *o, size_t size, double *
     struct sockaddr_storage addr;
     socklen_t len;
     pid_t pid = start_server(t, W_ECHO, size, o->seconds, &addr, &len, -1);
-    int fd = dial(t, &addr, len);
+    int fd = sock_dial(t, &addr, len);
     char *msg = message(size);
     int rc = 0;
     for (int i = 0; i < 200 && rc == 0; i++)
@@ -218,7 +217,7 @@ int sock_stream(enum transport t, const struct bench_opts *o, size_t size, doubl
     socklen_t len;
     pid_t pid = start_server(t, W_SINK, size, o->seconds, &addr, &len, report[1]);
     close(report[1]);
-    int fd = dial(t, &addr, len), rc = 0;
+    int fd = sock_dial(t, &addr, len), rc = 0;
     char *buf = message(size);
     uint64_t end = now_ns() + (uint64_t)(o->seconds * 1e9);
     while (rc == 0 && now_ns() < end)
@@ -257,7 +256,7 @@ int sock_connect_cost(enum transport t, const struct bench_opts *o, double *us, 
     uint64_t start = now_ns(), end = start + (uint64_t)(o->seconds * 1e9);
     int n = 0, rc = 0;
     while (rc == 0 && n < 5000 && now_ns() < end) {
-        int fd = dial(t, &addr, len);
+        int fd = sock_dial(t, &addr, len);
         char b = 'x';
         rc = write_full(fd, &b, 1) == 1 && read_full(fd, &b, 1) == 1 ? 0 : -1;
         close(fd);
