@@ -674,7 +674,11 @@ static uint32_t reg_ready(struct ep_reg *r, short tev)
         return (uint32_t)(tev & (want | POLLERR | POLLHUP));
     }
     struct lf_conn *c = r->s->conn;
-    if (!(r->events & EPOLLET) && conn_wants_kernel(c, want))
+    /* EPOLLET hears TCP's edges, but the first look after ADD or MOD reports
+     * what is there, as the kernel's does: an edge taken while EPOLLONESHOT
+     * had disabled the record was dropped. */
+    int first_look = r->sig_in == UINT64_MAX && r->sig_out == UINT64_MAX;
+    if ((!(r->events & EPOLLET) || first_look) && conn_wants_kernel(c, want))
         tev |= poll_now(r->fd, want | POLLRDHUP);
     uint32_t rev = (uint16_t)conn_poll_state(c, r->fd, want, tev);
     if (r->events & EPOLLET) {

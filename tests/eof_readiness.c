@@ -9,13 +9,14 @@
  * and close() while another of its threads is inside poll() on the socket
  * (the kernel sends the FIN only once that poll lets go of the file).
  * The reader waits with epoll (level, EPOLLET, each with and without
- * EPOLLRDHUP), poll (with and without POLLRDHUP) and select, as the client
- * and as the server; every case over kernel TCP and with both ends fast.
- * EOF_READINESS_ONLY=<mode> runs one waiting mode. */
+ * EPOLLRDHUP; EPOLLET|EPOLLONESHOT re-armed after one more wait), poll
+ * (with and without POLLRDHUP) and select, as the client and as the server; every case over kernel TCP and with both ends fast.
+ * EOF_READINESS_ONLY=<mode> runs one waiting mode (or oneshot-after-fin). */
 #include <poll.h>
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
+#include <sys/syscall.h>
 
 #include "helpers.h"
 
@@ -23,10 +24,10 @@
 #define ROUNDS 3
 #define WATCH_S 10
 
-enum mode { M_EPOLL, M_EPOLL_RDHUP, M_EPOLL_ET, M_EPOLL_ET_RDHUP, M_POLL, M_POLL_RDHUP, M_SELECT,
-            M_COUNT };
+enum mode { M_EPOLL, M_EPOLL_RDHUP, M_EPOLL_ET, M_EPOLL_ET_RDHUP, M_EPOLL_ONESHOT, M_POLL,
+            M_POLL_RDHUP, M_SELECT, M_COUNT };
 static const char *mode_name[M_COUNT] = { "epoll", "epoll+rdhup", "epoll-et", "epoll-et+rdhup",
-                                          "poll", "poll+rdhup", "select" };
+                                          "epoll-et-oneshot", "poll", "poll+rdhup", "select" };
 
 enum op { OP_SHUT, OP_CLOSE };
 
@@ -223,21 +224,36 @@ static void wait_epoll(enum mode m)
         events |= EPOLLRDHUP;
     if (m == M_EPOLL_ET || m == M_EPOLL_ET_RDHUP)
         events |= EPOLLET;
+    if (m == M_EPOLL_ONESHOT)
+        events |= EPOLLET | EPOLLONESHOT;
     for (int i = 0; i < CONNS; i++) {
         struct epoll_event e = { .events = events, .data.u32 = (uint32_t)i };
         CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, rc[i].fd, &e) == 0, "%s: ADD: %s", what,
               strerror(errno));
     }
+    /* EPOLLONESHOT: a fired conn is re-armed only after one more wait, so
+     * that what comes meanwhile is taken in while it is disabled */
+    int rearm[CONNS], nrearm = 0;
     while (left()) {
         struct epoll_event ev[16];
-        int n = epoll_wait(ep, ev, 16, -1);
-        CHECK(n > 0 || (n < 0 && errno == EINTR), "%s: epoll_wait: %s", what, strerror(errno));
+        int had = nrearm;
+        int n = epoll_wait(ep, ev, 16, had ? 1 : -1);
+        CHECK(n >= 0 || errno == EINTR, "%s: epoll_wait: %s", what, strerror(errno));
         for (int k = 0; k < n; k++) {
             int i = (int)ev[k].data.u32;
             CHECK(!rc[i].done, "%s: conn %d reported after its EOF", what, i);
             on_report(ep, i, (ev[k].events & EPOLLIN) != 0, (ev[k].events & EPOLLRDHUP) != 0,
                       ev[k].events);
+            if ((events & EPOLLONESHOT) && !rc[i].done)
+                rearm[nrearm++] = i;
         }
+        for (int k = 0; k < had; k++) {   /* re-armed: reports what is there now */
+            int i = rearm[k];
+            struct epoll_event e = { .events = events, .data.u32 = (uint32_t)i };
+            CHECK(epoll_ctl(ep, EPOLL_CTL_MOD, rc[i].fd, &e) == 0, "%s: MOD", what);
+        }
+        memmove(rearm, rearm + had, (size_t)(nrearm - had) * sizeof rearm[0]);
+        nrearm -= had;
     }
     close(ep);
 }
@@ -355,6 +371,62 @@ static void one_run(int optin, int reader_is_client, enum mode m)
     CHECK(child_status(pid) == 0, "%s: peer failed", what);
 }
 
+/* EPOLLET|EPOLLONESHOT: the peer's FIN comes while the record is disabled
+ * (it fired for EPOLLOUT) and a wait takes it in; the re-arming MOD must
+ * report it, as the kernel's does.  The peer's byte went on TCP (we were
+ * not ready yet) and it closes without writing again: its direction never
+ * switched, so that only TCP can say a read would not block. */
+static void oneshot_after_fin(int optin)
+{
+    what = optin ? "loopfast, EPOLLONESHOT re-armed after the FIN" :
+                   "kernel, EPOLLONESHOT re-armed after the FIN";
+    struct sockaddr_storage addr;
+    socklen_t alen;
+    int l = listen_on(AF_INET, optin, &addr, &alen);
+    int go[2];
+    CHECK(pipe(go) == 0, "pipe");
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork");
+    if (pid == 0) {
+        alarm(30);
+        close(go[1]);
+        int s = accept(l, NULL, NULL);
+        char b;
+        if (s < 0 || read_full(s, &b, 1) != 1 || write_full(s, "b", 1) != 1 ||
+            read(go[0], &b, 1) != 1)
+            _exit(2);
+        close(s);
+        _exit(0);
+    }
+    close(go[0]);
+    close(l);
+    int c = connect_to(&addr, alen, optin);
+    char b;
+    CHECK(write_full(c, "a", 1) == 1 && read_full(c, &b, 1) == 1, "%s: exchange", what);
+    CHECK(loopfast_fd_is_fast(c) == optin, "%s: fast %d", what, loopfast_fd_is_fast(c));
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event e = { .events = EPOLLOUT | EPOLLET | EPOLLONESHOT }, ev[4];
+    CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, c, &e) == 0, "%s: ADD", what);
+    CHECK(epoll_wait(ep, ev, 4, 5000) == 1 && ev[0].events == EPOLLOUT, "%s: no EPOLLOUT", what);
+    CHECK(write(go[1], "g", 1) == 1, "go");
+    CHECK(child_status(pid) == 0, "%s: peer failed", what);
+    /* The FIN came (asked of the kernel behind loopfast's back, so that
+     * loopfast hears of it only from the wait below, the record disabled). */
+    struct pollfd p = { c, POLLRDHUP, 0 };
+    struct timespec ts = { 5, 0 };
+    CHECK(syscall(SYS_ppoll, &p, 1, &ts, NULL, (size_t)8) == 1, "%s: no FIN", what);
+    int n = epoll_wait(ep, ev, 4, 0);
+    CHECK(n == 0, "%s: a disabled record reported (%#x)", what, n > 0 ? ev[0].events : 0);
+    e.events = EPOLLIN | EPOLLET | EPOLLONESHOT;
+    CHECK(epoll_ctl(ep, EPOLL_CTL_MOD, c, &e) == 0, "%s: MOD", what);
+    CHECK(epoll_wait(ep, ev, 4, 5000) == 1 && (ev[0].events & EPOLLIN), "%s: the re-armed record"
+          " did not report the FIN", what);
+    CHECK(recv(c, &b, 1, MSG_DONTWAIT) == 0, "%s: no EOF", what);
+    close(ep);
+    close(c);
+    close(go[1]);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -375,6 +447,8 @@ int main(void)
                (unsigned long long)data_reports, (unsigned long long)eofs, fast_count);
         if (optin && !only)
             CHECK(fast_count > 0, "no connection was fast");
+        if (!only || !strcmp(only, "oneshot-after-fin"))
+            oneshot_after_fin(optin);
     }
     return 0;
 }
