@@ -671,7 +671,10 @@ static uint32_t reg_ready(struct ep_reg *r, short tev)
     if (sock_kind(r->s) != LF_FAST) {
         if (!(r->events & EPOLLET))
             tev = poll_now(r->fd, want);
-        return (uint32_t)(tev & (want | POLLERR | POLLHUP));
+        uint32_t rev = (uint32_t)(tev & (want | POLLERR | POLLHUP));
+        if (rev && (r->events & EPOLLONESHOT))
+            r->disabled = 1;   /* the inner set's TCP entry is not one-shot */
+        return rev;
     }
     struct lf_conn *c = r->s->conn;
     /* EPOLLET hears TCP's edges, but the first look after ADD or MOD reports
