@@ -260,6 +260,8 @@ static int peer_gone(struct lf_conn *c, int owes_reset)
 static int peer_left(struct lf_conn *c, int fd, short tev)
 {
     struct lf_side *peer = peer_side(c);
+    if (tev & (POLLRDHUP | POLLHUP | POLLERR))
+        __atomic_store_n(&c->tcp_ended, 1, __ATOMIC_RELAXED);
     if (__atomic_load_n(&c->peer_gone, __ATOMIC_ACQUIRE))
         return 1;
     if (load32(&peer->closed) || (tev & POLLERR))
@@ -294,6 +296,7 @@ static int take_reset(struct lf_conn *c, int by_write)
 /* The peer's stream ended (a FIN): EOF, or the reset it owed us, once. */
 static ssize_t rx_end(struct lf_conn *c, int fd)
 {
+    __atomic_store_n(&c->tcp_ended, 1, __ATOMIC_RELAXED);
     if (!load32(&my_side(c)->reset) && ring_readable(&c->tx) == 0)
         return 0;   /* nothing of ours unread: a FIN means EOF whoever sent it */
     peer_left(c, fd, POLLRDHUP);
@@ -712,6 +715,21 @@ int conn_rx_settled(struct lf_conn *c)
     return 1;
 }
 
+/* While the peer's bytes come on TCP (before its switch, or bytes from
+ * before it unread), a read returns only what TCP has: its data, or its FIN
+ * or reset once they came (`tev`: what TCP reported, 0 when not asked).
+ * Shared memory cannot say more: the peer sets `closed` before its close()
+ * sends the FIN. */
+static int rx_tcp_readable(struct lf_conn *c, short tev)
+{
+    return (tev & (POLLIN | POLLHUP | POLLERR)) || __atomic_load_n(&c->tcp_ended, __ATOMIC_RELAXED);
+}
+
+static int rx_tcp_hup(struct lf_conn *c, short tev)
+{
+    return (tev & (POLLRDHUP | POLLHUP | POLLERR)) || __atomic_load_n(&c->tcp_ended, __ATOMIC_RELAXED);
+}
+
 static short poll_in(struct lf_conn *c, short tev)
 {
     struct lf_side *me = my_side(c), *peer = peer_side(c);
@@ -719,7 +737,7 @@ static short poll_in(struct lf_conn *c, short tev)
     if (c->broken || c->shut_rd)
         return POLLIN;
     if (!load32(&me->rx_on_ring)) {
-        if ((tev & (POLLIN | POLLHUP | POLLERR)) || __atomic_load_n(&c->fin_unclear, __ATOMIC_RELAXED))
+        if (rx_tcp_readable(c, tev))
             return POLLIN;   /* pre-switch data, or EOF */
         if (!conn_rx_settled(c))
             return 0;
@@ -741,12 +759,18 @@ static short poll_out(struct lf_conn *c, short tev)
     return 0;
 }
 
-/* Once the peer's end is gone, a read does not wait (bytes, EOF or an
- * error) nor does a write (the kernel's socket takes it, or fails); POLLERR
- * and POLLHUP are the kernel's, or the recorded reset's. */
+/* Once the peer's end is gone, a write does not wait (the kernel's socket
+ * takes it, or fails), nor does a read on the ring (bytes, EOF or an
+ * error); one on TCP waits for TCP's FIN (rx_tcp_readable).  POLLERR and
+ * POLLHUP are the kernel's, or the recorded reset's. */
 static short gone_events(struct lf_conn *c, short want, short tev)
 {
-    short r = want & (POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM | POLLRDHUP);
+    short r = want & (POLLOUT | POLLWRNORM);
+    int settled = conn_rx_settled(c);
+    if (settled || c->shut_rd || rx_tcp_readable(c, tev))
+        r |= want & (POLLIN | POLLRDNORM);
+    if (settled || rx_tcp_hup(c, tev))
+        r |= want & POLLRDHUP;
     uint32_t reset = load32(&my_side(c)->reset);
     if (reset)
         return r | POLLHUP | (reset != RESET_TOLD ? POLLERR : 0);
@@ -762,7 +786,7 @@ short conn_poll_state(struct lf_conn *c, int fd, short want, short tev)
         r |= poll_in(c, tev) ? (want & (POLLIN | POLLRDNORM)) : 0;
     if (want & (POLLOUT | POLLWRNORM))
         r |= poll_out(c, tev) ? (want & (POLLOUT | POLLWRNORM)) : 0;
-    if ((want & POLLRDHUP) && ((tev & POLLRDHUP) || c->fin_unclear || (load32(&my_side(c)->rx_on_ring) &&
+    if ((want & POLLRDHUP) && (rx_tcp_hup(c, tev) || (load32(&my_side(c)->rx_on_ring) &&
                                (load32(&peer_side(c)->shut_wr) || load32(&peer_side(c)->closed)))))
         r |= POLLRDHUP;
     r |= tev & (POLLHUP | POLLERR);

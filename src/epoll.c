@@ -688,10 +688,17 @@ static uint32_t reg_ready(struct ep_reg *r, short tev)
     if (sock_kind(r->s) != LF_FAST) {
         if (!(r->events & EPOLLET))
             tev = poll_now(r->fd, want);
-        return (uint32_t)(tev & (want | POLLERR | POLLHUP));
+        uint32_t rev = (uint32_t)(tev & (want | POLLERR | POLLHUP));
+        if (rev && (r->events & EPOLLONESHOT))
+            r->disabled = 1;   /* the inner set's TCP entry is not one-shot */
+        return rev;
     }
     struct lf_conn *c = r->s->conn;
-    if (!(r->events & EPOLLET) && conn_wants_kernel(c, want))
+    /* EPOLLET hears TCP's edges, but the first look after ADD or MOD reports
+     * what is there, as the kernel's does: an edge taken while EPOLLONESHOT
+     * had disabled the record was dropped. */
+    int first_look = r->sig_in == UINT64_MAX && r->sig_out == UINT64_MAX;
+    if ((!(r->events & EPOLLET) || first_look) && conn_wants_kernel(c, want))
         tev |= poll_now(r->fd, want | POLLRDHUP);
     uint32_t rev = (uint16_t)conn_poll_state(c, r->fd, want, tev);
     if (r->events & EPOLLET) {

@@ -161,6 +161,7 @@ struct lf_conn {
     uint64_t next_tcp_check;      /* when a writer next asks TCP if the peer is gone */
     int peer_gone;                /* its end is gone: it stays so (conn.c, peer_left) */
     int fin_unclear;              /* a FIN that may be a shutdown, not a close */
+    int tcp_ended;                /* TCP showed the peer's FIN or reset: its reads never block */
     uint64_t next_recheck;        /* when an unclear FIN is looked into again */
     pid_t made_by;                /* spare.c: the process that created it */
     struct trim_state trim;       /* trim.c: giving the tx ring's pages back */

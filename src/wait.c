@@ -21,12 +21,13 @@ static uint32_t load32(const uint32_t *p)
 static int has_news(struct lf_conn *c, int for_write)
 {
     const struct lf_side *me = &c->sh->side[c->me], *peer = conn_peer(c);
+    /* A reader on TCP waits for TCP: the peer sets `closed` before its FIN. */
+    if (!for_write && !load32(&me->rx_on_ring))
+        return conn_rx_settled(c);
     if (load32(&peer->closed))
         return 1;
     if (for_write)
         return ring_writable(&c->tx) != 0;
-    if (!load32(&me->rx_on_ring))
-        return conn_rx_settled(c);
     return ring_readable(&c->rx) != 0 || load32(&peer->shut_wr);
 }
 

@@ -283,16 +283,11 @@ static void handle(int set, int i, uint32_t events, const struct policy *p)
           c[i].events);
     CHECK(events & EPOLLIN, "%s: conn %d: events %#x without EPOLLIN", what, i, events);
     uint64_t got = take(i, p->partial && rnd(2) ? 1 + rnd(3000) : 0);
-    /* The kernel never reports a socket that then has nothing to read.
-     * loopfast may, once, while a peer's FIN is not yet clear (conn.c): a
-     * later report must then bring the EOF (or the watchdog fires). */
-    if (!got && !c[i].eof && c[i].want_eof)
-        fprintf(stderr, "note: %s: conn %d reported (events %#x) before its EOF was readable\n",
-                what, i, events);
-    else
-        CHECK(got || c[i].eof, "%s: conn %d reported EPOLLIN (events %#x) with nothing to read"
-              " (read %llu of %llu)", what, i, events, (unsigned long long)c[i].rx,
-              (unsigned long long)c[i].tx_expect);
+    /* The kernel never reports a socket that then has nothing to read, not
+     * even the peer's FIN before it is readable (tests/eof_readiness.c). */
+    CHECK(got || c[i].eof, "%s: conn %d reported EPOLLIN (events %#x) with nothing to read"
+          " (read %llu of %llu)", what, i, events, (unsigned long long)c[i].rx,
+          (unsigned long long)c[i].tx_expect);
     c[i].reported = 1;
     if (c[i].eof) {
         c[i].rdhup |= (events & EPOLLRDHUP) != 0;
