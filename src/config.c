@@ -4,6 +4,7 @@
  *   LOOPFAST_MODE     optin (default) | all | off
  *   LOOPFAST_SPIN_US  how long a blocked call spins before it sleeps
  *   LOOPFAST_RING_KB  bytes of each direction's ring, in KiB
+ *   LOOPFAST_MAX_FDS  most descriptors loopfast keeps in a process
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,11 +85,24 @@ static void read_ring(void)
     lf_config.ring_size = size;
 }
 
+static void read_max_fds(void)
+{
+    const char *v = getenv("LOOPFAST_MAX_FDS");
+    unsigned long n;
+    if (!v || !*v)
+        return;
+    if (parse_number(v, 0, 1u << 20, &n))
+        warn_bad("LOOPFAST_MAX_FDS", v, "use a number of descriptors from 0 to 1048576");
+    else
+        lf_config.max_fds = (unsigned)n;
+}
+
 void config_init(void)
 {
     read_mode();
     read_spin();
     read_ring();
+    read_max_fds();
     policy_init();
 }
 

@@ -77,6 +77,7 @@ struct lf_config {
     enum lf_mode mode;
     unsigned spin_us;       /* LOOPFAST_SPIN_US */
     uint64_t ring_size;     /* LOOPFAST_RING_KB, rounded to a power of two */
+    unsigned max_fds;       /* LOOPFAST_MAX_FDS; 0: a quarter of RLIMIT_NOFILE (ownfd.c) */
 };
 extern struct lf_config lf_config;
 void config_init(void);

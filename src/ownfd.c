@@ -127,20 +127,33 @@ void ownfd_limit_changed(void)
     __atomic_store_n(&top_cached, 0, __ATOMIC_RELAXED);
 }
 
+/* The lowest number our region may reach: it holds at most LOOPFAST_MAX_FDS
+ * numbers, by default a quarter of the table, so that the program gets
+ * EMFILE no earlier than without loopfast less that many.  A process with
+ * more fast connections than fit keeps the others plain (design 3.1). */
+static int region_min(int top)
+{
+    unsigned budget = lf_config.max_fds ? lf_config.max_fds : (unsigned)top / 4;
+    return budget >= (unsigned)top ? 0 : top - (int)budget;
+}
+
 /* A copy of fd as high as we may go.  F_DUPFD gives the lowest free number
  * at or above its argument, so it is asked from the floor of our region, a
  * block at the top of the table that grows down by SPAN when full, never to
  * `next`: the program's next number as far as we know (the highest of the
- * fresh descriptors being moved; -1: unknown).  A fresh descriptor already in
- * the region stays where it is: nothing below it was free. */
+ * fresh descriptors being moved; -1: unknown), nor below region_min.  A
+ * fresh descriptor already in the region stays where it is: nothing below
+ * it was free. */
 static int dup_high(int fd, int cmd, int next)
 {
     for (int tries = 0; tries < 64; tries++) {
-        int top = table_top();
+        int top = table_top(), least = region_min(top);
         int raw = __atomic_load_n(&region_floor, __ATOMIC_RELAXED), lo = raw;
         if (lo <= 0 || lo >= top)
             lo = top - SPAN;
-        if (lo < 3)
+        if (lo < least)
+            lo = least;
+        if (lo < 3 || lo >= top)
             break;
         if (next >= 0 && fd >= lo && fd < top)
             return fd;
@@ -151,9 +164,9 @@ static int dup_high(int fd, int cmd, int next)
             ownfd_limit_changed();
             continue;
         }
-        int lower = lo - SPAN;
-        if (errno != EMFILE || lower < 3 || next >= lower)
-            break;   /* the program's numbers reach ours: no room up here */
+        int lower = lo - SPAN < least ? least : lo - SPAN;
+        if (errno != EMFILE || lower == lo || lower < 3 || next >= lower)
+            break;   /* our share is full, or the program's numbers reach ours */
         __atomic_compare_exchange_n(&region_floor, &raw, lower, 0, __ATOMIC_RELAXED,
                                     __ATOMIC_RELAXED);
     }

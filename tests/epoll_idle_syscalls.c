@@ -48,6 +48,7 @@ static void inner(void)
 
 int main(int argc, char **argv)
 {
+    lift_fd_cap(argv);
     if (argc > 1 && !strcmp(argv[1], "inner"))
         inner();
 #ifdef UNDER_TSAN

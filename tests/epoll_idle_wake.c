@@ -869,8 +869,10 @@ static int finished(pid_t pid)
     return child_status(pid);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argc;
+    lift_fd_cap(argv);
     static const struct { const char *name; void (*fn)(void); } cases[] = {
         { "level-triggered EPOLLIN", level },
         { "EPOLLET, edges read in part", edge },

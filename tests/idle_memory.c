@@ -296,8 +296,10 @@ static void stream_case(void)
     CHECK(child_status(rd) == 0, "stream with trims: corrupt or short");
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argc;
+    lift_fd_cap(argv);
     alarm(110);
     setvbuf(stdout, NULL, _IONBF, 0);
     struct sigaction sa = { .sa_handler = on_usr1 };   /* no SA_RESTART: the wait ends */

@@ -254,6 +254,7 @@ static void reexec(const char *self)
 
 int main(int argc, char **argv)
 {
+    lift_fd_cap(argv);   /* fast pairs at a tiny limit, beyond the default share */
     if (argc == 2 && !strcmp(argv[1], "reexec"))
         return reexec_image();
     alarm(25);

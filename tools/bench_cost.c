@@ -227,7 +227,8 @@ static int command(const int ctl[END_COUNT], char cmd)
     return v[END_CLIENT];
 }
 
-/* As many connections as the descriptor limit allows for fast ones, at
+/* As many connections as loopfast's share of the descriptor table allows
+ * for fast ones (LOOPFAST_MAX_FDS, by default a quarter of the limit), at
  * most COST_CONNS; the soft limit is raised to the hard one first. */
 static int connections(void)
 {
@@ -239,9 +240,15 @@ static int connections(void)
         setrlimit(RLIMIT_NOFILE, &r);
         getrlimit(RLIMIT_NOFILE, &r);
     }
-    if (r.rlim_cur == RLIM_INFINITY || r.rlim_cur >= FDS_SPARE + FDS_PER_CONN * COST_CONNS)
+    const char *cap = getenv("LOOPFAST_MAX_FDS");
+    rlim_t share = cap && *cap ? (rlim_t)strtoul(cap, NULL, 10) : r.rlim_cur / 4;
+    if (!cap && r.rlim_cur == RLIM_INFINITY)
+        share = (rlim_t)1 << 16;
+    if (share > r.rlim_cur)
+        share = r.rlim_cur;
+    if (share >= FDS_SPARE + FDS_PER_CONN * COST_CONNS)
         return COST_CONNS;
-    return r.rlim_cur > FDS_SPARE ? (int)((r.rlim_cur - FDS_SPARE) / FDS_PER_CONN) : 0;
+    return share > FDS_SPARE ? (int)((share - FDS_SPARE) / FDS_PER_CONN) : 0;
 }
 
 static void sleep_s(double s)
