@@ -31,7 +31,12 @@
 enum reg_mode {
     MODE_KERNEL,   /* the socket itself is in the set, with the program's events and data */
     MODE_INNER,    /* our inner epoll is in the set, with the record as data */
+    MODE_DIRECT,   /* the socket (edges only) and both doorbells are in the set (to_direct) */
 };
+
+/* MODE_DIRECT's entries carry the record's address with one of these in its
+ * low bits (records are malloc'ed, so the bits are free). */
+enum { TAG_TCP = 0, TAG_BELL_DATA = 1, TAG_BELL_ROOM = 2, TAG_MASK = 3 };
 
 /* Which records a wait looks at (see the file's first comment). */
 enum reg_state {
@@ -58,6 +63,7 @@ struct ep_reg {
     struct lf_conn *idle_conn;   /* REG_IDLE: whose ep_idle counts it */
     struct ep_reg *just_idled;   /* arm_active's list of records it made idle */
     int ghost;                   /* deleted by the program, kept in the kernel's set (ctl_inner) */
+    int bells[2];                /* MODE_DIRECT: the doorbells it put in the set */
 };
 
 static struct ep_reg *reg_of_link(struct reg_link *l)
@@ -81,7 +87,7 @@ struct ep_set {
     struct ep_reg *regs;
     struct ep_reg *free_regs;
     struct ptrset mine;          /* every record this set ever had */
-    int inner_regs;              /* records in MODE_INNER */
+    int inner_regs;              /* records in MODE_INNER or MODE_DIRECT: woken by doorbells */
     int watching;                /* the wake-up eventfd is in the set */
     unsigned epoch;              /* kind_epoch when its records were last checked */
     struct reg_link active;      /* the active records, a ring around this head */
@@ -351,6 +357,59 @@ static struct ep_reg *record_new(struct ep_set *e, int fd, struct lf_sock *s,
     return r;
 }
 
+/* A fast socket's registration without an inner epoll: the socket itself
+ * (edges only: the rings say the rest) and its two doorbells, edge-triggered
+ * and never read here (each ring of the doorbell is one edge for every set;
+ * whoever else waits on it reads it), each with the record's address
+ * tagged.  No descriptor of ours, and no system call per wake-up beyond the
+ * program's epoll_wait.  A socket the kernel already has in the set (its
+ * program's registration) is modified in place. */
+static int to_direct(struct ep_set *e, struct ep_reg *r, int in_kernel_set)
+{
+    struct lf_conn *c = r->s->conn;
+    uintptr_t me = (uintptr_t)r;
+    struct epoll_event tcp = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                               .data.u64 = me | TAG_TCP };
+    if (libc.epoll_ctl(e->epfd, in_kernel_set ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, r->fd, &tcp) < 0)
+        return -1;
+    int i, bell[2] = { c->bell_mine[BELL_DATA], c->bell_mine[BELL_ROOM] };
+    for (i = 0; i < 2; i++) {
+        struct epoll_event b = { .events = EPOLLIN | EPOLLET,
+                                 .data.u64 = me | (i == BELL_DATA ? TAG_BELL_DATA : TAG_BELL_ROOM) };
+        if (libc.epoll_ctl(e->epfd, EPOLL_CTL_ADD, bell[i], &b) < 0)
+            break;
+    }
+    if (i < 2) {   /* e.g. a dup of this socket has them in the set already */
+        int err = errno;
+        while (i-- > 0)
+            libc.epoll_ctl(e->epfd, EPOLL_CTL_DEL, bell[i], NULL);
+        struct epoll_event back = { .events = r->events, .data = r->data };
+        if (in_kernel_set)
+            libc.epoll_ctl(e->epfd, EPOLL_CTL_MOD, r->fd, &back);
+        else
+            libc.epoll_ctl(e->epfd, EPOLL_CTL_DEL, r->fd, NULL);
+        return errno = err, -1;
+    }
+    r->bells[0] = bell[0];
+    r->bells[1] = bell[1];
+    r->mode = MODE_DIRECT;
+    r->kind_seen = LF_FAST;
+    r->sig_in = r->sig_out = UINT64_MAX;   /* the rings' state is reported once */
+    e->inner_regs++;
+    activate(e, r);
+    return 0;
+}
+
+/* Takes a MODE_DIRECT record's entries out of the set: the doorbells, and
+ * the socket too unless the caller hands it back to the kernel. */
+static void direct_out(struct ep_set *e, struct ep_reg *r, int with_socket)
+{
+    for (int i = 0; i < 2; i++)
+        libc.epoll_ctl(e->epfd, EPOLL_CTL_DEL, r->bells[i], NULL);
+    if (with_socket)
+        libc.epoll_ctl(e->epfd, EPOLL_CTL_DEL, r->fd, NULL);
+}
+
 /* Unlinks *p; its inner epoll is taken out of the set if `take_out`. */
 static void record_free(struct ep_set *e, struct ep_reg **p, int take_out)
 {
@@ -361,6 +420,10 @@ static void record_free(struct ep_set *e, struct ep_reg **p, int take_out)
         if (take_out)
             libc.epoll_ctl(e->epfd, EPOLL_CTL_DEL, r->inner, NULL);
         inner_put(r);
+        e->inner_regs--;
+    } else if (r->mode == MODE_DIRECT) {
+        if (take_out)
+            direct_out(e, r, 1);
         e->inner_regs--;
     }
     __atomic_sub_fetch(&r->s->ep_regs, 1, __ATOMIC_ACQ_REL);
@@ -400,8 +463,13 @@ static void to_kernel(struct ep_set *e, struct ep_reg **p)
 {
     struct ep_reg *r = *p;
     struct epoll_event ev = { .events = r->events, .data = r->data };
-    libc.epoll_ctl(e->epfd, EPOLL_CTL_DEL, r->inner, NULL);
-    libc.epoll_ctl(e->epfd, EPOLL_CTL_ADD, r->fd, &ev);
+    if (r->mode == MODE_DIRECT) {
+        direct_out(e, r, 0);
+        libc.epoll_ctl(e->epfd, EPOLL_CTL_MOD, r->fd, &ev);
+    } else {
+        libc.epoll_ctl(e->epfd, EPOLL_CTL_DEL, r->inner, NULL);
+        libc.epoll_ctl(e->epfd, EPOLL_CTL_ADD, r->fd, &ev);
+    }
     record_free(e, p, 0);
 }
 
@@ -423,7 +491,9 @@ static int record_sync(struct ep_set *e, struct ep_reg **p)
         record_free(e, p, 1);   /* deleted by the program: nothing to hand back */
         return 1;
     }
-    if (r->mode == MODE_KERNEL && kind != LF_OPTIN)
+    if (r->mode == MODE_KERNEL && kind == LF_FAST && to_direct(e, r, 1) == 0)
+        ;
+    else if (r->mode == MODE_KERNEL && kind != LF_OPTIN)
         to_inner(e, r, 1);
     else if (r->mode == MODE_INNER && kind != r->kind_seen)
         inner_update(r);
@@ -472,6 +542,8 @@ static int add_inner(struct ep_set *e, int fd, struct lf_sock *s, struct epoll_e
     struct ep_reg *r = record_new(e, fd, s, ev);
     if (!r)
         return errno = ENOMEM, -1;
+    if (sock_kind(s) == LF_FAST && to_direct(e, r, 0) == 0)
+        return 0;
     if (to_inner(e, r, 0) == 0)
         return 0;
     int err = errno;
@@ -514,7 +586,7 @@ static int ctl_inner(struct ep_set *e, struct ep_reg **p, int op, struct epoll_e
     activate(e, r);
     if (sock_kind(r->s) == LF_PLAIN)
         to_kernel(e, p);
-    else if (r->kind_seen != LF_FAST || sock_kind(r->s) != LF_FAST)
+    else if (r->mode == MODE_INNER && (r->kind_seen != LF_FAST || sock_kind(r->s) != LF_FAST))
         inner_update(r);
     return 0;
 }
@@ -555,7 +627,7 @@ static int ctl_ours(int epfd, int op, int fd, struct lf_sock *s, struct epoll_ev
             p = find_reg(e, fd);
     }
     int kind = sock_kind(s), rc;
-    if (p && *p && (*p)->mode == MODE_INNER)
+    if (p && *p && ((*p)->mode == MODE_INNER || (*p)->mode == MODE_DIRECT))
         rc = ctl_inner(e, p, op, ev);
     else if (op == EPOLL_CTL_ADD && (kind == LF_PENDING || kind == LF_FAST) && !(p && *p))
         rc = (e || (e = find_set(epfd, 1))) ? add_inner(e, fd, s, ev) : (errno = ENOMEM, -1);
@@ -756,8 +828,9 @@ static int collect(struct ep_set *e, struct epoll_event *out, int n, int max)
 
 /* The record an event of the kernel's is for; NULL when it is the
  * program's own. */
-static struct ep_reg *reg_of(struct ep_set *e, void *p)
+static struct ep_reg *reg_of(struct ep_set *e, uint64_t data)
 {
+    void *p = (void *)(uintptr_t)(data & ~(uint64_t)TAG_MASK);
     return ptrset_has(&e->mine, p) ? p : NULL;
 }
 
@@ -791,20 +864,24 @@ static int translate(struct ep_set *e, struct epoll_event *kev, int nk, struct e
     for (int i = 0; i < nk && n < max; i++) {
         if (kev[i].data.ptr == &wake_tag)
             continue;   /* a socket changed kind: refresh() follows */
-        struct ep_reg *r = reg_of(e, kev[i].data.ptr);
+        struct ep_reg *r = reg_of(e, kev[i].data.u64);
         if (!r) {
             out[n++] = kev[i];
             continue;
         }
-        if (!r->s || r->mode != MODE_INNER)
+        int direct = r->s && r->mode == MODE_DIRECT;
+        if (!r->s || !(direct || r->mode == MODE_INNER))
             continue;   /* freed or handed to the kernel since it was queued */
         if (r->ghost) {
-            drain_inner(r);   /* a doorbell rung before the DEL: once */
+            if (!direct)
+                drain_inner(r);   /* a doorbell rung before the DEL: once */
             continue;
         }
         if (!r->disabled)
             activate(e, r);   /* before its doorbell is taken (bell_drain) */
-        uint32_t rev = reg_ready(r, drain_inner(r));
+        short tev = !direct ? drain_inner(r)
+                    : (kev[i].data.u64 & TAG_MASK) == TAG_TCP ? (short)kev[i].events : 0;
+        uint32_t rev = reg_ready(r, tev);
         if (rev)
             n = add_event(out, n, max, r, rev);
     }
@@ -845,7 +922,7 @@ struct set_state {
 static int may_idle(struct ep_reg *r, int recheck_ms)
 {
     struct lf_conn *c = r->s->conn;
-    return r->mode == MODE_INNER && recheck_ms < 0 &&
+    return (r->mode == MODE_INNER || r->mode == MODE_DIRECT) && recheck_ms < 0 &&
            __atomic_load_n(&c->sh->side[c->me].holders, __ATOMIC_RELAXED) == 1;
 }
 
