@@ -473,6 +473,24 @@ static void to_kernel(struct ep_set *e, struct ep_reg **p)
     record_free(e, p, 0);
 }
 
+/* A registration made while its socket was pending turns direct once the
+ * socket is fast: its inner epoll goes (one descriptor less).  Adding the
+ * doorbells reports their current state once, so no ring is missed; if
+ * they cannot be added, the inner epoll stays. */
+static void inner_to_direct(struct ep_set *e, struct ep_reg *r)
+{
+    if (libc.epoll_ctl(e->epfd, EPOLL_CTL_DEL, r->inner, NULL) < 0)
+        return;
+    e->inner_regs--;   /* to_direct counts it again */
+    if (to_direct(e, r, 0) == 0) {
+        ownfd_close(&r->inner);
+        return;
+    }
+    struct epoll_event outer = { .events = EPOLLIN, .data.ptr = r };
+    libc.epoll_ctl(e->epfd, EPOLL_CTL_ADD, r->inner, &outer);
+    e->inner_regs++;
+}
+
 /* Brings a record in line with its socket's kind; 1 if it was dropped. */
 static int record_sync(struct ep_set *e, struct ep_reg **p)
 {
@@ -497,6 +515,8 @@ static int record_sync(struct ep_set *e, struct ep_reg **p)
         to_inner(e, r, 1);
     else if (r->mode == MODE_INNER && kind != r->kind_seen)
         inner_update(r);
+    if (r->mode == MODE_INNER && kind == LF_FAST && !r->ghost)
+        inner_to_direct(e, r);
     if (kind == LF_FAST && r->state == REG_OFF && !r->disabled && !r->ghost)
         activate(e, r);
     return 0;
