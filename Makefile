@@ -121,6 +121,7 @@ VALGRIND_TESTS := api_errors unit_ring connect_write_accept echo_v4 optin_one_si
                   epoll_states peer_reset fork_split accept_threads_fds
 check-valgrind: tests
 	@tests/install-deps.sh valgrind
+	LOOPFAST_MAX_FDS=1048576 \
 	LOOPFAST_TEST_WRAPPER="valgrind -q --error-exitcode=9 --suppressions=tests/valgrind.supp" \
 	    tests/run.sh $(addprefix $(BUILD)/tests/,$(VALGRIND_TESTS))
 

@@ -180,7 +180,7 @@ static inline long long ip_in_octets(void)
 
 /* loopfast keeps at most a quarter of RLIMIT_NOFILE for itself unless
  * LOOPFAST_MAX_FDS says otherwise (design 3.1), and a fast connection costs
- * about seven descriptors an end: a test that needs hundreds of fast
+ * about six descriptors an end: a test that needs hundreds of fast
  * connections in one process lifts that cap for itself, running again with
  * the variable set (the library reads it once, at start). */
 static inline void lift_fd_cap(char **argv)
