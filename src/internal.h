@@ -147,6 +147,17 @@ void trim_forget(struct lf_conn *c);    /* before the connection is freed */
 void trim_idle(void);                   /* before a thread sleeps: trim what went idle */
 int trim_before_sleep(int timeout_ms);  /* the same; the timeout, shortened while watching */
 
+/* The threads of this process blocked on one doorbell (wait.c): whoever
+ * reads the doorbell nudges the others, whose poll() would otherwise miss
+ * the token it took. */
+#define WAITERS_LISTED 4
+struct bell_waiters {
+    pthread_mutex_t lock;
+    int n;                        /* listed: their nudge eventfds in fd[] */
+    int fd[WAITERS_LISTED];
+};
+#define SHARED_WAIT_MS 10         /* a waiter nobody can nudge looks again this often */
+
 struct lf_conn {
     struct lf_shared *sh;
     size_t map_len;
@@ -175,6 +186,7 @@ struct lf_conn {
     uint64_t peer_cookie;         /* server: SO_COOKIE of the client's TCP socket */
     pthread_mutex_t proof_lock;
     int ep_idle;                  /* epoll.c: idle records counting on this connection's doorbells */
+    struct bell_waiters waiters[2];   /* wait.c: this process's blocked callers, per doorbell */
 };
 
 /* The peer's header line as far as this end may believe it: a server reads
@@ -380,6 +392,7 @@ int wait_spin(struct lf_conn *c, int for_write);
  * socket reported. */
 int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tcp_events);
 void bell_drain(struct lf_conn *c, int which);
+void waiters_init(struct lf_conn *c);   /* a new connection, or a forked child's copy */
 /* poll() (ppoll() with a mask) that never fails because loopfast's entries
  * exceed RLIMIT_NOFILE: then it asks groups that fit, sleeping in short
  * slices on the last group (put the doorbells last), and returns 0 early

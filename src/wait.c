@@ -7,6 +7,9 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <sys/single_threaded.h>
 #include <sys/time.h>
 
 #include "internal.h"
@@ -94,10 +97,118 @@ static int spin(struct lf_conn *c, int for_write)
  * busy loop of system calls.  Taken all at once, a leak costs one spurious
  * wake-up.  poll() wakes every waiter on the eventfd, so waiters that share it
  * (threads, forked holders) each look again whoever reads the count. */
+/* ---- threads of one process blocked on one doorbell ----
+ *
+ * A doorbell read takes every token, and the kernel's poll() looks at the
+ * eventfd again before it returns: of two threads woken by one ring, the
+ * second finds nothing and sleeps on with news in the ring.  So each thread
+ * that blocks lists its own eventfd (its nudge) on the doorbell it sleeps
+ * on, and whoever takes a token from a doorbell writes the nudges of the
+ * others listed there.  A nudge is read only by its thread, so none is
+ * lost; a nudged thread looks at the ring and sleeps again, nudging nobody.
+ * A thread that cannot be listed (no descriptor, more than WAITERS_LISTED
+ * at once, a seccomp sandbox) looks again every SHARED_WAIT_MS instead. */
+struct nudge {
+    int fd;
+    pid_t pid;   /* the process that made it: a forked child makes its own */
+};
+static pthread_key_t nudge_key;
+static pthread_once_t nudge_once = PTHREAD_ONCE_INIT;
+static __thread struct nudge *my_nudge;
+
+static void nudge_free(void *p)
+{
+    struct nudge *n = p;
+    ownfd_close(&n->fd);
+    free(n);
+}
+
+static void nudge_key_make(void)
+{
+    (void)pthread_key_create(&nudge_key, nudge_free);
+}
+
+/* This thread's nudge eventfd, made on first need; -1 when none can be. */
+static int thread_nudge(void)
+{
+    if (lf_confined)
+        return -1;   /* eventfd() may be outside its allow-list (sandbox.c) */
+    struct nudge *n = my_nudge;
+    if (!n) {
+        pthread_once(&nudge_once, nudge_key_make);
+        if (!(n = calloc(1, sizeof *n)))
+            return -1;
+        n->fd = -1;
+        n->pid = lf_pid;
+        my_nudge = n;
+        (void)pthread_setspecific(nudge_key, n);
+    }
+    if (n->pid != lf_pid) {   /* the parent's eventfd, inherited by fork */
+        ownfd_close(&n->fd);
+        n->pid = lf_pid;
+    }
+    if (n->fd < 0)
+        ownfd_new(&n->fd, eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    return n->fd;
+}
+
+void waiters_init(struct lf_conn *c)
+{
+    for (int i = 0; i < 2; i++) {
+        pthread_mutex_init(&c->waiters[i].lock, NULL);
+        c->waiters[i].n = 0;
+    }
+}
+
+/* Lists this thread on the doorbell; its nudge, or -1: not listed. */
+static int waiter_enter(struct lf_conn *c, int which)
+{
+    int fd = thread_nudge();
+    if (fd < 0)
+        return -1;
+    struct bell_waiters *w = &c->waiters[which];
+    pthread_mutex_lock(&w->lock);
+    if (w->n < WAITERS_LISTED)
+        w->fd[w->n++] = fd;
+    else
+        fd = -1;
+    pthread_mutex_unlock(&w->lock);
+    return fd;
+}
+
+static void waiter_leave(struct lf_conn *c, int which, int fd)
+{
+    struct bell_waiters *w = &c->waiters[which];
+    pthread_mutex_lock(&w->lock);
+    for (int i = 0; i < w->n; i++)
+        if (w->fd[i] == fd) {
+            w->fd[i] = w->fd[--w->n];
+            break;
+        }
+    pthread_mutex_unlock(&w->lock);
+    uint64_t stale;
+    (void)!libc.read(fd, &stale, sizeof stale);   /* a nudge meant for this wait */
+}
+
+/* A token was taken from the doorbell: every other thread listed on it. */
+static void nudge_others(struct lf_conn *c, int which)
+{
+    struct bell_waiters *w = &c->waiters[which];
+    int mine = my_nudge ? my_nudge->fd : -1;
+    uint64_t one = 1;
+    pthread_mutex_lock(&w->lock);
+    for (int i = 0; i < w->n; i++)
+        if (w->fd[i] != mine)
+            (void)!libc.write(w->fd[i], &one, sizeof one);
+    pthread_mutex_unlock(&w->lock);
+}
+
 void bell_drain(struct lf_conn *c, int which)
 {
-    uint64_t token;
-    (void)!libc.read(c->bell_mine[which], &token, sizeof token);
+    uint64_t token = 0;
+    if (libc.read(c->bell_mine[which], &token, sizeof token) == sizeof token && token &&
+        __atomic_load_n(&c->waiters[which].n, __ATOMIC_RELAXED))
+        nudge_others(c, which);
     /* An idle epoll record of this connection waits for this doorbell; the
      * peer rang it once and disarmed: that record must look again. */
     if (__atomic_load_n(&c->ep_idle, __ATOMIC_SEQ_CST))
@@ -237,7 +348,28 @@ static int wait_news(void *arg)
     return has_news(w->c, w->for_write);
 }
 
+static int wait_listed(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tcp_events,
+                       int nudge);
+
 int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tcp_events)
+{
+    int which = for_write ? BELL_ROOM : BELL_DATA, nudge = -1;
+    if (!__libc_single_threaded && (nudge = waiter_enter(c, which)) < 0)
+        timeout_ms = timeout_ms < 0 || timeout_ms > SHARED_WAIT_MS ? SHARED_WAIT_MS : timeout_ms;
+    int r = wait_listed(c, fd, for_write, timeout_ms, tcp_events, nudge);
+    if (nudge >= 0)
+        waiter_leave(c, which, nudge);
+    if (r == 1) {   /* woken by the doorbell: its tokens are ours */
+        bell_drain(c, which);
+        r = 0;
+    }
+    return r;
+}
+
+/* wait_for's sleep, this thread listed on the doorbell (nudge >= 0) or not;
+ * 1: the doorbell rang. */
+static int wait_listed(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tcp_events,
+                       int nudge)
 {
     struct wait_news news = { c, for_write };
     *tcp_events = 0;
@@ -246,8 +378,9 @@ int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tc
     if (has_news(c, for_write))
         return 0;
     /* A writer must not wake on unread TCP data from before the switch. */
-    struct pollfd p[2] = {   /* the doorbell last: poll_fitting sleeps on the tail */
+    struct pollfd p[3] = {   /* the doorbells last: poll_fitting sleeps on the tail */
         { .fd = fd, .events = for_write ? (c->fin_unclear ? 0 : POLLRDHUP) : (POLLIN | POLLRDHUP) },
+        { .fd = nudge, .events = POLLIN },   /* -1: ignored by poll() */
         { .fd = c->bell_mine[for_write ? BELL_ROOM : BELL_DATA], .events = POLLIN },
     };
     int r, t, left = timeout_ms;
@@ -255,7 +388,7 @@ int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tc
     reap_now();
     for (;;) {   /* a sleep cut short to trim idle rings (trim.c) is no timeout */
         signal_wait_begin();
-        r = poll_fitting(p, 2, 0, t = trim_before_sleep(left), NULL, wait_news, &news);
+        r = poll_fitting(p, 3, 0, t = trim_before_sleep(left), NULL, wait_news, &news);
         if (!(r < 0 && errno == EINTR && signal_restarts()) && !(r == 0 && t != left))
             break;
         uint64_t now = end ? monotonic_ns() : 0;
@@ -265,11 +398,9 @@ int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tc
         return -errno;
     if (r == 0)
         return has_news(c, for_write) ? 0 : -EAGAIN;   /* a slice ended on news */
-    if (p[1].revents)
-        bell_drain(c, for_write ? BELL_ROOM : BELL_DATA);
     my_stats(c)->wakeups++;
     *tcp_events = p[0].revents;
-    return 0;
+    return p[2].revents ? 1 : 0;   /* a nudge alone: look at the ring again */
 }
 
 int fd_nonblocking(int fd)
