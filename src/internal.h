@@ -206,6 +206,13 @@ static inline struct lf_stats *my_stats(struct lf_conn *c)
 {
     return &c->sh->stats[c->me];
 }
+
+/* A counter bumped where several threads may bump it at once (waits): an
+ * update may be lost, as statistics allow, but no access is a data race. */
+static inline void stat_bump(uint64_t *counter)
+{
+    __atomic_store_n(counter, __atomic_load_n(counter, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
+}
 void conn_free(struct lf_conn *c);
 
 /* After the writer put bytes on its ring (conn.c): a ring that holds more

@@ -156,7 +156,7 @@ void waiters_init(struct lf_conn *c)
 {
     for (int i = 0; i < 2; i++) {
         pthread_mutex_init(&c->waiters[i].lock, NULL);
-        c->waiters[i].n = 0;
+        __atomic_store_n(&c->waiters[i].n, 0, __ATOMIC_RELAXED);
     }
 }
 
@@ -168,10 +168,12 @@ static int waiter_enter(struct lf_conn *c, int which)
         return -1;
     struct bell_waiters *w = &c->waiters[which];
     pthread_mutex_lock(&w->lock);
-    if (w->n < WAITERS_LISTED)
-        w->fd[w->n++] = fd;
-    else
+    if (w->n < WAITERS_LISTED) {
+        w->fd[w->n] = fd;
+        __atomic_store_n(&w->n, w->n + 1, __ATOMIC_RELEASE);   /* bell_drain reads it unlocked */
+    } else {
         fd = -1;
+    }
     pthread_mutex_unlock(&w->lock);
     return fd;
 }
@@ -182,7 +184,8 @@ static void waiter_leave(struct lf_conn *c, int which, int fd)
     pthread_mutex_lock(&w->lock);
     for (int i = 0; i < w->n; i++)
         if (w->fd[i] == fd) {
-            w->fd[i] = w->fd[--w->n];
+            w->fd[i] = w->fd[w->n - 1];
+            __atomic_store_n(&w->n, w->n - 1, __ATOMIC_RELEASE);
             break;
         }
     pthread_mutex_unlock(&w->lock);
@@ -220,7 +223,7 @@ int wait_spin(struct lf_conn *c, int for_write)
     int on_ring = for_write || load32(&c->sh->side[c->me].rx_on_ring);
     if (!on_ring || !spin(c, for_write))
         return 0;
-    my_stats(c)->spin_hits++;
+    stat_bump(&my_stats(c)->spin_hits);
     return 1;
 }
 
@@ -398,7 +401,7 @@ static int wait_listed(struct lf_conn *c, int fd, int for_write, int timeout_ms,
         return -errno;
     if (r == 0)
         return has_news(c, for_write) ? 0 : -EAGAIN;   /* a slice ended on news */
-    my_stats(c)->wakeups++;
+    stat_bump(&my_stats(c)->wakeups);
     *tcp_events = p[0].revents;
     return p[2].revents ? 1 : 0;   /* a nudge alone: look at the ring again */
 }

@@ -76,6 +76,9 @@ int main(void)
     CHECK(run(0) == 0, "kernel TCP: descriptors grew");
     int grown = run(1);
     CHECK(fast_count > 0, "loopfast: no connection was fast");
-    CHECK(grown == 0, "loopfast: %d descriptors more after %d threads", grown, THREADS);
+    /* at most one: the main thread's nudge, made the first time it sleeps
+     * on a fast connection while a thread exists (design 6); the accepting
+     * threads' own go with them */
+    CHECK(grown <= 1, "loopfast: %d descriptors more after %d threads", grown, THREADS);
     return 0;
 }
