@@ -34,8 +34,8 @@ static void usage(void)
           "  --version      print the version\n"
           "\n"
           "Environment: LOOPFAST_MODE (optin, all, off), LOOPFAST_SPIN_US, LOOPFAST_RING_KB,\n"
-          "LOOPFAST_EXCLUDE, LOOPFAST_CONFIG (see README.md); LOOPFAST_LIB, the path of\n"
-          "libloopfast.so for `run`.\n"
+          "LOOPFAST_MAX_FDS, LOOPFAST_EXCLUDE, LOOPFAST_CONFIG (see README.md); LOOPFAST_LIB,\n"
+          "the path of libloopfast.so for `run`.\n"
           "\n"
           "Exit status: 0 ok, 1 runtime failure, 2 usage error; `run` exits with PROGRAM's\n"
           "status (127 when PROGRAM cannot be started).\n", stdout);
