@@ -398,8 +398,11 @@ int wait_spin(struct lf_conn *c, int for_write);
  * -EAGAIN on timeout, -EINTR on a signal. `tcp_events` gets what the TCP
  * socket reported. */
 int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tcp_events);
-void bell_drain(struct lf_conn *c, int which);
+void bell_drain(struct lf_conn *c, int which);   /* takes the tokens, nudges the other waiters */
 void waiters_init(struct lf_conn *c);   /* a new connection, or a forked child's copy */
+int waiter_enter(struct lf_conn *c, int which);   /* this thread's nudge, listed; -1: not */
+void waiter_leave(struct lf_conn *c, int which, int nudge);
+void nudge_clear(int nudge);
 /* poll() (ppoll() with a mask) that never fails because loopfast's entries
  * exceed RLIMIT_NOFILE: then it asks groups that fit, sleeping in short
  * slices on the last group (put the doorbells last), and returns 0 early

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/single_threaded.h>
 
 #include "internal.h"
 
@@ -17,6 +18,7 @@ struct tracked {
     nfds_t user;          /* index in the caller's array */
     struct lf_sock *s;
     nfds_t extra;         /* index of its room doorbell, then its data doorbell or offer socket */
+    int listed[2];        /* this thread is listed on its [BELL_DATA], [BELL_ROOM] (wait.c) */
 };
 
 struct poll_set {
@@ -27,6 +29,7 @@ struct poll_set {
     struct tracked *t;
     nfds_t nt;
     int from_select;      /* the program called select(): no RLIMIT_NOFILE to honour */
+    int nudge;            /* this thread's nudge while listed on doorbells, else -1 */
 };
 
 static int is_waitable(struct lf_sock *s)
@@ -39,6 +42,7 @@ static int is_waitable(struct lf_sock *s)
 static int build(struct poll_set *ps, struct pollfd *fds, nfds_t n)
 {
     memset(ps, 0, sizeof *ps);
+    ps->nudge = -1;
     for (nfds_t i = 0; i < n; i++) {
         struct lf_sock *s = fds[i].fd >= 0 ? fdtable_acquire(fds[i].fd) : NULL;
         if (!s)
@@ -54,7 +58,7 @@ static int build(struct poll_set *ps, struct pollfd *fds, nfds_t n)
         return 0;
     ps->user = fds;
     ps->nuser = n;
-    ps->kfds = calloc(n + 2 * ps->nt, sizeof *ps->kfds);
+    ps->kfds = calloc(n + 2 * ps->nt + 1, sizeof *ps->kfds);   /* + the nudge */
     if (!ps->kfds)
         return 0;
     memcpy(ps->kfds, fds, n * sizeof *fds);
@@ -95,6 +99,8 @@ static void prepare_kernel(struct poll_set *ps)
             x[1].fd = __atomic_load_n(&t->s->offer_fd, __ATOMIC_ACQUIRE);
         }
     }
+    if (ps->nudge >= 0)   /* last: where poll_fitting sleeps */
+        ps->kfds[ps->nk++] = (struct pollfd){ .fd = ps->nudge, .events = POLLIN };
 }
 
 /* Fills the caller's revents; returns how many are ready.  `kernel` says
@@ -180,6 +186,56 @@ static int remaining_ms(uint64_t deadline)
     return now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
 }
 
+/* A threaded process lists this thread on the doorbells it sleeps on, so
+ * that whoever takes their tokens nudges it (wait.c).  1: one could not be
+ * listed, so the sleep must be short (SHARED_WAIT_MS). */
+static int list_waiter(struct poll_set *ps)
+{
+    int unlisted = 0;
+    for (nfds_t i = 0; i < ps->nt; i++) {
+        struct tracked *t = &ps->t[i];
+        short want = ps->user[t->user].events;
+        if (sock_kind(t->s) != LF_FAST)
+            continue;
+        for (int b = 0; b < 2; b++) {
+            if (!(want & (b == BELL_DATA ? (POLLIN | POLLRDNORM | POLLRDHUP) : (POLLOUT | POLLWRNORM))))
+                continue;
+            int fd = waiter_enter(t->s->conn, b);
+            t->listed[b] = fd >= 0;
+            if (fd >= 0)
+                ps->nudge = fd;
+            else
+                unlisted = 1;
+        }
+    }
+    return unlisted;
+}
+
+static void unlist_waiter(struct poll_set *ps)
+{
+    for (nfds_t i = 0; i < ps->nt; i++)
+        for (int b = 0; b < 2; b++)
+            if (ps->t[i].listed[b]) {
+                waiter_leave(ps->t[i].s->conn, b, ps->nudge);
+                ps->t[i].listed[b] = 0;
+            }
+    if (ps->nudge >= 0)
+        nudge_clear(ps->nudge);
+    ps->nudge = -1;
+}
+
+/* How long a sleep may last for connection c: an unclear FIN is looked
+ * into again (conn.c), and waiters of another process holding our end
+ * cannot be nudged. */
+static int sleep_limit_ms(struct lf_conn *c)
+{
+    int ms = conn_recheck_ms(c);
+    if (__atomic_load_n(&c->sh->side[c->me].holders, __ATOMIC_RELAXED) > 1 &&
+        (ms < 0 || ms > SHARED_WAIT_MS))
+        ms = SHARED_WAIT_MS;
+    return ms;
+}
+
 static int poll_tracked(struct poll_set *ps, int timeout_ms, const sigset_t *mask)
 {
     uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : monotonic_ns() + (uint64_t)timeout_ms * 1000000;
@@ -190,14 +246,13 @@ static int poll_tracked(struct poll_set *ps, int timeout_ms, const sigset_t *mas
     if (r || timeout_ms == 0 || spin(ps))
         return r ? r : (kernel_poll(ps, 0, NULL) < 0 ? -1 : evaluate(ps, 1));
     for (;;) {
-        int recheck = -1;   /* an unclear FIN is looked into again (conn.c) */
+        int recheck = !__libc_single_threaded && list_waiter(ps) ? SHARED_WAIT_MS : -1;
         int heavy = 0;      /* one barrier for all the rings armed (barrier.c) */
         for (nfds_t i = 0; i < ps->nt; i++)
             if (sock_kind(ps->t[i].s) == LF_FAST) {
                 struct lf_conn *c = ps->t[i].s->conn;
                 heavy |= conn_arm(c, ps->user[ps->t[i].user].events);
-                int ms = conn_recheck_ms(c), shared = conn_shared_wait_ms(c);
-                ms = ms < 0 || (shared >= 0 && shared < ms) ? shared : ms;
+                int ms = sleep_limit_ms(c);
                 recheck = recheck < 0 || (ms >= 0 && ms < recheck) ? ms : recheck;
             }
         barrier_after_arm(heavy);
@@ -205,10 +260,12 @@ static int poll_tracked(struct poll_set *ps, int timeout_ms, const sigset_t *mas
         if (recheck >= 0 && (wait < 0 || recheck < wait))
             wait = recheck;
         wait = trim_before_sleep(wait);
-        if (kernel_poll(ps, wait, mask) < 0)
-            return -1;
-        r = evaluate(ps, 1);
-        if (r || remaining_ms(deadline) == 0)
+        int k = kernel_poll(ps, wait, mask);
+        r = k < 0 ? -1 : evaluate(ps, 1);   /* the doorbells it drains nudge the others */
+        int e = errno;
+        unlist_waiter(ps);
+        errno = e;
+        if (k < 0 || r || remaining_ms(deadline) == 0)
             return r;
     }
 }

@@ -161,7 +161,7 @@ void waiters_init(struct lf_conn *c)
 }
 
 /* Lists this thread on the doorbell; its nudge, or -1: not listed. */
-static int waiter_enter(struct lf_conn *c, int which)
+int waiter_enter(struct lf_conn *c, int which)
 {
     int fd = thread_nudge();
     if (fd < 0)
@@ -178,7 +178,7 @@ static int waiter_enter(struct lf_conn *c, int which)
     return fd;
 }
 
-static void waiter_leave(struct lf_conn *c, int which, int fd)
+void waiter_leave(struct lf_conn *c, int which, int fd)
 {
     struct bell_waiters *w = &c->waiters[which];
     pthread_mutex_lock(&w->lock);
@@ -189,8 +189,14 @@ static void waiter_leave(struct lf_conn *c, int which, int fd)
             break;
         }
     pthread_mutex_unlock(&w->lock);
+}
+
+/* After a wait: a nudge meant for it is read, once however many lists the
+ * thread was on. */
+void nudge_clear(int fd)
+{
     uint64_t stale;
-    (void)!libc.read(fd, &stale, sizeof stale);   /* a nudge meant for this wait */
+    (void)!libc.read(fd, &stale, sizeof stale);
 }
 
 /* A token was taken from the doorbell: every other thread listed on it. */
@@ -360,8 +366,10 @@ int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tc
     if (!__libc_single_threaded && (nudge = waiter_enter(c, which)) < 0)
         timeout_ms = timeout_ms < 0 || timeout_ms > SHARED_WAIT_MS ? SHARED_WAIT_MS : timeout_ms;
     int r = wait_listed(c, fd, for_write, timeout_ms, tcp_events, nudge);
-    if (nudge >= 0)
+    if (nudge >= 0) {
         waiter_leave(c, which, nudge);
+        nudge_clear(nudge);
+    }
     if (r == 1) {   /* woken by the doorbell: its tokens are ours */
         bell_drain(c, which);
         r = 0;

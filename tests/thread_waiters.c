@@ -4,6 +4,7 @@
  * sleeps: it is not woken every few milliseconds to look at the ring
  * (before: every 10 ms, about 100 wake-ups a second).  Kernel TCP the same
  * way for reference. */
+#include <poll.h>
 #include <pthread.h>
 #include <sys/syscall.h>
 
@@ -15,6 +16,7 @@ static int server_fd;
 static int got;   /* bytes the two readers took */
 
 static int ended;
+static int readers_poll;   /* each reader waits in poll() before its read() */
 
 /* Reads one byte, then waits until the pair's other byte was read: by the
  * other reader, which must have been woken for it. */
@@ -23,6 +25,9 @@ static void *reader(void *arg)
     (void)arg;
     char b;
     for (;;) {
+        struct pollfd p = { .fd = server_fd, .events = POLLIN };
+        if (readers_poll && poll(&p, 1, -1) != 1)
+            return NULL;
         ssize_t r = read(server_fd, &b, 1);
         if (r <= 0)
             return NULL;
@@ -36,8 +41,9 @@ static void *reader(void *arg)
 /* Both readers asleep, two bytes at once: the reader that took the first
  * byte waits for the pair, so the second byte is the other reader's to
  * read; it must not sleep through the ring that brought it. */
-static void two_readers(int optin)
+static void two_readers(int optin, int polls)
 {
+    readers_poll = polls;
     int c;
     fast_pair(AF_INET, optin, &c, &server_fd);
     got = ended = 0;
@@ -75,20 +81,25 @@ static long voluntary_switches(pid_t tid)
 }
 
 static pid_t idle_tid;
+static int idle_polls;   /* the idle reader waits in poll() first */
 
 static void *idle_reader(void *arg)
 {
     int fd = *(int *)arg;
     char b;
     __atomic_store_n(&idle_tid, (pid_t)syscall(SYS_gettid), __ATOMIC_SEQ_CST);
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    CHECK(!idle_polls || (poll(&p, 1, -1) == 1 && (p.revents & POLLIN)), "idle poller");
     CHECK(read(fd, &b, 1) == 1 && b == 'z', "idle reader's byte");
     return NULL;
 }
 
-/* A threaded process whose reader waits 1 s on an idle connection: a few
- * wake-ups at most (its spin, a trim of the ring), not one per 10 ms. */
-static void idle_threaded_reader(int optin)
+/* A threaded process whose reader waits 1 s on an idle connection, in
+ * read() or in poll(): a few wake-ups at most (its spin, a trim of the
+ * ring), not one per 10 ms. */
+static void idle_threaded_reader(int optin, int polls)
 {
+    idle_polls = polls;
     int c, s;
     fast_pair(AF_INET, optin, &c, &s);
     pthread_t t;
@@ -101,9 +112,11 @@ static void idle_threaded_reader(int optin)
     long woke = voluntary_switches(idle_tid) - before;
     CHECK(write_full(c, "z", 1) == 1, "wake the idle reader");
     pthread_join(t, NULL);
-    printf("%s: an idle reader in a threaded process woke %ld times in 1 s\n",
-           optin ? "loopfast" : "kernel", woke);
-    CHECK(woke <= 10, "%s: the idle reader woke %ld times in 1 s", optin ? "loopfast" : "kernel", woke);
+    const char *how = polls ? "poll()" : "read()";
+    printf("%s: an idle %s in a threaded process woke %ld times in 1 s\n",
+           optin ? "loopfast" : "kernel", how, woke);
+    CHECK(woke <= 10, "%s: the idle %s woke %ld times in 1 s", optin ? "loopfast" : "kernel", how,
+          woke);
     idle_tid = 0;
     close(c);
     close(s);
@@ -112,10 +125,14 @@ static void idle_threaded_reader(int optin)
 int main(void)
 {
     alarm(120);
-    two_readers(0);
-    two_readers(1);
-    idle_threaded_reader(0);
-    idle_threaded_reader(1);
+    for (int polls = 0; polls <= 1; polls++) {
+        two_readers(0, polls);
+        two_readers(1, polls);
+    }
+    for (int polls = 0; polls <= 1; polls++) {
+        idle_threaded_reader(0, polls);
+        idle_threaded_reader(1, polls);
+    }
     printf("ok: threads blocked on one socket\n");
     return 0;
 }
