@@ -168,9 +168,12 @@ int waiter_enter(struct lf_conn *c, int which)
         return -1;
     struct bell_waiters *w = &c->waiters[which];
     pthread_mutex_lock(&w->lock);
-    if (w->n < WAITERS_LISTED) {
-        w->fd[w->n] = fd;
-        __atomic_store_n(&w->n, w->n + 1, __ATOMIC_RELEASE);   /* bell_drain reads it unlocked */
+    /* The list changes under the lock; its fields are also read without it
+     * (bell_drain's count), so every access is atomic. */
+    int n = __atomic_load_n(&w->n, __ATOMIC_RELAXED);
+    if (n < WAITERS_LISTED) {
+        __atomic_store_n(&w->fd[n], fd, __ATOMIC_RELAXED);
+        __atomic_store_n(&w->n, n + 1, __ATOMIC_RELEASE);
     } else {
         fd = -1;
     }
@@ -182,10 +185,12 @@ void waiter_leave(struct lf_conn *c, int which, int fd)
 {
     struct bell_waiters *w = &c->waiters[which];
     pthread_mutex_lock(&w->lock);
-    for (int i = 0; i < w->n; i++)
-        if (w->fd[i] == fd) {
-            w->fd[i] = w->fd[w->n - 1];
-            __atomic_store_n(&w->n, w->n - 1, __ATOMIC_RELEASE);
+    int n = __atomic_load_n(&w->n, __ATOMIC_RELAXED);
+    for (int i = 0; i < n; i++)
+        if (__atomic_load_n(&w->fd[i], __ATOMIC_RELAXED) == fd) {
+            __atomic_store_n(&w->fd[i], __atomic_load_n(&w->fd[n - 1], __ATOMIC_RELAXED),
+                             __ATOMIC_RELAXED);
+            __atomic_store_n(&w->n, n - 1, __ATOMIC_RELEASE);
             break;
         }
     pthread_mutex_unlock(&w->lock);
@@ -206,9 +211,12 @@ static void nudge_others(struct lf_conn *c, int which)
     int mine = my_nudge ? my_nudge->fd : -1;
     uint64_t one = 1;
     pthread_mutex_lock(&w->lock);
-    for (int i = 0; i < w->n; i++)
-        if (w->fd[i] != mine)
-            (void)!libc.write(w->fd[i], &one, sizeof one);
+    int n = __atomic_load_n(&w->n, __ATOMIC_ACQUIRE);
+    for (int i = 0; i < n; i++) {
+        int fd = __atomic_load_n(&w->fd[i], __ATOMIC_RELAXED);
+        if (fd != mine)
+            (void)!libc.write(fd, &one, sizeof one);
+    }
     pthread_mutex_unlock(&w->lock);
 }
 
