@@ -2,35 +2,24 @@
  * kernel TCP: the set holds the socket and its doorbells themselves, not an
  * inner epoll per socket (before: one more descriptor per registration).
  * Every registration still reports its data, and is gone after DEL + close. */
-#include <dirent.h>
 #include <sys/epoll.h>
 
 #include "helpers.h"
 
 #define CONNS 40
 
-static int open_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-    while (d && readdir(d))
-        n++;
-    if (d)
-        closedir(d);
-    return n;
-}
 
 static void run(int optin)
 {
     int c[CONNS], s[CONNS], ep = epoll_create1(EPOLL_CLOEXEC);
     for (int i = 0; i < CONNS; i++)
         fast_pair(AF_INET, optin, &c[i], &s[i]);
-    int before = open_fds();
+    int before = count_open_fds();
     for (int i = 0; i < CONNS; i++) {
         struct epoll_event e = { .events = EPOLLIN, .data.u64 = (uint64_t)i };
         CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, s[i], &e) == 0, "add %d: %s", i, strerror(errno));
     }
-    int after = open_fds();
+    int after = count_open_fds();
     CHECK(after == before, "%s: %d registrations cost %d descriptors", optin ? "loopfast" : "kernel",
           CONNS, after - before);
     for (int i = 0; i < CONNS; i += 3) {
@@ -61,7 +50,7 @@ static int batch(int optin, int early, int *c, int *s, int ep)
     struct sockaddr_storage addr;
     socklen_t len;
     int l = listen_on(AF_INET, optin, &addr, &len);
-    int before = open_fds();
+    int before = count_open_fds();
     for (int i = 0; i < CONNS; i++) {
         c[i] = socket(AF_INET, SOCK_STREAM, 0);
         CHECK(c[i] >= 0 && (!optin || opt_in(c[i]) == 0), "socket %d", i);
@@ -91,7 +80,7 @@ static int batch(int optin, int early, int *c, int *s, int ep)
     struct epoll_event out[4];
     CHECK(epoll_wait(ep, out, 4, 0) == 0, "a quiet set reported");
     close(l);
-    return open_fds() - before + 1;   /* + the listener */
+    return count_open_fds() - before + 1;   /* + the listener */
 }
 
 static void registered_before_connect(int optin)

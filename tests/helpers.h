@@ -7,6 +7,7 @@
 #define LOOPFAST_TEST_HELPERS_H
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -177,6 +178,19 @@ static inline long long ip_in_octets(void)
 }
 
 #endif
+
+/* Entries of /proc/self/fd (with ".", ".." and the listing's own
+ * descriptor: compare counts, not absolute numbers). */
+static inline int count_open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    CHECK(d, "opendir /proc/self/fd");
+    int n = 0;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
 
 /* loopfast keeps at most a quarter of RLIMIT_NOFILE for itself unless
  * LOOPFAST_MAX_FDS says otherwise (design 3.1), and a fast connection costs
