@@ -42,7 +42,7 @@ $(BUILD)/loopfast: $(TOOL_SRC) tools/*.h $(BUILD)/libloopfast.a
 	$(CC) $(CFLAGS) -Itools -Isrc -o $@ $(TOOL_SRC) \
 	    -Wl,--whole-archive $(BUILD)/libloopfast.a -Wl,--no-whole-archive $(LDLIBS) -lm
 
-$(BUILD)/bench_%: bench/%.c $(BUILD)/libloopfast.so
+$(BUILD)/bench_%: bench/%.c bench/*.h $(BUILD)/libloopfast.so
 	$(CC) $(CFLAGS) -o $@ $< -L$(BUILD) -Wl,-rpath,'$$ORIGIN' -lloopfast $(LDLIBS)
 
 $(BUILD)/examples/%: examples/%.c include/loopfast.h $(BUILD)/libloopfast.so

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "loopfast.h"
+#include "bench_common.h"
 
 #define CONNS 100
 
@@ -21,19 +22,6 @@ static void opt_in(int fd)
 {
     int on = 1;
     loopfast_ioctl(fd, LOOPFAST_SIO_LOOPBACK_FAST_PATH, &on, sizeof on, NULL, 0, NULL);
-}
-
-/* Waits in epoll on every descriptor, forever (until killed). */
-static void idle_in_epoll(const int *fds, int n)
-{
-    int ep = epoll_create1(0);
-    for (int i = 0; i < n; i++) {
-        struct epoll_event e = { .events = EPOLLIN, .data.fd = fds[i] };
-        epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &e);
-    }
-    struct epoll_event out[16];
-    for (;;)
-        epoll_wait(ep, out, 16, -1);
 }
 
 static double cpu_seconds(pid_t pid)

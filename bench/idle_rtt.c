@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "loopfast.h"
+#include "bench_common.h"
 
 #define MSG 64
 #define BATCH 256               /* connections made before their echoes are read */
@@ -485,17 +486,6 @@ static int parse_args(int argc, char **argv, int *ns, int *json)
         count = 3;
     }
     return count;
-}
-
-/* loopfast keeps at most a quarter of RLIMIT_NOFILE unless LOOPFAST_MAX_FDS
- * says otherwise: this benchmark wants every connection fast, so it runs
- * again with the cap lifted (the library reads it once, at start). */
-static void lift_fd_cap(char **argv)
-{
-    if (getenv("LOOPFAST_MAX_FDS"))
-        return;
-    setenv("LOOPFAST_MAX_FDS", "1048576", 1);
-    execv("/proc/self/exe", argv);
 }
 
 int main(int argc, char **argv)

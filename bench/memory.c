@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "loopfast.h"
+#include "bench_common.h"
 
 #define BULK (2u << 20)
 
@@ -35,18 +36,6 @@ static int move(int fd, int out)
         done += (size_t)r;
     }
     return 0;
-}
-
-static void idle_forever(const int *fds, int n)
-{
-    int ep = epoll_create1(0);
-    for (int i = 0; i < n; i++) {
-        struct epoll_event e = { .events = EPOLLIN, .data.fd = fds[i] };
-        epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &e);
-    }
-    struct epoll_event out[16];
-    for (;;)
-        epoll_wait(ep, out, 16, -1);
 }
 
 static long field_kb(const char *path, const char *name)
@@ -114,7 +103,7 @@ static void run(int n, int optin)
         for (int i = 0; i < n; i++)
             if ((fds[i] = accept(l, NULL, NULL)) < 0 || move(fds[i], 0) || move(fds[i], 1))
                 _exit(1);
-        idle_forever(fds, n);
+        idle_in_epoll(fds, n);
     }
     close(l);
     pid_t client = fork();
@@ -130,7 +119,7 @@ static void run(int n, int optin)
         }
         if (write(ready[1], &fast, sizeof fast) != sizeof fast)
             _exit(1);
-        idle_forever(fds, n);
+        idle_in_epoll(fds, n);
     }
     struct sample base = sample(getpid());   /* the client, a copy of us, before it connects */
     int fast = -1;
@@ -145,17 +134,6 @@ static void run(int n, int optin)
     waitpid(client, NULL, 0);
     waitpid(server, NULL, 0);
     free(fds);
-}
-
-/* loopfast keeps at most a quarter of RLIMIT_NOFILE unless LOOPFAST_MAX_FDS
- * says otherwise: this benchmark wants every connection fast, so it runs
- * again with the cap lifted (the library reads it once, at start). */
-static void lift_fd_cap(char **argv)
-{
-    if (getenv("LOOPFAST_MAX_FDS"))
-        return;
-    setenv("LOOPFAST_MAX_FDS", "1048576", 1);
-    execv("/proc/self/exe", argv);
 }
 
 int main(int argc, char **argv)
