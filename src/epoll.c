@@ -92,6 +92,7 @@ struct ep_set {
     unsigned epoch;              /* kind_epoch when its records were last checked */
     struct reg_link active;      /* the active records, a ring around this head */
     unsigned pokes_seen;         /* epoll_pokes when its idle records were last woken */
+    int shared;                  /* it existed at a fork(): the child's waits may take its events */
 };
 
 static size_t ptr_hash(uintptr_t p, size_t cap)
@@ -707,18 +708,20 @@ void epoll_forget_range(unsigned first, unsigned last)
     }
 }
 
-/* Before fork(), once the child is counted as a holder of every fast
- * connection: no record may stay idle (may_idle), as the child's waits
- * take the same doorbells. */
+/* Before fork(): every set of ours becomes the child's too (one kernel
+ * epoll), and the child's epoll_wait may take an edge its idle records
+ * count on, so none stays idle (may_idle). */
 void epoll_before_fork(void)
 {
     if (!__atomic_load_n(&sets, __ATOMIC_ACQUIRE))
         return;
     pthread_mutex_lock(&ep_lock);
-    for (struct ep_set *e = sets; e; e = e->next)
+    for (struct ep_set *e = sets; e; e = e->next) {
+        e->shared = 1;
         for (struct ep_reg *r = e->regs; r; r = r->next)
             if (r->state == REG_IDLE)
                 activate(e, r);
+    }
     pthread_mutex_unlock(&ep_lock);
 }
 
@@ -940,15 +943,13 @@ struct set_state {
     int stuck;   /* fast sockets left to the kernel (no inner epoll could be made) */
 };
 
-/* May this record wait for its doorbell alone?  Not without an inner epoll,
- * nor with a timer running (an unclear FIN, conn.c), nor while another
- * process holds our end: its waits take the same doorbells (they are one
- * eventfd in both), and its epoll_wait on a set shared since fork() too. */
-static int may_idle(struct ep_reg *r, int recheck_ms)
+/* May this record wait for its doorbell alone?  Not without an inner epoll
+ * or direct entries, nor with a timer running (an unclear FIN, conn.c), nor
+ * in a set shared since fork() (epoll_before_fork): those are looked at
+ * every wait. */
+static int may_idle(const struct ep_set *e, const struct ep_reg *r, int recheck_ms)
 {
-    struct lf_conn *c = r->s->conn;
-    return (r->mode == MODE_INNER || r->mode == MODE_DIRECT) && recheck_ms < 0 &&
-           __atomic_load_n(&c->sh->side[c->me].holders, __ATOMIC_RELAXED) == 1;
+    return (r->mode == MODE_INNER || r->mode == MODE_DIRECT) && recheck_ms < 0 && !e->shared;
 }
 
 /* Before a sleep: arms every active record's rings; those that may go
@@ -966,12 +967,10 @@ static int arm_active(struct ep_set *e, int *recheck, struct ep_reg **idled)
             continue;
         }
         int ms = conn_recheck_ms(r->s->conn);
-        if (may_idle(r, ms)) {
+        if (may_idle(e, r, ms)) {
             reg_set_state(e, r, REG_IDLE);
             r->just_idled = *idled;
             *idled = r;
-        } else if (ms < 0) {
-            ms = conn_shared_wait_ms(r->s->conn);   /* another process's waits take its doorbell */
         }
         *recheck = *recheck < 0 || (ms >= 0 && ms < *recheck) ? ms : *recheck;
         heavy |= conn_arm(r->s->conn, (short)r->events);

@@ -369,9 +369,9 @@ short conn_poll_state(struct lf_conn *c, int fd, short want, short tev);
 /* The longest a poller may sleep before the peer's end is looked into
  * again (an unclear FIN); -1: as long as it likes. */
 int conn_recheck_ms(struct lf_conn *c);
-/* SHARED_WAIT_MS while another thread or process may sleep on the same
- * doorbell (whoever reads it takes it: the others must look again), else -1 */
-int conn_shared_wait_ms(struct lf_conn *c);
+/* SHARED_WAIT_MS while another process holds our end (its waiters may take
+ * our doorbell's token and cannot be nudged), else -1 */
+int conn_holders_wait_ms(struct lf_conn *c);
 short conn_kernel_events(struct lf_conn *c, short want);
 int conn_arm(struct lf_conn *c, short want);   /* 1: our side promised (barrier_after_arm) */
 void conn_signature(struct lf_conn *c, uint64_t *in, uint64_t *out);

@@ -229,11 +229,8 @@ static void unlist_waiter(struct poll_set *ps)
  * cannot be nudged. */
 static int sleep_limit_ms(struct lf_conn *c)
 {
-    int ms = conn_recheck_ms(c);
-    if (__atomic_load_n(&c->sh->side[c->me].holders, __ATOMIC_RELAXED) > 1 &&
-        (ms < 0 || ms > SHARED_WAIT_MS))
-        ms = SHARED_WAIT_MS;
-    return ms;
+    int ms = conn_recheck_ms(c), others = conn_holders_wait_ms(c);
+    return ms < 0 || (others >= 0 && others < ms) ? others : ms;
 }
 
 static int poll_tracked(struct poll_set *ps, int timeout_ms, const sigset_t *mask)
