@@ -1,7 +1,7 @@
 /*
  * fuzz_answer.c - the client's side of the handshake against a hostile
  * answer: arbitrary message bytes, descriptor counts and flags go through the
- * parser; arbitrary memfd contents, sizes and seals go through shm_attach();
+ * parser; arbitrary memfd contents, sizes and seals go through link_adopt() and shm_slot();
  * a mapping that passes is then used as a ring while the input scribbles on
  * its header.  The same bytes go through the client's proof parser and,
  * as text, the epoll fdinfo parser that checks the server's proof.  Nothing
@@ -23,8 +23,12 @@ static int make_memfd(const uint8_t *data, size_t size, uint8_t how)
     int fd = memfd_create("fuzz", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)
         return -1;
-    size_t len = (how & 1) ? LF_HEADER_SIZE + 2 * RING_MIN_SIZE : (size_t)(how >> 2) * 1024;
-    if (ftruncate(fd, (off_t)len) < 0 || pwrite(fd, data, size < len ? size : len, 0) < 0) {
+    /* a region: its header page, then slot 0 (header and rings) */
+    size_t len = (how & 1) ? 2 * LF_HEADER_SIZE + 2 * RING_MIN_SIZE : (size_t)(how >> 2) * 1024;
+    if (ftruncate(fd, (off_t)len) < 0 || pwrite(fd, data, size < len ? size : len, 0) < 0 ||
+        (len > LF_HEADER_SIZE &&
+         pwrite(fd, data, size < len - LF_HEADER_SIZE ? size : len - LF_HEADER_SIZE,
+                LF_HEADER_SIZE) < 0)) {
         close(fd);
         return -1;
     }
@@ -61,8 +65,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     data += 3;
     size -= 3;
     uint64_t ring_size, ino, dev;
-    size_t msg_len = size < 16 ? size : 16 + (size_t)(flags & 1);
-    (void)proof_parse(data, size < 8 ? size : 8 + (size_t)(flags & 1), nfds % 3, (flags & 2) ? MSG_CTRUNC : 0);
+    struct answer_msg a;
+    size_t msg_len = size < sizeof a ? size : sizeof a + (size_t)(flags & 1);
+    (void)proof_parse(data, size < 16 ? size : 16 + (size_t)(flags & 1), nfds % 3, (flags & 2) ? MSG_CTRUNC : 0);
     char *text = malloc(size + 1);
     if (text) {
         memcpy(text, data, size);
@@ -70,17 +75,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (void)fdinfo_only_target(text, &ino, &dev);
         free(text);
     }
-    if (answer_parse(data, msg_len, nfds, (flags & 2) ? MSG_TRUNC : 0, &ring_size) != 0)
+    if (answer_parse(data, msg_len, nfds, (flags & 2) ? MSG_TRUNC : 0, &a) == 0)
+        ring_size = a.ring_size;
+    else
         ring_size = (how & 1) ? RING_MIN_SIZE : (uint64_t)flags << 12;   /* attach anyway */
     int fd = make_memfd(data, size, how);
     if (fd < 0)
         return 0;
-    struct lf_conn *c = shm_attach(fd, LF_CLIENT, ring_size);
-    if (!c) {
-        close(fd);
+    struct lf_link *l = link_adopt(fd, 1, ring_size, 0);   /* owns fd */
+    struct lf_conn *c = l && link_covers(l, 0) ? shm_slot(l, 0, LF_CLIENT, 0) : NULL;
+    if (l)
+        link_put(l);
+    if (!c)
         return 0;
-    }
     use_rings(c, data, size);
-    conn_free(c);   /* closes fd */
+    c->leased_by = 0;   /* no lease to give back: nobody made it */
+    conn_free(c);   /* the link goes with the idle ones */
     return 0;
 }

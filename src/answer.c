@@ -12,26 +12,33 @@
 
 /* Checks an answer's bytes as received: `n` bytes in buf, `nfds` descriptors,
  * recvmsg's flags.  0 and the ring size when it is well formed. */
-int answer_parse(const void *buf, size_t n, int nfds, int msg_flags, uint64_t *ring_size)
+int answer_parse(const void *buf, size_t n, int nfds, int msg_flags, struct answer_msg *out)
 {
     struct answer_msg a;
-    if (n != sizeof a || nfds != ANSWER_FDS || (msg_flags & (MSG_CTRUNC | MSG_TRUNC)))
+    if (n != sizeof a || (msg_flags & (MSG_CTRUNC | MSG_TRUNC)))
         return -1;
     memcpy(&a, buf, sizeof a);
-    if (a.magic != LF_MAGIC || a.version != LF_VERSION || !ring_size_valid(a.ring_size))
+    if (a.magic != LF_MAGIC || a.version != LF_VERSION || !ring_size_valid(a.ring_size) ||
+        (a.flags & ~ANSWER_NEW_LINK) || a.slot >= LINK_SLOTS ||
+        nfds != ANSWER_FDS - !(a.flags & ANSWER_NEW_LINK))
         return -1;
-    *ring_size = a.ring_size;
+    *out = a;
     return 0;
 }
 
-/* The client's proof as the server receives it; 0 when well formed. */
+/* The client's proof as the server receives it: 0 when well formed, 1 when
+ * it says the client does not hold the region the answer named. */
 int proof_parse(const void *buf, size_t n, int nfds, int msg_flags)
 {
     struct proof_msg p;
-    if (n != sizeof p || nfds != 1 || (msg_flags & (MSG_CTRUNC | MSG_TRUNC)))
+    if (n != sizeof p || (msg_flags & (MSG_CTRUNC | MSG_TRUNC)))
         return -1;
     memcpy(&p, buf, sizeof p);
-    return p.magic == LF_MAGIC && p.version == LF_VERSION ? 0 : -1;
+    if (p.magic != LF_MAGIC || p.version != LF_VERSION)
+        return -1;
+    if (p.flags == PROOF_NO_LINK)
+        return nfds == 0 ? 1 : -1;
+    return p.flags == 0 && nfds == 1 ? 0 : -1;
 }
 
 /* The kernel writes one line per file an epoll holds:

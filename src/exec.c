@@ -38,6 +38,8 @@ struct export {
     int spawn;                    /* for posix_spawn: a new process, not yet a holder */
     struct lf_conn *counted[64];  /* spawn: connections whose holder count we raised */
     int ncounted;
+    struct lf_link *links[64];    /* regions of the connections described */
+    int nlinks;
 };
 
 /* A copy of fd that survives exec; remembered so a failed exec closes it. */
@@ -64,6 +66,7 @@ static int count_spawned(struct export *x, struct lf_conn *c)
         return 0;
     x->counted[x->ncounted++] = c;
     __atomic_add_fetch(&c->sh->side[c->me].holders, 1, __ATOMIC_ACQ_REL);
+    link_hold(c, 1);
     return 1;
 }
 
@@ -74,7 +77,7 @@ static void describe(struct lf_sock *s, void *arg, int fd)
     int fl = libc.fcntl(fd, F_GETFD);
     if (sock_kind(s) != LF_FAST || fl < 0 || (fl & FD_CLOEXEC))
         return;
-    int m = keep(x, c->memfd);
+    int m = keep(x, c->link->fd);
     int md = keep(x, c->bell_mine[BELL_DATA]), mr = keep(x, c->bell_mine[BELL_ROOM]);
     int pd = keep(x, c->bell_peer[BELL_DATA]), pr = keep(x, c->bell_peer[BELL_ROOM]);
     /* A server whose client has not proved itself yet takes the proof's
@@ -85,10 +88,10 @@ static void describe(struct lf_sock *s, void *arg, int fd)
     if (m < 0 || md < 0 || mr < 0 || pd < 0 || pr < 0 || fstat(fd, &st) < 0 || !count_spawned(x, c))
         return;
     char item[200];
-    int n = snprintf(item, sizeof item, "%s%d:%d:%d:%d:%d:%d:%d:%llu:%llu:%d:%d:%d:%llu",
+    int n = snprintf(item, sizeof item, "%s%d:%d:%d:%d:%d:%d:%d:%llu:%llu:%d:%d:%d:%llu:%u:%llu",
                      x->len ? "," : "", fd, m, md, mr, pd, pr, c->me, (unsigned long long)c->tx.size,
                      (unsigned long long)st.st_ino, x->spawn, proved, u,
-                     (unsigned long long)c->peer_cookie);
+                     (unsigned long long)c->peer_cookie, c->slot, (unsigned long long)c->link->id);
     if (x->len + (size_t)n + 1 > x->cap) {
         size_t cap = x->cap ? 2 * x->cap : 256;
         char *b = realloc(x->buf, cap);
@@ -99,6 +102,11 @@ static void describe(struct lf_sock *s, void *arg, int fd)
     }
     memcpy(x->buf + x->len, item, (size_t)n + 1);
     x->len += (size_t)n;
+    int known = 0;
+    for (int i = 0; i < x->nlinks; i++)
+        known |= x->links[i] == c->link;
+    if (!known && x->nlinks < (int)(sizeof x->links / sizeof x->links[0]))
+        x->links[x->nlinks++] = c->link;
 }
 
 /* fdtable_for_each gives socks, not numbers: walk the numbers ourselves. */
@@ -156,13 +164,25 @@ static void export_undo(struct export *x, char **env)
 
 typedef int (*exec_fn)(const char *, char *const[], char *const[]);
 
+/* A region the new image takes along: one of its connections is described. */
+static int region_kept(struct lf_link *l, void *arg)
+{
+    const struct export *x = arg;
+    for (int i = 0; i < x->nlinks; i++)
+        if (x->links[i] == l)
+            return 1;
+    return x->nlinks >= (int)(sizeof x->links / sizeof x->links[0]);   /* not known: kept */
+}
+
 static int exec_with(exec_fn real, const char *path, char *const argv[], char *const envp[])
 {
     struct export x;
     export_all(&x, 0);
     char **env = with_inherit(envp, &x);
+    link_before_exec(region_kept, &x);
     int r = real(path, argv, env ? env : envp);
     int e = errno;
+    link_exec_failed();
     export_undo(&x, env);
     errno = e;
     return r;
@@ -251,9 +271,11 @@ static int spawn_with(spawn_fn real, pid_t *pid, const char *path,
     char **env = with_inherit(envp, &x);
     int r = real(pid, path, fa, attr, argv, env ? env : envp);
     if (r != 0)
-        for (int i = 0; i < x.ncounted; i++)
+        for (int i = 0; i < x.ncounted; i++) {
             __atomic_sub_fetch(&x.counted[i]->sh->side[x.counted[i]->me].holders, 1,
                                __ATOMIC_ACQ_REL);
+            link_hold(x.counted[i], -1);
+        }
     export_undo(&x, env);
     return r;
 }
@@ -279,22 +301,30 @@ LF_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_
 /* ---- the new image ---- */
 
 /* Dup'ed descriptors of one connection come as separate items, each with its
- * own copy of the memfd: the same file (inode) and side make them one sock
- * again, so that closing one of them is not the connection's last close. */
+ * own copy of the region's memfd: the same file (inode), slot and side make
+ * them one sock again, so that closing one of them is not the connection's
+ * last close.  Connections of one region share one link again. */
 struct imported {
     ino_t ino;
+    uint32_t slot;
     int me;
     struct lf_sock *s;
+    struct lf_link *link;
 };
 
-static struct lf_sock *already_imported(const struct imported *seen, int n, int memfd, int me,
-                                        ino_t *ino)
+static struct imported *already_imported(struct imported *seen, int n, int memfd, uint32_t slot,
+                                         int me, ino_t *ino, struct lf_link **link)
 {
     struct stat st;
     *ino = fstat(memfd, &st) == 0 ? st.st_ino : 0;
-    for (int i = 0; i < n && *ino; i++)
-        if (seen[i].ino == *ino && seen[i].me == me)
-            return seen[i].s;
+    *link = NULL;
+    for (int i = 0; i < n && *ino; i++) {
+        if (seen[i].ino != *ino)
+            continue;
+        *link = seen[i].link;
+        if (seen[i].slot == slot && seen[i].me == me)
+            return &seen[i];
+    }
     return NULL;
 }
 
@@ -318,12 +348,27 @@ static int fds_of_socket(unsigned long long ino, int *fds, int max)
     return n;
 }
 
+/* The item's region: one this import already opened (the copy closed),
+ * or opened now; a reference for the caller either way. */
+static struct lf_link *import_link(struct lf_link *known, int memfd, int me, uint64_t id,
+                                   unsigned long long size, int spawned)
+{
+    if (known) {
+        libc.close_own(memfd);
+        link_get(known);
+        return known;
+    }
+    return link_import(memfd, me, id, size, spawned);
+}
+
 static void import_one(const char *item, struct imported *seen, int *nseen, int max)
 {
     int fd, f[5], me, spawned, proved, u;   /* memfd, my data and room bells, the peer's */
-    unsigned long long size, sock_ino, cookie;
-    if (sscanf(item, "%d:%d:%d:%d:%d:%d:%d:%llu:%llu:%d:%d:%d:%llu", &fd, &f[0], &f[1], &f[2],
-               &f[3], &f[4], &me, &size, &sock_ino, &spawned, &proved, &u, &cookie) != 13 ||
+    unsigned long long size, sock_ino, cookie, id;
+    unsigned slot;
+    if (sscanf(item, "%d:%d:%d:%d:%d:%d:%d:%llu:%llu:%d:%d:%d:%llu:%u:%llu", &fd, &f[0], &f[1],
+               &f[2], &f[3], &f[4], &me, &size, &sock_ino, &spawned, &proved, &u, &cookie, &slot,
+               &id) != 15 ||
         (me != LF_CLIENT && me != LF_SERVER))
         return;
     if (u >= 0)
@@ -335,22 +380,26 @@ static void import_one(const char *item, struct imported *seen, int *nseen, int 
     if (spawned)
         nfds = fds_of_socket(sock_ino, fds, 16);
     ino_t ino;
-    struct lf_sock *same = already_imported(seen, *nseen, f[0], me, &ino);
+    struct lf_link *known;
+    struct imported *same = already_imported(seen, *nseen, f[0], slot, me, &ino, &known);
     if (same) {
         for (int i = 0; i < 5; i++)
             libc.close_own(f[i]);
         if (u >= 0)
             libc.close_own(u);
         for (int i = 0; i < nfds; i++)
-            fdtable_set(fds[i], same);
+            fdtable_set(fds[i], same->s);
         return;
     }
-    struct lf_conn *c = shm_attach(f[0], me, size);
+    struct lf_link *l = import_link(known, f[0], me, id, size, spawned);
+    struct lf_conn *c = l ? shm_slot(l, slot, me, 0) : NULL;
     struct lf_sock *s = c ? sock_new(LF_FAST) : NULL;
     if (!s) {
         if (c)
             conn_free(c);
-        for (int i = c ? 1 : 0; i < 5; i++)
+        if (l)
+            link_put(l);
+        for (int i = 1; i < 5; i++)
             libc.close_own(f[i]);
         if (u >= 0)
             libc.close_own(u);
@@ -372,9 +421,8 @@ static void import_one(const char *item, struct imported *seen, int *nseen, int 
     c->bell_mine[BELL_ROOM] = f[2];
     c->bell_peer[BELL_DATA] = f[3];
     c->bell_peer[BELL_ROOM] = f[4];
-    int *const own[] = { &c->memfd, &c->bell_mine[0], &c->bell_mine[1], &c->bell_peer[0],
-                         &c->bell_peer[1] };
-    for (int i = 0; i < 5; i++)   /* so that the program's closefrom() skips them */
+    int *const own[] = { &c->bell_mine[0], &c->bell_mine[1], &c->bell_peer[0], &c->bell_peer[1] };
+    for (int i = 0; i < 4; i++)   /* so that the program's closefrom() skips them */
         ownfd_own(own[i]);
     if (c->proof_fd >= 0)
         ownfd_own(&c->proof_fd);
@@ -384,7 +432,8 @@ static void import_one(const char *item, struct imported *seen, int *nseen, int 
     if (nfds == 0)
         conn_close(s, -1);   /* spawned without it: the holder counted for us leaves */
     else if (*nseen < max && ino)
-        seen[(*nseen)++] = (struct imported){ ino, me, s };
+        seen[(*nseen)++] = (struct imported){ ino, slot, me, s, l };
+    link_put(l);   /* the connection holds its own reference */
     sock_put(s);
 }
 

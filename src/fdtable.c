@@ -88,6 +88,7 @@ static void sock_destroy(struct lf_sock *s)
     ownfd_close(&s->spare_inner);
     if (s->conn) {
         /* An unread proof holds the client's socket open (no FIN): now. */
+        handshake_unanswered(s->conn);
         ownfd_close(&s->conn->proof_fd);
         reap_conn(s->conn);
     }

@@ -138,12 +138,43 @@ static int send_fds(int u, const void *head, size_t len, const int *fds, int nfd
     return libc.sendmsg(u, &m, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)len ? 0 : -1;
 }
 
-static int send_answer(int u, const struct lf_conn *cn)
+static int send_answer(int u, const struct lf_conn *cn, int new_link)
 {
-    struct answer_msg a = { LF_MAGIC, LF_VERSION, cn->tx.size };
-    int fds[ANSWER_FDS] = { cn->memfd, cn->bell_mine[BELL_DATA], cn->bell_mine[BELL_ROOM],
+    struct answer_msg a = { LF_MAGIC, LF_VERSION, cn->tx.size, cn->link->id, cn->slot,
+                            new_link ? ANSWER_NEW_LINK : 0 };
+    int fds[ANSWER_FDS] = { cn->link->fd, cn->bell_mine[BELL_DATA], cn->bell_mine[BELL_ROOM],
                             cn->bell_peer[BELL_DATA], cn->bell_peer[BELL_ROOM], cn->proof_ep };
-    return send_fds(u, &a, sizeof a, fds, ANSWER_FDS);
+    return send_fds(u, &a, sizeof a, fds + !new_link, ANSWER_FDS - !new_link);
+}
+
+/* The process at the other end of a unix connection: for a server, the
+ * client that listens on the offer (later connections from it may take
+ * slots of the region this answer makes); for a client, the server that
+ * made the region (link.c). */
+static pid_t offer_owner(int u)
+{
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    return getsockopt(u, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 ? cred.pid : 0;
+}
+
+/* A slot of a region the client process already holds, with the spare's
+ * descriptors moved onto it; NULL: the spare's own new region it is. */
+static struct lf_conn *slot_for(struct lf_conn *spare, pid_t client)
+{
+    struct lf_link *l = link_of_peer(client, spare->tx.size);
+    uint32_t slot;
+    struct lf_conn *c = NULL;
+    if (l && link_claim(l, &slot) == 0) {
+        c = shm_slot(l, slot, LF_SERVER, 1);
+        if (!c)
+            __atomic_store_n(&l->region->lease[slot], 0, __ATOMIC_RELEASE);
+    }
+    if (l)
+        link_put(l);
+    if (c)
+        spare_transplant(spare, c);
+    return c;
 }
 
 void handshake_answer(int fd, struct sockaddr_storage ends[2])
@@ -152,7 +183,7 @@ void handshake_answer(int fd, struct sockaddr_storage ends[2])
     if (lf_config.mode == LF_MODE_OFF || tcp_peer_owner(fd, &client, ends) < 0)
         return;
     struct lf_conn *c = spare_take();
-    if (!c && reap_now() + handshake_release_proofs() > 0)
+    if (!c && reap_now() + handshake_release_proofs() + link_drop_idle() > 0)
         c = spare_take();   /* our own reserves must not cost this connection */
     if (!c)
         return;
@@ -161,8 +192,16 @@ void handshake_answer(int fd, struct sockaddr_storage ends[2])
         spare_return(c, e);   /* no offer: kept for the next answer */
         return;
     }
+    pid_t owner = offer_owner(c->proof_fd);
+    struct lf_conn *reused = slot_for(c, owner);
+    int new_link = !reused;
+    if (reused) {
+        spare_return(c, ECONNREFUSED);   /* its new region waits for a first contact */
+        c = reused;
+    }
     struct epoll_event none = { 0 };
     if (libc.epoll_ctl(c->proof_ep, EPOLL_CTL_ADD, fd, &none) < 0) {
+        link_give_back(c);   /* the client's part: no answer was sent */
         conn_free(c);
         return;
     }
@@ -172,16 +211,20 @@ void handshake_answer(int fd, struct sockaddr_storage ends[2])
     c->peer_cookie = client.cookie;
     struct lf_sock *s = sock_new(LF_FAST);
     if (!s) {
+        link_give_back(c);
         conn_free(c);
         return;
     }
     s->conn = c;
     /* Nothing after a successful send may fail: the client would switch.
      * c->proof_fd, already high, is kept until the client's proof. */
-    if (fdtable_set(fd, s) == 0 && send_answer(c->proof_fd, c) == 0) {
+    if (fdtable_set(fd, s) == 0 && send_answer(c->proof_fd, c, new_link) == 0) {
         reap_fd(c->proof_ep);   /* the client holds it now */
         c->proof_ep = -1;
+        if (new_link)
+            link_list(c->link, owner);
     } else {
+        link_give_back(c);   /* the client's part: no answer was sent */
         fdtable_clear(fd);
     }
     sock_put(s);
@@ -217,7 +260,8 @@ static int received_fds(struct msghdr *m, int *fds, int max)
 
 /* One non-blocking read of the client's proof: 1 it is the client's TCP
  * socket, 0 nothing there (yet, or any more), -1 a false proof, -2 a peek
- * with no descriptor free to receive it (try again later). */
+ * with no descriptor free to receive it (try again later), -3 the client
+ * does not hold the region the answer named. */
 static int read_proof(int u, uint64_t cookie, int flags)
 {
     struct proof_msg p;
@@ -236,10 +280,11 @@ static int read_proof(int u, uint64_t cookie, int flags)
         return -2;
     uint64_t got = 0;
     socklen_t len = sizeof got;
-    int ok = n > 0 && proof_parse(&p, (size_t)n, nfds, m.msg_flags) == 0 &&
-             getsockopt(fds[0], SOL_SOCKET, SO_COOKIE, &got, &len) == 0 && got == cookie;
+    int parsed = n > 0 ? proof_parse(&p, (size_t)n, nfds, m.msg_flags) : -1;
+    int ok = parsed == 0 && getsockopt(fds[0], SOL_SOCKET, SO_COOKIE, &got, &len) == 0 &&
+             got == cookie;
     close_all(fds, nfds);   /* at once: the client's FIN waits for its last holder */
-    return ok ? 1 : -1;
+    return ok ? 1 : parsed == 1 ? -3 : -1;
 }
 
 /* Forked servers share the unix connection; the one that reads the proof
@@ -279,6 +324,8 @@ static int take_proof(struct lf_conn *c)
     }
     if (r == 0)
         r = marked_proved(u);
+    if (r == -3)
+        link_forget_peer(c->link);   /* its next connection gets a region of its own */
     ownfd_close(&c->proof_fd);
     return r == 1;
 }
@@ -286,6 +333,24 @@ static int take_proof(struct lf_conn *c)
 static void believe_client(struct lf_conn *c)
 {
     __atomic_store_n(&c->peer_line, &c->sh->side[LF_CLIENT], __ATOMIC_RELEASE);
+}
+
+/* A server connection closed before its client proved itself: after our
+ * shutdown(SHUT_RD) no proof can be queued any more, so a client whose
+ * proof is not there never took the slot, and its part of the lease goes.
+ * Only the last holder of the server's end looks (conn_close counted it). */
+void handshake_unanswered(struct lf_conn *c)
+{
+    if (c->me != LF_SERVER || c->proof_fd < 0 || lf_confined ||
+        __atomic_load_n(&c->sh->side[LF_SERVER].holders, __ATOMIC_ACQUIRE) != 0 ||
+        __atomic_load_n(&c->peer_line, __ATOMIC_ACQUIRE))
+        return;
+    libc.shutdown(c->proof_fd, SHUT_RD);
+    int r = read_proof(c->proof_fd, c->peer_cookie, MSG_PEEK);
+    if (r == -3)
+        link_forget_peer(c->link);
+    if (r == 0 || r == -3)
+        link_give_back(c);
 }
 
 /* The last moment recvmsg is allowed (sandbox.c): a proof already queued is
@@ -349,6 +414,8 @@ static void release_proof(int fd)
             libc.shutdown(c->proof_fd, SHUT_RD);
             if (take_proof(c) == 1)
                 believe_client(c);
+            else
+                link_give_back(c);   /* its client can no longer take the slot */
             ownfd_close(&c->proof_fd);
             released++;
         }
@@ -409,8 +476,36 @@ static int server_proved(const struct diag_result *server, int ep)
 /* Our own proof: our TCP socket, to the server that proved itself. */
 static int send_proof(int u, int fd)
 {
-    struct proof_msg p = { LF_MAGIC, LF_VERSION };
+    struct proof_msg p = { LF_MAGIC, LF_VERSION, 0, 0 };
     return send_fds(u, &p, sizeof p, &fd, 1);
+}
+
+/* The answer named a region we do not hold (an exec'd image, a link we let
+ * go): the server gives our process a new one next time. */
+static void send_no_link(int u)
+{
+    struct proof_msg p = { LF_MAGIC, LF_VERSION, PROOF_NO_LINK, 0 };
+    struct iovec iov = { &p, sizeof p };
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+    libc.sendmsg(u, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+/* The slot an answer names, mapped: in a new region it carries (fd, owned
+ * from here on), or in one we hold. */
+static struct lf_conn *answered_slot(const struct answer_msg *a, int fd, int u)
+{
+    struct lf_link *l = fd >= 0 ? link_adopt(fd, a->link_id, a->ring_size, offer_owner(u))
+                                : link_find(a->link_id, a->ring_size);
+    if (!l) {
+        if (fd < 0)
+            send_no_link(u);
+        return NULL;
+    }
+    struct lf_conn *c = link_covers(l, a->slot) ? shm_slot(l, a->slot, LF_CLIENT, 0) : NULL;
+    link_put(l);
+    if (c)
+        c->leased_by = 0;   /* our part of the lease is ours once our proof is sent */
+    return c;
 }
 
 /* 1: a valid answer, now in *out; 0: nothing to read yet; -1: not an answer.
@@ -430,24 +525,31 @@ static int read_answer(int u, int fd, const struct diag_result *server, struct l
         return 0;
     int fds[ANSWER_FDS + 1], nfds = n > 0 ? received_fds(&m, fds, ANSWER_FDS + 1) : 0;
     struct lf_conn *c = NULL;
-    uint64_t size;
-    if (n > 0 && answer_parse(&a, (size_t)n, nfds, m.msg_flags, &size) == 0 &&
-        server_proved(server, fds[5]))
-        c = shm_attach(fds[0], LF_CLIENT, size);
-    if (c && send_proof(u, fd) < 0) {   /* last: a proof sent means we switch */
-        conn_free(c);                   /* closes fds[0] */
-        close_all(fds + 1, nfds - 1);
-        return -1;
-    }
-    if (!c) {
+    if (n <= 0 || answer_parse(&a, (size_t)n, nfds, m.msg_flags, &a) != 0) {
         close_all(fds, nfds);
         return -1;
     }
-    c->proof_ep = fds[5];   /* checked: closed with the low originals (keep_answer) */
-    c->bell_peer[BELL_DATA] = fds[1];
-    c->bell_peer[BELL_ROOM] = fds[2];
-    c->bell_mine[BELL_DATA] = fds[3];
-    c->bell_mine[BELL_ROOM] = fds[4];
+    int fresh = (a.flags & ANSWER_NEW_LINK) != 0;
+    int *bells = fds + fresh;   /* then the proof epoll */
+    int consumed = 0;
+    if (server_proved(server, bells[4])) {
+        c = answered_slot(&a, fresh ? fds[0] : -1, u);
+        consumed = fresh;   /* the region's memfd is the link's now, or closed */
+    }
+    if (c && send_proof(u, fd) < 0) {   /* last: a proof sent means we switch */
+        conn_free(c);
+        c = NULL;
+    }
+    if (!c) {
+        close_all(fds + consumed, nfds - consumed);
+        return -1;
+    }
+    c->leased_by = lf_pid;
+    c->proof_ep = bells[4];   /* checked: closed with the low originals (keep_answer) */
+    c->bell_peer[BELL_DATA] = bells[0];
+    c->bell_peer[BELL_ROOM] = bells[1];
+    c->bell_mine[BELL_DATA] = bells[2];
+    c->bell_mine[BELL_ROOM] = bells[3];
     *out = c;
     return 1;
 }
@@ -474,11 +576,11 @@ static void become_fast(struct lf_sock *s, struct lf_conn *c)
  * beside their low originals.  0: no room for them, plain TCP. */
 static int keep_answer(struct lf_conn *c, int spent)
 {
-    int *const own[] = { &c->memfd, &c->bell_peer[BELL_DATA], &c->bell_peer[BELL_ROOM],
+    int *const own[] = { &c->bell_peer[BELL_DATA], &c->bell_peer[BELL_ROOM],
                          &c->bell_mine[BELL_DATA], &c->bell_mine[BELL_ROOM] };
     int lows[2] = { spent, c->proof_ep };
     c->proof_ep = -1;
-    if (ownfd_adopt(own, 5, lows, 2) == 0)
+    if (ownfd_adopt(own, 4, lows, 2) == 0)
         return 1;
     conn_free(c);
     return 0;

@@ -89,7 +89,7 @@ uint64_t monotonic_ns(void);
 
 /* ---- shm.c: the per-connection shared memory ---- */
 #define LF_MAGIC   0x6c6f6f70u   /* "loop" */
-#define LF_VERSION 2u   /* 2: the answer carries the server's proof, the client sends its own */
+#define LF_VERSION 3u   /* 3: connections are slots of a region per pair of processes (link.c) */
 #define LF_HEADER_SIZE 4096u
 
 enum { LF_CLIENT = 0, LF_SERVER = 1 };
@@ -132,6 +132,57 @@ struct lf_shared {
 _Static_assert(sizeof(struct lf_shared) <= LF_HEADER_SIZE, "header fits a page");
 
 
+struct lf_conn;
+/* ---- link.c: one region of shared memory per pair of processes ----
+ * Page 0 of a region: this header and one lease word per slot; slot k at
+ * LF_HEADER_SIZE + k * slot_size, one connection's header page and rings. */
+#define LINK_SLOTS 1000u
+#define LEASE_PUNCHING 0x80000000u   /* the last holder is giving the slot's pages back */
+struct lf_region {
+    uint32_t magic, version;
+    uint64_t ring_size;               /* of every slot; written once by the server */
+    int32_t client_pid;               /* the client process holding it as a link (0: none) */
+    uint32_t pad;
+    uint32_t lease[LINK_SLOTS];       /* processes holding the slot, +1 for an answer not taken */
+};
+_Static_assert(sizeof(struct lf_region) <= LF_HEADER_SIZE, "the region header fits a page");
+
+struct lf_link {
+    int fd;                   /* the region's memfd (high) */
+    int role;                 /* LF_SERVER: we hand out its slots (in `owner` only); LF_CLIENT */
+    uint64_t id;              /* names it in answers; random, never in shared memory */
+    uint64_t ring_size, slot_size;
+    struct lf_region *region; /* page 0, mapped */
+    uint32_t sized;           /* slots the file is known to cover */
+    uint32_t high;            /* server: slots ever handed out */
+    pid_t owner;              /* server: the process that made it */
+    pid_t peer;               /* the other process: the client it serves, or the server
+                               * that made it (0: none known) */
+    int refs;                 /* connections of this process on it (and callers) */
+    int listed;
+    uint64_t idle_since;      /* client: listed with no connection since */
+    struct lf_link *next;
+};
+struct lf_link *link_create(uint64_t ring_size);            /* server: a new region, unlisted */
+struct lf_link *link_adopt(int fd, uint64_t id, uint64_t ring_size, pid_t server);   /* client */
+struct lf_link *link_import(int fd, int role, uint64_t id, uint64_t ring_size, int spawned);
+struct lf_link *link_find(uint64_t id, uint64_t ring_size); /* client: one we already have */
+struct lf_link *link_of_peer(pid_t peer, uint64_t ring_size);   /* server: one peer holds */
+void link_list(struct lf_link *l, pid_t peer);             /* server: after a first contact */
+void link_forget_peer(struct lf_link *l);                  /* the client no longer has it */
+int link_claim(struct lf_link *l, uint32_t *slot);         /* server: a free slot, leased */
+void link_get(struct lf_link *l);                          /* one more reference */
+void link_put(struct lf_link *l);                          /* drops one */
+int link_covers(struct lf_link *l, uint32_t slot);         /* client: the file holds the slot */
+uint64_t link_slot_offset(const struct lf_link *l, uint32_t slot);
+void link_hold(struct lf_conn *c, int delta);              /* a forked or spawned holder */
+void link_release(struct lf_conn *c);                      /* conn_free: this process lets go */
+void link_before_exec(int (*kept)(struct lf_link *, void *), void *arg);   /* others let go */
+void link_exec_failed(void);
+void link_give_back(struct lf_conn *c);                    /* one part of the slot's lease */
+int link_drop_idle(void);                                  /* out of descriptors: freed */
+void link_after_fork_child(void);
+
 /* ---- trim.c: a ring's pages given back once its connection is idle ---- */
 #define TRIM_KEEP (24u << 10)    /* bytes of a ring an idle connection may keep touched */
 struct lf_conn;
@@ -159,14 +210,16 @@ struct bell_waiters {
 #define SHARED_WAIT_MS 10         /* a waiter nobody can nudge looks again this often */
 
 struct lf_conn {
-    struct lf_shared *sh;
+    struct lf_shared *sh;         /* the slot's mapping */
     size_t map_len;
+    struct lf_link *link;         /* the region it is a slot of */
+    uint32_t slot;
+    pid_t leased_by;              /* the process whose lease this is (a forked copy's is not) */
     int me;                       /* LF_CLIENT or LF_SERVER */
     struct ring tx, rx;
     /* Doorbells (eventfds), one per reason to wait, so that a thread waiting
      * for data and one waiting for room never take each other's wake-up. */
     int bell_mine[2], bell_peer[2];   /* [BELL_DATA], [BELL_ROOM] */
-    int memfd;                    /* kept so that an exec'd image can map it again */
     pthread_mutex_t rx_lock, tx_lock;
     int broken;                   /* shared state was corrupt: ECONNRESET */
     int shut_rd;                  /* local shutdown(SHUT_RD) */
@@ -199,8 +252,8 @@ static inline struct lf_side *conn_peer(struct lf_conn *c)
     return p ? p : handshake_peer_line(c);
 }
 
-struct lf_conn *shm_create(uint64_t ring_size);
-struct lf_conn *shm_attach(int memfd, int me, uint64_t expect_ring_size);
+/* Slot `slot` of l mapped as end `me`; fresh: the server initialises it. */
+struct lf_conn *shm_slot(struct lf_link *l, uint32_t slot, int me, int fresh);
 
 static inline struct lf_stats *my_stats(struct lf_conn *c)
 {
@@ -230,6 +283,7 @@ void spare_prepare(void);            /* before an opted-in accept() */
 struct lf_conn *spare_take(void);    /* the spare, or a new one; NULL on failure */
 void spare_return(struct lf_conn *c, int connect_errno);   /* its connect to the offer failed */
 int spare_drop(void);                /* out of descriptors: descriptors freed */
+void spare_transplant(struct lf_conn *spare, struct lf_conn *c);   /* its descriptors to c */
 
 /* ---- reap.c: closed connections' leftovers, released before a wait ---- */
 void reap_conn(struct lf_conn *c);   /* conn_free, later */
@@ -334,19 +388,26 @@ void handshake_offer(struct lf_sock *s, int fd, const struct sockaddr *dst);
 void handshake_answer(int fd, struct sockaddr_storage ends[2]);
 int handshake_take_answer(struct lf_sock *s, int fd);
 int handshake_release_proofs(void);   /* out of descriptors: how many freed */
+void handshake_unanswered(struct lf_conn *c);   /* before a server end goes: the client's lease part */
 
 /* ---- answer.c: the messages and the server's proof, as received ---- */
-/* The answer: the memfd; the server's bells (data, room); the client's; the
- * server's proof, an epoll holding its TCP socket. */
+/* The answer: the region's memfd on a first contact (ANSWER_NEW_LINK), none
+ * when the client already holds it; the server's bells (data, room); the
+ * client's; the server's proof, an epoll holding its TCP socket. */
 #define ANSWER_FDS 6
+#define ANSWER_NEW_LINK 1u
 struct answer_msg {
     uint32_t magic, version;
     uint64_t ring_size;
+    uint64_t link_id;
+    uint32_t slot, flags;
 };
-int answer_parse(const void *buf, size_t n, int nfds, int msg_flags, uint64_t *ring_size);
+int answer_parse(const void *buf, size_t n, int nfds, int msg_flags, struct answer_msg *out);
 /* The client's proof: this header and one descriptor, its TCP socket. */
+#define PROOF_NO_LINK 1u    /* no descriptor: the answer named a region we do not hold */
 struct proof_msg {
     uint32_t magic, version;
+    uint32_t flags, pad;
 };
 int proof_parse(const void *buf, size_t n, int nfds, int msg_flags);
 /* An epoll's /proc/self/fdinfo text: 0 when it holds exactly one file, whose

@@ -338,7 +338,7 @@ static int retry_without_reserves(int r)
 {
     if (r >= 0 || (errno != EMFILE && errno != ENFILE))
         return 0;
-    int e = errno, freed = reap_now() + spare_drop() + handshake_release_proofs();
+    int e = errno, freed = reap_now() + spare_drop() + handshake_release_proofs() + link_drop_idle();
     errno = e;
     return freed > 0;
 }
@@ -659,6 +659,8 @@ static void count_holder(struct lf_sock *s, void *arg)
         return;
     s->fork_gen = fork_generation;
     __atomic_add_fetch(&s->conn->sh->side[s->conn->me].holders, (uint32_t)delta, __ATOMIC_ACQ_REL);
+    if (s->conn->leased_by == lf_pid)
+        link_hold(s->conn, delta);   /* the child lets go of the slot on its own */
 }
 
 static void reset_locks(struct lf_sock *s, void *arg)
@@ -669,6 +671,8 @@ static void reset_locks(struct lf_sock *s, void *arg)
         pthread_mutex_init(&s->conn->rx_lock, NULL);
         pthread_mutex_init(&s->conn->tx_lock, NULL);
         waiters_init(s->conn);   /* the parent's threads are not ours */
+        if (s->conn->leased_by == *(pid_t *)arg)
+            s->conn->leased_by = lf_pid;   /* counted for us before the fork */
     }
 }
 
@@ -677,6 +681,7 @@ LF_EXPORT pid_t fork(void)
     if (__builtin_expect(!lf_initialised, 0))
         lf_init();
     int plus = 1, minus = -1;
+    pid_t parent = lf_pid;
     pending_before_fork();
     fork_generation++;
     fdtable_for_each(count_holder, &plus);
@@ -685,12 +690,13 @@ LF_EXPORT pid_t fork(void)
     pid_t pid = libc.fork();
     if (pid == 0) {
         fdtable_reset_lock();
-        fdtable_for_each(reset_locks, NULL);
+        fdtable_for_each(reset_locks, &parent);
         /* The parent's reserves are its own: the child closes its copies now,
          * while their numbers are still ours (a child that closes every
          * descriptor and opens files must not have them closed later). */
         reap_now();
         spare_drop();
+        link_after_fork_child();
         return 0;
     }
     fdtable_unlock();

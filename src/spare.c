@@ -1,7 +1,8 @@
 /*
  * spare.c - the server's next connection, made before it is needed.
  *
- * Answering an offer needs a sealed, mapped memfd, four eventfds, the
+ * Answering an offer needs a mapped slot of a region (a new one for a first
+ * contact: link.c), four eventfds, the
  * epoll that carries the server's proof and the unix socket that carries the
  * answer: ten system calls to make them and eight to move them high.  Made inside accept() they would sit between the client's SYN
  * and its first reply, so an opted-in accept() makes them first, before it
@@ -17,27 +18,62 @@
 
 static struct lf_conn *spare;   /* swapped atomically: threads may accept at once */
 
-/* A new connection's server end: memfd mapped, bells made, the unix socket
- * to the client's offer not yet connected. */
+/* The descriptors an answer sends and keeps, made where missing (a spare
+ * whose descriptors went to a slot of an existing region keeps its own
+ * region, and only these are made again). */
+static int refill(struct lf_conn *c)
+{
+    int *const all[] = { &c->bell_mine[0], &c->bell_mine[1], &c->bell_peer[0],
+                         &c->bell_peer[1], &c->proof_ep, &c->proof_fd };
+    int *fresh[6], n = 0, ok = 1;
+    for (int i = 0; i < 6; i++) {
+        if (*all[i] >= 0)
+            continue;
+        if (all[i] == &c->proof_ep)
+            *all[i] = epoll_make_own();   /* not the program's: no reserve for it */
+        else if (all[i] == &c->proof_fd)
+            *all[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        else
+            *all[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        ok &= *all[i] >= 0;
+        fresh[n++] = all[i];
+    }
+    if (ok && ownfd_adopt(fresh, n, NULL, 0) == 0)   /* out of the program's numbers */
+        return 0;
+    for (int i = 0; i < n; i++)
+        ownfd_close(fresh[i]);
+    return -1;
+}
+
+/* A new connection's server end: slot 0 of a new region, bells made, the
+ * unix socket to the client's offer not yet connected. */
 static struct lf_conn *server_conn(void)
 {
-    struct lf_conn *c = shm_create(lf_config.ring_size);
-    if (!c)
-        return NULL;
-    c->proof_ep = epoll_make_own();   /* not the program's: no reserve for it */
-    c->proof_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int ok = c->proof_ep >= 0 && c->proof_fd >= 0;
-    for (int i = 0; i < 2; i++) {
-        c->bell_mine[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        c->bell_peer[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        ok &= c->bell_mine[i] >= 0 && c->bell_peer[i] >= 0;
-    }
-    int *const own[] = { &c->memfd, &c->bell_mine[0], &c->bell_mine[1],
-                         &c->bell_peer[0], &c->bell_peer[1], &c->proof_ep, &c->proof_fd };
-    if (ok && ownfd_adopt(own, 7, NULL, 0) == 0)   /* out of the program's numbers */
+    struct lf_link *l = link_create(lf_config.ring_size);
+    uint32_t slot;
+    struct lf_conn *c = l && link_claim(l, &slot) == 0 ? shm_slot(l, slot, LF_SERVER, 1) : NULL;
+    if (l)
+        link_put(l);   /* the connection holds it */
+    if (c && refill(c) == 0)
         return c;
-    conn_free(c);   /* closes the memfd and bells too */
+    if (c)
+        conn_free(c);
     return NULL;
+}
+
+/* Moves the spare's descriptors to c, a slot of a region its client already
+ * holds; the spare keeps its own region. */
+void spare_transplant(struct lf_conn *spare, struct lf_conn *c)
+{
+    int *const from[] = { &spare->bell_mine[0], &spare->bell_mine[1], &spare->bell_peer[0],
+                          &spare->bell_peer[1], &spare->proof_ep, &spare->proof_fd };
+    int *const to[] = { &c->bell_mine[0], &c->bell_mine[1], &c->bell_peer[0],
+                        &c->bell_peer[1], &c->proof_ep, &c->proof_fd };
+    for (int i = 0; i < 6; i++) {
+        *to[i] = *from[i];
+        ownfd_moved(*from[i], to[i]);
+        *from[i] = -1;
+    }
 }
 
 /* A spare made before a fork belongs to the parent: the child's copy maps the
@@ -47,6 +83,10 @@ static struct lf_conn *take_own(void)
     struct lf_conn *c = __atomic_exchange_n(&spare, NULL, __ATOMIC_ACQ_REL);
     if (c && c->made_by != lf_pid) {
         conn_free(c);   /* our copies only; the parent's stay */
+        c = NULL;
+    }
+    if (c && refill(c) < 0) {
+        conn_free(c);
         c = NULL;
     }
     return c;
@@ -68,7 +108,7 @@ int spare_drop(void)
     if (!c)
         return 0;
     conn_free(c);
-    return 1 + 4 + 1 + 1;
+    return 1 + 4 + 1 + 1;   /* its region, bells, proof epoll and unix socket */
 }
 
 struct lf_conn *spare_take(void)

@@ -110,8 +110,8 @@ static void punch(struct lf_conn *c, uint64_t start, uint64_t len)
     uint64_t lo = (start + page - 1) & ~(page - 1), hi = (start + len) & ~(page - 1);
     if (hi <= lo || hi > c->map_len)
         return;
-    if (c->memfd < 0 || fallocate(c->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                                  (off_t)lo, (off_t)(hi - lo)) < 0)
+    off_t at = (off_t)(link_slot_offset(c->link, c->slot) + lo);
+    if (fallocate(c->link->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, at, (off_t)(hi - lo)) < 0)
         madvise((char *)c->sh + lo, hi - lo, MADV_REMOVE);
 }
 

@@ -2,9 +2,10 @@
  * stat.c - `loopfast stat`: the live fast-path connections this user may see,
  * as `ss -t` would list them, with each end's counters.
  *
- * No daemon: every connection's shared memory is a memfd named "loopfast"
- * that both processes hold, so /proc/PID/fd shows where they are; each is
- * mapped read-only and its header read (and checked, as any reader must).
+ * No daemon: every connection's shared memory is a slot of a region, a
+ * memfd named "loopfast" that both processes hold, so /proc/PID/fd shows
+ * where they are; the headers of its leased slots are read (and checked,
+ * as any reader must).
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -25,7 +26,8 @@
 #define MAX_CONNS 65536
 
 struct conn_view {
-    ino_t ino;
+    ino_t ino;              /* the region */
+    uint32_t slot;
     struct lf_shared hdr;   /* a copy: the live one keeps changing */
 };
 
@@ -40,26 +42,6 @@ static int seen(ino_t ino)
     return 0;
 }
 
-/* Reads one memfd's header through /proc/PID/fd/N; 0 if it is ours. */
-static int read_header(const char *path, struct conn_view *v)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0 || st.st_size < (off_t)LF_HEADER_SIZE) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    void *map = mmap(NULL, LF_HEADER_SIZE, PROT_READ, MAP_SHARED, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED)
-        return -1;
-    memcpy(&v->hdr, map, sizeof v->hdr);
-    munmap(map, LF_HEADER_SIZE);
-    v->ino = st.st_ino;
-    return v->hdr.magic == LF_MAGIC && v->hdr.version == LF_VERSION ? 0 : -1;
-}
-
 /* Processes also hold memory that is no live connection: a server's spare
  * answer (no addresses yet) and connections both ends have closed, waiting
  * to be released at the next blocking call (docs/design.md 4.6). */
@@ -69,6 +51,35 @@ static int is_live(const struct lf_shared *h)
     if (h->addr[LF_SERVER].ss_family == 0)
         return 0;
     return server->holders != 0 || (client->holders != 0 && client->ready);
+}
+
+/* Reads the headers of a region's leased slots through /proc/PID/fd/N,
+ * each checked as any reader of shared memory must. */
+static void read_region(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    struct lf_region reg;
+    if (fd < 0 || fstat(fd, &st) < 0 || pread(fd, &reg, sizeof reg, 0) != (ssize_t)sizeof reg ||
+        reg.magic != LF_MAGIC || reg.version != LF_VERSION || !ring_size_valid(reg.ring_size)) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    uint64_t slot_size = LF_HEADER_SIZE + 2 * reg.ring_size;
+    for (uint32_t k = 0; k < LINK_SLOTS && nviews < MAX_CONNS; k++) {
+        uint64_t at = LF_HEADER_SIZE + k * slot_size;
+        if (at + LF_HEADER_SIZE > (uint64_t)st.st_size)
+            break;
+        struct conn_view *v = &views[nviews];
+        if (!reg.lease[k] || pread(fd, &v->hdr, sizeof v->hdr, (off_t)at) != (ssize_t)sizeof v->hdr ||
+            v->hdr.magic != LF_MAGIC || v->hdr.version != LF_VERSION || !is_live(&v->hdr))
+            continue;
+        v->ino = st.st_ino;
+        v->slot = k;
+        nviews++;
+    }
+    close(fd);
 }
 
 static void scan_process(const char *pid)
@@ -90,8 +101,7 @@ static void scan_process(const char *pid)
         struct stat st;
         if (stat(path, &st) < 0 || seen(st.st_ino))
             continue;
-        if (read_header(path, &views[nviews]) == 0 && is_live(&views[nviews].hdr))
-            nviews++;
+        read_region(path);
     }
     closedir(d);
 }

@@ -1,0 +1,461 @@
+/*
+ * link.c - one region of shared memory per pair of processes, its slots
+ * handed out one per connection (docs/design.md, 11).
+ *
+ * A server makes a region (a memfd sealed against shrinking) for the first
+ * connection a client process opens to it and sends it with that answer.
+ * While that process holds the region, later connections from it take a
+ * free slot of the same region: the answer names the region by a random id
+ * instead of carrying a new memfd, so a connection no longer costs a
+ * descriptor for its memory, and whoever receives an answer it was not meant
+ * for (a squatter) gets a slot number in a region it does not hold.  Every
+ * answer in a region goes to the same process (the offer's listener, as
+ * SO_PEERCRED names it), and the server writes to or reads from a slot only
+ * once that slot's client proved itself (docs/design.md, 4.7).
+ *
+ * Each slot has a lease word in the region's first page: the processes
+ * that hold it (both ends, forked copies counted as holders are), plus one
+ * for the client while its answer may still be taken.  The one that lets go
+ * last gives the slot's pages back and frees it; only the server's
+ * process that made the region hands slots out.  A peer that scribbles on
+ * leases can only make its own connections share or lose slots.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define REQUIRED_SEALS (F_SEAL_SHRINK | F_SEAL_SEAL)
+#define IDLE_KEPT 4   /* client regions with no connection kept for the next one */
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct lf_link *links;   /* listed: findable for later connections */
+static int idle;                /* listed client regions with no connection */
+
+static void lock_for_fork(void) { pthread_mutex_lock(&lock); }
+static void unlock_after_fork(void) { pthread_mutex_unlock(&lock); }
+
+__attribute__((constructor)) static void link_init(void)
+{
+    pthread_atfork(lock_for_fork, unlock_after_fork, unlock_after_fork);
+}
+
+static uint64_t slot_offset(const struct lf_link *l, uint32_t slot)
+{
+    return LF_HEADER_SIZE + (uint64_t)slot * l->slot_size;
+}
+
+static struct lf_link *link_new(int fd, int role, uint64_t id, uint64_t ring_size)
+{
+    struct lf_link *l = calloc(1, sizeof *l);
+    if (!l)
+        return NULL;
+    l->region = mmap(NULL, LF_HEADER_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (l->region == MAP_FAILED) {
+        free(l);
+        return NULL;
+    }
+    l->fd = fd;
+    l->role = role;
+    l->id = id;
+    l->ring_size = ring_size;
+    l->slot_size = LF_HEADER_SIZE + 2 * ring_size;
+    l->owner = lf_pid;
+    return l;
+}
+
+
+static void link_free(struct lf_link *l)
+{
+    munmap(l->region, LF_HEADER_SIZE);
+    ownfd_close(&l->fd);
+    free(l);
+}
+
+/* The last connection of this process on it is gone: a region is kept
+ * only while it carries connections (a server that keeps none for a client
+ * process gives its next connection a new one). */
+static void unlist_locked(struct lf_link *l)
+{
+    for (struct lf_link **pp = &links; *pp; pp = &(*pp)->next)
+        if (*pp == l) {
+            *pp = l->next;
+            break;
+        }
+    l->listed = 0;
+}
+
+static void link_let_go(struct lf_link *l);
+
+/* This process no longer holds l: a client's server stops naming it. */
+static void link_let_go(struct lf_link *l)
+{
+    if (l->role == LF_CLIENT)   /* ours only: a forked child's copy going says nothing */
+        __atomic_compare_exchange_n(&l->region->client_pid, &(int32_t){ lf_pid }, 0, 0,
+                                    __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+    link_free(l);
+}
+
+/* The file covers slots [0, want): grown by doubling, so that a pair
+ * that keeps opening connections seldom pays for a ftruncate. */
+static int grow(struct lf_link *l, uint32_t want)
+{
+    if (want <= l->sized)
+        return 0;
+    uint32_t n = l->sized ? l->sized : 4;
+    while (n < want)
+        n *= 2;
+    if (n > LINK_SLOTS)
+        n = LINK_SLOTS;
+    if (ftruncate(l->fd, (off_t)slot_offset(l, n)) < 0)
+        return -1;
+    l->sized = n;
+    return 0;
+}
+
+struct lf_link *link_create(uint64_t ring_size)
+{
+    uint64_t id;
+    if (getrandom(&id, sizeof id, GRND_NONBLOCK) != sizeof id)
+        return NULL;   /* ids must be unguessable: no links without them */
+    int fd = memfd_create("loopfast", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return NULL;
+    struct lf_link *l = NULL;
+    if (ftruncate(fd, LF_HEADER_SIZE) == 0 && fcntl(fd, F_ADD_SEALS, REQUIRED_SEALS) == 0)
+        l = link_new(fd, LF_SERVER, id, ring_size);
+    if (!l || grow(l, 1) < 0 || ownfd_adopt1(&l->fd) < 0) {
+        if (l)
+            link_free(l);
+        else
+            libc.close_own(fd);
+        return NULL;
+    }
+    l->region->magic = LF_MAGIC;
+    l->region->version = LF_VERSION;
+    l->region->ring_size = ring_size;
+    l->refs = 1;   /* the caller's */
+    return l;
+}
+
+/* A region another process made: checked for everything a hostile creator
+ * could get wrong (seals, size, magic, version, ring size) before it is
+ * believed.  The link owns fd from here on, also on failure. */
+static struct lf_link *link_open(int fd, int role, uint64_t id, uint64_t ring_size)
+{
+    struct stat st;
+    int seals = fcntl(fd, F_GET_SEALS);
+    struct lf_link *l = NULL;
+    if (seals >= 0 && (seals & REQUIRED_SEALS) == REQUIRED_SEALS && fstat(fd, &st) == 0 &&
+        S_ISREG(st.st_mode) && ring_size_valid(ring_size) && st.st_size >= (off_t)LF_HEADER_SIZE)
+        l = link_new(fd, role, id, ring_size);
+    if (!l) {
+        libc.close_own(fd);
+        return NULL;
+    }
+    if (__atomic_load_n(&l->region->magic, __ATOMIC_RELAXED) != LF_MAGIC ||
+        __atomic_load_n(&l->region->version, __ATOMIC_RELAXED) != LF_VERSION ||
+        __atomic_load_n(&l->region->ring_size, __ATOMIC_RELAXED) != ring_size) {
+        link_free(l);
+        return NULL;
+    }
+    uint64_t slots = ((uint64_t)st.st_size - LF_HEADER_SIZE) / l->slot_size;
+    l->sized = slots > LINK_SLOTS ? LINK_SLOTS : (uint32_t)slots;
+    l->high = l->sized;
+    l->refs = 1;   /* the caller's */
+    return l;
+}
+
+/* A server that makes a new region for us no longer holds the ones it
+ * made before: those we keep idle go.  Lock held. */
+static struct lf_link *stale_locked(pid_t server)
+{
+    for (struct lf_link *l = links; l; l = l->next)
+        if (l->refs == 0 && l->peer == server) {
+            unlist_locked(l);
+            idle--;
+            return l;
+        }
+    return NULL;
+}
+
+struct lf_link *link_adopt(int fd, uint64_t id, uint64_t ring_size, pid_t server)
+{
+    struct lf_link *l = link_open(fd, LF_CLIENT, id, ring_size);
+    if (!l)
+        return NULL;
+    if (ownfd_adopt1(&l->fd) < 0) {   /* out of the program's numbers */
+        link_free(l);
+        return NULL;
+    }
+    /* the server gives our process slots of it only while we hold it */
+    __atomic_store_n(&l->region->client_pid, lf_pid, __ATOMIC_RELEASE);
+    l->peer = server;
+    pthread_mutex_lock(&lock);
+    struct lf_link *stale = server > 0 ? stale_locked(server) : NULL;
+    l->listed = 1;
+    l->next = links;
+    links = l;
+    pthread_mutex_unlock(&lock);
+    if (stale)
+        link_let_go(stale);
+    return l;
+}
+
+/* exec: a region the old image held, its descriptor already high.  A
+ * client's is findable again for later connections (a spawned process's
+ * is not: the server names it to the process that took it first). */
+struct lf_link *link_import(int fd, int role, uint64_t id, uint64_t ring_size, int spawned)
+{
+    struct lf_link *l = link_open(fd, role, id, ring_size);
+    if (l && ownfd_own(&l->fd) < 0) {
+        link_free(l);
+        return NULL;
+    }
+    if (l && role == LF_CLIENT && !spawned) {
+        pthread_mutex_lock(&lock);
+        l->listed = 1;
+        l->next = links;
+        links = l;
+        pthread_mutex_unlock(&lock);
+    }
+    return l;
+}
+
+/* exec: the new image will hold only the regions its connections take
+ * along (`kept`); the others are no longer held by this process, so the
+ * server must stop naming them to it.  Undone if the exec fails. */
+static pid_t let_go_pid;
+
+void link_before_exec(int (*kept)(struct lf_link *, void *), void *arg)
+{
+    pthread_mutex_lock(&lock);
+    for (struct lf_link *l = links; l; l = l->next)
+        if (l->role == LF_CLIENT && !kept(l, arg))
+            __atomic_compare_exchange_n(&l->region->client_pid, &(int32_t){ lf_pid }, -lf_pid, 0,
+                                        __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+    let_go_pid = lf_pid;
+    pthread_mutex_unlock(&lock);
+}
+
+void link_exec_failed(void)
+{
+    pthread_mutex_lock(&lock);
+    for (struct lf_link *l = links; l; l = l->next)
+        if (l->role == LF_CLIENT)
+            __atomic_compare_exchange_n(&l->region->client_pid, &(int32_t){ -let_go_pid },
+                                        let_go_pid, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&lock);
+}
+
+/* The oldest listed client region with no connection, unlisted; NULL when
+ * there is none, or (all == 0) when no more than IDLE_KEPT are.  Lock held. */
+static struct lf_link *evict_locked(int all)
+{
+    struct lf_link *oldest = NULL;
+    for (struct lf_link *l = links; l; l = l->next)
+        if (l->refs == 0 && (!oldest || l->idle_since < oldest->idle_since))
+            oldest = l;
+    if (!oldest || (!all && idle <= IDLE_KEPT))
+        return NULL;
+    unlist_locked(oldest);
+    idle--;
+    return oldest;
+}
+
+/* A client keeps a few regions with no connection: a client that opens
+ * one connection at a time would otherwise let go of its region between
+ * two, while its server, which has not seen the close yet, names it in the
+ * next answer ("no link": plain TCP). */
+void link_put(struct lf_link *l)
+{
+    pthread_mutex_lock(&lock);
+    struct lf_link *gone = NULL;
+    if (--l->refs == 0) {
+        if (l->listed && l->role == LF_CLIENT) {
+            l->idle_since = monotonic_ns();
+            idle++;
+            gone = evict_locked(0);
+        } else {
+            if (l->listed)
+                unlist_locked(l);
+            gone = l;
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    if (gone)
+        link_let_go(gone);
+}
+
+/* Out of descriptors: regions with no connection go. */
+int link_drop_idle(void)
+{
+    int n = 0;
+    for (;;) {
+        pthread_mutex_lock(&lock);
+        struct lf_link *l = evict_locked(1);
+        pthread_mutex_unlock(&lock);
+        if (!l)
+            return n;
+        link_let_go(l);
+        n++;
+    }
+}
+
+/* A forked child: its copies of the regions kept idle are its parent's
+ * (the server names them to the parent only); closed, the parent's claim
+ * left as it is. */
+void link_after_fork_child(void)
+{
+    for (;;) {
+        pthread_mutex_lock(&lock);
+        struct lf_link *l = evict_locked(1);
+        pthread_mutex_unlock(&lock);
+        if (!l)
+            return;
+        link_free(l);
+    }
+}
+
+void link_get(struct lf_link *l)
+{
+    pthread_mutex_lock(&lock);
+    if (l->refs++ == 0 && l->listed)
+        idle--;
+    pthread_mutex_unlock(&lock);
+}
+
+struct lf_link *link_find(uint64_t id, uint64_t ring_size)
+{
+    pthread_mutex_lock(&lock);
+    struct lf_link *l = links;
+    while (l && !(l->role == LF_CLIENT && l->id == id && l->ring_size == ring_size))
+        l = l->next;
+    if (l && l->refs++ == 0)
+        idle--;
+    pthread_mutex_unlock(&lock);
+    return l;
+}
+
+struct lf_link *link_of_peer(pid_t peer, uint64_t ring_size)
+{
+    if (peer <= 0)
+        return NULL;
+    pthread_mutex_lock(&lock);
+    struct lf_link *l = links;
+    while (l && !(l->role == LF_SERVER && l->owner == lf_pid && l->peer == peer &&
+                  l->ring_size == ring_size &&
+                  __atomic_load_n(&l->region->client_pid, __ATOMIC_ACQUIRE) == peer))
+        l = l->next;
+    if (l)
+        l->refs++;
+    pthread_mutex_unlock(&lock);
+    return l;
+}
+
+void link_list(struct lf_link *l, pid_t peer)
+{
+    if (peer <= 0)
+        return;
+    pthread_mutex_lock(&lock);
+    if (!l->listed) {
+        l->peer = peer;
+        l->listed = 1;
+        l->next = links;
+        links = l;
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+void link_forget_peer(struct lf_link *l)
+{
+    pthread_mutex_lock(&lock);
+    l->peer = 0;
+    pthread_mutex_unlock(&lock);
+}
+
+/* A free slot, leased for both ends (the client's part until it takes the
+ * answer or cannot any more).  Slots once used are looked for first, so a
+ * pair's region stays as small as its most connections at once. */
+int link_claim(struct lf_link *l, uint32_t *slot)
+{
+    pthread_mutex_lock(&lock);
+    int r = -1;
+    for (uint32_t k = 0; k < l->high && r < 0; k++) {
+        uint32_t zero = 0;
+        if (__atomic_compare_exchange_n(&l->region->lease[k], &zero, 2, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_RELAXED)) {
+            *slot = k;
+            r = 0;
+        }
+    }
+    if (r < 0 && l->high < LINK_SLOTS && grow(l, l->high + 1) == 0) {
+        *slot = l->high++;
+        __atomic_store_n(&l->region->lease[*slot], 2, __ATOMIC_RELEASE);
+        r = 0;
+    }
+    pthread_mutex_unlock(&lock);
+    return r;
+}
+
+/* The slot's pages back, then the slot free: punched first, so that no
+ * server hands it out while its old pages are still going. */
+static void give_back(struct lf_link *l, uint32_t slot)
+{
+    uint32_t *lease = &l->region->lease[slot];
+    uint32_t one = 1;
+    if (!__atomic_compare_exchange_n(lease, &one, LEASE_PUNCHING, 0, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_RELAXED)) {
+        __atomic_sub_fetch(lease, 1, __ATOMIC_ACQ_REL);
+        return;
+    }
+    if (!lf_confined)   /* else its pages wait for the slot's next connection */
+        fallocate(l->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)slot_offset(l, slot),
+                  (off_t)l->slot_size);
+    __atomic_store_n(lease, 0, __ATOMIC_RELEASE);
+}
+
+void link_hold(struct lf_conn *c, int delta)
+{
+    if (c->slot < LINK_SLOTS)
+        __atomic_add_fetch(&c->link->region->lease[c->slot], (uint32_t)delta, __ATOMIC_ACQ_REL);
+}
+
+void link_give_back(struct lf_conn *c)
+{
+    if (c->slot < LINK_SLOTS)
+        give_back(c->link, c->slot);
+}
+
+void link_release(struct lf_conn *c)
+{
+    if (c->leased_by == lf_pid && c->slot < LINK_SLOTS)
+        give_back(c->link, c->slot);
+    link_put(c->link);
+}
+
+/* A slot the client was told of: within the file, which may have grown
+ * since we last looked (it never shrinks: sealed). */
+int link_covers(struct lf_link *l, uint32_t slot)
+{
+    if (slot >= LINK_SLOTS)
+        return 0;
+    if (slot < __atomic_load_n(&l->sized, __ATOMIC_RELAXED))
+        return 1;
+    struct stat st;
+    if (fstat(l->fd, &st) < 0 || (uint64_t)st.st_size < slot_offset(l, slot + 1))
+        return 0;
+    __atomic_store_n(&l->sized, slot + 1, __ATOMIC_RELAXED);
+    return 1;
+}
+
+uint64_t link_slot_offset(const struct lf_link *l, uint32_t slot)
+{
+    return slot_offset(l, slot);
+}

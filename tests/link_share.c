@@ -1,0 +1,236 @@
+/* Connections between one client process and one server process share one
+ * region of shared memory (docs/design.md, 11): 48 concurrent connections
+ * cost each process one memfd, not 48, and every byte is echoed as over
+ * kernel TCP.  Connections closed give their slots back: as many new ones
+ * take them again without the region growing.  An exec'd client image that
+ * does not hold the region any more is told of it by id, answers "no link",
+ * and its connections stay correct (the next one fast again, in a new
+ * region).  Run both ways; the kernel run holds no memfd at all. */
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include "helpers.h"
+
+#define N 48
+
+extern char **environ;
+#define MSG 4096
+
+/* This process's loopfast regions: how many, and the largest file size. */
+static int regions(pid_t pid, off_t *largest)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(dir);
+    CHECK(d, "opendir %s", dir);
+    int n = 0;
+    *largest = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        char path[400], target[128];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        ssize_t k = readlink(path, target, sizeof target - 1);
+        if (k <= 0)
+            continue;
+        target[k] = 0;
+        struct stat st;
+        if (strstr(target, "memfd:loopfast") && stat(path, &st) == 0) {
+            n++;
+            if (st.st_size > *largest)
+                *largest = st.st_size;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+/* Echo server for every connection it accepts; tells `report` one byte per
+ * connection it closed after EOF, and '0' + fast per connection accepted. */
+static void serve(int l, int report)
+{
+    struct pollfd p[2 * N + 2];
+    int n = 1;
+    p[0] = (struct pollfd){ .fd = l, .events = POLLIN };
+    static char buf[1 << 16];
+    for (;;) {
+        CHECK(poll(p, (nfds_t)n, -1) > 0, "server poll: %s", strerror(errno));
+        if ((p[0].revents & POLLIN) && n < 2 * N + 2) {
+            int c = accept(l, NULL, NULL);
+            CHECK(c >= 0, "accept: %s", strerror(errno));
+            p[n++] = (struct pollfd){ .fd = c, .events = POLLIN };
+        }
+        for (int i = 1; i < n; i++) {
+            if (!p[i].revents)
+                continue;
+            ssize_t k = read(p[i].fd, buf, sizeof buf);
+            if (k > 0) {
+                CHECK(write_full(p[i].fd, buf, (size_t)k) == k, "echo");
+                continue;
+            }
+            if (k < 0 && errno == EAGAIN)
+                continue;
+            close(p[i].fd);
+            p[i--] = p[--n];
+            CHECK(write(report, "c", 1) == 1, "report");
+        }
+    }
+}
+
+static void round_trip(int fd, unsigned seed)
+{
+    char out[MSG], in[MSG];
+    for (int i = 0; i < MSG; i++)
+        out[i] = (char)(seed * 31u + (unsigned)i * 7u);
+    CHECK(write_full(fd, out, MSG) == MSG, "write: %s", strerror(errno));
+    CHECK(read_full(fd, in, MSG) == MSG, "read: %s", strerror(errno));
+    CHECK(!memcmp(in, out, MSG), "echo %u differs", seed);
+}
+
+static void await_closes(int report, int k)
+{
+    char b;
+    for (int i = 0; i < k; i++)
+        CHECK(read(report, &b, 1) == 1, "server reports");
+}
+
+/* The exec'd image does not hold the region (its connection was
+ * close-on-exec; a forked holder keeps the connection open).  Through
+ * loopfast's execve the server is told at once: every connection is fast.
+ * Through a raw system call it is not: the server names the region by id,
+ * the first connection stays plain ("no link") and, once the server has
+ * seen that, the next ones are fast again, in a new region. */
+static int after_exec(int port, int optin, int hold, int raw)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    int fast_seen = 0;
+    for (int i = 0; i < 40 && !(fast_seen && i >= 3); i++) {
+        int fd = connect_to((struct sockaddr_storage *)&a, sizeof a, optin);
+        round_trip(fd, 1000u + (unsigned)i);
+        int fast = loopfast_fd_is_fast(fd);
+        close(fd);
+        if (optin && !raw)
+            CHECK(fast == 1, "after exec: connection %d is not fast", i);
+        if (optin && raw && i == 0)
+            CHECK(fast == 0, "after a raw exec: the first connection took a region we lack");
+        fast_seen |= fast;
+        if (!fast)
+            usleep(50000);   /* the server sees "no link" as it closes its end */
+    }
+    CHECK(fast_seen == optin, "after exec: fast %d", fast_seen);
+    close(hold);
+    return 0;
+}
+
+/* A client process that makes a fast connection, leaves it to a forked
+ * holder and execs itself (raw: by the system call, past loopfast). */
+static void exec_client(const struct sockaddr_storage *addr, socklen_t len, int optin, char *self,
+                        int raw)
+{
+    pid_t client = fork();
+    CHECK(client >= 0, "fork");
+    if (client > 0) {
+        CHECK(child_status(client) == 0, "the exec'd client failed (raw %d)", raw);
+        return;
+    }
+    int a = connect_to(addr, len, optin);
+    round_trip(a, 5);
+    int hold[2];
+    CHECK(pipe(hold) == 0, "pipe");
+    pid_t holder = fork();
+    CHECK(holder >= 0, "fork");
+    if (holder == 0) {
+        close(hold[1]);
+        char b;
+        (void)!read(hold[0], &b, 1);   /* until the exec'd image is done */
+        _exit(0);
+    }
+    close(hold[0]);
+    fcntl(a, F_SETFD, FD_CLOEXEC);
+    char port[16], mode[4], fd[16], how[4];
+    snprintf(port, sizeof port, "%d", ntohs(((const struct sockaddr_in *)addr)->sin_port));
+    snprintf(mode, sizeof mode, "%d", optin);
+    snprintf(fd, sizeof fd, "%d", hold[1]);
+    snprintf(how, sizeof how, "%d", raw);
+    char *args[] = { self, "--after-exec", port, mode, fd, how, NULL };
+    if (raw)
+        syscall(SYS_execve, self, args, environ);
+    else
+        execv(self, args);
+    _exit(9);
+}
+
+static int run(int optin, char *self)
+{
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int l = listen_on(AF_INET, optin, &addr, &len);
+    int rep[2];
+    CHECK(pipe(rep) == 0, "pipe");
+    pid_t server = fork();
+    CHECK(server >= 0, "fork");
+    if (server == 0) {
+        close(rep[0]);
+        alarm(60);
+        serve(l, rep[1]);
+    }
+    close(l);
+    close(rep[1]);
+    int fds[N];
+    int before = count_open_fds();
+    for (int i = 0; i < N; i++) {
+        fds[i] = connect_to(&addr, len, optin);
+        round_trip(fds[i], (unsigned)i);
+        CHECK(loopfast_fd_is_fast(fds[i]) == optin, "connection %d: fast %d", i,
+              loopfast_fd_is_fast(fds[i]));
+    }
+    int per_conn10 = (count_open_fds() - before) * 10 / N;
+    off_t size0, ssize0;
+    int mine = regions(getpid(), &size0), theirs = regions(server, &ssize0);
+    printf("%s: %d connections, %d.%d descriptors each, regions: client %d, server %d\n",
+           optin ? "loopfast" : "kernel", N, per_conn10 / 10, per_conn10 % 10, mine, theirs);
+    /* the server also keeps its spare's new region for the next first contact */
+    CHECK(mine == optin && theirs <= 2 * optin, "regions: client %d, server %d", mine, theirs);
+    if (optin)   /* the TCP socket and four doorbells */
+        CHECK(per_conn10 <= 51, "%d.%d descriptors per connection", per_conn10 / 10,
+              per_conn10 % 10);
+
+    for (int i = 0; i < N; i += 2)
+        close(fds[i]);
+    await_closes(rep[0], N / 2);
+    for (int i = 0; i < N; i += 2) {
+        fds[i] = connect_to(&addr, len, optin);
+        round_trip(fds[i], 100u + (unsigned)i);
+    }
+    for (int i = 0; i < N; i++)
+        round_trip(fds[i], 200u + (unsigned)i);
+    off_t size1;
+    mine = regions(getpid(), &size1);
+    printf("region: %lld bytes, then %lld after %d connections closed and opened\n",
+           (long long)size0, (long long)size1, N / 2);
+    CHECK(mine == optin && size1 == size0, "slots were not reused: %d regions, %lld -> %lld bytes",
+          mine, (long long)size0, (long long)size1);
+
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    await_closes(rep[0], N);
+
+    exec_client(&addr, len, optin, self, 0);
+    exec_client(&addr, len, optin, self, 1);
+    kill(server, SIGKILL);
+    waitpid(server, NULL, 0);
+    close(rep[0]);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 6 && !strcmp(argv[1], "--after-exec"))
+        return after_exec(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
+    alarm(60);
+    run(0, argv[0]);
+    run(1, argv[0]);
+    return 0;
+}
