@@ -40,7 +40,7 @@
 #define WINDOWS 10              /* the timed part is cut into windows: see best_us */
 #define WARMUP_SECONDS 0.2
 #define CASE_ALARM 40           /* a client stuck this long (lost wake-up) fails its case */
-#define FDS_PER_FAST 7          /* TCP socket, memfd, 4 doorbells, the registration's epoll */
+#define FDS_PER_FAST 3          /* TCP socket and 2 doorbells (the region is per process pair) */
 #define MAX_N 16
 
 /* What one side reports to the parent, through a pipe. */

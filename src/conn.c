@@ -137,10 +137,10 @@ static int iov_limit(const struct iovec *in, size_t n, size_t limit, struct iove
     return k;
 }
 
-void bell_ring(struct lf_conn *c, int which)
+void bell_ring(struct lf_conn *c)
 {
     uint64_t one = 1;
-    (void)!libc.write(c->bell_peer[which], &one, sizeof one);
+    (void)!libc.write(c->bell_peer, &one, sizeof one);
 }
 
 /* Did the peer arm `flag`?  Its promise to pay for the barrier is read from
@@ -155,10 +155,10 @@ static int peer_armed(struct lf_conn *c, uint32_t *flag)
 /* After a change of state, wake the peer for whatever it waits for. */
 void conn_ring_bell(struct lf_conn *c)
 {
-    if (peer_armed(c, &c->tx.ctl->reader_armed))
-        bell_ring(c, BELL_DATA);
-    if (peer_armed(c, &c->rx.ctl->writer_armed))
-        bell_ring(c, BELL_ROOM);
+    /* both flags taken: one ring serves both */
+    int data = peer_armed(c, &c->tx.ctl->reader_armed);
+    if (peer_armed(c, &c->rx.ctl->writer_armed) || data)
+        bell_ring(c);
 }
 
 int conn_is_fast(struct lf_sock *s)
@@ -378,7 +378,7 @@ static ssize_t rx_step(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
                 my_stats(c)->rx_bytes += (uint64_t)n;
                 my_stats(c)->rx_msgs++;
                 if (peer_armed(c, &c->rx.ctl->writer_armed))
-                    bell_ring(c, BELL_ROOM);
+                    bell_ring(c);
             }
             return n;
         }
@@ -582,7 +582,7 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
             my_stats(c)->tx_bytes += (uint64_t)n;
             trim_note_write(c);
             if (peer_armed(c, &c->tx.ctl->reader_armed))
-                bell_ring(c, BELL_DATA);
+                bell_ring(c);
             continue;
         }
         int dontwait = must_not_wait(s, c, fd, flags, 1);

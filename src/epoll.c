@@ -31,12 +31,12 @@
 enum reg_mode {
     MODE_KERNEL,   /* the socket itself is in the set, with the program's events and data */
     MODE_INNER,    /* our inner epoll is in the set, with the record as data */
-    MODE_DIRECT,   /* the socket (edges only) and both doorbells are in the set (to_direct) */
+    MODE_DIRECT,   /* the socket (edges only) and its doorbell are in the set (to_direct) */
 };
 
 /* MODE_DIRECT's entries carry the record's address with one of these in its
  * low bits (records are malloc'ed, so the bits are free). */
-enum { TAG_TCP = 0, TAG_BELL_DATA = 1, TAG_BELL_ROOM = 2, TAG_MASK = 3 };
+enum { TAG_TCP = 0, TAG_BELL = 1, TAG_MASK = 3 };
 
 /* Which records a wait looks at (see the file's first comment). */
 enum reg_state {
@@ -63,7 +63,7 @@ struct ep_reg {
     struct lf_conn *idle_conn;   /* REG_IDLE: whose ep_idle counts it */
     struct ep_reg *just_idled;   /* arm_active's list of records it made idle */
     int ghost;                   /* deleted by the program, kept in the kernel's set (ctl_inner) */
-    int bells[2];                /* MODE_DIRECT: the doorbells it put in the set */
+    int bell;                    /* MODE_DIRECT: the doorbell it put in the set */
 };
 
 static struct ep_reg *reg_of_link(struct reg_link *l)
@@ -275,11 +275,9 @@ static void inner_update(struct ep_reg *r)
 {
     /* the kind and the descriptors that go with it, seen together */
     pthread_mutex_lock(&r->s->lock);
-    int kind = sock_kind(r->s), offer = r->s->offer_fd, bell[2] = { -1, -1 };
-    if (kind == LF_FAST) {
-        bell[BELL_DATA] = r->s->conn->bell_mine[BELL_DATA];
-        bell[BELL_ROOM] = r->s->conn->bell_mine[BELL_ROOM];
-    }
+    int kind = sock_kind(r->s), offer = r->s->offer_fd, bell = -1;
+    if (kind == LF_FAST)
+        bell = r->s->conn->bell_mine;
     pthread_mutex_unlock(&r->s->lock);
     struct epoll_event tcp = { .events = r->events & (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI |
                                                       EPOLLET),
@@ -289,12 +287,9 @@ static void inner_update(struct ep_reg *r)
     if (libc.epoll_ctl(r->inner, EPOLL_CTL_MOD, r->fd, &tcp) < 0)
         libc.epoll_ctl(r->inner, EPOLL_CTL_ADD, r->fd, &tcp);
     struct epoll_event x = { .events = EPOLLIN, .data.fd = -1 };
-    if (kind == LF_FAST) {
-        /* data.fd -1 - which: tells the doorbells apart from the TCP socket */
-        libc.epoll_ctl(r->inner, EPOLL_CTL_ADD, bell[BELL_DATA], &x);
-        x.data.fd = -1 - BELL_ROOM;
-        libc.epoll_ctl(r->inner, EPOLL_CTL_ADD, bell[BELL_ROOM], &x);
-    } else if (kind == LF_PENDING && offer >= 0)
+    if (kind == LF_FAST)   /* data.fd -1: tells the doorbell apart from the TCP socket */
+        libc.epoll_ctl(r->inner, EPOLL_CTL_ADD, bell, &x);
+    else if (kind == LF_PENDING && offer >= 0)
         libc.epoll_ctl(r->inner, EPOLL_CTL_ADD, offer, &x);
     r->kind_seen = kind;
 }
@@ -359,7 +354,7 @@ static struct ep_reg *record_new(struct ep_set *e, int fd, struct lf_sock *s,
 }
 
 /* A fast socket's registration without an inner epoll: the socket itself
- * (edges only: the rings say the rest) and its two doorbells, edge-triggered
+ * (edges only: the rings say the rest) and its doorbell, edge-triggered
  * and never read here (each ring of the doorbell is one edge for every set;
  * whoever else waits on it reads it), each with the record's address
  * tagged.  No descriptor of ours, and no system call per wake-up beyond the
@@ -373,17 +368,9 @@ static int to_direct(struct ep_set *e, struct ep_reg *r, int in_kernel_set)
                                .data.u64 = me | TAG_TCP };
     if (libc.epoll_ctl(e->epfd, in_kernel_set ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, r->fd, &tcp) < 0)
         return -1;
-    int i, bell[2] = { c->bell_mine[BELL_DATA], c->bell_mine[BELL_ROOM] };
-    for (i = 0; i < 2; i++) {
-        struct epoll_event b = { .events = EPOLLIN | EPOLLET,
-                                 .data.u64 = me | (i == BELL_DATA ? TAG_BELL_DATA : TAG_BELL_ROOM) };
-        if (libc.epoll_ctl(e->epfd, EPOLL_CTL_ADD, bell[i], &b) < 0)
-            break;
-    }
-    if (i < 2) {   /* e.g. a dup of this socket has them in the set already */
-        int err = errno;
-        while (i-- > 0)
-            libc.epoll_ctl(e->epfd, EPOLL_CTL_DEL, bell[i], NULL);
+    struct epoll_event b = { .events = EPOLLIN | EPOLLET, .data.u64 = me | TAG_BELL };
+    if (libc.epoll_ctl(e->epfd, EPOLL_CTL_ADD, c->bell_mine, &b) < 0) {
+        int err = errno;   /* e.g. a dup of this socket has it in the set already */
         struct epoll_event back = { .events = r->events, .data = r->data };
         if (in_kernel_set)
             libc.epoll_ctl(e->epfd, EPOLL_CTL_MOD, r->fd, &back);
@@ -391,8 +378,7 @@ static int to_direct(struct ep_set *e, struct ep_reg *r, int in_kernel_set)
             libc.epoll_ctl(e->epfd, EPOLL_CTL_DEL, r->fd, NULL);
         return errno = err, -1;
     }
-    r->bells[0] = bell[0];
-    r->bells[1] = bell[1];
+    r->bell = c->bell_mine;
     r->mode = MODE_DIRECT;
     r->kind_seen = LF_FAST;
     r->sig_in = r->sig_out = UINT64_MAX;   /* the rings' state is reported once */
@@ -401,12 +387,11 @@ static int to_direct(struct ep_set *e, struct ep_reg *r, int in_kernel_set)
     return 0;
 }
 
-/* Takes a MODE_DIRECT record's entries out of the set: the doorbells, and
+/* Takes a MODE_DIRECT record's entries out of the set: the doorbell, and
  * the socket too unless the caller hands it back to the kernel. */
 static void direct_out(struct ep_set *e, struct ep_reg *r, int with_socket)
 {
-    for (int i = 0; i < 2; i++)
-        libc.epoll_ctl(e->epfd, EPOLL_CTL_DEL, r->bells[i], NULL);
+    libc.epoll_ctl(e->epfd, EPOLL_CTL_DEL, r->bell, NULL);
     if (with_socket)
         libc.epoll_ctl(e->epfd, EPOLL_CTL_DEL, r->fd, NULL);
 }
@@ -867,7 +852,7 @@ static short drain_inner(struct ep_reg *r)
         if (ev[i].data.fd == r->fd) {
             tev |= (short)ev[i].events;
         } else if (sock_kind(r->s) == LF_FAST) {
-            bell_drain(r->s->conn, ev[i].data.fd == -1 - BELL_ROOM ? BELL_ROOM : BELL_DATA);
+            bell_drain(r->s->conn);
         } else {
             pthread_mutex_lock(&r->s->lock);
             if (sock_kind(r->s) == LF_PENDING)

@@ -78,18 +78,17 @@ static void describe(struct lf_sock *s, void *arg, int fd)
     if (sock_kind(s) != LF_FAST || fl < 0 || (fl & FD_CLOEXEC))
         return;
     int m = keep(x, c->link->fd);
-    int md = keep(x, c->bell_mine[BELL_DATA]), mr = keep(x, c->bell_mine[BELL_ROOM]);
-    int pd = keep(x, c->bell_peer[BELL_DATA]), pr = keep(x, c->bell_peer[BELL_ROOM]);
+    int bm = keep(x, c->bell_mine), bp = keep(x, c->bell_peer);
     /* A server whose client has not proved itself yet takes the proof's
      * connection along (docs/design.md, 4.7). */
     int proved = __atomic_load_n(&c->peer_line, __ATOMIC_ACQUIRE) != NULL;
     int u = !proved && c->proof_fd >= 0 ? keep(x, c->proof_fd) : -1;
     struct stat st;
-    if (m < 0 || md < 0 || mr < 0 || pd < 0 || pr < 0 || fstat(fd, &st) < 0 || !count_spawned(x, c))
+    if (m < 0 || bm < 0 || bp < 0 || fstat(fd, &st) < 0 || !count_spawned(x, c))
         return;
     char item[200];
-    int n = snprintf(item, sizeof item, "%s%d:%d:%d:%d:%d:%d:%d:%llu:%llu:%d:%d:%d:%llu:%u:%llu",
-                     x->len ? "," : "", fd, m, md, mr, pd, pr, c->me, (unsigned long long)c->tx.size,
+    int n = snprintf(item, sizeof item, "%s%d:%d:%d:%d:%d:%llu:%llu:%d:%d:%d:%llu:%u:%llu",
+                     x->len ? "," : "", fd, m, bm, bp, c->me, (unsigned long long)c->tx.size,
                      (unsigned long long)st.st_ino, x->spawn, proved, u,
                      (unsigned long long)c->peer_cookie, c->slot, (unsigned long long)c->link->id);
     if (x->len + (size_t)n + 1 > x->cap) {
@@ -363,17 +362,16 @@ static struct lf_link *import_link(struct lf_link *known, int memfd, int me, uin
 
 static void import_one(const char *item, struct imported *seen, int *nseen, int max)
 {
-    int fd, f[5], me, spawned, proved, u;   /* memfd, my data and room bells, the peer's */
+    int fd, f[3], me, spawned, proved, u;   /* the region's memfd, my doorbell, the peer's */
     unsigned long long size, sock_ino, cookie, id;
     unsigned slot;
-    if (sscanf(item, "%d:%d:%d:%d:%d:%d:%d:%llu:%llu:%d:%d:%d:%llu:%u:%llu", &fd, &f[0], &f[1],
-               &f[2], &f[3], &f[4], &me, &size, &sock_ino, &spawned, &proved, &u, &cookie, &slot,
-               &id) != 15 ||
+    if (sscanf(item, "%d:%d:%d:%d:%d:%llu:%llu:%d:%d:%d:%llu:%u:%llu", &fd, &f[0], &f[1], &f[2],
+               &me, &size, &sock_ino, &spawned, &proved, &u, &cookie, &slot, &id) != 13 ||
         (me != LF_CLIENT && me != LF_SERVER))
         return;
     if (u >= 0)
         libc.fcntl(u, F_SETFD, FD_CLOEXEC);
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 3; i++)
         libc.fcntl(f[i], F_SETFD, FD_CLOEXEC);
     int fds[16], nfds = 1;
     fds[0] = fd;
@@ -383,7 +381,7 @@ static void import_one(const char *item, struct imported *seen, int *nseen, int 
     struct lf_link *known;
     struct imported *same = already_imported(seen, *nseen, f[0], slot, me, &ino, &known);
     if (same) {
-        for (int i = 0; i < 5; i++)
+        for (int i = 0; i < 3; i++)
             libc.close_own(f[i]);
         if (u >= 0)
             libc.close_own(u);
@@ -399,7 +397,7 @@ static void import_one(const char *item, struct imported *seen, int *nseen, int 
             conn_free(c);
         if (l)
             link_put(l);
-        for (int i = 1; i < 5; i++)
+        for (int i = 1; i < 3; i++)
             libc.close_own(f[i]);
         if (u >= 0)
             libc.close_own(u);
@@ -417,13 +415,10 @@ static void import_one(const char *item, struct imported *seen, int *nseen, int 
         barrier_withdraw(promise);   /* this image will not pay for its peer's barrier */
         barrier_withdrawn();
     }
-    c->bell_mine[BELL_DATA] = f[1];
-    c->bell_mine[BELL_ROOM] = f[2];
-    c->bell_peer[BELL_DATA] = f[3];
-    c->bell_peer[BELL_ROOM] = f[4];
-    int *const own[] = { &c->bell_mine[0], &c->bell_mine[1], &c->bell_peer[0], &c->bell_peer[1] };
-    for (int i = 0; i < 4; i++)   /* so that the program's closefrom() skips them */
-        ownfd_own(own[i]);
+    c->bell_mine = f[1];
+    c->bell_peer = f[2];
+    ownfd_own(&c->bell_mine);   /* so that the program's closefrom() skips them */
+    ownfd_own(&c->bell_peer);
     if (c->proof_fd >= 0)
         ownfd_own(&c->proof_fd);
     s->conn = c;

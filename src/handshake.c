@@ -4,7 +4,8 @@
  * The client offers before its SYN leaves: a unix listener in the abstract
  * namespace named after its TCP socket's inode.  The server answers inside
  * accept(), without waiting: it asks sock_diag for the client socket's inode,
- * connects to the offer, and sends the sealed memfd, four eventfds and its
+ * connects to the offer, and sends its region (or names one the client
+ * holds: link.c), two eventfds and its
  * proof, an epoll holding its TCP socket.  The client takes the answer at its
  * next call once the proof names the socket at the other end of its
  * connection, and proves itself in turn by sending its TCP socket; the server
@@ -142,8 +143,7 @@ static int send_answer(int u, const struct lf_conn *cn, int new_link)
 {
     struct answer_msg a = { LF_MAGIC, LF_VERSION, cn->tx.size, cn->link->id, cn->slot,
                             new_link ? ANSWER_NEW_LINK : 0 };
-    int fds[ANSWER_FDS] = { cn->link->fd, cn->bell_mine[BELL_DATA], cn->bell_mine[BELL_ROOM],
-                            cn->bell_peer[BELL_DATA], cn->bell_peer[BELL_ROOM], cn->proof_ep };
+    int fds[ANSWER_FDS] = { cn->link->fd, cn->bell_mine, cn->bell_peer, cn->proof_ep };
     return send_fds(u, &a, sizeof a, fds + !new_link, ANSWER_FDS - !new_link);
 }
 
@@ -530,9 +530,9 @@ static int read_answer(int u, int fd, const struct diag_result *server, struct l
         return -1;
     }
     int fresh = (a.flags & ANSWER_NEW_LINK) != 0;
-    int *bells = fds + fresh;   /* then the proof epoll */
+    int *bells = fds + fresh;   /* the server's, ours, then the proof epoll */
     int consumed = 0;
-    if (server_proved(server, bells[4])) {
+    if (server_proved(server, bells[2])) {
         c = answered_slot(&a, fresh ? fds[0] : -1, u);
         consumed = fresh;   /* the region's memfd is the link's now, or closed */
     }
@@ -545,11 +545,9 @@ static int read_answer(int u, int fd, const struct diag_result *server, struct l
         return -1;
     }
     c->leased_by = lf_pid;
-    c->proof_ep = bells[4];   /* checked: closed with the low originals (keep_answer) */
-    c->bell_peer[BELL_DATA] = bells[0];
-    c->bell_peer[BELL_ROOM] = bells[1];
-    c->bell_mine[BELL_DATA] = bells[2];
-    c->bell_mine[BELL_ROOM] = bells[3];
+    c->proof_ep = bells[2];   /* checked: closed with the low originals (keep_answer) */
+    c->bell_peer = bells[0];
+    c->bell_mine = bells[1];
     *out = c;
     return 1;
 }
@@ -576,11 +574,10 @@ static void become_fast(struct lf_sock *s, struct lf_conn *c)
  * beside their low originals.  0: no room for them, plain TCP. */
 static int keep_answer(struct lf_conn *c, int spent)
 {
-    int *const own[] = { &c->bell_peer[BELL_DATA], &c->bell_peer[BELL_ROOM],
-                         &c->bell_mine[BELL_DATA], &c->bell_mine[BELL_ROOM] };
+    int *const own[] = { &c->bell_peer, &c->bell_mine };
     int lows[2] = { spent, c->proof_ep };
     c->proof_ep = -1;
-    if (ownfd_adopt(own, 4, lows, 2) == 0)
+    if (ownfd_adopt(own, 2, lows, 2) == 0)
         return 1;
     conn_free(c);
     return 0;

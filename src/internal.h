@@ -89,7 +89,7 @@ uint64_t monotonic_ns(void);
 
 /* ---- shm.c: the per-connection shared memory ---- */
 #define LF_MAGIC   0x6c6f6f70u   /* "loop" */
-#define LF_VERSION 3u   /* 3: connections are slots of a region per pair of processes (link.c) */
+#define LF_VERSION 4u   /* 3: slots of a region per pair of processes (link.c); 4: one doorbell an end */
 #define LF_HEADER_SIZE 4096u
 
 enum { LF_CLIENT = 0, LF_SERVER = 1 };
@@ -217,9 +217,11 @@ struct lf_conn {
     pid_t leased_by;              /* the process whose lease this is (a forked copy's is not) */
     int me;                       /* LF_CLIENT or LF_SERVER */
     struct ring tx, rx;
-    /* Doorbells (eventfds), one per reason to wait, so that a thread waiting
-     * for data and one waiting for room never take each other's wake-up. */
-    int bell_mine[2], bell_peer[2];   /* [BELL_DATA], [BELL_ROOM] */
+    /* Doorbells (eventfds): ours, which the peer rings when we armed for
+     * data or for room, and the peer's.  A thread that takes a token meant
+     * for another (waiting for the other reason, or on another call) nudges
+     * it (wait.c), so one doorbell serves both reasons. */
+    int bell_mine, bell_peer;
     pthread_mutex_t rx_lock, tx_lock;
     int broken;                   /* shared state was corrupt: ECONNRESET */
     int shut_rd;                  /* local shutdown(SHUT_RD) */
@@ -392,9 +394,9 @@ void handshake_unanswered(struct lf_conn *c);   /* before a server end goes: the
 
 /* ---- answer.c: the messages and the server's proof, as received ---- */
 /* The answer: the region's memfd on a first contact (ANSWER_NEW_LINK), none
- * when the client already holds it; the server's bells (data, room); the
- * client's; the server's proof, an epoll holding its TCP socket. */
-#define ANSWER_FDS 6
+ * when the client already holds it; the server's doorbell; the client's;
+ * the server's proof, an epoll holding its TCP socket. */
+#define ANSWER_FDS 4
 #define ANSWER_NEW_LINK 1u
 struct answer_msg {
     uint32_t magic, version;
@@ -422,7 +424,7 @@ int conn_shutdown(struct lf_sock *s, int fd, int how);
 void conn_close(struct lf_sock *s, int fd);
 int conn_is_fast(struct lf_sock *s);
 void conn_ring_bell(struct lf_conn *c);
-void bell_ring(struct lf_conn *c, int which);
+void bell_ring(struct lf_conn *c);
 int conn_tcp_liveness(int fd);
 /* Readiness of a connection for `want`, from shared memory and from what its
  * TCP socket reported (`tev`, 0 when it was not asked). */
@@ -459,7 +461,7 @@ int wait_spin(struct lf_conn *c, int for_write);
  * -EAGAIN on timeout, -EINTR on a signal. `tcp_events` gets what the TCP
  * socket reported. */
 int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tcp_events);
-void bell_drain(struct lf_conn *c, int which);   /* takes the tokens, nudges the other waiters */
+void bell_drain(struct lf_conn *c);   /* takes the tokens, nudges the other waiters */
 void waiters_init(struct lf_conn *c);   /* a new connection, or a forked child's copy */
 int waiter_enter(struct lf_conn *c, int which);   /* this thread's nudge, listed; -1: not */
 void waiter_leave(struct lf_conn *c, int which, int nudge);

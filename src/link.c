@@ -70,7 +70,6 @@ static struct lf_link *link_new(int fd, int role, uint64_t id, uint64_t ring_siz
     return l;
 }
 
-
 static void link_free(struct lf_link *l)
 {
     munmap(l->region, LF_HEADER_SIZE);
@@ -78,9 +77,7 @@ static void link_free(struct lf_link *l)
     free(l);
 }
 
-/* The last connection of this process on it is gone: a region is kept
- * only while it carries connections (a server that keeps none for a client
- * process gives its next connection a new one). */
+/* Takes l off the list of regions later answers may use.  Lock held. */
 static void unlist_locked(struct lf_link *l)
 {
     for (struct lf_link **pp = &links; *pp; pp = &(*pp)->next)
@@ -90,8 +87,6 @@ static void unlist_locked(struct lf_link *l)
         }
     l->listed = 0;
 }
-
-static void link_let_go(struct lf_link *l);
 
 /* This process no longer holds l: a client's server stops naming it. */
 static void link_let_go(struct lf_link *l)
@@ -128,8 +123,8 @@ struct lf_link *link_create(uint64_t ring_size)
     if (fd < 0)
         return NULL;
     struct lf_link *l = NULL;
-    if (ftruncate(fd, LF_HEADER_SIZE) == 0 && fcntl(fd, F_ADD_SEALS, REQUIRED_SEALS) == 0)
-        l = link_new(fd, LF_SERVER, id, ring_size);
+    if (fcntl(fd, F_ADD_SEALS, REQUIRED_SEALS) == 0)   /* mapped before it is sized: */
+        l = link_new(fd, LF_SERVER, id, ring_size);   /* not touched before grow() */
     if (!l || grow(l, 1) < 0 || ownfd_adopt1(&l->fd) < 0) {
         if (l)
             link_free(l);
@@ -389,7 +384,8 @@ int link_claim(struct lf_link *l, uint32_t *slot)
     int r = -1;
     for (uint32_t k = 0; k < l->high && r < 0; k++) {
         uint32_t zero = 0;
-        if (__atomic_compare_exchange_n(&l->region->lease[k], &zero, 2, 0, __ATOMIC_ACQ_REL,
+        if (!__atomic_load_n(&l->region->lease[k], __ATOMIC_RELAXED) &&
+            __atomic_compare_exchange_n(&l->region->lease[k], &zero, 2, 0, __ATOMIC_ACQ_REL,
                                         __ATOMIC_RELAXED)) {
             *slot = k;
             r = 0;

@@ -17,7 +17,7 @@
 struct tracked {
     nfds_t user;          /* index in the caller's array */
     struct lf_sock *s;
-    nfds_t extra;         /* index of its room doorbell, then its data doorbell or offer socket */
+    nfds_t extra;         /* index of its doorbell or offer socket */
     int listed[2];        /* this thread is listed on its [BELL_DATA], [BELL_ROOM] (wait.c) */
 };
 
@@ -58,7 +58,7 @@ static int build(struct poll_set *ps, struct pollfd *fds, nfds_t n)
         return 0;
     ps->user = fds;
     ps->nuser = n;
-    ps->kfds = calloc(n + 2 * ps->nt + 1, sizeof *ps->kfds);   /* + the nudge */
+    ps->kfds = calloc(n + ps->nt + 1, sizeof *ps->kfds);   /* + the nudge */
     if (!ps->kfds)
         return 0;
     memcpy(ps->kfds, fds, n * sizeof *fds);
@@ -84,19 +84,16 @@ static void prepare_kernel(struct poll_set *ps)
         short want = ps->user[t->user].events;
         k->revents = 0;
         t->extra = ps->nk;
-        struct pollfd *x = &ps->kfds[ps->nk];
-        ps->nk += 2;
-        /* Data doorbells last: where poll_fitting sleeps when the set does
-         * not fit under RLIMIT_NOFILE.  The room doorbell only for POLLOUT. */
-        x[0] = x[1] = (struct pollfd){ .fd = -1, .events = POLLIN };
+        struct pollfd *x = &ps->kfds[ps->nk++];
+        /* Doorbells after the caller's entries: where poll_fitting sleeps
+         * when the set does not fit under RLIMIT_NOFILE. */
+        *x = (struct pollfd){ .fd = -1, .events = POLLIN };
         if (sock_kind(t->s) == LF_FAST) {
             k->events = conn_kernel_events(t->s->conn, want);
-            if (want & (POLLOUT | POLLWRNORM))
-                x[0].fd = t->s->conn->bell_mine[BELL_ROOM];
-            x[1].fd = t->s->conn->bell_mine[BELL_DATA];
+            x->fd = t->s->conn->bell_mine;
         } else {
             k->events = want;
-            x[1].fd = __atomic_load_n(&t->s->offer_fd, __ATOMIC_ACQUIRE);
+            x->fd = __atomic_load_n(&t->s->offer_fd, __ATOMIC_ACQUIRE);
         }
     }
     if (ps->nudge >= 0)   /* last: where poll_fitting sleeps */
@@ -114,9 +111,8 @@ static int evaluate(struct poll_set *ps, int kernel)
         struct tracked *t = &ps->t[i];
         struct pollfd *u = &ps->user[t->user];
         short tev = kernel ? ps->kfds[t->user].revents : 0;
-        int fresh = kernel && t->extra + 1 < ps->nk;
-        short xev_room = fresh ? ps->kfds[t->extra].revents : 0;
-        short xev = fresh ? ps->kfds[t->extra + 1].revents : 0;
+        int fresh = kernel && t->extra < ps->nk;
+        short xev = fresh ? ps->kfds[t->extra].revents : 0;
         if (sock_kind(t->s) == LF_PENDING && xev) {
             pthread_mutex_lock(&t->s->lock);
             if (sock_kind(t->s) == LF_PENDING)
@@ -125,9 +121,7 @@ static int evaluate(struct poll_set *ps, int kernel)
         }
         if (sock_kind(t->s) == LF_FAST) {
             if (xev)
-                bell_drain(t->s->conn, BELL_DATA);
-            if (xev_room)
-                bell_drain(t->s->conn, BELL_ROOM);
+                bell_drain(t->s->conn);
             u->revents = conn_poll_state(t->s->conn, u->fd, u->events, tev);
         } else {
             u->revents = tev;

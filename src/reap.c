@@ -2,7 +2,7 @@
  * reap.c - what closed connections leave behind, released when a thread is
  * about to wait anyway.
  *
- * A fast connection holds a mapping, a slot of a region and four doorbells; a client
+ * A fast connection holds a mapping, a slot of a region and two doorbells; a client
  * that took an answer holds two spent unix sockets.  Releasing them costs
  * seven system calls that would otherwise sit between one connection's
  * close() and the next one's first reply.  They are queued instead and
@@ -38,7 +38,7 @@ static void release(struct lf_conn *conn, int *fd)
 
 static int fds_of(const struct reap_item *it)
 {
-    return (it->conn ? 4 : 0) + (it->fd >= 0);   /* doorbells (a region is per link) */
+    return (it->conn ? 2 : 0) + (it->fd >= 0);   /* doorbells (a region is per link) */
 }
 
 static void push(struct lf_conn *conn, int fd)

@@ -27,7 +27,7 @@ static struct lf_conn *conn_new(void *map, size_t len, int me, uint64_t ring_siz
     int tx = me == LF_CLIENT ? LF_C2S : LF_S2C;
     ring_init(&c->tx, &c->sh->ring[tx], data + (size_t)tx * ring_size, ring_size);
     ring_init(&c->rx, &c->sh->ring[!tx], data + (size_t)!tx * ring_size, ring_size);
-    c->bell_mine[0] = c->bell_mine[1] = c->bell_peer[0] = c->bell_peer[1] = -1;
+    c->bell_mine = c->bell_peer = -1;
     c->proof_ep = c->proof_fd = -1;
     c->peer_line = &c->sh->side[!me];   /* a server's waits for the client's proof */
     c->leased_by = lf_pid;
@@ -90,10 +90,8 @@ struct lf_conn *shm_slot(struct lf_link *l, uint32_t slot, int me, int fresh)
 void conn_free(struct lf_conn *c)
 {
     trim_forget(c);
-    for (int i = 0; i < 2; i++) {
-        ownfd_close(&c->bell_mine[i]);
-        ownfd_close(&c->bell_peer[i]);
-    }
+    ownfd_close(&c->bell_mine);
+    ownfd_close(&c->bell_peer);
     ownfd_close(&c->proof_ep);
     ownfd_close(&c->proof_fd);
     munmap(c->sh, c->map_len);

@@ -107,7 +107,7 @@ static int wait_more(struct lf_sock *s, int fd, int flags, size_t have)
     if (n < 0 || (size_t)n > have || __atomic_load_n(&peer->shut_wr, __ATOMIC_ACQUIRE) ||
         __atomic_load_n(&peer->closed, __ATOMIC_ACQUIRE))
         return 0;
-    struct pollfd p[2] = { { .fd = c->bell_mine[BELL_DATA], .events = POLLIN },
+    struct pollfd p[2] = { { .fd = c->bell_mine, .events = POLLIN },
                            { .fd = fd, .events = POLLIN | POLLRDHUP } };
     int r;
     reap_now();
@@ -117,7 +117,7 @@ static int wait_more(struct lf_sock *s, int fd, int flags, size_t have)
     } while (r < 0 && errno == EINTR && signal_restarts());
     if (r <= 0 || p[1].revents)
         return -1;
-    bell_drain(c, BELL_DATA);
+    bell_drain(c);
     return 0;
 }
 

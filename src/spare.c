@@ -2,7 +2,7 @@
  * spare.c - the server's next connection, made before it is needed.
  *
  * Answering an offer needs a mapped slot of a region (a new one for a first
- * contact: link.c), four eventfds, the
+ * contact: link.c), two eventfds, the
  * epoll that carries the server's proof and the unix socket that carries the
  * answer: ten system calls to make them and eight to move them high.  Made inside accept() they would sit between the client's SYN
  * and its first reply, so an opted-in accept() makes them first, before it
@@ -23,10 +23,9 @@ static struct lf_conn *spare;   /* swapped atomically: threads may accept at onc
  * region, and only these are made again). */
 static int refill(struct lf_conn *c)
 {
-    int *const all[] = { &c->bell_mine[0], &c->bell_mine[1], &c->bell_peer[0],
-                         &c->bell_peer[1], &c->proof_ep, &c->proof_fd };
-    int *fresh[6], n = 0, ok = 1;
-    for (int i = 0; i < 6; i++) {
+    int *const all[] = { &c->bell_mine, &c->bell_peer, &c->proof_ep, &c->proof_fd };
+    int *fresh[4], n = 0, ok = 1;
+    for (int i = 0; i < 4; i++) {
         if (*all[i] >= 0)
             continue;
         if (all[i] == &c->proof_ep)
@@ -65,11 +64,9 @@ static struct lf_conn *server_conn(void)
  * holds; the spare keeps its own region. */
 void spare_transplant(struct lf_conn *spare, struct lf_conn *c)
 {
-    int *const from[] = { &spare->bell_mine[0], &spare->bell_mine[1], &spare->bell_peer[0],
-                          &spare->bell_peer[1], &spare->proof_ep, &spare->proof_fd };
-    int *const to[] = { &c->bell_mine[0], &c->bell_mine[1], &c->bell_peer[0],
-                        &c->bell_peer[1], &c->proof_ep, &c->proof_fd };
-    for (int i = 0; i < 6; i++) {
+    int *const from[] = { &spare->bell_mine, &spare->bell_peer, &spare->proof_ep, &spare->proof_fd };
+    int *const to[] = { &c->bell_mine, &c->bell_peer, &c->proof_ep, &c->proof_fd };
+    for (int i = 0; i < 4; i++) {
         *to[i] = *from[i];
         ownfd_moved(*from[i], to[i]);
         *from[i] = -1;
@@ -108,7 +105,7 @@ int spare_drop(void)
     if (!c)
         return 0;
     conn_free(c);
-    return 1 + 4 + 1 + 1;   /* its region, bells, proof epoll and unix socket */
+    return 1 + 2 + 1 + 1;   /* its region, doorbells, proof epoll and unix socket */
 }
 
 struct lf_conn *spare_take(void)

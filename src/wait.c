@@ -204,7 +204,8 @@ void nudge_clear(int fd)
     (void)!libc.read(fd, &stale, sizeof stale);
 }
 
-/* A token was taken from the doorbell: every other thread listed on it. */
+/* A token was taken from the doorbell: every other thread listed on it,
+ * for either reason (one doorbell serves both). */
 static void nudge_others(struct lf_conn *c, int which)
 {
     struct bell_waiters *w = &c->waiters[which];
@@ -220,12 +221,13 @@ static void nudge_others(struct lf_conn *c, int which)
     pthread_mutex_unlock(&w->lock);
 }
 
-void bell_drain(struct lf_conn *c, int which)
+void bell_drain(struct lf_conn *c)
 {
     uint64_t token = 0;
-    if (libc.read(c->bell_mine[which], &token, sizeof token) == sizeof token && token &&
-        __atomic_load_n(&c->waiters[which].n, __ATOMIC_RELAXED))
-        nudge_others(c, which);
+    if (libc.read(c->bell_mine, &token, sizeof token) == sizeof token && token)
+        for (int which = 0; which < 2; which++)
+            if (__atomic_load_n(&c->waiters[which].n, __ATOMIC_RELAXED))
+                nudge_others(c, which);
     /* An idle epoll record of this connection waits for this doorbell; the
      * peer rang it once and disarmed: that record must look again. */
     if (__atomic_load_n(&c->ep_idle, __ATOMIC_SEQ_CST))
@@ -379,7 +381,7 @@ int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tc
         nudge_clear(nudge);
     }
     if (r == 1) {   /* woken by the doorbell: its tokens are ours */
-        bell_drain(c, which);
+        bell_drain(c);
         r = 0;
     }
     return r;
@@ -400,7 +402,7 @@ static int wait_listed(struct lf_conn *c, int fd, int for_write, int timeout_ms,
     struct pollfd p[3] = {   /* the doorbells last: poll_fitting sleeps on the tail */
         { .fd = fd, .events = for_write ? (c->fin_unclear ? 0 : POLLRDHUP) : (POLLIN | POLLRDHUP) },
         { .fd = nudge, .events = POLLIN },   /* -1: ignored by poll() */
-        { .fd = c->bell_mine[for_write ? BELL_ROOM : BELL_DATA], .events = POLLIN },
+        { .fd = c->bell_mine, .events = POLLIN },
     };
     int r, t, left = timeout_ms;
     uint64_t end = timeout_ms > 0 ? monotonic_ns() + (uint64_t)timeout_ms * 1000000 : 0;

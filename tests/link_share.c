@@ -1,6 +1,7 @@
 /* Connections between one client process and one server process share one
  * region of shared memory (docs/design.md, 11): 48 concurrent connections
- * cost each process one memfd, not 48, and every byte is echoed as over
+ * cost each process one memfd, not 48, and three descriptors each (TCP and
+ * two doorbells), and every byte is echoed as over
  * kernel TCP.  Connections closed give their slots back: as many new ones
  * take them again without the region growing.  An exec'd client image that
  * does not hold the region any more is told of it by id, answers "no link",
@@ -193,8 +194,8 @@ static int run(int optin, char *self)
            optin ? "loopfast" : "kernel", N, per_conn10 / 10, per_conn10 % 10, mine, theirs);
     /* the server also keeps its spare's new region for the next first contact */
     CHECK(mine == optin && theirs <= 2 * optin, "regions: client %d, server %d", mine, theirs);
-    if (optin)   /* the TCP socket and four doorbells */
-        CHECK(per_conn10 <= 51, "%d.%d descriptors per connection", per_conn10 / 10,
+    if (optin)   /* the TCP socket and two doorbells */
+        CHECK(per_conn10 <= 31, "%d.%d descriptors per connection", per_conn10 / 10,
               per_conn10 % 10);
 
     for (int i = 0; i < N; i += 2)

@@ -9,7 +9,7 @@
 #define PER 2000
 #define N (PROCS * PER)
 
-/* A fast connection costs each end 6 descriptors (TCP, memfd, 4 doorbells). */
+/* A fast connection costs each end 3 descriptors (TCP, 2 doorbells; the region is per process pair). */
 static int raise_limit(rlim_t want)
 {
     struct rlimit r;
