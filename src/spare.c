@@ -37,7 +37,7 @@ static int refill(struct lf_conn *c)
         ok &= *all[i] >= 0;
         fresh[n++] = all[i];
     }
-    if (ok && ownfd_adopt(fresh, n, NULL, 0) == 0)   /* out of the program's numbers */
+    if (ok && (n == 0 || ownfd_adopt(fresh, n, NULL, 0) == 0))   /* out of the program's numbers */
         return 0;
     for (int i = 0; i < n; i++)
         ownfd_close(fresh[i]);
