@@ -32,11 +32,11 @@
 #include "internal.h"
 
 #define REQUIRED_SEALS (F_SEAL_SHRINK | F_SEAL_SEAL)
-#define IDLE_KEPT 4   /* client regions with no connection kept for the next one */
+#define IDLE_KEPT 4   /* regions with no connection kept for the next one */
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct lf_link *links;   /* listed: findable for later connections */
-static int idle;                /* listed client regions with no connection */
+static int idle;                /* listed regions with no connection */
 
 static void lock_for_fork(void) { pthread_mutex_lock(&lock); }
 static void unlock_after_fork(void) { pthread_mutex_unlock(&lock); }
@@ -249,7 +249,7 @@ void link_exec_failed(void)
     pthread_mutex_unlock(&lock);
 }
 
-/* The oldest listed client region with no connection, unlisted; NULL when
+/* The oldest listed region with no connection, unlisted; NULL when
  * there is none, or (all == 0) when no more than IDLE_KEPT are.  Lock held. */
 static struct lf_link *evict_locked(int all)
 {
@@ -264,16 +264,18 @@ static struct lf_link *evict_locked(int all)
     return oldest;
 }
 
-/* A client keeps a few regions with no connection: a client that opens
- * one connection at a time would otherwise let go of its region between
- * two, while its server, which has not seen the close yet, names it in the
- * next answer ("no link": plain TCP). */
+/* Both ends keep a few regions with no connection (IDLE_KEPT in all): a
+ * pair that opens one connection at a time then reuses its region, and a
+ * client does not let go of it between two connections while its server,
+ * which has not seen the close yet, names it in the next answer ("no
+ * link": plain TCP).  A server's is used again only while its client still
+ * holds it (link_of_peer). */
 void link_put(struct lf_link *l)
 {
     pthread_mutex_lock(&lock);
     struct lf_link *gone = NULL;
     if (--l->refs == 0) {
-        if (l->listed && l->role == LF_CLIENT) {
+        if (l->listed) {
             l->idle_since = monotonic_ns();
             idle++;
             gone = evict_locked(0);
@@ -304,8 +306,8 @@ int link_drop_idle(void)
 }
 
 /* A forked child: its copies of the regions kept idle are its parent's
- * (the server names them to the parent only); closed, the parent's claim
- * left as it is. */
+ * (a server names a client's to the parent only; a server's own are handed
+ * out by the parent only); closed, the parent's claim left as it is. */
 void link_after_fork_child(void)
 {
     for (;;) {
@@ -348,8 +350,8 @@ struct lf_link *link_of_peer(pid_t peer, uint64_t ring_size)
                   l->ring_size == ring_size &&
                   __atomic_load_n(&l->region->client_pid, __ATOMIC_ACQUIRE) == peer))
         l = l->next;
-    if (l)
-        l->refs++;
+    if (l && l->refs++ == 0)
+        idle--;
     pthread_mutex_unlock(&lock);
     return l;
 }
