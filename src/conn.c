@@ -51,7 +51,10 @@ static void unlock_if(pthread_mutex_t *m, int threaded)
  * its answer at once, as from the kernel.  A holder that died in the few
  * instructions it holds `busy` is found by kill(pid, 0) after a while; a
  * peer that writes a live pid there stalls only its own connection, sleeping
- * in 1 ms steps, not spinning. */
+ * in 1 ms steps, not spinning, and only in a process that forked, spawned or
+ * exec'd while holding it: `holders` is the peer's to scribble on, so a
+ * process that never shared its end believes neither word (a non-blocking
+ * call of a single-threaded server would hang on its hostile client). */
 enum { DIR_TX = 0, DIR_RX = 1 };
 
 struct dir_hold {
@@ -94,7 +97,8 @@ static struct dir_hold dir_lock(struct lf_conn *c, int dir)
 {
     struct dir_hold h;
     h.threaded = lock_if_threaded(dir == DIR_TX ? &c->tx_lock : &c->rx_lock);
-    h.shared = __atomic_load_n(&my_side(c)->holders, __ATOMIC_RELAXED) > 1;
+    h.shared = __atomic_load_n(&c->shared_end, __ATOMIC_RELAXED) &&
+               __atomic_load_n(&my_side(c)->holders, __ATOMIC_RELAXED) > 1;
     if (h.shared) {
         int e = errno;
         busy_take(c, dir);
