@@ -58,7 +58,10 @@ static int server_step(struct echo *e, short revents)
     return 0;
 }
 
-static void serve(int l, int stop)
+/* forks: once it holds that many connections, the server forks a child
+ * that exits at once (a system() call, say): every connection it held then
+ * has had another holder, and its shared words are believed from then on. */
+static void serve(int l, int stop, int forks)
 {
     static struct echo cs[SERVER_CONNS];
     struct pollfd p[SERVER_CONNS + 2];
@@ -83,6 +86,13 @@ static void serve(int l, int stop)
             }
             cs[n].fd = c;
             cs[n++].len = 0;
+        }
+        if (forks && n >= forks) {
+            forks = 0;
+            pid_t k = fork();
+            if (k == 0)
+                _exit(0);
+            waitpid(k, NULL, 0);
         }
         for (int i = n - 1; i >= 0; i--)
             if (p[i + 2].revents && server_step(&cs[i], p[i + 2].revents) < 0) {
@@ -446,13 +456,17 @@ static pid_t spawn(void (*body)(void *), void *arg)
     return pid;
 }
 
-struct setup { struct sockaddr_storage addr; socklen_t len; int optin, listener, stop[2]; };
+struct setup {
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int optin, forks, listener, stop[2];
+};
 
 static void run_server(void *arg)
 {
     struct setup *u = arg;
     close(u->stop[1]);
-    serve(u->listener, u->stop[0]);
+    serve(u->listener, u->stop[0], u->forks);
 }
 static void run_victim(void *arg)
 {
@@ -471,10 +485,11 @@ static void run_attacker(void *arg)
     attacker(&u->addr, u->len, u->optin);
 }
 
-static void run(int optin)
+static void run(int optin, int forks)
 {
     struct setup sv, vc;
     sv.optin = vc.optin = optin;
+    sv.forks = forks;
     sv.listener = listen_on(AF_INET, optin, &sv.addr, &sv.len);
     vc.addr = sv.addr;
     vc.len = sv.len;
@@ -511,8 +526,8 @@ static void run(int optin)
         }
     }
     close(rep[0]);
-    printf("optin %d: attacker %s, %d connections, found %d regions, %d fast uses; "
-           "server held at most %d regions\n", optin, done ? "finished" : "hung", conns, found,
+    printf("optin %d, server forks %d: attacker %s, %d connections, found %d regions, %d fast uses; "
+           "server held at most %d regions\n", optin, forks, done ? "finished" : "hung", conns, found,
            fast, most);
     CHECK(done, "the attacker hung on its own connections");
     CHECK(!shrunk, "the attacker shrank a region");
@@ -547,9 +562,11 @@ int main(void)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
     const char *only = getenv("HOSTILE_REGION_ONLY");   /* "1" or "0": one way, for debugging */
-    if (!only || *only == '1')
-        run(1);
+    if (!only || *only == '1') {
+        run(1, 0);
+        run(1, VICTIM_CONNS + ATTACK_CONNS);
+    }
     if (!only || *only == '0')
-        run(0);
+        run(0, VICTIM_CONNS + ATTACK_CONNS);
     return 0;
 }
