@@ -78,7 +78,7 @@ static void serve(int l, int stop, int forks)
             _exit(5);
         if (p[0].revents)
             _exit(0);
-        int c;
+        int polled = n, c;
         while ((c = accept4(l, NULL, NULL, SOCK_NONBLOCK)) >= 0) {
             if (n == SERVER_CONNS) {
                 close(c);
@@ -94,7 +94,7 @@ static void serve(int l, int stop, int forks)
                 _exit(0);
             waitpid(k, NULL, 0);
         }
-        for (int i = n - 1; i >= 0; i--)
+        for (int i = polled - 1; i >= 0; i--)   /* downwards: what moves into i was seen */
             if (p[i + 2].revents && server_step(&cs[i], p[i + 2].revents) < 0) {
                 close(cs[i].fd);
                 cs[i] = cs[--n];
