@@ -51,12 +51,16 @@ static void unlock_if(pthread_mutex_t *m, int threaded)
  * its answer at once, as from the kernel.  A holder that died in the few
  * instructions it holds `busy` is found by kill(pid, 0) after a while; a
  * peer that writes a live pid there stalls only its own connection, sleeping
- * in 1 ms steps, not spinning. */
+ * in 1 ms steps, not spinning, and only in a process that forked, spawned or
+ * exec'd while holding it: `holders` is the peer's to scribble on, so a
+ * process that never shared its end believes neither word (a non-blocking
+ * call of a single-threaded server would hang on its hostile client). */
 enum { DIR_TX = 0, DIR_RX = 1 };
 
 struct dir_hold {
     int threaded;   /* the mutex was taken */
     int shared;     /* `busy` was taken */
+    int refused;    /* neither: a non-blocking call found `busy` held too long (-EAGAIN) */
 };
 
 static int32_t *busy_word(struct lf_conn *c, int dir)
@@ -64,13 +68,16 @@ static int32_t *busy_word(struct lf_conn *c, int dir)
     return &c->sh->side[c->me].busy[dir];
 }
 
-static void busy_take(struct lf_conn *c, int dir)
+/* 0: taken; -1: a non-blocking call (fd >= 0, its flags) finds a live
+ * process holding it for more than a moment (any holder's copy takes less):
+ * it answers EAGAIN rather than wait on a word the peer may have written. */
+static int busy_take(struct lf_conn *c, int dir, int fd, int flags)
 {
     int32_t *w = busy_word(c, dir);
     for (unsigned i = 0;; i++) {
         int32_t free_ = 0;
         if (__atomic_compare_exchange_n(w, &free_, lf_pid, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
-            return;
+            return 0;
         if (i < 64) {
             cpu_relax();
             continue;
@@ -81,23 +88,32 @@ static void busy_take(struct lf_conn *c, int dir)
             /* our own (a fork copied it), or a holder that died with it */
             if (__atomic_compare_exchange_n(w, &owner, lf_pid, 0, __ATOMIC_ACQUIRE,
                                             __ATOMIC_RELAXED))
-                return;
+                return 0;
             continue;
         }
+        if (i == 128 && fd >= 0 && ((flags & MSG_DONTWAIT) || fd_nonblocking(fd)))
+            return -1;
         /* nanosleep, not sched_yield: a seccomp sandbox allows it (6.1) */
         struct timespec pause = { 0, i < 1024 ? 1000 : 1000000 };
         nanosleep(&pause, NULL);
     }
 }
 
-static struct dir_hold dir_lock(struct lf_conn *c, int dir)
+/* fd < 0: a call that may wait (it asked to block); else its descriptor
+ * and flags, to tell whether it may. */
+static struct dir_hold dir_lock(struct lf_conn *c, int dir, int fd, int flags)
 {
-    struct dir_hold h;
-    h.threaded = lock_if_threaded(dir == DIR_TX ? &c->tx_lock : &c->rx_lock);
-    h.shared = __atomic_load_n(&my_side(c)->holders, __ATOMIC_RELAXED) > 1;
+    struct dir_hold h = { 0, 0, 0 };
+    pthread_mutex_t *m = dir == DIR_TX ? &c->tx_lock : &c->rx_lock;
+    h.threaded = lock_if_threaded(m);
+    h.shared = __atomic_load_n(&c->shared_end, __ATOMIC_RELAXED) &&
+               __atomic_load_n(&my_side(c)->holders, __ATOMIC_RELAXED) > 1;
     if (h.shared) {
         int e = errno;
-        busy_take(c, dir);
+        if (busy_take(c, dir, fd, flags) < 0) {
+            unlock_if(m, h.threaded);
+            h = (struct dir_hold){ 0, 0, 1 };
+        }
         errno = e;
     }
     return h;
@@ -419,7 +435,9 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
     struct lf_conn *c = s->conn;
     if (c->shut_rd)
         return 0;
-    struct dir_hold hold = dir_lock(c, DIR_RX);
+    struct dir_hold hold = dir_lock(c, DIR_RX, fd, flags);
+    if (hold.refused)
+        return -EAGAIN;
     ssize_t r;
     int timeout = -2;
     uint64_t deadline = 0;
@@ -441,7 +459,7 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
             }
             dir_unlock(c, DIR_RX, hold);   /* others may read meanwhile, as from the kernel */
             int w = wait_for(c, fd, 0, sleep_ms(c, deadline), &tev);
-            hold = dir_lock(c, DIR_RX);
+            hold = dir_lock(c, DIR_RX, -1, 0);
             /* a sleep cut short (sleep_ms) is no timeout */
             if (w < 0 && !(w == -EAGAIN && (!deadline || monotonic_ns() < deadline))) {
                 r = w;
@@ -599,7 +617,7 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
         short tev;
         dir_unlock(c, DIR_TX, *hold);   /* others may write meanwhile, as to the kernel */
         int w = wait_for(c, fd, 1, sleep_ms(c, deadline), &tev);
-        *hold = dir_lock(c, DIR_TX);
+        *hold = dir_lock(c, DIR_TX, -1, 0);
         if (w < 0 && w != -EAGAIN)
             return done ? (ssize_t)done : w;
         if (peer_left(c, fd, tev))
@@ -615,7 +633,9 @@ ssize_t conn_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags
     struct lf_conn *c = s->conn;
     struct lf_side *me = my_side(c);
     ssize_t r;
-    struct dir_hold hold = dir_lock(c, DIR_TX);
+    struct dir_hold hold = dir_lock(c, DIR_TX, fd, flags);
+    if (hold.refused)
+        return -EAGAIN;
     tx_maybe_switch(c);
     if (!load32(&me->tx_switched)) {
         /* The peer does not read rings yet: TCP, counted. */

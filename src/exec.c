@@ -66,6 +66,7 @@ static int count_spawned(struct export *x, struct lf_conn *c)
         return 0;
     x->counted[x->ncounted++] = c;
     __atomic_add_fetch(&c->sh->side[c->me].holders, 1, __ATOMIC_ACQ_REL);
+    __atomic_store_n(&c->shared_end, 1, __ATOMIC_RELAXED);
     link_hold(c, 1);
     return 1;
 }
@@ -403,6 +404,7 @@ static void import_one(const char *item, struct imported *seen, int *nseen, int 
             libc.close_own(u);
         return;
     }
+    c->shared_end = 1;   /* the processes forked before the exec may hold it too */
     if (me == LF_SERVER && !proved) {   /* the client's line stays zeros until its proof */
         c->peer_line = NULL;
         c->proof_fd = u;

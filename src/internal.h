@@ -215,6 +215,8 @@ struct lf_conn {
     struct lf_link *link;         /* the region it is a slot of */
     uint32_t slot;
     pid_t leased_by;              /* the process whose lease this is (a forked copy's is not) */
+    int shared_end;               /* forked, spawned or exec'd since ours: other processes may
+                                   * hold this end, so its `busy` words are believed (conn.c) */
     int me;                       /* LF_CLIENT or LF_SERVER */
     struct ring tx, rx;
     /* Doorbells (eventfds): ours, which the peer rings when we armed for

@@ -659,6 +659,8 @@ static void count_holder(struct lf_sock *s, void *arg)
         return;
     s->fork_gen = fork_generation;
     __atomic_add_fetch(&s->conn->sh->side[s->conn->me].holders, (uint32_t)delta, __ATOMIC_ACQ_REL);
+    if (delta > 0)
+        __atomic_store_n(&s->conn->shared_end, 1, __ATOMIC_RELAXED);
     if (s->conn->leased_by == lf_pid)
         link_hold(s->conn, delta);   /* the child lets go of the slot on its own */
 }

@@ -198,7 +198,7 @@ static void close_lows(int *lows, int n)
 
 int ownfd_adopt(int *const where[], int n, const int *spent, int nspent)
 {
-    int lows[n + nspent + 1], highs[n], nlows = 0, ok = 1, next = -1;
+    int lows[n + nspent + 1], highs[n + 1], nlows = 0, ok = 1, next = -1;   /* +1: never empty */
     for (int i = 0; i < nspent; i++)
         if (spent[i] > next)
             next = spent[i];
