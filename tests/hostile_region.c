@@ -545,13 +545,16 @@ static void run(int optin, int forks)
     kill(attack, SIGKILL);
     child_status(attack);
 
-    /* the attacker's connections went with it: so do their regions */
+    /* the attacker's connections went with it: so do their regions, but
+     * for the spare's, those closed connections hold until the server next
+     * blocks on a fast one (reap.c: at most 16 descriptors, 8 connections),
+     * and the few kept with no connection (4, design 11) */
     int r = regions_of(server);
-    for (int i = 0; i < 50 && r > 2; i++) {
+    for (int i = 0; i < 50 && r > 1 + 8 + 4; i++) {
         usleep(100000);
         r = regions_of(server);
     }
-    CHECK(r <= 2, "the server still holds %d regions after its clients left", r);
+    CHECK(r <= 1 + 8 + 4, "the server still holds %d regions after its clients left", r);
     CHECK(write(sv.stop[1], "x", 1) == 1, "stop server");
     CHECK(child_status(server) == 0, "the server failed (crashed or hung)");
     close(sv.stop[1]);
