@@ -63,6 +63,7 @@ struct ep_reg {
     struct lf_conn *idle_conn;   /* REG_IDLE: whose ep_idle counts it */
     struct ep_reg *just_idled;   /* arm_active's list of records it made idle */
     int ghost;                   /* deleted by the program, kept in the kernel's set (ctl_inner) */
+    unsigned ready_look;         /* the set's look that last found it ready (collect) */
     int bell;                    /* MODE_DIRECT: the doorbell it put in the set */
 };
 
@@ -92,6 +93,7 @@ struct ep_set {
     unsigned epoch;              /* kind_epoch when its records were last checked */
     struct reg_link active;      /* the active records, a ring around this head */
     unsigned pokes_seen;         /* epoll_pokes when its idle records were last woken */
+    unsigned looks;              /* looks at the active list that did not sleep (collect_locked) */
     int shared;                  /* it existed at a fork(): the child's waits may take its events */
 };
 
@@ -811,16 +813,31 @@ static int add_event(struct epoll_event *out, int n, int max, struct ep_reg *r, 
     return n;
 }
 
+/* May this record wait for its doorbell alone?  Not without an inner epoll
+ * or direct entries, nor with a timer running (an unclear FIN, conn.c), nor
+ * in a set shared since fork() (epoll_before_fork): those are looked at
+ * every wait. */
+static int may_idle(const struct ep_set *e, const struct ep_reg *r, int recheck_ms)
+{
+    return (r->mode == MODE_INNER || r->mode == MODE_DIRECT) && recheck_ms < 0 && !e->shared;
+}
+
 /* Active fast registrations that are ready by shared memory alone.  A
  * reported record goes to the end of the list, so that a program asking for
  * fewer events than are ready gets the others next time. */
-static int collect(struct ep_set *e, struct epoll_event *out, int n, int max)
+static int collect(struct ep_set *e, struct epoll_event *out, int n, int max, int *not_ready)
 {
     struct reg_link *last = e->active.prev;
+    *not_ready = 0;
     for (struct reg_link *l = e->active.next, *next; l != &e->active && n < max; l = next) {
         next = l->next;
         struct ep_reg *r = reg_of_link(l);
         uint32_t rev = sock_kind(r->s) == LF_FAST ? reg_ready(r, 0) : 0;
+        if (rev)
+            r->ready_look = e->looks;
+        /* those a pass like arm_active's would make idle */
+        *not_ready += !rev && sock_kind(r->s) == LF_FAST &&
+                      may_idle(e, r, conn_recheck_ms(r->s->conn));
         if (rev) {
             n = add_event(out, n, max, r, rev);
             if (l != last) {
@@ -885,6 +902,8 @@ static int translate(struct ep_set *e, struct epoll_event *kev, int nk, struct e
                 drain_inner(r);   /* a doorbell rung before the DEL: once */
             continue;
         }
+        int tcp_edge = direct && (kev[i].data.u64 & TAG_MASK) == TAG_TCP;
+        int was_idle = r->state == REG_IDLE;
         if (!r->disabled)
             activate(e, r);   /* before its doorbell is taken (bell_drain) */
         /* A direct entry's TCP edge is asked again rather than believed: the
@@ -892,11 +911,16 @@ static int translate(struct ep_set *e, struct epoll_event *kev, int nk, struct e
          * (another thread's close and ADD), and TCP moves only around the
          * switch and the end, so this costs a system call rarely. */
         short tev = !direct ? drain_inner(r)
-                    : (kev[i].data.u64 & TAG_MASK) == TAG_TCP ? poll_now(r->fd, POLLIN | POLLOUT | POLLRDHUP)
-                                                               : 0;
+                    : tcp_edge ? poll_now(r->fd, POLLIN | POLLOUT | POLLRDHUP) : 0;
         uint32_t rev = reg_ready(r, tev);
         if (rev)
             n = add_event(out, n, max, r, rev);
+        else if (tcp_edge && was_idle)
+            /* still armed (only a doorbell's edge says the peer took the
+             * flag, and that edge is queued for this set too): back to
+             * idle, or a program that never sleeps would look at it on
+             * every call (the first EPOLLOUT edge of each socket added) */
+            reg_set_state(e, r, REG_IDLE);
     }
     return n;
 }
@@ -928,25 +952,20 @@ struct set_state {
     int stuck;   /* fast sockets left to the kernel (no inner epoll could be made) */
 };
 
-/* May this record wait for its doorbell alone?  Not without an inner epoll
- * or direct entries, nor with a timer running (an unclear FIN, conn.c), nor
- * in a set shared since fork() (epoll_before_fork): those are looked at
- * every wait. */
-static int may_idle(const struct ep_set *e, const struct ep_reg *r, int recheck_ms)
-{
-    return (r->mode == MODE_INNER || r->mode == MODE_DIRECT) && recheck_ms < 0 && !e->shared;
-}
 
-/* Before a sleep: arms every active record's rings; those that may go
- * idle.  Sets how long the caller may sleep (-1: no limit); the records it
- * made idle, in *idled, still need a look after the barrier. */
-static int arm_active(struct ep_set *e, int *recheck, struct ep_reg **idled)
+/* Before a sleep: arms every active record's rings (min_age 0; else only
+ * those not found ready for that many looks); those that may go idle.  Sets
+ * how long the caller may sleep (-1: no limit); the records it made idle,
+ * in *idled, still need a look after the barrier. */
+static int arm_active(struct ep_set *e, int *recheck, struct ep_reg **idled, unsigned min_age)
 {
     int heavy = 0;   /* one barrier for all the rings armed (barrier.c) */
     *idled = NULL;
     for (struct reg_link *l = e->active.next, *next; l != &e->active; l = next) {
         next = l->next;
         struct ep_reg *r = reg_of_link(l);
+        if (e->looks - r->ready_look < min_age)
+            continue;   /* ready lately: it stays, unarmed (collect_locked) */
         if (sock_kind(r->s) != LF_FAST || r->disabled) {
             reg_set_state(e, r, REG_OFF);   /* a change of kind or a MOD brings it back */
             continue;
@@ -991,6 +1010,15 @@ static int count_stuck(struct ep_set *e)
     return n;
 }
 
+/* Records found not ready, and free to go idle, by a look that will not
+ * sleep, beyond which those not ready at that look go idle anyway
+ * (collect_locked); below, every STALE_LOOKS looks, those not found ready
+ * for STALE_AGE looks (a busy connection is found ready once a round trip,
+ * however many looks its spin takes). */
+#define STALE_MAX 16
+#define STALE_LOOKS 1024
+#define STALE_AGE 8192
+
 /* Ready records, from the active list.  With `recheck` (before a sleep):
  * arms the rings first, and sets how long the caller may sleep before an
  * unclear FIN is looked into again (conn.c; -1: no limit). */
@@ -1007,10 +1035,20 @@ static int collect_locked(int epfd, struct epoll_event *out, int max, int *reche
         st->inner = e->inner_regs;
         struct ep_reg *idled = NULL;
         if (recheck) {
-            barrier_after_arm(arm_active(e, recheck, &idled));
+            barrier_after_arm(arm_active(e, recheck, &idled, 0));
             st->stuck = count_stuck(e);
         }
-        n = collect(e, out, 0, max);
+        int not_ready;
+        e->looks += !recheck;
+        n = collect(e, out, 0, max, &not_ready);
+        if (!recheck && not_ready && (not_ready > STALE_MAX || e->looks % STALE_LOOKS == 0)) {
+            /* A program that never sleeps (it finds news each time it
+             * spins) would otherwise look at every record not ready, a
+             * system call each while TCP still counts, on every call: those
+             * not found ready lately go idle as before a sleep. */
+            int unused = -1;
+            barrier_after_arm(arm_active(e, &unused, &idled, not_ready > STALE_MAX ? 1 : STALE_AGE));
+        }
         n = collect_idled(e, idled, out, n, max);
     }
     pthread_mutex_unlock(&ep_lock);
