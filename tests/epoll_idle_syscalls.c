@@ -17,14 +17,6 @@
 
 #include "helpers.h"
 
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-
 #define CONNS 200
 #define WAITS 1000
 

@@ -27,6 +27,15 @@
 #define CHECK(cond, ...) do { if (!(cond)) FAIL(__VA_ARGS__); } while (0)
 #define SKIP(...) do { fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); exit(77); } while (0)
 
+/* A ThreadSanitizer build: some tests cannot run under it. */
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+
 static inline int opt_in(int fd)
 {
     int on = 1;
