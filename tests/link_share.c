@@ -3,7 +3,9 @@
  * cost each process one memfd, not 48, and three descriptors each (TCP and
  * two doorbells), and every byte is echoed as over
  * kernel TCP.  Connections closed give their slots back: as many new ones
- * take them again without the region growing.  An exec'd client image that
+ * take them again without the region growing, and the region's memory goes
+ * back once they close on both ends.  Twenty connections one at a time
+ * all take slots of the same region (both ends keep it between them).  An exec'd client image that
  * does not hold the region any more is told of it by id, answers "no link",
  * and its connections stay correct (the next one fast again, in a new
  * region).  Run both ways; the kernel run holds no memfd at all. */
@@ -23,6 +25,7 @@ extern char **environ;
 /* This process's loopfast regions: how many, the largest file size and the
  * memory they hold (allocated blocks, bytes). */
 static off_t region_bytes;
+static ino_t region_ino;   /* of the last one seen */
 
 static int regions(pid_t pid, off_t *largest)
 {
@@ -44,6 +47,7 @@ static int regions(pid_t pid, off_t *largest)
         if (strstr(target, "memfd:loopfast") && stat(path, &st) == 0) {
             n++;
             region_bytes += (off_t)st.st_blocks * 512;
+            region_ino = st.st_ino;
             if (st.st_size > *largest)
                 *largest = st.st_size;
         }
@@ -238,6 +242,25 @@ static int run(int optin, char *self)
               "region memory not given back: %lld KiB open, %lld KiB closed", (long long)held / 1024,
               (long long)region_bytes / 1024);
 
+    /* One connection at a time, each closed on both ends before the next:
+     * both ends keep the region meanwhile, so every one takes a slot of the
+     * same region instead of a new one. */
+    ino_t first = 0;
+    for (int i = 0; i < 20; i++) {
+        int fd = connect_to(&addr, len, optin);
+        round_trip(fd, 300u + (unsigned)i);
+        CHECK(loopfast_fd_is_fast(fd) == optin, "sequential connection %d: fast %d", i,
+              loopfast_fd_is_fast(fd));
+        close(fd);
+        await_closes(rep[0], 1);
+        off_t unused;
+        mine = regions(getpid(), &unused);
+        if (i == 0)
+            first = region_ino;
+        CHECK(mine == optin && (!optin || region_ino == first),
+              "sequential connection %d: %d regions, the first one kept: %d", i, mine,
+              region_ino == first);
+    }
     exec_client(&addr, len, optin, self, 0);
     exec_client(&addr, len, optin, self, 1);
     kill(server, SIGKILL);
