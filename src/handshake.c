@@ -151,7 +151,7 @@ static int send_answer(int u, const struct lf_conn *cn, int new_link)
  * client that listens on the offer (later connections from it may take
  * slots of the region this answer makes); for a client, the server that
  * made the region (link.c). */
-static pid_t offer_owner(int u)
+static pid_t unix_peer_pid(int u)
 {
     struct ucred cred;
     socklen_t len = sizeof cred;
@@ -192,7 +192,7 @@ void handshake_answer(int fd, struct sockaddr_storage ends[2])
         spare_return(c, e);   /* no offer: kept for the next answer */
         return;
     }
-    pid_t owner = offer_owner(c->proof_fd);
+    pid_t owner = unix_peer_pid(c->proof_fd);
     struct lf_conn *reused = slot_for(c, owner);
     int new_link = !reused;
     if (reused) {
@@ -494,7 +494,7 @@ static void send_no_link(int u)
  * from here on), or in one we hold. */
 static struct lf_conn *answered_slot(const struct answer_msg *a, int fd, int u)
 {
-    struct lf_link *l = fd >= 0 ? link_adopt(fd, a->link_id, a->ring_size, offer_owner(u))
+    struct lf_link *l = fd >= 0 ? link_adopt(fd, a->link_id, a->ring_size, unix_peer_pid(u))
                                 : link_find(a->link_id, a->ring_size);
     if (!l) {
         if (fd < 0)

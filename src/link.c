@@ -88,6 +88,22 @@ static void unlist_locked(struct lf_link *l)
     l->listed = 0;
 }
 
+/* Puts l on the list of regions later answers may use.  Lock held. */
+static void list_locked(struct lf_link *l)
+{
+    l->listed = 1;
+    l->next = links;
+    links = l;
+}
+
+/* One more reference; a listed region kept with none is no longer idle.
+ * Lock held. */
+static void take_locked(struct lf_link *l)
+{
+    if (l->refs++ == 0 && l->listed)
+        idle--;
+}
+
 /* This process no longer holds l: a client's server stops naming it. */
 static void link_let_go(struct lf_link *l)
 {
@@ -194,9 +210,7 @@ struct lf_link *link_adopt(int fd, uint64_t id, uint64_t ring_size, pid_t server
     l->peer = server;
     pthread_mutex_lock(&lock);
     struct lf_link *stale = server > 0 ? stale_locked(server) : NULL;
-    l->listed = 1;
-    l->next = links;
-    links = l;
+    list_locked(l);
     pthread_mutex_unlock(&lock);
     if (stale)
         link_let_go(stale);
@@ -215,9 +229,7 @@ struct lf_link *link_import(int fd, int role, uint64_t id, uint64_t ring_size, i
     }
     if (l && role == LF_CLIENT && !spawned) {
         pthread_mutex_lock(&lock);
-        l->listed = 1;
-        l->next = links;
-        links = l;
+        list_locked(l);
         pthread_mutex_unlock(&lock);
     }
     return l;
@@ -280,8 +292,6 @@ void link_put(struct lf_link *l)
             idle++;
             gone = evict_locked(0);
         } else {
-            if (l->listed)
-                unlist_locked(l);
             gone = l;
         }
     }
@@ -290,8 +300,8 @@ void link_put(struct lf_link *l)
         link_let_go(gone);
 }
 
-/* Out of descriptors: regions with no connection go. */
-int link_drop_idle(void)
+/* Every region kept with no connection goes, each by `release`; how many. */
+static int drop_idle(void (*release)(struct lf_link *))
 {
     int n = 0;
     for (;;) {
@@ -300,9 +310,15 @@ int link_drop_idle(void)
         pthread_mutex_unlock(&lock);
         if (!l)
             return n;
-        link_let_go(l);
+        release(l);
         n++;
     }
+}
+
+/* Out of descriptors: regions with no connection go. */
+int link_drop_idle(void)
+{
+    return drop_idle(link_let_go);
 }
 
 /* A forked child: its copies of the regions kept idle are its parent's
@@ -310,21 +326,13 @@ int link_drop_idle(void)
  * out by the parent only); closed, the parent's claim left as it is. */
 void link_after_fork_child(void)
 {
-    for (;;) {
-        pthread_mutex_lock(&lock);
-        struct lf_link *l = evict_locked(1);
-        pthread_mutex_unlock(&lock);
-        if (!l)
-            return;
-        link_free(l);
-    }
+    drop_idle(link_free);
 }
 
 void link_get(struct lf_link *l)
 {
     pthread_mutex_lock(&lock);
-    if (l->refs++ == 0 && l->listed)
-        idle--;
+    take_locked(l);
     pthread_mutex_unlock(&lock);
 }
 
@@ -334,8 +342,8 @@ struct lf_link *link_find(uint64_t id, uint64_t ring_size)
     struct lf_link *l = links;
     while (l && !(l->role == LF_CLIENT && l->id == id && l->ring_size == ring_size))
         l = l->next;
-    if (l && l->refs++ == 0)
-        idle--;
+    if (l)
+        take_locked(l);
     pthread_mutex_unlock(&lock);
     return l;
 }
@@ -350,8 +358,8 @@ struct lf_link *link_of_peer(pid_t peer, uint64_t ring_size)
                   l->ring_size == ring_size &&
                   __atomic_load_n(&l->region->client_pid, __ATOMIC_ACQUIRE) == peer))
         l = l->next;
-    if (l && l->refs++ == 0)
-        idle--;
+    if (l)
+        take_locked(l);
     pthread_mutex_unlock(&lock);
     return l;
 }
@@ -363,9 +371,7 @@ void link_list(struct lf_link *l, pid_t peer)
     pthread_mutex_lock(&lock);
     if (!l->listed) {
         l->peer = peer;
-        l->listed = 1;
-        l->next = links;
-        links = l;
+        list_locked(l);
     }
     pthread_mutex_unlock(&lock);
 }
@@ -419,21 +425,20 @@ static void give_back(struct lf_link *l, uint32_t slot)
     __atomic_store_n(lease, 0, __ATOMIC_RELEASE);
 }
 
+/* c->slot was checked by shm_slot, its only setter. */
 void link_hold(struct lf_conn *c, int delta)
 {
-    if (c->slot < LINK_SLOTS)
-        __atomic_add_fetch(&c->link->region->lease[c->slot], (uint32_t)delta, __ATOMIC_ACQ_REL);
+    __atomic_add_fetch(&c->link->region->lease[c->slot], (uint32_t)delta, __ATOMIC_ACQ_REL);
 }
 
 void link_give_back(struct lf_conn *c)
 {
-    if (c->slot < LINK_SLOTS)
-        give_back(c->link, c->slot);
+    give_back(c->link, c->slot);
 }
 
 void link_release(struct lf_conn *c)
 {
-    if (c->leased_by == lf_pid && c->slot < LINK_SLOTS)
+    if (c->leased_by == lf_pid)
         give_back(c->link, c->slot);
     link_put(c->link);
 }

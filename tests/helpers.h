@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -198,6 +199,40 @@ static inline int count_open_fds(void)
     while (readdir(d))
         n++;
     closedir(d);
+    return n;
+}
+
+/* The loopfast regions (memfds named "loopfast", one per pair of processes)
+ * process pid holds, from /proc/PID/fd: how many, -1 when it cannot be
+ * read; in *seen (if given) their largest file size, the memory they hold
+ * (allocated blocks) and the inode of the last one found. */
+struct regions_seen { off_t largest, bytes; ino_t last_ino; };
+
+static inline int loopfast_regions(pid_t pid, struct regions_seen *seen)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct regions_seen v = { 0, 0, 0 };
+    for (struct dirent *e; (e = readdir(d));) {
+        char path[400], target[128];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        ssize_t k = readlink(path, target, sizeof target - 1);
+        if (k <= 0 || (target[k] = 0, !strstr(target, "memfd:loopfast")) || stat(path, &st) < 0)
+            continue;
+        n++;
+        v.bytes += (off_t)st.st_blocks * 512;
+        v.last_ino = st.st_ino;
+        if (st.st_size > v.largest)
+            v.largest = st.st_size;
+    }
+    closedir(d);
+    if (seen)
+        *seen = v;
     return n;
 }
 

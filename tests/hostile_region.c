@@ -425,25 +425,6 @@ static void attacker(const struct sockaddr_storage *a, socklen_t len, int optin)
 
 /* ---- the parent: watches the server's regions ---- */
 
-static int regions_of(pid_t pid)
-{
-    char dir[64];
-    snprintf(dir, sizeof dir, "/proc/%d/fd", (int)pid);
-    DIR *d = opendir(dir);
-    if (!d)
-        return -1;
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d));) {
-        char path[400], target[128];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        ssize_t k = readlink(path, target, sizeof target - 1);
-        if (k > 0 && (target[k] = 0, strstr(target, "memfd:loopfast")))
-            n++;
-    }
-    closedir(d);
-    return n;
-}
-
 static pid_t spawn(void (*body)(void *), void *arg)
 {
     pid_t pid = fork();
@@ -510,7 +491,7 @@ static void run(int optin, int forks)
     /* while the attack runs: the server's regions stay few */
     int most = 0, found = 0, shrunk = 0, fast = 0, done = 0, conns = 0;
     for (time_t end = time(NULL) + ATTACK_SECONDS + 20; !done && time(NULL) < end;) {
-        int r = regions_of(server);
+        int r = loopfast_regions(server, NULL);
         most = r > most ? r : most;
         CHECK(r <= 2 * ATTACK_CONNS + 4, "the server holds %d regions", r);
         struct pollfd p = { .fd = rep[0], .events = POLLIN };
@@ -549,10 +530,10 @@ static void run(int optin, int forks)
      * for the spare's, those closed connections hold until the server next
      * blocks on a fast one (reap.c: at most 16 descriptors, 8 connections),
      * and the few kept with no connection (4, design 11) */
-    int r = regions_of(server);
+    int r = loopfast_regions(server, NULL);
     for (int i = 0; i < 50 && r > 1 + 8 + 4; i++) {
         usleep(100000);
-        r = regions_of(server);
+        r = loopfast_regions(server, NULL);
     }
     CHECK(r <= 1 + 8 + 4, "the server still holds %d regions after its clients left", r);
     CHECK(write(sv.stop[1], "x", 1) == 1, "stop server");

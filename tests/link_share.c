@@ -22,40 +22,6 @@
 extern char **environ;
 #define MSG 4096
 
-/* This process's loopfast regions: how many, the largest file size and the
- * memory they hold (allocated blocks, bytes). */
-static off_t region_bytes;
-static ino_t region_ino;   /* of the last one seen */
-
-static int regions(pid_t pid, off_t *largest)
-{
-    char dir[64];
-    snprintf(dir, sizeof dir, "/proc/%d/fd", (int)pid);
-    DIR *d = opendir(dir);
-    CHECK(d, "opendir %s", dir);
-    int n = 0;
-    *largest = 0;
-    region_bytes = 0;
-    for (struct dirent *e; (e = readdir(d));) {
-        char path[400], target[128];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        ssize_t k = readlink(path, target, sizeof target - 1);
-        if (k <= 0)
-            continue;
-        target[k] = 0;
-        struct stat st;
-        if (strstr(target, "memfd:loopfast") && stat(path, &st) == 0) {
-            n++;
-            region_bytes += (off_t)st.st_blocks * 512;
-            region_ino = st.st_ino;
-            if (st.st_size > *largest)
-                *largest = st.st_size;
-        }
-    }
-    closedir(d);
-    return n;
-}
-
 /* Echo server for every connection it accepts; tells `report` one byte per
  * connection it closed after EOF, and '0' + fast per connection accepted. */
 static void serve(int l, int report)
@@ -197,8 +163,8 @@ static int run(int optin, char *self)
               loopfast_fd_is_fast(fds[i]));
     }
     int per_conn10 = (count_open_fds() - before) * 10 / N;
-    off_t size0, ssize0;
-    int mine = regions(getpid(), &size0), theirs = regions(server, &ssize0);
+    struct regions_seen at0, seen;
+    int mine = loopfast_regions(getpid(), &at0), theirs = loopfast_regions(server, NULL);
     printf("%s: %d connections, %d.%d descriptors each, regions: client %d, server %d\n",
            optin ? "loopfast" : "kernel", N, per_conn10 / 10, per_conn10 % 10, mine, theirs);
     /* the server also keeps its spare's new region for the next first contact */
@@ -216,16 +182,14 @@ static int run(int optin, char *self)
     }
     for (int i = 0; i < N; i++)
         round_trip(fds[i], 200u + (unsigned)i);
-    off_t size1;
-    mine = regions(getpid(), &size1);
+    mine = loopfast_regions(getpid(), &seen);
     printf("region: %lld bytes, then %lld after %d connections closed and opened\n",
-           (long long)size0, (long long)size1, N / 2);
-    CHECK(mine == optin && size1 == size0, "slots were not reused: %d regions, %lld -> %lld bytes",
-          mine, (long long)size0, (long long)size1);
+           (long long)at0.largest, (long long)seen.largest, N / 2);
+    CHECK(mine == optin && seen.largest == at0.largest,
+          "slots were not reused: %d regions, %lld -> %lld bytes", mine, (long long)at0.largest,
+          (long long)seen.largest);
 
-    off_t held;
-    regions(getpid(), &held);
-    held = region_bytes;
+    off_t held = seen.bytes;   /* with every connection open */
     for (int i = 0; i < N; i++)
         close(fds[i]);
     await_closes(rep[0], N);
@@ -233,14 +197,13 @@ static int run(int optin, char *self)
      * go: the region kept for the next connection holds its first page.
      * (A wait on nothing lets this process release what it closed.) */
     poll(NULL, 0, 1);
-    off_t left;
-    mine = regions(getpid(), &left);
+    mine = loopfast_regions(getpid(), &seen);
     printf("region memory: %lld KiB with %d connections open, %lld KiB after they closed\n",
-           (long long)held / 1024, N, (long long)region_bytes / 1024);
+           (long long)held / 1024, N, (long long)seen.bytes / 1024);
     if (optin)
-        CHECK(held >= N * 8 * 1024 && region_bytes <= 16 * 1024,
+        CHECK(held >= N * 8 * 1024 && seen.bytes <= 16 * 1024,
               "region memory not given back: %lld KiB open, %lld KiB closed", (long long)held / 1024,
-              (long long)region_bytes / 1024);
+              (long long)seen.bytes / 1024);
 
     /* One connection at a time, each closed on both ends before the next:
      * both ends keep the region meanwhile, so every one takes a slot of the
@@ -253,13 +216,12 @@ static int run(int optin, char *self)
               loopfast_fd_is_fast(fd));
         close(fd);
         await_closes(rep[0], 1);
-        off_t unused;
-        mine = regions(getpid(), &unused);
+        mine = loopfast_regions(getpid(), &seen);
         if (i == 0)
-            first = region_ino;
-        CHECK(mine == optin && (!optin || region_ino == first),
+            first = seen.last_ino;
+        CHECK(mine == optin && (!optin || seen.last_ino == first),
               "sequential connection %d: %d regions, the first one kept: %d", i, mine,
-              region_ino == first);
+              seen.last_ino == first);
     }
     exec_client(&addr, len, optin, self, 0);
     exec_client(&addr, len, optin, self, 1);
