@@ -543,17 +543,8 @@ static int min_timeout(int a, int b)
     return a < 0 ? b : b < 0 ? a : a < b ? a : b;
 }
 
-/* SHARED_WAIT_MS while another process holds our end and may wait on the
- * same doorbell: one doorbell read takes every token, and that process's
- * waiters cannot be nudged (threads of this process are: wait.c). */
-int conn_holders_wait_ms(struct lf_conn *c)
-{
-    return load32(&my_side(c)->holders) > 1 ? SHARED_WAIT_MS : -1;
-}
-
 /* How long a call may sleep: until its deadline (0: none), no longer than
- * an unclear FIN may wait to be looked into again, nor than
- * conn_holders_wait_ms. */
+ * an unclear FIN may wait to be looked into again. */
 static int sleep_ms(struct lf_conn *c, uint64_t deadline)
 {
     int ms = -1;
@@ -561,8 +552,7 @@ static int sleep_ms(struct lf_conn *c, uint64_t deadline)
         uint64_t now = monotonic_ns();
         ms = now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
     }
-    ms = min_timeout(ms, conn_recheck_ms(c));
-    return min_timeout(ms, conn_holders_wait_ms(c));
+    return min_timeout(ms, conn_recheck_ms(c));
 }
 
 

@@ -288,10 +288,13 @@ static void inner_update(struct ep_reg *r)
         tcp.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
     if (libc.epoll_ctl(r->inner, EPOLL_CTL_MOD, r->fd, &tcp) < 0)
         libc.epoll_ctl(r->inner, EPOLL_CTL_ADD, r->fd, &tcp);
+    /* data.fd -1: tells the doorbell apart from the TCP socket; the
+     * doorbell edge-triggered, never read (wait.c) */
     struct epoll_event x = { .events = EPOLLIN, .data.fd = -1 };
-    if (kind == LF_FAST)   /* data.fd -1: tells the doorbell apart from the TCP socket */
+    if (kind == LF_FAST) {
+        x.events |= EPOLLET;
         libc.epoll_ctl(r->inner, EPOLL_CTL_ADD, bell, &x);
-    else if (kind == LF_PENDING && offer >= 0)
+    } else if (kind == LF_PENDING && offer >= 0)
         libc.epoll_ctl(r->inner, EPOLL_CTL_ADD, offer, &x);
     r->kind_seen = kind;
 }
@@ -868,9 +871,7 @@ static short drain_inner(struct ep_reg *r)
     for (int i = 0; i < n; i++) {
         if (ev[i].data.fd == r->fd) {
             tev |= (short)ev[i].events;
-        } else if (sock_kind(r->s) == LF_FAST) {
-            bell_drain(r->s->conn);
-        } else {
+        } else if (sock_kind(r->s) != LF_FAST) {
             pthread_mutex_lock(&r->s->lock);
             if (sock_kind(r->s) == LF_PENDING)
                 handshake_take_answer(r->s, r->fd);
@@ -905,7 +906,7 @@ static int translate(struct ep_set *e, struct epoll_event *kev, int nk, struct e
         int tcp_edge = direct && (kev[i].data.u64 & TAG_MASK) == TAG_TCP;
         int was_idle = r->state == REG_IDLE;
         if (!r->disabled)
-            activate(e, r);   /* before its doorbell is taken (bell_drain) */
+            activate(e, r);
         /* A direct entry's TCP edge is asked again rather than believed: the
          * event may have been queued for a record freed and reused since
          * (another thread's close and ADD), and TCP moves only around the

@@ -198,16 +198,7 @@ void trim_forget(struct lf_conn *c);    /* before the connection is freed */
 void trim_idle(void);                   /* before a thread sleeps: trim what went idle */
 int trim_before_sleep(int timeout_ms);  /* the same; the timeout, shortened while watching */
 
-/* The threads of this process blocked on one doorbell (wait.c): whoever
- * reads the doorbell nudges the others, whose poll() would otherwise miss
- * the token it took. */
-#define WAITERS_LISTED 4
-struct bell_waiters {
-    pthread_mutex_t lock;
-    int n;                        /* listed: their nudge eventfds in fd[] */
-    int fd[WAITERS_LISTED];
-};
-#define SHARED_WAIT_MS 10         /* a waiter nobody can nudge looks again this often */
+#define SHARED_WAIT_MS 10         /* a wait that reads doorbells looks again this often (wait.c) */
 
 struct lf_conn {
     struct lf_shared *sh;         /* the slot's mapping */
@@ -220,10 +211,10 @@ struct lf_conn {
     int me;                       /* LF_CLIENT or LF_SERVER */
     struct ring tx, rx;
     /* Doorbells (eventfds): ours, which the peer rings when we armed for
-     * data or for room, and the peer's.  A thread that takes a token meant
-     * for another (waiting for the other reason, or on another call) nudges
-     * it (wait.c), so one doorbell serves both reasons. */
+     * data or for room, and the peer's.  Never read (wait.c): every waiter
+     * hears every ring, so one doorbell serves both reasons. */
     int bell_mine, bell_peer;
+    uint64_t bell_key;            /* wait.c: names bell_mine in wait epolls (0: not yet) */
     pthread_mutex_t rx_lock, tx_lock;
     int broken;                   /* shared state was corrupt: ECONNRESET */
     int shut_rd;                  /* local shutdown(SHUT_RD) */
@@ -243,7 +234,6 @@ struct lf_conn {
     uint64_t peer_cookie;         /* server: SO_COOKIE of the client's TCP socket */
     pthread_mutex_t proof_lock;
     int ep_idle;                  /* epoll.c: idle records counting on this connection's doorbells */
-    struct bell_waiters waiters[2];   /* wait.c: this process's blocked callers, per doorbell */
 };
 
 /* The peer's header line as far as this end may believe it: a server reads
@@ -434,9 +424,6 @@ short conn_poll_state(struct lf_conn *c, int fd, short want, short tev);
 /* The longest a poller may sleep before the peer's end is looked into
  * again (an unclear FIN); -1: as long as it likes. */
 int conn_recheck_ms(struct lf_conn *c);
-/* SHARED_WAIT_MS while another process holds our end (its waiters may take
- * our doorbell's token and cannot be nudged), else -1 */
-int conn_holders_wait_ms(struct lf_conn *c);
 short conn_kernel_events(struct lf_conn *c, short want);
 int conn_arm(struct lf_conn *c, short want);   /* 1: our side promised (barrier_after_arm) */
 void conn_signature(struct lf_conn *c, uint64_t *in, uint64_t *out);
@@ -463,11 +450,14 @@ int wait_spin(struct lf_conn *c, int for_write);
  * -EAGAIN on timeout, -EINTR on a signal. `tcp_events` gets what the TCP
  * socket reported. */
 int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tcp_events);
-void bell_drain(struct lf_conn *c);   /* takes the tokens, nudges the other waiters */
-void waiters_init(struct lf_conn *c);   /* a new connection, or a forked child's copy */
-int waiter_enter(struct lf_conn *c, int which);   /* this thread's nudge, listed; -1: not */
-void waiter_leave(struct lf_conn *c, int which, int nudge);
-void nudge_clear(int nudge);
+/* What a thread sleeps on for c's doorbell, in poll() beside the TCP socket:
+ * its wait epoll holding the doorbell (never read), or where none can be had
+ * the doorbell itself; bell_after_wake when it was readable.  While any wait
+ * of this process reads doorbells, sleeps last at most bell_wait_cap_ms(). */
+int bell_wait_fd(struct lf_conn *c);
+void bell_after_wake(struct lf_conn *c, int wait_fd);
+int bell_wait_cap_ms(void);          /* SHARED_WAIT_MS, or -1 */
+void bell_drain(struct lf_conn *c);  /* reads the doorbell (bell_after_wake's fallback) */
 /* poll() (ppoll() with a mask) that never fails because loopfast's entries
  * exceed RLIMIT_NOFILE: then it asks groups that fit, sleeping in short
  * slices on the last group (put the doorbells last), and returns 0 early

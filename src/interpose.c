@@ -672,7 +672,6 @@ static void reset_locks(struct lf_sock *s, void *arg)
     if (sock_kind(s) == LF_FAST) {
         pthread_mutex_init(&s->conn->rx_lock, NULL);
         pthread_mutex_init(&s->conn->tx_lock, NULL);
-        waiters_init(s->conn);   /* the parent's threads are not ours */
         if (s->conn->leased_by == *(pid_t *)arg)
             s->conn->leased_by = lf_pid;   /* counted for us before the fork */
     }

@@ -5,20 +5,20 @@
  * A fast descriptor's readiness lives in shared memory, not in the kernel.
  * So: answer from shared memory first; spin for LOOPFAST_SPIN_US; then arm
  * the rings and sleep in the kernel with, in place of each fast descriptor,
- * its doorbell and its TCP socket (docs/design.md, 6).
+ * its TCP socket, and this thread's wait epoll holding the doorbells
+ * (docs/design.md, 6).
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/single_threaded.h>
 
 #include "internal.h"
 
 struct tracked {
     nfds_t user;          /* index in the caller's array */
     struct lf_sock *s;
-    nfds_t extra;         /* index of its doorbell or offer socket */
-    int listed[2];        /* this thread is listed on its [BELL_DATA], [BELL_ROOM] (wait.c) */
+    nfds_t extra;         /* index of its offer socket, or of its doorbell (bell_wait_fd) */
+    int bell;             /* what it sleeps on for the doorbell (bell_wait_fd); -1: none */
 };
 
 struct poll_set {
@@ -29,7 +29,7 @@ struct poll_set {
     struct tracked *t;
     nfds_t nt;
     int from_select;      /* the program called select(): no RLIMIT_NOFILE to honour */
-    int nudge;            /* this thread's nudge while listed on doorbells, else -1 */
+    int wait_ep;          /* this thread's wait epoll, when a doorbell is in it; else -1 */
 };
 
 static int is_waitable(struct lf_sock *s)
@@ -42,7 +42,7 @@ static int is_waitable(struct lf_sock *s)
 static int build(struct poll_set *ps, struct pollfd *fds, nfds_t n)
 {
     memset(ps, 0, sizeof *ps);
-    ps->nudge = -1;
+    ps->wait_ep = -1;
     for (nfds_t i = 0; i < n; i++) {
         struct lf_sock *s = fds[i].fd >= 0 ? fdtable_acquire(fds[i].fd) : NULL;
         if (!s)
@@ -58,7 +58,7 @@ static int build(struct poll_set *ps, struct pollfd *fds, nfds_t n)
         return 0;
     ps->user = fds;
     ps->nuser = n;
-    ps->kfds = calloc(n + ps->nt + 1, sizeof *ps->kfds);   /* + the nudge */
+    ps->kfds = calloc(n + ps->nt + 1, sizeof *ps->kfds);   /* + the wait epoll */
     if (!ps->kfds)
         return 0;
     memcpy(ps->kfds, fds, n * sizeof *fds);
@@ -78,26 +78,34 @@ static void release(struct poll_set *ps)
 static void prepare_kernel(struct poll_set *ps)
 {
     ps->nk = ps->nuser;
+    ps->wait_ep = -1;
     for (nfds_t i = 0; i < ps->nt; i++) {
         struct tracked *t = &ps->t[i];
         struct pollfd *k = &ps->kfds[t->user];
         short want = ps->user[t->user].events;
         k->revents = 0;
         t->extra = ps->nk;
-        struct pollfd *x = &ps->kfds[ps->nk++];
+        t->bell = -1;
         /* Doorbells after the caller's entries: where poll_fitting sleeps
          * when the set does not fit under RLIMIT_NOFILE. */
-        *x = (struct pollfd){ .fd = -1, .events = POLLIN };
+        int fd = -1;
         if (sock_kind(t->s) == LF_FAST) {
             k->events = conn_kernel_events(t->s->conn, want);
-            x->fd = t->s->conn->bell_mine;
+            t->bell = bell_wait_fd(t->s->conn);
+            if (t->bell != t->s->conn->bell_mine) {
+                ps->wait_ep = t->bell;   /* one entry for every doorbell in it */
+                t->extra = (nfds_t)-1;
+                continue;
+            }
+            fd = t->bell;
         } else {
             k->events = want;
-            x->fd = __atomic_load_n(&t->s->offer_fd, __ATOMIC_ACQUIRE);
+            fd = __atomic_load_n(&t->s->offer_fd, __ATOMIC_ACQUIRE);
         }
+        ps->kfds[ps->nk++] = (struct pollfd){ .fd = fd, .events = POLLIN };
     }
-    if (ps->nudge >= 0)   /* last: where poll_fitting sleeps */
-        ps->kfds[ps->nk++] = (struct pollfd){ .fd = ps->nudge, .events = POLLIN };
+    if (ps->wait_ep >= 0)   /* last: where poll_fitting sleeps */
+        ps->kfds[ps->nk++] = (struct pollfd){ .fd = ps->wait_ep, .events = POLLIN };
 }
 
 /* Fills the caller's revents; returns how many are ready.  `kernel` says
@@ -113,6 +121,8 @@ static int evaluate(struct poll_set *ps, int kernel)
         short tev = kernel ? ps->kfds[t->user].revents : 0;
         int fresh = kernel && t->extra < ps->nk;
         short xev = fresh ? ps->kfds[t->extra].revents : 0;
+        if (fresh && xev && sock_kind(t->s) == LF_FAST && t->bell >= 0)
+            bell_after_wake(t->s->conn, t->bell);   /* the doorbell itself: read */
         if (sock_kind(t->s) == LF_PENDING && xev) {
             pthread_mutex_lock(&t->s->lock);
             if (sock_kind(t->s) == LF_PENDING)
@@ -120,13 +130,13 @@ static int evaluate(struct poll_set *ps, int kernel)
             pthread_mutex_unlock(&t->s->lock);
         }
         if (sock_kind(t->s) == LF_FAST) {
-            if (xev)
-                bell_drain(t->s->conn);
             u->revents = conn_poll_state(t->s->conn, u->fd, u->events, tev);
         } else {
             u->revents = tev;
         }
     }
+    if (kernel && ps->wait_ep >= 0 && ps->kfds[ps->nk - 1].revents)
+        bell_after_wake(NULL, ps->wait_ep);
     for (nfds_t i = 0; i < ps->nuser; i++)
         ready += ps->user[i].revents != 0;
     return ready;
@@ -180,51 +190,11 @@ static int remaining_ms(uint64_t deadline)
     return now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
 }
 
-/* A threaded process lists this thread on the doorbells it sleeps on, so
- * that whoever takes their tokens nudges it (wait.c).  1: one could not be
- * listed, so the sleep must be short (SHARED_WAIT_MS). */
-static int list_waiter(struct poll_set *ps)
-{
-    int unlisted = 0;
-    for (nfds_t i = 0; i < ps->nt; i++) {
-        struct tracked *t = &ps->t[i];
-        short want = ps->user[t->user].events;
-        if (sock_kind(t->s) != LF_FAST)
-            continue;
-        for (int b = 0; b < 2; b++) {
-            if (!(want & (b == BELL_DATA ? (POLLIN | POLLRDNORM | POLLRDHUP) : (POLLOUT | POLLWRNORM))))
-                continue;
-            int fd = waiter_enter(t->s->conn, b);
-            t->listed[b] = fd >= 0;
-            if (fd >= 0)
-                ps->nudge = fd;
-            else
-                unlisted = 1;
-        }
-    }
-    return unlisted;
-}
-
-static void unlist_waiter(struct poll_set *ps)
-{
-    for (nfds_t i = 0; i < ps->nt; i++)
-        for (int b = 0; b < 2; b++)
-            if (ps->t[i].listed[b]) {
-                waiter_leave(ps->t[i].s->conn, b, ps->nudge);
-                ps->t[i].listed[b] = 0;
-            }
-    if (ps->nudge >= 0)
-        nudge_clear(ps->nudge);
-    ps->nudge = -1;
-}
-
 /* How long a sleep may last for connection c: an unclear FIN is looked
- * into again (conn.c), and waiters of another process holding our end
- * cannot be nudged. */
+ * into again (conn.c). */
 static int sleep_limit_ms(struct lf_conn *c)
 {
-    int ms = conn_recheck_ms(c), others = conn_holders_wait_ms(c);
-    return ms < 0 || (others >= 0 && others < ms) ? others : ms;
+    return conn_recheck_ms(c);
 }
 
 static int poll_tracked(struct poll_set *ps, int timeout_ms, const sigset_t *mask)
@@ -237,7 +207,7 @@ static int poll_tracked(struct poll_set *ps, int timeout_ms, const sigset_t *mas
     if (r || timeout_ms == 0 || spin(ps))
         return r ? r : (kernel_poll(ps, 0, NULL) < 0 ? -1 : evaluate(ps, 1));
     for (;;) {
-        int recheck = !__libc_single_threaded && list_waiter(ps) ? SHARED_WAIT_MS : -1;
+        int recheck = bell_wait_cap_ms();   /* doorbells read: see wait.c */
         int heavy = 0;      /* one barrier for all the rings armed (barrier.c) */
         for (nfds_t i = 0; i < ps->nt; i++)
             if (sock_kind(ps->t[i].s) == LF_FAST) {
@@ -252,10 +222,7 @@ static int poll_tracked(struct poll_set *ps, int timeout_ms, const sigset_t *mas
             wait = recheck;
         wait = trim_before_sleep(wait);
         int k = kernel_poll(ps, wait, mask);
-        r = k < 0 ? -1 : evaluate(ps, 1);   /* the doorbells it drains nudge the others */
-        int e = errno;
-        unlist_waiter(ps);
-        errno = e;
+        r = k < 0 ? -1 : evaluate(ps, 1);
         if (k < 0 || r || remaining_ms(deadline) == 0)
             return r;
     }

@@ -34,7 +34,6 @@ static struct lf_conn *conn_new(void *map, size_t len, int me, uint64_t ring_siz
     pthread_mutex_init(&c->proof_lock, NULL);
     pthread_mutex_init(&c->rx_lock, NULL);
     pthread_mutex_init(&c->tx_lock, NULL);
-    waiters_init(c);
     return c;
 }
 

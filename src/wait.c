@@ -8,7 +8,8 @@
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/eventfd.h>
+#include <string.h>
+#include <sys/epoll.h>
 #include <sys/single_threaded.h>
 #include <sys/time.h>
 
@@ -90,144 +91,128 @@ static int spin(struct lf_conn *c, int for_write)
     }
 }
 
-/* One read takes every token.  Tokens are left over whenever a waiter armed,
- * then found news and did not sleep: the peer's next write still rings.  Taken
- * one at a time (a semaphore eventfd) they piled up faster than they were
- * read, every later poll() returned at once, and LOOPFAST_SPIN_US=0 became a
- * busy loop of system calls.  Taken all at once, a leak costs one spurious
- * wake-up.  poll() wakes every waiter on the eventfd, so waiters that share it
- * (threads, forked holders) each look again whoever reads the count. */
-/* ---- threads of one process blocked on one doorbell ----
+/* ---- sleeping on a doorbell without taking its tokens ----
  *
- * A doorbell read takes every token, and the kernel's poll() looks at the
- * eventfd again before it returns: of two threads woken by one ring, the
- * second finds nothing and sleeps on with news in the ring.  So each thread
- * that blocks lists its own eventfd (its nudge) on the doorbell it sleeps
- * on, and whoever takes a token from a doorbell writes the nudges of the
- * others listed there.  A nudge is read only by its thread, so none is
- * lost; a nudged thread looks at the ring and sleeps again, nudging nobody.
- * A thread that cannot be listed (no descriptor, more than WAITERS_LISTED
- * at once, a seccomp sandbox) looks again every SHARED_WAIT_MS instead. */
-struct nudge {
+ * A doorbell is an eventfd that nobody reads: each ring is one edge for
+ * every epoll instance that holds it edge-triggered, whichever thread or
+ * process it belongs to.  So waiters never take a wake-up from one another
+ * (threads, forked holders, epoll sets all hear every ring), and the count
+ * only grows (2^64 rings: never reached).  A thread that sleeps on a
+ * doorbell sleeps on its own *wait epoll* holding the doorbells it waited
+ * on, edge-triggered, beside the TCP socket in poll(); it empties the wait
+ * epoll when it wakes.  Each doorbell is added once per thread (a key per
+ * doorbell, the last WAIT_KEYS remembered; adding it again gives EEXIST,
+ * which is as good).  Registrations go with the doorbell's file.
+ *
+ * Where no wait epoll can be had (a seccomp sandbox that allows poll but not
+ * epoll, no descriptor left) the thread polls the doorbell itself and must
+ * read it, or poll() would never sleep again: that takes the edge from
+ * epoll instances that had not yet looked (an idle epoll record of this
+ * process is told: epoll_poke), so from then on this process's waits on a
+ * doorbell look again every SHARED_WAIT_MS. */
+#define WAIT_KEYS 16
+
+struct wait_ep {
     int fd;
-    pid_t pid;   /* the process that made it: a forked child makes its own */
+    pid_t pid;                    /* the process that made it: a forked child makes its own */
+    uint64_t keys[WAIT_KEYS];     /* doorbells it holds, as far as remembered */
+    unsigned next;
 };
-static pthread_key_t nudge_key;
-static pthread_once_t nudge_once = PTHREAD_ONCE_INIT;
-static __thread struct nudge *my_nudge;
+static pthread_key_t wait_ep_key;
+static pthread_once_t wait_ep_once = PTHREAD_ONCE_INIT;
+static __thread struct wait_ep *my_wait_ep;
+static int bell_readers;          /* a wait read a doorbell: see above */
+static uint64_t bell_keys;        /* the last key given to a doorbell */
 
-static void nudge_free(void *p)
+static void wait_ep_free(void *p)
 {
-    struct nudge *n = p;
-    ownfd_close(&n->fd);
-    free(n);
+    struct wait_ep *w = p;
+    ownfd_close(&w->fd);
+    free(w);
 }
 
-static void nudge_key_make(void)
+static void wait_ep_key_make(void)
 {
-    (void)pthread_key_create(&nudge_key, nudge_free);
+    (void)pthread_key_create(&wait_ep_key, wait_ep_free);
 }
 
-/* This thread's nudge eventfd, made on first need; -1 when none can be. */
-static int thread_nudge(void)
+/* This thread's wait epoll, made on first need; NULL when none can be. */
+static struct wait_ep *thread_wait_ep(void)
 {
     if (lf_confined)
-        return -1;   /* eventfd() may be outside its allow-list (sandbox.c) */
-    struct nudge *n = my_nudge;
-    if (!n) {
-        pthread_once(&nudge_once, nudge_key_make);
-        if (!(n = calloc(1, sizeof *n)))
-            return -1;
-        n->fd = -1;
-        n->pid = lf_pid;
-        my_nudge = n;
-        (void)pthread_setspecific(nudge_key, n);
+        return NULL;   /* epoll_wait may be outside its allow-list (sandbox.c) */
+    struct wait_ep *w = my_wait_ep;
+    if (!w) {
+        pthread_once(&wait_ep_once, wait_ep_key_make);
+        if (!(w = calloc(1, sizeof *w)))
+            return NULL;
+        w->fd = -1;
+        w->pid = lf_pid;
+        my_wait_ep = w;
+        (void)pthread_setspecific(wait_ep_key, w);
     }
-    if (n->pid != lf_pid) {   /* the parent's eventfd, inherited by fork */
-        ownfd_close(&n->fd);
-        n->pid = lf_pid;
+    if (w->pid != lf_pid) {   /* the parent's, inherited by fork: one kernel object */
+        ownfd_close(&w->fd);
+        memset(w->keys, 0, sizeof w->keys);
+        w->pid = lf_pid;
     }
-    if (n->fd < 0)
-        ownfd_new(&n->fd, eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    return n->fd;
+    if (w->fd < 0)
+        ownfd_new(&w->fd, epoll_create1(EPOLL_CLOEXEC));
+    return w->fd >= 0 ? w : NULL;
 }
 
-void waiters_init(struct lf_conn *c)
+/* The doorbell's key: given on first need, never reused in this process. */
+static uint64_t bell_key(struct lf_conn *c)
 {
-    for (int i = 0; i < 2; i++) {
-        pthread_mutex_init(&c->waiters[i].lock, NULL);
-        __atomic_store_n(&c->waiters[i].n, 0, __ATOMIC_RELAXED);
+    uint64_t k = __atomic_load_n(&c->bell_key, __ATOMIC_ACQUIRE);
+    if (k)
+        return k;
+    uint64_t mine = __atomic_add_fetch(&bell_keys, 1, __ATOMIC_RELAXED);
+    return __atomic_compare_exchange_n(&c->bell_key, &k, mine, 0, __ATOMIC_ACQ_REL,
+                                       __ATOMIC_ACQUIRE) ? mine : k;
+}
+
+int bell_wait_fd(struct lf_conn *c)
+{
+    struct wait_ep *w = thread_wait_ep();
+    if (!w) {
+        __atomic_store_n(&bell_readers, 1, __ATOMIC_RELAXED);
+        return c->bell_mine;
     }
-}
-
-/* Lists this thread on the doorbell; its nudge, or -1: not listed. */
-int waiter_enter(struct lf_conn *c, int which)
-{
-    int fd = thread_nudge();
-    if (fd < 0)
-        return -1;
-    struct bell_waiters *w = &c->waiters[which];
-    pthread_mutex_lock(&w->lock);
-    /* The list changes under the lock; its fields are also read without it
-     * (bell_drain's count), so every access is atomic. */
-    int n = __atomic_load_n(&w->n, __ATOMIC_RELAXED);
-    if (n < WAITERS_LISTED) {
-        __atomic_store_n(&w->fd[n], fd, __ATOMIC_RELAXED);
-        __atomic_store_n(&w->n, n + 1, __ATOMIC_RELEASE);
-    } else {
-        fd = -1;
+    uint64_t key = bell_key(c);
+    for (unsigned i = 0; i < WAIT_KEYS; i++)
+        if (w->keys[i] == key)
+            return w->fd;
+    struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.u64 = key };
+    if (libc.epoll_ctl(w->fd, EPOLL_CTL_ADD, c->bell_mine, &ev) < 0 && errno != EEXIST) {
+        __atomic_store_n(&bell_readers, 1, __ATOMIC_RELAXED);
+        return c->bell_mine;
     }
-    pthread_mutex_unlock(&w->lock);
-    return fd;
+    w->keys[w->next++ % WAIT_KEYS] = key;
+    return w->fd;
 }
 
-void waiter_leave(struct lf_conn *c, int which, int fd)
+int bell_wait_cap_ms(void)
 {
-    struct bell_waiters *w = &c->waiters[which];
-    pthread_mutex_lock(&w->lock);
-    int n = __atomic_load_n(&w->n, __ATOMIC_RELAXED);
-    for (int i = 0; i < n; i++)
-        if (__atomic_load_n(&w->fd[i], __ATOMIC_RELAXED) == fd) {
-            __atomic_store_n(&w->fd[i], __atomic_load_n(&w->fd[n - 1], __ATOMIC_RELAXED),
-                             __ATOMIC_RELAXED);
-            __atomic_store_n(&w->n, n - 1, __ATOMIC_RELEASE);
-            break;
-        }
-    pthread_mutex_unlock(&w->lock);
+    return __atomic_load_n(&bell_readers, __ATOMIC_RELAXED) ? SHARED_WAIT_MS : -1;
 }
 
-/* After a wait: a nudge meant for it is read, once however many lists the
- * thread was on. */
-void nudge_clear(int fd)
+void bell_after_wake(struct lf_conn *c, int wfd)
 {
-    uint64_t stale;
-    (void)!libc.read(fd, &stale, sizeof stale);
-}
-
-/* A token was taken from the doorbell: every other thread listed on it,
- * for either reason (one doorbell serves both). */
-static void nudge_others(struct lf_conn *c, int which)
-{
-    struct bell_waiters *w = &c->waiters[which];
-    int mine = my_nudge ? my_nudge->fd : -1;
-    uint64_t one = 1;
-    pthread_mutex_lock(&w->lock);
-    int n = __atomic_load_n(&w->n, __ATOMIC_ACQUIRE);
-    for (int i = 0; i < n; i++) {
-        int fd = __atomic_load_n(&w->fd[i], __ATOMIC_RELAXED);
-        if (fd != mine)
-            (void)!libc.write(fd, &one, sizeof one);
+    if (c && wfd == c->bell_mine) {
+        bell_drain(c);
+        return;
     }
-    pthread_mutex_unlock(&w->lock);
+    struct epoll_event ev[16];
+    while (libc.epoll_wait(wfd, ev, 16, 0) == 16)
+        ;
 }
 
+/* Only where bell_wait_fd gave the doorbell itself: its count, read. */
 void bell_drain(struct lf_conn *c)
 {
     uint64_t token = 0;
-    if (libc.read(c->bell_mine, &token, sizeof token) == sizeof token && token)
-        for (int which = 0; which < 2; which++)
-            if (__atomic_load_n(&c->waiters[which].n, __ATOMIC_RELAXED))
-                nudge_others(c, which);
+    (void)!libc.read(c->bell_mine, &token, sizeof token);
     /* An idle epoll record of this connection waits for this doorbell; the
      * peer rang it once and disarmed: that record must look again. */
     if (__atomic_load_n(&c->ep_idle, __ATOMIC_SEQ_CST))
@@ -367,30 +352,8 @@ static int wait_news(void *arg)
     return has_news(w->c, w->for_write);
 }
 
-static int wait_listed(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tcp_events,
-                       int nudge);
-
+/* Sleeps on the doorbell and the TCP socket; 0 after any news. */
 int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tcp_events)
-{
-    int which = for_write ? BELL_ROOM : BELL_DATA, nudge = -1;
-    if (!__libc_single_threaded && (nudge = waiter_enter(c, which)) < 0)
-        timeout_ms = timeout_ms < 0 || timeout_ms > SHARED_WAIT_MS ? SHARED_WAIT_MS : timeout_ms;
-    int r = wait_listed(c, fd, for_write, timeout_ms, tcp_events, nudge);
-    if (nudge >= 0) {
-        waiter_leave(c, which, nudge);
-        nudge_clear(nudge);
-    }
-    if (r == 1) {   /* woken by the doorbell: its tokens are ours */
-        bell_drain(c);
-        r = 0;
-    }
-    return r;
-}
-
-/* wait_for's sleep, this thread listed on the doorbell (nudge >= 0) or not;
- * 1: the doorbell rang. */
-static int wait_listed(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tcp_events,
-                       int nudge)
 {
     struct wait_news news = { c, for_write };
     *tcp_events = 0;
@@ -398,30 +361,34 @@ static int wait_listed(struct lf_conn *c, int fd, int for_write, int timeout_ms,
     barrier_after_arm(__atomic_load_n(&c->sh->side[c->me].arms_with_mb, __ATOMIC_RELAXED));
     if (has_news(c, for_write))
         return 0;
+    int wfd = bell_wait_fd(c), cap = wfd == c->bell_mine ? bell_wait_cap_ms() : -1;
+    if (cap >= 0 && (timeout_ms < 0 || timeout_ms > cap))
+        timeout_ms = cap;
     /* A writer must not wake on unread TCP data from before the switch. */
-    struct pollfd p[3] = {   /* the doorbells last: poll_fitting sleeps on the tail */
+    struct pollfd p[2] = {   /* the doorbell last: poll_fitting sleeps on the tail */
         { .fd = fd, .events = for_write ? (c->fin_unclear ? 0 : POLLRDHUP) : (POLLIN | POLLRDHUP) },
-        { .fd = nudge, .events = POLLIN },   /* -1: ignored by poll() */
-        { .fd = c->bell_mine, .events = POLLIN },
+        { .fd = wfd, .events = POLLIN },
     };
     int r, t, left = timeout_ms;
     uint64_t end = timeout_ms > 0 ? monotonic_ns() + (uint64_t)timeout_ms * 1000000 : 0;
     reap_now();
     for (;;) {   /* a sleep cut short to trim idle rings (trim.c) is no timeout */
         signal_wait_begin();
-        r = poll_fitting(p, 3, 0, t = trim_before_sleep(left), NULL, wait_news, &news);
+        r = poll_fitting(p, 2, 0, t = trim_before_sleep(left), NULL, wait_news, &news);
         if (!(r < 0 && errno == EINTR && signal_restarts()) && !(r == 0 && t != left))
             break;
         uint64_t now = end ? monotonic_ns() : 0;
         left = !end ? left : now >= end ? 0 : (int)((end - now + 999999) / 1000000);
     }
+    if (r > 0 && p[1].revents)
+        bell_after_wake(c, wfd);
     if (r < 0)
         return -errno;
     if (r == 0)
         return has_news(c, for_write) ? 0 : -EAGAIN;   /* a slice ended on news */
     stat_bump(&my_stats(c)->wakeups);
     *tcp_events = p[0].revents;
-    return p[2].revents ? 1 : 0;   /* a nudge alone: look at the ring again */
+    return 0;
 }
 
 int fd_nonblocking(int fd)
