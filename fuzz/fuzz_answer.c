@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -82,7 +83,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int fd = make_memfd(data, size, how);
     if (fd < 0)
         return 0;
-    struct lf_link *l = link_adopt(fd, 1, ring_size, 0);   /* owns fd */
+    int fds[3] = { fd, eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC) };
+    struct lf_link *l = link_adopt(fds, 1, ring_size, 0);   /* owns fds */
     struct lf_conn *c = l && link_covers(l, 0) ? shm_slot(l, 0, LF_CLIENT, 0) : NULL;
     if (l)
         link_put(l);

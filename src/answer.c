@@ -20,7 +20,7 @@ int answer_parse(const void *buf, size_t n, int nfds, int msg_flags, struct answ
     memcpy(&a, buf, sizeof a);
     if (a.magic != LF_MAGIC || a.version != LF_VERSION || !ring_size_valid(a.ring_size) ||
         (a.flags & ~ANSWER_NEW_LINK) || a.slot >= LINK_SLOTS ||
-        nfds != ANSWER_FDS - !(a.flags & ANSWER_NEW_LINK))
+        nfds != ((a.flags & ANSWER_NEW_LINK) ? ANSWER_FDS : 1))
         return -1;
     *out = a;
     return 0;

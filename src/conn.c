@@ -156,7 +156,8 @@ static int iov_limit(const struct iovec *in, size_t n, size_t limit, struct iove
 void bell_ring(struct lf_conn *c)
 {
     uint64_t one = 1;
-    (void)!libc.write(c->bell_peer, &one, sizeof one);
+    link_note_news(c->link, !c->me, c->slot);
+    (void)!libc.write(conn_bell_peer(c), &one, sizeof one);
 }
 
 /* Did the peer arm `flag`?  Its promise to pay for the barrier is read from

@@ -34,8 +34,9 @@ enum reg_mode {
     MODE_DIRECT,   /* the socket (edges only) and its doorbell are in the set (to_direct) */
 };
 
-/* MODE_DIRECT's entries carry the record's address with one of these in its
- * low bits (records are malloc'ed, so the bits are free). */
+/* MODE_DIRECT's entries carry an address with one of these in its low bits
+ * (records and doorbell entries are malloc'ed, so the bits are free): a
+ * record's for its TCP socket, an ep_bell's for a region's doorbell. */
 enum { TAG_TCP = 0, TAG_BELL = 1, TAG_MASK = 3 };
 
 /* Which records a wait looks at (see the file's first comment). */
@@ -49,8 +50,28 @@ struct reg_link {
     struct reg_link *prev, *next;
 };
 
+struct ep_set;
+
+/* A set's one entry for a region's doorbell (edge-triggered, never read),
+ * shared by its direct records on that region's connections: a ring says
+ * "look at the region's news bits" (bell_news). */
+struct ep_bell {
+    struct ep_bell *next;        /* on the set's list, or its free list */
+    struct lf_link *link;        /* NULL: free (an event queued for it is stale) */
+    int fd;                      /* the doorbell as added, for the DEL */
+    int refs;                    /* direct records using it */
+};
+
+/* Per region, this process's connections with idle records, by slot: the
+ * region's news bits for those slots are ours to take (link->ep_news). */
+struct ep_news {
+    uint64_t mask[LINK_WORDS];
+    struct lf_conn *conn[LINK_SLOTS];
+};
+
 struct ep_reg {
     struct ep_reg *next;
+    struct ep_set *set;          /* the set it belongs to */
     int fd, inner, kind_seen;
     int mode;                    /* enum reg_mode */
     struct lf_sock *s;           /* a reference is held; NULL: a free record */
@@ -60,11 +81,12 @@ struct ep_reg {
     uint64_t sig_in, sig_out;    /* EPOLLET: what was last reported */
     int state;                   /* enum reg_state */
     struct reg_link act;         /* on the set's active list */
-    struct lf_conn *idle_conn;   /* REG_IDLE: whose ep_idle counts it */
+    struct lf_conn *idle_conn;   /* REG_IDLE: whose ep_idle counts it, on whose list */
+    struct ep_reg *idle_prev, *idle_next;   /* that list (idle_conn->ep_idle_regs) */
     struct ep_reg *just_idled;   /* arm_active's list of records it made idle */
     int ghost;                   /* deleted by the program, kept in the kernel's set (ctl_inner) */
     unsigned ready_look;         /* the set's look that last found it ready (collect) */
-    int bell;                    /* MODE_DIRECT: the doorbell it put in the set */
+    struct ep_bell *bell;        /* MODE_DIRECT: its region's doorbell entry in the set */
 };
 
 static struct ep_reg *reg_of_link(struct reg_link *l)
@@ -87,7 +109,8 @@ struct ep_set {
     int epfd;
     struct ep_reg *regs;
     struct ep_reg *free_regs;
-    struct ptrset mine;          /* every record this set ever had */
+    struct ptrset mine;          /* every record and ep_bell this set ever had */
+    struct ep_bell *bells, *free_bells;
     int inner_regs;              /* records in MODE_INNER or MODE_DIRECT: woken by doorbells */
     int watching;                /* the wake-up eventfd is in the set */
     unsigned epoch;              /* kind_epoch when its records were last checked */
@@ -125,7 +148,7 @@ static int ptrset_put(struct ptrset *ps, uintptr_t v)
 }
 
 /* Keeps at most half the slots used (deleted ones count until a rebuild). */
-static int ptrset_add(struct ptrset *ps, const void *p)
+static int ptrset_add(struct ptrset *ps, uintptr_t p)
 {
     if ((ps->used + 1) * 2 > ps->cap) {
         struct ptrset n = { .cap = ps->cap ? ps->cap * 2 : 64 };
@@ -140,7 +163,7 @@ static int ptrset_add(struct ptrset *ps, const void *p)
         free(ps->slot);
         *ps = n;
     }
-    ptrset_put(ps, (uintptr_t)p);
+    ptrset_put(ps, p);
     ps->used++;
     return 0;
 }
@@ -177,21 +200,71 @@ static void reg_append(struct ep_set *e, struct ep_reg *r)
     e->active.prev = &r->act;
 }
 
+/* ---- news: which idle records a ring of a region's doorbell is for ----
+ *
+ * A region's doorbell serves all its connections, so a ring alone does not
+ * say which record to look at.  The writer sets its slot's bit in the
+ * region's news words before it rings (link_note_news); a set that hears
+ * the ring takes the bits of the slots whose connections have idle records
+ * in this process and makes those records active, in every set (each set
+ * holding the doorbell heard the ring too, and looks at its active list
+ * when it wakes).  Bits of other slots are left for the processes that hold
+ * them (a forked child's connections); a connection held by several
+ * processes (shared_end) never goes idle here, so no process takes a bit
+ * another one needs.  Bits cost a look at 15 words a ring, whatever the
+ * number of idle connections. */
+static void idle_list_add(struct ep_reg *r)
+{
+    struct lf_conn *c = r->idle_conn;
+    struct ep_reg *head = c->ep_idle_regs;
+    r->idle_prev = NULL;
+    r->idle_next = head;
+    if (head)
+        head->idle_prev = r;
+    c->ep_idle_regs = r;
+    struct ep_news *st = c->link->ep_news;
+    if (!head && st) {   /* its first idle record: its slot's bits are ours */
+        st->mask[c->slot / 64] |= 1ull << (c->slot % 64);
+        st->conn[c->slot] = c;
+    }
+}
+
+static void idle_list_del(struct ep_reg *r)
+{
+    struct lf_conn *c = r->idle_conn;
+    if (r->idle_prev)
+        r->idle_prev->idle_next = r->idle_next;
+    else
+        c->ep_idle_regs = r->idle_next;
+    if (r->idle_next)
+        r->idle_next->idle_prev = r->idle_prev;
+    r->idle_prev = r->idle_next = NULL;
+    struct ep_news *st = c->link->ep_news;
+    if (!c->ep_idle_regs && st) {
+        st->mask[c->slot / 64] &= ~(1ull << (c->slot % 64));
+        st->conn[c->slot] = NULL;
+    }
+}
+
 static void reg_set_state(struct ep_set *e, struct ep_reg *r, int state)
 {
     if (r->state == state)
         return;
     if (r->state == REG_ACTIVE)
         reg_unlink(r);
-    else if (r->state == REG_IDLE)
+    else if (r->state == REG_IDLE) {
+        idle_list_del(r);
         __atomic_sub_fetch(&r->idle_conn->ep_idle, 1, __ATOMIC_SEQ_CST);
+    }
     if (state == REG_ACTIVE)
         reg_append(e, r);
     else if (state == REG_IDLE) {
-        /* counted before the ring is armed: a doorbell taken from now on
-         * by anyone else is told to us (bell_drain, epoll_poke), and the
-         * set watches the eventfd that wakes its sleepers for it */
+        /* counted and listed before the ring is armed: a ring from now on
+         * finds its slot's bit ours (bell_news), a doorbell read by anyone
+         * else is told to us (bell_drain, epoll_poke), and the set watches
+         * the eventfd that wakes its sleepers for it */
         r->idle_conn = r->s->conn;
+        idle_list_add(r);
         __atomic_add_fetch(&r->idle_conn->ep_idle, 1, __ATOMIC_SEQ_CST);
         watch(e);
     }
@@ -201,6 +274,27 @@ static void reg_set_state(struct ep_set *e, struct ep_reg *r, int state)
 static void activate(struct ep_set *e, struct ep_reg *r)
 {
     reg_set_state(e, r, REG_ACTIVE);
+}
+
+/* A ring of l's doorbell: the idle records of the slots with news, active. */
+static void bell_news(struct lf_link *l)
+{
+    struct ep_news *st = l->ep_news;
+    if (!st)
+        return;
+    uint64_t *words = l->region->news[l->role & 1];
+    for (unsigned w = 0; w < LINK_WORDS; w++) {
+        uint64_t mine = __atomic_load_n(&words[w], __ATOMIC_SEQ_CST) & st->mask[w];
+        if (!mine)
+            continue;
+        __atomic_fetch_and(&words[w], ~mine, __ATOMIC_SEQ_CST);
+        for (; mine; mine &= mine - 1) {
+            struct lf_conn *c = st->conn[w * 64 + (unsigned)__builtin_ctzll(mine)];
+            struct ep_reg *r;
+            while (c && (r = c->ep_idle_regs))   /* each activate unlists one */
+                activate(r->set, r);
+        }
+    }
 }
 
 /* Someone other than this record's wait took a doorbell of a connection
@@ -279,7 +373,7 @@ static void inner_update(struct ep_reg *r)
     pthread_mutex_lock(&r->s->lock);
     int kind = sock_kind(r->s), offer = r->s->offer_fd, bell = -1;
     if (kind == LF_FAST)
-        bell = r->s->conn->bell_mine;
+        bell = conn_bell_mine(r->s->conn);
     pthread_mutex_unlock(&r->s->lock);
     struct epoll_event tcp = { .events = r->events & (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI |
                                                       EPOLLET),
@@ -339,7 +433,7 @@ static struct ep_reg *record_new(struct ep_set *e, int fd, struct lf_sock *s,
         e->free_regs = r->next;
     } else {
         r = malloc(sizeof *r);
-        if (!r || ptrset_add(&e->mine, r) < 0) {
+        if (!r || ptrset_add(&e->mine, (uintptr_t)r) < 0) {
             free(r);
             return NULL;
         }
@@ -347,6 +441,7 @@ static struct ep_reg *record_new(struct ep_set *e, int fd, struct lf_sock *s,
     *r = (struct ep_reg){ .fd = fd, .inner = -1, .mode = MODE_KERNEL, .s = s,
                           .events = ev->events, .data = ev->data,
                           .sig_in = UINT64_MAX, .sig_out = UINT64_MAX, .state = REG_OFF };
+    r->set = e;
     r->act.prev = r->act.next = &r->act;
     __atomic_add_fetch(&s->users, 1, __ATOMIC_ACQ_REL);      /* the record's reference */
     __atomic_add_fetch(&s->ep_regs, 1, __ATOMIC_SEQ_CST);   /* see sock_set_kind */
@@ -358,32 +453,75 @@ static struct ep_reg *record_new(struct ep_set *e, int fd, struct lf_sock *s,
     return r;
 }
 
+/* The set's entry for l's doorbell, added on first need (with l's news
+ * table); one more user.  NULL when it cannot be had. */
+static struct ep_bell *bell_get(struct ep_set *e, struct lf_link *l)
+{
+    struct ep_bell *b;
+    for (b = e->bells; b; b = b->next)
+        if (b->link == l) {
+            b->refs++;
+            return b;
+        }
+    if (!l->ep_news && !(l->ep_news = calloc(1, sizeof(struct ep_news))))
+        return NULL;
+    if ((b = e->free_bells)) {
+        e->free_bells = b->next;
+    } else if (!(b = malloc(sizeof *b)) || ptrset_add(&e->mine, (uintptr_t)b) < 0) {
+        free(b);
+        return NULL;
+    }
+    *b = (struct ep_bell){ .link = l, .fd = l->bell_mine, .refs = 1 };
+    struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.u64 = (uintptr_t)b | TAG_BELL };
+    if (libc.epoll_ctl(e->epfd, EPOLL_CTL_ADD, b->fd, &ev) < 0) {
+        b->link = NULL;   /* kept in `mine`: never given back while the set lives */
+        b->next = e->free_bells;
+        e->free_bells = b;
+        return NULL;
+    }
+    b->next = e->bells;
+    e->bells = b;
+    return b;
+}
+
+static void bell_put(struct ep_set *e, struct ep_bell *b, int take_out)
+{
+    if (--b->refs > 0)
+        return;
+    if (take_out)
+        libc.epoll_ctl(e->epfd, EPOLL_CTL_DEL, b->fd, NULL);
+    for (struct ep_bell **p = &e->bells; *p; p = &(*p)->next)
+        if (*p == b) {
+            *p = b->next;
+            break;
+        }
+    b->link = NULL;
+    b->next = e->free_bells;
+    e->free_bells = b;
+}
+
 /* A fast socket's registration without an inner epoll: the socket itself
- * (edges only: the rings say the rest) and its doorbell, edge-triggered
- * and never read here (each ring of the doorbell is one edge for every set;
- * whoever else waits on it reads it), each with the record's address
- * tagged.  No descriptor of ours, and no system call per wake-up beyond the
+ * (edges only: the rings say the rest), tagged with the record's address,
+ * and its region's doorbell, once per set for all the region's connections
+ * (edge-triggered and never read: each ring is one edge for every set).
+ * No descriptor of ours, and no system call per wake-up beyond the
  * program's epoll_wait.  A socket the kernel already has in the set (its
  * program's registration) is modified in place. */
 static int to_direct(struct ep_set *e, struct ep_reg *r, int in_kernel_set)
 {
     struct lf_conn *c = r->s->conn;
+    struct ep_bell *b = bell_get(e, c->link);
+    if (!b)
+        return -1;
     uintptr_t me = (uintptr_t)r;
     struct epoll_event tcp = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
                                .data.u64 = me | TAG_TCP };
-    if (libc.epoll_ctl(e->epfd, in_kernel_set ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, r->fd, &tcp) < 0)
-        return -1;
-    struct epoll_event b = { .events = EPOLLIN | EPOLLET, .data.u64 = me | TAG_BELL };
-    if (libc.epoll_ctl(e->epfd, EPOLL_CTL_ADD, c->bell_mine, &b) < 0) {
-        int err = errno;   /* e.g. a dup of this socket has it in the set already */
-        struct epoll_event back = { .events = r->events, .data = r->data };
-        if (in_kernel_set)
-            libc.epoll_ctl(e->epfd, EPOLL_CTL_MOD, r->fd, &back);
-        else
-            libc.epoll_ctl(e->epfd, EPOLL_CTL_DEL, r->fd, NULL);
+    if (libc.epoll_ctl(e->epfd, in_kernel_set ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, r->fd, &tcp) < 0) {
+        int err = errno;
+        bell_put(e, b, 1);
         return errno = err, -1;
     }
-    r->bell = c->bell_mine;
+    r->bell = b;
     r->mode = MODE_DIRECT;
     r->kind_seen = LF_FAST;
     r->sig_in = r->sig_out = UINT64_MAX;   /* the rings' state is reported once */
@@ -392,12 +530,14 @@ static int to_direct(struct ep_set *e, struct ep_reg *r, int in_kernel_set)
     return 0;
 }
 
-/* Takes a MODE_DIRECT record's entries out of the set: the doorbell, and
- * the socket too unless the caller hands it back to the kernel. */
-static void direct_out(struct ep_set *e, struct ep_reg *r, int with_socket)
+/* Takes a MODE_DIRECT record's entries out of the set: its share of the
+ * doorbell, and the socket too unless the caller hands it back to the
+ * kernel.  take_out 0: the kernel dropped them already (the set closes). */
+static void direct_out(struct ep_set *e, struct ep_reg *r, int with_socket, int take_out)
 {
-    libc.epoll_ctl(e->epfd, EPOLL_CTL_DEL, r->bell, NULL);
-    if (with_socket)
+    bell_put(e, r->bell, take_out);
+    r->bell = NULL;
+    if (with_socket && take_out)
         libc.epoll_ctl(e->epfd, EPOLL_CTL_DEL, r->fd, NULL);
 }
 
@@ -413,8 +553,8 @@ static void record_free(struct ep_set *e, struct ep_reg **p, int take_out)
         inner_put(r);
         e->inner_regs--;
     } else if (r->mode == MODE_DIRECT) {
-        if (take_out)
-            direct_out(e, r, 1);
+        if (r->bell)   /* else to_kernel took it out */
+            direct_out(e, r, 1, take_out);
         e->inner_regs--;
     }
     __atomic_sub_fetch(&r->s->ep_regs, 1, __ATOMIC_ACQ_REL);
@@ -455,7 +595,7 @@ static void to_kernel(struct ep_set *e, struct ep_reg **p)
     struct ep_reg *r = *p;
     struct epoll_event ev = { .events = r->events, .data = r->data };
     if (r->mode == MODE_DIRECT) {
-        direct_out(e, r, 0);
+        direct_out(e, r, 0, 1);
         libc.epoll_ctl(e->epfd, EPOLL_CTL_MOD, r->fd, &ev);
     } else {
         libc.epoll_ctl(e->epfd, EPOLL_CTL_DEL, r->inner, NULL);
@@ -724,6 +864,11 @@ static void set_free(struct ep_set *e)
         e->free_regs = r->next;
         free(r);
     }
+    while (e->free_bells) {   /* every record gone: every entry is free */
+        struct ep_bell *b = e->free_bells;
+        e->free_bells = b->next;
+        free(b);
+    }
     free(e->mine.slot);
     free(e);
 }
@@ -822,7 +967,9 @@ static int add_event(struct epoll_event *out, int n, int max, struct ep_reg *r, 
  * every wait. */
 static int may_idle(const struct ep_set *e, const struct ep_reg *r, int recheck_ms)
 {
-    return (r->mode == MODE_INNER || r->mode == MODE_DIRECT) && recheck_ms < 0 && !e->shared;
+    int shared_end = __atomic_load_n(&r->s->conn->shared_end, __ATOMIC_RELAXED);
+    return (r->mode == MODE_INNER || (r->mode == MODE_DIRECT && !shared_end)) &&
+           recheck_ms < 0 && !e->shared;
 }
 
 /* Active fast registrations that are ready by shared memory alone.  A
@@ -854,9 +1001,9 @@ static int collect(struct ep_set *e, struct epoll_event *out, int n, int max, in
     return n;
 }
 
-/* The record an event of the kernel's is for; NULL when it is the
- * program's own. */
-static struct ep_reg *reg_of(struct ep_set *e, uint64_t data)
+/* The record or doorbell entry (TAG_BELL) an event of the kernel's is for;
+ * NULL when it is the program's own. */
+static void *reg_of(struct ep_set *e, uint64_t data)
 {
     void *p = (void *)(uintptr_t)(data & ~(uint64_t)TAG_MASK);
     return ptrset_has(&e->mine, p) ? p : NULL;
@@ -885,16 +1032,25 @@ static short drain_inner(struct ep_reg *r)
 }
 
 static int translate(struct ep_set *e, struct epoll_event *kev, int nk, struct epoll_event *out,
-                     int n, int max)
+                     int n, int max, int *news)
 {
     for (int i = 0; i < nk && n < max; i++) {
         if (kev[i].data.ptr == &wake_tag)
             continue;   /* a socket changed kind: refresh() follows */
-        struct ep_reg *r = reg_of(e, kev[i].data.u64);
-        if (!r) {
+        void *mine = reg_of(e, kev[i].data.u64);
+        if (!mine) {
             out[n++] = kev[i];
             continue;
         }
+        if ((kev[i].data.u64 & TAG_MASK) == TAG_BELL) {
+            struct ep_bell *b = mine;
+            if (b->link) {   /* else freed since the kernel queued it */
+                bell_news(b->link);
+                *news = 1;
+            }
+            continue;
+        }
+        struct ep_reg *r = mine;
         int direct = r->s && r->mode == MODE_DIRECT;
         if (!r->s || !(direct || r->mode == MODE_INNER))
             continue;   /* freed or handed to the kernel since it was queued */
@@ -938,7 +1094,10 @@ static int kernel_wait(int epfd, struct epoll_event *out, int n, int max, int ti
     pthread_mutex_lock(&ep_lock);
     struct ep_set *e = find_set(epfd, 0);
     if (e) {
-        n = translate(e, kev, k, out, n, max);
+        int news = 0, not_ready;
+        n = translate(e, kev, k, out, n, max, &news);
+        if (news)   /* records a doorbell made active: ready ones now */
+            n = collect(e, out, n, max, &not_ready);
         refresh(e);
     } else
         for (int i = 0; i < k; i++)

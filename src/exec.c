@@ -79,7 +79,7 @@ static void describe(struct lf_sock *s, void *arg, int fd)
     if (sock_kind(s) != LF_FAST || fl < 0 || (fl & FD_CLOEXEC))
         return;
     int m = keep(x, c->link->fd);
-    int bm = keep(x, c->bell_mine), bp = keep(x, c->bell_peer);
+    int bm = keep(x, c->link->bell_mine), bp = keep(x, c->link->bell_peer);
     /* A server whose client has not proved itself yet takes the proof's
      * connection along (docs/design.md, 4.7). */
     int proved = __atomic_load_n(&c->peer_line, __ATOMIC_ACQUIRE) != NULL;
@@ -350,15 +350,16 @@ static int fds_of_socket(unsigned long long ino, int *fds, int max)
 
 /* The item's region: one this import already opened (the copy closed),
  * or opened now; a reference for the caller either way. */
-static struct lf_link *import_link(struct lf_link *known, int memfd, int me, uint64_t id,
+static struct lf_link *import_link(struct lf_link *known, const int f[3], int me, uint64_t id,
                                    unsigned long long size, int spawned)
 {
     if (known) {
-        libc.close_own(memfd);
+        for (int i = 0; i < 3; i++)
+            libc.close_own(f[i]);
         link_get(known);
         return known;
     }
-    return link_import(memfd, me, id, size, spawned);
+    return link_import(f, me, id, size, spawned);
 }
 
 static void import_one(const char *item, struct imported *seen, int *nseen, int max)
@@ -390,7 +391,7 @@ static void import_one(const char *item, struct imported *seen, int *nseen, int 
             fdtable_set(fds[i], same->s);
         return;
     }
-    struct lf_link *l = import_link(known, f[0], me, id, size, spawned);
+    struct lf_link *l = import_link(known, f, me, id, size, spawned);   /* f is the link's */
     struct lf_conn *c = l ? shm_slot(l, slot, me, 0) : NULL;
     struct lf_sock *s = c ? sock_new(LF_FAST) : NULL;
     if (!s) {
@@ -398,8 +399,6 @@ static void import_one(const char *item, struct imported *seen, int *nseen, int 
             conn_free(c);
         if (l)
             link_put(l);
-        for (int i = 1; i < 3; i++)
-            libc.close_own(f[i]);
         if (u >= 0)
             libc.close_own(u);
         return;
@@ -417,11 +416,7 @@ static void import_one(const char *item, struct imported *seen, int *nseen, int 
         barrier_withdraw(promise);   /* this image will not pay for its peer's barrier */
         barrier_withdrawn();
     }
-    c->bell_mine = f[1];
-    c->bell_peer = f[2];
-    ownfd_own(&c->bell_mine);   /* so that the program's closefrom() skips them */
-    ownfd_own(&c->bell_peer);
-    if (c->proof_fd >= 0)
+    if (c->proof_fd >= 0)   /* so that the program's closefrom() skips it */
         ownfd_own(&c->proof_fd);
     s->conn = c;
     for (int i = 0; i < nfds; i++)

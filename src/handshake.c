@@ -143,8 +143,9 @@ static int send_answer(int u, const struct lf_conn *cn, int new_link)
 {
     struct answer_msg a = { LF_MAGIC, LF_VERSION, cn->tx.size, cn->link->id, cn->slot,
                             new_link ? ANSWER_NEW_LINK : 0 };
-    int fds[ANSWER_FDS] = { cn->link->fd, cn->bell_mine, cn->bell_peer, cn->proof_ep };
-    return send_fds(u, &a, sizeof a, fds + !new_link, ANSWER_FDS - !new_link);
+    int fds[ANSWER_FDS] = { cn->link->fd, cn->link->bell_mine, cn->link->bell_peer, cn->proof_ep };
+    return new_link ? send_fds(u, &a, sizeof a, fds, ANSWER_FDS)
+                    : send_fds(u, &a, sizeof a, &cn->proof_ep, 1);
 }
 
 /* The process at the other end of a unix connection: for a server, the
@@ -492,12 +493,12 @@ static void send_no_link(int u)
 
 /* The slot an answer names, mapped: in a new region it carries (fd, owned
  * from here on), or in one we hold. */
-static struct lf_conn *answered_slot(const struct answer_msg *a, int fd, int u)
+static struct lf_conn *answered_slot(const struct answer_msg *a, const int *fds, int u)
 {
-    struct lf_link *l = fd >= 0 ? link_adopt(fd, a->link_id, a->ring_size, unix_peer_pid(u))
-                                : link_find(a->link_id, a->ring_size);
+    struct lf_link *l = fds ? link_adopt(fds, a->link_id, a->ring_size, unix_peer_pid(u))
+                            : link_find(a->link_id, a->ring_size);
     if (!l) {
-        if (fd < 0)
+        if (!fds)
             send_no_link(u);
         return NULL;
     }
@@ -530,11 +531,11 @@ static int read_answer(int u, int fd, const struct diag_result *server, struct l
         return -1;
     }
     int fresh = (a.flags & ANSWER_NEW_LINK) != 0;
-    int *bells = fds + fresh;   /* the server's, ours, then the proof epoll */
+    int proof_ep = fds[fresh ? 3 : 0];   /* after the region and its doorbells, if new */
     int consumed = 0;
-    if (server_proved(server, bells[2])) {
-        c = answered_slot(&a, fresh ? fds[0] : -1, u);
-        consumed = fresh;   /* the region's memfd is the link's now, or closed */
+    if (server_proved(server, proof_ep)) {
+        c = answered_slot(&a, fresh ? fds : NULL, u);
+        consumed = fresh ? 3 : 0;   /* the region and doorbells are the link's now, or closed */
     }
     if (c && send_proof(u, fd) < 0) {   /* last: a proof sent means we switch */
         conn_free(c);
@@ -545,9 +546,7 @@ static int read_answer(int u, int fd, const struct diag_result *server, struct l
         return -1;
     }
     c->leased_by = lf_pid;
-    c->proof_ep = bells[2];   /* checked: closed with the low originals (keep_answer) */
-    c->bell_peer = bells[0];
-    c->bell_mine = bells[1];
+    c->proof_ep = proof_ep;   /* checked: closed with the low originals (keep_answer) */
     *out = c;
     return 1;
 }
@@ -570,14 +569,14 @@ static void become_fast(struct lf_sock *s, struct lf_conn *c)
     conn_ring_bell(c);
 }
 
-/* The answer's descriptors go high, with `spent`, a fresh candidate, closed
- * beside their low originals.  0: no room for them, plain TCP. */
+/* The answer's spent descriptors (the proof epoll, and `spent`, a fresh
+ * candidate) are closed; the region's went high with its link.  0: no room
+ * for them, plain TCP. */
 static int keep_answer(struct lf_conn *c, int spent)
 {
-    int *const own[] = { &c->bell_peer, &c->bell_mine };
     int lows[2] = { spent, c->proof_ep };
     c->proof_ep = -1;
-    if (ownfd_adopt(own, 2, lows, 2) == 0)
+    if (ownfd_adopt(NULL, 0, lows, 2) == 0)
         return 1;
     conn_free(c);
     return 0;

@@ -89,7 +89,8 @@ uint64_t monotonic_ns(void);
 
 /* ---- shm.c: the per-connection shared memory ---- */
 #define LF_MAGIC   0x6c6f6f70u   /* "loop" */
-#define LF_VERSION 4u   /* 3: slots of a region per pair of processes (link.c); 4: one doorbell an end */
+#define LF_VERSION 5u   /* 3: slots of a region per pair of processes (link.c); 4: one doorbell an end;
+                         * 5: one doorbell an end per region, news bits */
 #define LF_HEADER_SIZE 4096u
 
 enum { LF_CLIENT = 0, LF_SERVER = 1 };
@@ -136,7 +137,8 @@ struct lf_conn;
 /* ---- link.c: one region of shared memory per pair of processes ----
  * Page 0 of a region: this header and one lease word per slot; slot k at
  * LF_HEADER_SIZE + k * slot_size, one connection's header page and rings. */
-#define LINK_SLOTS 1000u
+#define LINK_SLOTS 952u          /* what fits a page with the leases and news bits */
+#define LINK_WORDS ((LINK_SLOTS + 63) / 64)
 #define LEASE_PUNCHING 0x80000000u   /* the last holder is giving the slot's pages back */
 struct lf_region {
     uint32_t magic, version;
@@ -144,11 +146,22 @@ struct lf_region {
     int32_t client_pid;               /* the client process holding it as a link (0: none) */
     uint32_t pad;
     uint32_t lease[LINK_SLOTS];       /* processes holding the slot, +1 for an answer not taken */
+    /* [side]: the slots whose peer rang that side's doorbell since that
+     * side's epoll sets last looked (link_note_news, epoll.c) */
+    _Alignas(64) uint64_t news[2][LINK_WORDS];
 };
 _Static_assert(sizeof(struct lf_region) <= LF_HEADER_SIZE, "the region header fits a page");
+/* The doorbells of a connection are its region's (ours, the peer's). */
+#define conn_bell_mine(c) ((c)->link->bell_mine)
+#define conn_bell_peer(c) ((c)->link->bell_peer)
 
 struct lf_link {
     int fd;                   /* the region's memfd (high) */
+    /* The doorbells (eventfds, high) of every connection of the region:
+     * ours, which the peer rings, never read (wait.c), and the peer's. */
+    int bell_mine, bell_peer;
+    uint64_t bell_key;        /* wait.c: names bell_mine in wait epolls (0: not yet) */
+    void *ep_news;            /* epoll.c: its idle records by slot, under epoll's lock */
     int role;                 /* LF_SERVER: we hand out its slots (in `owner` only); LF_CLIENT */
     uint64_t id;              /* names it in answers; random, never in shared memory */
     uint64_t ring_size, slot_size;
@@ -164,8 +177,12 @@ struct lf_link {
     struct lf_link *next;
 };
 struct lf_link *link_create(uint64_t ring_size);            /* server: a new region, unlisted */
-struct lf_link *link_adopt(int fd, uint64_t id, uint64_t ring_size, pid_t server);   /* client */
-struct lf_link *link_import(int fd, int role, uint64_t id, uint64_t ring_size, int spawned);
+/* client: fds = the region, the server's doorbell, ours (owned from here on) */
+struct lf_link *link_adopt(const int fds[3], uint64_t id, uint64_t ring_size, pid_t server);
+/* exec: fds = the region, our doorbell, the peer's, already high */
+struct lf_link *link_import(const int fds[3], int role, uint64_t id, uint64_t ring_size, int spawned);
+void link_note_news(struct lf_link *l, int side, uint32_t slot);   /* before ringing side */
+void link_after_fork_parent(void);   /* regions shared with a child take no more slots */
 struct lf_link *link_find(uint64_t id, uint64_t ring_size); /* client: one we already have */
 struct lf_link *link_of_peer(pid_t peer, uint64_t ring_size);   /* server: one peer holds */
 void link_list(struct lf_link *l, pid_t peer);             /* server: after a first contact */
@@ -210,11 +227,6 @@ struct lf_conn {
                                    * hold this end, so its `busy` words are believed (conn.c) */
     int me;                       /* LF_CLIENT or LF_SERVER */
     struct ring tx, rx;
-    /* Doorbells (eventfds): ours, which the peer rings when we armed for
-     * data or for room, and the peer's.  Never read (wait.c): every waiter
-     * hears every ring, so one doorbell serves both reasons. */
-    int bell_mine, bell_peer;
-    uint64_t bell_key;            /* wait.c: names bell_mine in wait epolls (0: not yet) */
     pthread_mutex_t rx_lock, tx_lock;
     int broken;                   /* shared state was corrupt: ECONNRESET */
     int shut_rd;                  /* local shutdown(SHUT_RD) */
@@ -234,6 +246,7 @@ struct lf_conn {
     uint64_t peer_cookie;         /* server: SO_COOKIE of the client's TCP socket */
     pthread_mutex_t proof_lock;
     int ep_idle;                  /* epoll.c: idle records counting on this connection's doorbells */
+    void *ep_idle_regs;           /* epoll.c: those records, under epoll's lock */
 };
 
 /* The peer's header line as far as this end may believe it: a server reads

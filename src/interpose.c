@@ -706,6 +706,8 @@ LF_EXPORT pid_t fork(void)
         fork_generation++;
         fdtable_for_each(count_holder, &minus);
         errno = e;
+    } else {
+        link_after_fork_parent();
     }
     return pid;
 }

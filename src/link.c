@@ -22,8 +22,10 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -62,6 +64,7 @@ static struct lf_link *link_new(int fd, int role, uint64_t id, uint64_t ring_siz
         return NULL;
     }
     l->fd = fd;
+    l->bell_mine = l->bell_peer = -1;
     l->role = role;
     l->id = id;
     l->ring_size = ring_size;
@@ -74,6 +77,9 @@ static void link_free(struct lf_link *l)
 {
     munmap(l->region, LF_HEADER_SIZE);
     ownfd_close(&l->fd);
+    ownfd_close(&l->bell_mine);
+    ownfd_close(&l->bell_peer);
+    free(l->ep_news);   /* no connection left: no idle record points into it */
     free(l);
 }
 
@@ -141,11 +147,16 @@ struct lf_link *link_create(uint64_t ring_size)
     struct lf_link *l = NULL;
     if (fcntl(fd, F_ADD_SEALS, REQUIRED_SEALS) == 0)   /* mapped before it is sized: */
         l = link_new(fd, LF_SERVER, id, ring_size);   /* not touched before grow() */
-    if (!l || grow(l, 1) < 0 || ownfd_adopt1(&l->fd) < 0) {
-        if (l)
-            link_free(l);
-        else
-            libc.close_own(fd);
+    if (!l) {
+        libc.close_own(fd);
+        return NULL;
+    }
+    l->bell_mine = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    l->bell_peer = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    int *const own[] = { &l->fd, &l->bell_mine, &l->bell_peer };
+    if (l->bell_mine < 0 || l->bell_peer < 0 || grow(l, 1) < 0 ||
+        ownfd_adopt(own, 3, NULL, 0) < 0) {   /* out of the program's numbers */
+        link_free(l);
         return NULL;
     }
     l->region->magic = LF_MAGIC;
@@ -155,21 +166,39 @@ struct lf_link *link_create(uint64_t ring_size)
     return l;
 }
 
+/* A doorbell another process sent: an eventfd, so that ringing it cannot
+ * block or write to anything else (design 9 has the one way left). */
+static int is_eventfd(int fd)
+{
+    char path[40], target[32];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(path, target, sizeof target);
+    int fl = libc.fcntl(fd, F_GETFL);
+    return n == 20 && memcmp(target, "anon_inode:[eventfd]", 20) == 0 && fl >= 0 &&
+           (fl & O_NONBLOCK);
+}
+
 /* A region another process made: checked for everything a hostile creator
  * could get wrong (seals, size, magic, version, ring size) before it is
- * believed.  The link owns fd from here on, also on failure. */
-static struct lf_link *link_open(int fd, int role, uint64_t id, uint64_t ring_size)
+ * believed.  fds: the region, our doorbell, the peer's; the link owns them
+ * from here on, also on failure. */
+static struct lf_link *link_open(const int fds[3], int role, uint64_t id, uint64_t ring_size)
 {
+    int fd = fds[0];
     struct stat st;
     int seals = fcntl(fd, F_GET_SEALS);
     struct lf_link *l = NULL;
     if (seals >= 0 && (seals & REQUIRED_SEALS) == REQUIRED_SEALS && fstat(fd, &st) == 0 &&
-        S_ISREG(st.st_mode) && ring_size_valid(ring_size) && st.st_size >= (off_t)LF_HEADER_SIZE)
+        S_ISREG(st.st_mode) && ring_size_valid(ring_size) && st.st_size >= (off_t)LF_HEADER_SIZE &&
+        is_eventfd(fds[1]) && is_eventfd(fds[2]))
         l = link_new(fd, role, id, ring_size);
     if (!l) {
-        libc.close_own(fd);
+        for (int i = 0; i < 3; i++)
+            libc.close_own(fds[i]);
         return NULL;
     }
+    l->bell_mine = fds[1];
+    l->bell_peer = fds[2];
     if (__atomic_load_n(&l->region->magic, __ATOMIC_RELAXED) != LF_MAGIC ||
         __atomic_load_n(&l->region->version, __ATOMIC_RELAXED) != LF_VERSION ||
         __atomic_load_n(&l->region->ring_size, __ATOMIC_RELAXED) != ring_size) {
@@ -196,12 +225,14 @@ static struct lf_link *stale_locked(pid_t server)
     return NULL;
 }
 
-struct lf_link *link_adopt(int fd, uint64_t id, uint64_t ring_size, pid_t server)
+struct lf_link *link_adopt(const int fds[3], uint64_t id, uint64_t ring_size, pid_t server)
 {
-    struct lf_link *l = link_open(fd, LF_CLIENT, id, ring_size);
+    struct lf_link *l = link_open((const int[3]){ fds[0], fds[2], fds[1] }, LF_CLIENT, id,
+                                  ring_size);
     if (!l)
         return NULL;
-    if (ownfd_adopt1(&l->fd) < 0) {   /* out of the program's numbers */
+    int *const own[] = { &l->fd, &l->bell_mine, &l->bell_peer };
+    if (ownfd_adopt(own, 3, NULL, 0) < 0) {   /* out of the program's numbers */
         link_free(l);
         return NULL;
     }
@@ -220,10 +251,12 @@ struct lf_link *link_adopt(int fd, uint64_t id, uint64_t ring_size, pid_t server
 /* exec: a region the old image held, its descriptor already high.  A
  * client's is findable again for later connections (a spawned process's
  * is not: the server names it to the process that took it first). */
-struct lf_link *link_import(int fd, int role, uint64_t id, uint64_t ring_size, int spawned)
+struct lf_link *link_import(const int fds[3], int role, uint64_t id, uint64_t ring_size, int spawned)
 {
-    struct lf_link *l = link_open(fd, role, id, ring_size);
-    if (l && ownfd_own(&l->fd) < 0) {
+    struct lf_link *l = link_open(fds, role, id, ring_size);
+    if (!l)
+        return NULL;
+    if (ownfd_own(&l->fd) < 0 || ownfd_own(&l->bell_mine) < 0 || ownfd_own(&l->bell_peer) < 0) {
         link_free(l);
         return NULL;
     }
@@ -327,6 +360,36 @@ int link_drop_idle(void)
 void link_after_fork_child(void)
 {
     drop_idle(link_free);
+}
+
+/* A writer that is about to ring `side`'s doorbell for a slot says which
+ * slot, so that that side's epoll sets look at it alone (epoll.c).  A bit
+ * already set costs no write. */
+void link_note_news(struct lf_link *l, int side, uint32_t slot)
+{
+    uint64_t *word = &l->region->news[side & 1][slot / 64], bit = 1ull << (slot % 64);
+    if (!(__atomic_load_n(word, __ATOMIC_RELAXED) & bit))
+        __atomic_fetch_or(word, bit, __ATOMIC_SEQ_CST);
+}
+
+/* After a fork, the child holds our regions' doorbells too, and every ring
+ * wakes both.  Regions with connections in them (which the child may keep:
+ * a fork-per-connection server) therefore take no more slots: the next
+ * connection from that client gets a region of its own, so a postmaster's
+ * backends do not wake one another. */
+void link_after_fork_parent(void)
+{
+    pthread_mutex_lock(&lock);
+    for (struct lf_link **pp = &links; *pp;) {
+        struct lf_link *l = *pp;
+        if (l->role == LF_SERVER && l->refs > 0) {
+            *pp = l->next;
+            l->listed = 0;
+        } else {
+            pp = &l->next;
+        }
+    }
+    pthread_mutex_unlock(&lock);
 }
 
 void link_get(struct lf_link *l)

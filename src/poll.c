@@ -92,7 +92,7 @@ static void prepare_kernel(struct poll_set *ps)
         if (sock_kind(t->s) == LF_FAST) {
             k->events = conn_kernel_events(t->s->conn, want);
             t->bell = bell_wait_fd(t->s->conn);
-            if (t->bell != t->s->conn->bell_mine) {
+            if (t->bell != conn_bell_mine(t->s->conn)) {
                 ps->wait_ep = t->bell;   /* one entry for every doorbell in it */
                 t->extra = (nfds_t)-1;
                 continue;

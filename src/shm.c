@@ -27,7 +27,6 @@ static struct lf_conn *conn_new(void *map, size_t len, int me, uint64_t ring_siz
     int tx = me == LF_CLIENT ? LF_C2S : LF_S2C;
     ring_init(&c->tx, &c->sh->ring[tx], data + (size_t)tx * ring_size, ring_size);
     ring_init(&c->rx, &c->sh->ring[!tx], data + (size_t)!tx * ring_size, ring_size);
-    c->bell_mine = c->bell_peer = -1;
     c->proof_ep = c->proof_fd = -1;
     c->peer_line = &c->sh->side[!me];   /* a server's waits for the client's proof */
     c->leased_by = lf_pid;
@@ -89,8 +88,6 @@ struct lf_conn *shm_slot(struct lf_link *l, uint32_t slot, int me, int fresh)
 void conn_free(struct lf_conn *c)
 {
     trim_forget(c);
-    ownfd_close(&c->bell_mine);
-    ownfd_close(&c->bell_peer);
     ownfd_close(&c->proof_ep);
     ownfd_close(&c->proof_fd);
     munmap(c->sh, c->map_len);

@@ -107,7 +107,7 @@ static int wait_more(struct lf_sock *s, int fd, int flags, size_t have)
     if (n < 0 || (size_t)n > have || __atomic_load_n(&peer->shut_wr, __ATOMIC_ACQUIRE) ||
         __atomic_load_n(&peer->closed, __ATOMIC_ACQUIRE))
         return 0;
-    int wfd = bell_wait_fd(c), cap = wfd == c->bell_mine ? bell_wait_cap_ms() : -1;
+    int wfd = bell_wait_fd(c), cap = wfd == conn_bell_mine(c) ? bell_wait_cap_ms() : -1;
     struct pollfd p[2] = { { .fd = wfd, .events = POLLIN },
                            { .fd = fd, .events = POLLIN | POLLRDHUP } };
     int r;

@@ -1,8 +1,8 @@
 /*
  * spare.c - the server's next connection, made before it is needed.
  *
- * Answering an offer needs a mapped slot of a region (a new one for a first
- * contact: link.c), two eventfds, the
+ * Answering an offer needs a mapped slot of a region (a new one, with its
+ * two doorbells, for a first contact: link.c), the
  * epoll that carries the server's proof and the unix socket that carries the
  * answer: ten system calls to make them and eight to move them high.  Made inside accept() they would sit between the client's SYN
  * and its first reply, so an opted-in accept() makes them first, before it
@@ -11,7 +11,6 @@
  */
 #include <errno.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 
 #include "internal.h"
@@ -23,17 +22,15 @@ static struct lf_conn *spare;   /* swapped atomically: threads may accept at onc
  * region, and only these are made again). */
 static int refill(struct lf_conn *c)
 {
-    int *const all[] = { &c->bell_mine, &c->bell_peer, &c->proof_ep, &c->proof_fd };
-    int *fresh[4], n = 0, ok = 1;
-    for (int i = 0; i < 4; i++) {
+    int *const all[] = { &c->proof_ep, &c->proof_fd };
+    int *fresh[2], n = 0, ok = 1;
+    for (int i = 0; i < 2; i++) {
         if (*all[i] >= 0)
             continue;
         if (all[i] == &c->proof_ep)
             *all[i] = epoll_make_own();   /* not the program's: no reserve for it */
-        else if (all[i] == &c->proof_fd)
-            *all[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         else
-            *all[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+            *all[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         ok &= *all[i] >= 0;
         fresh[n++] = all[i];
     }
@@ -44,8 +41,8 @@ static int refill(struct lf_conn *c)
     return -1;
 }
 
-/* A new connection's server end: slot 0 of a new region, bells made, the
- * unix socket to the client's offer not yet connected. */
+/* A new connection's server end: slot 0 of a new region (with its
+ * doorbells), the unix socket to the client's offer not yet connected. */
 static struct lf_conn *server_conn(void)
 {
     struct lf_link *l = link_create(lf_config.ring_size);
@@ -64,9 +61,9 @@ static struct lf_conn *server_conn(void)
  * holds; the spare keeps its own region. */
 void spare_transplant(struct lf_conn *spare, struct lf_conn *c)
 {
-    int *const from[] = { &spare->bell_mine, &spare->bell_peer, &spare->proof_ep, &spare->proof_fd };
-    int *const to[] = { &c->bell_mine, &c->bell_peer, &c->proof_ep, &c->proof_fd };
-    for (int i = 0; i < 4; i++) {
+    int *const from[] = { &spare->proof_ep, &spare->proof_fd };
+    int *const to[] = { &c->proof_ep, &c->proof_fd };
+    for (int i = 0; i < 2; i++) {
         *to[i] = *from[i];
         ownfd_moved(*from[i], to[i]);
         *from[i] = -1;

@@ -162,13 +162,13 @@ static struct wait_ep *thread_wait_ep(void)
 }
 
 /* The doorbell's key: given on first need, never reused in this process. */
-static uint64_t bell_key(struct lf_conn *c)
+static uint64_t bell_key(struct lf_link *l)
 {
-    uint64_t k = __atomic_load_n(&c->bell_key, __ATOMIC_ACQUIRE);
+    uint64_t k = __atomic_load_n(&l->bell_key, __ATOMIC_ACQUIRE);
     if (k)
         return k;
     uint64_t mine = __atomic_add_fetch(&bell_keys, 1, __ATOMIC_RELAXED);
-    return __atomic_compare_exchange_n(&c->bell_key, &k, mine, 0, __ATOMIC_ACQ_REL,
+    return __atomic_compare_exchange_n(&l->bell_key, &k, mine, 0, __ATOMIC_ACQ_REL,
                                        __ATOMIC_ACQUIRE) ? mine : k;
 }
 
@@ -177,16 +177,16 @@ int bell_wait_fd(struct lf_conn *c)
     struct wait_ep *w = thread_wait_ep();
     if (!w) {
         __atomic_store_n(&bell_readers, 1, __ATOMIC_RELAXED);
-        return c->bell_mine;
+        return conn_bell_mine(c);
     }
-    uint64_t key = bell_key(c);
+    uint64_t key = bell_key(c->link);
     for (unsigned i = 0; i < WAIT_KEYS; i++)
         if (w->keys[i] == key)
             return w->fd;
     struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.u64 = key };
-    if (libc.epoll_ctl(w->fd, EPOLL_CTL_ADD, c->bell_mine, &ev) < 0 && errno != EEXIST) {
+    if (libc.epoll_ctl(w->fd, EPOLL_CTL_ADD, conn_bell_mine(c), &ev) < 0 && errno != EEXIST) {
         __atomic_store_n(&bell_readers, 1, __ATOMIC_RELAXED);
-        return c->bell_mine;
+        return conn_bell_mine(c);
     }
     w->keys[w->next++ % WAIT_KEYS] = key;
     return w->fd;
@@ -199,7 +199,7 @@ int bell_wait_cap_ms(void)
 
 void bell_after_wake(struct lf_conn *c, int wfd)
 {
-    if (c && wfd == c->bell_mine) {
+    if (c && wfd == conn_bell_mine(c)) {
         bell_drain(c);
         return;
     }
@@ -212,7 +212,7 @@ void bell_after_wake(struct lf_conn *c, int wfd)
 void bell_drain(struct lf_conn *c)
 {
     uint64_t token = 0;
-    (void)!libc.read(c->bell_mine, &token, sizeof token);
+    (void)!libc.read(conn_bell_mine(c), &token, sizeof token);
     /* An idle epoll record of this connection waits for this doorbell; the
      * peer rang it once and disarmed: that record must look again. */
     if (__atomic_load_n(&c->ep_idle, __ATOMIC_SEQ_CST))
@@ -361,7 +361,7 @@ int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tc
     barrier_after_arm(__atomic_load_n(&c->sh->side[c->me].arms_with_mb, __ATOMIC_RELAXED));
     if (has_news(c, for_write))
         return 0;
-    int wfd = bell_wait_fd(c), cap = wfd == c->bell_mine ? bell_wait_cap_ms() : -1;
+    int wfd = bell_wait_fd(c), cap = wfd == conn_bell_mine(c) ? bell_wait_cap_ms() : -1;
     if (cap >= 0 && (timeout_ms < 0 || timeout_ms > cap))
         timeout_ms = cap;
     /* A writer must not wake on unread TCP data from before the switch. */
