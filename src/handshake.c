@@ -159,11 +159,13 @@ static pid_t unix_peer_pid(int u)
     return getsockopt(u, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 ? cred.pid : 0;
 }
 
-/* A slot of a region the client process already holds, with the spare's
- * descriptors moved onto it; NULL: the spare's own new region it is. */
-static struct lf_conn *slot_for(struct lf_conn *spare, pid_t client)
+/* A slot of a region made for the client process, with the spare's
+ * descriptors moved onto it; NULL: the spare's own new region it is.
+ * *carry: the client does not hold that region (it has not taken the
+ * answer that carried it yet, or let it go), so this answer carries it. */
+static struct lf_conn *slot_for(struct lf_conn *spare, pid_t client, int *carry)
 {
-    struct lf_link *l = link_of_peer(client, spare->tx.size);
+    struct lf_link *l = link_of_peer(client, spare->tx.size, carry);
     uint32_t slot;
     struct lf_conn *c = NULL;
     if (l && link_claim(l, &slot) == 0) {
@@ -194,8 +196,9 @@ void handshake_answer(int fd, struct sockaddr_storage ends[2])
         return;
     }
     pid_t owner = unix_peer_pid(c->proof_fd);
-    struct lf_conn *reused = slot_for(c, owner);
-    int new_link = !reused;
+    int carry = 0;
+    struct lf_conn *reused = slot_for(c, owner, &carry);
+    int new_link = !reused || carry;
     if (reused) {
         spare_return(c, ECONNREFUSED);   /* its new region waits for a first contact */
         c = reused;
@@ -495,8 +498,13 @@ static void send_no_link(int u)
  * from here on), or in one we hold. */
 static struct lf_conn *answered_slot(const struct answer_msg *a, const int *fds, int u)
 {
-    struct lf_link *l = fds ? link_adopt(fds, a->link_id, a->ring_size, unix_peer_pid(u))
-                            : link_find(a->link_id, a->ring_size);
+    /* A region the answer carries may be one we took from an earlier answer
+     * (answers to concurrent connections are taken in any order). */
+    struct lf_link *l = link_find(a->link_id, a->ring_size);
+    if (l && fds)
+        close_all(fds, 3);
+    else if (fds)
+        l = link_adopt(fds, a->link_id, a->ring_size, unix_peer_pid(u));
     if (!l) {
         if (!fds)
             send_no_link(u);

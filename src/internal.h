@@ -184,7 +184,9 @@ struct lf_link *link_import(const int fds[3], int role, uint64_t id, uint64_t ri
 void link_note_news(struct lf_link *l, int side, uint32_t slot);   /* before ringing side */
 void link_after_fork_parent(void);   /* regions shared with a child take no more slots */
 struct lf_link *link_find(uint64_t id, uint64_t ring_size); /* client: one we already have */
-struct lf_link *link_of_peer(pid_t peer, uint64_t ring_size);   /* server: one peer holds */
+/* server: a region made for peer; *carry: the peer does not hold it (yet, or
+ * any more), so the answer carries it again */
+struct lf_link *link_of_peer(pid_t peer, uint64_t ring_size, int *carry);
 void link_list(struct lf_link *l, pid_t peer);             /* server: after a first contact */
 void link_forget_peer(struct lf_link *l);                  /* the client no longer has it */
 int link_claim(struct lf_link *l, uint32_t *slot);         /* server: a free slot, leased */
@@ -398,9 +400,10 @@ int handshake_release_proofs(void);   /* out of descriptors: how many freed */
 void handshake_unanswered(struct lf_conn *c);   /* before a server end goes: the client's lease part */
 
 /* ---- answer.c: the messages and the server's proof, as received ---- */
-/* The answer: the region's memfd on a first contact (ANSWER_NEW_LINK), none
- * when the client already holds it; the server's doorbell; the client's;
- * the server's proof, an epoll holding its TCP socket. */
+/* The answer: the region's memfd, the server's doorbell and the client's
+ * (ANSWER_NEW_LINK: a first contact, or a region the client does not hold
+ * yet), none when the client holds it; the server's proof, an epoll holding
+ * its TCP socket. */
 #define ANSWER_FDS 4
 #define ANSWER_NEW_LINK 1u
 struct answer_msg {

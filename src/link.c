@@ -411,19 +411,22 @@ struct lf_link *link_find(uint64_t id, uint64_t ring_size)
     return l;
 }
 
-struct lf_link *link_of_peer(pid_t peer, uint64_t ring_size)
+struct lf_link *link_of_peer(pid_t peer, uint64_t ring_size, int *carry)
 {
     if (peer <= 0)
         return NULL;
     pthread_mutex_lock(&lock);
     struct lf_link *l = links;
+    int32_t holder = 0;
     while (l && !(l->role == LF_SERVER && l->owner == lf_pid && l->peer == peer &&
                   l->ring_size == ring_size &&
-                  __atomic_load_n(&l->region->client_pid, __ATOMIC_ACQUIRE) == peer))
+                  ((holder = __atomic_load_n(&l->region->client_pid, __ATOMIC_ACQUIRE)) == peer ||
+                   holder == 0)))
         l = l->next;
     if (l)
         take_locked(l);
     pthread_mutex_unlock(&lock);
+    *carry = l && holder == 0;
     return l;
 }
 
