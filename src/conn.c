@@ -324,6 +324,8 @@ static ssize_t rx_end(struct lf_conn *c, int fd)
  * -1 when nothing is unclear. */
 int conn_recheck_ms(struct lf_conn *c)
 {
+    if (__atomic_load_n(&c->proof_deferred, __ATOMIC_RELAXED))
+        return SHARED_WAIT_MS;   /* a proof waits for a descriptor (handshake.c) */
     return __atomic_load_n(&c->fin_unclear, __ATOMIC_RELAXED) &&
                    !__atomic_load_n(&c->peer_gone, __ATOMIC_RELAXED)
                ? (int)(RECHECK_NS / 1000000)

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/un.h>
@@ -180,14 +181,16 @@ static struct lf_conn *slot_for(struct lf_conn *spare, pid_t client, int *carry)
     return c;
 }
 
+static int proof_room_ready(void);
+
 void handshake_answer(int fd, struct sockaddr_storage ends[2])
 {
     struct diag_result client;
     if (lf_config.mode == LF_MODE_OFF || tcp_peer_owner(fd, &client, ends) < 0)
         return;
-    struct lf_conn *c = spare_take();
+    struct lf_conn *c = proof_room_ready() ? spare_take() : NULL;
     if (!c && reap_now() + handshake_release_proofs() + link_drop_idle() > 0)
-        c = spare_take();   /* our own reserves must not cost this connection */
+        c = proof_room_ready() ? spare_take() : NULL;   /* our reserves must not cost it */
     if (!c)
         return;
     int e = connect_offer(c, &client);
@@ -312,6 +315,40 @@ static int holders_unshared(struct lf_conn *c)
     return __atomic_load_n(&c->sh->side[LF_SERVER].holders, __ATOMIC_RELAXED) == 1;
 }
 
+/* Receiving a proof takes a descriptor (the client's socket, closed at
+ * once).  A server whose program filled its table would otherwise never
+ * read the proof of a client that switched, and wait on TCP for bytes that
+ * are on the ring: so while it answers, a server holds one descriptor it
+ * gives up for the moment a proof is read (`proof_room`). */
+static int proof_room = -1;
+static pthread_mutex_t proof_room_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int proof_room_ready(void)
+{
+    pthread_mutex_lock(&proof_room_lock);
+    if (proof_room < 0)
+        ownfd_new(&proof_room, eventfd(0, EFD_CLOEXEC));
+    int ok = proof_room >= 0;
+    pthread_mutex_unlock(&proof_room_lock);
+    return ok;
+}
+
+/* read_proof, in the room of proof_room when no other descriptor is free. */
+static int read_proof_in_room(int u, uint64_t cookie, int flags)
+{
+    int r = read_proof(u, cookie, flags);
+    if (r != -2)
+        return r;
+    pthread_mutex_lock(&proof_room_lock);
+    if (proof_room >= 0) {
+        ownfd_close(&proof_room);
+        r = read_proof(u, cookie, flags);
+        ownfd_new(&proof_room, eventfd(0, EFD_CLOEXEC));
+    }
+    pthread_mutex_unlock(&proof_room_lock);
+    return r;
+}
+
 /* 1: the client proved itself, 0: not, and never will; -2: ask again.  The
  * proof is only peeked at: closing the unix socket drops it, and a peek that
  * finds no descriptor free loses nothing. */
@@ -319,12 +356,13 @@ static int take_proof(struct lf_conn *c)
 {
     int u = c->proof_fd;
     int shared = !holders_unshared(c);
-    int r = read_proof(u, c->peer_cookie, MSG_PEEK);
+    int r = read_proof_in_room(u, c->peer_cookie, MSG_PEEK);
+    __atomic_store_n(&c->proof_deferred, r == -2, __ATOMIC_RELAXED);
     if (r == -2)
         return r;
     if (r == 1 && shared) {
         mark_proved(u);
-        read_proof(u, c->peer_cookie, 0);
+        read_proof_in_room(u, c->peer_cookie, 0);
     }
     if (r == 0)
         r = marked_proved(u);

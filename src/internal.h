@@ -246,6 +246,7 @@ struct lf_conn {
     int proof_ep;                 /* server, until answered: epoll holding our TCP socket */
     int proof_fd;                 /* server: the unix connection the client's proof comes on */
     uint64_t peer_cookie;         /* server: SO_COOKIE of the client's TCP socket */
+    int proof_deferred;           /* server: its proof could not be read yet (no descriptor) */
     pthread_mutex_t proof_lock;
     int ep_idle;                  /* epoll.c: idle records counting on this connection's doorbells */
     void *ep_idle_regs;           /* epoll.c: those records, under epoll's lock */
