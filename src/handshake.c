@@ -443,6 +443,7 @@ struct lf_side *handshake_peer_line(struct lf_conn *c)
  * that switched is ever refused.  A connection other processes hold too
  * keeps its socket, for their sake. */
 static __thread int released;
+static __thread int refuse;   /* 0: take the proofs already queued; 1: refuse the others */
 
 static void release_proof(int fd)
 {
@@ -452,7 +453,14 @@ static void release_proof(int fd)
     struct lf_conn *c = sock_kind(s) == LF_FAST ? s->conn : NULL;
     if (c && c->me == LF_SERVER && holders_unshared(c)) {
         pthread_mutex_lock(&c->proof_lock);
-        if (!c->peer_line && c->proof_fd >= 0) {
+        if (!c->peer_line && c->proof_fd >= 0 && !refuse) {
+            /* the real client queues its proof before it sets ready */
+            if (__atomic_load_n(&c->sh->side[LF_CLIENT].ready, __ATOMIC_ACQUIRE)) {
+                if (take_proof(c) == 1)
+                    believe_client(c);
+                released += c->proof_fd < 0;   /* take_proof closed it */
+            }
+        } else if (!c->peer_line && c->proof_fd >= 0) {
             libc.shutdown(c->proof_fd, SHUT_RD);
             if (take_proof(c) == 1)
                 believe_client(c);
@@ -466,10 +474,13 @@ static void release_proof(int fd)
     sock_put(s);
 }
 
+/* First the proofs that came (nobody refused), then, if that freed
+ * nothing, the others. */
 int handshake_release_proofs(void)
 {
     released = 0;
-    fdtable_for_each_fd(0, ~0u, release_proof);
+    for (refuse = 0; refuse < 2 && !released; refuse++)
+        fdtable_for_each_fd(0, ~0u, release_proof);
     return released;
 }
 
