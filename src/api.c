@@ -96,10 +96,10 @@ LF_EXPORT int loopfast_fd_is_fast(int fd)
     if (!s)
         return 0;
     if (sock_kind(s) == LF_PENDING) {
-        pthread_mutex_lock(&s->lock);
+        lf_lock(&s->lock);
         if (sock_kind(s) == LF_PENDING)
             handshake_take_answer(s, fd);
-        pthread_mutex_unlock(&s->lock);
+        lf_unlock(&s->lock);
     }
     int fast = conn_is_fast(s);
     sock_put(s);

@@ -58,11 +58,11 @@ void bufsize_set(int fd, int level, int optname)
     struct lf_sock *s = set ? fdtable_acquire(fd) : NULL;
     if (!s)
         return;
-    pthread_mutex_lock(&s->lock);
+    lf_lock(&s->lock);
     __atomic_fetch_or(&s->bufsize_set, set, __ATOMIC_RELAXED);
     if (sock_kind(s) == LF_FAST)
         apply(s->conn, set, fd);
-    pthread_mutex_unlock(&s->lock);
+    lf_unlock(&s->lock);
     sock_put(s);
 }
 

@@ -32,14 +32,14 @@ static int lock_if_threaded(pthread_mutex_t *m)
 {
     int threaded = !__libc_single_threaded;
     if (threaded)
-        pthread_mutex_lock(m);
+        lf_lock(m);
     return threaded;
 }
 
 static void unlock_if(pthread_mutex_t *m, int threaded)
 {
     if (threaded)
-        pthread_mutex_unlock(m);
+        lf_unlock(m);
 }
 
 /* ---- one direction, one user at a time ----
@@ -659,13 +659,13 @@ int conn_shutdown(struct lf_sock *s, int fd, int how)
     if (how == SHUT_RD || how == SHUT_RDWR)
         c->shut_rd = 1;
     if (how == SHUT_WR || how == SHUT_RDWR) {
-        pthread_mutex_lock(&c->tx_lock);
+        lf_lock(&c->tx_lock);
         tx_maybe_switch(c);
         int on_ring = load32(&my_side(c)->tx_switched);
         store32(&my_side(c)->shut_wr, 1);   /* on TCP: it never switches now */
         if (on_ring)
             conn_ring_bell(c);
-        pthread_mutex_unlock(&c->tx_lock);
+        lf_unlock(&c->tx_lock);
         if (!on_ring)
             return libc.shutdown(fd, SHUT_WR);
     }

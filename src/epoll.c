@@ -171,6 +171,7 @@ static int ptrset_add(struct ptrset *ps, uintptr_t p)
 static struct ep_set *sets;
 static pthread_mutex_t ep_lock = PTHREAD_MUTEX_INITIALIZER;
 
+
 static struct ep_reg **find_reg(struct ep_set *e, int fd)
 {
     struct ep_reg **p = &e->regs;
@@ -370,11 +371,11 @@ static void unwatch(struct ep_set *e)
 static void inner_update(struct ep_reg *r)
 {
     /* the kind and the descriptors that go with it, seen together */
-    pthread_mutex_lock(&r->s->lock);
+    lf_lock(&r->s->lock);
     int kind = sock_kind(r->s), offer = r->s->offer_fd, bell = -1;
     if (kind == LF_FAST)
         bell = conn_bell_mine(r->s->conn);
-    pthread_mutex_unlock(&r->s->lock);
+    lf_unlock(&r->s->lock);
     struct epoll_event tcp = { .events = r->events & (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI |
                                                       EPOLLET),
                                .data.fd = r->fd };
@@ -768,7 +769,7 @@ static int ctl_kernel(int epfd, struct ep_set *e, struct ep_reg **p, int op, int
 
 static int ctl_ours(int epfd, int op, int fd, struct lf_sock *s, struct epoll_event *ev)
 {
-    pthread_mutex_lock(&ep_lock);
+    lf_lock(&ep_lock);
     struct ep_set *e = find_set(epfd, 0);
     struct ep_reg **p = e ? find_reg(e, fd) : NULL;
     if (e) {
@@ -784,7 +785,7 @@ static int ctl_ours(int epfd, int op, int fd, struct lf_sock *s, struct epoll_ev
         rc = (e || (e = find_set(epfd, 1))) ? add_inner(e, fd, s, ev) : (errno = ENOMEM, -1);
     else
         rc = ctl_kernel(epfd, e, p, op, fd, s, ev);
-    pthread_mutex_unlock(&ep_lock);
+    lf_unlock(&ep_lock);
     return rc;
 }
 
@@ -827,11 +828,11 @@ void epoll_forget_range(unsigned first, unsigned last)
         epoll_forget_fd(w);
     for (;;) {
         int found = -1;
-        pthread_mutex_lock(&ep_lock);
+        lf_lock(&ep_lock);
         for (struct ep_set *e = sets; e && found < 0; e = e->next)
             if ((unsigned)e->epfd >= first && (unsigned)e->epfd <= last)
                 found = e->epfd;
-        pthread_mutex_unlock(&ep_lock);
+        lf_unlock(&ep_lock);
         if (found < 0)
             return;
         epoll_forget_fd(found);
@@ -845,14 +846,14 @@ void epoll_before_fork(void)
 {
     if (!__atomic_load_n(&sets, __ATOMIC_ACQUIRE))
         return;
-    pthread_mutex_lock(&ep_lock);
+    lf_lock(&ep_lock);
     for (struct ep_set *e = sets; e; e = e->next) {
         e->shared = 1;
         for (struct ep_reg *r = e->regs; r; r = r->next)
             if (r->state == REG_IDLE)
                 activate(e, r);
     }
-    pthread_mutex_unlock(&ep_lock);
+    lf_unlock(&ep_lock);
 }
 
 static void set_free(struct ep_set *e)
@@ -877,7 +878,7 @@ void epoll_forget_fd(int fd)
 {
     if (!__atomic_load_n(&sets, __ATOMIC_ACQUIRE))
         return;
-    pthread_mutex_lock(&ep_lock);
+    lf_lock(&ep_lock);
     if (fd == wake_fd) {   /* the program closes our eventfd: the kernel drops it */
         __atomic_store_n(&wake_fd, -1, __ATOMIC_RELEASE);
         for (struct ep_set *e = sets; e; e = e->next)
@@ -898,7 +899,7 @@ void epoll_forget_fd(int fd)
         *p = e->next;
         set_free(e);
     }
-    pthread_mutex_unlock(&ep_lock);
+    lf_unlock(&ep_lock);
 }
 
 /* ---- waiting ---- */
@@ -1019,10 +1020,10 @@ static short drain_inner(struct ep_reg *r)
         if (ev[i].data.fd == r->fd) {
             tev |= (short)ev[i].events;
         } else if (sock_kind(r->s) != LF_FAST) {
-            pthread_mutex_lock(&r->s->lock);
+            lf_lock(&r->s->lock);
             if (sock_kind(r->s) == LF_PENDING)
                 handshake_take_answer(r->s, r->fd);
-            pthread_mutex_unlock(&r->s->lock);
+            lf_unlock(&r->s->lock);
         }
     }
     /* a socket gone plain goes back to the kernel after this report (refresh) */
@@ -1091,7 +1092,7 @@ static int kernel_wait(int epfd, struct epoll_event *out, int n, int max, int ti
                  : libc.epoll_wait(epfd, kev, room, timeout);
     if (k < 0)
         return -1;
-    pthread_mutex_lock(&ep_lock);
+    lf_lock(&ep_lock);
     struct ep_set *e = find_set(epfd, 0);
     if (e) {
         int news = 0, not_ready;
@@ -1102,7 +1103,7 @@ static int kernel_wait(int epfd, struct epoll_event *out, int n, int max, int ti
     } else
         for (int i = 0; i < k; i++)
             out[n++] = kev[i];
-    pthread_mutex_unlock(&ep_lock);
+    lf_unlock(&ep_lock);
     return n;
 }
 
@@ -1186,7 +1187,7 @@ static int collect_locked(int epfd, struct epoll_event *out, int max, int *reche
                           struct set_state *st)
 {
     int n = 0;
-    pthread_mutex_lock(&ep_lock);
+    lf_lock(&ep_lock);
     struct ep_set *e = find_set(epfd, 0);
     *st = (struct set_state){ 0, 0 };
     if (e) {
@@ -1211,7 +1212,7 @@ static int collect_locked(int epfd, struct epoll_event *out, int max, int *reche
         }
         n = collect_idled(e, idled, out, n, max);
     }
-    pthread_mutex_unlock(&ep_lock);
+    lf_unlock(&ep_lock);
     return n;
 }
 
@@ -1219,10 +1220,10 @@ static int has_regs(int epfd)
 {
     if (!__atomic_load_n(&sets, __ATOMIC_ACQUIRE))
         return 0;
-    pthread_mutex_lock(&ep_lock);
+    lf_lock(&ep_lock);
     struct ep_set *e = find_set(epfd, 0);
     int yes = e && (e->regs || e->watching);
-    pthread_mutex_unlock(&ep_lock);
+    lf_unlock(&ep_lock);
     return yes;
 }
 

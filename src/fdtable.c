@@ -34,14 +34,14 @@ static struct lf_sock **slot_of(int fd, int create)
         return NULL;
     struct lf_sock **chunk = __atomic_load_n(&top[fd >> CHUNK_BITS], __ATOMIC_ACQUIRE);
     if (!chunk && create) {
-        pthread_mutex_lock(&table_lock);
+        lf_lock(&table_lock);
         chunk = top[fd >> CHUNK_BITS];
         if (!chunk) {
             chunk = calloc(CHUNK_SIZE, sizeof *chunk);
             if (chunk)
                 __atomic_store_n(&top[fd >> CHUNK_BITS], chunk, __ATOMIC_RELEASE);
         }
-        pthread_mutex_unlock(&table_lock);
+        lf_unlock(&table_lock);
     }
     return chunk ? &chunk[fd & (CHUNK_SIZE - 1)] : NULL;
 }
@@ -94,10 +94,10 @@ static void sock_destroy(struct lf_sock *s)
     }
     s->conn = NULL;
     pthread_mutex_destroy(&s->lock);
-    pthread_mutex_lock(&table_lock);
+    lf_lock(&table_lock);
     s->next_free = free_list;
     free_list = s;
-    pthread_mutex_unlock(&table_lock);
+    lf_unlock(&table_lock);
 }
 
 void sock_put(struct lf_sock *s)
@@ -111,11 +111,11 @@ void sock_put(struct lf_sock *s)
 
 struct lf_sock *sock_new(int kind)
 {
-    pthread_mutex_lock(&table_lock);
+    lf_lock(&table_lock);
     struct lf_sock *s = free_list;
     if (s)
         free_list = s->next_free;
-    pthread_mutex_unlock(&table_lock);
+    lf_unlock(&table_lock);
     if (!s) {
         s = calloc(1, sizeof *s);
         if (!s)
@@ -174,8 +174,8 @@ int fdtable_clear(int fd)
 }
 
 /* fork() must not copy the table lock while another thread holds it. */
-void fdtable_lock(void) { pthread_mutex_lock(&table_lock); }
-void fdtable_unlock(void) { pthread_mutex_unlock(&table_lock); }
+void fdtable_lock(void) { lf_lock(&table_lock); }
+void fdtable_unlock(void) { lf_unlock(&table_lock); }
 void fdtable_reset_lock(void) { pthread_mutex_init(&table_lock, NULL); }
 
 void fdtable_for_each_fd(unsigned first, unsigned last, void (*fn)(int fd))

@@ -325,11 +325,11 @@ static pthread_mutex_t proof_room_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int proof_room_ready(void)
 {
-    pthread_mutex_lock(&proof_room_lock);
+    lf_lock(&proof_room_lock);
     if (proof_room < 0)
         ownfd_new(&proof_room, eventfd(0, EFD_CLOEXEC));
     int ok = proof_room >= 0;
-    pthread_mutex_unlock(&proof_room_lock);
+    lf_unlock(&proof_room_lock);
     return ok;
 }
 
@@ -339,13 +339,13 @@ static int read_proof_in_room(int u, uint64_t cookie, int flags)
     int r = read_proof(u, cookie, flags);
     if (r != -2)
         return r;
-    pthread_mutex_lock(&proof_room_lock);
+    lf_lock(&proof_room_lock);
     if (proof_room >= 0) {
         ownfd_close(&proof_room);
         r = read_proof(u, cookie, flags);
         ownfd_new(&proof_room, eventfd(0, EFD_CLOEXEC));
     }
-    pthread_mutex_unlock(&proof_room_lock);
+    lf_unlock(&proof_room_lock);
     return r;
 }
 
@@ -401,11 +401,11 @@ void handshake_before_confinement(struct lf_conn *c)
 {
     if (c->me != LF_SERVER)
         return;
-    pthread_mutex_lock(&c->proof_lock);
+    lf_lock(&c->proof_lock);
     if (!c->peer_line && c->proof_fd >= 0 &&
         __atomic_load_n(&c->sh->side[LF_CLIENT].ready, __ATOMIC_ACQUIRE) && take_proof(c) == 1)
         believe_client(c);
-    pthread_mutex_unlock(&c->proof_lock);
+    lf_unlock(&c->proof_lock);
 }
 
 /* What a zero line says: not ready, nothing switched, nothing closed. */
@@ -422,7 +422,7 @@ struct lf_side *handshake_peer_line(struct lf_conn *c)
         return line;
     if (!__atomic_load_n(&line->ready, __ATOMIC_ACQUIRE))
         return &unproved;
-    pthread_mutex_lock(&c->proof_lock);
+    lf_lock(&c->proof_lock);
     if (!c->peer_line && c->proof_fd >= 0 && lf_confined) {
         /* A sandbox forbids recvmsg: taken on trust (section 9).  Closing
          * our end drops the queued proof, which holds the client's socket
@@ -432,7 +432,7 @@ struct lf_side *handshake_peer_line(struct lf_conn *c)
     }
     else if (!c->peer_line && c->proof_fd >= 0 && take_proof(c) == 1)
         believe_client(c);
-    pthread_mutex_unlock(&c->proof_lock);
+    lf_unlock(&c->proof_lock);
     return c->peer_line ? c->peer_line : &unproved;
 }
 
@@ -452,7 +452,7 @@ static void release_proof(int fd)
         return;
     struct lf_conn *c = sock_kind(s) == LF_FAST ? s->conn : NULL;
     if (c && c->me == LF_SERVER && holders_unshared(c)) {
-        pthread_mutex_lock(&c->proof_lock);
+        lf_lock(&c->proof_lock);
         if (!c->peer_line && c->proof_fd >= 0 && !refuse) {
             /* the real client queues its proof before it sets ready */
             if (__atomic_load_n(&c->sh->side[LF_CLIENT].ready, __ATOMIC_ACQUIRE)) {
@@ -469,7 +469,7 @@ static void release_proof(int fd)
             ownfd_close(&c->proof_fd);
             released++;
         }
-        pthread_mutex_unlock(&c->proof_lock);
+        lf_unlock(&c->proof_lock);
     }
     sock_put(s);
 }

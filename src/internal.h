@@ -87,6 +87,39 @@ void policy_init(void);
 int policy_allows(const struct sockaddr *a, const struct sockaddr *b);
 uint64_t monotonic_ns(void);
 
+/* ThreadSanitizer ignores the lock calls made inside a call it intercepts
+ * as blocking (epoll_wait, poll...), which loopfast's own versions of those
+ * calls are, seen from TSan: locks taken there are told to it directly. */
+#if defined(__SANITIZE_THREAD__)
+#define LF_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define LF_TSAN 1
+#endif
+#endif
+#ifdef LF_TSAN
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#define tsan_acquire(p) __tsan_acquire(p)
+#define tsan_release(p) __tsan_release(p)
+#else
+#define tsan_acquire(p) ((void)0)
+#define tsan_release(p) ((void)0)
+#endif
+
+/* Every lock of loopfast's is taken and dropped through these (see above). */
+static inline void lf_lock(pthread_mutex_t *m)
+{
+    pthread_mutex_lock(m);
+    tsan_acquire(m);
+}
+
+static inline void lf_unlock(pthread_mutex_t *m)
+{
+    tsan_release(m);
+    pthread_mutex_unlock(m);
+}
+
 /* ---- shm.c: the per-connection shared memory ---- */
 #define LF_MAGIC   0x6c6f6f70u   /* "loop" */
 #define LF_VERSION 5u   /* 3: slots of a region per pair of processes (link.c); 4: one doorbell an end;

@@ -147,14 +147,14 @@ LF_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, i
  * connect(), and what the kernel takes is counted as sent on TCP. */
 static ssize_t send_connecting(struct lf_sock *s, int fd, const struct msghdr *msg, int flags)
 {
-    pthread_mutex_lock(&s->lock);
+    lf_lock(&s->lock);
     if (sock_kind(s) == LF_OPTIN && msg->msg_namelen >= sizeof(sa_family_t))
         handshake_offer(s, fd, msg->msg_name);
     ssize_t r = libc.sendmsg(fd, msg, flags);
     int e = errno, plain = sock_kind(s) == LF_PLAIN;
     if (r > 0 && sock_kind(s) == LF_PENDING)
         s->pending_tx += (uint64_t)r;
-    pthread_mutex_unlock(&s->lock);
+    lf_unlock(&s->lock);
     if (plain)
         fdtable_clear(fd);   /* never fast: as connect() */
     errno = e;
@@ -386,11 +386,11 @@ LF_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
     struct lf_sock *s = ours(fd);
     if (!s)
         return libc.connect(fd, addr, len);
-    pthread_mutex_lock(&s->lock);
+    lf_lock(&s->lock);
     if (sock_kind(s) == LF_OPTIN && addr && len >= sizeof(sa_family_t))
         handshake_offer(s, fd, addr);
     int plain = sock_kind(s) == LF_PLAIN;
-    pthread_mutex_unlock(&s->lock);
+    lf_unlock(&s->lock);
     if (plain)
         fdtable_clear(fd);   /* never fast: let its calls go straight to libc */
     int r = libc.connect(fd, addr, len);
@@ -413,7 +413,7 @@ static struct lf_sock *answering(int listen_fd)
  * unless it is a wildcard: asked once, it spares the answer a getsockname. */
 static void listener_address(struct lf_sock *l, int listen_fd, struct sockaddr_storage *local)
 {
-    pthread_mutex_lock(&l->lock);
+    lf_lock(&l->lock);
     if (l->bound_state == BOUND_UNKNOWN) {
         socklen_t n = sizeof l->bound;
         int ok = getsockname(listen_fd, (struct sockaddr *)&l->bound, &n) == 0;
@@ -422,7 +422,7 @@ static void listener_address(struct lf_sock *l, int listen_fd, struct sockaddr_s
     }
     if (l->bound_state == BOUND_SPECIFIC)
         *local = l->bound;
-    pthread_mutex_unlock(&l->lock);
+    lf_unlock(&l->lock);
 }
 
 /* accept() or accept4(): the answer's memory and doorbells are made before
@@ -690,7 +690,7 @@ LF_EXPORT pid_t fork(void)
     fdtable_lock();
     pid_t pid = libc.fork();
     if (pid == 0) {
-        fdtable_reset_lock();
+        fdtable_unlock();   /* the forking thread holds it in the child too */
         fdtable_for_each(reset_locks, &parent);
         /* The parent's reserves are its own: the child closes its copies now,
          * while their numbers are still ours (a child that closes every

@@ -40,8 +40,8 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct lf_link *links;   /* listed: findable for later connections */
 static int idle;                /* listed regions with no connection */
 
-static void lock_for_fork(void) { pthread_mutex_lock(&lock); }
-static void unlock_after_fork(void) { pthread_mutex_unlock(&lock); }
+static void lock_for_fork(void) { lf_lock(&lock); }
+static void unlock_after_fork(void) { lf_unlock(&lock); }
 
 __attribute__((constructor)) static void link_init(void)
 {
@@ -239,10 +239,10 @@ struct lf_link *link_adopt(const int fds[3], uint64_t id, uint64_t ring_size, pi
     /* the server gives our process slots of it only while we hold it */
     __atomic_store_n(&l->region->client_pid, lf_pid, __ATOMIC_RELEASE);
     l->peer = server;
-    pthread_mutex_lock(&lock);
+    lf_lock(&lock);
     struct lf_link *stale = server > 0 ? stale_locked(server) : NULL;
     list_locked(l);
-    pthread_mutex_unlock(&lock);
+    lf_unlock(&lock);
     if (stale)
         link_let_go(stale);
     return l;
@@ -261,9 +261,9 @@ struct lf_link *link_import(const int fds[3], int role, uint64_t id, uint64_t ri
         return NULL;
     }
     if (l && role == LF_CLIENT && !spawned) {
-        pthread_mutex_lock(&lock);
+        lf_lock(&lock);
         list_locked(l);
-        pthread_mutex_unlock(&lock);
+        lf_unlock(&lock);
     }
     return l;
 }
@@ -275,23 +275,23 @@ static pid_t let_go_pid;
 
 void link_before_exec(int (*kept)(struct lf_link *, void *), void *arg)
 {
-    pthread_mutex_lock(&lock);
+    lf_lock(&lock);
     for (struct lf_link *l = links; l; l = l->next)
         if (l->role == LF_CLIENT && !kept(l, arg))
             __atomic_compare_exchange_n(&l->region->client_pid, &(int32_t){ lf_pid }, -lf_pid, 0,
                                         __ATOMIC_RELEASE, __ATOMIC_RELAXED);
     let_go_pid = lf_pid;
-    pthread_mutex_unlock(&lock);
+    lf_unlock(&lock);
 }
 
 void link_exec_failed(void)
 {
-    pthread_mutex_lock(&lock);
+    lf_lock(&lock);
     for (struct lf_link *l = links; l; l = l->next)
         if (l->role == LF_CLIENT)
             __atomic_compare_exchange_n(&l->region->client_pid, &(int32_t){ -let_go_pid },
                                         let_go_pid, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
-    pthread_mutex_unlock(&lock);
+    lf_unlock(&lock);
 }
 
 /* The oldest listed region with no connection, unlisted; NULL when
@@ -317,7 +317,7 @@ static struct lf_link *evict_locked(int all)
  * holds it (link_of_peer). */
 void link_put(struct lf_link *l)
 {
-    pthread_mutex_lock(&lock);
+    lf_lock(&lock);
     struct lf_link *gone = NULL;
     if (--l->refs == 0) {
         if (l->listed) {
@@ -328,7 +328,7 @@ void link_put(struct lf_link *l)
             gone = l;
         }
     }
-    pthread_mutex_unlock(&lock);
+    lf_unlock(&lock);
     if (gone)
         link_let_go(gone);
 }
@@ -338,9 +338,9 @@ static int drop_idle(void (*release)(struct lf_link *))
 {
     int n = 0;
     for (;;) {
-        pthread_mutex_lock(&lock);
+        lf_lock(&lock);
         struct lf_link *l = evict_locked(1);
-        pthread_mutex_unlock(&lock);
+        lf_unlock(&lock);
         if (!l)
             return n;
         release(l);
@@ -379,7 +379,7 @@ void link_note_news(struct lf_link *l, int side, uint32_t slot)
  * backends do not wake one another. */
 void link_after_fork_parent(void)
 {
-    pthread_mutex_lock(&lock);
+    lf_lock(&lock);
     for (struct lf_link **pp = &links; *pp;) {
         struct lf_link *l = *pp;
         if (l->role == LF_SERVER && l->refs > 0) {
@@ -389,25 +389,25 @@ void link_after_fork_parent(void)
             pp = &l->next;
         }
     }
-    pthread_mutex_unlock(&lock);
+    lf_unlock(&lock);
 }
 
 void link_get(struct lf_link *l)
 {
-    pthread_mutex_lock(&lock);
+    lf_lock(&lock);
     take_locked(l);
-    pthread_mutex_unlock(&lock);
+    lf_unlock(&lock);
 }
 
 struct lf_link *link_find(uint64_t id, uint64_t ring_size)
 {
-    pthread_mutex_lock(&lock);
+    lf_lock(&lock);
     struct lf_link *l = links;
     while (l && !(l->role == LF_CLIENT && l->id == id && l->ring_size == ring_size))
         l = l->next;
     if (l)
         take_locked(l);
-    pthread_mutex_unlock(&lock);
+    lf_unlock(&lock);
     return l;
 }
 
@@ -415,7 +415,7 @@ struct lf_link *link_of_peer(pid_t peer, uint64_t ring_size, int *carry)
 {
     if (peer <= 0)
         return NULL;
-    pthread_mutex_lock(&lock);
+    lf_lock(&lock);
     struct lf_link *l = links;
     int32_t holder = 0;
     while (l && !(l->role == LF_SERVER && l->owner == lf_pid && l->peer == peer &&
@@ -425,7 +425,7 @@ struct lf_link *link_of_peer(pid_t peer, uint64_t ring_size, int *carry)
         l = l->next;
     if (l)
         take_locked(l);
-    pthread_mutex_unlock(&lock);
+    lf_unlock(&lock);
     *carry = l && holder == 0;
     return l;
 }
@@ -434,19 +434,19 @@ void link_list(struct lf_link *l, pid_t peer)
 {
     if (peer <= 0)
         return;
-    pthread_mutex_lock(&lock);
+    lf_lock(&lock);
     if (!l->listed) {
         l->peer = peer;
         list_locked(l);
     }
-    pthread_mutex_unlock(&lock);
+    lf_unlock(&lock);
 }
 
 void link_forget_peer(struct lf_link *l)
 {
-    pthread_mutex_lock(&lock);
+    lf_lock(&lock);
     l->peer = 0;
-    pthread_mutex_unlock(&lock);
+    lf_unlock(&lock);
 }
 
 /* A free slot, leased for both ends (the client's part until it takes the
@@ -454,7 +454,7 @@ void link_forget_peer(struct lf_link *l)
  * pair's region stays as small as its most connections at once. */
 int link_claim(struct lf_link *l, uint32_t *slot)
 {
-    pthread_mutex_lock(&lock);
+    lf_lock(&lock);
     int r = -1;
     for (uint32_t k = 0; k < l->high && r < 0; k++) {
         uint32_t zero = 0;
@@ -470,7 +470,7 @@ int link_claim(struct lf_link *l, uint32_t *slot)
         __atomic_store_n(&l->region->lease[*slot], 2, __ATOMIC_RELEASE);
         r = 0;
     }
-    pthread_mutex_unlock(&lock);
+    lf_unlock(&lock);
     return r;
 }
 

@@ -38,8 +38,8 @@ static int region_floor;      /* our region is [region_floor, top) */
 
 /* ---- the registry ---- */
 
-static void lock_for_fork(void) { pthread_mutex_lock(&lock); }
-static void unlock_after_fork(void) { pthread_mutex_unlock(&lock); }
+static void lock_for_fork(void) { lf_lock(&lock); }
+static void unlock_after_fork(void) { lf_unlock(&lock); }
 
 static void init_once(void)
 {
@@ -89,7 +89,7 @@ static void reg_drop(int n)
 static void take_lock(void)
 {
     pthread_once(&once, init_once);
-    pthread_mutex_lock(&lock);
+    lf_lock(&lock);
 }
 
 /* ThreadSanitizer's close() ends in ours (libc.c): a close of our own, maybe
@@ -232,7 +232,7 @@ int ownfd_adopt(int *const where[], int n, const int *spent, int nspent)
                 close_own(*where[i]);
                 *where[i] = -1;
             }
-    pthread_mutex_unlock(&lock);
+    lf_unlock(&lock);
     errno = ok ? errno : e;
     return ok ? 0 : -1;
 }
@@ -253,7 +253,7 @@ int ownfd_own(int *where)
 {
     take_lock();
     int r = reg_put(*where, where);
-    pthread_mutex_unlock(&lock);
+    lf_unlock(&lock);
     return r;
 }
 
@@ -269,7 +269,7 @@ void ownfd_moved(int n, int *to)
     take_lock();
     if (referrer(n))
         reg_put(n, to);
-    pthread_mutex_unlock(&lock);
+    lf_unlock(&lock);
 }
 
 void ownfd_close(int *where)
@@ -282,7 +282,7 @@ void ownfd_close(int *where)
         close_own(n);
         __atomic_store_n(where, -1, __ATOMIC_RELEASE);
     }
-    pthread_mutex_unlock(&lock);
+    lf_unlock(&lock);
 }
 
 /* ---- the program's calls on our numbers ---- */
@@ -293,7 +293,7 @@ int ownfd_is_ours(int n)
         return 0;
     take_lock();   /* we may be closing it right now: wait for the outcome */
     int ours = referrer(n) != NULL;
-    pthread_mutex_unlock(&lock);
+    lf_unlock(&lock);
     return ours;
 }
 
@@ -315,7 +315,7 @@ int ownfd_vacate(int n)
         __atomic_store_n(where, m, __ATOMIC_RELEASE);
         moved = 1;
     }
-    pthread_mutex_unlock(&lock);
+    lf_unlock(&lock);
     return moved;
 }
 
@@ -347,7 +347,7 @@ int ownfd_close_range(unsigned first, unsigned last, int flags,
     }
     if (lo <= last && real(lo, last, flags) < 0 && !e)
         r = -1, e = errno;
-    pthread_mutex_unlock(&lock);
+    lf_unlock(&lock);
     if (r < 0)
         errno = e;
     return r;
@@ -377,7 +377,7 @@ int epoll_make_own(void)
 
 static void reserve_fill(void)
 {
-    pthread_mutex_lock(&reserve_lock);
+    lf_lock(&reserve_lock);
     if (reserve >= 0 && reserve_pid != lf_pid)
         ownfd_close(&reserve);
     int made = -1;
@@ -386,7 +386,7 @@ static void reserve_fill(void)
         ownfd_moved(made, &reserve);
         reserve_pid = lf_pid;
     }
-    pthread_mutex_unlock(&reserve_lock);
+    lf_unlock(&reserve_lock);
 }
 
 int ownfd_new_epoll(int *where)
@@ -400,14 +400,14 @@ int ownfd_new_epoll(int *where)
             reserve_fill();
         return 0;
     }
-    pthread_mutex_lock(&reserve_lock);
+    lf_lock(&reserve_lock);
     int ok = reserve >= 0 && reserve_pid == lf_pid;
     if (ok) {
         *where = reserve;
         ownfd_moved(reserve, where);
         __atomic_store_n(&reserve, -1, __ATOMIC_RELAXED);
     }
-    pthread_mutex_unlock(&reserve_lock);
+    lf_unlock(&reserve_lock);
     return ok ? 0 : (errno = ENOMEM, -1);
 }
 

@@ -24,12 +24,12 @@ static ssize_t pending_try(struct lf_sock *s, int fd, struct msghdr *msg, int fl
                            int is_send, int *kind)
 {
     ssize_t r;
-    pthread_mutex_lock(&s->lock);
+    lf_lock(&s->lock);
     if (sock_kind(s) == LF_PENDING)
         handshake_take_answer(s, fd);
     *kind = sock_kind(s);
     if (*kind != LF_PENDING) {
-        pthread_mutex_unlock(&s->lock);
+        lf_unlock(&s->lock);
         return -EAGAIN;
     }
     if (is_send) {
@@ -45,7 +45,7 @@ static ssize_t pending_try(struct lf_sock *s, int fd, struct msghdr *msg, int fl
     }
     if (r < 0)
         r = -errno;
-    pthread_mutex_unlock(&s->lock);
+    lf_unlock(&s->lock);
     return r;
 }
 
@@ -109,17 +109,17 @@ ssize_t pending_io(struct lf_sock *s, int fd, struct msghdr *msg, int flags, int
  * make that FIN look like a close to the server (docs/design.md, 4.4). */
 int pending_shutdown(struct lf_sock *s, int fd, int how)
 {
-    pthread_mutex_lock(&s->lock);
+    lf_lock(&s->lock);
     if (sock_kind(s) == LF_PENDING)
         handshake_take_answer(s, fd);
     if (sock_kind(s) == LF_FAST) {
-        pthread_mutex_unlock(&s->lock);
+        lf_unlock(&s->lock);
         return conn_shutdown(s, fd, how);
     }
     int r = libc.shutdown(fd, how);
     if (r == 0 && how != SHUT_RD)
         s->pending_shut_wr = 1;
-    pthread_mutex_unlock(&s->lock);
+    lf_unlock(&s->lock);
     return r;
 }
 
@@ -136,10 +136,10 @@ static void settle_one(int fd)
     if (!s)
         return;
     if (sock_kind(s) == LF_PENDING) {
-        pthread_mutex_lock(&s->lock);
+        lf_lock(&s->lock);
         if (sock_kind(s) == LF_PENDING && !handshake_take_answer(s, fd))
             handshake_give_up(s);
-        pthread_mutex_unlock(&s->lock);
+        lf_unlock(&s->lock);
     }
     sock_put(s);
 }

@@ -124,10 +124,10 @@ static int evaluate(struct poll_set *ps, int kernel)
         if (fresh && xev && sock_kind(t->s) == LF_FAST && t->bell >= 0)
             bell_after_wake(t->s->conn, t->bell);   /* the doorbell itself: read */
         if (sock_kind(t->s) == LF_PENDING && xev) {
-            pthread_mutex_lock(&t->s->lock);
+            lf_lock(&t->s->lock);
             if (sock_kind(t->s) == LF_PENDING)
                 handshake_take_answer(t->s, u->fd);
-            pthread_mutex_unlock(&t->s->lock);
+            lf_unlock(&t->s->lock);
         }
         if (sock_kind(t->s) == LF_FAST) {
             u->revents = conn_poll_state(t->s->conn, u->fd, u->events, tev);

@@ -109,8 +109,8 @@ static pthread_mutex_t diag_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t diag_once = PTHREAD_ONCE_INIT;
 static int diag_fd = -1;
 
-static void diag_before_fork(void) { pthread_mutex_lock(&diag_lock); }
-static void diag_after_fork(void) { pthread_mutex_unlock(&diag_lock); }
+static void diag_before_fork(void) { lf_lock(&diag_lock); }
+static void diag_after_fork(void) { lf_unlock(&diag_lock); }
 
 static int diag_inherited;   /* a forked child's copy: the parent's socket */
 
@@ -119,7 +119,7 @@ static int diag_inherited;   /* a forked child's copy: the parent's socket */
 static void diag_in_child(void)
 {
     diag_inherited = diag_fd >= 0;
-    pthread_mutex_unlock(&diag_lock);   /* the forking thread took it (diag_before_fork) */
+    lf_unlock(&diag_lock);   /* the forking thread took it (diag_before_fork) */
 }
 
 static void diag_setup(void)
@@ -154,7 +154,7 @@ int sockdiag_lookup(const struct sockaddr_storage *src, const struct sockaddr_st
         return -1;
     }
     pthread_once(&diag_once, diag_setup);
-    pthread_mutex_lock(&diag_lock);
+    lf_lock(&diag_lock);
     int nl = diag_socket(), rc = -1;
     if (nl >= 0) {
         rc = diag_request(nl, family, s, sport, d, dport);
@@ -167,7 +167,7 @@ int sockdiag_lookup(const struct sockaddr_storage *src, const struct sockaddr_st
         }
     }
     int e = errno;
-    pthread_mutex_unlock(&diag_lock);
+    lf_unlock(&diag_lock);
     errno = e;
     return rc;
 }

@@ -172,11 +172,11 @@ ssize_t sock_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
  * (docs/design.md, 10). */
 static int urgent_refused(struct lf_sock *s)
 {
-    pthread_mutex_lock(&s->lock);
+    lf_lock(&s->lock);
     if (sock_kind(s) == LF_PENDING)
         handshake_give_up(s);
     int fast = sock_kind(s) == LF_FAST;
-    pthread_mutex_unlock(&s->lock);
+    lf_unlock(&s->lock);
     return fast;
 }
 

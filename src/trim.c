@@ -52,8 +52,8 @@ static int round_open, round_moved;
 static uint64_t round_gap = ROUND_NS;
 static uint64_t next_round = UINT64_MAX;   /* UINT64_MAX: nothing watched */
 
-static void lock_for_fork(void) { pthread_mutex_lock(&lock); }
-static void unlock_after_fork(void) { pthread_mutex_unlock(&lock); }
+static void lock_for_fork(void) { lf_lock(&lock); }
+static void unlock_after_fork(void) { lf_unlock(&lock); }
 
 __attribute__((constructor)) static void trim_init(void)
 {
@@ -81,7 +81,7 @@ static void append(struct lf_conn *c)
 
 void trim_watch(struct lf_conn *c)
 {
-    pthread_mutex_lock(&lock);
+    lf_lock(&lock);
     if (!c->trim.listed) {
         __atomic_store_n(&c->trim.listed, 1, __ATOMIC_RELAXED);
         c->trim.seen_head = UINT64_MAX;   /* the first look only takes note */
@@ -90,15 +90,15 @@ void trim_watch(struct lf_conn *c)
         if (__atomic_load_n(&next_round, __ATOMIC_RELAXED) == UINT64_MAX)
             __atomic_store_n(&next_round, monotonic_ns() + ROUND_NS, __ATOMIC_RELAXED);
     }
-    pthread_mutex_unlock(&lock);
+    lf_unlock(&lock);
 }
 
 void trim_forget(struct lf_conn *c)
 {
-    pthread_mutex_lock(&lock);
+    lf_lock(&lock);
     if (c->trim.listed)
         unlink_conn(c);
-    pthread_mutex_unlock(&lock);
+    lf_unlock(&lock);
 }
 
 /* Punches the whole pages of bytes [start, start + len) of the mapping. */
@@ -159,8 +159,9 @@ static int look(struct lf_conn *c)
         round_moved = 1;   /* a writer is at work: not idle */
         return 1;
     }
+    tsan_acquire(&c->tx_lock);
     int keep = look_locked(c);
-    pthread_mutex_unlock(&c->tx_lock);
+    lf_unlock(&c->tx_lock);
     return keep;
 }
 
@@ -206,10 +207,10 @@ void trim_idle(void)
     uint64_t now = monotonic_ns();
     if (now < __atomic_load_n(&next_round, __ATOMIC_RELAXED))
         return;
-    pthread_mutex_lock(&lock);
+    lf_lock(&lock);
     if (now >= next_round)
         run_round(now);
-    pthread_mutex_unlock(&lock);
+    lf_unlock(&lock);
 }
 
 int trim_before_sleep(int timeout_ms)
