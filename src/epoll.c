@@ -1026,10 +1026,12 @@ static int count_stuck(struct ep_set *e)
 
 #define SPIN_WATCH_MAX 32     /* connections one spin watches; beyond, it looks every turn */
 #define SPIN_ASK_NS 4000      /* the kernel's word and a look at least this often */
+#define SPIN_RELAX 4          /* pauses a turn: polling the peer's lines faster slowed it */
 
 struct spin_watch {
     struct lf_sock *s;        /* a reference is held, so its connection stays mapped */
     struct lf_conn *c;
+    short want;               /* the record's events, as poll() names them */
     uint64_t mark;            /* spin_mark at the last look */
 };
 
@@ -1040,17 +1042,18 @@ struct spin_state {
     struct spin_watch w[SPIN_WATCH_MAX];
 };
 
-/* A digest of what conn_poll_state reads from shared memory and from the
- * connection's atomic flags: the rings' indices the peer moves, both ends'
- * state lines (the peer's as it stands, proved or not: a hint only).  Plain
- * loads; a hostile peer can only make us look more often. */
-static uint64_t spin_mark(struct lf_conn *c)
+/* A digest of what conn_poll_state reads for `want` from shared memory and
+ * from the connection's atomic flags: the ring index the peer moves in that
+ * direction (only: polling the other would fight the peer for its cache
+ * line), both ends' state lines (the peer's as it stands, proved or not: a
+ * hint only).  Plain loads; a hostile peer can only make us look more often. */
+static uint64_t spin_mark(struct lf_conn *c, short want)
 {
     const struct lf_side *me = &c->sh->side[c->me], *peer = &c->sh->side[!c->me];
     uint64_t v[] = {
-        __atomic_load_n(&c->rx.ctl->head, __ATOMIC_ACQUIRE),
-        __atomic_load_n(&c->tx.ctl->tail, __ATOMIC_ACQUIRE),
-        __atomic_load_n(&c->tx.ctl->reader_bound, __ATOMIC_RELAXED),
+        want & POLLIN ? __atomic_load_n(&c->rx.ctl->head, __ATOMIC_ACQUIRE) : 0,
+        want & POLLOUT ? __atomic_load_n(&c->tx.ctl->tail, __ATOMIC_ACQUIRE) : 0,
+        want & POLLOUT ? __atomic_load_n(&c->tx.ctl->reader_bound, __ATOMIC_RELAXED) : 0,
         __atomic_load_n(&peer->tx_tcp_bytes, __ATOMIC_RELAXED),
         __atomic_load_n(&me->rx_tcp_bytes, __ATOMIC_RELAXED),
         (uint64_t)__atomic_load_n(&peer->ready, __ATOMIC_RELAXED) << 32 |
@@ -1094,7 +1097,8 @@ static void spin_watch_active(struct ep_set *e, struct spin_state *sp)
             continue;
         }
         __atomic_add_fetch(&r->s->users, 1, __ATOMIC_ACQ_REL);   /* the watch's reference */
-        sp->w[sp->n++] = (struct spin_watch){ .s = r->s, .c = c, .mark = spin_mark(c) };
+        sp->w[sp->n++] = (struct spin_watch){ .s = r->s, .c = c, .want = want,
+                                               .mark = spin_mark(c, want) };
     }
     sp->epoch = e->epoch;
     sp->pokes = e->pokes_seen;
@@ -1108,7 +1112,7 @@ static int spin_news(const struct spin_state *sp)
         __atomic_load_n(&epoll_pokes, __ATOMIC_ACQUIRE) != sp->pokes)
         return 1;
     for (int i = 0; i < sp->n; i++)
-        if (spin_mark(sp->w[i].c) != sp->w[i].mark)
+        if (spin_mark(sp->w[i].c, sp->w[i].want) != sp->w[i].mark)
             return 1;
     return 0;
 }
@@ -1199,7 +1203,8 @@ static int spin(int epfd, struct epoll_event *out, int max, uint64_t end, struct
                 look = 1;   /* what the hint may miss: a local shutdown, a broken ring */
             }
         }
-        cpu_relax();
+        for (int k = 0; k < SPIN_RELAX; k++)
+            cpu_relax();
     }
     spin_unwatch(&sp);
     return n;
