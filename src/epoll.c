@@ -198,14 +198,9 @@ static void reg_set_state(struct ep_set *e, struct ep_reg *r, int state)
     r->state = state;
 }
 
-/* Bumped (under ep_lock) whenever a record may have news for a wait: a
- * spinning epoll_wait that does not hold the lock looks again (spin). */
-static unsigned ep_changes;
-
 static void activate(struct ep_set *e, struct ep_reg *r)
 {
     reg_set_state(e, r, REG_ACTIVE);
-    __atomic_store_n(&ep_changes, ep_changes + 1, __ATOMIC_RELEASE);
 }
 
 /* Someone other than this record's wait took a doorbell of a connection
@@ -1015,108 +1010,6 @@ static int count_stuck(struct ep_set *e)
     return n;
 }
 
-/* ---- the spin: watching the active records' rings without the lock ----
- *
- * A spinning epoll_wait looks at the active records (collect_locked, under
- * the process-wide ep_lock) only when something it depends on may have
- * changed: a watched connection's shared state, a change of kind, a poke,
- * or a record activated or modified (ep_changes).  Between looks it reads
- * shared memory only.  What it reports is decided by collect_locked alone:
- * the watch is a hint of when to look, never of what to say. */
-
-#define SPIN_WATCH_MAX 32     /* connections one spin watches; beyond, it looks every turn */
-#define SPIN_ASK_NS 4000      /* the kernel's word and a look at least this often */
-#define SPIN_RELAX 4          /* pauses a turn: polling the peer's lines faster slowed it */
-
-struct spin_watch {
-    struct lf_sock *s;        /* a reference is held, so its connection stays mapped */
-    struct lf_conn *c;
-    short want;               /* the record's events, as poll() names them */
-    uint64_t mark;            /* spin_mark at the last look */
-};
-
-struct spin_state {
-    int n;
-    int blind;                /* a record's readiness is not all in shared memory */
-    unsigned epoch, pokes, changes;
-    struct spin_watch w[SPIN_WATCH_MAX];
-};
-
-/* A digest of what conn_poll_state reads for `want` from shared memory and
- * from the connection's atomic flags: the ring index the peer moves in that
- * direction (only: polling the other would fight the peer for its cache
- * line), both ends' state lines (the peer's as it stands, proved or not: a
- * hint only).  Plain loads; a hostile peer can only make us look more often. */
-static uint64_t spin_mark(struct lf_conn *c, short want)
-{
-    const struct lf_side *me = &c->sh->side[c->me], *peer = &c->sh->side[!c->me];
-    uint64_t v[] = {
-        want & POLLIN ? __atomic_load_n(&c->rx.ctl->head, __ATOMIC_ACQUIRE) : 0,
-        want & POLLOUT ? __atomic_load_n(&c->tx.ctl->tail, __ATOMIC_ACQUIRE) : 0,
-        want & POLLOUT ? __atomic_load_n(&c->tx.ctl->reader_bound, __ATOMIC_RELAXED) : 0,
-        __atomic_load_n(&peer->tx_tcp_bytes, __ATOMIC_RELAXED),
-        __atomic_load_n(&me->rx_tcp_bytes, __ATOMIC_RELAXED),
-        (uint64_t)__atomic_load_n(&peer->ready, __ATOMIC_RELAXED) << 32 |
-            __atomic_load_n(&peer->tx_switched, __ATOMIC_RELAXED),
-        (uint64_t)__atomic_load_n(&peer->shut_wr, __ATOMIC_RELAXED) << 32 |
-            __atomic_load_n(&peer->closed, __ATOMIC_RELAXED),
-        (uint64_t)__atomic_load_n(&me->rx_on_ring, __ATOMIC_RELAXED) << 32 |
-            __atomic_load_n(&me->reset, __ATOMIC_RELAXED),
-        (uint64_t)__atomic_load_n(&c->peer_gone, __ATOMIC_RELAXED) << 2 |
-            (uint64_t)__atomic_load_n(&c->tcp_ended, __ATOMIC_RELAXED) << 1 |
-            (__atomic_load_n(&c->peer_line, __ATOMIC_RELAXED) != NULL),
-    };
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
-        h = (h ^ v[i]) * 0x100000001b3ull;
-    return h;
-}
-
-static void spin_unwatch(struct spin_state *sp)
-{
-    for (int i = 0; i < sp->n; i++)
-        sock_put(sp->w[i].s);
-    sp->n = 0;
-}
-
-/* Under ep_lock, before collect: the active records' connections, marked.
- * A record whose readiness needs the kernel's word on TCP (pre-switch data,
- * the peer's end) or the clock (an unclear FIN) makes the spin look every
- * turn, as do too many records; one not fast is followed by kind_epoch. */
-static void spin_watch_active(struct ep_set *e, struct spin_state *sp)
-{
-    sp->n = sp->blind = 0;
-    for (struct reg_link *l = e->active.next; l != &e->active; l = l->next) {
-        struct ep_reg *r = reg_of_link(l);
-        if (sock_kind(r->s) != LF_FAST || r->disabled)
-            continue;
-        struct lf_conn *c = r->s->conn;
-        short want = (short)(r->events & (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI));
-        if (sp->n == SPIN_WATCH_MAX || conn_wants_kernel(c, want) || conn_recheck_ms(c) >= 0) {
-            sp->blind = 1;
-            continue;
-        }
-        __atomic_add_fetch(&r->s->users, 1, __ATOMIC_ACQ_REL);   /* the watch's reference */
-        sp->w[sp->n++] = (struct spin_watch){ .s = r->s, .c = c, .want = want,
-                                               .mark = spin_mark(c, want) };
-    }
-    sp->epoch = e->epoch;
-    sp->pokes = e->pokes_seen;
-}
-
-/* Should the spin look (collect_locked) now? */
-static int spin_news(const struct spin_state *sp)
-{
-    if (sp->blind || __atomic_load_n(&ep_changes, __ATOMIC_ACQUIRE) != sp->changes ||
-        __atomic_load_n(&kind_epoch, __ATOMIC_ACQUIRE) != sp->epoch ||
-        __atomic_load_n(&epoll_pokes, __ATOMIC_ACQUIRE) != sp->pokes)
-        return 1;
-    for (int i = 0; i < sp->n; i++)
-        if (spin_mark(sp->w[i].c, sp->w[i].want) != sp->w[i].mark)
-            return 1;
-    return 0;
-}
-
 /* Records found not ready, and free to go idle, by a look that will not
  * sleep, beyond which those not ready at that look go idle anyway
  * (collect_locked); below, every STALE_LOOKS looks, those not found ready
@@ -1130,7 +1023,7 @@ static int spin_news(const struct spin_state *sp)
  * arms the rings first, and sets how long the caller may sleep before an
  * unclear FIN is looked into again (conn.c; -1: no limit). */
 static int collect_locked(int epfd, struct epoll_event *out, int max, int *recheck,
-                          struct set_state *st, struct spin_state *watch)
+                          struct set_state *st)
 {
     int n = 0;
     pthread_mutex_lock(&ep_lock);
@@ -1145,8 +1038,6 @@ static int collect_locked(int epfd, struct epoll_event *out, int max, int *reche
             barrier_after_arm(arm_active(e, recheck, &idled, 0));
             st->stuck = count_stuck(e);
         }
-        if (watch)   /* marked before the look: a change after it is seen */
-            spin_watch_active(e, watch);
         int not_ready;
         e->looks += !recheck;
         n = collect(e, out, 0, max, &not_ready);
@@ -1159,10 +1050,7 @@ static int collect_locked(int epfd, struct epoll_event *out, int max, int *reche
             barrier_after_arm(arm_active(e, &unused, &idled, not_ready > STALE_MAX ? 1 : STALE_AGE));
         }
         n = collect_idled(e, idled, out, n, max);
-    } else if (watch)
-        watch->blind = 1;   /* not ours (yet): nothing to watch */
-    if (watch)   /* after this look's own activations; every other one holds the lock */
-        watch->changes = ep_changes;
+    }
     pthread_mutex_unlock(&ep_lock);
     return n;
 }
@@ -1178,38 +1066,6 @@ static int has_regs(int epfd)
     return yes;
 }
 
-/* Until `end`: a look whenever spin_news says so, the kernel's word (and
- * a look) every SPIN_ASK_NS, the clock read every 64 turns. */
-static int spin(int epfd, struct epoll_event *out, int max, uint64_t end, struct set_state *st)
-{
-    struct spin_state sp = { .n = 0 };
-    uint64_t ask = 0;
-    int n = 0, look = 1;
-    for (unsigned i = 1;; i++) {
-        if (look || spin_news(&sp)) {
-            spin_unwatch(&sp);
-            if ((n = collect_locked(epfd, out, max, NULL, st, &sp)))
-                break;
-            look = 0;
-        }
-        if ((i & 63) == 0) {
-            uint64_t now = monotonic_ns();
-            if (now >= end)
-                break;
-            if (now >= ask) {
-                if ((n = kernel_wait(epfd, out, 0, max, 0, NULL)))
-                    break;
-                ask = now + SPIN_ASK_NS;
-                look = 1;   /* what the hint may miss: a local shutdown, a broken ring */
-            }
-        }
-        for (int k = 0; k < SPIN_RELAX; k++)
-            cpu_relax();
-    }
-    spin_unwatch(&sp);
-    return n;
-}
-
 static int lf_epoll_wait(int epfd, struct epoll_event *out, int max, int timeout,
                          const sigset_t *mask)
 {
@@ -1220,20 +1076,28 @@ static int lf_epoll_wait(int epfd, struct epoll_event *out, int max, int timeout
         return mask ? libc.epoll_pwait(epfd, out, max, timeout, mask)
                     : libc.epoll_wait(epfd, out, max, timeout);
     struct set_state st;
-    int n = collect_locked(epfd, out, max, NULL, &st, NULL);
+    int n = collect_locked(epfd, out, max, NULL, &st);
     /* Now and then let the kernel's descriptors in too, so none starves. */
     if (n || timeout == 0)
         return (n < max && (timeout == 0 || (++calls & 7) == 0)) ? kernel_wait(epfd, out, n, max, 0, NULL) : n;
     uint64_t end = st.inner ? spin_deadline() : 0;
-    if (end && (n = spin(epfd, out, max, end, &st)))
-        return n;
+    for (unsigned i = 1; end; i++) {
+        if ((n = collect_locked(epfd, out, max, NULL, &st)))
+            return n;
+        if ((i & 63) == 0) {
+            if ((n = kernel_wait(epfd, out, 0, max, 0, NULL)))
+                return n;
+            if (monotonic_ns() >= end)
+                break;
+        }
+    }
     uint64_t deadline = timeout < 0 ? UINT64_MAX : monotonic_ns() + (uint64_t)timeout * 1000000;
     for (;;) {
         /* Counted before the last look: a socket that turns fast from now
          * on wakes us (epoll_kind_changed). */
         __atomic_add_fetch(&sleepers, 1, __ATOMIC_SEQ_CST);
         int recheck = -1;
-        if ((n = collect_locked(epfd, out, max, &recheck, &st, NULL))) {
+        if ((n = collect_locked(epfd, out, max, &recheck, &st))) {
             __atomic_sub_fetch(&sleepers, 1, __ATOMIC_SEQ_CST);
             return n;
         }
