@@ -1,16 +1,16 @@
-/* Another thread changes the set while epoll_wait spins on it (the spin
- * watches the active records' rings without the epoll lock, holding
- * references to their sockets).  A waiter thread sits in epoll_wait on four
- * fast connections, nothing ready; some 0-80 us later (mostly inside the
- * spin) the main thread writes to one, MODs one and writes to another, DELs
- * one and writes to it, or closes one (and writes to another): the waiter
- * must report exactly what the kernel would, nothing of a deleted or closed
- * descriptor.  The spin is made long (2 ms) so that most closes land in
- * it: without the spin's references this crashed (SEGV in spin_mark under
- * ASan) in every run.  (A MOD to EPOLLOUT while the waiter sleeps is not reported by
- * loopfast yet: left out, see the report of this change.)  Run
- * over kernel TCP and with loopfast; under ASan or TSan a spin that read a
- * closed connection's memory is caught. */
+/* Another thread changes the set while epoll_wait spins on it.  A waiter
+ * thread sits in epoll_wait on four fast connections, nothing ready; some
+ * 0-80 us later (mostly inside the spin) the main thread writes to one,
+ * MODs one and writes to another, DELs one and writes to it, or closes one
+ * (and writes to another), and a wait elsewhere right after the close
+ * releases what it left (reap.c): the waiter must report exactly what the
+ * kernel would, nothing of a deleted or closed descriptor.  Over kernel TCP
+ * and with loopfast.  The spin is made long (2 ms) so that most closes land
+ * in it: a spin that watched the rings without the epoll lock and without
+ * holding references to the sockets (tried for issue 11) crashed here in
+ * every run (SEGV in its ring reads under ASan).  Left out: a MOD to
+ * EPOLLOUT while the waiter sleeps in the kernel, which loopfast does not
+ * report yet (the waiter hangs past its timeout). */
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <sys/epoll.h>
