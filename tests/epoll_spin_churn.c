@@ -138,8 +138,6 @@ static void run(int optin)
         rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
         int i = (int)(rng % CONNS), j = (i + 1) % CONNS, kind = (int)((rng >> 8) % 5);
         unsigned delay = (unsigned)(rng >> 16) % 80;
-        if (getenv("CHURN_TRACE"))
-            fprintf(stderr, "optin %d round %d kind %d i %d delay %u\n", optin, round, kind, i, delay);
         start_wait(kind == 2 || kind == 3 ? QUIET_MS : 5000);
         pause_us(delay);
         switch (kind) {
