@@ -710,6 +710,23 @@ static int add_inner(struct ep_set *e, int fd, struct lf_sock *s, struct epoll_e
     return errno = err, -1;
 }
 
+/* The kernel's MOD or ADD wakes a thread asleep on the set when the
+ * descriptor is ready; ours change only the record.  So a thread asleep on
+ * the set is woken by modifying the record's TCP entry as it is: the kernel
+ * looks at the socket again, finds it writable (its data goes to the ring)
+ * and queues an edge for this set alone; the wait then looks at the
+ * record, now active. */
+static void wake_for(struct ep_set *e, struct ep_reg *r)
+{
+    if (r->mode == MODE_INNER) {
+        inner_update(r);
+        return;
+    }
+    struct epoll_event tcp = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                               .data.u64 = (uintptr_t)r | TAG_TCP };
+    libc.epoll_ctl(e->epfd, EPOLL_CTL_MOD, r->fd, &tcp);
+}
+
 /* A program's call on a record in MODE_INNER.  Programs such as
  * redis-benchmark delete and add a descriptor for every request: a fast
  * record they delete stays in the kernel's set as a ghost, never reported,
@@ -740,6 +757,8 @@ static int ctl_inner(struct ep_set *e, struct ep_reg **p, int op, struct epoll_e
         to_kernel(e, p);
     else if (r->mode == MODE_INNER && (r->kind_seen != LF_FAST || sock_kind(r->s) != LF_FAST))
         inner_update(r);
+    else if (__atomic_load_n(&sleepers, __ATOMIC_SEQ_CST) > 0)
+        wake_for(e, r);
     return 0;
 }
 
