@@ -102,11 +102,14 @@ static void sock_destroy(struct lf_sock *s)
 
 void sock_put(struct lf_sock *s)
 {
+    tsan_release(&s->users);   /* see lf_lock: TSan may be ignoring these atomics */
     if (__atomic_sub_fetch(&s->users, 1, __ATOMIC_ACQ_REL) != 0)
         return;
     int zero = 0;
-    if (__atomic_compare_exchange_n(&s->users, &zero, DEAD, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+    if (__atomic_compare_exchange_n(&s->users, &zero, DEAD, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        tsan_acquire(&s->users);
         sock_destroy(s);
+    }
 }
 
 struct lf_sock *sock_new(int kind)

@@ -65,6 +65,7 @@ struct libc_calls {
 };
 extern struct libc_calls libc;
 void libc_init(void);
+int libc_closing_own(void);   /* inside libc.close_own (TSan builds: see libc.c) */
 void *dlsym_next(const char *name);
 void *dlsym_next_cached(void **slot, const char *name);   /* thread-safe lazy dlsym_next */
 /* The start of a small file (a /proc entry), NUL-terminated; its length, or
@@ -391,11 +392,14 @@ enum { BOUND_UNKNOWN, BOUND_SPECIFIC, BOUND_WILDCARD };
 
 static inline int sock_kind(struct lf_sock *s)
 {
-    return __atomic_load_n(&s->kind, __ATOMIC_ACQUIRE);
+    int kind = __atomic_load_n(&s->kind, __ATOMIC_ACQUIRE);
+    tsan_acquire(&s->kind);   /* see lf_lock: TSan may be ignoring this atomic */
+    return kind;
 }
 void epoll_kind_changed(int kind);
 static inline void sock_set_kind(struct lf_sock *s, int kind)
 {
+    tsan_release(&s->kind);
     __atomic_store_n(&s->kind, kind, __ATOMIC_RELEASE);
     /* against epoll.c's record_new: one of the two sees the other */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);

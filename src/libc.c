@@ -22,6 +22,28 @@
 
 struct libc_calls libc;
 
+/* Set while loopfast closes a descriptor of its own: under TSan that close
+ * ends in ours (below), which then passes it straight through, as it must
+ * (the caller may hold a lock ours would take). */
+static __thread int closing_own;
+
+int libc_closing_own(void)
+{
+    return closing_own;
+}
+
+#if LOOPFAST_TSAN
+static int (*tsan_close)(int);
+
+static int close_marked(int fd)
+{
+    closing_own = 1;
+    int r = tsan_close(fd);
+    closing_own = 0;
+    return r;
+}
+#endif
+
 void *dlsym_next(const char *name)
 {
     void *p = dlsym(RTLD_NEXT, name);
@@ -78,7 +100,8 @@ void libc_init(void)
      * interceptors) and must see them closed, or a number closed in one
      * thread and made again in another looks like a race.  Its close() ends
      * in ours, which lets a descriptor that is not a tracked socket through. */
-    *(void **)&libc.close_own = dlsym(RTLD_DEFAULT, "close");
+    *(void **)&tsan_close = dlsym(RTLD_DEFAULT, "close");
+    libc.close_own = close_marked;
 #endif
     void *f = dlsym_next("fork");
     __atomic_store_n((void **)&libc.fork, f, __ATOMIC_RELEASE);

@@ -94,18 +94,14 @@ static void take_lock(void)
 
 /* ThreadSanitizer's close() ends in ours (libc.c): a close of our own, maybe
  * under a caller's lock, must pass straight through it. */
-static __thread int closing_own;
-
 int ownfd_closing(void)
 {
-    return closing_own;
+    return libc_closing_own();
 }
 
 static void close_own(int n)
 {
-    closing_own = 1;
     libc.close_own(n);
-    closing_own = 0;
 }
 
 /* ---- where our numbers go ---- */

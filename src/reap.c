@@ -2,14 +2,14 @@
  * reap.c - what closed connections leave behind, released when a thread is
  * about to wait anyway.
  *
- * A fast connection holds a mapping, a slot of a region and two doorbells; a client
- * that took an answer holds two spent unix sockets.  Releasing them costs
- * seven system calls that would otherwise sit between one connection's
- * close() and the next one's first reply.  They are queued instead and
- * released before the thread next blocks (accept, poll, epoll, a blocked
- * read or write), while the peer works.  The queue is bounded: when it holds
- * more than REAP_MAX_FDS descriptors it is released at once; and a program
- * that runs out of descriptors gets them back (interpose.c).
+ * A fast connection holds a mapping and a slot of a region; a client that
+ * took an answer holds two spent unix sockets.  Releasing them costs system
+ * calls that would otherwise sit between one connection's close() and the
+ * next one's first reply.  They are queued instead and released before the
+ * thread next blocks (accept, poll, epoll, a blocked read or write), while
+ * the peer works.  The queue is bounded: when it holds more than REAP_MAX
+ * items it is released at once; and a program that runs out of descriptors
+ * gets them back (interpose.c).
  *
  * A lock-free stack, taken whole: a fork never inherits a held lock, and a
  * child that inherits the queue releases its own copies, which is right.
@@ -18,7 +18,7 @@
 
 #include "internal.h"
 
-#define REAP_MAX_FDS 16
+#define REAP_MAX 16
 
 struct reap_item {
     struct reap_item *next;
@@ -36,10 +36,6 @@ static void release(struct lf_conn *conn, int *fd)
     ownfd_close(fd);
 }
 
-static int fds_of(const struct reap_item *it)
-{
-    return (it->conn ? 2 : 0) + (it->fd >= 0);   /* doorbells (a region is per link) */
-}
 
 static void push(struct lf_conn *conn, int fd)
 {
@@ -51,12 +47,12 @@ static void push(struct lf_conn *conn, int fd)
     it->conn = conn;
     it->fd = fd;
     ownfd_moved(fd, &it->fd);
-    int k = fds_of(it);   /* once pushed, another thread may release it */
     it->next = __atomic_load_n(&stack, __ATOMIC_RELAXED);
+    tsan_release(&stack);   /* see lf_lock: TSan may be ignoring the exchange */
     while (!__atomic_compare_exchange_n(&stack, &it->next, it, 1, __ATOMIC_RELEASE,
                                         __ATOMIC_RELAXED))
         ;
-    if (__atomic_add_fetch(&queued, k, __ATOMIC_RELAXED) > REAP_MAX_FDS)
+    if (__atomic_add_fetch(&queued, 1, __ATOMIC_RELAXED) > REAP_MAX)
         reap_now();
 }
 
@@ -77,14 +73,14 @@ int reap_now(void)
     if (!__atomic_load_n(&stack, __ATOMIC_RELAXED))
         return 0;
     struct reap_item *it = __atomic_exchange_n(&stack, NULL, __ATOMIC_ACQUIRE);
-    int n = 0;
+    tsan_acquire(&stack);
+    int n = 0;   /* descriptors freed */
     while (it) {
         struct reap_item *next = it->next;
-        int k = fds_of(it);
+        n += it->fd >= 0;
         release(it->conn, &it->fd);
         free(it);
-        __atomic_sub_fetch(&queued, k, __ATOMIC_RELAXED);
-        n += k;
+        __atomic_sub_fetch(&queued, 1, __ATOMIC_RELAXED);
         it = next;
     }
     return n;
