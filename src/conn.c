@@ -540,11 +540,6 @@ static ssize_t tx_gone(struct lf_conn *c, int fd, const struct msghdr *msg, int 
 
 /* A writer's sleep: until its SO_SNDTIMEO deadline (0: none), and no
  * longer than an unclear FIN may wait to be looked into again. */
-/* The shorter of two poll() timeouts, -1 being none. */
-static int min_timeout(int a, int b)
-{
-    return a < 0 ? b : b < 0 ? a : a < b ? a : b;
-}
 
 /* How long a call may sleep: until its deadline (0: none), no longer than
  * an unclear FIN may wait to be looked into again. */
@@ -555,7 +550,7 @@ static int sleep_ms(struct lf_conn *c, uint64_t deadline)
         uint64_t now = monotonic_ns();
         ms = now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
     }
-    return min_timeout(ms, conn_recheck_ms(c));
+    return timeout_min(ms, conn_recheck_ms(c));
 }
 
 

@@ -171,7 +171,6 @@ static int ptrset_add(struct ptrset *ps, uintptr_t p)
 static struct ep_set *sets;
 static pthread_mutex_t ep_lock = PTHREAD_MUTEX_INITIALIZER;
 
-
 static struct ep_reg **find_reg(struct ep_set *e, int fd)
 {
     struct ep_reg **p = &e->regs;
@@ -501,6 +500,14 @@ static void bell_put(struct ep_set *e, struct ep_bell *b, int take_out)
     e->free_bells = b;
 }
 
+/* A direct record's entry for its TCP socket: edges only (the rings say the
+ * rest), the record's address as data. */
+static struct epoll_event direct_tcp_entry(struct ep_reg *r)
+{
+    return (struct epoll_event){ .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                                 .data.u64 = (uintptr_t)r | TAG_TCP };
+}
+
 /* A fast socket's registration without an inner epoll: the socket itself
  * (edges only: the rings say the rest), tagged with the record's address,
  * and its region's doorbell, once per set for all the region's connections
@@ -514,9 +521,7 @@ static int to_direct(struct ep_set *e, struct ep_reg *r, int in_kernel_set)
     struct ep_bell *b = bell_get(e, c->link);
     if (!b)
         return -1;
-    uintptr_t me = (uintptr_t)r;
-    struct epoll_event tcp = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-                               .data.u64 = me | TAG_TCP };
+    struct epoll_event tcp = direct_tcp_entry(r);
     if (libc.epoll_ctl(e->epfd, in_kernel_set ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, r->fd, &tcp) < 0) {
         int err = errno;
         bell_put(e, b, 1);
@@ -722,8 +727,7 @@ static void wake_for(struct ep_set *e, struct ep_reg *r)
         inner_update(r);
         return;
     }
-    struct epoll_event tcp = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-                               .data.u64 = (uintptr_t)r | TAG_TCP };
+    struct epoll_event tcp = direct_tcp_entry(r);
     libc.epoll_ctl(e->epfd, EPOLL_CTL_MOD, r->fd, &tcp);
 }
 
@@ -1132,7 +1136,6 @@ struct set_state {
     int stuck;   /* fast sockets left to the kernel (no inner epoll could be made) */
 };
 
-
 /* Before a sleep: arms every active record's rings (min_age 0; else only
  * those not found ready for that many looks); those that may go idle.  Sets
  * how long the caller may sleep (-1: no limit); the records it made idle,
@@ -1156,7 +1159,7 @@ static int arm_active(struct ep_set *e, int *recheck, struct ep_reg **idled, uns
             r->just_idled = *idled;
             *idled = r;
         }
-        *recheck = *recheck < 0 || (ms >= 0 && ms < *recheck) ? ms : *recheck;
+        *recheck = timeout_min(*recheck, ms);
         heavy |= conn_arm(r->s->conn, (short)r->events);
     }
     return heavy;
@@ -1286,7 +1289,7 @@ static int lf_epoll_wait(int epfd, struct epoll_event *out, int max, int timeout
             uint64_t now = monotonic_ns();
             left = now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
         }
-        int sleep = recheck >= 0 && (left < 0 || recheck < left) ? recheck : left;
+        int sleep = timeout_min(recheck, left);
         if (st.stuck && (sleep < 0 || sleep > 10))
             sleep = 10;   /* see to_inner */
         n = kernel_wait(epfd, out, 0, max, trim_before_sleep(sleep), mask);

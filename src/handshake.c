@@ -183,14 +183,20 @@ static struct lf_conn *slot_for(struct lf_conn *spare, pid_t client, int *carry)
 
 static int proof_room_ready(void);
 
+/* What an answer needs made beforehand: the spare, and room for the proof. */
+static struct lf_conn *answer_reserves(void)
+{
+    return proof_room_ready() ? spare_take() : NULL;
+}
+
 void handshake_answer(int fd, struct sockaddr_storage ends[2])
 {
     struct diag_result client;
     if (lf_config.mode == LF_MODE_OFF || tcp_peer_owner(fd, &client, ends) < 0)
         return;
-    struct lf_conn *c = proof_room_ready() ? spare_take() : NULL;
+    struct lf_conn *c = answer_reserves();
     if (!c && reap_now() + handshake_release_proofs() + link_drop_idle() > 0)
-        c = proof_room_ready() ? spare_take() : NULL;   /* our reserves must not cost it */
+        c = answer_reserves();   /* our own reserves must not cost this connection */
     if (!c)
         return;
     int e = connect_offer(c, &client);

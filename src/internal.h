@@ -253,6 +253,12 @@ int trim_before_sleep(int timeout_ms);  /* the same; the timeout, shortened whil
 
 #define SHARED_WAIT_MS 10         /* a wait that reads doorbells looks again this often (wait.c) */
 
+/* The shorter of two poll() timeouts, -1 being none. */
+static inline int timeout_min(int a, int b)
+{
+    return a < 0 ? b : b < 0 ? a : a < b ? a : b;
+}
+
 struct lf_conn {
     struct lf_shared *sh;         /* the slot's mapping */
     size_t map_len;

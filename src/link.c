@@ -260,7 +260,7 @@ struct lf_link *link_import(const int fds[3], int role, uint64_t id, uint64_t ri
         link_free(l);
         return NULL;
     }
-    if (l && role == LF_CLIENT && !spawned) {
+    if (role == LF_CLIENT && !spawned) {
         lf_lock(&lock);
         list_locked(l);
         lf_unlock(&lock);

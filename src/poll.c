@@ -190,13 +190,6 @@ static int remaining_ms(uint64_t deadline)
     return now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
 }
 
-/* How long a sleep may last for connection c: an unclear FIN is looked
- * into again (conn.c). */
-static int sleep_limit_ms(struct lf_conn *c)
-{
-    return conn_recheck_ms(c);
-}
-
 static int poll_tracked(struct poll_set *ps, int timeout_ms, const sigset_t *mask)
 {
     uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : monotonic_ns() + (uint64_t)timeout_ms * 1000000;
@@ -213,13 +206,11 @@ static int poll_tracked(struct poll_set *ps, int timeout_ms, const sigset_t *mas
             if (sock_kind(ps->t[i].s) == LF_FAST) {
                 struct lf_conn *c = ps->t[i].s->conn;
                 heavy |= conn_arm(c, ps->user[ps->t[i].user].events);
-                int ms = sleep_limit_ms(c);
-                recheck = recheck < 0 || (ms >= 0 && ms < recheck) ? ms : recheck;
+                recheck = timeout_min(recheck, conn_recheck_ms(c));
             }
         barrier_after_arm(heavy);
         int wait = fast_ready(ps) ? 0 : remaining_ms(deadline);
-        if (recheck >= 0 && (wait < 0 || recheck < wait))
-            wait = recheck;
+        wait = timeout_min(wait, recheck);
         wait = trim_before_sleep(wait);
         int k = kernel_poll(ps, wait, mask);
         r = k < 0 ? -1 : evaluate(ps, 1);
