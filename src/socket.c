@@ -107,18 +107,18 @@ static int wait_more(struct lf_sock *s, int fd, int flags, size_t have)
     if (n < 0 || (size_t)n > have || __atomic_load_n(&peer->shut_wr, __ATOMIC_ACQUIRE) ||
         __atomic_load_n(&peer->closed, __ATOMIC_ACQUIRE))
         return 0;
-    int wfd = bell_wait_fd(c), cap = wfd == conn_bell_mine(c) ? bell_wait_cap_ms() : -1;
+    int wfd = bell_wait_fd(c), t = timeout_min(timeout, bell_wait_cap_ms());
     struct pollfd p[2] = { { .fd = wfd, .events = POLLIN },
                            { .fd = fd, .events = POLLIN | POLLRDHUP } };
     int r;
     reap_now();
     do {
         signal_wait_begin();
-        r = libc.poll(p, 2, cap >= 0 && (timeout < 0 || timeout > cap) ? cap : timeout);
+        r = libc.poll(p, 2, t);
     } while (r < 0 && errno == EINTR && signal_restarts());
     if (r > 0 && p[0].revents)
         bell_after_wake(c, wfd);
-    if (r < 0 || p[1].revents || (r == 0 && cap < 0))
+    if (r < 0 || p[1].revents || (r == 0 && t == timeout))   /* the program's timeout */
         return -1;
     return 0;
 }

@@ -361,9 +361,8 @@ int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tc
     barrier_after_arm(__atomic_load_n(&c->sh->side[c->me].arms_with_mb, __ATOMIC_RELAXED));
     if (has_news(c, for_write))
         return 0;
-    int wfd = bell_wait_fd(c), cap = wfd == conn_bell_mine(c) ? bell_wait_cap_ms() : -1;
-    if (cap >= 0 && (timeout_ms < 0 || timeout_ms > cap))
-        timeout_ms = cap;
+    int wfd = bell_wait_fd(c);
+    timeout_ms = timeout_min(timeout_ms, bell_wait_cap_ms());
     /* A writer must not wake on unread TCP data from before the switch. */
     struct pollfd p[2] = {   /* the doorbell last: poll_fitting sleeps on the tail */
         { .fd = fd, .events = for_write ? (c->fin_unclear ? 0 : POLLRDHUP) : (POLLIN | POLLRDHUP) },
