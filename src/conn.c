@@ -538,9 +538,6 @@ static ssize_t tx_gone(struct lf_conn *c, int fd, const struct msghdr *msg, int 
     return r < 0 ? -errno : r;
 }
 
-/* A writer's sleep: until its SO_SNDTIMEO deadline (0: none), and no
- * longer than an unclear FIN may wait to be looked into again. */
-
 /* How long a call may sleep: until its deadline (0: none), no longer than
  * an unclear FIN may wait to be looked into again. */
 static int sleep_ms(struct lf_conn *c, uint64_t deadline)

@@ -179,7 +179,6 @@ int fdtable_clear(int fd)
 /* fork() must not copy the table lock while another thread holds it. */
 void fdtable_lock(void) { lf_lock(&table_lock); }
 void fdtable_unlock(void) { lf_unlock(&table_lock); }
-void fdtable_reset_lock(void) { pthread_mutex_init(&table_lock, NULL); }
 
 void fdtable_for_each_fd(unsigned first, unsigned last, void (*fn)(int fd))
 {

@@ -128,7 +128,6 @@ static inline void lf_unlock(pthread_mutex_t *m)
 #define LF_HEADER_SIZE 4096u
 
 enum { LF_CLIENT = 0, LF_SERVER = 1 };
-enum { BELL_DATA = 0, BELL_ROOM = 1 };
 enum { LF_C2S = 0, LF_S2C = 1 };
 
 /* One endpoint's published state; only that endpoint writes it. */
@@ -363,7 +362,6 @@ int ownfd_new_epoll(int *where);       /* an inner epoll; never EMFILE (a reserv
 int epoll_make_own(void);              /* libc's epoll_create1(EPOLL_CLOEXEC), not the program's */
 /* the program's calls */
 int ownfd_is_ours(int n);
-int ownfd_closing(void);               /* this thread is closing one of ours */
 int ownfd_vacate(int n);               /* before the program's dup2/dup3 onto n */
 void ownfd_vacate_failed(int n);       /* that call failed: our old copy goes */
 int ownfd_close_range(unsigned first, unsigned last, int flags,
@@ -422,7 +420,6 @@ int fdtable_set(int fd, struct lf_sock *s);        /* takes a ref */
 int fdtable_clear(int fd);       /* drops the slot's ref; returns refs left, -1 if none */
 void fdtable_lock(void);
 void fdtable_unlock(void);
-void fdtable_reset_lock(void);
 void fdtable_for_each(void (*fn)(struct lf_sock *, void *), void *arg);
 void fdtable_for_each_fd(unsigned first, unsigned last, void (*fn)(int fd));   /* tracked fds */
 

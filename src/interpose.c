@@ -506,7 +506,7 @@ static void forget_any(int fd)
 
 LF_EXPORT int close(int fd)
 {
-    if (ownfd_closing())
+    if (libc_closing_own())   /* one of ours, through TSan's close() (libc.c) */
         return libc.close(fd);
     if (ownfd_is_ours(fd))   /* not the program's: as the kernel would say */
         return errno = EBADF, -1;

@@ -92,18 +92,6 @@ static void take_lock(void)
     lf_lock(&lock);
 }
 
-/* ThreadSanitizer's close() ends in ours (libc.c): a close of our own, maybe
- * under a caller's lock, must pass straight through it. */
-int ownfd_closing(void)
-{
-    return libc_closing_own();
-}
-
-static void close_own(int n)
-{
-    libc.close_own(n);
-}
-
 /* ---- where our numbers go ---- */
 
 static int table_top(void)
@@ -187,7 +175,7 @@ static void close_lows(int *lows, int n)
             j++;
         if (j == i || syscall(SYS_close_range, (unsigned)lows[i], (unsigned)lows[j], 0) < 0)
             for (int k = i; k <= j; k++)
-                close_own(lows[k]);
+                libc.close_own(lows[k]);
         i = j + 1;
     }
 }
@@ -225,7 +213,7 @@ int ownfd_adopt(int *const where[], int n, const int *spent, int nspent)
         for (int i = 0; i < n; i++)
             if (*where[i] >= 0) {
                 reg_drop(*where[i]);
-                close_own(*where[i]);
+                libc.close_own(*where[i]);
                 *where[i] = -1;
             }
     lf_unlock(&lock);
@@ -275,7 +263,7 @@ void ownfd_close(int *where)
     if (n >= 0) {
         if (referrer(n) == where)
             reg_drop(n);
-        close_own(n);
+        libc.close_own(n);
         __atomic_store_n(where, -1, __ATOMIC_RELEASE);
     }
     lf_unlock(&lock);
@@ -304,7 +292,7 @@ int ownfd_vacate(int n)
          * program's call still does what the kernel's would. */
         int m = dup_high(n, F_DUPFD_CLOEXEC, -1);
         if (m >= 0 && reg_put(m, where) < 0) {
-            close_own(m);
+            libc.close_own(m);
             m = -1;
         }
         reg_drop(n);
@@ -318,7 +306,7 @@ int ownfd_vacate(int n)
 void ownfd_vacate_failed(int n)
 {
     int e = errno;
-    close_own(n);   /* our old copy, which the program's call left there */
+    libc.close_own(n);   /* our old copy, which the program's call left there */
     errno = e;
 }
 

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/single_threaded.h>
 #include <sys/time.h>
 
 #include "internal.h"
