@@ -41,6 +41,7 @@
 #define WARMUP_SECONDS 0.2
 #define CASE_ALARM 40           /* a client stuck this long (lost wake-up) fails its case */
 #define FDS_PER_FAST 1          /* the TCP socket (regions and their doorbells: per process pair) */
+#define CONNS_PER_REGION 952    /* LINK_SLOTS in src/internal.h */
 #define MAX_N 16
 
 /* What one side reports to the parent, through a pipe. */
@@ -340,10 +341,10 @@ static void read_side(int fd, struct side *s)
 static void run_case(struct result *res, rlim_t nofile)
 {
     /* Plus, while a batch is set up, each pending client's offer socket. */
-    /* with loopfast: 3 a region of 952 connections, and the offers of a
-     * batch not yet answered (2 each) */
+    /* with loopfast: 3 a region, and the offers of a batch not yet
+     * answered (2 each) */
     rlim_t need = (rlim_t)(res->n + 1) * (res->optin ? FDS_PER_FAST : 1) +
-                  (res->optin ? 3 * (rlim_t)(res->n / 952 + 2) + 2 * BATCH : 0) + 64;
+                  (res->optin ? 3 * (rlim_t)(res->n / CONNS_PER_REGION + 2) + 2 * BATCH : 0) + 64;
     if (nofile < need) {
         snprintf(res->skipped, sizeof res->skipped,
                  "RLIMIT_NOFILE is %llu, about %llu descriptors per process needed "

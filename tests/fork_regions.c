@@ -28,8 +28,9 @@ static void backend(int c)
 
 /* Accepts BACKENDS connections, a backend forked for each; reports their
  * pids on `report`, then waits for them. */
-static void postmaster(int l, int report)
+static void postmaster(int l, int report, void *arg)
 {
+    (void)arg;
     pid_t kids[BACKENDS];
     for (int i = 0; i < BACKENDS; i++) {
         int c = accept(l, NULL, NULL);
@@ -51,16 +52,9 @@ static void postmaster(int l, int report)
 
 static long switches(pid_t pid)
 {
-    char path[64], buf[4096];
+    char path[64];
     snprintf(path, sizeof path, "/proc/%d/status", pid);
-    FILE *f = fopen(path, "r");
-    long n = -1;
-    while (f && fgets(buf, sizeof buf, f))
-        if (sscanf(buf, "voluntary_ctxt_switches: %ld", &n) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return n;
+    return proc_field(path, "voluntary_ctxt_switches: %ld");
 }
 
 static void echo_round(int fd, unsigned seed)
@@ -77,23 +71,14 @@ static int run(int optin)
 {
     struct sockaddr_storage addr;
     socklen_t len;
-    int l = listen_on(AF_INET, optin, &addr, &len), rep[2];
-    CHECK(pipe(rep) == 0, "pipe");
-    pid_t pm = fork();
-    CHECK(pm >= 0, "fork");
-    if (pm == 0) {
-        close(rep[0]);
-        alarm(60);
-        postmaster(l, rep[1]);
-    }
-    close(l);
-    close(rep[1]);
+    int l = listen_on(AF_INET, optin, &addr, &len), report;
+    pid_t pm = fork_reporting_server(l, &report, postmaster, NULL);
     int fds[BACKENDS];
     pid_t kids[BACKENDS];
     for (int i = 0; i < BACKENDS; i++) {
         fds[i] = connect_to(&addr, len, optin);
         echo_round(fds[i], (unsigned)i);
-        CHECK(read(rep[0], &kids[i], sizeof kids[i]) == sizeof kids[i], "backend pid");
+        CHECK(read(report, &kids[i], sizeof kids[i]) == sizeof kids[i], "backend pid");
         CHECK(loopfast_fd_is_fast(fds[i]) == optin, "connection %d: fast %d", i,
               loopfast_fd_is_fast(fds[i]));
     }
@@ -120,7 +105,7 @@ static int run(int optin)
         close(fds[i]);
     }
     CHECK(child_status(pm) == 0, "postmaster or a backend failed");
-    close(rep[0]);
+    close(report);
     return 0;
 }
 

@@ -145,6 +145,44 @@ static inline pid_t fork_echo_server(int listener)
     return pid;
 }
 
+/* A server process running serve(listener, report, arg), with 60 s to live,
+ * that tells the parent what it saw on a pipe: the parent gets the pipe's
+ * read end in *report, and no longer holds the listener. */
+static inline pid_t fork_reporting_server(int listener, int *report,
+                                          void (*serve)(int listener, int report, void *arg),
+                                          void *arg)
+{
+    int rep[2];
+    CHECK(pipe(rep) == 0, "pipe");
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork");
+    if (pid == 0) {
+        close(rep[0]);
+        alarm(60);
+        serve(listener, rep[1], arg);
+        _exit(0);
+    }
+    close(listener);
+    close(rep[1]);
+    *report = rep[0];
+    return pid;
+}
+
+/* The number `format` reads (e.g. "VmSize: %ld kB") from the first line of
+ * `path` it matches; -1 when the file or the line is missing. */
+static inline long proc_field(const char *path, const char *format)
+{
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    long v = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, format, &v) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return v;
+}
+
 /* A connection to a new echo server in a child (its pid in *server), both
  * ends opted in or neither. */
 static inline int echo_connection(int optin, pid_t *server)

@@ -178,15 +178,7 @@ static long loopfast_rss_kb(pid_t pid)
 
 static long shmem_kb(void)
 {
-    FILE *f = fopen("/proc/meminfo", "r");
-    char line[256];
-    long kb = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "Shmem: %ld kB", &kb) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kb;
+    return proc_field("/proc/meminfo", "Shmem: %ld kB");
 }
 
 static pid_t children[2];

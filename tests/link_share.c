@@ -24,8 +24,9 @@ extern char **environ;
 
 /* Echo server for every connection it accepts; tells `report` one byte per
  * connection it closed after EOF, and '0' + fast per connection accepted. */
-static void serve(int l, int report)
+static void serve(int l, int report, void *arg)
 {
+    (void)arg;
     struct pollfd p[2 * N + 2];
     int n = 1;
     p[0] = (struct pollfd){ .fd = l, .events = POLLIN };
@@ -142,18 +143,8 @@ static int run(int optin, char *self)
 {
     struct sockaddr_storage addr;
     socklen_t len;
-    int l = listen_on(AF_INET, optin, &addr, &len);
-    int rep[2];
-    CHECK(pipe(rep) == 0, "pipe");
-    pid_t server = fork();
-    CHECK(server >= 0, "fork");
-    if (server == 0) {
-        close(rep[0]);
-        alarm(60);
-        serve(l, rep[1]);
-    }
-    close(l);
-    close(rep[1]);
+    int l = listen_on(AF_INET, optin, &addr, &len), report;
+    pid_t server = fork_reporting_server(l, &report, serve, NULL);
     int fds[N];
     int before = count_open_fds();
     for (int i = 0; i < N; i++) {
@@ -178,7 +169,7 @@ static int run(int optin, char *self)
 
     for (int i = 0; i < N; i += 2)
         close(fds[i]);
-    await_closes(rep[0], N / 2);
+    await_closes(report, N / 2);
     for (int i = 0; i < N; i += 2) {
         fds[i] = connect_to(&addr, len, optin);
         round_trip(fds[i], 100u + (unsigned)i);
@@ -195,7 +186,7 @@ static int run(int optin, char *self)
     off_t held = seen.bytes;   /* with every connection open */
     for (int i = 0; i < N; i++)
         close(fds[i]);
-    await_closes(rep[0], N);
+    await_closes(report, N);
     /* Closed on both ends, each slot is given back whole by the last to let
      * go: the region kept for the next connection holds its first page.
      * (A wait on nothing lets this process release what it closed.) */
@@ -218,7 +209,7 @@ static int run(int optin, char *self)
         CHECK(loopfast_fd_is_fast(fd) == optin, "sequential connection %d: fast %d", i,
               loopfast_fd_is_fast(fd));
         close(fd);
-        await_closes(rep[0], 1);
+        await_closes(report, 1);
         mine = loopfast_regions(getpid(), &seen);
         if (i == 0)
             first = seen.last_ino;
@@ -230,7 +221,7 @@ static int run(int optin, char *self)
     exec_client(&addr, len, optin, self, 1);
     kill(server, SIGKILL);
     waitpid(server, NULL, 0);
-    close(rep[0]);
+    close(report);
     return 0;
 }
 

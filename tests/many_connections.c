@@ -60,15 +60,7 @@ static void client(const struct sockaddr_storage *addr, socklen_t len, int n, in
 
 static long vm_size_kb(void)
 {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long kb = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmSize: %ld kB", &kb) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kb;
+    return proc_field("/proc/self/status", "VmSize: %ld kB");
 }
 
 /* A server limited by setrlimit(resource) echoes `n` short connections from

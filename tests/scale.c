@@ -42,6 +42,8 @@ static int echo_once(int fd)
     return read_full(fd, m, MSG) == MSG && write_full(fd, m, MSG) == MSG ? 0 : -1;
 }
 
+struct server_args { int n; rlim_t limit; };
+
 /* Accepts n connections, echoing one message on each as it comes and one
  * more on each once all are open; then counts the files it can open. */
 static struct report serve(int l, int n)
@@ -63,6 +65,15 @@ static struct report serve(int l, int n)
     while (open("/dev/null", O_RDONLY) >= 0)
         r.files++;
     return r;
+}
+
+/* The server process: serve() under its descriptor limit, reported. */
+static void server_main(int l, int report, void *arg)
+{
+    const struct server_args *a = arg;
+    CHECK(set_limit(a->limit) == 0, "setrlimit %llu", (unsigned long long)a->limit);
+    struct report r = serve(l, a->n);
+    CHECK(write(report, &r, sizeof r) == sizeof r, "report");
 }
 
 static int client(const struct sockaddr_storage *addr, socklen_t len, int n, int optin)
@@ -91,26 +102,15 @@ static struct report run(int optin, int n, rlim_t server_limit, rlim_t client_li
 {
     struct sockaddr_storage addr;
     socklen_t len;
-    int l = listen_on(AF_INET, optin, &addr, &len), rep[2];
-    CHECK(pipe(rep) == 0, "pipe");
-    pid_t s = fork();
-    CHECK(s >= 0, "fork");
-    if (s == 0) {
-        close(rep[0]);
-        alarm(60);
-        CHECK(set_limit(server_limit) == 0, "setrlimit %llu", (unsigned long long)server_limit);
-        struct report r = serve(l, n);
-        CHECK(write(rep[1], &r, sizeof r) == sizeof r, "report");
-        _exit(0);
-    }
-    close(l);
-    close(rep[1]);
+    int l = listen_on(AF_INET, optin, &addr, &len), report;
+    struct server_args args = { n, server_limit };
+    pid_t s = fork_reporting_server(l, &report, server_main, &args);
     CHECK(set_limit(client_limit) == 0, "setrlimit %llu", (unsigned long long)client_limit);
     *cfast = client(&addr, len, n, optin);
     struct report r;
-    CHECK(read(rep[0], &r, sizeof r) == sizeof r, "the server failed");
+    CHECK(read(report, &r, sizeof r) == sizeof r, "the server failed");
     CHECK(child_status(s) == 0, "server exit");
-    close(rep[0]);
+    close(report);
     return r;
 }
 

@@ -68,15 +68,10 @@ static void two_readers(int optin, int polls)
 
 static long voluntary_switches(pid_t tid)
 {
-    char path[64], buf[4096];
+    char path[64];
     snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
-    FILE *f = fopen(path, "r");
-    CHECK(f, "%s", path);
-    long n = -1;
-    while (fgets(buf, sizeof buf, f))
-        if (sscanf(buf, "voluntary_ctxt_switches: %ld", &n) == 1)
-            break;
-    fclose(f);
+    long n = proc_field(path, "voluntary_ctxt_switches: %ld");
+    CHECK(n >= 0, "%s", path);
     return n;
 }
 
