@@ -303,7 +303,9 @@ LF_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_
 /* Dup'ed descriptors of one connection come as separate items, each with its
  * own copy of the region's memfd: the same file (inode), slot and side make
  * them one sock again, so that closing one of them is not the connection's
- * last close.  Connections of one region share one link again. */
+ * last close.  Connections of one region on the same side share one link
+ * again; a process that held both sides of a region (it connected to its
+ * own listener) held two links, each with its own doorbell to sleep on. */
 struct imported {
     ino_t ino;
     uint32_t slot;
@@ -319,10 +321,10 @@ static struct imported *already_imported(struct imported *seen, int n, int memfd
     *ino = fstat(memfd, &st) == 0 ? st.st_ino : 0;
     *link = NULL;
     for (int i = 0; i < n && *ino; i++) {
-        if (seen[i].ino != *ino)
+        if (seen[i].ino != *ino || seen[i].me != me)
             continue;
         *link = seen[i].link;
-        if (seen[i].slot == slot && seen[i].me == me)
+        if (seen[i].slot == slot)
             return &seen[i];
     }
     return NULL;
