@@ -218,7 +218,7 @@ void handshake_answer(int fd, struct sockaddr_storage ends[2])
         conn_free(c);
         return;
     }
-    c->sh->side[LF_SERVER].arms_with_mb = barrier_promise();
+    c->sh->side[LF_SERVER].arms_with_mb = 0;   /* until its sleeps are rare (conn.c) */
     c->sh->addr[LF_SERVER] = ends[0];
     c->sh->addr[LF_CLIENT] = ends[1];
     c->peer_cookie = client.cookie;
@@ -620,7 +620,7 @@ static void become_fast(struct lf_sock *s, struct lf_conn *c)
     struct lf_side *me = &c->sh->side[LF_CLIENT];
     __atomic_store_n(&me->rx_tcp_bytes, s->pending_rx, __ATOMIC_RELAXED);
     __atomic_store_n(&me->tx_tcp_bytes, s->pending_tx, __ATOMIC_RELAXED);
-    __atomic_store_n(&me->arms_with_mb, barrier_promise(), __ATOMIC_RELAXED);
+    __atomic_store_n(&me->arms_with_mb, 0, __ATOMIC_RELAXED);   /* until its sleeps are rare */
     if (s->pending_shut_wr)   /* its FIN went on TCP: c2s stays there (4.4) */
         __atomic_store_n(&me->shut_wr, 1, __ATOMIC_RELEASE);
     else

@@ -199,6 +199,7 @@ struct lf_link {
     uint64_t id;              /* names it in answers; random, never in shared memory */
     uint64_t ring_size, slot_size;
     struct lf_region *region; /* page 0, mapped */
+    void **maps;              /* by slot: mappings kept for the slot's next connection */
     uint32_t sized;           /* slots the file is known to cover */
     uint32_t high;            /* server: slots ever handed out */
     pid_t owner;              /* server: the process that made it */
@@ -227,6 +228,8 @@ void link_get(struct lf_link *l);                          /* one more reference
 void link_put(struct lf_link *l);                          /* drops one */
 int link_covers(struct lf_link *l, uint32_t slot);         /* client: the file holds the slot */
 uint64_t link_slot_offset(const struct lf_link *l, uint32_t slot);
+void *link_take_map(struct lf_link *l, uint32_t slot);      /* a kept mapping, or NULL */
+void link_keep_map(struct lf_link *l, uint32_t slot, void *map);   /* for the next one */
 void link_hold(struct lf_conn *c, int delta);              /* a forked or spawned holder */
 void link_release(struct lf_conn *c);                      /* conn_free: this process lets go */
 void link_before_exec(int (*kept)(struct lf_link *, void *), void *arg);   /* others let go */
@@ -263,6 +266,7 @@ struct lf_conn {
     size_t map_len;
     struct lf_link *link;         /* the region it is a slot of */
     uint32_t slot;
+    uint64_t msgs_at_arm;         /* our end's messages when one of its rings was last armed */
     pid_t leased_by;              /* the process whose lease this is (a forked copy's is not) */
     int shared_end;               /* forked, spawned or exec'd since ours: other processes may
                                    * hold this end, so its `busy` words are believed (conn.c) */
@@ -483,6 +487,7 @@ short conn_poll_state(struct lf_conn *c, int fd, short want, short tev);
 int conn_recheck_ms(struct lf_conn *c);
 short conn_kernel_events(struct lf_conn *c, short want);
 int conn_arm(struct lf_conn *c, short want);   /* 1: our side promised (barrier_after_arm) */
+int conn_arm_flag(struct lf_conn *c, uint32_t *flag);   /* one flag; the same answer */
 void conn_signature(struct lf_conn *c, uint64_t *in, uint64_t *out);
 int conn_wants_kernel(struct lf_conn *c, short want);
 /* The peer switched and all its pre-switch bytes were read: the ring decides

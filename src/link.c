@@ -75,6 +75,12 @@ static struct lf_link *link_new(int fd, int role, uint64_t id, uint64_t ring_siz
 
 static void link_free(struct lf_link *l)
 {
+    if (l->maps) {
+        for (uint32_t k = 0; k < LINK_SLOTS; k++)
+            if (l->maps[k])
+                munmap(l->maps[k], l->slot_size);
+        free(l->maps);
+    }
     munmap(l->region, LF_HEADER_SIZE);
     ownfd_close(&l->fd);
     ownfd_close(&l->bell_mine);
@@ -474,20 +480,39 @@ int link_claim(struct lf_link *l, uint32_t *slot)
     return r;
 }
 
+/* A short connection touches its slot's header page and the first pages of
+ * its rings.  Punching those out costs a TLB shootdown in every process
+ * mapping the slot and a fault per page for the next connection, more than
+ * the rest of its set-up on a host where interrupts between CPUs are dear
+ * (docs/performance.md, "Set-up"); the first few slots, which a pair that
+ * opens one connection at a time keeps reusing, keep pages that little
+ * used.  The heads are read from shared memory: a peer that lies about them
+ * only keeps or loses pages of its own pair's region, bounded by this. */
+#define KEPT_SLOTS 8
+#define KEPT_RING_BYTES (32u << 10)
+
+static int worth_punching(const struct lf_conn *c)
+{
+    return c->slot >= KEPT_SLOTS ||
+           __atomic_load_n(&c->sh->ring[LF_C2S].head, __ATOMIC_RELAXED) > KEPT_RING_BYTES ||
+           __atomic_load_n(&c->sh->ring[LF_S2C].head, __ATOMIC_RELAXED) > KEPT_RING_BYTES;
+}
+
 /* The slot's pages back, then the slot free: punched first, so that no
  * server hands it out while its old pages are still going. */
-static void give_back(struct lf_link *l, uint32_t slot)
+static void give_back(const struct lf_conn *c)
 {
-    uint32_t *lease = &l->region->lease[slot];
+    struct lf_link *l = c->link;
+    uint32_t *lease = &l->region->lease[c->slot];
     uint32_t one = 1;
     if (!__atomic_compare_exchange_n(lease, &one, LEASE_PUNCHING, 0, __ATOMIC_ACQ_REL,
                                      __ATOMIC_RELAXED)) {
         __atomic_sub_fetch(lease, 1, __ATOMIC_ACQ_REL);
         return;
     }
-    if (!lf_confined)   /* else its pages wait for the slot's next connection */
-        fallocate(l->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)slot_offset(l, slot),
-                  (off_t)l->slot_size);
+    if (!lf_confined && worth_punching(c))   /* else its pages wait for the slot's next connection */
+        fallocate(l->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                  (off_t)slot_offset(l, c->slot), (off_t)l->slot_size);
     __atomic_store_n(lease, 0, __ATOMIC_RELEASE);
 }
 
@@ -499,13 +524,13 @@ void link_hold(struct lf_conn *c, int delta)
 
 void link_give_back(struct lf_conn *c)
 {
-    give_back(c->link, c->slot);
+    give_back(c);
 }
 
 void link_release(struct lf_conn *c)
 {
     if (c->leased_by == lf_pid)
-        give_back(c->link, c->slot);
+        give_back(c);
     link_put(c->link);
 }
 
@@ -527,4 +552,34 @@ int link_covers(struct lf_link *l, uint32_t slot)
 uint64_t link_slot_offset(const struct lf_link *l, uint32_t slot)
 {
     return slot_offset(l, slot);
+}
+
+/* A slot's mapping outlives its connection, for the next connection in the
+ * same slot: unmapping costs a TLB shootdown and the page tables, mapping
+ * again a fault per table, and together they were the larger part of a
+ * short connection's time (docs/performance.md, "Set-up").  Kept at most
+ * one per slot, so the address space held is the most slots in use at
+ * once; they go with the region. */
+void *link_take_map(struct lf_link *l, uint32_t slot)
+{
+    void **maps = __atomic_load_n(&l->maps, __ATOMIC_ACQUIRE);
+    return maps && slot < LINK_SLOTS ? __atomic_exchange_n(&maps[slot], NULL, __ATOMIC_ACQ_REL)
+                                     : NULL;
+}
+
+void link_keep_map(struct lf_link *l, uint32_t slot, void *map)
+{
+    void **maps = __atomic_load_n(&l->maps, __ATOMIC_ACQUIRE);
+    if (!maps) {
+        void **fresh = calloc(LINK_SLOTS, sizeof *fresh);
+        if (fresh && !__atomic_compare_exchange_n(&l->maps, &maps, fresh, 0, __ATOMIC_ACQ_REL,
+                                                  __ATOMIC_ACQUIRE))
+            free(fresh);   /* another thread's array won: maps holds it */
+        else
+            maps = fresh;
+    }
+    void *old = maps && slot < LINK_SLOTS ? __atomic_exchange_n(&maps[slot], map, __ATOMIC_ACQ_REL)
+                                          : map;
+    if (old)
+        munmap(old, l->slot_size);
 }

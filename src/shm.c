@@ -63,8 +63,10 @@ struct lf_conn *shm_slot(struct lf_link *l, uint32_t slot, int me, int fresh)
     if (slot >= LINK_SLOTS)
         return NULL;
     size_t len = (size_t)l->slot_size;
-    void *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, l->fd,
-                     (off_t)link_slot_offset(l, slot));
+    void *map = link_take_map(l, slot);
+    if (!map)
+        map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, l->fd,
+                   (off_t)link_slot_offset(l, slot));
     if (map == MAP_FAILED)
         return NULL;
     struct lf_conn *c = NULL;
@@ -90,7 +92,7 @@ void conn_free(struct lf_conn *c)
     trim_forget(c);
     ownfd_close(&c->proof_ep);
     ownfd_close(&c->proof_fd);
-    munmap(c->sh, c->map_len);
+    link_keep_map(c->link, c->slot, c->sh);
     link_release(c);
     pthread_mutex_destroy(&c->proof_lock);
     pthread_mutex_destroy(&c->rx_lock);

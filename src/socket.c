@@ -101,8 +101,7 @@ static int wait_more(struct lf_sock *s, int fd, int flags, size_t have)
         (flags & MSG_DONTWAIT) || fd_nonblocking(fd))
         return -1;
     int timeout = sock_timeout_ms(fd, SO_RCVTIMEO);
-    ring_arm(&c->rx.ctl->reader_armed);
-    barrier_after_arm(__atomic_load_n(&c->sh->side[c->me].arms_with_mb, __ATOMIC_RELAXED));
+    barrier_after_arm(conn_arm_flag(c, &c->rx.ctl->reader_armed));
     ssize_t n = ring_readable(&c->rx);
     if (n < 0 || (size_t)n > have || __atomic_load_n(&peer->shut_wr, __ATOMIC_ACQUIRE) ||
         __atomic_load_n(&peer->closed, __ATOMIC_ACQUIRE))

@@ -356,8 +356,7 @@ int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tc
 {
     struct wait_news news = { c, for_write };
     *tcp_events = 0;
-    ring_arm(for_write ? &c->tx.ctl->writer_armed : &c->rx.ctl->reader_armed);
-    barrier_after_arm(__atomic_load_n(&c->sh->side[c->me].arms_with_mb, __ATOMIC_RELAXED));
+    barrier_after_arm(conn_arm_flag(c, for_write ? &c->tx.ctl->writer_armed : &c->rx.ctl->reader_armed));
     if (has_news(c, for_write))
         return 0;
     int wfd = bell_wait_fd(c);
