@@ -371,7 +371,7 @@ static void inner_update(struct ep_reg *r)
 {
     /* the kind and the descriptors that go with it, seen together */
     lf_lock(&r->s->lock);
-    int kind = sock_kind(r->s), offer = r->s->offer_fd, bell = -1;
+    int kind = sock_kind(r->s), bell = -1;
     if (kind == LF_FAST)
         bell = conn_bell_mine(r->s->conn);
     lf_unlock(&r->s->lock);
@@ -385,11 +385,10 @@ static void inner_update(struct ep_reg *r)
     /* data.fd -1: tells the doorbell apart from the TCP socket; the
      * doorbell edge-triggered, never read (wait.c) */
     struct epoll_event x = { .events = EPOLLIN, .data.fd = -1 };
-    if (kind == LF_FAST) {
+    if (kind == LF_FAST) {   /* pending: TCP alone (as in poll.c) */
         x.events |= EPOLLET;
         libc.epoll_ctl(r->inner, EPOLL_CTL_ADD, bell, &x);
-    } else if (kind == LF_PENDING && offer >= 0)
-        libc.epoll_ctl(r->inner, EPOLL_CTL_ADD, offer, &x);
+    }
     r->kind_seen = kind;
 }
 
@@ -1040,14 +1039,8 @@ static short drain_inner(struct ep_reg *r)
     short tev = 0;
     int n = libc.epoll_wait(r->inner, ev, 4, 0);
     for (int i = 0; i < n; i++) {
-        if (ev[i].data.fd == r->fd) {
+        if (ev[i].data.fd == r->fd)
             tev |= (short)ev[i].events;
-        } else if (sock_kind(r->s) != LF_FAST) {
-            lf_lock(&r->s->lock);
-            if (sock_kind(r->s) == LF_PENDING)
-                handshake_take_answer(r->s, r->fd);
-            lf_unlock(&r->s->lock);
-        }
     }
     /* a socket gone plain goes back to the kernel after this report (refresh) */
     if (sock_kind(r->s) != r->kind_seen && sock_kind(r->s) != LF_PLAIN)

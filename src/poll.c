@@ -88,21 +88,21 @@ static void prepare_kernel(struct poll_set *ps)
         t->bell = -1;
         /* Doorbells after the caller's entries: where poll_fitting sleeps
          * when the set does not fit under RLIMIT_NOFILE. */
-        int fd = -1;
-        if (sock_kind(t->s) == LF_FAST) {
-            k->events = conn_kernel_events(t->s->conn, want);
-            t->bell = bell_wait_fd(t->s->conn);
-            if (t->bell != conn_bell_mine(t->s->conn)) {
-                ps->wait_ep = t->bell;   /* one entry for every doorbell in it */
-                t->extra = (nfds_t)-1;
-                continue;
-            }
-            fd = t->bell;
-        } else {
+        if (sock_kind(t->s) != LF_FAST) {
+            /* pending: TCP alone; the answer is taken by a later read or
+             * write (pending.c), so it costs no wake-up */
             k->events = want;
-            fd = __atomic_load_n(&t->s->offer_fd, __ATOMIC_ACQUIRE);
+            t->extra = (nfds_t)-1;
+            continue;
         }
-        ps->kfds[ps->nk++] = (struct pollfd){ .fd = fd, .events = POLLIN };
+        k->events = conn_kernel_events(t->s->conn, want);
+        t->bell = bell_wait_fd(t->s->conn);
+        if (t->bell != conn_bell_mine(t->s->conn)) {
+            ps->wait_ep = t->bell;   /* one entry for every doorbell in it */
+            t->extra = (nfds_t)-1;
+            continue;
+        }
+        ps->kfds[ps->nk++] = (struct pollfd){ .fd = t->bell, .events = POLLIN };
     }
     if (ps->wait_ep >= 0)   /* last: where poll_fitting sleeps */
         ps->kfds[ps->nk++] = (struct pollfd){ .fd = ps->wait_ep, .events = POLLIN };
@@ -123,12 +123,6 @@ static int evaluate(struct poll_set *ps, int kernel)
         short xev = fresh ? ps->kfds[t->extra].revents : 0;
         if (fresh && xev && sock_kind(t->s) == LF_FAST && t->bell >= 0)
             bell_after_wake(t->s->conn, t->bell);   /* the doorbell itself: read */
-        if (sock_kind(t->s) == LF_PENDING && xev) {
-            lf_lock(&t->s->lock);
-            if (sock_kind(t->s) == LF_PENDING)
-                handshake_take_answer(t->s, u->fd);
-            lf_unlock(&t->s->lock);
-        }
         if (sock_kind(t->s) == LF_FAST) {
             u->revents = conn_poll_state(t->s->conn, u->fd, u->events, tev);
         } else {
