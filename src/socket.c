@@ -89,18 +89,35 @@ static ssize_t recv_discard(struct lf_sock *s, int fd, struct msghdr *msg, int f
     return (ssize_t)done;
 }
 
+/* The time left until a peek's SO_RCVTIMEO runs out, set at its first
+ * sleep: the doorbell is the region's, so other connections' rings wake the
+ * peek too, and each wake must not start the timeout again.  -1: none. */
+static int peek_time_left(int fd, uint64_t *deadline)
+{
+    if (*deadline == 0) {
+        int timeout = sock_timeout_ms(fd, SO_RCVTIMEO);
+        *deadline = timeout < 0 ? UINT64_MAX : monotonic_ns() + (uint64_t)timeout * 1000000;
+    }
+    if (*deadline == UINT64_MAX)
+        return -1;
+    uint64_t now = monotonic_ns();
+    return now >= *deadline ? 0 : (int)((*deadline - now + 999999) / 1000000);
+}
+
 /* A peek that must see more than the ring holds (MSG_PEEK|MSG_WAITALL)
  * sleeps on the data doorbell until the ring holds more than `have`, the
  * peer ends, or TCP tells of its end.  0: look again; -1: the peek returns
  * what it saw, as the kernel's does on a timeout, a signal or the end. */
-static int wait_more(struct lf_sock *s, int fd, int flags, size_t have)
+static int wait_more(struct lf_sock *s, int fd, int flags, size_t have, uint64_t *deadline)
 {
     struct lf_conn *c = s->conn;
     const struct lf_side *peer = &c->sh->side[!c->me];
     if (!__atomic_load_n(&c->sh->side[c->me].rx_on_ring, __ATOMIC_ACQUIRE) ||
         (flags & MSG_DONTWAIT) || fd_nonblocking(fd))
         return -1;
-    int timeout = sock_timeout_ms(fd, SO_RCVTIMEO);
+    int timeout = peek_time_left(fd, deadline);
+    if (timeout == 0)
+        return -1;
     barrier_after_arm(conn_arm_flag(c, &c->rx.ctl->reader_armed));
     ssize_t n = ring_readable(&c->rx);
     if (n < 0 || (size_t)n > have || __atomic_load_n(&peer->shut_wr, __ATOMIC_ACQUIRE) ||
@@ -117,8 +134,8 @@ static int wait_more(struct lf_sock *s, int fd, int flags, size_t have)
     } while (r < 0 && errno == EINTR && signal_restarts());
     if (r > 0 && p[0].revents)
         bell_after_wake(c, wfd);
-    if (r < 0 || p[1].revents || (r == 0 && t == timeout))   /* the program's timeout */
-        return -1;
+    if (r < 0 || p[1].revents || (r == 0 && peek_time_left(fd, deadline) == 0))
+        return -1;   /* a signal, TCP's end or error, the program's timeout */
     return 0;
 }
 
@@ -127,13 +144,14 @@ static int wait_more(struct lf_sock *s, int fd, int flags, size_t have)
 static ssize_t peek_all(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
 {
     size_t want = msg_len(msg);
+    uint64_t deadline = 0;   /* not known before the first sleep */
     for (;;) {
         ssize_t r = recv_once(s, fd, msg, flags & ~MSG_WAITALL);
         if (r <= 0 || (size_t)r >= want)
             return r;
         if (sock_kind(s) == LF_PENDING && !(flags & MSG_DONTWAIT))
             return libc.recvmsg(fd, msg, flags);   /* nothing switches before the answer is taken */
-        if (sock_kind(s) != LF_FAST || wait_more(s, fd, flags, (size_t)r) < 0)
+        if (sock_kind(s) != LF_FAST || wait_more(s, fd, flags, (size_t)r, &deadline) < 0)
             return r;
     }
 }
