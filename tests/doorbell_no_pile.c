@@ -21,12 +21,7 @@ static long sleeps(void)
 int main(int argc, char **argv)
 {
     (void)argc;
-    const char *spin = getenv("LOOPFAST_SPIN_US");
-    if (!spin || strcmp(spin, "0") != 0) {   /* the library reads it at start-up */
-        setenv("LOOPFAST_SPIN_US", "0", 1);
-        execv("/proc/self/exe", argv);
-        FAIL("re-exec: %s", strerror(errno));
-    }
+    run_with_spin_us(argv, "0");   /* read by the library at start-up */
     alarm(60);
     pid_t pid;
     int fd = echo_connection(1, &pid);

@@ -288,6 +288,18 @@ static inline void lift_fd_cap(char **argv)
     FAIL("re-executing with LOOPFAST_MAX_FDS set: %s", strerror(errno));
 }
 
+/* Runs this test again with LOOPFAST_SPIN_US=us unless it already has it:
+ * the library reads the variable once, at start. */
+static inline void run_with_spin_us(char **argv, const char *us)
+{
+    const char *spin = getenv("LOOPFAST_SPIN_US");
+    if (spin && strcmp(spin, us) == 0)
+        return;
+    setenv("LOOPFAST_SPIN_US", us, 1);
+    execv("/proc/self/exe", argv);
+    FAIL("re-executing with LOOPFAST_SPIN_US=%s: %s", us, strerror(errno));
+}
+
 /* A connected pair in this process, both ends opted in, after one exchange
  * (so both are on the fast path when `optin`). */
 static inline void fast_pair(int family, int optin, int *client, int *server)

@@ -69,12 +69,7 @@ static ssize_t peek_with_busy_neighbour(int optin)
 int main(int argc, char **argv)
 {
     (void)argc;
-    const char *spin = getenv("LOOPFAST_SPIN_US");
-    if (!spin || strcmp(spin, "0") != 0) {   /* read by the library at start-up */
-        setenv("LOOPFAST_SPIN_US", "0", 1);
-        execv("/proc/self/exe", argv);
-        FAIL("re-exec: %s", strerror(errno));
-    }
+    run_with_spin_us(argv, "0");   /* read by the library at start-up */
     alarm(20);   /* the bug: the peek never returned */
     ssize_t kernel = peek_with_busy_neighbour(0);
     ssize_t fast = peek_with_busy_neighbour(1);

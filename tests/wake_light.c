@@ -16,12 +16,7 @@
 int main(int argc, char **argv)
 {
     (void)argc;
-    const char *spin = getenv("LOOPFAST_SPIN_US");
-    if (!spin || strcmp(spin, "1") != 0) {   /* read by the library at start-up */
-        setenv("LOOPFAST_SPIN_US", "1", 1);
-        execv("/proc/self/exe", argv);
-        FAIL("re-exec: %s", strerror(errno));
-    }
+    run_with_spin_us(argv, "1");   /* read by the library at start-up */
     int q = (int)syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
     if (q < 0 || !(q & MEMBARRIER_CMD_GLOBAL_EXPEDITED))
         SKIP("no membarrier(GLOBAL_EXPEDITED) here: the fences are used");
