@@ -15,11 +15,20 @@
  * many connections were fast when the client had read its echo (asked
  * between two getuid() markers, left out of the count), the time per
  * connection and the CPU time of both processes per connection.
+ *
+ *   build/bench_setup_conns kernel|loopfast N first
+ *
+ * compares a first contact with later ones: N client processes started one
+ * after another (this program again, by posix_spawn, so that each loads and
+ * starts loopfast as a new program would) each open one connection (for
+ * loopfast the server makes a region for each, and each takes it), then one
+ * process opens N; each times socket() to the echo's arrival.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +39,8 @@
 #include <unistd.h>
 
 #include <loopfast.h>
+
+extern char **environ;
 
 static void opt(int fd, int on)
 {
@@ -76,13 +87,81 @@ static double cpu_us(int who)
            (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
 
+/* One connection, socket() to the echo: its time; *fast set after it. */
+static double time_to_reply(const struct sockaddr_in *a, socklen_t len, int on, int *fast)
+{
+    double t0 = now_us();
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (on)
+        opt(fd, on);
+    char b = 'x';
+    if (connect(fd, (const struct sockaddr *)a, len) < 0 || (nodelay(fd), write(fd, &b, 1)) != 1 ||
+        read(fd, &b, 1) != 1) {
+        perror("first contact");
+        exit(1);
+    }
+    double t = now_us() - t0;
+    *fast = loopfast_fd_is_fast(fd) == 1;
+    close(fd);
+    return t;
+}
+
+struct reply_time { double t; int fast; };
+
+/* A started client (argv: once PORT ON FD): one connection, reported on FD. */
+static int client_once(char **argv)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                             .sin_port = htons((uint16_t)atoi(argv[2])) };
+    struct reply_time r;
+    r.t = time_to_reply(&a, sizeof a, atoi(argv[3]), &r.fast);
+    return write(atoi(argv[4]), &r, sizeof r) == sizeof r ? 0 : 1;
+}
+
+/* N fresh client processes, one connection each, then one process with N. */
+static void first_contacts(const struct sockaddr_in *a, socklen_t len, int on, int n)
+{
+    double first = 0, later = 0;
+    int fast_first = 0, fast_later = 0;
+    for (int i = 0; i < n; i++) {
+        int p[2];
+        if (pipe(p) < 0)
+            exit(1);
+        char port[16], onarg[4], fdarg[16];
+        snprintf(port, sizeof port, "%d", ntohs(a->sin_port));
+        snprintf(onarg, sizeof onarg, "%d", on);
+        snprintf(fdarg, sizeof fdarg, "%d", p[1]);
+        char *args[] = { "bench_setup_conns", "once", port, onarg, fdarg, NULL };
+        pid_t c;
+        struct reply_time r = { 0, 0 };
+        if (posix_spawn(&c, "/proc/self/exe", NULL, NULL, args, environ) != 0 ||
+            read(p[0], &r, sizeof r) != sizeof r)
+            exit(1);
+        waitpid(c, NULL, 0);
+        close(p[0]);
+        close(p[1]);
+        first += r.t;
+        fast_first += r.fast;
+    }
+    for (int i = 0; i < n; i++) {
+        int f;
+        later += time_to_reply(a, len, on, &f);
+        fast_later += f;
+    }
+    printf("socket() to echo: first contact %.1f us (%d of %d fast), later %.1f us (%d of %d fast)\n",
+           first / n, fast_first, n, later / n, fast_later, n);
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 5 && !strcmp(argv[1], "once"))
+        return client_once(argv);
     if (argc < 3 || argc > 4 || (strcmp(argv[1], "kernel") && strcmp(argv[1], "loopfast")) ||
-        (argc == 4 && strcmp(argv[3], "client-first"))) {
-        fprintf(stderr, "usage: %s kernel|loopfast N [client-first]\n", argv[0]);
+        (argc == 4 && strcmp(argv[3], "client-first") && strcmp(argv[3], "first"))) {
+        fprintf(stderr, "usage: %s kernel|loopfast N [client-first|first]\n", argv[0]);
         return 2;
     }
+    int first = argc == 4 && !strcmp(argv[3], "first");
     int on = !strcmp(argv[1], "loopfast"), n = atoi(argv[2]), fast = 0;
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     socklen_t len = sizeof a;
@@ -96,8 +175,14 @@ int main(int argc, char **argv)
     }
     pid_t pid = fork();
     if (pid == 0)
-        _exit(serve(l, argc == 4));
+        _exit(serve(l, argc == 4));   /* first: the client closes first too */
     close(l);
+    if (first) {
+        first_contacts(&a, len, on, n);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        return 0;
+    }
     double t0 = now_us(), cpu0 = cpu_us(RUSAGE_SELF);
     for (int i = 0; i < n; i++) {
         getppid();   /* marker */
