@@ -47,11 +47,15 @@ static void push(struct lf_conn *conn, int fd)
     it->conn = conn;
     it->fd = fd;
     ownfd_moved(fd, &it->fd);
-    it->next = __atomic_load_n(&stack, __ATOMIC_RELAXED);
-    tsan_release(&stack);   /* see lf_lock: TSan may be ignoring the exchange */
-    while (!__atomic_compare_exchange_n(&stack, &it->next, it, 1, __ATOMIC_RELEASE,
-                                        __ATOMIC_RELAXED))
-        ;
+    /* The item is written whole before each attempt to publish it, and the
+     * exchange compares a local copy: once published, it may be taken and
+     * freed by another thread at once. */
+    struct reap_item *head = __atomic_load_n(&stack, __ATOMIC_RELAXED);
+    do {
+        it->next = head;
+        tsan_release(&stack);   /* see lf_lock: TSan may be ignoring the exchange */
+    } while (!__atomic_compare_exchange_n(&stack, &head, it, 1, __ATOMIC_RELEASE,
+                                          __ATOMIC_RELAXED));
     if (__atomic_add_fetch(&queued, 1, __ATOMIC_RELAXED) > REAP_MAX)
         reap_now();
 }

@@ -10,7 +10,7 @@
 #include "helpers.h"
 
 static int busy_client, busy_server;
-static volatile int stop;
+static int stop;   /* atomic: the main thread tells the pinger */
 
 /* The busy connection's server end: echoes until EOF. */
 static void *echo(void *arg)
@@ -28,7 +28,7 @@ static void *ping(void *arg)
 {
     (void)arg;
     char b = 'p';
-    while (!stop)
+    while (!__atomic_load_n(&stop, __ATOMIC_RELAXED))
         if (write_full(busy_client, &b, 1) != 1 || read_full(busy_client, &b, 1) != 1)
             break;
     shutdown(busy_client, SHUT_WR);
@@ -41,7 +41,7 @@ static ssize_t peek_with_busy_neighbour(int optin)
     int c, s;
     fast_pair(AF_INET, optin, &c, &s);
     fast_pair(AF_INET, optin, &busy_client, &busy_server);
-    stop = 0;
+    __atomic_store_n(&stop, 0, __ATOMIC_RELAXED);
     pthread_t t1, t2;
     CHECK(pthread_create(&t1, NULL, echo, NULL) == 0 && pthread_create(&t2, NULL, ping, NULL) == 0,
           "threads");
@@ -51,7 +51,7 @@ static ssize_t peek_with_busy_neighbour(int optin)
     char buf[8];
     ssize_t n = recv(c, buf, sizeof buf, MSG_PEEK | MSG_WAITALL);
     int err = errno;
-    stop = 1;
+    __atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
     pthread_join(t2, NULL);
     pthread_join(t1, NULL);
     CHECK(n < 0 || memcmp(buf, "abcd", (size_t)n) == 0, "peeked bytes differ");
