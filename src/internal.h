@@ -396,6 +396,7 @@ void ownfd_vacate_failed(int n);       /* that call failed: our old copy goes */
 int ownfd_close_range(unsigned first, unsigned last, int flags,
                       int (*real)(unsigned, unsigned, int));
 void ownfd_limit_changed(void);
+int ownfd_crowded(void);               /* more than half our share in use */
 
 /* ---- fdtable.c ---- */
 enum lf_kind { LF_OPTIN = 1, LF_PENDING, LF_FAST, LF_PLAIN };
@@ -410,6 +411,7 @@ struct lf_sock {
     uint64_t pending_tx;      /* PENDING: bytes written on TCP */
     uint64_t pending_rx;      /* PENDING: bytes read from TCP */
     int pending_shut_wr;      /* PENDING: shutdown(SHUT_WR) done on TCP: c2s never switches */
+    int pending_calls;        /* PENDING: data calls made (pending.c: when to switch) */
     struct lf_conn *conn;     /* FAST */
     struct lf_sock *next_free;
     unsigned fork_gen;        /* marks the sock once per fork walk */
