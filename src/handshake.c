@@ -145,10 +145,14 @@ static int send_answer(int u, const struct lf_conn *cn, int new_link)
 {
     struct answer_msg a = { LF_MAGIC, LF_VERSION, cn->tx.size, cn->link->id, cn->slot,
                             new_link ? ANSWER_NEW_LINK : 0, cn->nonce };
+    if (!new_link)
+        return send_fds(u, &a, sizeof a, &cn->proof_ep, 1);
+    /* the channel's end is ours until another answer sees the client hold it */
     int fds[ANSWER_FDS] = { cn->link->fd, cn->link->bell_mine, cn->link->bell_peer,
-                            cn->link->chan_peer, cn->proof_ep };
-    return new_link ? send_fds(u, &a, sizeof a, fds, ANSWER_FDS)
-                    : send_fds(u, &a, sizeof a, &cn->proof_ep, 1);
+                            link_carry_begin(cn->link), cn->proof_ep };
+    int r = fds[3] >= 0 ? send_fds(u, &a, sizeof a, fds, ANSWER_FDS) : -1;
+    link_carry_end();
+    return r;
 }
 
 /* The process at the other end of a unix connection: for a server, the

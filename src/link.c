@@ -515,6 +515,19 @@ static int usable_locked(struct lf_link *l, pid_t peer, uint64_t ring_size, int3
     return *holder == peer || (*holder == 0 && l->chan_peer >= 0);
 }
 
+/* An answer that carries l: the client's end of its channel, kept open
+ * until link_carry_end (usable_locked closes it under the same lock). */
+int link_carry_begin(struct lf_link *l)
+{
+    lf_lock(&lock);
+    return l->chan_peer;
+}
+
+void link_carry_end(void)
+{
+    lf_unlock(&lock);
+}
+
 struct lf_link *link_of_peer(pid_t peer, uint64_t ring_size, int *carry)
 {
     if (peer <= 0)
