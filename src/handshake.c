@@ -151,7 +151,7 @@ static int send_answer(int u, const struct lf_conn *cn, int new_link)
     int fds[ANSWER_FDS] = { cn->link->fd, cn->link->bell_mine, cn->link->bell_peer,
                             link_carry_begin(cn->link), cn->proof_ep };
     int r = fds[3] >= 0 ? send_fds(u, &a, sizeof a, fds, ANSWER_FDS) : -1;
-    link_carry_end();
+    link_carry_end(cn->link);
     return r;
 }
 

@@ -198,6 +198,7 @@ struct lf_link {
      * client's proofs come on it.  chan: our end; chan_peer: server, the
      * client's end, until the client holds it (-1 after). */
     int chan, chan_peer;
+    int carry_gone;           /* server: chan_peer is closed or being closed (under link.c's lock) */
     /* server: what each slot's proof must be and which were proved, in a
      * memfd of the server's alone, shared by its forked and exec'd holders */
     int verdicts_fd;
@@ -245,7 +246,7 @@ struct lf_link *link_find(uint64_t id, uint64_t ring_size); /* client: one we al
  * any more), so the answer carries it again */
 struct lf_link *link_of_peer(pid_t peer, uint64_t ring_size, int *carry);
 int link_carry_begin(struct lf_link *l);   /* server: the client's channel end, for an answer */
-void link_carry_end(void);                 /* sent: it may go */
+void link_carry_end(struct lf_link *l);    /* sent: it may go */
 void link_list(struct lf_link *l, pid_t peer);             /* server: after a first contact */
 void link_forget_peer(struct lf_link *l);                  /* the client no longer has it */
 int link_claim(struct lf_link *l, uint32_t *slot);         /* server: a free slot, leased */

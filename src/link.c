@@ -440,6 +440,7 @@ static void child_copies(struct lf_sock *s, void *arg)
         return;
     pthread_mutex_init(&l->chan_lock, NULL);
     ownfd_close(l->role == LF_CLIENT ? &l->chan : &l->chan_peer);
+    l->carry_gone = 1;
 }
 
 /* A forked child: its copies of the regions kept idle are its parent's
@@ -502,30 +503,38 @@ struct lf_link *link_find(uint64_t id, uint64_t ring_size)
 
 /* A region of ours that an answer to peer may name: its client holds it,
  * or has not taken it yet and we still hold the channel's end to carry
- * with it.  Once the client holds it we close that end, so that when the
- * client's process lets go of its own, the channel says so (EOF). */
+ * with it.  Lock held. */
 static int usable_locked(struct lf_link *l, pid_t peer, uint64_t ring_size, int32_t *holder)
 {
     if (!(l->role == LF_SERVER && l->owner == lf_pid && l->peer == peer &&
           l->ring_size == ring_size))
         return 0;
     *holder = __atomic_load_n(&l->region->client_pid, __ATOMIC_ACQUIRE);
-    if (*holder == peer && l->chan_peer >= 0)
-        ownfd_close(&l->chan_peer);
-    return *holder == peer || (*holder == 0 && l->chan_peer >= 0);
+    return *holder == peer || (*holder == 0 && !l->carry_gone);
 }
 
-/* An answer that carries l: the client's end of its channel, kept open
- * until link_carry_end (usable_locked closes it under the same lock). */
+/* An answer that carries l: the client's end of its channel (-1: gone),
+ * kept open until link_carry_end(l). */
 int link_carry_begin(struct lf_link *l)
 {
-    lf_lock(&lock);
+    lf_lock(&l->chan_lock);
     return l->chan_peer;
 }
 
-void link_carry_end(void)
+void link_carry_end(struct lf_link *l)
 {
-    lf_unlock(&lock);
+    lf_unlock(&l->chan_lock);
+}
+
+/* Once the client holds the region we close our copy of its channel end,
+ * so that when the client's process lets go of its own, the channel says
+ * so (EOF).  Not under `lock`: a close takes ownfd's, which fork takes
+ * before ours. */
+static void close_carry(struct lf_link *l)
+{
+    lf_lock(&l->chan_lock);
+    ownfd_close(&l->chan_peer);
+    lf_unlock(&l->chan_lock);
 }
 
 struct lf_link *link_of_peer(pid_t peer, uint64_t ring_size, int *carry)
@@ -537,9 +546,14 @@ struct lf_link *link_of_peer(pid_t peer, uint64_t ring_size, int *carry)
     int32_t holder = 0;
     while (l && !usable_locked(l, peer, ring_size, &holder))
         l = l->next;
-    if (l)
+    int gone = l && holder == peer && !l->carry_gone;
+    if (l) {
         take_locked(l);
+        l->carry_gone |= gone;
+    }
     lf_unlock(&lock);
+    if (gone)
+        close_carry(l);
     *carry = l && holder == 0;
     return l;
 }
