@@ -197,10 +197,13 @@ struct lf_link *link_create(uint64_t ring_size)
     }
     l->bell_mine = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     l->bell_peer = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    int pair[2] = { -1, -1 };
+    int pair[2] = { -1, -1 }, most = 1 << 30;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair) == 0) {
         l->chan = pair[0];
         l->chan_peer = pair[1];
+        /* the client's proofs queue in its end's send buffer until we read
+         * them (768 bytes each): as many as the kernel allows */
+        setsockopt(pair[1], SOL_SOCKET, SO_SNDBUF, &most, sizeof most);
     }
     l->verdicts_fd = memfd_create("lf-verdicts", MFD_CLOEXEC);
     int *const own[] = { &l->fd, &l->bell_mine, &l->bell_peer, &l->chan, &l->chan_peer,
