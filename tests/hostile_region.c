@@ -391,10 +391,13 @@ static void scribble_channels(uint64_t *s, int own_tcp)
         case 2:
             send_on(ch, &p, sizeof p, fds, 3);   /* too many descriptors */
             break;
-        case 3:
-            p.magic = (uint32_t)rng(s);
-            send_on(ch, &p, (size_t)(rng(s) % (sizeof p + 4)), fds, (int)(rng(s) % 2));
+        case 3: {
+            unsigned char odd[sizeof p + 4] = { 0 };
+            p.magic = rng(s) % 2 ? (uint32_t)rng(s) : p.magic;
+            memcpy(odd, &p, sizeof p);
+            send_on(ch, odd, (size_t)(rng(s) % sizeof odd), fds, (int)(rng(s) % 2));
             break;
+        }
         default:
             send_on(ch, &p, 0, NULL, 0);   /* empty */
         }
