@@ -714,6 +714,8 @@ void link_keep_map(struct lf_link *l, uint32_t slot, void *map)
 /* Before the answer goes: what the slot's proof must be. */
 void link_expect(struct lf_link *l, uint32_t slot, uint64_t nonce, uint64_t cookie)
 {
+    if (!l->verdicts || slot >= LINK_SLOTS)
+        return;   /* no proof can be believed: the connection stays plain */
     __atomic_store_n(&l->verdicts->slot[slot].cookie, cookie, __ATOMIC_RELAXED);
     __atomic_store_n(&l->verdicts->slot[slot].nonce, nonce, __ATOMIC_RELEASE);
 }
