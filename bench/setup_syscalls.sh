@@ -49,8 +49,8 @@ count() {
 for shape in "" client-first; do
 echo "== ${shape:-server-first}: the $([ -n "$shape" ] && echo client || echo server) closes first"
 { count kernel; count loopfast; } > "$tmp/counts"
-grep ' connections fast' "$tmp/counts"
-sed -i '/ connections fast/d' "$tmp/counts"
+grep ' connections ' "$tmp/counts"
+sed -i '/ connections /d' "$tmp/counts"
 cols="kernel-client kernel-server loopfast-client loopfast-server loopfast-server-before-accept"
 table() {
     awk -v cols="$cols" -v what="$1" '

@@ -68,7 +68,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint64_t ring_size, ino, dev;
     struct answer_msg a;
     size_t msg_len = size < sizeof a ? size : sizeof a + (size_t)(flags & 1);
-    (void)proof_parse(data, size < 16 ? size : 16 + (size_t)(flags & 1), nfds % 3, (flags & 2) ? MSG_CTRUNC : 0);
+    struct proof_msg p;
+    (void)proof_parse(data, size < 24 ? size : 24 + (size_t)(flags & 1), nfds % 3, (flags & 2) ? MSG_CTRUNC : 0, &p);
     char *text = malloc(size + 1);
     if (text) {
         memcpy(text, data, size);
@@ -83,7 +84,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int fd = make_memfd(data, size, how);
     if (fd < 0)
         return 0;
-    int fds[3] = { fd, eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC) };
+    int pair[2] = { -1, -1 };
+    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair);
+    if (pair[1] >= 0)
+        close(pair[1]);
+    int fds[4] = { fd, eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC),
+                   pair[0] };
     struct lf_link *l = link_adopt(fds, 1, ring_size, 0);   /* owns fds */
     struct lf_conn *c = l && link_covers(l, 0) ? shm_slot(l, 0, LF_CLIENT, 0) : NULL;
     if (l)

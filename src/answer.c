@@ -26,19 +26,19 @@ int answer_parse(const void *buf, size_t n, int nfds, int msg_flags, struct answ
     return 0;
 }
 
-/* The client's proof as the server receives it: 0 when well formed, 1 when
- * it says the client does not hold the region the answer named. */
-int proof_parse(const void *buf, size_t n, int nfds, int msg_flags)
+/* The client's proof as the server receives it: 0 and its header when
+ * well formed (one descriptor). */
+int proof_parse(const void *buf, size_t n, int nfds, int msg_flags, struct proof_msg *out)
 {
     struct proof_msg p;
     if (n != sizeof p || (msg_flags & (MSG_CTRUNC | MSG_TRUNC)))
         return -1;
     memcpy(&p, buf, sizeof p);
-    if (p.magic != LF_MAGIC || p.version != LF_VERSION)
+    if (p.magic != LF_MAGIC || p.version != LF_VERSION || p.slot >= LINK_SLOTS || p.pad ||
+        nfds != 1)
         return -1;
-    if (p.flags == PROOF_NO_LINK)
-        return nfds == 0 ? 1 : -1;
-    return p.flags == 0 && nfds == 1 ? 0 : -1;
+    *out = p;
+    return 0;
 }
 
 /* The kernel writes one line per file an epoll holds:

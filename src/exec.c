@@ -4,9 +4,9 @@
  * The new image has an empty fd table, and its peer writes to a ring, so the
  * inherited TCP descriptor alone would be useless.  Before exec, each fast
  * connection whose TCP descriptor stays open across exec is described in
- * LOOPFAST_INHERIT (descriptor, memfd, doorbells, side, ring size, and for
- * a server still waiting for its client's proof the proof's unix connection
- * and the cookie it expects), with copies that survive exec.  The library's
+ * LOOPFAST_INHERIT (descriptor, memfd, doorbells, the region's channel,
+ * side, ring size, and for a server the verdicts on its clients' proofs
+ * and the answer's nonce and cookie), with copies that survive exec.  The library's
  * constructor in the new image maps it again, with the same checks as a
  * handshake.  posix_spawn() is handled the same way (glibc's runs neither our
  * fork nor our exec), the child counted as a holder and its descriptors found
@@ -78,20 +78,25 @@ static void describe(struct lf_sock *s, void *arg, int fd)
     int fl = libc.fcntl(fd, F_GETFD);
     if (sock_kind(s) != LF_FAST || fl < 0 || (fl & FD_CLOEXEC))
         return;
-    int m = keep(x, c->link->fd);
-    int bm = keep(x, c->link->bell_mine), bp = keep(x, c->link->bell_peer);
-    /* A server whose client has not proved itself yet takes the proof's
-     * connection along (docs/design.md, 4.7). */
+    struct lf_link *l = c->link;
+    int m = keep(x, l->fd);
+    int bm = keep(x, l->bell_mine), bp = keep(x, l->bell_peer);
+    /* The channel: a server's clients' proofs come on it, and are checked
+     * against the verdicts it shares with its other holders (4.7); a
+     * client sends its later proofs on it. */
+    int ch = l->chan >= 0 ? keep(x, l->chan) : -1;
+    int tb = l->verdicts_fd >= 0 ? keep(x, l->verdicts_fd) : -1;
     int proved = __atomic_load_n(&c->peer_line, __ATOMIC_ACQUIRE) != NULL;
-    int u = !proved && c->proof_fd >= 0 ? keep(x, c->proof_fd) : -1;
     struct stat st;
-    if (m < 0 || bm < 0 || bp < 0 || fstat(fd, &st) < 0 || !count_spawned(x, c))
+    if (m < 0 || bm < 0 || bp < 0 || (c->me == LF_SERVER && !proved && (ch < 0 || tb < 0)) ||
+        fstat(fd, &st) < 0 || !count_spawned(x, c))
         return;
-    char item[200];
-    int n = snprintf(item, sizeof item, "%s%d:%d:%d:%d:%d:%llu:%llu:%d:%d:%d:%llu:%u:%llu",
+    char item[240];
+    int n = snprintf(item, sizeof item, "%s%d:%d:%d:%d:%d:%llu:%llu:%d:%d:%d:%llu:%u:%llu:%d:%llu",
                      x->len ? "," : "", fd, m, bm, bp, c->me, (unsigned long long)c->tx.size,
-                     (unsigned long long)st.st_ino, x->spawn, proved, u,
-                     (unsigned long long)c->peer_cookie, c->slot, (unsigned long long)c->link->id);
+                     (unsigned long long)st.st_ino, x->spawn, proved, ch,
+                     (unsigned long long)c->peer_cookie, c->slot, (unsigned long long)l->id, tb,
+                     (unsigned long long)c->nonce);
     if (x->len + (size_t)n + 1 > x->cap) {
         size_t cap = x->cap ? 2 * x->cap : 256;
         char *b = realloc(x->buf, cap);
@@ -352,12 +357,13 @@ static int fds_of_socket(unsigned long long ino, int *fds, int max)
 
 /* The item's region: one this import already opened (the copy closed),
  * or opened now; a reference for the caller either way. */
-static struct lf_link *import_link(struct lf_link *known, const int f[3], int me, uint64_t id,
+static struct lf_link *import_link(struct lf_link *known, const int f[5], int me, uint64_t id,
                                    unsigned long long size, int spawned)
 {
     if (known) {
-        for (int i = 0; i < 3; i++)
-            libc.close_own(f[i]);
+        for (int i = 0; i < 5; i++)
+            if (f[i] >= 0)
+                libc.close_own(f[i]);
         link_get(known);
         return known;
     }
@@ -366,17 +372,22 @@ static struct lf_link *import_link(struct lf_link *known, const int f[3], int me
 
 static void import_one(const char *item, struct imported *seen, int *nseen, int max)
 {
-    int fd, f[3], me, spawned, proved, u;   /* the region's memfd, my doorbell, the peer's */
-    unsigned long long size, sock_ino, cookie, id;
+    /* the region's memfd, my doorbell, the peer's, the channel, the verdicts */
+    int fd, f[5], me, spawned, proved;
+    unsigned long long size, sock_ino, cookie, id, nonce;
     unsigned slot;
-    if (sscanf(item, "%d:%d:%d:%d:%d:%llu:%llu:%d:%d:%d:%llu:%u:%llu", &fd, &f[0], &f[1], &f[2],
-               &me, &size, &sock_ino, &spawned, &proved, &u, &cookie, &slot, &id) != 13 ||
+    if (sscanf(item, "%d:%d:%d:%d:%d:%llu:%llu:%d:%d:%d:%llu:%u:%llu:%d:%llu", &fd, &f[0], &f[1],
+               &f[2], &me, &size, &sock_ino, &spawned, &proved, &f[3], &cookie, &slot, &id, &f[4],
+               &nonce) != 15 ||
         (me != LF_CLIENT && me != LF_SERVER))
         return;
-    if (u >= 0)
-        libc.fcntl(u, F_SETFD, FD_CLOEXEC);
-    for (int i = 0; i < 3; i++)
-        libc.fcntl(f[i], F_SETFD, FD_CLOEXEC);
+    for (int i = 0; i < 5; i++)
+        if (f[i] >= 0)
+            libc.fcntl(f[i], F_SETFD, FD_CLOEXEC);
+    if (spawned && me == LF_CLIENT && f[3] >= 0) {
+        libc.close_own(f[3]);   /* a spawned client takes no answers in this region */
+        f[3] = -1;
+    }
     int fds[16], nfds = 1;
     fds[0] = fd;
     if (spawned)
@@ -385,10 +396,9 @@ static void import_one(const char *item, struct imported *seen, int *nseen, int 
     struct lf_link *known;
     struct imported *same = already_imported(seen, *nseen, f[0], slot, me, &ino, &known);
     if (same) {
-        for (int i = 0; i < 3; i++)
-            libc.close_own(f[i]);
-        if (u >= 0)
-            libc.close_own(u);
+        for (int i = 0; i < 5; i++)
+            if (f[i] >= 0)
+                libc.close_own(f[i]);
         for (int i = 0; i < nfds; i++)
             fdtable_set(fds[i], same->s);
         return;
@@ -401,25 +411,20 @@ static void import_one(const char *item, struct imported *seen, int *nseen, int 
             conn_free(c);
         if (l)
             link_put(l);
-        if (u >= 0)
-            libc.close_own(u);
         return;
     }
     c->shared_end = 1;   /* the processes forked before the exec may hold it too */
-    if (me == LF_SERVER && !proved) {   /* the client's line stays zeros until its proof */
-        c->peer_line = NULL;
-        c->proof_fd = u;
+    if (me == LF_SERVER) {
         c->peer_cookie = cookie;
-    } else if (u >= 0) {
-        libc.close_own(u);
+        c->nonce = nonce;
+        if (!proved)   /* the client's line stays zeros until its proof */
+            c->peer_line = NULL;
     }
     uint32_t *promise = &c->sh->side[me].arms_with_mb;
     if (!barrier_promise() && __atomic_load_n(promise, __ATOMIC_RELAXED)) {
         barrier_withdraw(promise);   /* this image will not pay for its peer's barrier */
         barrier_withdrawn();
     }
-    if (c->proof_fd >= 0)   /* so that the program's closefrom() skips it */
-        ownfd_own(&c->proof_fd);
     s->conn = c;
     for (int i = 0; i < nfds; i++)
         fdtable_set(fds[i], s);

@@ -5,12 +5,13 @@
  * namespace named after its TCP socket's inode.  The server answers inside
  * accept(), without waiting: it asks sock_diag for the client socket's inode,
  * connects to the offer, and sends its region (or names one the client
- * holds: link.c), two eventfds and its
+ * holds: link.c), two eventfds and the region's channel, and its
  * proof, an epoll holding its TCP socket.  The client takes the answer at its
  * next call once the proof names the socket at the other end of its
- * connection, and proves itself in turn by sending its TCP socket; the server
- * believes the client's header line only after checking that (4.7).  Names
- * and uids prove nothing.  Every failure means plain TCP.
+ * connection, and proves itself in turn by sending its TCP socket on the
+ * region's channel; the server believes the client's header line only
+ * after checking that (4.7).  Names and uids prove nothing.  Every failure
+ * means plain TCP.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -143,10 +144,15 @@ static int send_fds(int u, const void *head, size_t len, const int *fds, int nfd
 static int send_answer(int u, const struct lf_conn *cn, int new_link)
 {
     struct answer_msg a = { LF_MAGIC, LF_VERSION, cn->tx.size, cn->link->id, cn->slot,
-                            new_link ? ANSWER_NEW_LINK : 0 };
-    int fds[ANSWER_FDS] = { cn->link->fd, cn->link->bell_mine, cn->link->bell_peer, cn->proof_ep };
-    return new_link ? send_fds(u, &a, sizeof a, fds, ANSWER_FDS)
-                    : send_fds(u, &a, sizeof a, &cn->proof_ep, 1);
+                            new_link ? ANSWER_NEW_LINK : 0, cn->nonce };
+    if (!new_link)
+        return send_fds(u, &a, sizeof a, &cn->proof_ep, 1);
+    /* the channel's end is ours until another answer sees the client hold it */
+    int fds[ANSWER_FDS] = { cn->link->fd, cn->link->bell_mine, cn->link->bell_peer,
+                            link_carry_begin(cn->link), cn->proof_ep };
+    int r = fds[3] >= 0 ? send_fds(u, &a, sizeof a, fds, ANSWER_FDS) : -1;
+    link_carry_end(cn->link);
+    return r;
 }
 
 /* The process at the other end of a unix connection: for a server, the
@@ -166,7 +172,7 @@ static pid_t unix_peer_pid(int u)
  * answer that carried it yet, or let it go), so this answer carries it. */
 static struct lf_conn *slot_for(struct lf_conn *spare, pid_t client, int *carry)
 {
-    struct lf_link *l = link_of_peer(client, spare->tx.size, carry);
+    struct lf_link *l = link_of_peer(client, lf_config.ring_size, carry);
     uint32_t slot;
     struct lf_conn *c = NULL;
     if (l && link_claim(l, &slot) == 0) {
@@ -182,6 +188,7 @@ static struct lf_conn *slot_for(struct lf_conn *spare, pid_t client, int *carry)
 }
 
 static int proof_room_ready(void);
+static void drain_now_and_then(struct lf_link *l);
 
 /* What an answer needs made beforehand: the spare, and room for the proof. */
 static struct lf_conn *answer_reserves(void)
@@ -195,7 +202,7 @@ void handshake_answer(int fd, struct sockaddr_storage ends[2])
     if (lf_config.mode == LF_MODE_OFF || tcp_peer_owner(fd, &client, ends) < 0)
         return;
     struct lf_conn *c = answer_reserves();
-    if (!c && reap_now() + handshake_release_proofs() + link_drop_idle() > 0)
+    if (!c && reap_now() + link_drop_idle() > 0)
         c = answer_reserves();   /* our own reserves must not cost this connection */
     if (!c)
         return;
@@ -208,6 +215,10 @@ void handshake_answer(int fd, struct sockaddr_storage ends[2])
     int carry = 0;
     struct lf_conn *reused = slot_for(c, owner, &carry);
     int new_link = !reused || carry;
+    if (!reused && !c->link) {   /* a light spare: no region to offer a first contact */
+        conn_free(c);
+        return;
+    }
     if (reused) {
         spare_return(c, ECONNREFUSED);   /* its new region waits for a first contact */
         c = reused;
@@ -222,6 +233,11 @@ void handshake_answer(int fd, struct sockaddr_storage ends[2])
     c->sh->addr[LF_SERVER] = ends[0];
     c->sh->addr[LF_CLIENT] = ends[1];
     c->peer_cookie = client.cookie;
+    /* The client's part of the lease is offered under this answer's nonce,
+     * and its proof must name the nonce and carry the socket (4.7). */
+    c->nonce = __atomic_add_fetch(&c->link->next_nonce, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->sh->offer, c->nonce << 2 | OFFER_OFFERED, __ATOMIC_RELAXED);
+    link_expect(c->link, c->slot, c->nonce, client.cookie);
     struct lf_sock *s = sock_new(LF_FAST);
     if (!s) {
         link_give_back(c);
@@ -230,13 +246,18 @@ void handshake_answer(int fd, struct sockaddr_storage ends[2])
     }
     s->conn = c;
     /* Nothing after a successful send may fail: the client would switch.
-     * c->proof_fd, already high, is kept until the client's proof. */
+     * The answer stays queued for the client after we close our end of the
+     * unix connection: the client's proof comes on the region's channel. */
     if (fdtable_set(fd, s) == 0 && send_answer(c->proof_fd, c, new_link) == 0) {
         reap_fd(c->proof_ep);   /* the client holds it now */
         c->proof_ep = -1;
+        reap_fd(c->proof_fd);
+        c->proof_fd = -1;
         if (new_link)
             link_list(c->link, owner);
+        drain_now_and_then(c->link);
     } else {
+        c->nonce = 0;
         link_give_back(c);   /* the client's part: no answer was sent */
         fdtable_clear(fd);
     }
@@ -271,56 +292,6 @@ static int received_fds(struct msghdr *m, int *fds, int max)
     return n;
 }
 
-/* One non-blocking read of the client's proof: 1 it is the client's TCP
- * socket, 0 nothing there (yet, or any more), -1 a false proof, -2 a peek
- * with no descriptor free to receive it (try again later), -3 the client
- * does not hold the region the answer named. */
-static int read_proof(int u, uint64_t cookie, int flags)
-{
-    struct proof_msg p;
-    struct iovec iov = { &p, sizeof p };
-    union {
-        char buf[CMSG_SPACE(4 * sizeof(int))];   /* room to see (and close) extras */
-        struct cmsghdr align;
-    } ctl;
-    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
-                        .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf };
-    ssize_t n = libc.recvmsg(u, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC | flags);
-    if (n == 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)))
-        return 0;
-    int fds[2], nfds = n > 0 ? received_fds(&m, fds, 2) : 0;
-    if ((flags & MSG_PEEK) && (m.msg_flags & MSG_CTRUNC) && !nfds)
-        return -2;
-    uint64_t got = 0;
-    socklen_t len = sizeof got;
-    int parsed = n > 0 ? proof_parse(&p, (size_t)n, nfds, m.msg_flags) : -1;
-    int ok = parsed == 0 && getsockopt(fds[0], SOL_SOCKET, SO_COOKIE, &got, &len) == 0 &&
-             got == cookie;
-    close_all(fds, nfds);   /* at once: the client's FIN waits for its last holder */
-    return ok ? 1 : parsed == 1 ? -3 : -1;
-}
-
-/* Forked servers share the unix connection; the one that reads the proof
- * leaves this mark on our end of it (the client cannot touch it) before it
- * drains the proof, so a sibling finds the proof or the mark. */
-static void mark_proved(int u)
-{
-    int one = 1;
-    setsockopt(u, SOL_SOCKET, SO_PRIORITY, &one, sizeof one);
-}
-
-static int marked_proved(int u)
-{
-    int v = 0;
-    socklen_t len = sizeof v;
-    return getsockopt(u, SOL_SOCKET, SO_PRIORITY, &v, &len) == 0 && v == 1;
-}
-
-static int holders_unshared(struct lf_conn *c)
-{
-    return __atomic_load_n(&c->sh->side[LF_SERVER].holders, __ATOMIC_RELAXED) == 1;
-}
-
 /* Receiving a proof takes a descriptor (the client's socket, closed at
  * once).  A server whose program filled its table would otherwise never
  * read the proof of a client that switched, and wait on TCP for bytes that
@@ -339,66 +310,151 @@ static int proof_room_ready(void)
     return ok;
 }
 
-/* read_proof, in the room of proof_room when no other descriptor is free. */
-static int read_proof_in_room(int u, uint64_t cookie, int flags)
+/* A peek at the channel's first message: 1 a message (its proof, if it is
+ * one, checked and recorded), 0 none, -1 the client's end is gone (EOF),
+ * -2 no descriptor free to receive it (try again later).  A peek loses
+ * nothing when the descriptor cannot be received; the message is then
+ * consumed without its descriptor (chan_next). */
+static int peek_proof(struct lf_link *l)
 {
-    int r = read_proof(u, cookie, flags);
+    struct proof_msg p;
+    struct iovec iov = { &p, sizeof p };
+    union {
+        char buf[CMSG_SPACE(4 * sizeof(int))];   /* room to see (and close) extras */
+        struct cmsghdr align;
+    } ctl;
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
+                        .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf };
+    ssize_t n = libc.recvmsg(l->chan, &m, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+    int fds[2], nfds = received_fds(&m, fds, 2);
+    if (n == 0 && !nfds && !(m.msg_flags & MSG_CTRUNC))
+        return -1;   /* EOF, or an empty message, which no client of ours sends */
+    if ((m.msg_flags & MSG_CTRUNC) && !nfds)
+        return -2;
+    uint64_t got = 0;
+    socklen_t len = sizeof got;
+    if (proof_parse(&p, (size_t)n, nfds, m.msg_flags, &p) == 0 &&
+        getsockopt(fds[0], SOL_SOCKET, SO_COOKIE, &got, &len) == 0)
+        link_record_proof(l, p.slot, p.nonce, got);
+    close_all(fds, nfds);   /* at once: the client's FIN waits for its last holder */
+    return 1;
+}
+
+/* The peeked message goes, its descriptors dropped by the kernel. */
+static void chan_next(struct lf_link *l)
+{
+    char b;
+    struct iovec iov = { &b, 1 };
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+    libc.recvmsg(l->chan, &m, MSG_DONTWAIT);
+}
+
+/* peek_proof, in the room of proof_room when no other descriptor is free. */
+static int peek_proof_in_room(struct lf_link *l)
+{
+    int r = peek_proof(l);
     if (r != -2)
         return r;
     lf_lock(&proof_room_lock);
     if (proof_room >= 0) {
         ownfd_close(&proof_room);
-        r = read_proof(u, cookie, flags);
+        r = peek_proof(l);
         ownfd_new(&proof_room, eventfd(0, EFD_CLOEXEC));
     }
     lf_unlock(&proof_room_lock);
     return r;
 }
 
-/* 1: the client proved itself, 0: not, and never will; -2: ask again.  The
- * proof is only peeked at: closing the unix socket drops it, and a peek that
- * finds no descriptor free loses nothing. */
+/* Reads the region's channel until slot's proof under nonce is recorded
+ * (nonce 0: until nothing is left): 1 proved, 0 not (and never will be:
+ * the real client queues its proof before it sets `ready`), -2 ask again
+ * (no descriptor, or another holder is reading).  Every proof read is
+ * recorded for whichever holder's connection it is (link.c).  *eof: the
+ * client's end is gone. */
+static int drain_channel(struct lf_link *l, uint32_t slot, uint64_t nonce, int *eof)
+{
+    *eof = 0;
+    if (nonce && link_proved(l, slot, nonce))
+        return 1;
+    if (link_lock_channel(l) < 0)
+        return l->verdicts && l->chan >= 0 ? -2 : 0;
+    __atomic_store_n(&l->answers_unread, 0, __ATOMIC_RELAXED);
+    int r;
+    while ((r = peek_proof_in_room(l)) == 1) {
+        chan_next(l);
+        if (nonce && link_proved(l, slot, nonce))
+            break;
+    }
+    link_unlock_channel(l);
+    *eof = r == -1;
+    return nonce && link_proved(l, slot, nonce) ? 1 : r == -2 ? -2 : 0;
+}
+
+static int read_proofs(struct lf_conn *c, int *eof)
+{
+    return drain_channel(c->link, c->slot, c->nonce, eof);
+}
+
+/* A client that takes its answers after the server's first look at each
+ * connection (its first exchange on TCP) leaves proofs queued that nobody
+ * asked for yet; each holds its socket and a part of the channel's buffer,
+ * which a few hundred fill.  So every so many answers the server reads
+ * what came. */
+#define ANSWERS_PER_DRAIN 32
+
+static void drain_now_and_then(struct lf_link *l)
+{
+    int eof;
+    if (__atomic_add_fetch(&l->answers_unread, 1, __ATOMIC_RELAXED) >= ANSWERS_PER_DRAIN)
+        drain_channel(l, 0, 0, &eof);
+}
+
+/* 1: the client proved itself, 0: not, and never will; -2: ask again. */
 static int take_proof(struct lf_conn *c)
 {
-    int u = c->proof_fd;
-    int shared = !holders_unshared(c);
-    int r = read_proof_in_room(u, c->peer_cookie, MSG_PEEK);
+    int eof;
+    int r = read_proofs(c, &eof);
     __atomic_store_n(&c->proof_deferred, r == -2, __ATOMIC_RELAXED);
-    if (r == -2)
-        return r;
-    if (r == 1 && shared) {
-        mark_proved(u);
-        read_proof_in_room(u, c->peer_cookie, 0);
-    }
     if (r == 0)
-        r = marked_proved(u);
-    if (r == -3)
-        link_forget_peer(c->link);   /* its next connection gets a region of its own */
-    ownfd_close(&c->proof_fd);
-    return r == 1;
+        c->refused = 1;
+    return r;
 }
 
 static void believe_client(struct lf_conn *c)
 {
     __atomic_store_n(&c->peer_line, &c->sh->side[LF_CLIENT], __ATOMIC_RELEASE);
+    __atomic_store_n(&c->link->revoked_run, 0, __ATOMIC_RELAXED);
 }
 
-/* A server connection closed before its client proved itself: after our
- * shutdown(SHUT_RD) no proof can be queued any more, so a client whose
- * proof is not there never took the slot, and its part of the lease goes.
- * Only the last holder of the server's end looks (conn_close counted it). */
+/* A server connection closed before its client proved itself: the
+ * client's part of the lease is revoked unless the client took it (then
+ * its proof is on the channel, or coming: it is read now, which lets the
+ * client's socket go).  Revoked answers are where a client that no longer
+ * holds its region shows (an image exec'd past loopfast: it cannot take
+ * them): the channel then says EOF, and the client's next connection gets a
+ * new region.  Only the last holder of the server's end looks (conn_close
+ * counted it). */
 void handshake_unanswered(struct lf_conn *c)
 {
-    if (c->me != LF_SERVER || c->proof_fd < 0 || lf_confined ||
+    if (c->me != LF_SERVER || !c->nonce || lf_confined ||
         __atomic_load_n(&c->sh->side[LF_SERVER].holders, __ATOMIC_ACQUIRE) != 0 ||
         __atomic_load_n(&c->peer_line, __ATOMIC_ACQUIRE))
         return;
-    libc.shutdown(c->proof_fd, SHUT_RD);
-    int r = read_proof(c->proof_fd, c->peer_cookie, MSG_PEEK);
-    if (r == -3)
-        link_forget_peer(c->link);
-    if (r == 0 || r == -3)
+    uint64_t offered = c->nonce << 2 | OFFER_OFFERED;
+    int revoked = __atomic_compare_exchange_n(&c->sh->offer, &offered,
+                                              c->nonce << 2 | OFFER_REVOKED, 0,
+                                              __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+    if (revoked)
         link_give_back(c);
+    unsigned run = revoked ? __atomic_add_fetch(&c->link->revoked_run, 1, __ATOMIC_RELAXED) : 0;
+    if (!revoked || (run & (run - 1)) == 0) {   /* runs of revokes look seldom */
+        int eof;
+        read_proofs(c, &eof);
+        if (eof)
+            link_forget_peer(c->link);
+    }
 }
 
 /* The last moment recvmsg is allowed (sandbox.c): a proof already queued is
@@ -408,10 +464,20 @@ void handshake_before_confinement(struct lf_conn *c)
     if (c->me != LF_SERVER)
         return;
     lf_lock(&c->proof_lock);
-    if (!c->peer_line && c->proof_fd >= 0 &&
+    if (!c->peer_line && c->nonce &&
         __atomic_load_n(&c->sh->side[LF_CLIENT].ready, __ATOMIC_ACQUIRE) && take_proof(c) == 1)
         believe_client(c);
     lf_unlock(&c->proof_lock);
+}
+
+/* Confined: proofs on the channel cannot be received, only read() away,
+ * which lets the client sockets they hold go (else their FIN never comes). */
+static void drop_proofs_confined(struct lf_link *l)
+{
+    char b[64];
+    if (l->chan >= 0)
+        while (libc.read(l->chan, b, sizeof b) > 0)
+            ;
 }
 
 /* What a zero line says: not ready, nothing switched, nothing closed. */
@@ -429,65 +495,14 @@ struct lf_side *handshake_peer_line(struct lf_conn *c)
     if (!__atomic_load_n(&line->ready, __ATOMIC_ACQUIRE))
         return &unproved;
     lf_lock(&c->proof_lock);
-    if (!c->peer_line && c->proof_fd >= 0 && lf_confined) {
-        /* A sandbox forbids recvmsg: taken on trust (section 9).  Closing
-         * our end drops the queued proof, which holds the client's socket
-         * open: else its FIN would never come. */
-        believe_client(c);
-        ownfd_close(&c->proof_fd);
+    if (!c->peer_line && c->nonce && !c->refused && lf_confined) {
+        believe_client(c);   /* a sandbox forbids recvmsg: taken on trust (section 9) */
+        drop_proofs_confined(c->link);
     }
-    else if (!c->peer_line && c->proof_fd >= 0 && take_proof(c) == 1)
+    else if (!c->peer_line && c->nonce && !c->refused && take_proof(c) == 1)
         believe_client(c);
     lf_unlock(&c->proof_lock);
     return c->peer_line ? c->peer_line : &unproved;
-}
-
-/* Out of descriptors: a server that has not looked at a connection since it
- * answered holds the proof's unix socket.  Take what proofs have come and
- * refuse the others: after our shutdown(SHUT_RD) a client's proof can no
- * longer be queued unread (its sendmsg fails, it stays plain), so no client
- * that switched is ever refused.  A connection other processes hold too
- * keeps its socket, for their sake. */
-static __thread int released;
-static __thread int refuse;   /* 0: take the proofs already queued; 1: refuse the others */
-
-static void release_proof(int fd)
-{
-    struct lf_sock *s = fdtable_acquire(fd);
-    if (!s)
-        return;
-    struct lf_conn *c = sock_kind(s) == LF_FAST ? s->conn : NULL;
-    if (c && c->me == LF_SERVER && holders_unshared(c)) {
-        lf_lock(&c->proof_lock);
-        if (!c->peer_line && c->proof_fd >= 0 && !refuse) {
-            /* the real client queues its proof before it sets ready */
-            if (__atomic_load_n(&c->sh->side[LF_CLIENT].ready, __ATOMIC_ACQUIRE)) {
-                if (take_proof(c) == 1)
-                    believe_client(c);
-                released += c->proof_fd < 0;   /* take_proof closed it */
-            }
-        } else if (!c->peer_line && c->proof_fd >= 0) {
-            libc.shutdown(c->proof_fd, SHUT_RD);
-            if (take_proof(c) == 1)
-                believe_client(c);
-            else
-                link_give_back(c);   /* its client can no longer take the slot */
-            ownfd_close(&c->proof_fd);
-            released++;
-        }
-        lf_unlock(&c->proof_lock);
-    }
-    sock_put(s);
-}
-
-/* First the proofs that came (nobody refused), then, if that freed
- * nothing, the others. */
-int handshake_release_proofs(void)
-{
-    released = 0;
-    for (refuse = 0; refuse < 2 && !released; refuse++)
-        fdtable_for_each_fd(0, ~0u, release_proof);
-    return released;
 }
 
 /* ---- client: taking the answer ---- */
@@ -532,43 +547,45 @@ static int server_proved(const struct diag_result *server, int ep)
            ino == server->inode && dev == __atomic_load_n(&sockfs_dev, __ATOMIC_RELAXED);
 }
 
-/* Our own proof: our TCP socket, to the server that proved itself. */
-static int send_proof(int u, int fd)
+/* Our own proof: our TCP socket, to the server that proved itself, on the
+ * region's channel, naming the slot and the answer. */
+static int send_proof(struct lf_conn *c, uint64_t nonce, int fd)
 {
-    struct proof_msg p = { LF_MAGIC, LF_VERSION, 0, 0 };
-    return send_fds(u, &p, sizeof p, &fd, 1);
+    struct proof_msg p = { LF_MAGIC, LF_VERSION, c->slot, 0, nonce };
+    return c->link->chan >= 0 ? send_fds(c->link->chan, &p, sizeof p, &fd, 1) : -1;
 }
 
-/* The answer named a region we do not hold (an exec'd image, a link we let
- * go): the server gives our process a new one next time. */
-static void send_no_link(int u)
+/* Our part of the slot's lease, offered under the answer's nonce: taken,
+ * unless the server revoked it meanwhile (its end went) or the slot
+ * already serves a later answer. */
+static int take_offer(struct lf_conn *c, uint64_t nonce)
 {
-    struct proof_msg p = { LF_MAGIC, LF_VERSION, PROOF_NO_LINK, 0 };
-    struct iovec iov = { &p, sizeof p };
-    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
-    libc.sendmsg(u, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+    uint64_t offered = nonce << 2 | OFFER_OFFERED;
+    return __atomic_compare_exchange_n(&c->sh->offer, &offered, nonce << 2 | OFFER_TAKEN, 0,
+                                       __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)
+               ? 0
+               : -1;
 }
 
 /* The slot an answer names, mapped: in a new region it carries (fd, owned
- * from here on), or in one we hold. */
+ * from here on), or in one we hold.  One we do not hold (an exec'd image, a
+ * region we let go) leaves the connection plain; the server hears of it by
+ * the channel's EOF (handshake_unanswered). */
 static struct lf_conn *answered_slot(const struct answer_msg *a, const int *fds, int u)
 {
     /* A region the answer carries may be one we took from an earlier answer
      * (answers to concurrent connections are taken in any order). */
     struct lf_link *l = link_find(a->link_id, a->ring_size);
     if (l && fds)
-        close_all(fds, 3);
+        close_all(fds, 4);
     else if (fds)
         l = link_adopt(fds, a->link_id, a->ring_size, unix_peer_pid(u));
-    if (!l) {
-        if (!fds)
-            send_no_link(u);
+    if (!l)
         return NULL;
-    }
     struct lf_conn *c = link_covers(l, a->slot) ? shm_slot(l, a->slot, LF_CLIENT, 0) : NULL;
     link_put(l);
     if (c)
-        c->leased_by = 0;   /* our part of the lease is ours once our proof is sent */
+        c->leased_by = 0;   /* our part of the lease is ours once we took the offer */
     return c;
 }
 
@@ -594,21 +611,27 @@ static int read_answer(int u, int fd, const struct diag_result *server, struct l
         return -1;
     }
     int fresh = (a.flags & ANSWER_NEW_LINK) != 0;
-    int proof_ep = fds[fresh ? 3 : 0];   /* after the region and its doorbells, if new */
+    int proof_ep = fds[fresh ? 4 : 0];   /* after the region, its doorbells and channel, if new */
     int consumed = 0;
     if (server_proved(server, proof_ep)) {
         c = answered_slot(&a, fresh ? fds : NULL, u);
-        consumed = fresh ? 3 : 0;   /* the region and doorbells are the link's now, or closed */
+        consumed = fresh ? 4 : 0;   /* the region's are the link's now, or closed */
     }
-    if (c && send_proof(u, fd) < 0) {   /* last: a proof sent means we switch */
-        conn_free(c);
+    if (c && take_offer(c, a.nonce) < 0) {
+        conn_free(c);   /* revoked: not ours */
         c = NULL;
+    }
+    if (c) {
+        c->leased_by = lf_pid;   /* taken: ours to give back, whatever follows */
+        if (send_proof(c, a.nonce, fd) < 0) {   /* last: a proof sent means we switch */
+            conn_free(c);
+            c = NULL;
+        }
     }
     if (!c) {
         close_all(fds + consumed, nfds - consumed);
         return -1;
     }
-    c->leased_by = lf_pid;
     c->proof_ep = proof_ep;   /* checked: closed with the low originals (keep_answer) */
     *out = c;
     return 1;

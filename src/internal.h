@@ -123,8 +123,8 @@ static inline void lf_unlock(pthread_mutex_t *m)
 
 /* ---- shm.c: the per-connection shared memory ---- */
 #define LF_MAGIC   0x6c6f6f70u   /* "loop" */
-#define LF_VERSION 5u   /* 3: slots of a region per pair of processes (link.c); 4: one doorbell an end;
-                         * 5: one doorbell an end per region, news bits */
+#define LF_VERSION 6u   /* 3: slots of a region per pair of processes (link.c); 4: one doorbell an end;
+                         * 5: one doorbell an end per region, news bits; 6: the region's channel */
 #define LF_HEADER_SIZE 4096u
 
 enum { LF_CLIENT = 0, LF_SERVER = 1 };
@@ -162,7 +162,11 @@ struct lf_shared {
     struct ring_ctl ring[2];
     struct lf_stats stats[2];
     struct sockaddr_storage addr[2];           /* the client's and the server's, for stat */
+    /* The client's part of the slot's lease: the answer's nonce << 2 and
+     * OFFER_*; the client takes it, or the server revokes it (handshake.c) */
+    uint64_t offer;
 };
+enum { OFFER_OFFERED = 1, OFFER_TAKEN = 2, OFFER_REVOKED = 3 };
 _Static_assert(sizeof(struct lf_shared) <= LF_HEADER_SIZE, "header fits a page");
 
 
@@ -190,6 +194,19 @@ _Static_assert(sizeof(struct lf_region) <= LF_HEADER_SIZE, "the region header fi
 
 struct lf_link {
     int fd;                   /* the region's memfd (high) */
+    /* The region's channel (design 4.7): a unix seqpacket pair, the
+     * client's proofs come on it.  chan: our end; chan_peer: server, the
+     * client's end, until the client holds it (-1 after). */
+    int chan, chan_peer;
+    int carry_gone;           /* server: chan_peer is closed or being closed (under link.c's lock) */
+    /* server: what each slot's proof must be and which were proved, in a
+     * memfd of the server's alone, shared by its forked and exec'd holders */
+    int verdicts_fd;
+    struct link_verdicts *verdicts;
+    pthread_mutex_t chan_lock;   /* one reader of the channel in this process */
+    uint64_t next_nonce;      /* server, owner: the last answer's nonce */
+    unsigned revoked_run;     /* server: answers revoked since the last proof */
+    unsigned answers_unread;  /* server: answers since the channel was last read */
     /* The doorbells (eventfds, high) of every connection of the region:
      * ours, which the peer rings, never read (wait.c), and the peer's. */
     int bell_mine, bell_peer;
@@ -211,16 +228,25 @@ struct lf_link {
     struct lf_link *next;
 };
 struct lf_link *link_create(uint64_t ring_size);            /* server: a new region, unlisted */
-/* client: fds = the region, the server's doorbell, ours (owned from here on) */
-struct lf_link *link_adopt(const int fds[3], uint64_t id, uint64_t ring_size, pid_t server);
-/* exec: fds = the region, our doorbell, the peer's, already high */
-struct lf_link *link_import(const int fds[3], int role, uint64_t id, uint64_t ring_size, int spawned);
+/* client: fds = the region, the server's doorbell, ours, the channel (owned from here on) */
+struct lf_link *link_adopt(const int fds[4], uint64_t id, uint64_t ring_size, pid_t server);
+/* exec: fds = the region, our doorbell, the peer's, the channel, the
+ * verdicts (server), already high; the last two may be -1 */
+struct lf_link *link_import(const int fds[5], int role, uint64_t id, uint64_t ring_size, int spawned);
+/* server: the verdicts on the client's proofs (design 4.7), shared by every holder */
+void link_expect(struct lf_link *l, uint32_t slot, uint64_t nonce, uint64_t cookie);
+int link_proved(struct lf_link *l, uint32_t slot, uint64_t nonce);
+void link_record_proof(struct lf_link *l, uint32_t slot, uint64_t nonce, uint64_t cookie);
+int link_lock_channel(struct lf_link *l);    /* 0: we alone read the channel now */
+void link_unlock_channel(struct lf_link *l);
 void link_note_news(struct lf_link *l, int side, uint32_t slot);   /* before ringing side */
 void link_after_fork_parent(void);   /* regions shared with a child take no more slots */
 struct lf_link *link_find(uint64_t id, uint64_t ring_size); /* client: one we already have */
 /* server: a region made for peer; *carry: the peer does not hold it (yet, or
  * any more), so the answer carries it again */
 struct lf_link *link_of_peer(pid_t peer, uint64_t ring_size, int *carry);
+int link_carry_begin(struct lf_link *l);   /* server: the client's channel end, for an answer */
+void link_carry_end(struct lf_link *l);    /* sent: it may go */
 void link_list(struct lf_link *l, pid_t peer);             /* server: after a first contact */
 void link_forget_peer(struct lf_link *l);                  /* the client no longer has it */
 int link_claim(struct lf_link *l, uint32_t *slot);         /* server: a free slot, leased */
@@ -287,8 +313,10 @@ struct lf_conn {
      * proved itself yet (conn_peer then reads zeros). */
     struct lf_side *peer_line;
     int proof_ep;                 /* server, until answered: epoll holding our TCP socket */
-    int proof_fd;                 /* server: the unix connection the client's proof comes on */
+    int proof_fd;                 /* server, until answered: the unix connection to the offer */
     uint64_t peer_cookie;         /* server: SO_COOKIE of the client's TCP socket */
+    uint64_t nonce;               /* server: the answer's (0: none sent), names its proof */
+    int refused;                  /* server: the client's proof did not come first: for good */
     int proof_deferred;           /* server: its proof could not be read yet (no descriptor) */
     pthread_mutex_t proof_lock;
     int ep_idle;                  /* epoll.c: idle records counting on this connection's doorbells */
@@ -371,6 +399,7 @@ void ownfd_vacate_failed(int n);       /* that call failed: our old copy goes */
 int ownfd_close_range(unsigned first, unsigned last, int flags,
                       int (*real)(unsigned, unsigned, int));
 void ownfd_limit_changed(void);
+int ownfd_crowded(void);               /* more than half our share in use */
 
 /* ---- fdtable.c ---- */
 enum lf_kind { LF_OPTIN = 1, LF_PENDING, LF_FAST, LF_PLAIN };
@@ -385,6 +414,7 @@ struct lf_sock {
     uint64_t pending_tx;      /* PENDING: bytes written on TCP */
     uint64_t pending_rx;      /* PENDING: bytes read from TCP */
     int pending_shut_wr;      /* PENDING: shutdown(SHUT_WR) done on TCP: c2s never switches */
+    int pending_calls;        /* PENDING: data calls made (pending.c: when to switch) */
     struct lf_conn *conn;     /* FAST */
     struct lf_sock *next_free;
     unsigned fork_gen;        /* marks the sock once per fork walk */
@@ -441,30 +471,31 @@ void handshake_offer(struct lf_sock *s, int fd, const struct sockaddr *dst);
  * not); the rest is asked of the kernel. */
 void handshake_answer(int fd, struct sockaddr_storage ends[2]);
 int handshake_take_answer(struct lf_sock *s, int fd);
-int handshake_release_proofs(void);   /* out of descriptors: how many freed */
 void handshake_unanswered(struct lf_conn *c);   /* before a server end goes: the client's lease part */
 
 /* ---- answer.c: the messages and the server's proof, as received ---- */
-/* The answer: the region's memfd, the server's doorbell and the client's
- * (ANSWER_NEW_LINK: a first contact, or a region the client does not hold
- * yet), none when the client holds it; the server's proof, an epoll holding
- * its TCP socket. */
-#define ANSWER_FDS 4
+/* The answer: the region's memfd, the server's doorbell and the client's,
+ * the client's end of the region's channel (ANSWER_NEW_LINK: a first
+ * contact, or a region the client does not hold yet), none when the client
+ * holds it; the server's proof, an epoll holding its TCP socket. */
+#define ANSWER_FDS 5
 #define ANSWER_NEW_LINK 1u
 struct answer_msg {
     uint32_t magic, version;
     uint64_t ring_size;
     uint64_t link_id;
     uint32_t slot, flags;
+    uint64_t nonce;           /* names this answer's proof, and the slot's offer word */
 };
 int answer_parse(const void *buf, size_t n, int nfds, int msg_flags, struct answer_msg *out);
-/* The client's proof: this header and one descriptor, its TCP socket. */
-#define PROOF_NO_LINK 1u    /* no descriptor: the answer named a region we do not hold */
+/* The client's proof, on the region's channel: this header and one
+ * descriptor, its TCP socket. */
 struct proof_msg {
     uint32_t magic, version;
-    uint32_t flags, pad;
+    uint32_t slot, pad;
+    uint64_t nonce;
 };
-int proof_parse(const void *buf, size_t n, int nfds, int msg_flags);
+int proof_parse(const void *buf, size_t n, int nfds, int msg_flags, struct proof_msg *out);
 /* An epoll's /proc/self/fdinfo text: 0 when it holds exactly one file, whose
  * inode and device (kernel encoding) it returns. */
 int fdinfo_only_target(const char *text, uint64_t *ino, uint64_t *dev);

@@ -338,7 +338,7 @@ static int retry_without_reserves(int r)
 {
     if (r >= 0 || (errno != EMFILE && errno != ENFILE))
         return 0;
-    int e = errno, freed = reap_now() + spare_drop() + handshake_release_proofs() + link_drop_idle();
+    int e = errno, freed = reap_now() + spare_drop() + link_drop_idle();
     errno = e;
     return freed > 0;
 }

@@ -19,6 +19,12 @@
  * last gives the slot's pages back and frees it; only the server's
  * process that made the region hands slots out.  A peer that scribbles on
  * leases can only make its own connections share or lose slots.
+ *
+ * Each region has a channel, a unix seqpacket pair, whose client end goes
+ * with the region's first answer: the client's proofs come on it (design
+ * 4.7).  What each slot's proof must be, and which were proved, the server
+ * keeps in a small memfd of its own (the verdicts), which its forked and
+ * exec'd holders share and the client never sees.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,7 +33,9 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <signal.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -35,6 +43,19 @@
 
 #define REQUIRED_SEALS (F_SEAL_SHRINK | F_SEAL_SEAL)
 #define IDLE_KEPT 4   /* regions with no connection kept for the next one */
+
+/* The server's verdicts on its clients' proofs, per slot.  reader: the
+ * process reading the channel now (one at a time, so that a message peeked
+ * at is the one then consumed). */
+struct link_verdicts {
+    int32_t reader;
+    uint32_t pad;
+    struct {
+        uint64_t nonce, cookie;   /* the answer's, and the client socket's SO_COOKIE */
+        uint64_t proved;          /* the nonce whose proof checked out */
+    } slot[LINK_SLOTS];
+};
+#define VERDICTS_SIZE ((sizeof(struct link_verdicts) + 4095) & ~(size_t)4095)
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct lf_link *links;   /* listed: findable for later connections */
@@ -65,6 +86,8 @@ static struct lf_link *link_new(int fd, int role, uint64_t id, uint64_t ring_siz
     }
     l->fd = fd;
     l->bell_mine = l->bell_peer = -1;
+    l->chan = l->chan_peer = l->verdicts_fd = -1;
+    pthread_mutex_init(&l->chan_lock, NULL);
     l->role = role;
     l->id = id;
     l->ring_size = ring_size;
@@ -82,9 +105,15 @@ static void link_free(struct lf_link *l)
         free(l->maps);
     }
     munmap(l->region, LF_HEADER_SIZE);
+    if (l->verdicts)
+        munmap(l->verdicts, VERDICTS_SIZE);
     ownfd_close(&l->fd);
     ownfd_close(&l->bell_mine);
     ownfd_close(&l->bell_peer);
+    ownfd_close(&l->chan);
+    ownfd_close(&l->chan_peer);
+    ownfd_close(&l->verdicts_fd);
+    pthread_mutex_destroy(&l->chan_lock);
     free(l->ep_news);   /* no connection left: no idle record points into it */
     free(l);
 }
@@ -142,6 +171,15 @@ static int grow(struct lf_link *l, uint32_t want)
     return 0;
 }
 
+static int map_verdicts(struct lf_link *l)
+{
+    void *v = mmap(NULL, VERDICTS_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, l->verdicts_fd, 0);
+    if (v == MAP_FAILED)
+        return -1;
+    l->verdicts = v;
+    return 0;
+}
+
 struct lf_link *link_create(uint64_t ring_size)
 {
     uint64_t id;
@@ -159,9 +197,20 @@ struct lf_link *link_create(uint64_t ring_size)
     }
     l->bell_mine = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     l->bell_peer = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    int *const own[] = { &l->fd, &l->bell_mine, &l->bell_peer };
-    if (l->bell_mine < 0 || l->bell_peer < 0 || grow(l, 1) < 0 ||
-        ownfd_adopt(own, 3, NULL, 0) < 0) {   /* out of the program's numbers */
+    int pair[2] = { -1, -1 }, most = 1 << 30;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair) == 0) {
+        l->chan = pair[0];
+        l->chan_peer = pair[1];
+        /* the client's proofs queue in its end's send buffer until we read
+         * them (768 bytes each): as many as the kernel allows */
+        setsockopt(pair[1], SOL_SOCKET, SO_SNDBUF, &most, sizeof most);
+    }
+    l->verdicts_fd = memfd_create("lf-verdicts", MFD_CLOEXEC);
+    int *const own[] = { &l->fd, &l->bell_mine, &l->bell_peer, &l->chan, &l->chan_peer,
+                         &l->verdicts_fd };
+    if (l->bell_mine < 0 || l->bell_peer < 0 || l->chan < 0 || l->verdicts_fd < 0 ||
+        grow(l, 1) < 0 || ftruncate(l->verdicts_fd, VERDICTS_SIZE) < 0 ||
+        ownfd_adopt(own, 6, NULL, 0) < 0 || map_verdicts(l) < 0) {   /* out of the program's numbers */
         link_free(l);
         return NULL;
     }
@@ -184,11 +233,22 @@ static int is_eventfd(int fd)
            (fl & O_NONBLOCK);
 }
 
+/* A channel another process sent: a unix seqpacket socket, so that a proof
+ * sent on it goes to whoever holds its other end and nowhere else. */
+static int is_channel(int fd)
+{
+    int type = 0, domain = 0;
+    socklen_t tl = sizeof type, dl = sizeof domain;
+    return fd < 0 || (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 &&
+                      getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dl) == 0 &&
+                      type == SOCK_SEQPACKET && domain == AF_UNIX);
+}
+
 /* A region another process made: checked for everything a hostile creator
  * could get wrong (seals, size, magic, version, ring size) before it is
- * believed.  fds: the region, our doorbell, the peer's; the link owns them
- * from here on, also on failure. */
-static struct lf_link *link_open(const int fds[3], int role, uint64_t id, uint64_t ring_size)
+ * believed.  fds: the region, our doorbell, the peer's, the channel (-1:
+ * none); the link owns them from here on, also on failure. */
+static struct lf_link *link_open(const int fds[4], int role, uint64_t id, uint64_t ring_size)
 {
     int fd = fds[0];
     struct stat st;
@@ -196,15 +256,17 @@ static struct lf_link *link_open(const int fds[3], int role, uint64_t id, uint64
     struct lf_link *l = NULL;
     if (seals >= 0 && (seals & REQUIRED_SEALS) == REQUIRED_SEALS && fstat(fd, &st) == 0 &&
         S_ISREG(st.st_mode) && ring_size_valid(ring_size) && st.st_size >= (off_t)LF_HEADER_SIZE &&
-        is_eventfd(fds[1]) && is_eventfd(fds[2]))
+        is_eventfd(fds[1]) && is_eventfd(fds[2]) && is_channel(fds[3]))
         l = link_new(fd, role, id, ring_size);
     if (!l) {
-        for (int i = 0; i < 3; i++)
-            libc.close_own(fds[i]);
+        for (int i = 0; i < 4; i++)
+            if (fds[i] >= 0)
+                libc.close_own(fds[i]);
         return NULL;
     }
     l->bell_mine = fds[1];
     l->bell_peer = fds[2];
+    l->chan = fds[3];
     if (__atomic_load_n(&l->region->magic, __ATOMIC_RELAXED) != LF_MAGIC ||
         __atomic_load_n(&l->region->version, __ATOMIC_RELAXED) != LF_VERSION ||
         __atomic_load_n(&l->region->ring_size, __ATOMIC_RELAXED) != ring_size) {
@@ -231,14 +293,14 @@ static struct lf_link *stale_locked(pid_t server)
     return NULL;
 }
 
-struct lf_link *link_adopt(const int fds[3], uint64_t id, uint64_t ring_size, pid_t server)
+struct lf_link *link_adopt(const int fds[4], uint64_t id, uint64_t ring_size, pid_t server)
 {
-    struct lf_link *l = link_open((const int[3]){ fds[0], fds[2], fds[1] }, LF_CLIENT, id,
+    struct lf_link *l = link_open((const int[4]){ fds[0], fds[2], fds[1], fds[3] }, LF_CLIENT, id,
                                   ring_size);
     if (!l)
         return NULL;
-    int *const own[] = { &l->fd, &l->bell_mine, &l->bell_peer };
-    if (ownfd_adopt(own, 3, NULL, 0) < 0) {   /* out of the program's numbers */
+    int *const own[] = { &l->fd, &l->bell_mine, &l->bell_peer, &l->chan };
+    if (ownfd_adopt(own, 4, NULL, 0) < 0) {   /* out of the program's numbers */
         link_free(l);
         return NULL;
     }
@@ -257,12 +319,20 @@ struct lf_link *link_adopt(const int fds[3], uint64_t id, uint64_t ring_size, pi
 /* exec: a region the old image held, its descriptor already high.  A
  * client's is findable again for later connections (a spawned process's
  * is not: the server names it to the process that took it first). */
-struct lf_link *link_import(const int fds[3], int role, uint64_t id, uint64_t ring_size, int spawned)
+struct lf_link *link_import(const int fds[5], int role, uint64_t id, uint64_t ring_size, int spawned)
 {
     struct lf_link *l = link_open(fds, role, id, ring_size);
-    if (!l)
+    if (!l) {
+        if (fds[4] >= 0)
+            libc.close_own(fds[4]);
         return NULL;
-    if (ownfd_own(&l->fd) < 0 || ownfd_own(&l->bell_mine) < 0 || ownfd_own(&l->bell_peer) < 0) {
+    }
+    l->verdicts_fd = fds[4];
+    struct stat st;
+    if (ownfd_own(&l->fd) < 0 || ownfd_own(&l->bell_mine) < 0 || ownfd_own(&l->bell_peer) < 0 ||
+        (l->chan >= 0 && ownfd_own(&l->chan) < 0) ||
+        (l->verdicts_fd >= 0 && (ownfd_own(&l->verdicts_fd) < 0 || fstat(l->verdicts_fd, &st) < 0 ||
+                                 st.st_size != (off_t)VERDICTS_SIZE || map_verdicts(l) < 0))) {
         link_free(l);
         return NULL;
     }
@@ -360,12 +430,29 @@ int link_drop_idle(void)
     return drop_idle(link_let_go);
 }
 
+/* A forked child never takes answers in its parent's regions (a server
+ * names a region to the process holding it): a client's copy of the
+ * channel goes, so that the server hears EOF once the parent lets go, and
+ * so does a server's copy of the client's end.  The server's own end stays:
+ * the child's connections' proofs may come on it. */
+static void child_copies(struct lf_sock *s, void *arg)
+{
+    (void)arg;
+    struct lf_link *l = sock_kind(s) == LF_FAST && s->conn ? s->conn->link : NULL;
+    if (!l)
+        return;
+    pthread_mutex_init(&l->chan_lock, NULL);
+    ownfd_close(l->role == LF_CLIENT ? &l->chan : &l->chan_peer);
+    l->carry_gone = 1;
+}
+
 /* A forked child: its copies of the regions kept idle are its parent's
  * (a server names a client's to the parent only; a server's own are handed
  * out by the parent only); closed, the parent's claim left as it is. */
 void link_after_fork_child(void)
 {
     drop_idle(link_free);
+    fdtable_for_each(child_copies, NULL);
 }
 
 /* A writer that is about to ring `side`'s doorbell for a slot says which
@@ -417,6 +504,42 @@ struct lf_link *link_find(uint64_t id, uint64_t ring_size)
     return l;
 }
 
+/* A region of ours that an answer to peer may name: its client holds it,
+ * or has not taken it yet and we still hold the channel's end to carry
+ * with it.  Lock held. */
+static int usable_locked(struct lf_link *l, pid_t peer, uint64_t ring_size, int32_t *holder)
+{
+    if (!(l->role == LF_SERVER && l->owner == lf_pid && l->peer == peer &&
+          l->ring_size == ring_size))
+        return 0;
+    *holder = __atomic_load_n(&l->region->client_pid, __ATOMIC_ACQUIRE);
+    return *holder == peer || (*holder == 0 && !l->carry_gone);
+}
+
+/* An answer that carries l: the client's end of its channel (-1: gone),
+ * kept open until link_carry_end(l). */
+int link_carry_begin(struct lf_link *l)
+{
+    lf_lock(&l->chan_lock);
+    return l->chan_peer;
+}
+
+void link_carry_end(struct lf_link *l)
+{
+    lf_unlock(&l->chan_lock);
+}
+
+/* Once the client holds the region we close our copy of its channel end,
+ * so that when the client's process lets go of its own, the channel says
+ * so (EOF).  Not under `lock`: a close takes ownfd's, which fork takes
+ * before ours. */
+static void close_carry(struct lf_link *l)
+{
+    lf_lock(&l->chan_lock);
+    ownfd_close(&l->chan_peer);
+    lf_unlock(&l->chan_lock);
+}
+
 struct lf_link *link_of_peer(pid_t peer, uint64_t ring_size, int *carry)
 {
     if (peer <= 0)
@@ -424,14 +547,16 @@ struct lf_link *link_of_peer(pid_t peer, uint64_t ring_size, int *carry)
     lf_lock(&lock);
     struct lf_link *l = links;
     int32_t holder = 0;
-    while (l && !(l->role == LF_SERVER && l->owner == lf_pid && l->peer == peer &&
-                  l->ring_size == ring_size &&
-                  ((holder = __atomic_load_n(&l->region->client_pid, __ATOMIC_ACQUIRE)) == peer ||
-                   holder == 0)))
+    while (l && !usable_locked(l, peer, ring_size, &holder))
         l = l->next;
-    if (l)
+    int gone = l && holder == peer && !l->carry_gone;
+    if (l) {
         take_locked(l);
+        l->carry_gone |= gone;
+    }
     lf_unlock(&lock);
+    if (gone)
+        close_carry(l);
     *carry = l && holder == 0;
     return l;
 }
@@ -582,4 +707,56 @@ void link_keep_map(struct lf_link *l, uint32_t slot, void *map)
                                           : map;
     if (old)
         munmap(old, l->slot_size);
+}
+
+/* ---- the server's verdicts on its clients' proofs (design 4.7) ---- */
+
+/* Before the answer goes: what the slot's proof must be. */
+void link_expect(struct lf_link *l, uint32_t slot, uint64_t nonce, uint64_t cookie)
+{
+    if (!l->verdicts || slot >= LINK_SLOTS)
+        return;   /* no proof can be believed: the connection stays plain */
+    __atomic_store_n(&l->verdicts->slot[slot].cookie, cookie, __ATOMIC_RELAXED);
+    __atomic_store_n(&l->verdicts->slot[slot].nonce, nonce, __ATOMIC_RELEASE);
+}
+
+int link_proved(struct lf_link *l, uint32_t slot, uint64_t nonce)
+{
+    return l->verdicts && slot < LINK_SLOTS &&
+           __atomic_load_n(&l->verdicts->slot[slot].proved, __ATOMIC_ACQUIRE) == nonce;
+}
+
+/* A proof read from the channel, for whichever holder's connection it is:
+ * believed when it names the answer the slot has now and carries the
+ * socket that answer was for. */
+void link_record_proof(struct lf_link *l, uint32_t slot, uint64_t nonce, uint64_t cookie)
+{
+    if (!l->verdicts || slot >= LINK_SLOTS || !nonce)
+        return;
+    if (__atomic_load_n(&l->verdicts->slot[slot].nonce, __ATOMIC_ACQUIRE) == nonce &&
+        __atomic_load_n(&l->verdicts->slot[slot].cookie, __ATOMIC_RELAXED) == cookie)
+        __atomic_store_n(&l->verdicts->slot[slot].proved, nonce, __ATOMIC_RELEASE);
+}
+
+/* One reader of the channel at a time among the server's holders, so that
+ * the message a reader peeked at is the one it consumes.  A reader that
+ * died holding it is replaced.  -1: busy, look again later. */
+int link_lock_channel(struct lf_link *l)
+{
+    if (!l->verdicts || l->chan < 0)
+        return -1;
+    lf_lock(&l->chan_lock);
+    int32_t *r = &l->verdicts->reader, was = 0;
+    if (__atomic_compare_exchange_n(r, &was, lf_pid, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED) ||
+        ((was == lf_pid || (kill(was, 0) < 0 && errno == ESRCH)) &&   /* ours: a stale word */
+         __atomic_compare_exchange_n(r, &was, lf_pid, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)))
+        return 0;
+    lf_unlock(&l->chan_lock);
+    return -1;
+}
+
+void link_unlock_channel(struct lf_link *l)
+{
+    __atomic_store_n(&l->verdicts->reader, 0, __ATOMIC_RELEASE);
+    lf_unlock(&l->chan_lock);
 }

@@ -121,6 +121,15 @@ static int region_min(int top)
     return budget >= (unsigned)top ? 0 : top - (int)budget;
 }
 
+/* More than half of our share of the table is in use: whatever can give
+ * a descriptor back soon should (pending.c: a pending client holds its
+ * offer's until it takes its answer). */
+int ownfd_crowded(void)
+{
+    int top = table_top();
+    return __atomic_load_n(&held, __ATOMIC_RELAXED) > (top - region_min(top)) / 2;
+}
+
 /* A copy of fd as high as we may go.  F_DUPFD gives the lowest free number
  * at or above its argument, so it is asked from the floor of our region, a
  * block at the top of the table that grows down by SPAN when full, never to

@@ -1,8 +1,10 @@
 /*
  * pending.c - a client socket between its offer and the server's answer.
  *
- * Its data goes on TCP, counted, so that the switch offset is exact.  Each
- * call first looks for the answer.  Kernel calls are made non-blocking under
+ * Its data goes on TCP, counted, so that the switch offset is exact.  The
+ * answer is taken only once the connection shows it is more than one short
+ * exchange (docs/design.md, 4.3): a connection that is connect, request,
+ * reply, close never pays for the switch.  Kernel calls are made non-blocking under
  * the socket's lock and the wait happens outside it, so a thread blocked in a
  * send cannot keep another from reading (and taking the answer).
  */
@@ -10,11 +12,37 @@
 
 #include "internal.h"
 
+/* Worth switching: a write after a read (a second exchange), or much data,
+ * or many calls.  Before that the connection's first exchange stays on TCP,
+ * unless the descriptors its offer holds meanwhile are scarce (a client
+ * with thousands of connections waiting for their first reply). */
+#define SWITCH_BYTES (64u << 10)
+#define SWITCH_CALLS 16
+
+static int may_switch(const struct lf_sock *s, int is_send)
+{
+    return (is_send && s->pending_rx > 0) || s->pending_rx + s->pending_tx >= SWITCH_BYTES ||
+           s->pending_calls >= SWITCH_CALLS || ownfd_crowded();
+}
+
+/* An answer is queued, or a connection to the offer that will carry one. */
+static int answer_may_be_queued(struct lf_sock *s)
+{
+    for (int i = 0; i < 4; i++)
+        if (s->candidates[i] >= 0)
+            return 1;
+    struct pollfd p = { .fd = s->offer_fd, .events = POLLIN };
+    return s->offer_fd >= 0 && libc.poll(&p, 1, 0) == 1;
+}
+
 /* After a byte or FIN came on TCP, an answer that is not queued never comes:
- * the server answers before its accept() returns. */
+ * the server answers before its accept() returns.  One that is queued is
+ * taken now only if the connection is worth switching. */
 static void after_tcp_input(struct lf_sock *s, int fd)
 {
-    if (sock_kind(s) == LF_PENDING && !handshake_take_answer(s, fd))
+    if (sock_kind(s) != LF_PENDING)
+        return;
+    if (may_switch(s, 0) ? !handshake_take_answer(s, fd) : !answer_may_be_queued(s))
         handshake_give_up(s);
 }
 
@@ -25,7 +53,8 @@ static ssize_t pending_try(struct lf_sock *s, int fd, struct msghdr *msg, int fl
 {
     ssize_t r;
     lf_lock(&s->lock);
-    if (sock_kind(s) == LF_PENDING)
+    s->pending_calls++;
+    if (sock_kind(s) == LF_PENDING && may_switch(s, is_send))
         handshake_take_answer(s, fd);
     *kind = sock_kind(s);
     if (*kind != LF_PENDING) {

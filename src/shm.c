@@ -92,8 +92,10 @@ void conn_free(struct lf_conn *c)
     trim_forget(c);
     ownfd_close(&c->proof_ep);
     ownfd_close(&c->proof_fd);
-    link_keep_map(c->link, c->slot, c->sh);
-    link_release(c);
+    if (c->link) {   /* a light spare has none (spare.c) */
+        link_keep_map(c->link, c->slot, c->sh);
+        link_release(c);
+    }
     pthread_mutex_destroy(&c->proof_lock);
     pthread_mutex_destroy(&c->rx_lock);
     pthread_mutex_destroy(&c->tx_lock);

@@ -10,6 +10,7 @@
  * a header page of memory and seven descriptors.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
@@ -41,6 +42,26 @@ static int refill(struct lf_conn *c)
     return -1;
 }
 
+/* Short of descriptors for a new region (six), an answer can still name a
+ * slot of a region its client holds: a spare with no region of its own
+ * (no link), only the two descriptors every answer needs. */
+static struct lf_conn *light_conn(void)
+{
+    struct lf_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->proof_ep = c->proof_fd = -1;
+    c->me = LF_SERVER;
+    c->made_by = lf_pid;
+    pthread_mutex_init(&c->proof_lock, NULL);
+    pthread_mutex_init(&c->rx_lock, NULL);
+    pthread_mutex_init(&c->tx_lock, NULL);
+    if (refill(c) == 0)
+        return c;
+    conn_free(c);
+    return NULL;
+}
+
 /* A new connection's server end: slot 0 of a new region (with its
  * doorbells), the unix socket to the client's offer not yet connected. */
 static struct lf_conn *server_conn(void)
@@ -54,7 +75,7 @@ static struct lf_conn *server_conn(void)
         return c;
     if (c)
         conn_free(c);
-    return NULL;
+    return light_conn();
 }
 
 /* Moves the spare's descriptors to c, a slot of a region its client already
@@ -89,6 +110,10 @@ static struct lf_conn *take_own(void)
 void spare_prepare(void)
 {
     struct lf_conn *c = take_own();
+    if (c && !c->link) {   /* a light one: a full one again, if there is room now */
+        conn_free(c);
+        c = NULL;
+    }
     if (!c)
         c = server_conn();
     if (c && !__atomic_compare_exchange_n(&spare, &(struct lf_conn *){ NULL }, c, 0,
@@ -101,8 +126,9 @@ int spare_drop(void)
     struct lf_conn *c = __atomic_exchange_n(&spare, NULL, __ATOMIC_ACQ_REL);
     if (!c)
         return 0;
+    int n = c->link ? 1 + 2 + 2 + 1 : 0;   /* its region, doorbells, channel, verdicts */
     conn_free(c);
-    return 1 + 2 + 1 + 1;   /* its region, doorbells, proof epoll and unix socket */
+    return n + 1 + 1;   /* and its proof epoll and unix socket */
 }
 
 struct lf_conn *spare_take(void)

@@ -32,11 +32,16 @@ static void inner(int client_side)
         s[i] = accept(l, NULL, NULL);
         CHECK(s[i] >= 0, "accept");
         if (client_side) {
-            CHECK(write_full(c[i], "x", 1) == 1, "write");   /* takes the answer: fast */
+            /* the client takes the answer at its first write after a read */
+            CHECK(write_full(c[i], "x", 1) == 1 && read_full(s[i], &b, 1) == 1 &&
+                  write_full(s[i], "y", 1) == 1 && read_full(c[i], &b, 1) == 1, "first exchange");
+            CHECK(write_full(c[i], "z", 1) == 1, "write");   /* takes the answer: fast */
         } else {
             CHECK(write_full(c[i], "x", 1) == 1, "write");   /* on TCP: no answer yet */
             CHECK(read_full(s[i], &b, 1) == 1, "server read");
             CHECK(write_full(s[i], "y", 1) == 1 && read_full(c[i], &b, 1) == 1, "client read");
+            /* the second exchange: the client switches, the server reads its proof */
+            CHECK(write_full(c[i], "z", 1) == 1 && read_full(s[i], &b, 1) == 1, "second write");
         }
         int mine = client_side ? c[i] : s[i];
         struct epoll_event ev = { .events = EPOLLIN, .data.fd = mine };

@@ -59,6 +59,10 @@ static struct outcome serve(int l, int n, const struct sockaddr_storage *addr, s
         CHECK(write_full(s, "r", 1) == 1, "connection %d: echo", i);
         if (same_process)
             CHECK(read_full(clients[i], &b, 1) == 1 && b == 'r', "connection %d: echo lost", i);
+        /* a second exchange: the client takes the answer at its write after a read */
+        if (same_process)
+            CHECK(write_full(clients[i], "s", 1) == 1, "client write %d", i);
+        CHECK(read_full(s, &b, 1) == 1 && b == 's', "connection %d: second byte lost", i);
         servers[o.accepted++] = s;
     }
     usleep(100 * 1000);   /* the last clients' proofs arrive */
@@ -79,7 +83,8 @@ static void client(const struct sockaddr_storage *addr, socklen_t len, int n, in
     for (int i = 0; i < n; i++) {
         int c = connect_to(addr, len, optin);
         char b;
-        if (c < 0 || write_full(c, "q", 1) != 1 || read_full(c, &b, 1) != 1 || b != 'r')
+        if (c < 0 || write_full(c, "q", 1) != 1 || read_full(c, &b, 1) != 1 || b != 'r' ||
+            write_full(c, "s", 1) != 1)
             break;   /* the server ran out: its report says so */
     }
     char b;

@@ -1,11 +1,13 @@
 /* A hostile client process holding a region with our server (docs/design.md
  * 9 and 11) scribbles on every lease, header and slot of it, punches and
- * grows its file, while it keeps opening, using and closing connections.
+ * grows its file, and sends garbage and false proofs on its channel (4.7),
+ * while it keeps opening, using and closing connections.
  * Meanwhile a victim client process echoes checksummed data through the same
  * server on connections of its own: every byte must come back, its
  * connections stay fast, the server never crashes, never stalls, keeps few
  * regions and, once the attacker is gone, serves a fresh client process,
  * fast.  Run with loopfast (opted in) and over plain TCP, the reference. */
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -342,6 +344,72 @@ static void scribble(struct target *t, uint64_t *s)
     }
 }
 
+/* Messages on the region's channel (every unix seqpacket socket we hold):
+ * proofs naming any slot and nonce and carrying a socket that proves
+ * nothing (a fresh one, or one of our own TCP connections), malformed
+ * ones, empty ones, ones with many descriptors. */
+static void send_on(int ch, const void *m, size_t len, const int *fds, int nfds)
+{
+    struct iovec iov = { (void *)m, len };
+    union {
+        char buf[CMSG_SPACE(4 * sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+    if (nfds) {
+        msg.msg_control = ctl.buf;
+        msg.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+        memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
+    }
+    (void)sendmsg(ch, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+static void scribble_channels(uint64_t *s, int own_tcp)
+{
+    DIR *d = opendir("/proc/self/fd");
+    for (struct dirent *e; d && (e = readdir(d));) {
+        int ch = atoi(e->d_name), type = 0, domain = 0;
+        socklen_t tl = sizeof type, dl = sizeof domain;
+        if (ch < 3 || ch == dirfd(d) || getsockopt(ch, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 ||
+            getsockopt(ch, SOL_SOCKET, SO_DOMAIN, &domain, &dl) < 0 || type != SOCK_SEQPACKET ||
+            domain != AF_UNIX)
+            continue;
+        int fresh = socket(AF_INET, SOCK_STREAM, 0);
+        int fds[3] = { rng(s) % 2 && own_tcp >= 0 ? own_tcp : fresh, fresh, fresh };
+        struct proof_msg p = { LF_MAGIC, LF_VERSION, (uint32_t)(rng(s) % (LINK_SLOTS + 2)), 0,
+                               rng(s) % 2 ? rng(s) % 64 : rng(s) };
+        switch (rng(s) % 5) {
+        case 0:
+        case 1:
+            send_on(ch, &p, sizeof p, fds, 1);   /* a false proof */
+            break;
+        case 2:
+            send_on(ch, &p, sizeof p, fds, 3);   /* too many descriptors */
+            break;
+        case 3: {
+            unsigned char odd[sizeof p + 4] = { 0 };
+            p.magic = rng(s) % 2 ? (uint32_t)rng(s) : p.magic;
+            memcpy(odd, &p, sizeof p);
+            send_on(ch, odd, (size_t)(rng(s) % sizeof odd), fds, (int)(rng(s) % 2));
+            break;
+        }
+        default:
+            send_on(ch, &p, 0, NULL, 0);   /* empty */
+        }
+        if (fresh >= 0)
+            close(fresh);
+    }
+    if (d)
+        closedir(d);
+}
+
+static volatile int some_tcp = -1;   /* one of the attacker's own connections */
+
 static void *scribbler(void *arg)
 {
     (void)arg;
@@ -352,6 +420,8 @@ static void *scribbler(void *arg)
         for (int round = 0; round < 200; round++)
             for (int i = 0; i < n; i++)
                 scribble(&t[i], &s);
+        if (rng(&s) % 4 == 0)
+            scribble_channels(&s, some_tcp);
         for (int i = 0; i < n; i++)
             munmap(t[i].region, t[i].len);
         usleep(1000);
@@ -412,6 +482,7 @@ static void attacker(const struct sockaddr_storage *a, socklen_t len, int optin)
             fd[i] = attack_connect(a, len, optin);
         if (fd[i] >= 0)
             attack_use(fd[i], &s);
+        some_tcp = fd[rng(&s) % ATTACK_CONNS];
     }
     attack_over = 1;
     pthread_join(th, NULL);

@@ -160,11 +160,11 @@ static int run(int optin, char *self)
            optin ? "loopfast" : "kernel", N, per_conn10 / 10, per_conn10 % 10, mine, theirs);
     /* the server also keeps its spare's new region for the next first contact */
     CHECK(mine == optin && theirs <= 2 * optin, "regions: client %d, server %d", mine, theirs);
-    /* The TCP socket each; once: the region and its two doorbells, a wait
-     * epoll, the sock_diag socket, a reserve epoll, the last answer's spent
-     * socket until the next wait (docs/design.md, 4.6). */
+    /* The TCP socket each; once: the region, its two doorbells and its
+     * channel, a wait epoll, the sock_diag socket, a reserve epoll, the last
+     * answer's spent socket until the next wait (docs/design.md, 4.6). */
     if (optin)
-        CHECK(count_open_fds() - before <= N + 8, "%d descriptors for %d connections",
+        CHECK(count_open_fds() - before <= N + 9, "%d descriptors for %d connections",
               count_open_fds() - before, N);
 
     for (int i = 0; i < N; i += 2)

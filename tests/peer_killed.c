@@ -16,8 +16,8 @@ static int connected_pair(pid_t *child, int peer_reads)
         int c = connect_to(&addr, len, 1);
         char b[64];
         write_full(c, "x", 1);
-        if (peer_reads)
-            read(c, b, 1);
+        if (peer_reads && read(c, b, 1) == 1)
+            write_full(c, "z", 1);   /* the second exchange: the client switches */
         pause();
         _exit(0);
     }
@@ -26,6 +26,7 @@ static int connected_pair(pid_t *child, int peer_reads)
     char b;
     CHECK(read_full(a, &b, 1) == 1, "first byte");
     CHECK(write_full(a, "y", 1) == 1, "reply");
+    CHECK(!peer_reads || read_full(a, &b, 1) == 1, "second byte");
     usleep(100000);
     return a;
 }
