@@ -41,6 +41,7 @@ struct bench_result {
     double stream_gbps;                 /* 64 KiB one way */
     double connect_us;                  /* connect, 1-byte echo, close; NAN: none (ring) */
     double connect_cpu_us;              /* the same: CPU time of both processes */
+    double connect2_us;                 /* connect, two 1-byte echoes, close: loopfast switches */
     double rtt_nospin_us;               /* loopfast only: LOOPFAST_SPIN_US=0 */
     int fast;                           /* tcp, loopfast: loopfast_fd_is_fast() after warm-up */
     int nsizes;
@@ -76,7 +77,9 @@ int sock_rtt(enum transport t, const struct bench_opts *o, size_t size, double *
              double *p99, int *fast);
 int sock_stream(enum transport t, const struct bench_opts *o, size_t size, double *bytes_per_s);
 /* Time per short connection, and the CPU both processes spent on each. */
-int sock_connect_cost(enum transport t, const struct bench_opts *o, double *us, double *cpu_us);
+/* `exchanges` 1-byte echoes per connection */
+int sock_connect_cost(enum transport t, const struct bench_opts *o, int exchanges, double *us,
+                      double *cpu_us);
 /* Descriptors and memory of many connections open at once (bench_cost.c);
  * `memory` adds the busy and idle samples. */
 int sock_conn_cost(enum transport t, int memory, struct conn_cost *c);

@@ -48,6 +48,9 @@ static void print_ratios(const struct bench_result *r)
     printf("  loopfast  connection set-up %.2fx the kernel's time (CPU of both ends %.0f us "
            "vs %.0f us: %.2fx)\n", ratio(f->connect_us, k->connect_us), f->connect_cpu_us,
            k->connect_cpu_us, ratio(f->connect_cpu_us, k->connect_cpu_us));
+    printf("  loopfast  a connection that switches (connect, two 1-byte echoes, close) %.2fx the "
+           "kernel's time (%.0f us vs %.0f us)\n", ratio(f->connect2_us, k->connect2_us),
+           f->connect2_us, k->connect2_us);
     printf("  loopfast  with LOOPFAST_SPIN_US=0 latency %.2f us = %.2fx the kernel's\n",
            f->rtt_nospin_us, ratio(f->rtt_nospin_us, k->rtt_median_us));
     printf("loopfast against the bare ring (the ceiling): latency %.1fx, messages %.0f%%, "
@@ -272,6 +275,8 @@ static void json_transport(enum transport t, const struct bench_result *r)
     jnum("connect_us", r->connect_us, 3);
     printf(", ");
     jnum("connect_cpu_us", r->connect_cpu_us, 3);
+    printf(", ");
+    jnum("connect2_us", r->connect2_us, 3);
     if (t == T_TCP || t == T_LOOPFAST)
         printf(", \"fast\": %s", r->fast ? "true" : "false");
     if (t == T_LOOPFAST) {
@@ -327,6 +332,8 @@ void print_json(const struct bench_result *r)
     jnum("loopfast_connect_vs_kernel", ratio(f->connect_us, k->connect_us), 3);
     printf(", ");
     jnum("loopfast_connect_cpu_vs_kernel", ratio(f->connect_cpu_us, k->connect_cpu_us), 3);
+    printf(", ");
+    jnum("loopfast_connect2_vs_kernel", ratio(f->connect2_us, k->connect2_us), 3);
     printf(", ");
     jnum("loopfast_nospin_latency_vs_kernel", ratio(f->rtt_nospin_us, k->rtt_median_us), 3);
     json_cost_ratios(&f->cost, &k->cost);

@@ -124,10 +124,13 @@ static int serve_sink(int c, int report)
     return n == 0 ? 0 : -1;
 }
 
-static int serve_connect(int c)
+static int serve_connect(int c, size_t exchanges)
 {
     char b;
-    return read_full(c, &b, 1) == 1 && write_full(c, &b, 1) == 1 ? 0 : -1;
+    for (size_t i = 0; i < exchanges; i++)
+        if (read_full(c, &b, 1) != 1 || write_full(c, &b, 1) != 1)
+            return -1;
+    return 0;
 }
 
 /* The server process: one connection, or one after another for W_CONNECT
@@ -141,7 +144,7 @@ static int serve(enum transport t, int l, enum workload w, size_t size, int repo
             return 1;
         sock_nodelay(t, c);
         rc = w == W_ECHO ? serve_echo(c, size) : w == W_SINK ? serve_sink(c, report)
-                                                               : serve_connect(c);
+                                                               : serve_connect(c, size);
         close(c);
     } while (w == W_CONNECT);
     return rc == 0 ? 0 : 1;
@@ -244,21 +247,24 @@ static double cpu_us(int who)
            (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
 
-/* The whole life of a short connection: connect, 1-byte echo, close.  The
+/* The whole life of a short connection: connect, `exchanges` 1-byte echoes,
+ * close (loopfast switches at the second).  The
  * time per connection counts what the two processes do in parallel once;
  * the CPU time counts both (the server's is known once it is reaped). */
-int sock_connect_cost(enum transport t, const struct bench_opts *o, double *us, double *cpu)
+int sock_connect_cost(enum transport t, const struct bench_opts *o, int exchanges, double *us,
+                      double *cpu)
 {
     struct sockaddr_storage addr;
     socklen_t len;
     double cpu0 = cpu_us(RUSAGE_SELF) + cpu_us(RUSAGE_CHILDREN);
-    pid_t pid = start_server(t, W_CONNECT, 1, o->seconds, &addr, &len, -1);
+    pid_t pid = start_server(t, W_CONNECT, (size_t)exchanges, o->seconds, &addr, &len, -1);
     uint64_t start = now_ns(), end = start + (uint64_t)(o->seconds * 1e9);
     int n = 0, rc = 0;
     while (rc == 0 && n < 5000 && now_ns() < end) {
         int fd = sock_dial(t, &addr, len);
         char b = 'x';
-        rc = write_full(fd, &b, 1) == 1 && read_full(fd, &b, 1) == 1 ? 0 : -1;
+        for (int k = 0; k < exchanges && rc == 0; k++)
+            rc = write_full(fd, &b, 1) == 1 && read_full(fd, &b, 1) == 1 ? 0 : -1;
         close(fd);
         n++;
     }
