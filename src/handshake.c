@@ -392,11 +392,6 @@ static int drain_channel(struct lf_link *l, uint32_t slot, uint64_t nonce, int *
     return nonce && link_proved(l, slot, nonce) ? 1 : r == -2 ? -2 : 0;
 }
 
-static int read_proofs(struct lf_conn *c, int *eof)
-{
-    return drain_channel(c->link, c->slot, c->nonce, eof);
-}
-
 /* A client that takes its answers after the server's first look at each
  * connection (its first exchange on TCP) leaves proofs queued that nobody
  * asked for yet; each holds its socket and a part of the channel's buffer,
@@ -415,7 +410,7 @@ static void drain_now_and_then(struct lf_link *l)
 static int take_proof(struct lf_conn *c)
 {
     int eof;
-    int r = read_proofs(c, &eof);
+    int r = drain_channel(c->link, c->slot, c->nonce, &eof);
     __atomic_store_n(&c->proof_deferred, r == -2, __ATOMIC_RELAXED);
     if (r == 0)
         c->refused = 1;
@@ -451,7 +446,7 @@ void handshake_unanswered(struct lf_conn *c)
     unsigned run = revoked ? __atomic_add_fetch(&c->link->revoked_run, 1, __ATOMIC_RELAXED) : 0;
     if (!revoked || (run & (run - 1)) == 0) {   /* runs of revokes look seldom */
         int eof;
-        read_proofs(c, &eof);
+        drain_channel(c->link, c->slot, c->nonce, &eof);
         if (eof)
             link_forget_peer(c->link);
     }
@@ -632,7 +627,7 @@ static int read_answer(int u, int fd, const struct diag_result *server, struct l
         close_all(fds + consumed, nfds - consumed);
         return -1;
     }
-    c->proof_ep = proof_ep;   /* checked: closed with the low originals (keep_answer) */
+    c->proof_ep = proof_ep;   /* checked: closed with the low originals (switch_to) */
     *out = c;
     return 1;
 }
@@ -655,17 +650,17 @@ static void become_fast(struct lf_sock *s, struct lf_conn *c)
     conn_ring_bell(c);
 }
 
-/* The answer's spent descriptors (the proof epoll, and `spent`, a fresh
- * candidate) are closed; the region's went high with its link.  0: no room
- * for them, plain TCP. */
-static int keep_answer(struct lf_conn *c, int spent)
+/* An answer taken: its spent descriptors (the proof epoll, and `spent`, a
+ * fresh candidate, or -1) are closed, the region's having gone high with
+ * its link, and the socket switches.  Returns 1. */
+static int switch_to(struct lf_sock *s, struct lf_conn *c, int fd, int spent)
 {
     int lows[2] = { spent, c->proof_ep };
     c->proof_ep = -1;
-    if (ownfd_adopt(NULL, 0, lows, 2) == 0)
-        return 1;
-    conn_free(c);
-    return 0;
+    ownfd_adopt(NULL, 0, lows, 2);   /* nothing to move high: it closes them */
+    bufsize_apply(s, c, fd);
+    become_fast(s, c);
+    return 1;
 }
 
 /* The server is looked up once per call, before the first answer is read:
@@ -705,11 +700,8 @@ int handshake_take_answer(struct lf_sock *s, int fd)
             continue;
         }
         s->candidates[i] = -1;
-        if (r == 1 && keep_answer(c, u)) {
-            bufsize_apply(s, c, fd);
-            become_fast(s, c);
-            return 1;
-        }
+        if (r == 1)
+            return switch_to(s, c, fd, u);
         if (r < 0)
             libc.close_own(u);
     }
@@ -726,11 +718,8 @@ int handshake_take_answer(struct lf_sock *s, int fd)
             continue;
         reap_fd(s->candidates[i]);
         s->candidates[i] = -1;
-        if (r == 1 && keep_answer(c, -1)) {
-            bufsize_apply(s, c, fd);
-            become_fast(s, c);
-            return 1;
-        }
+        if (r == 1)
+            return switch_to(s, c, fd, -1);
     }
     return 0;
 }

@@ -335,6 +335,8 @@ static inline struct lf_side *conn_peer(struct lf_conn *c)
 
 /* Slot `slot` of l mapped as end `me`; fresh: the server initialises it. */
 struct lf_conn *shm_slot(struct lf_link *l, uint32_t slot, int me, int fresh);
+/* a connection end with no slot yet: locks made, descriptors none (spare.c's light spare) */
+struct lf_conn *conn_bare(int me);
 
 static inline struct lf_stats *my_stats(struct lf_conn *c)
 {

@@ -28,12 +28,12 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
-#include <signal.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -625,7 +625,7 @@ static int worth_punching(const struct lf_conn *c)
 
 /* The slot's pages back, then the slot free: punched first, so that no
  * server hands it out while its old pages are still going. */
-static void give_back(const struct lf_conn *c)
+void link_give_back(struct lf_conn *c)
 {
     struct lf_link *l = c->link;
     uint32_t *lease = &l->region->lease[c->slot];
@@ -647,15 +647,10 @@ void link_hold(struct lf_conn *c, int delta)
     __atomic_add_fetch(&c->link->region->lease[c->slot], (uint32_t)delta, __ATOMIC_ACQ_REL);
 }
 
-void link_give_back(struct lf_conn *c)
-{
-    give_back(c);
-}
-
 void link_release(struct lf_conn *c)
 {
     if (c->leased_by == lf_pid)
-        give_back(c);
+        link_give_back(c);
     link_put(c->link);
 }
 

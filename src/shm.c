@@ -15,24 +15,32 @@
 
 #include "internal.h"
 
-static struct lf_conn *conn_new(void *map, size_t len, int me, uint64_t ring_size)
+struct lf_conn *conn_bare(int me)
 {
     struct lf_conn *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
-    c->sh = map;
-    c->map_len = len;
     c->me = me;
-    unsigned char *data = (unsigned char *)map + LF_HEADER_SIZE;
-    int tx = me == LF_CLIENT ? LF_C2S : LF_S2C;
-    ring_init(&c->tx, &c->sh->ring[tx], data + (size_t)tx * ring_size, ring_size);
-    ring_init(&c->rx, &c->sh->ring[!tx], data + (size_t)!tx * ring_size, ring_size);
     c->proof_ep = c->proof_fd = -1;
-    c->peer_line = &c->sh->side[!me];   /* a server's waits for the client's proof */
     c->leased_by = lf_pid;
     pthread_mutex_init(&c->proof_lock, NULL);
     pthread_mutex_init(&c->rx_lock, NULL);
     pthread_mutex_init(&c->tx_lock, NULL);
+    return c;
+}
+
+static struct lf_conn *conn_new(void *map, size_t len, int me, uint64_t ring_size)
+{
+    struct lf_conn *c = conn_bare(me);
+    if (!c)
+        return NULL;
+    c->sh = map;
+    c->map_len = len;
+    unsigned char *data = (unsigned char *)map + LF_HEADER_SIZE;
+    int tx = me == LF_CLIENT ? LF_C2S : LF_S2C;
+    ring_init(&c->tx, &c->sh->ring[tx], data + (size_t)tx * ring_size, ring_size);
+    ring_init(&c->rx, &c->sh->ring[!tx], data + (size_t)!tx * ring_size, ring_size);
+    c->peer_line = &c->sh->side[!me];   /* a server's waits for the client's proof */
     return c;
 }
 

@@ -10,7 +10,6 @@
  * a header page of memory and seven descriptors.
  */
 #include <errno.h>
-#include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
@@ -47,15 +46,10 @@ static int refill(struct lf_conn *c)
  * (no link), only the two descriptors every answer needs. */
 static struct lf_conn *light_conn(void)
 {
-    struct lf_conn *c = calloc(1, sizeof *c);
+    struct lf_conn *c = conn_bare(LF_SERVER);
     if (!c)
         return NULL;
-    c->proof_ep = c->proof_fd = -1;
-    c->me = LF_SERVER;
     c->made_by = lf_pid;
-    pthread_mutex_init(&c->proof_lock, NULL);
-    pthread_mutex_init(&c->rx_lock, NULL);
-    pthread_mutex_init(&c->tx_lock, NULL);
     if (refill(c) == 0)
         return c;
     conn_free(c);
