@@ -41,7 +41,7 @@
 #define WARMUP_SECONDS 0.2
 #define CASE_ALARM 40           /* a client stuck this long (lost wake-up) fails its case */
 #define FDS_PER_FAST 1          /* the TCP socket (regions and their doorbells: per process pair) */
-#define CONNS_PER_REGION 952    /* LINK_SLOTS in src/internal.h */
+#define CONNS_PER_REGION 920    /* LINK_SLOTS in src/internal.h */
 #define MAX_N 16
 
 /* What one side reports to the parent, through a pipe. */

@@ -173,18 +173,32 @@ int main(int argc, char **argv)
     int on = !strcmp(argv[1], "loopfast"), n = atoi(argv[2]), fast = 0;
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     socklen_t len = sizeof a;
-    int l = socket(AF_INET, SOCK_STREAM, 0);
-    if (on)
-        opt(l, on);
-    if (bind(l, (struct sockaddr *)&a, len) < 0 || listen(l, 128) < 0 ||
-        getsockname(l, (struct sockaddr *)&a, &len) < 0) {
-        perror("listen");
+    /* The server makes its own listener, as a server does (one made before
+     * a fork counts as shared: loopfast then offers for each connection). */
+    int tell[2];
+    if (pipe(tell) < 0) {
+        perror("pipe");
         return 1;
     }
     pid_t pid = fork();
-    if (pid == 0)
+    if (pid == 0) {
+        int l = socket(AF_INET, SOCK_STREAM, 0);
+        if (on)
+            opt(l, on);
+        if (bind(l, (struct sockaddr *)&a, len) < 0 || listen(l, 128) < 0 ||
+            getsockname(l, (struct sockaddr *)&a, &len) < 0 ||
+            write(tell[1], &a, sizeof a) != sizeof a) {
+            perror("listen");
+            _exit(1);
+        }
         _exit(serve(l, client_first || first));   /* first: the client closes first */
-    close(l);
+    }
+    close(tell[1]);
+    if (read(tell[0], &a, sizeof a) != sizeof a) {
+        fprintf(stderr, "the server did not start\n");
+        return 1;
+    }
+    close(tell[0]);
     if (first) {
         first_contacts(&a, len, on, n);
         kill(pid, SIGKILL);

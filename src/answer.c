@@ -19,7 +19,7 @@ int answer_parse(const void *buf, size_t n, int nfds, int msg_flags, struct answ
         return -1;
     memcpy(&a, buf, sizeof a);
     if (a.magic != LF_MAGIC || a.version != LF_VERSION || !ring_size_valid(a.ring_size) ||
-        (a.flags & ~ANSWER_NEW_LINK) || a.slot >= LINK_SLOTS ||
+        (a.flags & ~(ANSWER_NEW_LINK | ANSWER_ALONE)) || a.slot >= LINK_SLOTS ||
         nfds != ((a.flags & ANSWER_NEW_LINK) ? ANSWER_FDS : 1))
         return -1;
     *out = a;

@@ -745,12 +745,14 @@ static int unread(struct lf_conn *c, int fd)
 /* The last descriptor in this process goes: if no other process holds the
  * connection, tell the peer (unless SO_LINGER 0 asks for a reset: then only
  * the kernel's RST speaks).  A peer that has closed already hears nothing,
- * so its end spares us asking for SO_LINGER. */
+ * so its end spares us asking for SO_LINGER; nor does a client that never
+ * took our answer (a short connection): revoked now, it never will, and
+ * both directions are the kernel's alone. */
 void conn_close(struct lf_sock *s, int fd)
 {
     struct lf_conn *c = s->conn;
     struct lf_side *me = my_side(c);
-    if (__atomic_sub_fetch(&me->holders, 1, __ATOMIC_ACQ_REL) == 0 &&
+    if (__atomic_sub_fetch(&me->holders, 1, __ATOMIC_ACQ_REL) == 0 && !handshake_unanswered(c) &&
         !load32(&peer_side(c)->closed) && !linger_zero(fd)) {
         if (unread(c, fd)) {
             /* The kernel resets a connection closed with unread bytes; ours

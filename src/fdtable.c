@@ -84,6 +84,7 @@ void call_end(struct lf_sock *s)
 
 static void sock_destroy(struct lf_sock *s)
 {
+    handshake_keep_region(s);
     handshake_give_up(s);
     ownfd_close(&s->spare_inner);
     if (s->conn) {
@@ -144,6 +145,12 @@ struct lf_sock *sock_new(int kind)
     s->nonblock_seen = -1;
     s->timeo_confined[0] = s->timeo_confined[1] = -1;
     s->conn = NULL;
+    s->req_link = NULL;
+    s->req_slot = -1;
+    s->dst.ss_family = AF_UNSPEC;
+    s->dst_alone = 0;
+    s->born_forks = __atomic_load_n(&lf_forks, __ATOMIC_RELAXED);
+    s->reuseport = -1;
     s->next_free = NULL;
     pthread_mutex_init(&s->lock, NULL);
     return s;

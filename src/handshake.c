@@ -67,19 +67,14 @@ static socklen_t offer_name(uint64_t inode, struct sockaddr_un *un)
 
 /* ---- client: the offer ---- */
 
-/* The offer's listener, or -1: no offer. */
-static int offer_listener(int fd, const struct sockaddr *dst)
+/* The offer's listener for the socket `inode`, or -1: no offer. */
+static int offer_listener(uint64_t inode)
 {
-    struct stat st;
     struct sockaddr_un un;
-    if (!policy_allows(dst, NULL) || !is_loopback(dst) || fstat(fd, &st) < 0)
-        return -1;
     int l = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (l < 0)
         return -1;
-    __atomic_store_n(&sockfs_dev, ((uint64_t)major(st.st_dev) << 20) | minor(st.st_dev),
-                     __ATOMIC_RELAXED);
-    socklen_t len = offer_name(st.st_ino, &un);
+    socklen_t len = offer_name(inode, &un);
     if (bind(l, (struct sockaddr *)&un, len) < 0 || listen(l, NCANDIDATES) < 0) {
         libc.close_own(l);   /* EADDRINUSE: somebody squats the name */
         return -1;
@@ -87,13 +82,38 @@ static int offer_listener(int fd, const struct sockaddr *dst)
     return l;
 }
 
-/* The kind changes once, straight to its new value: epoll.c follows each
- * change (a passing PLAIN would hand a registration back to the kernel). */
+static void remember_destination(struct lf_sock *s, const struct sockaddr *dst)
+{
+    memset(&s->dst, 0, sizeof s->dst);
+    if (dst->sa_family == AF_INET)
+        memcpy(&s->dst, dst, sizeof(struct sockaddr_in));
+    else if (dst->sa_family == AF_INET6)
+        memcpy(&s->dst, dst, sizeof(struct sockaddr_in6));
+}
+
+/* A destination whose server already shares a region with us is asked
+ * for in that region (request.c); any other is offered.  The kind changes
+ * once, straight to its new value: epoll.c follows each change (a passing
+ * PLAIN would hand a registration back to the kernel). */
 void handshake_offer(struct lf_sock *s, int fd, const struct sockaddr *dst)
 {
-    s->offer_fd = offer_listener(fd, dst);
-    int ok = s->offer_fd >= 0 && ownfd_adopt1(&s->offer_fd) == 0;
-    sock_set_kind(s, ok ? LF_PENDING : LF_PLAIN);
+    struct stat st;
+    int kind = LF_PLAIN;
+    if (policy_allows(dst, NULL) && is_loopback(dst) && fstat(fd, &st) == 0) {
+        __atomic_store_n(&sockfs_dev, ((uint64_t)major(st.st_dev) << 20) | minor(st.st_dev),
+                         __ATOMIC_RELAXED);
+        remember_destination(s, dst);
+        if (request_post(s, st.st_ino) == 0)
+            kind = LF_PENDING;
+        else if ((s->offer_fd = offer_listener(st.st_ino)) >= 0 && ownfd_adopt1(&s->offer_fd) == 0)
+            kind = LF_PENDING;
+    }
+    sock_set_kind(s, kind);
+}
+
+uint64_t handshake_sockfs_dev(void)
+{
+    return __atomic_load_n(&sockfs_dev, __ATOMIC_RELAXED);
 }
 
 /* ---- server: the answer ---- */
@@ -123,7 +143,7 @@ static int connect_offer(struct lf_conn *c, const struct diag_result *client)
     return libc.connect(c->proof_fd, (struct sockaddr *)&un, len) < 0 ? errno : 0;
 }
 
-static int send_fds(int u, const void *head, size_t len, const int *fds, int nfds)
+int handshake_send_fds(int u, const void *head, size_t len, const int *fds, int nfds)
 {
     struct iovec iov = { (void *)head, len };
     union {
@@ -141,16 +161,17 @@ static int send_fds(int u, const void *head, size_t len, const int *fds, int nfd
     return libc.sendmsg(u, &m, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)len ? 0 : -1;
 }
 
-static int send_answer(int u, const struct lf_conn *cn, int new_link)
+static int send_answer(int u, const struct lf_conn *cn, int new_link, int alone)
 {
     struct answer_msg a = { LF_MAGIC, LF_VERSION, cn->tx.size, cn->link->id, cn->slot,
-                            new_link ? ANSWER_NEW_LINK : 0, cn->nonce };
+                            (new_link ? ANSWER_NEW_LINK : 0) | (alone ? ANSWER_ALONE : 0),
+                            cn->nonce };
     if (!new_link)
-        return send_fds(u, &a, sizeof a, &cn->proof_ep, 1);
+        return handshake_send_fds(u, &a, sizeof a, &cn->proof_ep, 1);
     /* the channel's end is ours until another answer sees the client hold it */
     int fds[ANSWER_FDS] = { cn->link->fd, cn->link->bell_mine, cn->link->bell_peer,
                             link_carry_begin(cn->link), cn->proof_ep };
-    int r = fds[3] >= 0 ? send_fds(u, &a, sizeof a, fds, ANSWER_FDS) : -1;
+    int r = fds[3] >= 0 ? handshake_send_fds(u, &a, sizeof a, fds, ANSWER_FDS) : -1;
     link_carry_end(cn->link);
     return r;
 }
@@ -187,19 +208,84 @@ static struct lf_conn *slot_for(struct lf_conn *spare, pid_t client, int *carry)
     return c;
 }
 
-static int proof_room_ready(void);
 static void drain_now_and_then(struct lf_link *l);
 
 /* What an answer needs made beforehand: the spare, and room for the proof. */
 static struct lf_conn *answer_reserves(void)
 {
-    return proof_room_ready() ? spare_take() : NULL;
+    return handshake_proof_room() ? spare_take() : NULL;
 }
 
-void handshake_answer(int fd, struct sockaddr_storage ends[2])
+/* The server's end of an answer about to go: its proof epoll holds our TCP
+ * socket, and the client's part of the slot is offered under a new nonce,
+ * which the client's proof must name with its socket (4.7).  0, or -1 with
+ * the client's part given back. */
+int handshake_server_end(struct lf_conn *c, int fd, const struct diag_result *client,
+                         const struct sockaddr_storage ends[2])
+{
+    struct epoll_event none = { 0 };
+    if (libc.epoll_ctl(c->proof_ep, EPOLL_CTL_ADD, fd, &none) < 0) {
+        link_give_back(c);   /* the client's part: no answer was sent */
+        return -1;
+    }
+    c->sh->side[LF_SERVER].arms_with_mb = 0;   /* until its sleeps are rare (conn.c) */
+    c->sh->addr[LF_SERVER] = ends[0];
+    c->sh->addr[LF_CLIENT] = ends[1];
+    c->peer_cookie = client->cookie;
+    c->nonce = __atomic_add_fetch(&c->link->next_nonce, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->sh->offer, c->nonce << 2 | OFFER_OFFERED, __ATOMIC_RELAXED);
+    link_expect(c->link, c->slot, c->nonce, client->cookie);
+    return 0;
+}
+
+/* fd becomes c's server end, and then `tell` sends the answer: 0 sent.
+ * Nothing after a successful send may fail: the client would switch.  c is
+ * the socket's from here on, whatever happens. */
+int handshake_commit(int fd, struct lf_conn *c, int (*tell)(struct lf_conn *, void *), void *arg)
+{
+    struct lf_sock *s = sock_new(LF_FAST);
+    if (!s) {
+        link_give_back(c);
+        conn_free(c);
+        return -1;
+    }
+    s->conn = c;
+    int r = fdtable_set(fd, s) == 0 && tell(c, arg) == 0 ? 0 : -1;
+    if (r == 0) {
+        reap_fd(c->proof_ep);   /* the client holds it now */
+        c->proof_ep = -1;
+        drain_now_and_then(c->link);
+    } else {
+        c->nonce = 0;
+        link_give_back(c);   /* the client's part: no answer was sent */
+        fdtable_clear(fd);
+    }
+    sock_put(s);
+    return r;
+}
+
+struct offer_answer { pid_t owner; int new_link, alone; };
+
+/* The answer goes on the unix connection to the offer, where it stays
+ * queued for the client after we close our end: the client's proof comes
+ * on the region's channel. */
+static int tell_offer(struct lf_conn *c, void *arg)
+{
+    struct offer_answer *a = arg;
+    if (send_answer(c->proof_fd, c, a->new_link, a->alone) < 0)
+        return -1;
+    reap_fd(c->proof_fd);
+    c->proof_fd = -1;
+    if (a->new_link)
+        link_list(c->link, a->owner);
+    return 0;
+}
+
+void handshake_answer(int fd, struct sockaddr_storage ends[2], int alone)
 {
     struct diag_result client;
-    if (lf_config.mode == LF_MODE_OFF || tcp_peer_owner(fd, &client, ends) < 0)
+    if (lf_config.mode == LF_MODE_OFF || tcp_peer_owner(fd, &client, ends) < 0 ||
+        request_answer(fd, &client, ends))
         return;
     struct lf_conn *c = answer_reserves();
     if (!c && reap_now() + link_drop_idle() > 0)
@@ -211,10 +297,10 @@ void handshake_answer(int fd, struct sockaddr_storage ends[2])
         spare_return(c, e);   /* no offer: kept for the next answer */
         return;
     }
-    pid_t owner = unix_peer_pid(c->proof_fd);
+    struct offer_answer a = { unix_peer_pid(c->proof_fd), 0, alone };
     int carry = 0;
-    struct lf_conn *reused = slot_for(c, owner, &carry);
-    int new_link = !reused || carry;
+    struct lf_conn *reused = slot_for(c, a.owner, &carry);
+    a.new_link = !reused || carry;
     if (!reused && !c->link) {   /* a light spare: no region to offer a first contact */
         conn_free(c);
         return;
@@ -223,45 +309,10 @@ void handshake_answer(int fd, struct sockaddr_storage ends[2])
         spare_return(c, ECONNREFUSED);   /* its new region waits for a first contact */
         c = reused;
     }
-    struct epoll_event none = { 0 };
-    if (libc.epoll_ctl(c->proof_ep, EPOLL_CTL_ADD, fd, &none) < 0) {
-        link_give_back(c);   /* the client's part: no answer was sent */
+    if (handshake_server_end(c, fd, &client, ends) < 0)
         conn_free(c);
-        return;
-    }
-    c->sh->side[LF_SERVER].arms_with_mb = 0;   /* until its sleeps are rare (conn.c) */
-    c->sh->addr[LF_SERVER] = ends[0];
-    c->sh->addr[LF_CLIENT] = ends[1];
-    c->peer_cookie = client.cookie;
-    /* The client's part of the lease is offered under this answer's nonce,
-     * and its proof must name the nonce and carry the socket (4.7). */
-    c->nonce = __atomic_add_fetch(&c->link->next_nonce, 1, __ATOMIC_RELAXED);
-    __atomic_store_n(&c->sh->offer, c->nonce << 2 | OFFER_OFFERED, __ATOMIC_RELAXED);
-    link_expect(c->link, c->slot, c->nonce, client.cookie);
-    struct lf_sock *s = sock_new(LF_FAST);
-    if (!s) {
-        link_give_back(c);
-        conn_free(c);
-        return;
-    }
-    s->conn = c;
-    /* Nothing after a successful send may fail: the client would switch.
-     * The answer stays queued for the client after we close our end of the
-     * unix connection: the client's proof comes on the region's channel. */
-    if (fdtable_set(fd, s) == 0 && send_answer(c->proof_fd, c, new_link) == 0) {
-        reap_fd(c->proof_ep);   /* the client holds it now */
-        c->proof_ep = -1;
-        reap_fd(c->proof_fd);
-        c->proof_fd = -1;
-        if (new_link)
-            link_list(c->link, owner);
-        drain_now_and_then(c->link);
-    } else {
-        c->nonce = 0;
-        link_give_back(c);   /* the client's part: no answer was sent */
-        fdtable_clear(fd);
-    }
-    sock_put(s);
+    else
+        handshake_commit(fd, c, tell_offer, &a);
 }
 
 /* ---- server: the client's proof ---- */
@@ -273,7 +324,7 @@ static void close_all(const int *fds, int n)
 }
 
 /* Collects every descriptor the message carried, so that none leaks. */
-static int received_fds(struct msghdr *m, int *fds, int max)
+int handshake_received_fds(struct msghdr *m, int *fds, int max)
 {
     int n = 0;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
@@ -300,7 +351,7 @@ static int received_fds(struct msghdr *m, int *fds, int max)
 static int proof_room = -1;
 static pthread_mutex_t proof_room_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static int proof_room_ready(void)
+int handshake_proof_room(void)
 {
     lf_lock(&proof_room_lock);
     if (proof_room < 0)
@@ -315,27 +366,36 @@ static int proof_room_ready(void)
  * -2 no descriptor free to receive it (try again later).  A peek loses
  * nothing when the descriptor cannot be received; the message is then
  * consumed without its descriptor (chan_next). */
-static int peek_proof(struct lf_link *l)
+ssize_t handshake_recv_proof(int chan, int flags, struct proof_msg *p, int fds[2], int *nfds,
+                             int *msg_flags)
 {
-    struct proof_msg p;
-    struct iovec iov = { &p, sizeof p };
+    struct iovec iov = { p, sizeof *p };
     union {
         char buf[CMSG_SPACE(4 * sizeof(int))];   /* room to see (and close) extras */
         struct cmsghdr align;
     } ctl;
     struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
                         .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf };
-    ssize_t n = libc.recvmsg(l->chan, &m, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    ssize_t n = libc.recvmsg(chan, &m, flags | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    *nfds = n >= 0 ? handshake_received_fds(&m, fds, 2) : 0;
+    *msg_flags = m.msg_flags;
+    return n;
+}
+
+static int peek_proof(struct lf_link *l)
+{
+    struct proof_msg p;
+    int fds[2], nfds, flags;
+    ssize_t n = handshake_recv_proof(l->chan, MSG_PEEK, &p, fds, &nfds, &flags);
     if (n < 0)
         return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
-    int fds[2], nfds = received_fds(&m, fds, 2);
-    if (n == 0 && !nfds && !(m.msg_flags & MSG_CTRUNC))
+    if (n == 0 && !nfds && !(flags & MSG_CTRUNC))
         return -1;   /* EOF, or an empty message, which no client of ours sends */
-    if ((m.msg_flags & MSG_CTRUNC) && !nfds)
+    if ((flags & MSG_CTRUNC) && !nfds)
         return -2;
     uint64_t got = 0;
     socklen_t len = sizeof got;
-    if (proof_parse(&p, (size_t)n, nfds, m.msg_flags, &p) == 0 &&
+    if (proof_parse(&p, (size_t)n, nfds, flags, &p) == 0 &&
         getsockopt(fds[0], SOL_SOCKET, SO_COOKIE, &got, &len) == 0)
         link_record_proof(l, p.slot, p.nonce, got);
     close_all(fds, nfds);   /* at once: the client's FIN waits for its last holder */
@@ -431,12 +491,12 @@ static void believe_client(struct lf_conn *c)
  * them): the channel then says EOF, and the client's next connection gets a
  * new region.  Only the last holder of the server's end looks (conn_close
  * counted it). */
-void handshake_unanswered(struct lf_conn *c)
+int handshake_unanswered(struct lf_conn *c)
 {
     if (c->me != LF_SERVER || !c->nonce || lf_confined ||
         __atomic_load_n(&c->sh->side[LF_SERVER].holders, __ATOMIC_ACQUIRE) != 0 ||
         __atomic_load_n(&c->peer_line, __ATOMIC_ACQUIRE))
-        return;
+        return 0;
     uint64_t offered = c->nonce << 2 | OFFER_OFFERED;
     int revoked = __atomic_compare_exchange_n(&c->sh->offer, &offered,
                                               c->nonce << 2 | OFFER_REVOKED, 0,
@@ -450,6 +510,8 @@ void handshake_unanswered(struct lf_conn *c)
         if (eof)
             link_forget_peer(c->link);
     }
+    c->nonce = 0;   /* looked at once */
+    return revoked;
 }
 
 /* The last moment recvmsg is allowed (sandbox.c): a proof already queued is
@@ -508,7 +570,7 @@ struct lf_side *handshake_peer_line(struct lf_conn *c)
  * accepted has no file either, but sent none).  Then no answer can prove
  * itself any more, its epoll having lost its target: the client need not
  * read one (docs/design.md, 4.3). */
-static int server_socket(int fd, struct diag_result *server)
+int handshake_server_socket(int fd, struct diag_result *server)
 {
     struct sockaddr_storage ends[2] = { { 0 }, { 0 } };
     server->state = -1;
@@ -530,16 +592,19 @@ static int server_socket(int fd, struct diag_result *server)
 
 /* The server's proof: the epoll it sent holds exactly `server`, the socket
  * sock_diag found at the other end of our TCP connection (4.7). */
-static int server_proved(const struct diag_result *server, int ep)
+int handshake_epoll_target(int ep, uint64_t *ino, uint64_t *dev)
 {
     char path[64], text[1024];
-    uint64_t ino, dev;
-    if (!server)
-        return 0;
     snprintf(path, sizeof path, "/proc/self/fdinfo/%d", ep);
     ssize_t n = read_small_file(path, text, sizeof text);
-    return n > 0 && (size_t)n < sizeof text - 1 && fdinfo_only_target(text, &ino, &dev) == 0 &&
-           ino == server->inode && dev == __atomic_load_n(&sockfs_dev, __ATOMIC_RELAXED);
+    return n > 0 && (size_t)n < sizeof text - 1 ? fdinfo_only_target(text, ino, dev) : -1;
+}
+
+static int server_proved(const struct diag_result *server, int ep)
+{
+    uint64_t ino, dev;
+    return server && handshake_epoll_target(ep, &ino, &dev) == 0 && ino == server->inode &&
+           dev == __atomic_load_n(&sockfs_dev, __ATOMIC_RELAXED);
 }
 
 /* Our own proof: our TCP socket, to the server that proved itself, on the
@@ -547,7 +612,7 @@ static int server_proved(const struct diag_result *server, int ep)
 static int send_proof(struct lf_conn *c, uint64_t nonce, int fd)
 {
     struct proof_msg p = { LF_MAGIC, LF_VERSION, c->slot, 0, nonce };
-    return c->link->chan >= 0 ? send_fds(c->link->chan, &p, sizeof p, &fd, 1) : -1;
+    return c->link->chan >= 0 ? handshake_send_fds(c->link->chan, &p, sizeof p, &fd, 1) : -1;
 }
 
 /* Our part of the slot's lease, offered under the answer's nonce: taken,
@@ -586,7 +651,8 @@ static struct lf_conn *answered_slot(const struct answer_msg *a, const int *fds,
 
 /* 1: a valid answer, now in *out; 0: nothing to read yet; -1: not an answer.
  * server: the socket at the other end of ours (NULL: unknown, refused). */
-static int read_answer(int u, int fd, const struct diag_result *server, struct lf_conn **out)
+static int read_answer(int u, int fd, const struct diag_result *server, struct lf_conn **out,
+                       int *alone)
 {
     struct answer_msg a;
     struct iovec iov = { &a, sizeof a };
@@ -599,13 +665,14 @@ static int read_answer(int u, int fd, const struct diag_result *server, struct l
     ssize_t n = libc.recvmsg(u, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
         return 0;
-    int fds[ANSWER_FDS + 1], nfds = n > 0 ? received_fds(&m, fds, ANSWER_FDS + 1) : 0;
+    int fds[ANSWER_FDS + 1], nfds = n > 0 ? handshake_received_fds(&m, fds, ANSWER_FDS + 1) : 0;
     struct lf_conn *c = NULL;
     if (n <= 0 || answer_parse(&a, (size_t)n, nfds, m.msg_flags, &a) != 0) {
         close_all(fds, nfds);
         return -1;
     }
     int fresh = (a.flags & ANSWER_NEW_LINK) != 0;
+    *alone = (a.flags & ANSWER_ALONE) != 0;
     int proof_ep = fds[fresh ? 4 : 0];   /* after the region, its doorbells and channel, if new */
     int consumed = 0;
     if (server_proved(server, proof_ep)) {
@@ -645,6 +712,8 @@ static void become_fast(struct lf_sock *s, struct lf_conn *c)
         __atomic_store_n(&me->tx_switched, 1, __ATOMIC_RELEASE);
     __atomic_store_n(&me->ready, 1, __ATOMIC_RELEASE);
     s->conn = c;
+    if (s->dst.ss_family)
+        link_note_dst(c->link, &s->dst, s->dst_alone);   /* later connections there ask in it */
     sock_set_kind(s, LF_FAST);   /* first: never PLAIN on the way (handshake_offer) */
     handshake_give_up(s);
     conn_ring_bell(c);
@@ -663,6 +732,20 @@ static int switch_to(struct lf_sock *s, struct lf_conn *c, int fd, int spent)
     return 1;
 }
 
+int handshake_switch(struct lf_sock *s, struct lf_conn *c, uint64_t nonce, int fd)
+{
+    if (take_offer(c, nonce) < 0) {
+        conn_free(c);   /* revoked: not ours */
+        return 0;
+    }
+    c->leased_by = lf_pid;   /* taken: ours to give back, whatever follows */
+    if (send_proof(c, nonce, fd) < 0) {   /* last: a proof sent means we switch */
+        conn_free(c);
+        return 0;
+    }
+    return switch_to(s, c, fd, -1);
+}
+
 /* The server is looked up once per call, before the first answer is read:
  * when its socket is gone (-1), the answer (six descriptors to receive and
  * close) is not read at all, and the client gives up.  *known: 0 not asked
@@ -671,13 +754,18 @@ static int look_up_server(int fd, struct diag_result *server, int *known)
 {
     if (*known)
         return 0;
-    int r = server_socket(fd, server);
+    int r = handshake_server_socket(fd, server);
     *known = r > 0 ? 1 : -1;
     return r < 0 ? -1 : 0;
 }
 
 int handshake_take_answer(struct lf_sock *s, int fd)
 {
+    if (s->req_link) {
+        int r = request_take(s, fd);
+        if (r || sock_kind(s) != LF_PENDING || s->offer_fd < 0)
+            return r;
+    }
     struct diag_result server;
     int known = 0;   /* 0: not asked yet, 1: found, -1: not found */
     /* Read what is already accepted first: the usual case takes one accept4. */
@@ -694,7 +782,7 @@ int handshake_take_answer(struct lf_sock *s, int fd)
         }
         s->candidates[i] = u;
         struct lf_conn *c;
-        int r = read_answer(u, fd, known > 0 ? &server : NULL, &c);
+        int r = read_answer(u, fd, known > 0 ? &server : NULL, &c, &s->dst_alone);
         if (r == 0) {
             ownfd_adopt1(&s->candidates[i]);   /* kept across calls: made high */
             continue;
@@ -713,7 +801,7 @@ int handshake_take_answer(struct lf_sock *s, int fd)
             handshake_give_up(s);
             return 0;
         }
-        int r = read_answer(s->candidates[i], fd, known > 0 ? &server : NULL, &c);
+        int r = read_answer(s->candidates[i], fd, known > 0 ? &server : NULL, &c, &s->dst_alone);
         if (r == 0)
             continue;
         reap_fd(s->candidates[i]);
@@ -728,6 +816,8 @@ int handshake_take_answer(struct lf_sock *s, int fd)
  * answer happens on the way to the caller's data. */
 void handshake_give_up(struct lf_sock *s)
 {
+    if (s->req_link)
+        request_withdraw(s);
     for (int i = 0; i < NCANDIDATES; i++) {
         reap_fd(s->candidates[i]);
         s->candidates[i] = -1;
@@ -736,4 +826,62 @@ void handshake_give_up(struct lf_sock *s)
     s->offer_fd = -1;
     if (sock_kind(s) == LF_PENDING)
         sock_set_kind(s, LF_PLAIN);
+}
+
+/* A connection whose client never takes its answer (a short one: its first
+ * exchange stays on TCP, 4.3) would leave the client holding no region,
+ * and every later connection of the pair would make an offer and get one
+ * carried again.  So a client closing a pending socket whose answer is
+ * queued, with no region for its destination yet, keeps the region the
+ * answer carries or names (not the slot: the server revokes that), and
+ * later connections there are asked for in it (request.c).  Nothing of the
+ * server is believed for that: each connection asked for in the region
+ * still needs its server's proof before the client switches, so an
+ * impostor's region only keeps the client's connections plain, until one
+ * goes unanswered and the next offers again. */
+void handshake_keep_region(struct lf_sock *s)
+{
+    if (sock_kind(s) != LF_PENDING || s->offer_fd < 0 || !s->dst.ss_family)
+        return;
+    struct lf_link *known = link_for_dst(&s->dst);
+    if (known) {
+        link_put(known);
+        return;
+    }
+    int u = -1, accepted = 0;   /* a candidate stays one: handshake_give_up closes it */
+    for (int i = 0; i < NCANDIDATES && u < 0; i++)
+        u = s->candidates[i];
+    if (u < 0) {
+        u = libc.accept4(s->offer_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        accepted = 1;
+    }
+    if (u < 0)
+        return;
+    struct answer_msg a;
+    struct iovec iov = { &a, sizeof a };
+    union {
+        char buf[CMSG_SPACE(8 * sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
+                        .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf };
+    ssize_t n = libc.recvmsg(u, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    int fds[ANSWER_FDS + 1], nfds = n > 0 ? handshake_received_fds(&m, fds, ANSWER_FDS + 1) : 0;
+    int consumed = 0;
+    struct lf_link *l = NULL;
+    if (n > 0 && answer_parse(&a, (size_t)n, nfds, m.msg_flags, &a) == 0) {
+        int fresh = (a.flags & ANSWER_NEW_LINK) != 0;
+        l = link_find(a.link_id, a.ring_size);
+        if (!l && fresh) {
+            l = link_adopt(fds, a.link_id, a.ring_size, unix_peer_pid(u));
+            consumed = 4;   /* the link's now, or closed */
+        }
+    }
+    if (l) {
+        link_note_dst(l, &s->dst, (a.flags & ANSWER_ALONE) != 0);
+        link_put(l);
+    }
+    close_all(fds + consumed, nfds - consumed);
+    if (accepted)
+        libc.close_own(u);
 }

@@ -123,8 +123,9 @@ static inline void lf_unlock(pthread_mutex_t *m)
 
 /* ---- shm.c: the per-connection shared memory ---- */
 #define LF_MAGIC   0x6c6f6f70u   /* "loop" */
-#define LF_VERSION 6u   /* 3: slots of a region per pair of processes (link.c); 4: one doorbell an end;
-                         * 5: one doorbell an end per region, news bits; 6: the region's channel */
+#define LF_VERSION 7u   /* 3: slots of a region per pair of processes (link.c); 4: one doorbell an end;
+                         * 5: one doorbell an end per region, news bits; 6: the region's channel;
+                         * 7: requests in the region (request.c) */
 #define LF_HEADER_SIZE 4096u
 
 enum { LF_CLIENT = 0, LF_SERVER = 1 };
@@ -174,14 +175,21 @@ struct lf_conn;
 /* ---- link.c: one region of shared memory per pair of processes ----
  * Page 0 of a region: this header and one lease word per slot; slot k at
  * LF_HEADER_SIZE + k * slot_size, one connection's header page and rings. */
-#define LINK_SLOTS 952u          /* what fits a page with the leases and news bits */
+#define LINK_SLOTS 920u          /* what fits a page with the requests, leases and news bits */
+#define LINK_REQUESTS 16u        /* a client's connections asked for at once (request.c) */
 #define LINK_WORDS ((LINK_SLOTS + 63) / 64)
 #define LEASE_PUNCHING 0x80000000u   /* the last holder is giving the slot's pages back */
 struct lf_region {
     uint32_t magic, version;
     uint64_t ring_size;               /* of every slot; written once by the server */
     int32_t client_pid;               /* the client process holding it as a link (0: none) */
-    uint32_t pad;
+    /* server: 1 while it hands out slots of this region, so a client may
+     * ask for later connections in it (request.c) */
+    uint32_t requests;
+    /* A later connection asked for by the client: its TCP socket's inode
+     * << 32 | a tag << 16 | the slot + 1 the server answered (0: not yet).
+     * Written by the client (asked, withdrawn), answered by the server. */
+    uint64_t request[LINK_REQUESTS];
     uint32_t lease[LINK_SLOTS];       /* processes holding the slot, +1 for an answer not taken */
     /* [side]: the slots whose peer rang that side's doorbell since that
      * side's epoll sets last looked (link_note_news, epoll.c) */
@@ -225,8 +233,15 @@ struct lf_link {
     int refs;                 /* connections of this process on it (and callers) */
     int listed;
     uint64_t idle_since;      /* client: listed with no connection since */
+    /* client: the server address whose answers came from this region, so
+     * that later connections to it are asked for here (request.c) */
+    struct sockaddr_storage dst;
+    struct link_proof *proofs;   /* client: the server's proofs read, by slot (request.c) */
+    unsigned proofs_unread;      /* client: answers let go since the channel was last read */
     struct lf_link *next;
 };
+/* client: a server's proof read from the channel (request.c) */
+struct link_proof { uint64_t nonce, ino, dev; int wanted; };
 struct lf_link *link_create(uint64_t ring_size);            /* server: a new region, unlisted */
 /* client: fds = the region, the server's doorbell, ours, the channel (owned from here on) */
 struct lf_link *link_adopt(const int fds[4], uint64_t id, uint64_t ring_size, pid_t server);
@@ -263,6 +278,13 @@ void link_exec_failed(void);
 void link_give_back(struct lf_conn *c);                    /* one part of the slot's lease */
 int link_drop_idle(void);                                  /* out of descriptors: freed */
 void link_after_fork_child(void);
+/* request.c's part: which region serves a destination, and its requests */
+struct lf_link *link_for_dst(const struct sockaddr_storage *dst);   /* client: a ref, or NULL */
+/* alone: the answer's listener is its process's alone (ANSWER_ALONE) */
+void link_note_dst(struct lf_link *l, const struct sockaddr_storage *dst, int alone);
+/* server: the listed region of ours in which the client socket `ino` was
+ * asked for (a ref), the request's index and word; NULL: none */
+struct lf_link *link_requested(uint64_t ino, uint32_t *idx, uint64_t *word);
 
 /* ---- trim.c: a ring's pages given back once its connection is idle ---- */
 #define TRIM_KEEP (24u << 10)    /* bytes of a ring an idle connection may keep touched */
@@ -367,6 +389,7 @@ struct lf_conn *spare_take(void);    /* the spare, or a new one; NULL on failure
 void spare_return(struct lf_conn *c, int connect_errno);   /* its connect to the offer failed */
 int spare_drop(void);                /* out of descriptors: descriptors freed */
 void spare_transplant(struct lf_conn *spare, struct lf_conn *c);   /* its descriptors to c */
+int spare_take_epoll(int *where);    /* the spare's proof epoll alone (request.c); -1: none */
 
 /* ---- reap.c: closed connections' leftovers, released before a wait ---- */
 void reap_conn(struct lf_conn *c);   /* conn_free, later */
@@ -427,7 +450,17 @@ struct lf_sock {
     int timeo_confined[2];    /* sandbox.c: SO_RCVTIMEO, SO_SNDTIMEO (ms, -1 none) when confined */
     int bufsize_set;          /* bufsize.c: SO_SNDBUF / SO_RCVBUF the program set */
     struct sockaddr_storage bound;
+    /* PENDING, asked for in a region (request.c) instead of offered */
+    struct lf_link *req_link;
+    uint64_t req_word;        /* what we wrote in request[req_idx] */
+    uint32_t req_idx;
+    int req_slot;             /* the slot the server answered (-1: none seen yet) */
+    struct sockaddr_storage dst;   /* PENDING: where it connected */
+    int dst_alone;            /* PENDING: its answer came from a listener alone (ANSWER_ALONE) */
+    unsigned born_forks;      /* lf_forks when it was made: a listener older than a fork is shared */
+    int reuseport;            /* OPTIN listener: SO_REUSEPORT, -1 not asked yet (interpose.c) */
 };
+extern unsigned lf_forks;     /* fork() calls this process went through, as parent or child */
 enum { BOUND_UNKNOWN, BOUND_SPECIFIC, BOUND_WILDCARD };
 
 static inline int sock_kind(struct lf_sock *s)
@@ -471,9 +504,11 @@ int is_wildcard(const struct sockaddr *sa);
 void handshake_offer(struct lf_sock *s, int fd, const struct sockaddr *dst);
 /* ends: the connection's local and peer address where known (family 0 where
  * not); the rest is asked of the kernel. */
-void handshake_answer(int fd, struct sockaddr_storage ends[2]);
+void handshake_answer(int fd, struct sockaddr_storage ends[2], int alone);
 int handshake_take_answer(struct lf_sock *s, int fd);
-void handshake_unanswered(struct lf_conn *c);   /* before a server end goes: the client's lease part */
+/* before a server end goes: the client's part of the lease; 1 revoked (the
+ * client never switched, nor will: both directions are the kernel's alone) */
+int handshake_unanswered(struct lf_conn *c);
 
 /* ---- answer.c: the messages and the server's proof, as received ---- */
 /* The answer: the region's memfd, the server's doorbell and the client's,
@@ -482,6 +517,7 @@ void handshake_unanswered(struct lf_conn *c);   /* before a server end goes: the
  * holds it; the server's proof, an epoll holding its TCP socket. */
 #define ANSWER_FDS 5
 #define ANSWER_NEW_LINK 1u
+#define ANSWER_ALONE 2u    /* no other process accepts on the listener: later connections may ask */
 struct answer_msg {
     uint32_t magic, version;
     uint64_t ring_size;
@@ -502,6 +538,35 @@ int proof_parse(const void *buf, size_t n, int nfds, int msg_flags, struct proof
  * inode and device (kernel encoding) it returns. */
 int fdinfo_only_target(const char *text, uint64_t *ino, uint64_t *dev);
 void handshake_give_up(struct lf_sock *s);
+/* shared with request.c */
+int handshake_send_fds(int u, const void *head, size_t len, const int *fds, int nfds);
+int handshake_received_fds(struct msghdr *m, int *fds, int max);
+int handshake_server_socket(int fd, struct diag_result *server);
+int handshake_proof_room(void);
+/* the one file epoll `ep` holds (the server's proof, 4.7): 0 and its inode
+ * and device as fdinfo prints them, -1 when it holds none or several */
+int handshake_epoll_target(int ep, uint64_t *ino, uint64_t *dev);
+/* one message of a region's channel, shaped as a proof: recvmsg's count,
+ * its descriptors (up to 2 kept, extras closed) and flags */
+ssize_t handshake_recv_proof(int chan, int flags, struct proof_msg *p, int fds[2], int *nfds,
+                             int *msg_flags);
+/* the client's end of an answer it checked (its part of the lease taken,
+ * its proof sent, the socket switched): 1, or 0 and c freed */
+int handshake_switch(struct lf_sock *s, struct lf_conn *c, uint64_t nonce, int fd);
+uint64_t handshake_sockfs_dev(void);   /* sockfs's device, as fdinfo prints it */
+int handshake_server_end(struct lf_conn *c, int fd, const struct diag_result *client,
+                         const struct sockaddr_storage ends[2]);
+int handshake_commit(int fd, struct lf_conn *c, int (*tell)(struct lf_conn *, void *), void *arg);
+void handshake_keep_region(struct lf_sock *s);   /* a pending client closing (4.3) */
+
+/* ---- request.c: later connections asked for in a region both hold ---- */
+int request_post(struct lf_sock *s, uint64_t ino);   /* client, in connect(): 0 asked */
+int request_answered(struct lf_sock *s);             /* client: 1 the server answered */
+int request_take(struct lf_sock *s, int fd);         /* client: 1 switched */
+void request_withdraw(struct lf_sock *s);            /* client: the socket gives up */
+void request_missed(struct lf_sock *s);              /* client: TCP spoke, no answer came */
+/* server, in accept(): 1 the connection was asked for and is answered */
+int request_answer(int fd, const struct diag_result *client, struct sockaddr_storage ends[2]);
 
 /* ---- conn.c ---- */
 ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags);

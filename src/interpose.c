@@ -425,6 +425,25 @@ static void listener_address(struct lf_sock *l, int listen_fd, struct sockaddr_s
     lf_unlock(&l->lock);
 }
 
+/* Whether no other process accepts this listener's connections: none
+ * shares the socket (it was made after this process's last fork) nor its
+ * port (SO_REUSEPORT, asked once).  Then a client may ask for its later
+ * connections in its region (request.c) instead of offering. */
+static int listener_alone(struct lf_sock *l, int listen_fd)
+{
+    if (l->born_forks != __atomic_load_n(&lf_forks, __ATOMIC_RELAXED))
+        return 0;
+    lf_lock(&l->lock);
+    if (l->reuseport < 0) {
+        int on = 1;
+        socklen_t n = sizeof on;
+        l->reuseport = getsockopt(listen_fd, SOL_SOCKET, SO_REUSEPORT, &on, &n) < 0 || on;
+    }
+    int alone = !l->reuseport;
+    lf_unlock(&l->lock);
+    return alone;
+}
+
 /* accept() or accept4(): the answer's memory and doorbells are made before
  * it waits, not between the client's SYN and its reply (spare.c), and
  * leftovers of closed connections go then too (reap.c).  The peer's address
@@ -448,7 +467,7 @@ static int accept_any(int listen_fd, struct sockaddr *addr, socklen_t *len, int 
         if (addr && *len <= given && *len <= sizeof ends[1])
             memcpy(&ends[1], addr, *len);
         listener_address(l, listen_fd, &ends[0]);
-        handshake_answer(c, ends);
+        handshake_answer(c, ends, listener_alone(l, listen_fd));
         bufsize_inherit(l, c);
         errno = e;
     }
@@ -650,6 +669,7 @@ LF_EXPORT int fcntl64(int fd, int cmd, ...)
 /* ---- processes ---- */
 
 static unsigned fork_generation;
+unsigned lf_forks;
 
 /* A forked child holds every connection too: count it before it exists. */
 static void count_holder(struct lf_sock *s, void *arg)
@@ -698,6 +718,7 @@ LF_EXPORT pid_t fork(void)
         reap_now();
         spare_drop();
         link_after_fork_child();
+        __atomic_add_fetch(&lf_forks, 1, __ATOMIC_RELAXED);
         return 0;
     }
     fdtable_unlock();
@@ -708,6 +729,7 @@ LF_EXPORT pid_t fork(void)
         errno = e;
     } else {
         link_after_fork_parent();
+        __atomic_add_fetch(&lf_forks, 1, __ATOMIC_RELAXED);
     }
     return pid;
 }

@@ -28,6 +28,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +61,7 @@ struct link_verdicts {
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct lf_link *links;   /* listed: findable for later connections */
 static int idle;                /* listed regions with no connection */
+
 
 static void lock_for_fork(void) { lf_lock(&lock); }
 static void unlock_after_fork(void) { lf_unlock(&lock); }
@@ -114,6 +116,7 @@ static void link_free(struct lf_link *l)
     ownfd_close(&l->chan_peer);
     ownfd_close(&l->verdicts_fd);
     pthread_mutex_destroy(&l->chan_lock);
+    free(l->proofs);
     free(l->ep_news);   /* no connection left: no idle record points into it */
     free(l);
 }
@@ -202,8 +205,10 @@ struct lf_link *link_create(uint64_t ring_size)
         l->chan = pair[0];
         l->chan_peer = pair[1];
         /* the client's proofs queue in its end's send buffer until we read
-         * them (768 bytes each): as many as the kernel allows */
+         * them (768 bytes each), and ours, for requests, in ours until the
+         * client does (request.c): as many as the kernel allows */
         setsockopt(pair[1], SOL_SOCKET, SO_SNDBUF, &most, sizeof most);
+        setsockopt(pair[0], SOL_SOCKET, SO_SNDBUF, &most, sizeof most);
     }
     l->verdicts_fd = memfd_create("lf-verdicts", MFD_CLOEXEC);
     int *const own[] = { &l->fd, &l->bell_mine, &l->bell_peer, &l->chan, &l->chan_peer,
@@ -370,14 +375,36 @@ void link_exec_failed(void)
     lf_unlock(&lock);
 }
 
-/* The oldest listed region with no connection, unlisted; NULL when
- * there is none, or (all == 0) when no more than IDLE_KEPT are.  Lock held. */
+/* A server's region stops taking requests (request.c): 1, unless a
+ * client's request is already there (then it keeps taking them).  The
+ * flag goes first and the words are read after, as the client writes its
+ * word first and reads the flag after: one of the two sees the other. */
+static int stop_requests(struct lf_link *l)
+{
+    if (l->role != LF_SERVER)
+        return 1;
+    __atomic_store_n(&l->region->requests, 0, __ATOMIC_SEQ_CST);
+    for (uint32_t i = 0; i < LINK_REQUESTS; i++) {
+        uint64_t w = __atomic_load_n(&l->region->request[i], __ATOMIC_SEQ_CST);
+        if (w && !(w & 0xffff)) {
+            __atomic_store_n(&l->region->requests, 1, __ATOMIC_SEQ_CST);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The oldest listed region with no connection and no request waiting,
+ * unlisted; NULL when there is none, or (all == 0) when no more than
+ * IDLE_KEPT are.  Lock held. */
 static struct lf_link *evict_locked(int all)
 {
     struct lf_link *oldest = NULL;
     for (struct lf_link *l = links; l; l = l->next)
         if (l->refs == 0 && (!oldest || l->idle_since < oldest->idle_since))
             oldest = l;
+    if (oldest && (all || idle > IDLE_KEPT) && !stop_requests(oldest))
+        return NULL;   /* its client is about to connect: another time */
     if (!oldest || (!all && idle <= IDLE_KEPT))
         return NULL;
     unlist_locked(oldest);
@@ -478,6 +505,7 @@ void link_after_fork_parent(void)
         if (l->role == LF_SERVER && l->refs > 0) {
             *pp = l->next;
             l->listed = 0;
+            stop_requests(l);   /* a request already there stays unanswered: plain */
         } else {
             pp = &l->next;
         }
@@ -570,6 +598,7 @@ void link_list(struct lf_link *l, pid_t peer)
         l->peer = peer;
         list_locked(l);
     }
+    __atomic_store_n(&l->region->requests, 1, __ATOMIC_SEQ_CST);
     lf_unlock(&lock);
 }
 
@@ -578,6 +607,21 @@ void link_forget_peer(struct lf_link *l)
     lf_lock(&lock);
     l->peer = 0;
     lf_unlock(&lock);
+}
+
+/* A nearly full region takes no requests: every request its client may
+ * have written must find a slot (a request nobody answers leaves its
+ * connection plain), and its client offers instead, which a new region
+ * answers.  Counted only once the region is nearly full.  Lock held. */
+static void requests_while_room(struct lf_link *l)
+{
+    uint32_t free_slots = LINK_SLOTS - l->high;
+    for (uint32_t k = 0; k < l->high; k++)
+        free_slots += !__atomic_load_n(&l->region->lease[k], __ATOMIC_RELAXED);
+    if (free_slots <= 2 * LINK_REQUESTS)
+        stop_requests(l);
+    else if (l->listed)
+        __atomic_store_n(&l->region->requests, 1, __ATOMIC_SEQ_CST);
 }
 
 /* A free slot, leased for both ends (the client's part until it takes the
@@ -601,6 +645,8 @@ int link_claim(struct lf_link *l, uint32_t *slot)
         __atomic_store_n(&l->region->lease[*slot], 2, __ATOMIC_RELEASE);
         r = 0;
     }
+    if (l->high + 2 * LINK_REQUESTS >= LINK_SLOTS)
+        requests_while_room(l);
     lf_unlock(&lock);
     return r;
 }
@@ -702,6 +748,85 @@ void link_keep_map(struct lf_link *l, uint32_t slot, void *map)
                                           : map;
     if (old)
         munmap(old, l->slot_size);
+}
+
+/* ---- requests: later connections asked for in a region (request.c) ---- */
+
+static int same_address(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return 0;
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    if (a->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+        return x->sin6_port == y->sin6_port &&
+               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
+    }
+    return 0;
+}
+
+/* A region of ours whose server answered connections to dst, and which we
+ * can still send proofs on (a forked child's copies cannot: it closed the
+ * channel, and its parent may use them). */
+struct lf_link *link_for_dst(const struct sockaddr_storage *dst)
+{
+    lf_lock(&lock);
+    struct lf_link *l = links;
+    while (l && !(l->role == LF_CLIENT && l->chan >= 0 && l->peer > 0 &&
+                  __atomic_load_n(&l->region->client_pid, __ATOMIC_RELAXED) == lf_pid &&
+                  __atomic_load_n(&l->region->requests, __ATOMIC_RELAXED) &&
+                  same_address(&l->dst, dst)))
+        l = l->next;
+    if (l)
+        take_locked(l);
+    lf_unlock(&lock);
+    return l;
+}
+
+/* dst is served by l's server now: later connections to it are asked for
+ * in l (alone: no other process accepts them), or in no region. */
+void link_note_dst(struct lf_link *l, const struct sockaddr_storage *dst, int alone)
+{
+    lf_lock(&lock);
+    for (struct lf_link *o = links; o; o = o->next)
+        if (o->role == LF_CLIENT && same_address(&o->dst, dst))
+            o->dst.ss_family = AF_UNSPEC;
+    if (alone)
+        l->dst = *dst;
+    lf_unlock(&lock);
+}
+
+/* The request for the client socket `ino` among the regions this process
+ * made and hands slots of, whose client holds them.  What a client wrote
+ * there is only a hint: it is answered with a slot whose use still needs
+ * the client's proof (design 4.7). */
+struct lf_link *link_requested(uint64_t ino, uint32_t *idx, uint64_t *word)
+{
+    lf_lock(&lock);
+    struct lf_link *l = links;
+    for (; l; l = l->next) {
+        if (l->role != LF_SERVER || l->owner != lf_pid || l->peer <= 0 || l->chan < 0 ||
+            __atomic_load_n(&l->region->client_pid, __ATOMIC_RELAXED) != l->peer)
+            continue;
+        uint32_t i = 0;
+        for (; i < LINK_REQUESTS; i++) {
+            uint64_t w = __atomic_load_n(&l->region->request[i], __ATOMIC_ACQUIRE);
+            if (w >> 32 == (ino & 0xffffffffu) && (w & 0xffff) == 0) {
+                *idx = i;
+                *word = w;
+                break;
+            }
+        }
+        if (i < LINK_REQUESTS)
+            break;
+    }
+    if (l)
+        take_locked(l);
+    lf_unlock(&lock);
+    return l;
 }
 
 /* ---- the server's verdicts on its clients' proofs (design 4.7) ---- */

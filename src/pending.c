@@ -28,6 +28,8 @@ static int may_switch(const struct lf_sock *s, int is_send)
 /* An answer is queued, or a connection to the offer that will carry one. */
 static int answer_may_be_queued(struct lf_sock *s)
 {
+    if (s->req_link && request_answered(s))
+        return 1;
     for (int i = 0; i < 4; i++)
         if (s->candidates[i] >= 0)
             return 1;
@@ -42,8 +44,11 @@ static void after_tcp_input(struct lf_sock *s, int fd)
 {
     if (sock_kind(s) != LF_PENDING)
         return;
-    if (may_switch(s, 0) ? !handshake_take_answer(s, fd) : !answer_may_be_queued(s))
-        handshake_give_up(s);
+    if (s->req_link && !request_answered(s))
+        request_missed(s);   /* another process accepted it; its offer may be answered */
+    if (may_switch(s, 0) ? handshake_take_answer(s, fd) : answer_may_be_queued(s))
+        return;
+    handshake_give_up(s);
 }
 
 /* One non-blocking attempt under the lock; -EAGAIN, -errno, or a count.  Sets

@@ -131,6 +131,20 @@ struct lf_conn *spare_take(void)
     return c ? c : server_conn();
 }
 
+/* An answer to a request (request.c) sends the proof epoll alone: the
+ * spare keeps the rest, and makes its epoll again before the next wait. */
+int spare_take_epoll(int *where)
+{
+    struct lf_conn *c = take_own();
+    if (!c)
+        return ownfd_new(where, epoll_make_own());
+    *where = c->proof_ep;
+    ownfd_moved(c->proof_ep, where);
+    c->proof_ep = -1;
+    spare_return(c, ECONNREFUSED);
+    return *where;
+}
+
 /* An answer that was not sent (the client made no offer: its name refused
  * the connection, or its backlog is full): the spare, untouched, is kept
  * for the next one.  A unix socket whose connect failed so is unchanged. */

@@ -157,11 +157,27 @@ static pid_t start_server(enum transport t, enum workload w, size_t size, double
 {
     char what[64];
     snprintf(what, sizeof what, "%s %s", transport_name(t), workload_names[w]);
-    int l = sock_listen(t, addr, len);
+    /* The server makes its own listener, as a server does: one made before
+     * a fork counts as shared, and loopfast then keeps offering for each
+     * connection instead of asking in the pair's region (design 4.8). */
+    int tell[2];
+    if (pipe(tell) < 0)
+        die("cannot make a pipe for the %s benchmark: %s; check `ulimit -n`", what, strerror(errno));
     pid_t pid = child_start(what, seconds);
-    if (pid == 0)
+    if (pid == 0) {
+        close(tell[0]);
+        int l = sock_listen(t, addr, len);
+        if (write_full(tell[1], addr, sizeof *addr) != sizeof *addr ||
+            write_full(tell[1], len, sizeof *len) != sizeof *len)
+            _exit(1);
+        close(tell[1]);
         _exit(serve(t, l, w, size, report));
-    close(l);
+    }
+    close(tell[1]);
+    if (read_full(tell[0], addr, sizeof *addr) != sizeof *addr ||
+        read_full(tell[0], len, sizeof *len) != sizeof *len)
+        die("the server of the %s benchmark did not start", what);
+    close(tell[0]);
     return pid;
 }
 

@@ -1,0 +1,271 @@
+/*
+ * request.c - later connections between two processes that already share a
+ * region, asked for in that region instead of offered (docs/design.md, 4.8).
+ *
+ * A client remembers, per region, the server address whose answers came
+ * from it.  Its next connect() there makes no offer (no unix listener): it
+ * writes its TCP socket's inode in one of the region's request words.  The
+ * server's accept() looks the client socket up as for an offer (sock_diag),
+ * finds the inode in a region of its own, takes a free slot, sends its
+ * proof on the region's channel (the epoll holding its TCP socket, 4.7) and
+ * writes the slot in the word, before accept() returns: so a client that
+ * read a TCP byte and finds no slot in its word will never get one.  The
+ * client switches as it would after an answer (its first exchange stays on
+ * TCP): it reads the server's proof from the channel, checks it, takes its
+ * part of the slot's lease and sends its own proof.  Nothing is made for
+ * the connection on either end.
+ *
+ * What a request word says is a hint, as an offer's name is: the server
+ * answers a request only in a region whose client holds it, and neither
+ * end switches before the other proved, with the kernel as witness, that it
+ * holds its end of the TCP connection.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+
+#include "internal.h"
+
+#define TAG_BITS 0xffffffffffff0000ull   /* the inode and our tag: whose request it is */
+#define DROPS_PER_READ 16                /* answers let go before their proofs are read away */
+
+/* ---- client ---- */
+
+/* TCP spoke and no answer came: the destination has another acceptor now
+ * (a server that was alone forked, or handed its listener on).  The next
+ * connection there offers, and its answer says whether to ask again. */
+void request_missed(struct lf_sock *s)
+{
+    link_note_dst(s->req_link, &s->dst, 0);
+    request_withdraw(s);
+}
+
+int request_post(struct lf_sock *s, uint64_t ino)
+{
+    static uint16_t next_tag;
+    if (!s->dst.ss_family)
+        return -1;
+    struct lf_link *l = link_for_dst(&s->dst);
+    if (!l)
+        return -1;
+    uint64_t tag = __atomic_add_fetch(&next_tag, 1, __ATOMIC_RELAXED);
+    uint64_t w = (ino & 0xffffffffu) << 32 | tag << 16;
+    for (uint32_t i = 0; i < LINK_REQUESTS; i++) {
+        uint64_t free_word = 0;
+        if (__atomic_compare_exchange_n(&l->region->request[i], &free_word, w, 0,
+                                        __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
+            /* A server that stops answering here clears `requests` first
+             * and then looks for requests: one of us sees the other. */
+            if (!__atomic_load_n(&l->region->requests, __ATOMIC_SEQ_CST) &&
+                __atomic_compare_exchange_n(&l->region->request[i], &w, 0, 0, __ATOMIC_SEQ_CST,
+                                            __ATOMIC_RELAXED))
+                break;   /* withdrawn unseen: this one offers */
+            s->req_link = l;
+            s->req_idx = i;
+            s->req_word = w;
+            s->req_slot = -1;
+            return 0;
+        }
+    }
+    link_put(l);   /* all asked already: this one offers */
+    return -1;
+}
+
+/* The proofs the server sent for slots whose client socket waits for one
+ * (read_word set `wanted`); NULL when there is no memory for them. */
+static struct link_proof *proofs_of(struct lf_link *l)
+{
+    if (!l->proofs)
+        l->proofs = calloc(LINK_SLOTS, sizeof *l->proofs);
+    return l->proofs;
+}
+
+/* Whether the proof for slot k is one a socket of ours waits for: its
+ * answer was read, or is still in a request word.  Channel lock held. */
+static int proof_wanted(struct lf_link *l, uint32_t k)
+{
+    if (l->proofs[k].wanted)
+        return 1;
+    for (uint32_t i = 0; i < LINK_REQUESTS; i++) {
+        uint64_t w = __atomic_load_n(&l->region->request[i], __ATOMIC_ACQUIRE);
+        if (w && (w & 0xffff) == k + 1)
+            return 1;
+    }
+    return 0;
+}
+
+/* What a proof's epoll holds, recorded; the epoll itself is closed. */
+static void record_proof(struct lf_link *l, const struct proof_msg *p, int ep)
+{
+    uint64_t ino, dev;
+    if (handshake_epoll_target(ep, &ino, &dev) == 0) {
+        l->proofs[p->slot].nonce = p->nonce;
+        l->proofs[p->slot].ino = ino;
+        l->proofs[p->slot].dev = dev;
+    }
+}
+
+/* Reads the server's proofs queued on the channel: the ones a socket of
+ * ours waits for are recorded, the others (connections that never switched)
+ * dropped.  Channel lock held. */
+static void read_proofs(struct lf_link *l)
+{
+    for (int budget = 4 * DROPS_PER_READ; budget > 0; budget--) {
+        struct proof_msg p;
+        int fds[2], nfds, flags;
+        ssize_t n = handshake_recv_proof(l->chan, 0, &p, fds, &nfds, &flags);
+        if (n < 0)
+            return;
+        if (n == 0 && !nfds && !(flags & MSG_CTRUNC))
+            return;   /* the server's end is gone */
+        if (proof_parse(&p, (size_t)n, nfds, flags, &p) == 0 && proof_wanted(l, p.slot))
+            record_proof(l, &p, fds[0]);
+        for (int i = 0; i < nfds; i++)
+            libc.close_own(fds[i]);
+    }
+}
+
+/* Our request word, read: 1 the server answered (the slot in req_slot,
+ * the word free again), 0 not yet, -1 never (the word was taken from us). */
+static int read_word(struct lf_sock *s)
+{
+    if (s->req_slot >= 0)
+        return 1;
+    if (!s->req_word)
+        return -1;
+    struct lf_link *l = s->req_link;
+    uint64_t *word = &l->region->request[s->req_idx];
+    uint64_t w = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+    uint32_t slot = (uint32_t)(w & 0xffff) - 1;
+    uint64_t mine = s->req_word;
+    if ((w & TAG_BITS) == mine && !(w & 0xffff))
+        return 0;
+    s->req_word = 0;
+    if ((w & TAG_BITS) != mine || slot >= LINK_SLOTS)
+        return -1;   /* scribbled on by the peer: no answer to believe */
+    lf_lock(&l->chan_lock);
+    struct link_proof *proofs = proofs_of(l);
+    if (proofs)
+        proofs[slot].wanted = 1;   /* before the word goes: read_proofs keeps it */
+    lf_unlock(&l->chan_lock);
+    __atomic_compare_exchange_n(word, &w, 0, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+    s->req_slot = proofs ? (int)slot : -1;
+    return proofs ? 1 : -1;
+}
+
+int request_answered(struct lf_sock *s)
+{
+    return read_word(s) > 0;
+}
+
+/* The server's proof for our slot, taken out of the record: 0 when it
+ * never came (lost with a descriptor that could not be received). */
+static struct link_proof take_recorded(struct lf_link *l, uint32_t slot)
+{
+    lf_lock(&l->chan_lock);
+    if (!l->proofs[slot].nonce)
+        read_proofs(l);
+    struct link_proof got = l->proofs[slot];
+    memset(&l->proofs[slot], 0, sizeof l->proofs[slot]);
+    lf_unlock(&l->chan_lock);
+    return got;
+}
+
+int request_take(struct lf_sock *s, int fd)
+{
+    int answered = read_word(s);
+    if (answered < 0)
+        request_withdraw(s);   /* lost: its offer, if any, may still be answered */
+    if (answered <= 0)
+        return 0;
+    struct lf_link *l = s->req_link;
+    uint32_t slot = (uint32_t)s->req_slot;
+    struct link_proof got = take_recorded(l, slot);
+    s->req_slot = -1;   /* its record is gone: nothing left to let go */
+    struct diag_result server;
+    struct lf_conn *c = NULL;
+    if (got.nonce && handshake_server_socket(fd, &server) > 0 && server.inode == got.ino &&
+        got.dev == handshake_sockfs_dev() && link_covers(l, slot))
+        c = shm_slot(l, slot, LF_CLIENT, 0);
+    if (c)
+        c->leased_by = 0;   /* our part of the lease is ours once we took the offer */
+    s->req_link = NULL;   /* the connection holds the region now, or nothing does */
+    s->dst_alone = 1;     /* its server still answers here */
+    link_put(l);
+    if (c && handshake_switch(s, c, got.nonce, fd))
+        return 1;
+    handshake_give_up(s);
+    return 0;
+}
+
+/* A socket that gives up its request: its word goes back to free, and the
+ * proof of an answer it will not take is read away with the next few. */
+void request_withdraw(struct lf_sock *s)
+{
+    struct lf_link *l = s->req_link;
+    if (s->req_word) {
+        uint64_t mine = s->req_word;
+        if (!__atomic_compare_exchange_n(&l->region->request[s->req_idx], &mine, 0, 0,
+                                         __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+            read_word(s);   /* answered meanwhile: its proof is queued */
+        s->req_word = 0;
+    }
+    if (s->req_slot >= 0) {
+        lf_lock(&l->chan_lock);
+        memset(&l->proofs[s->req_slot], 0, sizeof l->proofs[s->req_slot]);
+        if (++l->proofs_unread >= DROPS_PER_READ) {
+            l->proofs_unread = 0;
+            read_proofs(l);
+        }
+        lf_unlock(&l->chan_lock);
+        s->req_slot = -1;
+    }
+    s->req_link = NULL;
+    link_put(l);
+}
+
+/* ---- server ---- */
+
+struct request_spot { uint32_t idx; uint64_t word; };
+
+/* The proof goes on the region's channel first, then the slot in the
+ * request word: a client that sees its slot finds the proof queued. */
+static int tell_request(struct lf_conn *c, void *arg)
+{
+    struct request_spot *at = arg;
+    struct proof_msg p = { LF_MAGIC, LF_VERSION, c->slot, 0, c->nonce };
+    uint64_t asked = at->word;
+    return handshake_send_fds(c->link->chan, &p, sizeof p, &c->proof_ep, 1) == 0 &&
+                   __atomic_compare_exchange_n(&c->link->region->request[at->idx], &asked,
+                                               asked | (c->slot + 1), 0, __ATOMIC_SEQ_CST,
+                                               __ATOMIC_RELAXED)
+               ? 0
+               : -1;   /* withdrawn: the proof sent is read away by the client */
+}
+
+int request_answer(int fd, const struct diag_result *client, struct sockaddr_storage ends[2])
+{
+    struct request_spot at;
+    struct lf_link *l = link_requested(client->inode, &at.idx, &at.word);
+    if (!l)
+        return 0;
+    uint32_t slot;
+    struct lf_conn *c = NULL;
+    if (handshake_proof_room() && link_claim(l, &slot) == 0) {
+        c = shm_slot(l, slot, LF_SERVER, 1);
+        if (!c)
+            __atomic_store_n(&l->region->lease[slot], 0, __ATOMIC_RELEASE);
+    }
+    link_put(l);
+    if (!c)
+        return 0;   /* no slot (the region filled): an offer, if any, may be answered */
+    if (spare_take_epoll(&c->proof_ep) < 0 || handshake_server_end(c, fd, client, ends) < 0) {
+        if (c->proof_ep < 0)
+            link_give_back(c);
+        conn_free(c);
+        return 1;
+    }
+    handshake_commit(fd, c, tell_request, &at);
+    return 1;
+}

@@ -1,0 +1,210 @@
+/* Later connections between two processes that already share a region are
+ * asked for in it, with no offer (docs/design.md, 4.8), when the server's
+ * listener is its process's alone; a listener made before a fork or with
+ * SO_REUSEPORT keeps offers, and a server that restarted costs one plain
+ * connection.  Every shape runs over kernel TCP too, every byte is echoed
+ * and checked, and whether a connection offered is read from the kernel's
+ * list of unix sockets (/proc/net/unix), not from loopfast.
+ *
+ * Each connection: connect; one exchange (a short connection closes here);
+ * then two more, after which a long one must be fast. */
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "helpers.h"
+
+#define CONNS 12
+
+enum shape { ALONE, FORKED_LISTENER, REUSEPORT };
+static const char *const shape_name[] = { "listener alone", "listener made before fork",
+                                          "SO_REUSEPORT listener" };
+
+static int make_listener(int optin, int reuseport, int port, struct sockaddr_storage *addr,
+                         socklen_t *len)
+{
+    struct sockaddr_in *in = (struct sockaddr_in *)addr;
+    memset(addr, 0, sizeof *addr);
+    in->sin_family = AF_INET;
+    in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    in->sin_port = htons((uint16_t)port);
+    *len = sizeof *in;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    CHECK(fd >= 0, "socket: %s", strerror(errno));
+    CHECK(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0, "SO_REUSEADDR");
+    if (reuseport)
+        CHECK(setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == 0, "SO_REUSEPORT");
+    if (optin)
+        CHECK(opt_in(fd) == 0, "opt in listener: %s", strerror(errno));
+    CHECK(bind(fd, (struct sockaddr *)addr, *len) == 0, "bind: %s", strerror(errno));
+    CHECK(listen(fd, 64) == 0, "listen: %s", strerror(errno));
+    CHECK(getsockname(fd, (struct sockaddr *)addr, len) == 0, "getsockname");
+    return fd;
+}
+
+/* Echoes one connection at a time, forever. */
+static void serve(int l)
+{
+    static char buf[1 << 16];
+    for (;;) {
+        int c = accept(l, NULL, NULL);
+        if (c < 0)
+            _exit(1);
+        ssize_t n;
+        while ((n = read(c, buf, sizeof buf)) > 0)
+            if (write_full(c, buf, (size_t)n) != n)
+                _exit(1);
+        close(c);
+    }
+}
+
+/* A server process.  listener >= 0: it serves that one (made before the
+ * fork); else it makes its own on `port` (0: any) and tells the address. */
+static pid_t start_server(int optin, int listener, int reuseport, int port,
+                          struct sockaddr_storage *addr, socklen_t *len)
+{
+    int tell[2];
+    CHECK(pipe(tell) == 0, "pipe");
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork");
+    if (pid == 0) {
+        alarm(60);
+        close(tell[0]);
+        if (listener < 0)
+            listener = make_listener(optin, reuseport, port, addr, len);
+        if (write(tell[1], addr, sizeof *addr) != sizeof *addr)
+            _exit(1);
+        close(tell[1]);
+        serve(listener);
+    }
+    close(tell[1]);
+    CHECK(read(tell[0], addr, sizeof *addr) == sizeof *addr, "server did not start");
+    close(tell[0]);
+    *len = sizeof(struct sockaddr_in);
+    return pid;
+}
+
+/* Whether a unix socket named after fd's inode (an offer) exists now. */
+static int offered(int fd)
+{
+    struct stat st;
+    char want[64], line[512];
+    CHECK(fstat(fd, &st) == 0, "fstat");
+    snprintf(want, sizeof want, "@loopfast-offer-%llu\n", (unsigned long long)st.st_ino);
+    FILE *f = fopen("/proc/net/unix", "r");
+    CHECK(f, "/proc/net/unix: %s", strerror(errno));
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        size_t n = strlen(line), w = strlen(want);
+        found = n >= w && strcmp(line + n - w, want) == 0;
+    }
+    fclose(f);
+    return found;
+}
+
+static void exchange(int fd, unsigned seed)
+{
+    char out[700], in[700];
+    for (size_t k = 0; k < sizeof out; k++)
+        out[k] = (char)(seed * 31 + k * 7);
+    CHECK(write_full(fd, out, sizeof out) == sizeof out, "write: %s", strerror(errno));
+    CHECK(read_full(fd, in, sizeof in) == sizeof in, "read: %s", strerror(errno));
+    CHECK(memcmp(in, out, sizeof in) == 0, "echo differs");
+}
+
+struct tally { int offers, fast, long_ones; };
+
+/* One connection: short ones close after their first exchange. */
+static void one_connection(const struct sockaddr_storage *addr, socklen_t len, int optin,
+                           int is_short, unsigned seed, struct tally *t)
+{
+    int fd = connect_to(addr, len, optin);
+    t->offers += offered(fd);
+    exchange(fd, seed);
+    if (!is_short) {
+        exchange(fd, seed + 1);
+        exchange(fd, seed + 2);
+        t->fast += loopfast_fd_is_fast(fd) == 1;
+        t->long_ones++;
+    }
+    close(fd);
+}
+
+static struct tally run_shape(enum shape sh, int optin)
+{
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int l = sh == FORKED_LISTENER ? make_listener(optin, 0, 0, &addr, &len) : -1;
+    pid_t server = start_server(optin, l, sh == REUSEPORT, 0, &addr, &len);
+    if (l >= 0)
+        close(l);
+    struct tally t = { 0, 0, 0 };
+    for (int i = 0; i < CONNS; i++)
+        one_connection(&addr, len, optin, i % 2 == 0, (unsigned)i * 3, &t);
+    kill(server, SIGKILL);
+    waitpid(server, NULL, 0);
+    printf("%s, %s: %d of %d connections offered, %d of %d long ones fast\n",
+           optin ? "loopfast" : "kernel", shape_name[sh], t.offers, CONNS, t.fast, t.long_ones);
+    return t;
+}
+
+/* The server process dies and another one listens on the same port: the
+ * client's region is the dead one's.  Its first request is answered by
+ * nobody (plain, correct), the next connection offers, later ones ask. */
+static void restart(int optin)
+{
+    struct sockaddr_storage addr;
+    socklen_t len;
+    pid_t server = start_server(optin, -1, 0, 0, &addr, &len);
+    int port = ntohs(((struct sockaddr_in *)&addr)->sin_port);
+    struct tally before = { 0, 0, 0 }, after = { 0, 0, 0 };
+    for (int i = 0; i < 4; i++)
+        one_connection(&addr, len, optin, 0, (unsigned)i, &before);
+    kill(server, SIGKILL);
+    waitpid(server, NULL, 0);
+    server = start_server(optin, -1, 0, port, &addr, &len);
+    int fast[6];
+    for (int i = 0; i < 6; i++) {
+        struct tally one = { 0, 0, 0 };
+        one_connection(&addr, len, optin, 0, 100u + (unsigned)i, &one);
+        fast[i] = one.fast;
+        after.fast += one.fast;
+        after.offers += one.offers;
+    }
+    kill(server, SIGKILL);
+    waitpid(server, NULL, 0);
+    printf("%s, server restarted: before %d of 4 fast; after %d of 6 fast (%d offered)\n",
+           optin ? "loopfast" : "kernel", before.fast, after.fast, after.offers);
+    if (optin) {
+        CHECK(before.fast == 4, "before the restart %d of 4 fast", before.fast);
+        CHECK(!fast[0] && after.offers >= 1, "the first connection after a restart");
+        CHECK(fast[2] && fast[3] && fast[4] && fast[5], "after a restart the pair is fast again");
+    }
+}
+
+int main(void)
+{
+    alarm(120);
+    for (int optin = 0; optin <= 1; optin++) {
+        struct tally alone = run_shape(ALONE, optin);
+        struct tally forked = run_shape(FORKED_LISTENER, optin);
+        struct tally shared = run_shape(REUSEPORT, optin);
+        if (!optin) {
+            CHECK(!alone.offers && !alone.fast && !forked.fast && !shared.fast,
+                  "kernel TCP: nothing offered, nothing fast");
+            continue;
+        }
+        /* the first contact offers; its short connection leaves the client
+         * the region, where every later connection asks */
+        CHECK(alone.offers == 1, "listener alone: %d connections offered, want 1", alone.offers);
+        CHECK(forked.offers == CONNS, "listener from before a fork: %d of %d offered",
+              forked.offers, CONNS);
+        CHECK(shared.offers == CONNS, "SO_REUSEPORT: %d of %d offered", shared.offers, CONNS);
+        CHECK(alone.fast == alone.long_ones && forked.fast == forked.long_ones &&
+                  shared.fast == shared.long_ones,
+              "long connections not all fast: %d, %d, %d of %d", alone.fast, forked.fast,
+              shared.fast, alone.long_ones);
+    }
+    restart(0);
+    restart(1);
+    return 0;
+}
