@@ -15,16 +15,30 @@
  * it always does.
  *
  * Which sizes the program set: setsockopt is seen on sockets loopfast
- * tracks (all TCP sockets in LOOPFAST_MODE=all); a size set before
- * loopfast_ioctl is recognised at opt-in because it differs from the
- * kernel's initial one (tcp_wmem[1], tcp_rmem[1]); an accepted connection
- * inherits its listener's, as the kernel copies them.
+ * tracks (all TCP sockets in LOOPFAST_MODE=all), and noted by descriptor
+ * number on the sockets this process made with socket() before it opted
+ * them in, so that opting in asks the kernel nothing; on a socket made
+ * elsewhere (inherited, received), a size set before loopfast_ioctl is
+ * recognised at opt-in because it differs from the kernel's initial one
+ * (tcp_wmem[1], tcp_rmem[1]); an accepted connection inherits its
+ * listener's, as the kernel copies them.
  */
 #include <stdio.h>
 
 #include "internal.h"
 
-enum { SET_SND = 1, SET_RCV = 2 };
+enum { SET_SND = 1, SET_RCV = 2, MADE_HERE = 4 };
+
+/* By descriptor number: MADE_HERE for a socket our socket() returned,
+ * with the sizes set on it since (cleared when the number is closed). */
+#define NOTED_FDS 65536
+static uint8_t noted[NOTED_FDS];
+
+void bufsize_socket_made(int fd, int made)
+{
+    if (fd >= 0 && fd < NOTED_FDS)
+        __atomic_store_n(&noted[fd], made ? MADE_HERE : 0, __ATOMIC_RELAXED);
+}
 
 static uint32_t reported(int fd, int optname)
 {
@@ -56,6 +70,9 @@ void bufsize_set(int fd, int level, int optname)
 {
     int set = which(level, optname);
     struct lf_sock *s = set ? fdtable_acquire(fd) : NULL;
+    if (!s && set && fd >= 0 && fd < NOTED_FDS &&
+        (__atomic_load_n(&noted[fd], __ATOMIC_RELAXED) & MADE_HERE))
+        __atomic_fetch_or(&noted[fd], set, __ATOMIC_RELAXED);
     if (!s)
         return;
     lf_lock(&s->lock);
@@ -97,6 +114,11 @@ static uint32_t initial(const char *path)
 
 void bufsize_at_optin(struct lf_sock *s, int fd)
 {
+    uint8_t seen = fd >= 0 && fd < NOTED_FDS ? __atomic_load_n(&noted[fd], __ATOMIC_RELAXED) : 0;
+    if (seen & MADE_HERE) {
+        __atomic_fetch_or(&s->bufsize_set, seen & (SET_SND | SET_RCV), __ATOMIC_RELAXED);
+        return;
+    }
     static uint32_t snd0, rcv0;   /* threads may race to fill them in: they agree */
     if (!snd0)
         snd0 = initial("/proc/sys/net/ipv4/tcp_wmem");

@@ -141,6 +141,7 @@ struct lf_sock *sock_new(int kind)
     s->pending_tx = s->pending_rx = 0;
     s->pending_shut_wr = 0;
     s->pending_calls = 0;
+    s->tcp_readers = 0;
     s->bound_state = BOUND_UNKNOWN;
     s->nonblock_seen = -1;
     s->timeo_confined[0] = s->timeo_confined[1] = -1;

@@ -761,6 +761,8 @@ static int look_up_server(int fd, struct diag_result *server, int *known)
 
 int handshake_take_answer(struct lf_sock *s, int fd)
 {
+    if (s->tcp_readers)
+        return 0;   /* a read in flight would make the switch's byte count wrong */
     if (s->req_link) {
         int r = request_take(s, fd);
         if (r || sock_kind(s) != LF_PENDING || s->offer_fd < 0)

@@ -440,6 +440,7 @@ struct lf_sock {
     uint64_t pending_rx;      /* PENDING: bytes read from TCP */
     int pending_shut_wr;      /* PENDING: shutdown(SHUT_WR) done on TCP: c2s never switches */
     int pending_calls;        /* PENDING: data calls made (pending.c: when to switch) */
+    int tcp_readers;          /* PENDING: reads in flight on TCP, outside the lock (pending.c) */
     struct lf_conn *conn;     /* FAST */
     struct lf_sock *next_free;
     unsigned fork_gen;        /* marks the sock once per fork walk */
@@ -497,6 +498,7 @@ void bufsize_set(int fd, int level, int optname);          /* after a successful
 void bufsize_apply(struct lf_sock *s, struct lf_conn *c, int fd);   /* c becomes s's */
 void bufsize_inherit(struct lf_sock *listener, int fd);    /* an accepted connection */
 void bufsize_at_optin(struct lf_sock *s, int fd);          /* sizes set before opting in */
+void bufsize_socket_made(int fd, int made);   /* socket() returned fd (made), or it was closed */
 
 /* ---- handshake.c ---- */
 int is_loopback(const struct sockaddr *sa);

@@ -353,6 +353,7 @@ LF_EXPORT int socket(int domain, int type, int protocol)
     int fd = real_socket_now(domain, type, protocol);
     if (retry_without_reserves(fd))
         fd = real_socket_now(domain, type, protocol);
+    bufsize_socket_made(fd, 1);
     if (fd >= 0 && lf_config.mode == LF_MODE_ALL && (domain == AF_INET || domain == AF_INET6) &&
         (type & 0xf) == SOCK_STREAM && (protocol == 0 || protocol == IPPROTO_TCP)) {
         struct lf_sock *s = sock_new(LF_OPTIN);
@@ -519,6 +520,7 @@ static void forget(int fd)
 /* What close() forgets: a tracked socket, or an epoll set of ours. */
 static void forget_any(int fd)
 {
+    bufsize_socket_made(fd, 0);
     forget(fd);
     epoll_forget_fd(fd);
 }

@@ -4,9 +4,10 @@
  * Its data goes on TCP, counted, so that the switch offset is exact.  The
  * answer is taken only once the connection shows it is more than one short
  * exchange (docs/design.md, 4.3): a connection that is connect, request,
- * reply, close never pays for the switch.  Kernel calls are made non-blocking under
- * the socket's lock and the wait happens outside it, so a thread blocked in a
- * send cannot keep another from reading (and taking the answer).
+ * reply, close never pays for the switch.  Sends are made non-blocking under
+ * the socket's lock and their wait happens outside it, and reads outside it
+ * altogether, so a thread blocked in one call cannot keep another from
+ * making its own (and taking the answer).
  */
 #include <errno.h>
 
@@ -51,55 +52,66 @@ static void after_tcp_input(struct lf_sock *s, int fd)
     handshake_give_up(s);
 }
 
-/* One non-blocking attempt under the lock; -EAGAIN, -errno, or a count.  Sets
+/* One non-blocking send under the lock; -EAGAIN, -errno, or a count.  Sets
  * *kind to what the socket was when the attempt was made. */
-static ssize_t pending_try(struct lf_sock *s, int fd, struct msghdr *msg, int flags,
-                           int is_send, int *kind)
+static ssize_t pending_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags,
+                            int *kind)
 {
-    ssize_t r;
     lf_lock(&s->lock);
     s->pending_calls++;
-    if (sock_kind(s) == LF_PENDING && may_switch(s, is_send))
+    if (sock_kind(s) == LF_PENDING && may_switch(s, 1))
         handshake_take_answer(s, fd);
     *kind = sock_kind(s);
     if (*kind != LF_PENDING) {
         lf_unlock(&s->lock);
         return -EAGAIN;
     }
-    if (is_send) {
-        r = libc.sendmsg(fd, msg, flags | MSG_DONTWAIT);
-        if (r > 0)
-            s->pending_tx += (uint64_t)r;
-    } else {
-        r = libc.recvmsg(fd, msg, flags | MSG_DONTWAIT);
-        if (r > 0 && !(flags & MSG_PEEK))
-            s->pending_rx += (uint64_t)r;
-        if (r >= 0)
-            after_tcp_input(s, fd);
-    }
+    ssize_t r = libc.sendmsg(fd, msg, flags | MSG_DONTWAIT);
+    if (r > 0)
+        s->pending_tx += (uint64_t)r;
     if (r < 0)
         r = -errno;
     lf_unlock(&s->lock);
     return r;
 }
 
-/* The waits below are for TCP only: the server switches nothing before we
- * take its answer, so what we wait for comes on TCP, and the answer is taken
- * at the next try (waking for the answer alone would cost every connection a
- * wake-up).  Each returns 0, or -errno (timeout or O_NONBLOCK: -EAGAIN).
- *
- * A reader waits in the kernel itself: a blocking one-byte MSG_PEEK returns
- * when TCP has a byte, its end or an error, and honours O_NONBLOCK,
- * SO_RCVTIMEO and SA_RESTART exactly as the program's own read would: one
- * system call where fcntl, getsockopt and poll were three.  It consumes
- * nothing, so the byte counts stay exact whoever reads next. */
-static int pending_wait_readable(int fd)
+/* A read is the program's own call, made outside the lock: it blocks,
+ * times out (SO_RCVTIMEO) and restarts (SA_RESTART) in the kernel exactly
+ * as it would without loopfast, in one system call.  The server switches
+ * nothing before we take its answer, so what the read waits for comes on
+ * TCP, and the answer is taken at the next call that finds it worth it
+ * (waking for the answer alone would cost every connection a wake-up).  No
+ * switch happens while a read is in flight (tcp_readers, checked by
+ * handshake_take_answer): the switch publishes the bytes read so far. */
+static ssize_t pending_read(struct lf_sock *s, int fd, struct msghdr *msg, int flags, int *kind)
 {
-    char b;
-    reap_now();
-    return libc.recv(fd, &b, 1, MSG_PEEK) < 0 ? -errno : 0;
+    lf_lock(&s->lock);
+    s->pending_calls++;
+    if (sock_kind(s) == LF_PENDING && may_switch(s, 0))
+        handshake_take_answer(s, fd);
+    *kind = sock_kind(s);
+    if (*kind != LF_PENDING) {
+        lf_unlock(&s->lock);
+        return -EAGAIN;
+    }
+    s->tcp_readers++;
+    lf_unlock(&s->lock);
+    if (!(flags & MSG_DONTWAIT))
+        reap_now();   /* it may block: leftovers go first, as before every wait */
+    ssize_t r = libc.recvmsg(fd, msg, flags);
+    int e = errno;
+    lf_lock(&s->lock);
+    s->tcp_readers--;
+    if (r > 0 && !(flags & MSG_PEEK))
+        s->pending_rx += (uint64_t)r;
+    if (r >= 0)
+        after_tcp_input(s, fd);
+    lf_unlock(&s->lock);
+    return r < 0 ? -e : r;
 }
 
+/* A writer that must wait waits for TCP alone, for the same reason;
+ * 0, or -errno (timeout or O_NONBLOCK: -EAGAIN). */
 static int pending_wait_writable(int fd)
 {
     if (fd_nonblocking(fd))
@@ -121,11 +133,12 @@ ssize_t pending_io(struct lf_sock *s, int fd, struct msghdr *msg, int flags, int
 {
     for (;;) {
         int kind;
-        ssize_t r = pending_try(s, fd, msg, flags, is_send, &kind);
+        ssize_t r = is_send ? pending_send(s, fd, msg, flags, &kind)
+                            : pending_read(s, fd, msg, flags, &kind);
         if (kind != LF_PENDING)
             return is_send ? sock_send(s, fd, msg, flags) : sock_recv(s, fd, msg, flags);
-        if (r == -EAGAIN && !(flags & MSG_DONTWAIT)) {
-            int w = is_send ? pending_wait_writable(fd) : pending_wait_readable(fd);
+        if (is_send && r == -EAGAIN && !(flags & MSG_DONTWAIT)) {
+            int w = pending_wait_writable(fd);
             if (w == 0)
                 continue;
             r = w;
