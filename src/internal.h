@@ -238,6 +238,7 @@ struct lf_link {
     struct sockaddr_storage dst;
     struct link_proof *proofs;   /* client: the server's proofs read, by slot (request.c) */
     unsigned proofs_unread;      /* client: answers let go since the channel was last read */
+    unsigned proofs_wanted;      /* client: slots in `proofs` a socket of ours waits for */
     struct lf_link *next;
 };
 /* client: a server's proof read from the channel (request.c) */

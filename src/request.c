@@ -24,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -106,11 +108,45 @@ static void record_proof(struct lf_link *l, const struct proof_msg *p, int ep)
     }
 }
 
+/* Whether any proof queued may be one a socket of ours waits for.
+ * Channel lock held. */
+static int any_wanted(struct lf_link *l)
+{
+    if (l->proofs_wanted)
+        return 1;
+    for (uint32_t i = 0; i < LINK_REQUESTS; i++)
+        if (__atomic_load_n(&l->region->request[i], __ATOMIC_ACQUIRE) & 0xffff)
+            return 1;
+    return 0;
+}
+
+/* Proofs nobody waits for, dropped many at a time: received with no room
+ * for their descriptors, which the kernel then closes itself.  How many. */
+static int drop_proofs(struct lf_link *l)
+{
+    struct mmsghdr v[DROPS_PER_READ];
+    struct proof_msg p[DROPS_PER_READ];
+    struct iovec iov[DROPS_PER_READ];
+    memset(v, 0, sizeof v);
+    for (int i = 0; i < DROPS_PER_READ; i++) {
+        iov[i] = (struct iovec){ &p[i], sizeof p[i] };
+        v[i].msg_hdr.msg_iov = &iov[i];
+        v[i].msg_hdr.msg_iovlen = 1;
+    }
+    long n = syscall(SYS_recvmmsg, l->chan, v, DROPS_PER_READ, MSG_DONTWAIT, NULL);
+    return n > 0 ? (int)n : 0;
+}
+
 /* Reads the server's proofs queued on the channel: the ones a socket of
  * ours waits for are recorded, the others (connections that never switched)
  * dropped.  Channel lock held. */
 static void read_proofs(struct lf_link *l)
 {
+    if (!any_wanted(l)) {
+        for (int rounds = 0; rounds < 4 && drop_proofs(l) == DROPS_PER_READ; rounds++)
+            ;
+        return;
+    }
     for (int budget = 4 * DROPS_PER_READ; budget > 0; budget--) {
         struct proof_msg p;
         int fds[2], nfds, flags;
@@ -124,6 +160,18 @@ static void read_proofs(struct lf_link *l)
         for (int i = 0; i < nfds; i++)
             libc.close_own(fds[i]);
     }
+}
+
+/* A slot whose proof a socket of ours waits for, or no longer.  Channel
+ * lock held. */
+static void want_proof(struct lf_link *l, uint32_t slot, int on)
+{
+    if (l->proofs[slot].wanted != on)
+        l->proofs_wanted += on ? 1 : -1;
+    if (on)
+        l->proofs[slot].wanted = 1;
+    else
+        memset(&l->proofs[slot], 0, sizeof l->proofs[slot]);
 }
 
 /* Our request word, read: 1 the server answered (the slot in req_slot,
@@ -147,7 +195,7 @@ static int read_word(struct lf_sock *s)
     lf_lock(&l->chan_lock);
     struct link_proof *proofs = proofs_of(l);
     if (proofs)
-        proofs[slot].wanted = 1;   /* before the word goes: read_proofs keeps it */
+        want_proof(l, slot, 1);   /* before the word goes: read_proofs keeps it */
     lf_unlock(&l->chan_lock);
     __atomic_compare_exchange_n(word, &w, 0, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
     s->req_slot = proofs ? (int)slot : -1;
@@ -167,7 +215,7 @@ static struct link_proof take_recorded(struct lf_link *l, uint32_t slot)
     if (!l->proofs[slot].nonce)
         read_proofs(l);
     struct link_proof got = l->proofs[slot];
-    memset(&l->proofs[slot], 0, sizeof l->proofs[slot]);
+    want_proof(l, slot, 0);
     lf_unlock(&l->chan_lock);
     return got;
 }
@@ -213,7 +261,7 @@ void request_withdraw(struct lf_sock *s)
     }
     if (s->req_slot >= 0) {
         lf_lock(&l->chan_lock);
-        memset(&l->proofs[s->req_slot], 0, sizeof l->proofs[s->req_slot]);
+        want_proof(l, (uint32_t)s->req_slot, 0);
         if (++l->proofs_unread >= DROPS_PER_READ) {
             l->proofs_unread = 0;
             read_proofs(l);
