@@ -4,7 +4,7 @@
  * marker system call before each one so that bench/setup_syscalls.sh can
  * cut an strace of it into connections.
  *
- *   build/bench_setup_conns kernel|loopfast N [client-first] [ask-fast]
+ *   build/bench_setup_conns kernel|loopfast N [client-first] [ask-fast] [two-echoes]
  *
  * By default the server closes first, right after its echo, as in `loopfast
  * bench`; with client-first it reads the client's end of stream first.
@@ -59,7 +59,7 @@ static void nodelay(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-static int serve(int l, int client_first)
+static int serve(int l, int client_first, int echoes)
 {
     for (;;) {
         getppid();   /* marker */
@@ -68,8 +68,10 @@ static int serve(int l, int client_first)
             return 1;
         nodelay(c);
         char b;
-        if (read(c, &b, 1) != 1 || write(c, &b, 1) != 1 ||
-            (client_first && read(c, &b, 1) != 0))
+        for (int k = 0; k < echoes; k++)
+            if (read(c, &b, 1) != 1 || write(c, &b, 1) != 1)
+                return 1;
+        if (client_first && read(c, &b, 1) != 0)
             return 1;
         close(c);
     }
@@ -159,15 +161,17 @@ int main(int argc, char **argv)
 {
     if (argc == 5 && !strcmp(argv[1], "once"))
         return client_once(argv);
-    int client_first = 0, ask = 0, first = 0;
+    int client_first = 0, ask = 0, first = 0, two = 0;
     for (int i = 3; i < argc; i++) {
         client_first |= !strcmp(argv[i], "client-first");
         ask |= !strcmp(argv[i], "ask-fast");
+        two |= !strcmp(argv[i], "two-echoes");
         first |= !strcmp(argv[i], "first");
     }
     if (argc < 3 || argc > 5 || (strcmp(argv[1], "kernel") && strcmp(argv[1], "loopfast")) ||
-        3 + client_first + ask + first != argc || (first && argc != 4)) {
-        fprintf(stderr, "usage: %s kernel|loopfast N [client-first] [ask-fast] | first\n", argv[0]);
+        3 + client_first + ask + first + two != argc || (first && argc != 4)) {
+        fprintf(stderr, "usage: %s kernel|loopfast N [client-first] [ask-fast] [two-echoes] | first\n",
+                argv[0]);
         return 2;
     }
     int on = !strcmp(argv[1], "loopfast"), n = atoi(argv[2]), fast = 0;
@@ -191,7 +195,7 @@ int main(int argc, char **argv)
             perror("listen");
             _exit(1);
         }
-        _exit(serve(l, client_first || first));   /* first: the client closes first */
+        _exit(serve(l, client_first || first || two, two ? 2 : 1));   /* the client closes first */
     }
     close(tell[1]);
     if (read(tell[0], &a, sizeof a) != sizeof a) {
@@ -217,10 +221,11 @@ int main(int argc, char **argv)
         }
         nodelay(fd);
         char b = 'x';
-        if (write(fd, &b, 1) != 1 || read(fd, &b, 1) != 1) {
-            perror("echo");
-            return 1;
-        }
+        for (int k = 0; k < (two ? 2 : 1); k++)
+            if (write(fd, &b, 1) != 1 || read(fd, &b, 1) != 1) {
+                perror("echo");
+                return 1;
+            }
         getuid();   /* marker: not the connection's own calls */
         fast += ask && loopfast_fd_is_fast(fd) == 1;
         getuid();

@@ -570,9 +570,11 @@ struct lf_side *handshake_peer_line(struct lf_conn *c)
  * accepted has no file either, but sent none).  Then no answer can prove
  * itself any more, its epoll having lost its target: the client need not
  * read one (docs/design.md, 4.3). */
-int handshake_server_socket(int fd, struct diag_result *server)
+int handshake_server_socket(int fd, const struct sockaddr_storage *dst, struct diag_result *server)
 {
     struct sockaddr_storage ends[2] = { { 0 }, { 0 } };
+    if (dst && dst->ss_family)
+        ends[1] = *dst;   /* where we connected is our peer's address: one call fewer */
     server->state = -1;
     if (tcp_peer_owner(fd, server, ends) == 0)
         return 1;
@@ -754,7 +756,7 @@ static int look_up_server(int fd, struct diag_result *server, int *known)
 {
     if (*known)
         return 0;
-    int r = handshake_server_socket(fd, server);
+    int r = handshake_server_socket(fd, NULL, server);
     *known = r > 0 ? 1 : -1;
     return r < 0 ? -1 : 0;
 }

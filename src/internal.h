@@ -544,7 +544,9 @@ void handshake_give_up(struct lf_sock *s);
 /* shared with request.c */
 int handshake_send_fds(int u, const void *head, size_t len, const int *fds, int nfds);
 int handshake_received_fds(struct msghdr *m, int *fds, int max);
-int handshake_server_socket(int fd, struct diag_result *server);
+/* the socket at the other end of our connection fd (dst: its address, if
+ * known): 1 found, 0 not now, -1 gone for good */
+int handshake_server_socket(int fd, const struct sockaddr_storage *dst, struct diag_result *server);
 int handshake_proof_room(void);
 /* the one file epoll `ep` holds (the server's proof, 4.7): 0 and its inode
  * and device as fdinfo prints them, -1 when it holds none or several */

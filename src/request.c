@@ -139,8 +139,9 @@ static int drop_proofs(struct lf_link *l)
 
 /* Reads the server's proofs queued on the channel: the ones a socket of
  * ours waits for are recorded, the others (connections that never switched)
- * dropped.  Channel lock held. */
-static void read_proofs(struct lf_link *l)
+ * dropped; until for_slot's is recorded, or all of them (LINK_SLOTS).
+ * Channel lock held. */
+static void read_proofs(struct lf_link *l, uint32_t for_slot)
 {
     if (!any_wanted(l)) {
         for (int rounds = 0; rounds < 4 && drop_proofs(l) == DROPS_PER_READ; rounds++)
@@ -159,6 +160,8 @@ static void read_proofs(struct lf_link *l)
             record_proof(l, &p, fds[0]);
         for (int i = 0; i < nfds; i++)
             libc.close_own(fds[i]);
+        if (for_slot < LINK_SLOTS && l->proofs[for_slot].nonce)
+            return;   /* the one looked for: the rest can wait */
     }
 }
 
@@ -213,7 +216,7 @@ static struct link_proof take_recorded(struct lf_link *l, uint32_t slot)
 {
     lf_lock(&l->chan_lock);
     if (!l->proofs[slot].nonce)
-        read_proofs(l);
+        read_proofs(l, slot);
     struct link_proof got = l->proofs[slot];
     want_proof(l, slot, 0);
     lf_unlock(&l->chan_lock);
@@ -233,7 +236,7 @@ int request_take(struct lf_sock *s, int fd)
     s->req_slot = -1;   /* its record is gone: nothing left to let go */
     struct diag_result server;
     struct lf_conn *c = NULL;
-    if (got.nonce && handshake_server_socket(fd, &server) > 0 && server.inode == got.ino &&
+    if (got.nonce && handshake_server_socket(fd, &s->dst, &server) > 0 && server.inode == got.ino &&
         got.dev == handshake_sockfs_dev() && link_covers(l, slot))
         c = shm_slot(l, slot, LF_CLIENT, 0);
     if (c)
@@ -264,7 +267,7 @@ void request_withdraw(struct lf_sock *s)
         want_proof(l, (uint32_t)s->req_slot, 0);
         if (++l->proofs_unread >= DROPS_PER_READ) {
             l->proofs_unread = 0;
-            read_proofs(l);
+            read_proofs(l, LINK_SLOTS);
         }
         lf_unlock(&l->chan_lock);
         s->req_slot = -1;
