@@ -349,6 +349,8 @@ struct lf_link *link_import(const int fds[5], int role, uint64_t id, uint64_t ri
     return l;
 }
 
+static int stop_requests(struct lf_link *l);
+
 /* exec: the new image will hold only the regions its connections take
  * along (`kept`); the others are no longer held by this process, so the
  * server must stop naming them to it.  Undone if the exec fails. */
@@ -357,10 +359,13 @@ static pid_t let_go_pid;
 void link_before_exec(int (*kept)(struct lf_link *, void *), void *arg)
 {
     lf_lock(&lock);
-    for (struct lf_link *l = links; l; l = l->next)
+    for (struct lf_link *l = links; l; l = l->next) {
         if (l->role == LF_CLIENT && !kept(l, arg))
             __atomic_compare_exchange_n(&l->region->client_pid, &(int32_t){ lf_pid }, -lf_pid, 0,
                                         __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+        if (l->role == LF_SERVER)
+            stop_requests(l);   /* the new image hands out no slots of it */
+    }
     let_go_pid = lf_pid;
     lf_unlock(&lock);
 }
@@ -368,10 +373,13 @@ void link_before_exec(int (*kept)(struct lf_link *, void *), void *arg)
 void link_exec_failed(void)
 {
     lf_lock(&lock);
-    for (struct lf_link *l = links; l; l = l->next)
+    for (struct lf_link *l = links; l; l = l->next) {
         if (l->role == LF_CLIENT)
             __atomic_compare_exchange_n(&l->region->client_pid, &(int32_t){ -let_go_pid },
                                         let_go_pid, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+        if (l->role == LF_SERVER)
+            __atomic_store_n(&l->region->requests, 1, __ATOMIC_SEQ_CST);
+    }
     lf_unlock(&lock);
 }
 
