@@ -8,6 +8,7 @@
  *
  * Each connection: connect; one exchange (a short connection closes here);
  * then two more, after which a long one must be fast. */
+#include <pthread.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -41,19 +42,29 @@ static int make_listener(int optin, int reuseport, int port, struct sockaddr_sto
     return fd;
 }
 
-/* Echoes one connection at a time, forever. */
+static void *echo_thread(void *arg)
+{
+    int c = (int)(intptr_t)arg;
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(c, buf, sizeof buf)) > 0)
+        if (write_full(c, buf, (size_t)n) != n)
+            _exit(1);
+    close(c);
+    return NULL;
+}
+
+/* Echoes every connection in a thread of its own, forever. */
 static void serve(int l)
 {
-    static char buf[1 << 16];
     for (;;) {
         int c = accept(l, NULL, NULL);
         if (c < 0)
             _exit(1);
-        ssize_t n;
-        while ((n = read(c, buf, sizeof buf)) > 0)
-            if (write_full(c, buf, (size_t)n) != n)
-                _exit(1);
-        close(c);
+        pthread_t t;
+        if (pthread_create(&t, NULL, echo_thread, (void *)(intptr_t)c) != 0)
+            _exit(1);
+        pthread_detach(t);
     }
 }
 
@@ -181,6 +192,53 @@ static void restart(int optin)
     }
 }
 
+/* Client threads asking at once: the region's 16 request words are
+ * shared, and so is reading the server's proofs off the channel. */
+#define THREADS 6
+#define PER_THREAD 40
+struct crowd { struct sockaddr_storage addr; socklen_t len; int optin, id; struct tally t; };
+
+static void *crowd_thread(void *arg)
+{
+    struct crowd *c = arg;
+    for (int i = 0; i < PER_THREAD; i++)
+        one_connection(&c->addr, c->len, c->optin, i % 3 == 0,
+                       (unsigned)(c->id * 1000 + i), &c->t);
+    return NULL;
+}
+
+static void crowd(int optin)
+{
+    struct sockaddr_storage addr;
+    socklen_t len;
+    pid_t server = start_server(optin, -1, 0, 0, &addr, &len);
+    struct tally warm = { 0, 0, 0 };
+    one_connection(&addr, len, optin, 1, 7, &warm);   /* the first contact */
+    struct crowd c[THREADS];
+    pthread_t t[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        c[i] = (struct crowd){ addr, len, optin, i, { 0, 0, 0 } };
+        CHECK(pthread_create(&t[i], NULL, crowd_thread, &c[i]) == 0, "pthread_create");
+    }
+    struct tally all = { 0, 0, 0 };
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(t[i], NULL);
+        all.offers += c[i].t.offers;
+        all.fast += c[i].t.fast;
+        all.long_ones += c[i].t.long_ones;
+    }
+    kill(server, SIGKILL);
+    waitpid(server, NULL, 0);
+    printf("%s, %d threads: %d of %d connections offered, %d of %d long ones fast\n",
+           optin ? "loopfast" : "kernel", THREADS, all.offers, THREADS * PER_THREAD, all.fast,
+           all.long_ones);
+    if (optin)
+        CHECK(all.fast == all.long_ones, "%d of %d long connections fast", all.fast,
+              all.long_ones);
+    else
+        CHECK(!all.offers && !all.fast, "kernel TCP: nothing offered, nothing fast");
+}
+
 int main(void)
 {
     alarm(120);
@@ -206,5 +264,7 @@ int main(void)
     }
     restart(0);
     restart(1);
+    crowd(0);
+    crowd(1);
     return 0;
 }
