@@ -224,10 +224,11 @@ int handshake_server_end(struct lf_conn *c, int fd, const struct diag_result *cl
                          const struct sockaddr_storage ends[2])
 {
     struct epoll_event none = { 0 };
-    if (libc.epoll_ctl(c->proof_ep, EPOLL_CTL_ADD, fd, &none) < 0) {
+    if (c->proof_ep >= 0 && libc.epoll_ctl(c->proof_ep, EPOLL_CTL_ADD, fd, &none) < 0) {
         link_give_back(c);   /* the client's part: no answer was sent */
         return -1;
     }
+    c->sh->server_fd = c->proof_ep >= 0 ? -1 : fd;   /* no epoll: proved by /proc (4.8) */
     c->sh->side[LF_SERVER].arms_with_mb = 0;   /* until its sleeps are rare (conn.c) */
     c->sh->addr[LF_SERVER] = ends[0];
     c->sh->addr[LF_CLIENT] = ends[1];

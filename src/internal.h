@@ -166,6 +166,10 @@ struct lf_shared {
     /* The client's part of the slot's lease: the answer's nonce << 2 and
      * OFFER_*; the client takes it, or the server revokes it (handshake.c) */
     uint64_t offer;
+    /* An answer to a request proved by /proc (request.c): the server's
+     * descriptor of its TCP socket, which /proc/<server>/fd/<it> must name;
+     * -1: its proof is an epoll on the region's channel. */
+    int32_t server_fd;
 };
 enum { OFFER_OFFERED = 1, OFFER_TAKEN = 2, OFFER_REVOKED = 3 };
 _Static_assert(sizeof(struct lf_shared) <= LF_HEADER_SIZE, "header fits a page");
@@ -186,6 +190,11 @@ struct lf_region {
     /* server: 1 while it hands out slots of this region, so a client may
      * ask for later connections in it (request.c) */
     uint32_t requests;
+    /* client: 1 once it could not read the server's /proc/<pid>/fd (another
+     * uid, a process that is not dumpable): the server then proves each
+     * requested connection with an epoll on the channel (request.c) */
+    uint32_t epoll_proofs;
+    uint32_t pad;
     /* A later connection asked for by the client: its TCP socket's inode
      * << 32 | a tag << 16 | the slot + 1 the server answered (0: not yet).
      * Written by the client (asked, withdrawn), answered by the server. */

@@ -21,6 +21,7 @@
  * holds its end of the TCP connection.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -223,6 +224,52 @@ static struct link_proof take_recorded(struct lf_link *l, uint32_t slot)
     return got;
 }
 
+/* The server's proof by /proc: its descriptor `server_fd` names the socket
+ * at the other end of our connection.  Reading another process's
+ * /proc/<pid>/fd takes what ptrace's read check takes (the same uid, a
+ * dumpable process); when it is refused the server is told to prove with
+ * epolls from now on (`epoll_proofs`), and this connection stays plain. */
+static int proved_by_proc(struct lf_link *l, int32_t server_fd, const struct diag_result *server)
+{
+    char path[64], want[48], got[48];
+    snprintf(path, sizeof path, "/proc/%d/fd/%d", (int)l->peer, (int)server_fd);
+    ssize_t n = readlink(path, got, sizeof got - 1);
+    if (n < 0 && (errno == EACCES || errno == EPERM))
+        __atomic_store_n(&l->region->epoll_proofs, 1, __ATOMIC_RELAXED);
+    int w = snprintf(want, sizeof want, "socket:[%llu]", (unsigned long long)server->inode);
+    return n == w && memcmp(got, want, (size_t)n) == 0;
+}
+
+/* Our slot, mapped once its server proved itself (by /proc, or by the
+ * epoll its proof carried); its nonce in *nonce.  NULL: not proved. */
+static struct lf_conn *proved_slot(struct lf_sock *s, int fd, uint32_t slot, uint64_t *nonce)
+{
+    struct lf_link *l = s->req_link;
+    struct diag_result server;
+    struct lf_conn *c = link_covers(l, slot) ? shm_slot(l, slot, LF_CLIENT, 0) : NULL;
+    int32_t server_fd = c ? __atomic_load_n(&c->sh->server_fd, __ATOMIC_ACQUIRE) : -1;
+    int ok = 0;
+    if (c && server_fd >= 0) {   /* no proof on the channel: forget the slot there */
+        lf_lock(&l->chan_lock);
+        want_proof(l, slot, 0);
+        lf_unlock(&l->chan_lock);
+        uint64_t offer = __atomic_load_n(&c->sh->offer, __ATOMIC_ACQUIRE);
+        *nonce = offer >> 2;
+        ok = (offer & 3) == OFFER_OFFERED && handshake_server_socket(fd, &s->dst, &server) > 0 &&
+             proved_by_proc(l, server_fd, &server);
+    } else {
+        struct link_proof got = take_recorded(l, slot);
+        *nonce = got.nonce;
+        ok = c && got.nonce && handshake_server_socket(fd, &s->dst, &server) > 0 &&
+             server.inode == got.ino && got.dev == handshake_sockfs_dev();
+    }
+    if (c && !ok) {
+        conn_free(c);
+        c = NULL;
+    }
+    return c;
+}
+
 int request_take(struct lf_sock *s, int fd)
 {
     int answered = read_word(s);
@@ -231,20 +278,15 @@ int request_take(struct lf_sock *s, int fd)
     if (answered <= 0)
         return 0;
     struct lf_link *l = s->req_link;
-    uint32_t slot = (uint32_t)s->req_slot;
-    struct link_proof got = take_recorded(l, slot);
+    uint64_t nonce = 0;
+    struct lf_conn *c = proved_slot(s, fd, (uint32_t)s->req_slot, &nonce);
     s->req_slot = -1;   /* its record is gone: nothing left to let go */
-    struct diag_result server;
-    struct lf_conn *c = NULL;
-    if (got.nonce && handshake_server_socket(fd, &s->dst, &server) > 0 && server.inode == got.ino &&
-        got.dev == handshake_sockfs_dev() && link_covers(l, slot))
-        c = shm_slot(l, slot, LF_CLIENT, 0);
     if (c)
         c->leased_by = 0;   /* our part of the lease is ours once we took the offer */
     s->req_link = NULL;   /* the connection holds the region now, or nothing does */
     s->dst_alone = 1;     /* its server still answers here */
     link_put(l);
-    if (c && handshake_switch(s, c, got.nonce, fd))
+    if (c && handshake_switch(s, c, nonce, fd))
         return 1;
     handshake_give_up(s);
     return 0;
@@ -280,19 +322,20 @@ void request_withdraw(struct lf_sock *s)
 
 struct request_spot { uint32_t idx; uint64_t word; };
 
-/* The proof goes on the region's channel first, then the slot in the
- * request word: a client that sees its slot finds the proof queued. */
+/* An epoll proof goes on the region's channel first, then the slot in the
+ * request word: a client that sees its slot finds the proof queued (a proof
+ * by /proc is the slot's server_fd, written already). */
 static int tell_request(struct lf_conn *c, void *arg)
 {
     struct request_spot *at = arg;
     struct proof_msg p = { LF_MAGIC, LF_VERSION, c->slot, 0, c->nonce };
     uint64_t asked = at->word;
-    return handshake_send_fds(c->link->chan, &p, sizeof p, &c->proof_ep, 1) == 0 &&
+    return (c->proof_ep < 0 || handshake_send_fds(c->link->chan, &p, sizeof p, &c->proof_ep, 1) == 0) &&
                    __atomic_compare_exchange_n(&c->link->region->request[at->idx], &asked,
                                                asked | (c->slot + 1), 0, __ATOMIC_SEQ_CST,
                                                __ATOMIC_RELAXED)
                ? 0
-               : -1;   /* withdrawn: the proof sent is read away by the client */
+               : -1;   /* withdrawn: an epoll proof sent is read away by the client */
 }
 
 int request_answer(int fd, const struct diag_result *client, struct sockaddr_storage ends[2])
@@ -311,8 +354,12 @@ int request_answer(int fd, const struct diag_result *client, struct sockaddr_sto
     link_put(l);
     if (!c)
         return 0;   /* no slot (the region filled): an offer, if any, may be answered */
-    if (spare_take_epoll(&c->proof_ep) < 0 || handshake_server_end(c, fd, client, ends) < 0) {
-        if (c->proof_ep < 0)
+    /* Proved by /proc unless the client said it cannot read ours: then by
+     * an epoll holding our socket, as an answer to an offer is (4.7). */
+    int by_epoll = __atomic_load_n(&c->link->region->epoll_proofs, __ATOMIC_RELAXED) != 0;
+    if ((by_epoll && spare_take_epoll(&c->proof_ep) < 0) ||
+        handshake_server_end(c, fd, client, ends) < 0) {
+        if (by_epoll && c->proof_ep < 0)
             link_give_back(c);
         conn_free(c);
         return 1;

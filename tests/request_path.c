@@ -75,6 +75,7 @@ static pid_t start_server(int optin, int listener, int reuseport, int port,
 {
     int tell[2];
     CHECK(pipe(tell) == 0, "pipe");
+    fflush(stdout);   /* not printed again by the child */
     pid_t pid = fork();
     CHECK(pid >= 0, "fork");
     if (pid == 0) {
@@ -192,6 +193,46 @@ static void restart(int optin)
     }
 }
 
+/* A client of another uid cannot read the server's /proc/<pid>/fd, the
+ * proof a requested connection's server gives by default: its first
+ * requested connection stays plain and tells the server, which then proves
+ * each one with an epoll on the region's channel (design 4.8). */
+static void other_uid_client(int optin)
+{
+    if (geteuid() != 0) {
+        printf("not root: the other-uid client is not tried\n");
+        return;
+    }
+    struct sockaddr_storage addr;
+    socklen_t len;
+    pid_t server = start_server(optin, -1, 0, 0, &addr, &len);
+    fflush(stdout);
+    pid_t client = fork();
+    CHECK(client >= 0, "fork");
+    if (client == 0) {
+        if (setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0)
+            _exit(2);
+        int fast[CONNS] = { 0 };
+        struct tally t = { 0, 0, 0 };
+        for (int i = 0; i < CONNS; i++) {
+            struct tally one = { 0, 0, 0 };
+            one_connection(&addr, len, optin, i == 0, 200u + (unsigned)i, &one);
+            fast[i] = one.fast;
+            t.fast += one.fast;
+            t.offers += one.offers;
+        }
+        printf("%s, client of another uid: %d of %d offered, %d of %d long ones fast\n",
+               optin ? "loopfast" : "kernel", t.offers, CONNS, t.fast, CONNS - 1);
+        fflush(stdout);
+        if (optin && (t.offers != 1 || fast[1] || t.fast != CONNS - 2))
+            _exit(1);   /* the first asked for is plain; every later one fast */
+        _exit(optin || (!t.offers && !t.fast) ? 0 : 1);
+    }
+    CHECK(child_status(client) == 0, "the other uid's client");
+    kill(server, SIGKILL);
+    waitpid(server, NULL, 0);
+}
+
 /* Client threads asking at once: the region's 16 request words are
  * shared, and so is reading the server's proofs off the channel. */
 #define THREADS 6
@@ -266,5 +307,7 @@ int main(void)
     restart(1);
     crowd(0);
     crowd(1);
+    other_uid_client(0);
+    other_uid_client(1);
     return 0;
 }
