@@ -764,6 +764,10 @@ static int look_up_server(int fd, struct diag_result *server, int *known)
 
 int handshake_take_answer(struct lf_sock *s, int fd)
 {
+    if (lf_confined) {   /* a sandbox may kill us at accept4, recvmsg or readlink (6.1) */
+        handshake_give_up(s);
+        return 0;
+    }
     if (s->tcp_readers)
         return 0;   /* a read in flight would make the switch's byte count wrong */
     if (s->req_link) {
@@ -846,7 +850,7 @@ void handshake_give_up(struct lf_sock *s)
  * goes unanswered and the next offers again. */
 void handshake_keep_region(struct lf_sock *s)
 {
-    if (sock_kind(s) != LF_PENDING || s->offer_fd < 0 || !s->dst.ss_family)
+    if (sock_kind(s) != LF_PENDING || s->offer_fd < 0 || !s->dst.ss_family || lf_confined)
         return;
     struct lf_link *known = link_for_dst(&s->dst);
     if (known) {

@@ -3,17 +3,19 @@
  * region, asked for in that region instead of offered (docs/design.md, 4.8).
  *
  * A client remembers, per region, the server address whose answers came
- * from it.  Its next connect() there makes no offer (no unix listener): it
- * writes its TCP socket's inode in one of the region's request words.  The
- * server's accept() looks the client socket up as for an offer (sock_diag),
- * finds the inode in a region of its own, takes a free slot, sends its
- * proof on the region's channel (the epoll holding its TCP socket, 4.7) and
- * writes the slot in the word, before accept() returns: so a client that
- * read a TCP byte and finds no slot in its word will never get one.  The
- * client switches as it would after an answer (its first exchange stays on
- * TCP): it reads the server's proof from the channel, checks it, takes its
- * part of the slot's lease and sends its own proof.  Nothing is made for
- * the connection on either end.
+ * from it (when that server's listener is its process's alone).  Its next
+ * connect() there makes no offer (no unix listener): it writes its TCP
+ * socket's inode in one of the region's request words.  The server's
+ * accept() looks the client socket up as for an offer (sock_diag), finds
+ * the inode in a region of its own, takes a free slot and writes it in the
+ * word before accept() returns: so a client that read a TCP byte and finds
+ * no slot in its word will never get one.  The client switches as it
+ * would after an answer (its first exchange stays on TCP): it checks the
+ * server's proof, takes its part of the slot's lease and sends its own
+ * proof.  The server's proof is its descriptor of the socket, named in the
+ * slot and read by the client in /proc/<server>/fd; a client that may not
+ * read that asks for epolls on the region's channel instead, as offers
+ * use.  Nothing is made for the connection on either end.
  *
  * What a request word says is a hint, as an offer's name is: the server
  * answers a request only in a region whose client holds it, and neither
@@ -144,7 +146,9 @@ static int drop_proofs(struct lf_link *l)
  * Channel lock held. */
 static void read_proofs(struct lf_link *l, uint32_t for_slot)
 {
-    if (!any_wanted(l)) {
+    if (lf_confined)
+        return;   /* recvmsg may be forbidden (6.1): the proofs stay queued */
+    if (!l->proofs || !any_wanted(l)) {
         for (int rounds = 0; rounds < 4 && drop_proofs(l) == DROPS_PER_READ; rounds++)
             ;
         return;
