@@ -850,13 +850,9 @@ void handshake_give_up(struct lf_sock *s)
  * goes unanswered and the next offers again. */
 void handshake_keep_region(struct lf_sock *s)
 {
-    if (sock_kind(s) != LF_PENDING || s->offer_fd < 0 || !s->dst.ss_family || lf_confined)
+    if (sock_kind(s) != LF_PENDING || s->offer_fd < 0 || !s->dst.ss_family || lf_confined ||
+        link_knows_dst(&s->dst))   /* kept already, or its server does not accept alone */
         return;
-    struct lf_link *known = link_for_dst(&s->dst);
-    if (known) {
-        link_put(known);
-        return;
-    }
     int u = -1, accepted = 0;   /* a candidate stays one: handshake_give_up closes it */
     for (int i = 0; i < NCANDIDATES && u < 0; i++)
         u = s->candidates[i];

@@ -245,6 +245,7 @@ struct lf_link {
     /* client: the server address whose answers came from this region, so
      * that later connections to it are asked for here (request.c) */
     struct sockaddr_storage dst;
+    int dst_alone;               /* client: its listener is its process's alone: ask in l */
     struct link_proof *proofs;   /* client: the server's proofs read, by slot (request.c) */
     unsigned proofs_unread;      /* client: answers let go since the channel was last read */
     unsigned proofs_wanted;      /* client: slots in `proofs` a socket of ours waits for */
@@ -292,6 +293,8 @@ void link_after_fork_child(void);
 struct lf_link *link_for_dst(const struct sockaddr_storage *dst);   /* client: a ref, or NULL */
 /* alone: the answer's listener is its process's alone (ANSWER_ALONE) */
 void link_note_dst(struct lf_link *l, const struct sockaddr_storage *dst, int alone);
+void link_forget_dst(const struct sockaddr_storage *dst);   /* a request went unanswered */
+int link_knows_dst(const struct sockaddr_storage *dst);
 /* server: the listed region of ours in which the client socket `ino` was
  * asked for (a ref), the request's index and word; NULL: none */
 struct lf_link *link_requested(uint64_t ino, uint32_t *idx, uint64_t *word);

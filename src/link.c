@@ -785,7 +785,7 @@ struct lf_link *link_for_dst(const struct sockaddr_storage *dst)
     struct lf_link *l = links;
     while (l && !(l->role == LF_CLIENT && l->chan >= 0 && l->peer > 0 &&
                   __atomic_load_n(&l->region->client_pid, __ATOMIC_RELAXED) == lf_pid &&
-                  __atomic_load_n(&l->region->requests, __ATOMIC_RELAXED) &&
+                  __atomic_load_n(&l->region->requests, __ATOMIC_RELAXED) && l->dst_alone &&
                   same_address(&l->dst, dst)))
         l = l->next;
     if (l)
@@ -795,16 +795,39 @@ struct lf_link *link_for_dst(const struct sockaddr_storage *dst)
 }
 
 /* dst is served by l's server now: later connections to it are asked for
- * in l (alone: no other process accepts them), or in no region. */
+ * in l when that server accepts alone, else offered (and a short one keeps
+ * no region: handshake_keep_region). */
 void link_note_dst(struct lf_link *l, const struct sockaddr_storage *dst, int alone)
 {
     lf_lock(&lock);
     for (struct lf_link *o = links; o; o = o->next)
         if (o->role == LF_CLIENT && same_address(&o->dst, dst))
             o->dst.ss_family = AF_UNSPEC;
-    if (alone)
-        l->dst = *dst;
+    l->dst = *dst;
+    l->dst_alone = alone;
     lf_unlock(&lock);
+}
+
+/* A request there went unanswered: forgotten, so that the next connection
+ * offers, and the region its answer carries or names is kept again. */
+void link_forget_dst(const struct sockaddr_storage *dst)
+{
+    lf_lock(&lock);
+    for (struct lf_link *o = links; o; o = o->next)
+        if (o->role == LF_CLIENT && same_address(&o->dst, dst))
+            o->dst.ss_family = AF_UNSPEC;
+    lf_unlock(&lock);
+}
+
+/* Whether a region of ours records dst, whether or not it may be asked. */
+int link_knows_dst(const struct sockaddr_storage *dst)
+{
+    lf_lock(&lock);
+    struct lf_link *l = links;
+    while (l && !(l->role == LF_CLIENT && same_address(&l->dst, dst)))
+        l = l->next;
+    lf_unlock(&lock);
+    return l != NULL;
 }
 
 /* The request for the client socket `ino` among the regions this process

@@ -42,7 +42,7 @@
  * connection there offers, and its answer says whether to ask again. */
 void request_missed(struct lf_sock *s)
 {
-    link_note_dst(s->req_link, &s->dst, 0);
+    link_forget_dst(&s->dst);
     request_withdraw(s);
 }
 
