@@ -241,6 +241,8 @@ struct lf_link {
                                * that made it (0: none known) */
     int refs;                 /* connections of this process on it (and callers) */
     int listed;
+    int asking;               /* server: its `requests` word is 1 (link.c, under its lock) */
+    uint64_t asked_at;        /* server: when it last answered or was asked */
     uint64_t idle_since;      /* client: listed with no connection since */
     /* client: the server address whose answers came from this region, so
      * that later connections to it are asked for here (request.c) */

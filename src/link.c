@@ -61,6 +61,13 @@ struct link_verdicts {
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct lf_link *links;   /* listed: findable for later connections */
 static int idle;                /* listed regions with no connection */
+/* Regions of ours whose clients may ask (request.c): each accept() looks at
+ * their request words, so no more than ASKING_MAX, the most recently used;
+ * the others' clients offer.  `asking` mirrors the region's `requests`
+ * word in our own memory, so the look touches no other region's page. */
+#define ASKING_MAX 64
+static int asking_count;
+static uint64_t ask_clock;
 
 
 static void lock_for_fork(void) { lf_lock(&lock); }
@@ -121,9 +128,12 @@ static void link_free(struct lf_link *l)
     free(l);
 }
 
+static void never_requests(struct lf_link *l);
+
 /* Takes l off the list of regions later answers may use.  Lock held. */
 static void unlist_locked(struct lf_link *l)
 {
+    never_requests(l);
     for (struct lf_link **pp = &links; *pp; pp = &(*pp)->next)
         if (*pp == l) {
             *pp = l->next;
@@ -349,8 +359,6 @@ struct lf_link *link_import(const int fds[5], int role, uint64_t id, uint64_t ri
     return l;
 }
 
-static int stop_requests(struct lf_link *l);
-
 /* exec: the new image will hold only the regions its connections take
  * along (`kept`); the others are no longer held by this process, so the
  * server must stop naming them to it.  Undone if the exec fails. */
@@ -363,8 +371,8 @@ void link_before_exec(int (*kept)(struct lf_link *, void *), void *arg)
         if (l->role == LF_CLIENT && !kept(l, arg))
             __atomic_compare_exchange_n(&l->region->client_pid, &(int32_t){ lf_pid }, -lf_pid, 0,
                                         __ATOMIC_RELEASE, __ATOMIC_RELAXED);
-        if (l->role == LF_SERVER)
-            stop_requests(l);   /* the new image hands out no slots of it */
+        if (l->role == LF_SERVER && l->asking)   /* the new image hands out no slots of it */
+            __atomic_store_n(&l->region->requests, 0, __ATOMIC_SEQ_CST);
     }
     let_go_pid = lf_pid;
     lf_unlock(&lock);
@@ -377,7 +385,7 @@ void link_exec_failed(void)
         if (l->role == LF_CLIENT)
             __atomic_compare_exchange_n(&l->region->client_pid, &(int32_t){ -let_go_pid },
                                         let_go_pid, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
-        if (l->role == LF_SERVER)
+        if (l->role == LF_SERVER && l->asking)
             __atomic_store_n(&l->region->requests, 1, __ATOMIC_SEQ_CST);
     }
     lf_unlock(&lock);
@@ -389,7 +397,7 @@ void link_exec_failed(void)
  * word first and reads the flag after: one of the two sees the other. */
 static int stop_requests(struct lf_link *l)
 {
-    if (l->role != LF_SERVER)
+    if (l->role != LF_SERVER || !l->asking)
         return 1;
     __atomic_store_n(&l->region->requests, 0, __ATOMIC_SEQ_CST);
     for (uint32_t i = 0; i < LINK_REQUESTS; i++) {
@@ -399,7 +407,41 @@ static int stop_requests(struct lf_link *l)
             return 0;
         }
     }
+    l->asking = 0;
+    asking_count--;
     return 1;
+}
+
+/* The same, for good: a request already there stays unanswered (that
+ * connection plain).  Lock held. */
+static void never_requests(struct lf_link *l)
+{
+    if (stop_requests(l) || !l->asking)
+        return;
+    __atomic_store_n(&l->region->requests, 0, __ATOMIC_SEQ_CST);
+    l->asking = 0;
+    asking_count--;
+}
+
+/* l's client may ask for connections in it from now on (it was just
+ * used); the least recently used region of ours that may, if there are
+ * ASKING_MAX already, stops.  Lock held. */
+static void allow_requests(struct lf_link *l)
+{
+    l->asked_at = ++ask_clock;
+    if (l->asking || l->owner != lf_pid)
+        return;
+    if (asking_count >= ASKING_MAX) {
+        struct lf_link *oldest = NULL;
+        for (struct lf_link *o = links; o; o = o->next)
+            if (o->asking && o != l && (!oldest || o->asked_at < oldest->asked_at))
+                oldest = o;
+        if (!oldest || !stop_requests(oldest))
+            return;   /* a request is waiting there: l offers this time */
+    }
+    l->asking = 1;
+    asking_count++;
+    __atomic_store_n(&l->region->requests, 1, __ATOMIC_SEQ_CST);
 }
 
 /* The oldest listed region with no connection and no request waiting,
@@ -486,6 +528,11 @@ static void child_copies(struct lf_sock *s, void *arg)
  * out by the parent only); closed, the parent's claim left as it is. */
 void link_after_fork_child(void)
 {
+    lf_lock(&lock);
+    for (struct lf_link *l = links; l; l = l->next)
+        l->asking = 0;   /* the parent's: their `requests` words stay as they are */
+    asking_count = 0;
+    lf_unlock(&lock);
     drop_idle(link_free);
     fdtable_for_each(child_copies, NULL);
 }
@@ -513,7 +560,7 @@ void link_after_fork_parent(void)
         if (l->role == LF_SERVER && l->refs > 0) {
             *pp = l->next;
             l->listed = 0;
-            stop_requests(l);   /* a request already there stays unanswered: plain */
+            never_requests(l);
         } else {
             pp = &l->next;
         }
@@ -606,7 +653,7 @@ void link_list(struct lf_link *l, pid_t peer)
         l->peer = peer;
         list_locked(l);
     }
-    __atomic_store_n(&l->region->requests, 1, __ATOMIC_SEQ_CST);
+    allow_requests(l);
     lf_unlock(&lock);
 }
 
@@ -629,7 +676,7 @@ static void requests_while_room(struct lf_link *l)
     if (free_slots <= 2 * LINK_REQUESTS)
         stop_requests(l);
     else if (l->listed)
-        __atomic_store_n(&l->region->requests, 1, __ATOMIC_SEQ_CST);
+        allow_requests(l);
 }
 
 /* A free slot, leased for both ends (the client's part until it takes the
@@ -839,8 +886,8 @@ struct lf_link *link_requested(uint64_t ino, uint32_t *idx, uint64_t *word)
     lf_lock(&lock);
     struct lf_link *l = links;
     for (; l; l = l->next) {
-        if (l->role != LF_SERVER || l->owner != lf_pid || l->peer <= 0 || l->chan < 0 ||
-            __atomic_load_n(&l->region->client_pid, __ATOMIC_RELAXED) != l->peer)
+        if (!l->asking || l->role != LF_SERVER || l->owner != lf_pid || l->peer <= 0 ||
+            l->chan < 0 || __atomic_load_n(&l->region->client_pid, __ATOMIC_RELAXED) != l->peer)
             continue;
         uint32_t i = 0;
         for (; i < LINK_REQUESTS; i++) {
@@ -854,8 +901,10 @@ struct lf_link *link_requested(uint64_t ino, uint32_t *idx, uint64_t *word)
         if (i < LINK_REQUESTS)
             break;
     }
-    if (l)
+    if (l) {
         take_locked(l);
+        l->asked_at = ++ask_clock;
+    }
     lf_unlock(&lock);
     return l;
 }

@@ -9,6 +9,7 @@
  * Each connection: connect; one exchange (a short connection closes here);
  * then two more, after which a long one must be fast. */
 #include <pthread.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -233,6 +234,89 @@ static void other_uid_client(int optin)
     waitpid(server, NULL, 0);
 }
 
+/* More client processes than a server lets ask at once (64: each accept()
+ * looks at their request words): the least recently used regions stop
+ * taking requests, and their clients offer again, every byte right and
+ * every long connection fast. */
+#define CLIENT_PROCS 70
+
+struct round_report { int offers, fast; };
+
+static struct round_report client_round(const struct sockaddr_storage *addr, socklen_t len,
+                                        int optin, int with_short, unsigned seed)
+{
+    struct tally t = { 0, 0, 0 };
+    if (with_short)
+        one_connection(addr, len, optin, 1, seed, &t);
+    one_connection(addr, len, optin, 0, seed + 10, &t);
+    one_connection(addr, len, optin, 0, seed + 20, &t);
+    return (struct round_report){ t.offers, t.fast };
+}
+
+static void many_client_processes(int optin)
+{
+    struct rlimit rl;
+    CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0, "getrlimit");
+    if (rl.rlim_max < 4096) {
+        printf("RLIMIT_NOFILE's hard limit is below 4096: 70 client processes not tried\n");
+        return;
+    }
+    rl.rlim_cur = 4096;
+    CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0, "setrlimit");   /* inherited by the server */
+    struct sockaddr_storage addr;
+    socklen_t len;
+    pid_t server = start_server(optin, -1, 0, 0, &addr, &len);
+    int go[CLIENT_PROCS], rep[CLIENT_PROCS];
+    pid_t kids[CLIENT_PROCS];
+    int fast = 0, offers_first = 0;
+    for (int i = 0; i < CLIENT_PROCS; i++) {
+        int g[2], r[2];
+        CHECK(pipe(g) == 0 && pipe(r) == 0, "pipe");
+        fflush(stdout);
+        kids[i] = fork();
+        CHECK(kids[i] >= 0, "fork");
+        if (kids[i] == 0) {
+            close(g[1]);
+            close(r[0]);
+            struct round_report one = client_round(&addr, len, optin, 1, (unsigned)i * 100);
+            char b;
+            if (write(r[1], &one, sizeof one) != sizeof one || read(g[0], &b, 1) != 1)
+                _exit(1);
+            struct round_report two = client_round(&addr, len, optin, 0, (unsigned)i * 100 + 50);
+            _exit(write(r[1], &two, sizeof two) == sizeof two ? 0 : 1);
+        }
+        close(g[0]);
+        close(r[1]);
+        go[i] = g[1];
+        rep[i] = r[0];
+        struct round_report one;
+        CHECK(read(rep[i], &one, sizeof one) == sizeof one, "client %d, round 1", i);
+        fast += one.fast;
+    }
+    for (int i = 0; i < CLIENT_PROCS; i++) {
+        struct round_report two;
+        CHECK(write(go[i], "g", 1) == 1, "go");
+        CHECK(read(rep[i], &two, sizeof two) == sizeof two, "client %d, round 2", i);
+        CHECK(child_status(kids[i]) == 0, "client %d", i);
+        fast += two.fast;
+        if (i == 0)
+            offers_first = two.offers;
+        close(go[i]);
+        close(rep[i]);
+    }
+    kill(server, SIGKILL);
+    waitpid(server, NULL, 0);
+    printf("%s, %d client processes: %d of %d long connections fast; the first client's second "
+           "round offered %d times\n", optin ? "loopfast" : "kernel", CLIENT_PROCS, fast,
+           4 * CLIENT_PROCS, offers_first);
+    if (optin)
+        CHECK(fast == 4 * CLIENT_PROCS && offers_first >= 1,
+              "%d of %d fast, the oldest client offered %d times", fast, 4 * CLIENT_PROCS,
+              offers_first);
+    else
+        CHECK(fast == 0, "kernel TCP: nothing fast");
+}
+
 /* Client threads asking at once: the region's 16 request words are
  * shared, and so is reading the server's proofs off the channel. */
 #define THREADS 6
@@ -309,5 +393,7 @@ int main(void)
     crowd(1);
     other_uid_client(0);
     other_uid_client(1);
+    many_client_processes(0);
+    many_client_processes(1);
     return 0;
 }
