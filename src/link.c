@@ -352,6 +352,11 @@ struct lf_link *link_import(const int fds[5], int role, uint64_t id, uint64_t ri
         return NULL;
     }
     if (role == LF_CLIENT && !spawned) {
+        /* Only the process named in client_pid asks here: requests its old
+         * image left (their sockets are not fast in this one) go. */
+        if (__atomic_load_n(&l->region->client_pid, __ATOMIC_RELAXED) == lf_pid)
+            for (uint32_t i = 0; i < LINK_REQUESTS; i++)
+                __atomic_store_n(&l->region->request[i], 0, __ATOMIC_RELEASE);
         lf_lock(&lock);
         list_locked(l);
         lf_unlock(&lock);
