@@ -279,6 +279,8 @@ static int tell_offer(struct lf_conn *c, void *arg)
     c->proof_fd = -1;
     if (a->new_link)
         link_list(c->link, a->owner);
+    else
+        link_used(c->link);   /* its client may ask there again */
     return 0;
 }
 

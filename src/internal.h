@@ -276,6 +276,7 @@ struct lf_link *link_of_peer(pid_t peer, uint64_t ring_size, int *carry);
 int link_carry_begin(struct lf_link *l);   /* server: the client's channel end, for an answer */
 void link_carry_end(struct lf_link *l);    /* sent: it may go */
 void link_list(struct lf_link *l, pid_t peer);             /* server: after a first contact */
+void link_used(struct lf_link *l);                         /* server: answered in it again */
 void link_forget_peer(struct lf_link *l);                  /* the client no longer has it */
 int link_claim(struct lf_link *l, uint32_t *slot);         /* server: a free slot, leased */
 void link_get(struct lf_link *l);                          /* one more reference */

@@ -662,6 +662,14 @@ void link_list(struct lf_link *l, pid_t peer)
     lf_unlock(&lock);
 }
 
+void link_used(struct lf_link *l)
+{
+    lf_lock(&lock);
+    if (l->listed)
+        allow_requests(l);
+    lf_unlock(&lock);
+}
+
 void link_forget_peer(struct lf_link *l)
 {
     lf_lock(&lock);
