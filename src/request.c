@@ -231,17 +231,21 @@ static struct link_proof take_recorded(struct lf_link *l, uint32_t slot)
 /* The server's proof by /proc: its descriptor `server_fd` names the socket
  * at the other end of our connection.  Reading another process's
  * /proc/<pid>/fd takes what ptrace's read check takes (the same uid, a
- * dumpable process); when it is refused the server is told to prove with
- * epolls from now on (`epoll_proofs`), and this connection stays plain. */
+ * dumpable process); when it is refused, or names something else (the
+ * server moved or handed the socket on, our /proc is another pid
+ * namespace's), the server is told to prove with epolls from now on
+ * (`epoll_proofs`), which hold wherever the socket goes, and this
+ * connection stays plain. */
 static int proved_by_proc(struct lf_link *l, int32_t server_fd, const struct diag_result *server)
 {
     char path[64], want[48], got[48];
     snprintf(path, sizeof path, "/proc/%d/fd/%d", (int)l->peer, (int)server_fd);
     ssize_t n = readlink(path, got, sizeof got - 1);
-    if (n < 0 && (errno == EACCES || errno == EPERM))
-        __atomic_store_n(&l->region->epoll_proofs, 1, __ATOMIC_RELAXED);
     int w = snprintf(want, sizeof want, "socket:[%llu]", (unsigned long long)server->inode);
-    return n == w && memcmp(got, want, (size_t)n) == 0;
+    if (n == w && memcmp(got, want, (size_t)n) == 0)
+        return 1;
+    __atomic_store_n(&l->region->epoll_proofs, 1, __ATOMIC_RELAXED);
+    return 0;
 }
 
 /* Our slot, mapped once its server proved itself (by /proc, or by the
