@@ -364,32 +364,32 @@ int handshake_proof_room(void)
     return ok;
 }
 
+ssize_t handshake_recv_fds(int u, void *buf, size_t len, int flags, int *fds, int max, int *nfds,
+                           int *msg_flags)
+{
+    struct iovec iov = { buf, len };
+    union {
+        char buf[CMSG_SPACE(8 * sizeof(int))];   /* room to see (and close) extras */
+        struct cmsghdr align;
+    } ctl;
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
+                        .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf };
+    ssize_t n = libc.recvmsg(u, &m, flags | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    *nfds = n >= 0 ? handshake_received_fds(&m, fds, max) : 0;
+    *msg_flags = m.msg_flags;
+    return n;
+}
+
 /* A peek at the channel's first message: 1 a message (its proof, if it is
  * one, checked and recorded), 0 none, -1 the client's end is gone (EOF),
  * -2 no descriptor free to receive it (try again later).  A peek loses
  * nothing when the descriptor cannot be received; the message is then
  * consumed without its descriptor (chan_next). */
-ssize_t handshake_recv_proof(int chan, int flags, struct proof_msg *p, int fds[2], int *nfds,
-                             int *msg_flags)
-{
-    struct iovec iov = { p, sizeof *p };
-    union {
-        char buf[CMSG_SPACE(4 * sizeof(int))];   /* room to see (and close) extras */
-        struct cmsghdr align;
-    } ctl;
-    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
-                        .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf };
-    ssize_t n = libc.recvmsg(chan, &m, flags | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-    *nfds = n >= 0 ? handshake_received_fds(&m, fds, 2) : 0;
-    *msg_flags = m.msg_flags;
-    return n;
-}
-
 static int peek_proof(struct lf_link *l)
 {
     struct proof_msg p;
     int fds[2], nfds, flags;
-    ssize_t n = handshake_recv_proof(l->chan, MSG_PEEK, &p, fds, &nfds, &flags);
+    ssize_t n = handshake_recv_fds(l->chan, &p, sizeof p, MSG_PEEK, fds, 2, &nfds, &flags);
     if (n < 0)
         return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
     if (n == 0 && !nfds && !(flags & MSG_CTRUNC))
@@ -636,7 +636,7 @@ static int take_offer(struct lf_conn *c, uint64_t nonce)
  * from here on), or in one we hold.  One we do not hold (an exec'd image, a
  * region we let go) leaves the connection plain; the server hears of it by
  * the channel's EOF (handshake_unanswered). */
-static struct lf_conn *answered_slot(const struct answer_msg *a, const int *fds, int u)
+static struct lf_link *answered_region(const struct answer_msg *a, const int *fds, int u)
 {
     /* A region the answer carries may be one we took from an earlier answer
      * (answers to concurrent connections are taken in any order). */
@@ -645,6 +645,12 @@ static struct lf_conn *answered_slot(const struct answer_msg *a, const int *fds,
         close_all(fds, 4);
     else if (fds)
         l = link_adopt(fds, a->link_id, a->ring_size, unix_peer_pid(u));
+    return l;
+}
+
+static struct lf_conn *answered_slot(const struct answer_msg *a, const int *fds, int u)
+{
+    struct lf_link *l = answered_region(a, fds, u);
     if (!l)
         return NULL;
     struct lf_conn *c = link_covers(l, a->slot) ? shm_slot(l, a->slot, LF_CLIENT, 0) : NULL;
@@ -660,19 +666,12 @@ static int read_answer(int u, int fd, const struct diag_result *server, struct l
                        int *alone)
 {
     struct answer_msg a;
-    struct iovec iov = { &a, sizeof a };
-    union {
-        char buf[CMSG_SPACE(8 * sizeof(int))];   /* room to see (and close) extras */
-        struct cmsghdr align;
-    } ctl;
-    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
-                        .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf };
-    ssize_t n = libc.recvmsg(u, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    int fds[ANSWER_FDS + 1], nfds, flags;
+    ssize_t n = handshake_recv_fds(u, &a, sizeof a, 0, fds, ANSWER_FDS + 1, &nfds, &flags);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
         return 0;
-    int fds[ANSWER_FDS + 1], nfds = n > 0 ? handshake_received_fds(&m, fds, ANSWER_FDS + 1) : 0;
     struct lf_conn *c = NULL;
-    if (n <= 0 || answer_parse(&a, (size_t)n, nfds, m.msg_flags, &a) != 0) {
+    if (n <= 0 || answer_parse(&a, (size_t)n, nfds, flags, &a) != 0) {
         close_all(fds, nfds);
         return -1;
     }
@@ -865,24 +864,13 @@ void handshake_keep_region(struct lf_sock *s)
     if (u < 0)
         return;
     struct answer_msg a;
-    struct iovec iov = { &a, sizeof a };
-    union {
-        char buf[CMSG_SPACE(8 * sizeof(int))];
-        struct cmsghdr align;
-    } ctl;
-    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
-                        .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf };
-    ssize_t n = libc.recvmsg(u, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-    int fds[ANSWER_FDS + 1], nfds = n > 0 ? handshake_received_fds(&m, fds, ANSWER_FDS + 1) : 0;
-    int consumed = 0;
+    int fds[ANSWER_FDS + 1], nfds, flags, consumed = 0;
+    ssize_t n = handshake_recv_fds(u, &a, sizeof a, 0, fds, ANSWER_FDS + 1, &nfds, &flags);
     struct lf_link *l = NULL;
-    if (n > 0 && answer_parse(&a, (size_t)n, nfds, m.msg_flags, &a) == 0) {
+    if (n > 0 && answer_parse(&a, (size_t)n, nfds, flags, &a) == 0) {
         int fresh = (a.flags & ANSWER_NEW_LINK) != 0;
-        l = link_find(a.link_id, a.ring_size);
-        if (!l && fresh) {
-            l = link_adopt(fds, a.link_id, a.ring_size, unix_peer_pid(u));
-            consumed = 4;   /* the link's now, or closed */
-        }
+        l = answered_region(&a, fresh ? fds : NULL, u);
+        consumed = fresh ? 4 : 0;   /* the link's now, or closed */
     }
     if (l) {
         link_note_dst(l, &s->dst, (a.flags & ANSWER_ALONE) != 0);

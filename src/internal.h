@@ -477,7 +477,7 @@ struct lf_sock {
     unsigned born_forks;      /* lf_forks when it was made: a listener older than a fork is shared */
     int reuseport;            /* OPTIN listener: SO_REUSEPORT, -1 not asked yet (interpose.c) */
 };
-extern unsigned lf_forks;     /* fork() calls this process went through, as parent or child */
+extern unsigned lf_forks;     /* fork() calls (interpose.c): the holder walk's generation too */
 enum { BOUND_UNKNOWN, BOUND_SPECIFIC, BOUND_WILDCARD };
 
 static inline int sock_kind(struct lf_sock *s)
@@ -566,10 +566,10 @@ int handshake_proof_room(void);
 /* the one file epoll `ep` holds (the server's proof, 4.7): 0 and its inode
  * and device as fdinfo prints them, -1 when it holds none or several */
 int handshake_epoll_target(int ep, uint64_t *ino, uint64_t *dev);
-/* one message of a region's channel, shaped as a proof: recvmsg's count,
- * its descriptors (up to 2 kept, extras closed) and flags */
-ssize_t handshake_recv_proof(int chan, int flags, struct proof_msg *p, int fds[2], int *nfds,
-                             int *msg_flags);
+/* one message, non-blocking, into buf: recvmsg's count, its descriptors
+ * (up to max kept, extras closed) and flags (answers and proofs alike) */
+ssize_t handshake_recv_fds(int u, void *buf, size_t len, int flags, int *fds, int max, int *nfds,
+                           int *msg_flags);
 /* the client's end of an answer it checked (its part of the lease taken,
  * its proof sent, the socket switched): 1, or 0 and c freed */
 int handshake_switch(struct lf_sock *s, struct lf_conn *c, uint64_t nonce, int fd);

@@ -670,16 +670,18 @@ LF_EXPORT int fcntl64(int fd, int cmd, ...)
 
 /* ---- processes ---- */
 
-static unsigned fork_generation;
+/* Counts fork() calls (twice for one that failed): the holder walk marks
+ * each sock once a call, and a listener older than the count is shared. */
 unsigned lf_forks;
 
 /* A forked child holds every connection too: count it before it exists. */
 static void count_holder(struct lf_sock *s, void *arg)
 {
     int delta = *(int *)arg;
-    if (sock_kind(s) != LF_FAST || s->fork_gen == fork_generation)
+    unsigned gen = __atomic_load_n(&lf_forks, __ATOMIC_RELAXED);
+    if (sock_kind(s) != LF_FAST || s->fork_gen == gen)
         return;
-    s->fork_gen = fork_generation;
+    s->fork_gen = gen;
     __atomic_add_fetch(&s->conn->sh->side[s->conn->me].holders, (uint32_t)delta, __ATOMIC_ACQ_REL);
     if (delta > 0)
         __atomic_store_n(&s->conn->shared_end, 1, __ATOMIC_RELAXED);
@@ -706,7 +708,7 @@ LF_EXPORT pid_t fork(void)
     int plus = 1, minus = -1;
     pid_t parent = lf_pid;
     pending_before_fork();
-    fork_generation++;
+    __atomic_add_fetch(&lf_forks, 1, __ATOMIC_RELAXED);
     fdtable_for_each(count_holder, &plus);
     epoll_before_fork();
     fdtable_lock();
@@ -720,18 +722,16 @@ LF_EXPORT pid_t fork(void)
         reap_now();
         spare_drop();
         link_after_fork_child();
-        __atomic_add_fetch(&lf_forks, 1, __ATOMIC_RELAXED);
         return 0;
     }
     fdtable_unlock();
     if (pid < 0) {
         int e = errno;
-        fork_generation++;
+        __atomic_add_fetch(&lf_forks, 1, __ATOMIC_RELAXED);
         fdtable_for_each(count_holder, &minus);
         errno = e;
     } else {
         link_after_fork_parent();
-        __atomic_add_fetch(&lf_forks, 1, __ATOMIC_RELAXED);
     }
     return pid;
 }

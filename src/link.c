@@ -857,12 +857,18 @@ struct lf_link *link_for_dst(const struct sockaddr_storage *dst)
 /* dst is served by l's server now: later connections to it are asked for
  * in l when that server accepts alone, else offered (and a short one keeps
  * no region: handshake_keep_region). */
-void link_note_dst(struct lf_link *l, const struct sockaddr_storage *dst, int alone)
+/* No region of ours records dst any more.  Lock held. */
+static void forget_dst_locked(const struct sockaddr_storage *dst)
 {
-    lf_lock(&lock);
     for (struct lf_link *o = links; o; o = o->next)
         if (o->role == LF_CLIENT && same_address(&o->dst, dst))
             o->dst.ss_family = AF_UNSPEC;
+}
+
+void link_note_dst(struct lf_link *l, const struct sockaddr_storage *dst, int alone)
+{
+    lf_lock(&lock);
+    forget_dst_locked(dst);
     l->dst = *dst;
     l->dst_alone = alone;
     lf_unlock(&lock);
@@ -873,9 +879,7 @@ void link_note_dst(struct lf_link *l, const struct sockaddr_storage *dst, int al
 void link_forget_dst(const struct sockaddr_storage *dst)
 {
     lf_lock(&lock);
-    for (struct lf_link *o = links; o; o = o->next)
-        if (o->role == LF_CLIENT && same_address(&o->dst, dst))
-            o->dst.ss_family = AF_UNSPEC;
+    forget_dst_locked(dst);
     lf_unlock(&lock);
 }
 

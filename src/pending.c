@@ -52,20 +52,28 @@ static void after_tcp_input(struct lf_sock *s, int fd)
     handshake_give_up(s);
 }
 
+/* A data call begins: counted, and the answer taken if the connection is
+ * worth switching now.  The socket's kind then; the lock stays held while
+ * it is still pending. */
+static int pending_begin(struct lf_sock *s, int fd, int is_send)
+{
+    lf_lock(&s->lock);
+    s->pending_calls++;
+    if (sock_kind(s) == LF_PENDING && may_switch(s, is_send))
+        handshake_take_answer(s, fd);
+    int kind = sock_kind(s);
+    if (kind != LF_PENDING)
+        lf_unlock(&s->lock);
+    return kind;
+}
+
 /* One non-blocking send under the lock; -EAGAIN, -errno, or a count.  Sets
  * *kind to what the socket was when the attempt was made. */
 static ssize_t pending_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags,
                             int *kind)
 {
-    lf_lock(&s->lock);
-    s->pending_calls++;
-    if (sock_kind(s) == LF_PENDING && may_switch(s, 1))
-        handshake_take_answer(s, fd);
-    *kind = sock_kind(s);
-    if (*kind != LF_PENDING) {
-        lf_unlock(&s->lock);
+    if ((*kind = pending_begin(s, fd, 1)) != LF_PENDING)
         return -EAGAIN;
-    }
     ssize_t r = libc.sendmsg(fd, msg, flags | MSG_DONTWAIT);
     if (r > 0)
         s->pending_tx += (uint64_t)r;
@@ -85,15 +93,8 @@ static ssize_t pending_send(struct lf_sock *s, int fd, const struct msghdr *msg,
  * handshake_take_answer): the switch publishes the bytes read so far. */
 static ssize_t pending_read(struct lf_sock *s, int fd, struct msghdr *msg, int flags, int *kind)
 {
-    lf_lock(&s->lock);
-    s->pending_calls++;
-    if (sock_kind(s) == LF_PENDING && may_switch(s, 0))
-        handshake_take_answer(s, fd);
-    *kind = sock_kind(s);
-    if (*kind != LF_PENDING) {
-        lf_unlock(&s->lock);
+    if ((*kind = pending_begin(s, fd, 0)) != LF_PENDING)
         return -EAGAIN;
-    }
     s->tcp_readers++;
     lf_unlock(&s->lock);
     if (!(flags & MSG_DONTWAIT))

@@ -156,7 +156,7 @@ static void read_proofs(struct lf_link *l, uint32_t for_slot)
     for (int budget = 4 * DROPS_PER_READ; budget > 0; budget--) {
         struct proof_msg p;
         int fds[2], nfds, flags;
-        ssize_t n = handshake_recv_proof(l->chan, 0, &p, fds, &nfds, &flags);
+        ssize_t n = handshake_recv_fds(l->chan, &p, sizeof p, 0, fds, 2, &nfds, &flags);
         if (n < 0)
             return;
         if (n == 0 && !nfds && !(flags & MSG_CTRUNC))
@@ -315,7 +315,9 @@ void request_withdraw(struct lf_sock *s)
     if (s->req_slot >= 0) {
         lf_lock(&l->chan_lock);
         want_proof(l, (uint32_t)s->req_slot, 0);
-        if (++l->proofs_unread >= DROPS_PER_READ) {
+        /* proofs by /proc put nothing on the channel */
+        if (__atomic_load_n(&l->region->epoll_proofs, __ATOMIC_RELAXED) &&
+            ++l->proofs_unread >= DROPS_PER_READ) {
             l->proofs_unread = 0;
             read_proofs(l, LINK_SLOTS);
         }
