@@ -239,8 +239,11 @@ int sock_stream(enum transport t, const struct bench_opts *o, size_t size, doubl
     int fd = sock_dial(t, &addr, len), rc = 0;
     char *buf = message(size);
     uint64_t end = now_ns() + (uint64_t)(o->seconds * 1e9);
+    /* The clock is read every 16 messages, as the bare ring's loop does: a
+     * read per message (28 ns on a kvm clock) was a third of a 64 B write. */
     while (rc == 0 && now_ns() < end)
-        rc = write_full(fd, buf, size) == (ssize_t)size ? 0 : -1;
+        for (int i = 0; i < 16 && rc == 0; i++)
+            rc = write_full(fd, buf, size) == (ssize_t)size ? 0 : -1;
     shutdown(fd, SHUT_WR);
     struct sink_report r;
     if (read_full(report[0], &r, sizeof r) != sizeof r || r.ns == 0)
