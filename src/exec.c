@@ -5,8 +5,8 @@
  * inherited TCP descriptor alone would be useless.  Before exec, each fast
  * connection whose TCP descriptor stays open across exec is described in
  * LOOPFAST_INHERIT (descriptor, memfd, doorbells, the region's channel,
- * side, ring size, and for a server the verdicts on its clients' proofs
- * and the answer's nonce and cookie), with copies that survive exec.  The library's
+ * side, ring size, and for a server the answer's nonce and cookie, and the
+ * key of its verdicts on its clients' proofs), with copies that survive exec.  The library's
  * constructor in the new image maps it again, with the same checks as a
  * handshake.  posix_spawn() is handled the same way (glibc's runs neither our
  * fork nor our exec), the child counted as a holder and its descriptors found
@@ -82,21 +82,23 @@ static void describe(struct lf_sock *s, void *arg, int fd)
     int m = keep(x, l->fd);
     int bm = keep(x, l->bell_mine), bp = keep(x, l->bell_peer);
     /* The channel: a server's clients' proofs come on it, and are checked
-     * against the verdicts it shares with its other holders (4.7); a
-     * client sends its later proofs on it. */
+     * against the verdicts it shares with its other holders (4.7, under
+     * the key passed first); a client sends its later proofs on it. */
     int ch = l->chan >= 0 ? keep(x, l->chan) : -1;
-    int tb = l->verdicts_fd >= 0 ? keep(x, l->verdicts_fd) : -1;
     int proved = __atomic_load_n(&c->peer_line, __ATOMIC_ACQUIRE) != NULL;
     struct stat st;
-    if (m < 0 || bm < 0 || bp < 0 || (c->me == LF_SERVER && !proved && (ch < 0 || tb < 0)) ||
+    if (m < 0 || bm < 0 || bp < 0 || (c->me == LF_SERVER && !proved && ch < 0) ||
         fstat(fd, &st) < 0 || !count_spawned(x, c))
         return;
-    char item[240];
-    int n = snprintf(item, sizeof item, "%s%d:%d:%d:%d:%d:%llu:%llu:%d:%d:%d:%llu:%u:%llu:%d:%llu",
-                     x->len ? "," : "", fd, m, bm, bp, c->me, (unsigned long long)c->tx.size,
-                     (unsigned long long)st.st_ino, x->spawn, proved, ch,
-                     (unsigned long long)c->peer_cookie, c->slot, (unsigned long long)l->id, tb,
-                     (unsigned long long)c->nonce);
+    char item[240], key[33];
+    int n = 0;
+    if (!x->len && verdict_key_export(key))
+        n = snprintf(item, sizeof item, "key=%s", key);
+    n += snprintf(item + n, sizeof item - (size_t)n, "%s%d:%d:%d:%d:%d:%llu:%llu:%d:%d:%d:%llu:%u:%llu:%llu",
+                  x->len || n ? "," : "", fd, m, bm, bp, c->me, (unsigned long long)c->tx.size,
+                  (unsigned long long)st.st_ino, x->spawn, proved, ch,
+                  (unsigned long long)c->peer_cookie, c->slot, (unsigned long long)l->id,
+                  (unsigned long long)c->nonce);
     if (x->len + (size_t)n + 1 > x->cap) {
         size_t cap = x->cap ? 2 * x->cap : 256;
         char *b = realloc(x->buf, cap);
@@ -357,11 +359,11 @@ static int fds_of_socket(unsigned long long ino, int *fds, int max)
 
 /* The item's region: one this import already opened (the copy closed),
  * or opened now; a reference for the caller either way. */
-static struct lf_link *import_link(struct lf_link *known, const int f[5], int me, uint64_t id,
+static struct lf_link *import_link(struct lf_link *known, const int f[4], int me, uint64_t id,
                                    unsigned long long size, int spawned)
 {
     if (known) {
-        for (int i = 0; i < 5; i++)
+        for (int i = 0; i < 4; i++)
             if (f[i] >= 0)
                 libc.close_own(f[i]);
         link_get(known);
@@ -372,16 +374,16 @@ static struct lf_link *import_link(struct lf_link *known, const int f[5], int me
 
 static void import_one(const char *item, struct imported *seen, int *nseen, int max)
 {
-    /* the region's memfd, my doorbell, the peer's, the channel, the verdicts */
-    int fd, f[5], me, spawned, proved;
+    /* the region's memfd, my doorbell, the peer's, the channel */
+    int fd, f[4], me, spawned, proved;
     unsigned long long size, sock_ino, cookie, id, nonce;
     unsigned slot;
-    if (sscanf(item, "%d:%d:%d:%d:%d:%llu:%llu:%d:%d:%d:%llu:%u:%llu:%d:%llu", &fd, &f[0], &f[1],
-               &f[2], &me, &size, &sock_ino, &spawned, &proved, &f[3], &cookie, &slot, &id, &f[4],
-               &nonce) != 15 ||
+    if (sscanf(item, "%d:%d:%d:%d:%d:%llu:%llu:%d:%d:%d:%llu:%u:%llu:%llu", &fd, &f[0], &f[1],
+               &f[2], &me, &size, &sock_ino, &spawned, &proved, &f[3], &cookie, &slot, &id,
+               &nonce) != 14 ||
         (me != LF_CLIENT && me != LF_SERVER))
         return;
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 4; i++)
         if (f[i] >= 0)
             libc.fcntl(f[i], F_SETFD, FD_CLOEXEC);
     if (spawned && me == LF_CLIENT && f[3] >= 0) {
@@ -396,7 +398,7 @@ static void import_one(const char *item, struct imported *seen, int *nseen, int 
     struct lf_link *known;
     struct imported *same = already_imported(seen, *nseen, f[0], slot, me, &ino, &known);
     if (same) {
-        for (int i = 0; i < 5; i++)
+        for (int i = 0; i < 4; i++)
             if (f[i] >= 0)
                 libc.close_own(f[i]);
         for (int i = 0; i < nfds; i++)
@@ -449,6 +451,9 @@ void exec_import(void)
     int nseen = 0;
     char *save, *item = strtok_r(list, ",", &save);
     for (; item; item = strtok_r(NULL, ",", &save))
-        import_one(item, seen, &nseen, 64);
+        if (!strncmp(item, "key=", 4))
+            verdict_key_import(item + 4);   /* first: the verdicts of the items below */
+        else
+            import_one(item, seen, &nseen, 64);
     free(list);
 }

@@ -484,6 +484,7 @@ static void believe_client(struct lf_conn *c)
 {
     __atomic_store_n(&c->peer_line, &c->sh->side[LF_CLIENT], __ATOMIC_RELEASE);
     __atomic_store_n(&c->link->revoked_run, 0, __ATOMIC_RELAXED);
+    link_client_holds(c->link);
 }
 
 /* A server connection closed before its client proved itself: the

@@ -123,9 +123,10 @@ static inline void lf_unlock(pthread_mutex_t *m)
 
 /* ---- shm.c: the per-connection shared memory ---- */
 #define LF_MAGIC   0x6c6f6f70u   /* "loop" */
-#define LF_VERSION 7u   /* 3: slots of a region per pair of processes (link.c); 4: one doorbell an end;
+#define LF_VERSION 8u   /* 3: slots of a region per pair of processes (link.c); 4: one doorbell an end;
                          * 5: one doorbell an end per region, news bits; 6: the region's channel;
-                         * 7: requests in the region (request.c) */
+                         * 7: requests in the region (request.c); 8: the server's verdicts
+                         * in the region, under its key (verdict.c) */
 #define LF_HEADER_SIZE 4096u
 
 enum { LF_CLIENT = 0, LF_SERVER = 1 };
@@ -177,8 +178,9 @@ _Static_assert(sizeof(struct lf_shared) <= LF_HEADER_SIZE, "header fits a page")
 
 struct lf_conn;
 /* ---- link.c: one region of shared memory per pair of processes ----
- * Page 0 of a region: this header and one lease word per slot; slot k at
- * LF_HEADER_SIZE + k * slot_size, one connection's header page and rings. */
+ * Page 0 of a region: this header and one lease word per slot; then the
+ * server's verdict pages (verdict.c); slot k at LF_REGION_HEAD + k *
+ * slot_size, one connection's header page and rings. */
 #define LINK_SLOTS 920u          /* what fits a page with the requests, leases and news bits */
 #define LINK_REQUESTS 16u        /* a client's connections asked for at once (request.c) */
 #define LINK_WORDS ((LINK_SLOTS + 63) / 64)
@@ -205,6 +207,20 @@ struct lf_region {
     _Alignas(64) uint64_t news[2][LINK_WORDS];
 };
 _Static_assert(sizeof(struct lf_region) <= LF_HEADER_SIZE, "the region header fits a page");
+/* The server's verdicts on its clients' proofs, per slot (verdict.c):
+ * keyed hashes the client can read but not forge.  reader: the holder
+ * reading the channel now (one at a time, so that a message peeked at is
+ * the one then consumed). */
+struct link_verdicts {
+    int32_t reader;
+    uint32_t pad;
+    struct {
+        uint64_t expect;   /* the tag of the answer's nonce and the client socket's SO_COOKIE */
+        uint64_t proved;   /* the tag of the nonce whose proof checked out */
+    } slot[LINK_SLOTS];
+};
+#define LF_VERDICTS_SIZE ((sizeof(struct link_verdicts) + 4095) & ~(size_t)4095)
+#define LF_REGION_HEAD (LF_HEADER_SIZE + LF_VERDICTS_SIZE)   /* bytes before slot 0 */
 /* The doorbells of a connection are its region's (ours, the peer's). */
 #define conn_bell_mine(c) ((c)->link->bell_mine)
 #define conn_bell_peer(c) ((c)->link->bell_peer)
@@ -216,9 +232,8 @@ struct lf_link {
      * client's end, until the client holds it (-1 after). */
     int chan, chan_peer;
     int carry_gone;           /* server: chan_peer is closed or being closed (under link.c's lock) */
-    /* server: what each slot's proof must be and which were proved, in a
-     * memfd of the server's alone, shared by its forked and exec'd holders */
-    int verdicts_fd;
+    /* server: what each slot's proof must be and which were proved, in the
+     * region's verdict pages (mapped with page 0), shared by every holder */
     struct link_verdicts *verdicts;
     pthread_mutex_t chan_lock;   /* one reader of the channel in this process */
     uint64_t next_nonce;      /* server, owner: the last answer's nonce */
@@ -258,10 +273,15 @@ struct link_proof { uint64_t nonce, ino, dev; int wanted; };
 struct lf_link *link_create(uint64_t ring_size);            /* server: a new region, unlisted */
 /* client: fds = the region, the server's doorbell, ours, the channel (owned from here on) */
 struct lf_link *link_adopt(const int fds[4], uint64_t id, uint64_t ring_size, pid_t server);
-/* exec: fds = the region, our doorbell, the peer's, the channel, the
- * verdicts (server), already high; the last two may be -1 */
-struct lf_link *link_import(const int fds[5], int role, uint64_t id, uint64_t ring_size, int spawned);
-/* server: the verdicts on the client's proofs (design 4.7), shared by every holder */
+/* exec: fds = the region, our doorbell, the peer's, the channel, already
+ * high; the last may be -1 */
+struct lf_link *link_import(const int fds[4], int role, uint64_t id, uint64_t ring_size, int spawned);
+/* ---- verdict.c: the server's verdicts on the client's proofs (design 4.7),
+ * in the region under the server's key, shared by every holder ---- */
+uint64_t verdict_siphash(const uint64_t k[2], const uint64_t *w, size_t n);
+int verdict_key_ready(void);                 /* 0: this process has its key */
+int verdict_key_export(char buf[33]);        /* exec: 1 and the key in hex, 0: none */
+int verdict_key_import(const char *hex);     /* the new image */
 void link_expect(struct lf_link *l, uint32_t slot, uint64_t nonce, uint64_t cookie);
 int link_proved(struct lf_link *l, uint32_t slot, uint64_t nonce);
 void link_record_proof(struct lf_link *l, uint32_t slot, uint64_t nonce, uint64_t cookie);
@@ -275,6 +295,7 @@ struct lf_link *link_find(uint64_t id, uint64_t ring_size); /* client: one we al
 struct lf_link *link_of_peer(pid_t peer, uint64_t ring_size, int *carry);
 int link_carry_begin(struct lf_link *l);   /* server: the client's channel end, for an answer */
 void link_carry_end(struct lf_link *l);    /* sent: it may go */
+void link_client_holds(struct lf_link *l); /* server: a proof came, its carry copy may go */
 void link_list(struct lf_link *l, pid_t peer);             /* server: after a first contact */
 void link_used(struct lf_link *l);                         /* server: answered in it again */
 void link_forget_peer(struct lf_link *l);                  /* the client no longer has it */

@@ -23,8 +23,8 @@
  * Each region has a channel, a unix seqpacket pair, whose client end goes
  * with the region's first answer: the client's proofs come on it (design
  * 4.7).  What each slot's proof must be, and which were proved, the server
- * keeps in a small memfd of its own (the verdicts), which its forked and
- * exec'd holders share and the client never sees.
+ * keeps in the region's verdict pages, under a key the client does not
+ * have (verdict.c), so that its forked and exec'd holders share them.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,18 +45,6 @@
 #define REQUIRED_SEALS (F_SEAL_SHRINK | F_SEAL_SEAL)
 #define IDLE_KEPT 4   /* regions with no connection kept for the next one */
 
-/* The server's verdicts on its clients' proofs, per slot.  reader: the
- * process reading the channel now (one at a time, so that a message peeked
- * at is the one then consumed). */
-struct link_verdicts {
-    int32_t reader;
-    uint32_t pad;
-    struct {
-        uint64_t nonce, cookie;   /* the answer's, and the client socket's SO_COOKIE */
-        uint64_t proved;          /* the nonce whose proof checked out */
-    } slot[LINK_SLOTS];
-};
-#define VERDICTS_SIZE ((sizeof(struct link_verdicts) + 4095) & ~(size_t)4095)
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct lf_link *links;   /* listed: findable for later connections */
@@ -80,7 +68,7 @@ __attribute__((constructor)) static void link_init(void)
 
 static uint64_t slot_offset(const struct lf_link *l, uint32_t slot)
 {
-    return LF_HEADER_SIZE + (uint64_t)slot * l->slot_size;
+    return LF_REGION_HEAD + (uint64_t)slot * l->slot_size;
 }
 
 static struct lf_link *link_new(int fd, int role, uint64_t id, uint64_t ring_size)
@@ -88,14 +76,16 @@ static struct lf_link *link_new(int fd, int role, uint64_t id, uint64_t ring_siz
     struct lf_link *l = calloc(1, sizeof *l);
     if (!l)
         return NULL;
-    l->region = mmap(NULL, LF_HEADER_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    l->region = mmap(NULL, LF_REGION_HEAD, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (l->region == MAP_FAILED) {
         free(l);
         return NULL;
     }
     l->fd = fd;
     l->bell_mine = l->bell_peer = -1;
-    l->chan = l->chan_peer = l->verdicts_fd = -1;
+    l->chan = l->chan_peer = -1;
+    if (role == LF_SERVER)   /* a client has no use for them */
+        l->verdicts = (struct link_verdicts *)((unsigned char *)l->region + LF_HEADER_SIZE);
     pthread_mutex_init(&l->chan_lock, NULL);
     l->role = role;
     l->id = id;
@@ -113,15 +103,12 @@ static void link_free(struct lf_link *l)
                 munmap(l->maps[k], l->slot_size);
         free(l->maps);
     }
-    munmap(l->region, LF_HEADER_SIZE);
-    if (l->verdicts)
-        munmap(l->verdicts, VERDICTS_SIZE);
+    munmap(l->region, LF_REGION_HEAD);
     ownfd_close(&l->fd);
     ownfd_close(&l->bell_mine);
     ownfd_close(&l->bell_peer);
     ownfd_close(&l->chan);
     ownfd_close(&l->chan_peer);
-    ownfd_close(&l->verdicts_fd);
     pthread_mutex_destroy(&l->chan_lock);
     free(l->proofs);
     free(l->ep_news);   /* no connection left: no idle record points into it */
@@ -184,20 +171,11 @@ static int grow(struct lf_link *l, uint32_t want)
     return 0;
 }
 
-static int map_verdicts(struct lf_link *l)
-{
-    void *v = mmap(NULL, VERDICTS_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, l->verdicts_fd, 0);
-    if (v == MAP_FAILED)
-        return -1;
-    l->verdicts = v;
-    return 0;
-}
-
 struct lf_link *link_create(uint64_t ring_size)
 {
     uint64_t id;
-    if (getrandom(&id, sizeof id, GRND_NONBLOCK) != sizeof id)
-        return NULL;   /* ids must be unguessable: no links without them */
+    if (getrandom(&id, sizeof id, GRND_NONBLOCK) != sizeof id || verdict_key_ready() < 0)
+        return NULL;   /* ids and verdicts must be unguessable: no links without them */
     int fd = memfd_create("loopfast", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)
         return NULL;
@@ -220,12 +198,9 @@ struct lf_link *link_create(uint64_t ring_size)
         setsockopt(pair[1], SOL_SOCKET, SO_SNDBUF, &most, sizeof most);
         setsockopt(pair[0], SOL_SOCKET, SO_SNDBUF, &most, sizeof most);
     }
-    l->verdicts_fd = memfd_create("lf-verdicts", MFD_CLOEXEC);
-    int *const own[] = { &l->fd, &l->bell_mine, &l->bell_peer, &l->chan, &l->chan_peer,
-                         &l->verdicts_fd };
-    if (l->bell_mine < 0 || l->bell_peer < 0 || l->chan < 0 || l->verdicts_fd < 0 ||
-        grow(l, 1) < 0 || ftruncate(l->verdicts_fd, VERDICTS_SIZE) < 0 ||
-        ownfd_adopt(own, 6, NULL, 0) < 0 || map_verdicts(l) < 0) {   /* out of the program's numbers */
+    int *const own[] = { &l->fd, &l->bell_mine, &l->bell_peer, &l->chan, &l->chan_peer };
+    if (l->bell_mine < 0 || l->bell_peer < 0 || l->chan < 0 || grow(l, 1) < 0 ||
+        ownfd_adopt(own, 5, NULL, 0) < 0) {   /* out of the program's numbers */
         link_free(l);
         return NULL;
     }
@@ -270,7 +245,7 @@ static struct lf_link *link_open(const int fds[4], int role, uint64_t id, uint64
     int seals = fcntl(fd, F_GET_SEALS);
     struct lf_link *l = NULL;
     if (seals >= 0 && (seals & REQUIRED_SEALS) == REQUIRED_SEALS && fstat(fd, &st) == 0 &&
-        S_ISREG(st.st_mode) && ring_size_valid(ring_size) && st.st_size >= (off_t)LF_HEADER_SIZE &&
+        S_ISREG(st.st_mode) && ring_size_valid(ring_size) && st.st_size >= (off_t)LF_REGION_HEAD &&
         is_eventfd(fds[1]) && is_eventfd(fds[2]) && is_channel(fds[3]))
         l = link_new(fd, role, id, ring_size);
     if (!l) {
@@ -288,7 +263,7 @@ static struct lf_link *link_open(const int fds[4], int role, uint64_t id, uint64
         link_free(l);
         return NULL;
     }
-    uint64_t slots = ((uint64_t)st.st_size - LF_HEADER_SIZE) / l->slot_size;
+    uint64_t slots = ((uint64_t)st.st_size - LF_REGION_HEAD) / l->slot_size;
     l->sized = slots > LINK_SLOTS ? LINK_SLOTS : (uint32_t)slots;
     l->high = l->sized;
     l->refs = 1;   /* the caller's */
@@ -334,20 +309,13 @@ struct lf_link *link_adopt(const int fds[4], uint64_t id, uint64_t ring_size, pi
 /* exec: a region the old image held, its descriptor already high.  A
  * client's is findable again for later connections (a spawned process's
  * is not: the server names it to the process that took it first). */
-struct lf_link *link_import(const int fds[5], int role, uint64_t id, uint64_t ring_size, int spawned)
+struct lf_link *link_import(const int fds[4], int role, uint64_t id, uint64_t ring_size, int spawned)
 {
     struct lf_link *l = link_open(fds, role, id, ring_size);
-    if (!l) {
-        if (fds[4] >= 0)
-            libc.close_own(fds[4]);
+    if (!l)
         return NULL;
-    }
-    l->verdicts_fd = fds[4];
-    struct stat st;
     if (ownfd_own(&l->fd) < 0 || ownfd_own(&l->bell_mine) < 0 || ownfd_own(&l->bell_peer) < 0 ||
-        (l->chan >= 0 && ownfd_own(&l->chan) < 0) ||
-        (l->verdicts_fd >= 0 && (ownfd_own(&l->verdicts_fd) < 0 || fstat(l->verdicts_fd, &st) < 0 ||
-                                 st.st_size != (off_t)VERDICTS_SIZE || map_verdicts(l) < 0))) {
+        (l->chan >= 0 && ownfd_own(&l->chan) < 0)) {
         link_free(l);
         return NULL;
     }
@@ -525,7 +493,7 @@ static void child_copies(struct lf_sock *s, void *arg)
         return;
     pthread_mutex_init(&l->chan_lock, NULL);
     ownfd_close(l->role == LF_CLIENT ? &l->chan : &l->chan_peer);
-    l->carry_gone = 1;
+    __atomic_store_n(&l->carry_gone, 1, __ATOMIC_RELAXED);
 }
 
 /* A forked child: its copies of the regions kept idle are its parent's
@@ -628,6 +596,23 @@ static void close_carry(struct lf_link *l)
     lf_unlock(&l->chan_lock);
 }
 
+/* The client proved a connection: it holds the region, so our copy of its
+ * channel end goes now rather than at the next answer to it (a client
+ * with one connection would never see one). */
+void link_client_holds(struct lf_link *l)
+{
+    if (l->role != LF_SERVER || __atomic_load_n(&l->carry_gone, __ATOMIC_RELAXED))
+        return;
+    lf_lock(&lock);
+    int gone = !l->carry_gone && l->peer > 0 &&
+               __atomic_load_n(&l->region->client_pid, __ATOMIC_ACQUIRE) == l->peer;
+    if (gone)
+        __atomic_store_n(&l->carry_gone, 1, __ATOMIC_RELAXED);
+    lf_unlock(&lock);
+    if (gone)
+        close_carry(l);
+}
+
 struct lf_link *link_of_peer(pid_t peer, uint64_t ring_size, int *carry)
 {
     if (peer <= 0)
@@ -640,7 +625,8 @@ struct lf_link *link_of_peer(pid_t peer, uint64_t ring_size, int *carry)
     int gone = l && holder == peer && !l->carry_gone;
     if (l) {
         take_locked(l);
-        l->carry_gone |= gone;
+        if (gone)
+            __atomic_store_n(&l->carry_gone, 1, __ATOMIC_RELAXED);
     }
     lf_unlock(&lock);
     if (gone)
@@ -926,54 +912,3 @@ struct lf_link *link_requested(uint64_t ino, uint32_t *idx, uint64_t *word)
     return l;
 }
 
-/* ---- the server's verdicts on its clients' proofs (design 4.7) ---- */
-
-/* Before the answer goes: what the slot's proof must be. */
-void link_expect(struct lf_link *l, uint32_t slot, uint64_t nonce, uint64_t cookie)
-{
-    if (!l->verdicts || slot >= LINK_SLOTS)
-        return;   /* no proof can be believed: the connection stays plain */
-    __atomic_store_n(&l->verdicts->slot[slot].cookie, cookie, __ATOMIC_RELAXED);
-    __atomic_store_n(&l->verdicts->slot[slot].nonce, nonce, __ATOMIC_RELEASE);
-}
-
-int link_proved(struct lf_link *l, uint32_t slot, uint64_t nonce)
-{
-    return l->verdicts && slot < LINK_SLOTS &&
-           __atomic_load_n(&l->verdicts->slot[slot].proved, __ATOMIC_ACQUIRE) == nonce;
-}
-
-/* A proof read from the channel, for whichever holder's connection it is:
- * believed when it names the answer the slot has now and carries the
- * socket that answer was for. */
-void link_record_proof(struct lf_link *l, uint32_t slot, uint64_t nonce, uint64_t cookie)
-{
-    if (!l->verdicts || slot >= LINK_SLOTS || !nonce)
-        return;
-    if (__atomic_load_n(&l->verdicts->slot[slot].nonce, __ATOMIC_ACQUIRE) == nonce &&
-        __atomic_load_n(&l->verdicts->slot[slot].cookie, __ATOMIC_RELAXED) == cookie)
-        __atomic_store_n(&l->verdicts->slot[slot].proved, nonce, __ATOMIC_RELEASE);
-}
-
-/* One reader of the channel at a time among the server's holders, so that
- * the message a reader peeked at is the one it consumes.  A reader that
- * died holding it is replaced.  -1: busy, look again later. */
-int link_lock_channel(struct lf_link *l)
-{
-    if (!l->verdicts || l->chan < 0)
-        return -1;
-    lf_lock(&l->chan_lock);
-    int32_t *r = &l->verdicts->reader, was = 0;
-    if (__atomic_compare_exchange_n(r, &was, lf_pid, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED) ||
-        ((was == lf_pid || (kill(was, 0) < 0 && errno == ESRCH)) &&   /* ours: a stale word */
-         __atomic_compare_exchange_n(r, &was, lf_pid, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)))
-        return 0;
-    lf_unlock(&l->chan_lock);
-    return -1;
-}
-
-void link_unlock_channel(struct lf_link *l)
-{
-    __atomic_store_n(&l->verdicts->reader, 0, __ATOMIC_RELEASE);
-    lf_unlock(&l->chan_lock);
-}

@@ -120,7 +120,7 @@ int spare_drop(void)
     struct lf_conn *c = __atomic_exchange_n(&spare, NULL, __ATOMIC_ACQ_REL);
     if (!c)
         return 0;
-    int n = c->link ? 1 + 2 + 2 + 1 : 0;   /* its region, doorbells, channel, verdicts */
+    int n = c->link ? 1 + 2 + 2 : 0;   /* its region, doorbells, channel (both ends) */
     conn_free(c);
     return n + 1 + 1;   /* and its proof epoll and unix socket */
 }

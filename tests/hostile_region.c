@@ -186,7 +186,7 @@ static int find_regions(struct target *t, int max)
         int fd = atoi(e->d_name);
         struct stat st;
         if (!strstr(target, "memfd:loopfast") || fstat(fd, &st) < 0 ||
-            st.st_size < (off_t)LF_HEADER_SIZE)
+            st.st_size < (off_t)LF_REGION_HEAD)
             continue;
         int j = 0;
         while (j < nknown && known_ino[j] != st.st_ino)
@@ -205,12 +205,12 @@ static int find_regions(struct target *t, int max)
         if (known_ring[j] < RING_MIN_SIZE || known_ring[j] > RING_MAX_SIZE ||
             (known_ring[j] & (known_ring[j] - 1)))
             continue;
-        uint64_t most = LF_HEADER_SIZE + LINK_SLOTS * slot;
+        uint64_t most = LF_REGION_HEAD + LINK_SLOTS * slot;
         size_t len = (size_t)((uint64_t)st.st_size < most ? (uint64_t)st.st_size : most);
         void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         if (m == MAP_FAILED)
             continue;
-        t[n++] = (struct target){ m, len, slot, (uint32_t)((len - LF_HEADER_SIZE) / slot) };
+        t[n++] = (struct target){ m, len, slot, (uint32_t)((len - LF_REGION_HEAD) / slot) };
 
         /* the file may grow (sealed against shrinking only) */
         if (ftruncate(fd, st.st_size - 1) == 0 && write(report_fd, "S", 1) != 1)
@@ -219,7 +219,7 @@ static int find_regions(struct target *t, int max)
             (void)ftruncate(fd, st.st_size + (off_t)slot);
         if (n && t[n - 1].slots)
             (void)fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                            (off_t)(LF_HEADER_SIZE + slot * (t[n - 1].slots - 1)), (off_t)slot);
+                            (off_t)(LF_REGION_HEAD + slot * (t[n - 1].slots - 1)), (off_t)slot);
     }
     if (d)
         closedir(d);
@@ -305,10 +305,34 @@ static void scribble_busy(struct target *t, uint64_t *s)
 {
     for (uint32_t k = 0; k < t->slots; k++) {
         struct lf_shared *sh =
-            (struct lf_shared *)((unsigned char *)t->region + LF_HEADER_SIZE + k * t->slot_size);
+            (struct lf_shared *)((unsigned char *)t->region + LF_REGION_HEAD + k * t->slot_size);
         sh->side[LF_SERVER].holders = 2;
         sh->side[LF_SERVER].busy[0] = rng(s) % 2 ? getpid() : victim_pid;
         sh->side[LF_SERVER].busy[1] = rng(s) % 2 ? getpid() : victim_pid;
+    }
+}
+
+/* The server's verdicts: tags replayed from other slots (a proved tag
+ * names its slot and nonce), at random, and the reader word. */
+static void scribble_verdicts(struct target *t, uint64_t *s)
+{
+    struct link_verdicts *v = (struct link_verdicts *)((unsigned char *)t->region + LF_HEADER_SIZE);
+    uint32_t a = (uint32_t)(rng(s) % LINK_SLOTS), b = (uint32_t)(rng(s) % LINK_SLOTS);
+    switch (rng(s) % 4) {
+    case 0:
+        v->slot[a].proved = v->slot[b].proved;
+        v->slot[a].expect = v->slot[b].expect;
+        break;
+    case 1:
+        v->slot[a].proved = rng(s);
+        v->slot[a].expect = rng(s);
+        break;
+    case 2:
+        for (uint32_t i = 0; i < LINK_SLOTS; i++)
+            v->slot[i].proved = v->slot[b].proved;
+        break;
+    default:
+        v->reader = pid_value(s);
     }
 }
 
@@ -319,7 +343,7 @@ static void scribble(struct target *t, uint64_t *s)
     int p = phase();
     if (p == 1)
         return scribble_busy(t, s);
-    switch (p == 2 ? rng(s) % 3 : rng(s) % 6) {
+    switch (p == 2 ? rng(s) % 3 : rng(s) % 7) {
     case 0:
         r->lease[rng(s) % LINK_SLOTS] = lease_value(s);
         break;
@@ -335,9 +359,12 @@ static void scribble(struct target *t, uint64_t *s)
         r->version = (uint32_t)rng(s);
         r->ring_size = rng(s);
         break;
+    case 4:
+        scribble_verdicts(t, s);
+        break;
     default:
         if (t->slots) {
-            unsigned char *slot = (unsigned char *)r + LF_HEADER_SIZE + k * t->slot_size;
+            unsigned char *slot = (unsigned char *)r + LF_REGION_HEAD + k * t->slot_size;
             scribble_slot((struct lf_shared *)slot, slot + LF_HEADER_SIZE,
                           (t->slot_size - LF_HEADER_SIZE) / 2, s);
         }

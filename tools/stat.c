@@ -68,7 +68,7 @@ static void read_region(const char *path)
     }
     uint64_t slot_size = LF_HEADER_SIZE + 2 * reg.ring_size;
     for (uint32_t k = 0; k < LINK_SLOTS && nviews < MAX_CONNS; k++) {
-        uint64_t at = LF_HEADER_SIZE + k * slot_size;
+        uint64_t at = LF_REGION_HEAD + k * slot_size;
         if (at + LF_HEADER_SIZE > (uint64_t)st.st_size)
             break;
         struct conn_view *v = &views[nviews];
