@@ -83,28 +83,43 @@ static inline uint64_t fnv(uint64_t h, const void *p, size_t n)
 
 /* A listening socket on the loopback address of `family`, optionally opted
  * in; its address (with the port) in *addr. */
-static inline int listen_on(int family, int optin, struct sockaddr_storage *addr, socklen_t *len)
+/* A listener on loopback, on `port` (0: any), with the options flags asks
+ * for (a server restarted on its port needs SO_REUSEADDR on both). */
+enum { LISTEN_REUSEADDR = 1, LISTEN_REUSEPORT = 2 };
+static inline int listen_on_port(int family, int optin, int port, int flags,
+                                 struct sockaddr_storage *addr, socklen_t *len)
 {
     memset(addr, 0, sizeof *addr);
-    int fd = socket(family, SOCK_STREAM, 0);
+    int fd = socket(family, SOCK_STREAM, 0), one = 1;
     CHECK(fd >= 0, "socket: %s", strerror(errno));
     if (family == AF_INET) {
         struct sockaddr_in *in = (struct sockaddr_in *)addr;
         in->sin_family = AF_INET;
         in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        in->sin_port = htons((uint16_t)port);
         *len = sizeof *in;
     } else {
         struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)addr;
         in6->sin6_family = AF_INET6;
         in6->sin6_addr = in6addr_loopback;
+        in6->sin6_port = htons((uint16_t)port);
         *len = sizeof *in6;
     }
+    if (flags & LISTEN_REUSEADDR)
+        CHECK(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0, "SO_REUSEADDR");
+    if (flags & LISTEN_REUSEPORT)
+        CHECK(setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == 0, "SO_REUSEPORT");
     if (optin)
         CHECK(opt_in(fd) == 0, "opt in listener: %s", strerror(errno));
     CHECK(bind(fd, (struct sockaddr *)addr, *len) == 0, "bind: %s", strerror(errno));
     CHECK(listen(fd, 64) == 0, "listen: %s", strerror(errno));
     CHECK(getsockname(fd, (struct sockaddr *)addr, len) == 0, "getsockname");
     return fd;
+}
+
+static inline int listen_on(int family, int optin, struct sockaddr_storage *addr, socklen_t *len)
+{
+    return listen_on_port(family, optin, 0, 0, addr, len);
 }
 
 static inline int connect_to(const struct sockaddr_storage *addr, socklen_t len, int optin)

@@ -21,28 +21,6 @@ enum shape { ALONE, FORKED_LISTENER, REUSEPORT };
 static const char *const shape_name[] = { "listener alone", "listener made before fork",
                                           "SO_REUSEPORT listener" };
 
-static int make_listener(int optin, int reuseport, int port, struct sockaddr_storage *addr,
-                         socklen_t *len)
-{
-    struct sockaddr_in *in = (struct sockaddr_in *)addr;
-    memset(addr, 0, sizeof *addr);
-    in->sin_family = AF_INET;
-    in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    in->sin_port = htons((uint16_t)port);
-    *len = sizeof *in;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-    CHECK(fd >= 0, "socket: %s", strerror(errno));
-    CHECK(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0, "SO_REUSEADDR");
-    if (reuseport)
-        CHECK(setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == 0, "SO_REUSEPORT");
-    if (optin)
-        CHECK(opt_in(fd) == 0, "opt in listener: %s", strerror(errno));
-    CHECK(bind(fd, (struct sockaddr *)addr, *len) == 0, "bind: %s", strerror(errno));
-    CHECK(listen(fd, 64) == 0, "listen: %s", strerror(errno));
-    CHECK(getsockname(fd, (struct sockaddr *)addr, len) == 0, "getsockname");
-    return fd;
-}
-
 static void *echo_thread(void *arg)
 {
     int c = (int)(intptr_t)arg;
@@ -83,7 +61,9 @@ static pid_t start_server(int optin, int listener, int reuseport, int port,
         alarm(60);
         close(tell[0]);
         if (listener < 0)
-            listener = make_listener(optin, reuseport, port, addr, len);
+            listener = listen_on_port(AF_INET, optin, port,
+                                      LISTEN_REUSEADDR | (reuseport ? LISTEN_REUSEPORT : 0), addr,
+                                      len);
         if (write(tell[1], addr, sizeof *addr) != sizeof *addr)
             _exit(1);
         close(tell[1]);
@@ -146,7 +126,8 @@ static struct tally run_shape(enum shape sh, int optin)
 {
     struct sockaddr_storage addr;
     socklen_t len;
-    int l = sh == FORKED_LISTENER ? make_listener(optin, 0, 0, &addr, &len) : -1;
+    int l = sh == FORKED_LISTENER ? listen_on_port(AF_INET, optin, 0, LISTEN_REUSEADDR, &addr, &len)
+                                  : -1;
     pid_t server = start_server(optin, l, sh == REUSEPORT, 0, &addr, &len);
     if (l >= 0)
         close(l);
