@@ -1,0 +1,65 @@
+/* A server that execs right after accept(), before its client proved
+ * itself (an inetd shape): the new image must check the client's proof
+ * against the verdicts its old image's answer left in the region, under
+ * the key passed across exec (design 4.7).  Without it the new image
+ * would refuse the client, whose writes are then on a ring nobody reads.
+ * Run both ways; bytes, end of stream and the fast path checked. */
+#include "helpers.h"
+
+#define ROUNDS 40
+
+/* The exec'd image: echoes on fd until end of stream. */
+static int serve(int fd)
+{
+    char buf[512];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0)
+        if (write_full(fd, buf, (size_t)n) != n)
+            return 1;
+    return n == 0 ? 10 + loopfast_fd_is_fast(fd) : 1;
+}
+
+static void run(char *self, int optin)
+{
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int l = listen_on(AF_INET, optin, &addr, &len);
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork");
+    if (pid == 0) {
+        int c = accept(l, NULL, NULL);
+        if (c < 0)
+            _exit(2);
+        char num[16];
+        snprintf(num, sizeof num, "%d", c);
+        execl(self, self, "serve", num, (char *)NULL);
+        _exit(3);
+    }
+    close(l);
+    int fd = connect_to(&addr, len, optin);
+    char out[300], in[300];
+    for (int r = 0; r < ROUNDS; r++) {
+        for (size_t i = 0; i < sizeof out; i++)
+            out[i] = (char)(r * 31 + i);
+        CHECK(write_full(fd, out, sizeof out) == sizeof out, "write %d: %s", r, strerror(errno));
+        CHECK(read_full(fd, in, sizeof in) == sizeof in && !memcmp(in, out, sizeof in),
+              "echo %d differs or ended", r);
+    }
+    int fast = loopfast_fd_is_fast(fd);
+    close(fd);
+    int st = child_status(pid);
+    fprintf(stderr, "%s: client fast %d, server exited %d\n", optin ? "loopfast" : "kernel", fast,
+            st);
+    CHECK(st == 10 + optin && fast == optin, "%s: expected both ends %s",
+          optin ? "loopfast" : "kernel", optin ? "fast" : "plain");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && !strcmp(argv[1], "serve"))
+        return serve(atoi(argv[2]));
+    alarm(20);
+    run(argv[0], 0);
+    run(argv[0], 1);
+    return 0;
+}
