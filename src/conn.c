@@ -742,6 +742,52 @@ static int unread(struct lf_conn *c, int fd)
     return !load32(&my_side(c)->rx_on_ring) && libc.ioctl(fd, SIOCINQ, &queued) == 0 && queued > 0;
 }
 
+/* ---- holders that died without letting go ----
+ *
+ * A process that holds an end (forked, spawned, the shell of system() or
+ * popen()) and exits without closing it never gives back its count nor
+ * its part of the slot's lease: the connection then never says `closed`
+ * (its peer waits for the kernel's FIN) and its slot and pages stay taken
+ * until the region goes.  So each such process is listed in the end's
+ * line (as room allows), and whoever lets go next gives back the parts of
+ * those that are gone.  A listed pid is only a hint: a peer that writes
+ * one there makes us give back a part of its own connection. */
+
+void conn_holder_note(struct lf_conn *c, pid_t pid)
+{
+    int32_t *list = my_side(c)->holder_pid;
+    for (int i = 0; i < LF_HOLDER_PIDS && pid > 0; i++)
+        if (__atomic_compare_exchange_n(&list[i], &(int32_t){ 0 }, pid, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_RELAXED))
+            return;
+}
+
+/* This process lets go properly: it leaves the list. */
+static void holder_forget(struct lf_conn *c)
+{
+    int32_t *list = my_side(c)->holder_pid;
+    for (int i = 0; i < LF_HOLDER_PIDS; i++)
+        if (__atomic_compare_exchange_n(&list[i], &(int32_t){ lf_pid }, 0, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_RELAXED))
+            return;
+}
+
+/* Gives back the parts of listed holders that no longer exist; what
+ * `holders` is then. */
+static uint32_t holders_reap(struct lf_conn *c, uint32_t left)
+{
+    int32_t *list = my_side(c)->holder_pid;
+    for (int i = 0; i < LF_HOLDER_PIDS && left > 0 && !lf_confined; i++) {
+        int32_t p = __atomic_load_n(&list[i], __ATOMIC_ACQUIRE);
+        if (p <= 0 || p == lf_pid || kill(p, 0) == 0 || errno != ESRCH ||
+            !__atomic_compare_exchange_n(&list[i], &p, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+            continue;
+        left = __atomic_sub_fetch(&my_side(c)->holders, 1, __ATOMIC_ACQ_REL);
+        link_give_back(c);
+    }
+    return left;
+}
+
 /* The last descriptor in this process goes: if no other process holds the
  * connection, tell the peer (unless SO_LINGER 0 asks for a reset: then only
  * the kernel's RST speaks).  A peer that has closed already hears nothing,
@@ -752,7 +798,11 @@ void conn_close(struct lf_sock *s, int fd)
 {
     struct lf_conn *c = s->conn;
     struct lf_side *me = my_side(c);
-    if (__atomic_sub_fetch(&me->holders, 1, __ATOMIC_ACQ_REL) == 0 && !handshake_unanswered(c) &&
+    holder_forget(c);
+    uint32_t left = __atomic_sub_fetch(&me->holders, 1, __ATOMIC_ACQ_REL);
+    if (left > 0 && __atomic_load_n(&c->shared_end, __ATOMIC_RELAXED))
+        left = holders_reap(c, left);
+    if (left == 0 && !handshake_unanswered(c) &&
         !load32(&peer_side(c)->closed) && !linger_zero(fd)) {
         if (unread(c, fd)) {
             /* The kernel resets a connection closed with unread bytes; ours

@@ -277,6 +277,8 @@ static int spawn_with(spawn_fn real, pid_t *pid, const char *path,
     export_all(&x, 1);
     char **env = with_inherit(envp, &x);
     int r = real(pid, path, fa, attr, argv, env ? env : envp);
+    for (int i = 0; r == 0 && pid && i < x.ncounted; i++)
+        conn_holder_note(x.counted[i], *pid);   /* so that its exit gives its part back */
     if (r != 0)
         for (int i = 0; i < x.ncounted; i++) {
             __atomic_sub_fetch(&x.counted[i]->sh->side[x.counted[i]->me].holders, 1,
@@ -303,6 +305,36 @@ LF_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_
     __typeof__(real) real_now;
     *(void **)&real_now = dlsym_next_cached((void **)&real, "posix_spawnp");
     return spawn_with(real, pid, file, fa, attr, argv, envp);
+}
+
+/* posix_spawn through our hooks, for system() and popen() (shell.c). */
+int exec_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+               const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+    static spawn_fn real;
+    __typeof__(real) real_now;
+    *(void **)&real_now = dlsym_next_cached((void **)&real, "posix_spawn");
+    return spawn_with(real_now, pid, path, fa, attr, argv, envp);
+}
+
+static __thread int heirs;
+
+static void heir(int fd)
+{
+    struct lf_sock *s = heirs ? NULL : fdtable_acquire(fd);
+    if (!s)
+        return;
+    int fl = sock_kind(s) == LF_FAST ? libc.fcntl(fd, F_GETFD) : -1;
+    heirs = fl >= 0 && !(fl & FD_CLOEXEC);
+    sock_put(s);
+}
+
+/* A fast connection whose descriptor survives exec: a child needs it passed. */
+int exec_has_heirs(void)
+{
+    heirs = 0;
+    fdtable_for_each_fd(0, ~0u, heir);
+    return heirs;
 }
 
 /* ---- the new image ---- */
@@ -406,7 +438,7 @@ static void import_one(const char *item, struct imported *seen, int *nseen, int 
         return;
     }
     struct lf_link *l = import_link(known, f, me, id, size, spawned);   /* f is the link's */
-    struct lf_conn *c = l ? shm_slot(l, slot, me, 0) : NULL;
+    struct lf_conn *c = l ? shm_slot(l, slot, me, spawned ? SLOT_HOLDER : 0) : NULL;
     struct lf_sock *s = c ? sock_new(LF_FAST) : NULL;
     if (!s) {
         if (c)

@@ -197,7 +197,7 @@ static struct lf_conn *slot_for(struct lf_conn *spare, pid_t client, int *carry)
     uint32_t slot;
     struct lf_conn *c = NULL;
     if (l && link_claim(l, &slot) == 0) {
-        c = shm_slot(l, slot, LF_SERVER, 1);
+        c = shm_slot(l, slot, LF_SERVER, SLOT_FRESH);
         if (!c)
             __atomic_store_n(&l->region->lease[slot], 0, __ATOMIC_RELEASE);
     }
@@ -690,6 +690,7 @@ static int read_answer(int u, int fd, const struct diag_result *server, struct l
     }
     if (c) {
         c->leased_by = lf_pid;   /* taken: ours to give back, whatever follows */
+        conn_holder_note(c, lf_pid);
         if (send_proof(c, a.nonce, fd) < 0) {   /* last: a proof sent means we switch */
             conn_free(c);
             c = NULL;
@@ -744,6 +745,7 @@ int handshake_switch(struct lf_sock *s, struct lf_conn *c, uint64_t nonce, int f
         return 0;
     }
     c->leased_by = lf_pid;   /* taken: ours to give back, whatever follows */
+    conn_holder_note(c, lf_pid);
     if (send_proof(c, nonce, fd) < 0) {   /* last: a proof sent means we switch */
         conn_free(c);
         return 0;

@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
@@ -126,12 +127,13 @@ static inline void lf_unlock(pthread_mutex_t *m)
 #define LF_VERSION 8u   /* 3: slots of a region per pair of processes (link.c); 4: one doorbell an end;
                          * 5: one doorbell an end per region, news bits; 6: the region's channel;
                          * 7: requests in the region (request.c); 8: the server's verdicts
-                         * in the region, under its key (verdict.c) */
+                         * in the region, under its key (verdict.c), and holder pids */
 #define LF_HEADER_SIZE 4096u
 
 enum { LF_CLIENT = 0, LF_SERVER = 1 };
 enum { LF_C2S = 0, LF_S2C = 1 };
 
+#define LF_HOLDER_PIDS 6
 /* One endpoint's published state; only that endpoint writes it. */
 struct lf_side {
     _Alignas(64) uint32_t ready;      /* client: answer taken, reads rings */
@@ -142,6 +144,9 @@ struct lf_side {
     uint32_t shut_wr;                 /* no more data from us */
     uint32_t closed;                  /* our last holder closed */
     uint32_t holders;                 /* processes holding our end */
+    /* those of them that hold a part of the slot's lease, as far as room
+     * goes, so that one that died without letting go is found (conn.c) */
+    int32_t holder_pid[LF_HOLDER_PIDS];
     uint32_t arms_with_mb;            /* we arm with membarrier: the peer may skip its fence (barrier.c) */
     int32_t busy[2];                  /* [LF_C2S.. as tx, rx]: pid using that direction (conn.c) */
     uint32_t reset;                   /* the peer died owing us a reset: 1, 2 once reported */
@@ -392,8 +397,11 @@ static inline struct lf_side *conn_peer(struct lf_conn *c)
     return p ? p : handshake_peer_line(c);
 }
 
-/* Slot `slot` of l mapped as end `me`; fresh: the server initialises it. */
-struct lf_conn *shm_slot(struct lf_link *l, uint32_t slot, int me, int fresh);
+/* Slot `slot` of l mapped as end `me`.  SLOT_FRESH: the server initialises
+ * it; SLOT_HOLDER: one more holder of an end (a spawned child), which
+ * leaves the pid the end recorded (its peer asks whether that process lives). */
+enum { SLOT_FRESH = 1, SLOT_HOLDER = 2 };
+struct lf_conn *shm_slot(struct lf_link *l, uint32_t slot, int me, int flags);
 /* a connection end with no slot yet: locks made, descriptors none (spare.c's light spare) */
 struct lf_conn *conn_bare(int me);
 
@@ -614,6 +622,7 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags);
 ssize_t conn_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags);
 int conn_shutdown(struct lf_sock *s, int fd, int how);
 void conn_close(struct lf_sock *s, int fd);
+void conn_holder_note(struct lf_conn *c, pid_t pid);   /* pid holds a part of our end now */
 int conn_is_fast(struct lf_sock *s);
 void conn_ring_bell(struct lf_conn *c);
 void bell_ring(struct lf_conn *c);
@@ -702,6 +711,10 @@ int signal_restarts(void);
 
 /* ---- exec.c ---- */
 void exec_import(void);
+/* posix_spawn with our hooks (shell.c's system() and popen()) */
+int exec_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+               const posix_spawnattr_t *attr, char *const argv[], char *const envp[]);
+int exec_has_heirs(void);   /* a fast connection survives exec here */
 
 /* ---- stats ---- */
 extern int lf_initialised;

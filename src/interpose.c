@@ -696,8 +696,10 @@ static void reset_locks(struct lf_sock *s, void *arg)
     if (sock_kind(s) == LF_FAST) {
         pthread_mutex_init(&s->conn->rx_lock, NULL);
         pthread_mutex_init(&s->conn->tx_lock, NULL);
-        if (s->conn->leased_by == *(pid_t *)arg)
+        if (s->conn->leased_by == *(pid_t *)arg) {
             s->conn->leased_by = lf_pid;   /* counted for us before the fork */
+            conn_holder_note(s->conn, lf_pid);
+        }
     }
 }
 

@@ -357,7 +357,7 @@ int request_answer(int fd, const struct diag_result *client, struct sockaddr_sto
     uint32_t slot;
     struct lf_conn *c = NULL;
     if (handshake_proof_room() && link_claim(l, &slot) == 0) {
-        c = shm_slot(l, slot, LF_SERVER, 1);
+        c = shm_slot(l, slot, LF_SERVER, SLOT_FRESH);
         if (!c)
             __atomic_store_n(&l->region->lease[slot], 0, __ATOMIC_RELEASE);
     }

@@ -56,6 +56,7 @@ static int slot_header(struct lf_shared *sh, int fresh, uint64_t ring_size)
         sh->ring_size = ring_size;
         sh->side[LF_CLIENT].holders = 1;
         sh->side[LF_SERVER].holders = 1;
+        sh->side[LF_SERVER].holder_pid[0] = lf_pid;
         sh->stats[LF_SERVER].pid = lf_pid;
         return 0;
     }
@@ -66,8 +67,9 @@ static int slot_header(struct lf_shared *sh, int fresh, uint64_t ring_size)
                : -1;
 }
 
-struct lf_conn *shm_slot(struct lf_link *l, uint32_t slot, int me, int fresh)
+struct lf_conn *shm_slot(struct lf_link *l, uint32_t slot, int me, int flags)
 {
+    int fresh = flags & SLOT_FRESH;
     if (slot >= LINK_SLOTS)
         return NULL;
     size_t len = (size_t)l->slot_size;
@@ -87,7 +89,8 @@ struct lf_conn *shm_slot(struct lf_link *l, uint32_t slot, int me, int fresh)
     link_get(l);
     c->link = l;
     c->slot = slot;
-    my_stats(c)->pid = lf_pid;
+    if (!(flags & SLOT_HOLDER))
+        my_stats(c)->pid = lf_pid;
     if (fresh) {
         c->made_by = lf_pid;
         c->peer_line = NULL;
