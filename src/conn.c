@@ -762,12 +762,12 @@ void conn_holder_note(struct lf_conn *c, pid_t pid)
             return;
 }
 
-/* This process lets go properly: it leaves the list. */
-static void holder_forget(struct lf_conn *c)
+/* pid lets go properly (or was never started): it leaves the list. */
+void conn_holder_forget(struct lf_conn *c, pid_t pid)
 {
     int32_t *list = my_side(c)->holder_pid;
-    for (int i = 0; i < LF_HOLDER_PIDS; i++)
-        if (__atomic_compare_exchange_n(&list[i], &(int32_t){ lf_pid }, 0, 0, __ATOMIC_ACQ_REL,
+    for (int i = 0; i < LF_HOLDER_PIDS && pid > 0; i++)
+        if (__atomic_compare_exchange_n(&list[i], &(int32_t){ pid }, 0, 0, __ATOMIC_ACQ_REL,
                                         __ATOMIC_RELAXED))
             return;
 }
@@ -798,7 +798,7 @@ void conn_close(struct lf_sock *s, int fd)
 {
     struct lf_conn *c = s->conn;
     struct lf_side *me = my_side(c);
-    holder_forget(c);
+    conn_holder_forget(c, lf_pid);
     uint32_t left = __atomic_sub_fetch(&me->holders, 1, __ATOMIC_ACQ_REL);
     if (left > 0 && __atomic_load_n(&c->shared_end, __ATOMIC_RELAXED))
         left = holders_reap(c, left);

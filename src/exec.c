@@ -22,6 +22,7 @@
 #include <spawn.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -181,17 +182,86 @@ static int region_kept(struct lf_link *l, void *arg)
     return x->nlinks >= (int)(sizeof x->links / sizeof x->links[0]);   /* not known: kept */
 }
 
+/* A spawned holder that was counted (and listed as pid) but did not start. */
+static void uncount(struct export *x, pid_t pid)
+{
+    for (int i = 0; i < x->ncounted; i++) {
+        struct lf_conn *c = x->counted[i];
+        conn_holder_forget(c, pid);
+        __atomic_sub_fetch(&c->sh->side[c->me].holders, 1, __ATOMIC_ACQ_REL);
+        link_hold(c, -1);
+    }
+}
+
+/* One exec, around the real call: what it passes, and what a failed one
+ * takes back.  A vfork() child (or a raw clone) runs where no fork hook
+ * ran: lf_pid is still its parent's, and in a vfork child so is the
+ * memory.  Its new image is another process, counted and listed as a
+ * spawned one; the parent's claims on its regions stay (the parent lives
+ * on). */
+struct exec_state {
+    struct export x;
+    char **env;
+    pid_t self;
+    int other;
+};
+
+static char *const *exec_begin(struct exec_state *st, char *const envp[])
+{
+    st->self = (pid_t)syscall(SYS_getpid);
+    st->other = st->self != lf_pid;
+    export_all(&st->x, st->other);
+    for (int i = 0; st->other && i < st->x.ncounted; i++)
+        conn_holder_note(st->x.counted[i], st->self);
+    st->env = with_inherit(envp, &st->x);
+    if (!st->other)
+        link_before_exec(region_kept, &st->x);
+    return st->env ? st->env : envp;
+}
+
+/* The exec failed: errno kept. */
+static void exec_end(struct exec_state *st)
+{
+    int e = errno;
+    if (st->other)
+        uncount(&st->x, st->self);
+    else
+        link_exec_failed();
+    export_undo(&st->x, st->env);
+    errno = e;
+}
+
 static int exec_with(exec_fn real, const char *path, char *const argv[], char *const envp[])
 {
-    struct export x;
-    export_all(&x, 0);
-    char **env = with_inherit(envp, &x);
-    link_before_exec(region_kept, &x);
-    int r = real(path, argv, env ? env : envp);
-    int e = errno;
-    link_exec_failed();
-    export_undo(&x, env);
-    errno = e;
+    struct exec_state st;
+    int r = real(path, argv, exec_begin(&st, envp));
+    exec_end(&st);
+    return r;
+}
+
+/* glibc's fexecve and execveat call the kernel themselves, past execve. */
+LF_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+{
+    static int (*real)(int, char *const[], char *const[]);
+    __typeof__(real) real_now;
+    *(void **)&real_now = dlsym_next_cached((void **)&real, "fexecve");
+    struct exec_state st;
+    int r = real_now(fd, argv, exec_begin(&st, envp));
+    exec_end(&st);
+    return r;
+}
+
+LF_EXPORT int execveat(int dirfd, const char *path, char *const argv[], char *const envp[],
+                       int flags)
+{
+    static int (*real)(int, const char *, char *const[], char *const[], int);
+    __typeof__(real) real_now;
+    *(void **)&real_now = dlsym_next_cached((void **)&real, "execveat");
+    struct exec_state st;
+    char *const *env = exec_begin(&st, envp);
+    int r = real_now ? real_now(dirfd, path, argv, env, flags)
+                     : (int)syscall(SYS_execveat, dirfd, path, argv, env, flags);   /* glibc < 2.34 */
+    exec_end(&st);
     return r;
 }
 
@@ -280,11 +350,7 @@ static int spawn_with(spawn_fn real, pid_t *pid, const char *path,
     for (int i = 0; r == 0 && pid && i < x.ncounted; i++)
         conn_holder_note(x.counted[i], *pid);   /* so that its exit gives its part back */
     if (r != 0)
-        for (int i = 0; i < x.ncounted; i++) {
-            __atomic_sub_fetch(&x.counted[i]->sh->side[x.counted[i]->me].holders, 1,
-                               __ATOMIC_ACQ_REL);
-            link_hold(x.counted[i], -1);
-        }
+        uncount(&x, 0);
     export_undo(&x, env);
     return r;
 }

@@ -623,6 +623,7 @@ ssize_t conn_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags
 int conn_shutdown(struct lf_sock *s, int fd, int how);
 void conn_close(struct lf_sock *s, int fd);
 void conn_holder_note(struct lf_conn *c, pid_t pid);   /* pid holds a part of our end now */
+void conn_holder_forget(struct lf_conn *c, pid_t pid); /* it let go, or never started */
 int conn_is_fast(struct lf_sock *s);
 void conn_ring_bell(struct lf_conn *c);
 void bell_ring(struct lf_conn *c);

@@ -8,17 +8,6 @@
 
 #define ROUNDS 40
 
-/* The exec'd image: echoes on fd until end of stream. */
-static int serve(int fd)
-{
-    char buf[512];
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof buf)) > 0)
-        if (write_full(fd, buf, (size_t)n) != n)
-            return 1;
-    return n == 0 ? 10 + loopfast_fd_is_fast(fd) : 1;
-}
-
 static void run(char *self, int optin)
 {
     struct sockaddr_storage addr;
@@ -57,7 +46,7 @@ static void run(char *self, int optin)
 int main(int argc, char **argv)
 {
     if (argc == 3 && !strcmp(argv[1], "serve"))
-        return serve(atoi(argv[2]));
+        return echo_until_eof(atoi(argv[2]));
     alarm(20);
     run(argv[0], 0);
     run(argv[0], 1);

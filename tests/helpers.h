@@ -134,19 +134,44 @@ static inline int connect_to(const struct sockaddr_storage *addr, socklen_t len,
 
 /* Echoes everything until EOF; exits with 10 + is_fast (so the parent
  * learns whether the server's end was fast). */
+/* Echoes on c until end of stream: 10 + is_fast, or 3 (a write failed), 4
+ * (a read failed). */
+static inline int echo_until_eof(int c)
+{
+    static char buf[1 << 18];
+    ssize_t n;
+    while ((n = read(c, buf, sizeof buf)) > 0)
+        if (write_full(c, buf, (size_t)n) != n)
+            return 3;
+    return n == 0 ? 10 + loopfast_fd_is_fast(c) : 4;
+}
+
 static inline void echo_server(int listener)
 {
     int c = accept(listener, NULL, NULL);
     if (c < 0)
         _exit(2);
-    static char buf[1 << 18];
-    ssize_t n;
-    while ((n = read(c, buf, sizeof buf)) > 0)
-        if (write_full(c, buf, (size_t)n) != n)
-            _exit(3);
-    int fast = loopfast_fd_is_fast(c);
+    int r = echo_until_eof(c);
     close(c);
-    _exit(n == 0 ? 10 + fast : 4);
+    _exit(r);
+}
+
+/* A server's first three 1-byte echoes (a fast connection has switched
+ * both ways after them); the process exits 2 if they fail. */
+static inline void server_switch(int c)
+{
+    char b;
+    for (int i = 0; i < 3; i++)
+        if (read_full(c, &b, 1) != 1 || write_full(c, &b, 1) != 1)
+            _exit(2);
+}
+
+/* The client's side of server_switch. */
+static inline void client_switch(int fd)
+{
+    char b = 'x';
+    for (int i = 0; i < 3; i++)
+        CHECK(write_full(fd, &b, 1) == 1 && read_full(fd, &b, 1) == 1, "switching echo %d", i);
 }
 
 static inline pid_t fork_echo_server(int listener)

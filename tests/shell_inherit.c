@@ -14,10 +14,8 @@
 static void server(int l)
 {
     int c = accept(l, NULL, NULL);
-    char b, cmd[200];
-    for (int i = 0; i < 3; i++)   /* switches, when fast */
-        if (read_full(c, &b, 1) != 1 || write_full(c, &b, 1) != 1)
-            _exit(2);
+    char cmd[200];
+    server_switch(c);
     snprintf(cmd, sizeof cmd, "printf '[system]' >&%d; exit 3", c);
     if (system(cmd) != 3 << 8)
         _exit(3);
@@ -46,9 +44,8 @@ static void run(int optin)
         server(l);
     close(l);
     int fd = connect_to(&addr, len, optin);
-    char b = 'x', buf[256];
-    for (int i = 0; i < 3; i++)
-        CHECK(write_full(fd, &b, 1) == 1 && read_full(fd, &b, 1) == 1, "echo %d", i);
+    char buf[256];
+    client_switch(fd);
     int fast = loopfast_fd_is_fast(fd);
     size_t got = 0;
     ssize_t n;

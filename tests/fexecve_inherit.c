@@ -1,0 +1,60 @@
+/* fexecve() and execveat() onto a fast connection (a server that execs a
+ * handler by descriptor, an inetd shape): glibc calls the kernel itself,
+ * past execve, so the new image got no description of the connection and
+ * saw a plain socket whose peer writes to the ring.  Each new image echoes
+ * until end of stream; run both ways, bytes and the fast path checked. */
+#include <fcntl.h>
+
+#include "helpers.h"
+
+#define ROUNDS 20
+
+static void run(int optin, int how)
+{
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int l = listen_on(AF_INET, optin, &addr, &len);
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork");
+    if (pid == 0) {
+        int c = accept(l, NULL, NULL);
+        char num[16];
+        server_switch(c);
+        snprintf(num, sizeof num, "%d", c);
+        char *argv[] = { "fexecve_inherit", "serve", num, NULL };
+        int exe = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+        if (how == 0)
+            fexecve(exe, argv, environ);
+        else
+            execveat(exe, "", argv, environ, AT_EMPTY_PATH);
+        _exit(3);
+    }
+    close(l);
+    int fd = connect_to(&addr, len, optin);
+    char out[200], in[200];
+    client_switch(fd);
+    for (int r = 0; r < ROUNDS; r++) {
+        memset(out, 'a' + r, sizeof out);
+        CHECK(write_full(fd, out, sizeof out) == sizeof out && read_full(fd, in, sizeof in) == sizeof in &&
+                  !memcmp(in, out, sizeof in),
+              "%s, %s: echo %d after the exec", optin ? "loopfast" : "kernel",
+              how ? "execveat" : "fexecve", r);
+    }
+    int fast = loopfast_fd_is_fast(fd);
+    close(fd);
+    int st = child_status(pid);
+    CHECK(st == 10 + optin && fast == optin, "%s, %s: server %d, client fast %d",
+          optin ? "loopfast" : "kernel", how ? "execveat" : "fexecve", st, fast);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && !strcmp(argv[1], "serve"))
+        return echo_until_eof(atoi(argv[2]));
+    alarm(20);
+    for (int how = 0; how < 2; how++) {
+        run(0, how);
+        run(1, how);
+    }
+    return 0;
+}
