@@ -501,6 +501,10 @@ int handshake_unanswered(struct lf_conn *c)
         __atomic_load_n(&c->sh->side[LF_SERVER].holders, __ATOMIC_ACQUIRE) != 0 ||
         __atomic_load_n(&c->peer_line, __ATOMIC_ACQUIRE))
         return 0;
+    if (__atomic_load_n(&c->sh->offer, __ATOMIC_ACQUIRE) == (c->nonce << 2 | OFFER_REVOKED)) {
+        c->nonce = 0;   /* revoked when it was handed off (handshake_hand_off) */
+        return 1;
+    }
     uint64_t offered = c->nonce << 2 | OFFER_OFFERED;
     int revoked = __atomic_compare_exchange_n(&c->sh->offer, &offered,
                                               c->nonce << 2 | OFFER_REVOKED, 0,
@@ -516,6 +520,21 @@ int handshake_unanswered(struct lf_conn *c)
     }
     c->nonce = 0;   /* looked at once */
     return revoked;
+}
+
+/* A server end sent to another process (SCM_RIGHTS: an acceptor handing
+ * connections to workers), whose new copy is a plain socket to it: while
+ * the client has not taken its answer it never will now, and both
+ * directions stay the kernel's, whoever reads them.  One it took already
+ * is on the ring, where the receiver cannot follow (design 10). */
+void handshake_hand_off(struct lf_conn *c)
+{
+    if (c->me != LF_SERVER || !c->nonce || __atomic_load_n(&c->peer_line, __ATOMIC_ACQUIRE))
+        return;
+    uint64_t offered = c->nonce << 2 | OFFER_OFFERED;
+    if (__atomic_compare_exchange_n(&c->sh->offer, &offered, c->nonce << 2 | OFFER_REVOKED, 0,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+        link_give_back(c);
 }
 
 /* The last moment recvmsg is allowed (sandbox.c): a proof already queued is

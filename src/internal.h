@@ -556,6 +556,7 @@ int handshake_take_answer(struct lf_sock *s, int fd);
 /* before a server end goes: the client's part of the lease; 1 revoked (the
  * client never switched, nor will: both directions are the kernel's alone) */
 int handshake_unanswered(struct lf_conn *c);
+void handshake_hand_off(struct lf_conn *c);   /* sent away (SCM_RIGHTS) before its switch */
 
 /* ---- answer.c: the messages and the server's proof, as received ---- */
 /* The answer: the region's memfd, the server's doorbell and the client's,
@@ -686,6 +687,7 @@ int sock_timeout_asked_ms(int fd, int optname);   /* the kernel's word, even whe
 ssize_t pending_io(struct lf_sock *s, int fd, struct msghdr *msg, int flags, int is_send);
 int pending_shutdown(struct lf_sock *s, int fd, int how);
 void pending_before_fork(void);
+void pending_hand_off(const struct msghdr *msg);   /* its SCM_RIGHTS stay off the rings */
 
 /* ---- socket.c: one call on a descriptor we track, whatever its kind ---- */
 ssize_t sock_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags);

@@ -197,8 +197,11 @@ LF_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 LF_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
     struct lf_sock *s = ours_for_call(fd);
-    if (!s)
+    if (!s) {
+        if (msg && msg->msg_controllen)
+            pending_hand_off(msg);
         return libc.sendmsg(fd, msg, flags);
+    }
     ssize_t r = msg && connecting(s, msg->msg_name) ? send_connecting(s, fd, msg, flags)
                                                     : sock_send(s, fd, msg, flags);
     call_end(s);
@@ -272,6 +275,9 @@ LF_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags)
         static int (*real)(int, struct mmsghdr *, unsigned, int);
         __typeof__(real) real_now;
         *(void **)&real_now = dlsym_next_cached((void **)&real, "sendmmsg");
+        for (unsigned i = 0; v && i < n; i++)
+            if (v[i].msg_hdr.msg_controllen)
+                pending_hand_off(&v[i].msg_hdr);
         return real_now(fd, v, n, flags);
     }
     return mmsg_on(s, fd, v, n, flags, 1);

@@ -7,9 +7,11 @@
  * reply, close never pays for the switch.  Sends are made non-blocking under
  * the socket's lock and their wait happens outside it, and reads outside it
  * altogether, so a thread blocked in one call cannot keep another from
- * making its own (and taking the answer).
+ * making its own (and taking the answer).  Before a fork, and before a
+ * socket is sent to another process, a pending socket settles.
  */
 #include <errno.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -195,4 +197,39 @@ static void settle_one(int fd)
 void pending_before_fork(void)
 {
     fdtable_for_each_fd(0, ~0u, settle_one);
+}
+
+/* Descriptors about to be sent with SCM_RIGHTS: the receiver gets a plain
+ * socket (nothing tells its loopfast about our rings), so a connection
+ * that has not switched yet stays off the rings for good: a pending client
+ * gives up, a server end revokes an answer its client has not taken. */
+static void hand_off_one(int fd)
+{
+    struct lf_sock *s = fdtable_acquire(fd);
+    if (!s)
+        return;
+    lf_lock(&s->lock);
+    if (sock_kind(s) == LF_PENDING)
+        handshake_give_up(s);
+    else if (sock_kind(s) == LF_FAST)
+        handshake_hand_off(s->conn);
+    lf_unlock(&s->lock);
+    sock_put(s);
+}
+
+void pending_hand_off(const struct msghdr *msg)
+{
+    if (!msg || !msg->msg_control || msg->msg_controllen < sizeof(struct cmsghdr))
+        return;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR((struct msghdr *)msg); c;
+         c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(0))
+            continue;
+        size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < n; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+            hand_off_one(fd);
+        }
+    }
 }

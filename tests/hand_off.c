@@ -1,0 +1,112 @@
+/* An acceptor hands each connection to a worker process with SCM_RIGHTS
+ * right after accept() (prefork-by-passing servers, socket-activation
+ * proxies), and keeps its own copy a while or closes it at once.  The
+ * worker's copy knows nothing of rings, so the connection must stay on
+ * the kernel's path: the acceptor revokes the answer its client has not
+ * taken.  Before, a client that took it at its second exchange wrote to a
+ * ring nobody read and the exchange hung while the acceptor kept its copy.
+ * Run both ways: every echo checked, end of stream at the client. */
+#include "helpers.h"
+
+#define ROUNDS 10
+
+/* One byte with room for one descriptor. */
+struct rights {
+    char b;
+    struct iovec iov;
+    struct msghdr m;
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+};
+
+static void rights_init(struct rights *r)
+{
+    memset(r, 0, sizeof *r);
+    r->b = 'f';
+    r->iov = (struct iovec){ &r->b, 1 };
+    r->m = (struct msghdr){ .msg_iov = &r->iov, .msg_iovlen = 1, .msg_control = r->ctl.buf,
+                            .msg_controllen = sizeof r->ctl.buf };
+}
+
+static void send_fd(int u, int fd)
+{
+    struct rights r;
+    rights_init(&r);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&r.m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    if (sendmsg(u, &r.m, 0) != 1)
+        _exit(5);
+}
+
+static int recv_fd(int u)
+{
+    struct rights r;
+    rights_init(&r);
+    struct cmsghdr *c;
+    int fd;
+    if (recvmsg(u, &r.m, 0) != 1 || !(c = CMSG_FIRSTHDR(&r.m)) || c->cmsg_type != SCM_RIGHTS)
+        return -1;
+    memcpy(&fd, CMSG_DATA(c), sizeof fd);
+    return fd;
+}
+
+static void run(int optin, int keep)
+{
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
+    int l = listen_on(AF_INET, optin, &addr, &len);
+    pid_t worker = fork();
+    CHECK(worker >= 0, "fork");
+    if (worker == 0) {
+        close(l);
+        int c = recv_fd(sv[1]);
+        _exit(c < 0 ? 6 : echo_until_eof(c));
+    }
+    pid_t acceptor = fork();
+    CHECK(acceptor >= 0, "fork");
+    if (acceptor == 0) {
+        int c = accept(l, NULL, NULL);
+        send_fd(sv[0], c);
+        if (keep)
+            usleep(300000);   /* still holding it while the client exchanges */
+        close(c);
+        _exit(0);
+    }
+    close(l);
+    int fd = connect_to(&addr, len, optin);
+    char out[100], in[100];
+    for (int r = 0; r < ROUNDS; r++) {
+        memset(out, 'a' + r, sizeof out);
+        CHECK(write_full(fd, out, sizeof out) == sizeof out &&
+                  read_full(fd, in, sizeof in) == sizeof in && !memcmp(in, out, sizeof in),
+              "%s, acceptor %s: echo %d", optin ? "loopfast" : "kernel",
+              keep ? "keeps its copy" : "closes at once", r);
+    }
+    CHECK(child_status(acceptor) == 0, "acceptor");
+    shutdown(fd, SHUT_WR);
+    char b;
+    CHECK(read(fd, &b, 1) == 0, "end of stream after the worker's");
+    close(fd);
+    int st = child_status(worker);
+    CHECK(st == 10, "%s: worker exit %d (10: a plain connection)", optin ? "loopfast" : "kernel",
+          st);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+int main(void)
+{
+    alarm(25);
+    for (int keep = 0; keep < 2; keep++) {
+        run(0, keep);
+        run(1, keep);
+    }
+    return 0;
+}
