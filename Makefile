@@ -120,7 +120,7 @@ VALGRIND_TESTS := api_errors unit_ring connect_write_accept echo_v4 optin_one_si
                   sockopts descriptors msg_flags flow_control own_fds fd_numbers mmsg_rw2 \
                   epoll_states peer_reset fork_split accept_threads_fds link_share request_path \
                   unit_verdict peer_fds holder_exit shell_inherit exec_unproved vfork_exec \
-                  fexecve_inherit hand_off
+                  fexecve_inherit hand_off io_uring_peer
 check-valgrind: tests
 	@tests/install-deps.sh valgrind
 	LOOPFAST_MAX_FDS=1048576 \

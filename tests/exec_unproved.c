@@ -12,9 +12,8 @@ static void run(char *self, int optin)
 {
     struct sockaddr_storage addr;
     socklen_t len;
-    int l = listen_on(AF_INET, optin, &addr, &len);
-    pid_t pid = fork();
-    CHECK(pid >= 0, "fork");
+    int l;
+    pid_t pid = fork_with_listener(optin, &addr, &len, &l);
     if (pid == 0) {
         int c = accept(l, NULL, NULL);
         if (c < 0)
@@ -24,7 +23,6 @@ static void run(char *self, int optin)
         execl(self, self, "serve", num, (char *)NULL);
         _exit(3);
     }
-    close(l);
     int fd = connect_to(&addr, len, optin);
     char out[300], in[300];
     for (int r = 0; r < ROUNDS; r++) {

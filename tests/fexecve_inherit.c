@@ -13,9 +13,8 @@ static void run(int optin, int how)
 {
     struct sockaddr_storage addr;
     socklen_t len;
-    int l = listen_on(AF_INET, optin, &addr, &len);
-    pid_t pid = fork();
-    CHECK(pid >= 0, "fork");
+    int l;
+    pid_t pid = fork_with_listener(optin, &addr, &len, &l);
     if (pid == 0) {
         int c = accept(l, NULL, NULL);
         char num[16];
@@ -29,7 +28,6 @@ static void run(int optin, int how)
             execveat(exe, "", argv, environ, AT_EMPTY_PATH);
         _exit(3);
     }
-    close(l);
     int fd = connect_to(&addr, len, optin);
     char out[200], in[200];
     client_switch(fd);

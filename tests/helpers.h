@@ -122,6 +122,19 @@ static inline int listen_on(int family, int optin, struct sockaddr_storage *addr
     return listen_on_port(family, optin, 0, 0, addr, len);
 }
 
+/* A loopback listener and a forked child: 0 in the child, which keeps the
+ * listener (*l); the child's pid in the parent, whose copy is closed. */
+static inline pid_t fork_with_listener(int optin, struct sockaddr_storage *addr, socklen_t *len,
+                                       int *l)
+{
+    *l = listen_on(AF_INET, optin, addr, len);
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork");
+    if (pid > 0)
+        close(*l);
+    return pid;
+}
+
 static inline int connect_to(const struct sockaddr_storage *addr, socklen_t len, int optin)
 {
     int fd = socket(addr->ss_family, SOCK_STREAM, 0);

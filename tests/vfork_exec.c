@@ -35,12 +35,10 @@ static void run(const char *self, int optin)
 {
     struct sockaddr_storage addr;
     socklen_t len;
-    int l = listen_on(AF_INET, optin, &addr, &len);
-    pid_t pid = fork();
-    CHECK(pid >= 0, "fork");
+    int l;
+    pid_t pid = fork_with_listener(optin, &addr, &len, &l);
     if (pid == 0)
         server(l, self);
-    close(l);
     int fd = connect_to(&addr, len, optin);
     char buf[64];
     client_switch(fd);
