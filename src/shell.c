@@ -39,6 +39,21 @@ extern char **environ;
 /* ---- system() ---- */
 
 static pthread_mutex_t signals_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t piped_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* A child forked while another thread held one starts with it free: what
+ * they guard is a counter and a list head, consistent at every store. */
+static void locks_in_child(void)
+{
+    pthread_mutex_init(&signals_lock, NULL);
+    pthread_mutex_init(&piped_lock, NULL);
+}
+
+__attribute__((constructor)) static void shell_init(void)
+{
+    pthread_atfork(NULL, NULL, locks_in_child);
+}
+
 static int ignoring;                      /* system() calls between set and restore */
 static struct sigaction saved_int, saved_quit;
 
@@ -137,7 +152,6 @@ struct piped {
     struct piped *next;
 };
 static struct piped *piped;
-static pthread_mutex_t piped_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* "r" or "w", then optionally "e": 0 reading, 1 writing, -1 invalid. */
 static int popen_mode(const char *mode, int *cloexec)

@@ -27,6 +27,18 @@ static uint64_t key[2];
 static int have_key;
 static pthread_mutex_t key_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* A child forked while another thread made the key starts with the lock
+ * free (and makes its own key if that one was not finished). */
+static void key_lock_in_child(void)
+{
+    pthread_mutex_init(&key_lock, NULL);
+}
+
+__attribute__((constructor)) static void verdict_init(void)
+{
+    pthread_atfork(NULL, NULL, key_lock_in_child);
+}
+
 static inline uint64_t rotl(uint64_t x, int b)
 {
     return (x << b) | (x >> (64 - b));
