@@ -16,8 +16,8 @@
  * mask; a shell that cannot be started gives status 127; system(NULL)
  * asks whether a shell exists.  popen() gives the child one end of a pipe
  * as its stdin or stdout ("e": close-on-exec in the caller), closes in the
- * child the streams of earlier popen() calls that went through here, and
- * pclose() waits for it.  Not copied: the killing of the child when the
+ * child the streams of earlier popen() calls (glibc's too), and pclose()
+ * waits for it.  Not copied: the killing of the child when the
  * calling thread is cancelled inside system().
  */
 #include <errno.h>
@@ -144,8 +144,9 @@ LF_EXPORT int system(const char *line)
 
 /* ---- popen() and pclose() ---- */
 
-/* Our popen() streams, so that pclose() knows whose child to wait for and
- * a later popen()'s child closes them. */
+/* popen() streams, so that pclose() knows whose child to wait for (pid 0:
+ * glibc's stream, for glibc's pclose) and a later child of ours closes
+ * them. */
 struct piped {
     FILE *f;
     pid_t pid;
@@ -240,9 +241,19 @@ LF_EXPORT FILE *popen(const char *cmd, const char *mode)
     __typeof__(real) real_now;
     *(void **)&real_now = dlsym_next_cached((void **)&real, "popen");
     int cloexec, writing = popen_mode(mode, &cloexec);
-    if (writing < 0 || !cmd || !exec_has_heirs())
-        return real_now(cmd, mode);   /* its own errors for bad arguments */
-    return open_shell(cmd, writing, cloexec);
+    if (writing >= 0 && cmd && exec_has_heirs())
+        return open_shell(cmd, writing, cloexec);
+    FILE *f = real_now(cmd, mode);   /* its own errors for bad arguments */
+    struct piped *rec = f ? malloc(sizeof *rec) : NULL;
+    if (rec) {
+        /* listed too, pid 0: a later child of ours closes it, as glibc's
+         * children close glibc's streams (else its reader never sees EOF) */
+        lf_lock(&piped_lock);
+        *rec = (struct piped){ f, 0, piped };
+        piped = rec;
+        lf_unlock(&piped_lock);
+    }
+    return f;
 }
 
 LF_EXPORT int pclose(FILE *f)
@@ -258,10 +269,10 @@ LF_EXPORT int pclose(FILE *f)
     if (rec)
         *pp = rec->next;
     lf_unlock(&piped_lock);
-    if (!rec)
-        return real_now(f);   /* glibc's own popen() stream */
-    pid_t pid = rec->pid;
+    pid_t pid = rec ? rec->pid : 0;
     free(rec);
+    if (!pid)
+        return real_now(f);   /* glibc's own popen() stream */
     fclose(f);
     int status;
     pid_t r;

@@ -1,6 +1,7 @@
 /* system() and popen() while a fast connection survives exec: their shell
  * inherits the socket and writes to it (a CGI-like server), and its bytes
- * arrive in order with the server's own, as over kernel TCP.  glibc's
+ * arrive in order with the server's own, as over kernel TCP; a popen()
+ * stream opened before does not leak into the later children.  glibc's
  * versions spawn the shell past our hooks, so it used to see a plain TCP
  * socket, and the client got nothing at all.  Also: the commands' exit
  * statuses, popen() in both directions, system(NULL).  The shell loads
@@ -11,11 +12,28 @@
 
 #define EXPECTED "[system][popen w][popen r: hi][parent]"
 
+/* A child of a later popen() must not hold an earlier popen() stream
+ * open (its reader would never see end of file): the shell lists its own
+ * descriptors, which must not include that stream's. */
+static int holds_stream(FILE *earlier)
+{
+    char line[64], name[16];
+    snprintf(name, sizeof name, "%d\n", fileno(earlier));
+    FILE *r = popen("ls /proc/$$/fd", "r");
+    int held = 0;
+    while (r && fgets(line, sizeof line, r))
+        held |= !strcmp(line, name);
+    return !r || pclose(r) != 0 || held;
+}
+
 static void server(int l)
 {
+    FILE *early = popen("cat >/dev/null", "w");   /* before any fast connection */
     int c = accept(l, NULL, NULL);
     char cmd[200];
     server_switch(c);
+    if (!early || holds_stream(early) || pclose(early) != 0)
+        _exit(7);
     snprintf(cmd, sizeof cmd, "printf '[system]' >&%d; exit 3", c);
     if (system(cmd) != 3 << 8)
         _exit(3);
