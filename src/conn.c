@@ -266,13 +266,6 @@ int conn_tcp_liveness(int fd)
 
 #define RECHECK_NS 100000000ull   /* an unclear FIN is looked into again after this */
 
-static uint64_t coarse_ns(void)
-{
-    struct timespec ts;   /* the coarse clock costs a few ns: fine for rate limits */
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* The peer's process is gone: the pid its end last recorded no longer
  * exists or is a zombie.  Only where sock_diag cannot answer. */
 static int peer_process_gone(struct lf_conn *c)

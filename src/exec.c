@@ -72,12 +72,18 @@ static int count_spawned(struct export *x, struct lf_conn *c)
     return 1;
 }
 
+/* A fast connection whose descriptor fd stays open across exec. */
+static int survives_exec(struct lf_sock *s, int fd)
+{
+    int fl = sock_kind(s) == LF_FAST ? libc.fcntl(fd, F_GETFD) : -1;
+    return fl >= 0 && !(fl & FD_CLOEXEC);
+}
+
 static void describe(struct lf_sock *s, void *arg, int fd)
 {
     struct export *x = arg;
     struct lf_conn *c = s->conn;
-    int fl = libc.fcntl(fd, F_GETFD);
-    if (sock_kind(s) != LF_FAST || fl < 0 || (fl & FD_CLOEXEC))
+    if (!survives_exec(s, fd))
         return;
     struct lf_link *l = c->link;
     int m = keep(x, l->fd);
@@ -95,8 +101,8 @@ static void describe(struct lf_sock *s, void *arg, int fd)
     int n = 0;
     if (!x->len && verdict_key_export(key))
         n = snprintf(item, sizeof item, "key=%s", key);
-    n += snprintf(item + n, sizeof item - (size_t)n, "%s%d:%d:%d:%d:%d:%llu:%llu:%d:%d:%d:%llu:%u:%llu:%llu",
-                  x->len || n ? "," : "", fd, m, bm, bp, c->me, (unsigned long long)c->tx.size,
+    n += snprintf(item + n, sizeof item - (size_t)n,
+                  "%s%d:%d:%d:%d:%d:%llu:%llu:%d:%d:%d:%llu:%u:%llu:%llu", x->len || n ? "," : "", fd, m, bm, bp, c->me, (unsigned long long)c->tx.size,
                   (unsigned long long)st.st_ino, x->spawn, proved, ch,
                   (unsigned long long)c->peer_cookie, c->slot, (unsigned long long)l->id,
                   (unsigned long long)c->nonce);
@@ -390,8 +396,7 @@ static void heir(int fd)
     struct lf_sock *s = heirs ? NULL : fdtable_acquire(fd);
     if (!s)
         return;
-    int fl = sock_kind(s) == LF_FAST ? libc.fcntl(fd, F_GETFD) : -1;
-    heirs = fl >= 0 && !(fl & FD_CLOEXEC);
+    heirs = survives_exec(s, fd);
     sock_put(s);
 }
 

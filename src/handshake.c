@@ -495,6 +495,18 @@ static void believe_client(struct lf_conn *c)
  * them): the channel then says EOF, and the client's next connection gets a
  * new region.  Only the last holder of the server's end looks (conn_close
  * counted it). */
+/* The client's part of the lease is revoked unless it took it: 1 when
+ * this call revoked it (and gave that part back). */
+static int revoke_answer(struct lf_conn *c)
+{
+    uint64_t offered = c->nonce << 2 | OFFER_OFFERED;
+    if (!__atomic_compare_exchange_n(&c->sh->offer, &offered, c->nonce << 2 | OFFER_REVOKED, 0,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+        return 0;
+    link_give_back(c);
+    return 1;
+}
+
 int handshake_unanswered(struct lf_conn *c)
 {
     if (c->me != LF_SERVER || !c->nonce || lf_confined ||
@@ -505,12 +517,7 @@ int handshake_unanswered(struct lf_conn *c)
         c->nonce = 0;   /* revoked when it was handed off (handshake_hand_off) */
         return 1;
     }
-    uint64_t offered = c->nonce << 2 | OFFER_OFFERED;
-    int revoked = __atomic_compare_exchange_n(&c->sh->offer, &offered,
-                                              c->nonce << 2 | OFFER_REVOKED, 0,
-                                              __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
-    if (revoked)
-        link_give_back(c);
+    int revoked = revoke_answer(c);
     unsigned run = revoked ? __atomic_add_fetch(&c->link->revoked_run, 1, __ATOMIC_RELAXED) : 0;
     if (!revoked || (run & (run - 1)) == 0) {   /* runs of revokes look seldom */
         int eof;
@@ -529,12 +536,8 @@ int handshake_unanswered(struct lf_conn *c)
  * is on the ring, where the receiver cannot follow (design 10). */
 void handshake_hand_off(struct lf_conn *c)
 {
-    if (c->me != LF_SERVER || !c->nonce || __atomic_load_n(&c->peer_line, __ATOMIC_ACQUIRE))
-        return;
-    uint64_t offered = c->nonce << 2 | OFFER_OFFERED;
-    if (__atomic_compare_exchange_n(&c->sh->offer, &offered, c->nonce << 2 | OFFER_REVOKED, 0,
-                                    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
-        link_give_back(c);
+    if (c->me == LF_SERVER && c->nonce && !__atomic_load_n(&c->peer_line, __ATOMIC_ACQUIRE))
+        revoke_answer(c);
 }
 
 /* The last moment recvmsg is allowed (sandbox.c): a proof already queued is

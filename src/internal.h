@@ -88,6 +88,7 @@ void config_init(void);
 void policy_init(void);
 int policy_allows(const struct sockaddr *a, const struct sockaddr *b);
 uint64_t monotonic_ns(void);
+uint64_t coarse_ns(void);       /* CLOCK_MONOTONIC_COARSE: for rate limits */
 
 /* ThreadSanitizer ignores the lock calls made inside a call it intercepts
  * as blocking (epoll_wait, poll...), which loopfast's own versions of those

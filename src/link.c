@@ -596,6 +596,17 @@ static void close_carry(struct lf_link *l)
     lf_unlock(&l->chan_lock);
 }
 
+/* holder (the region's client_pid) is the client we made l for: our copy
+ * of its channel end may go.  1: the caller closes it (close_carry, out of
+ * the lock).  Lock held. */
+static int carry_goes_locked(struct lf_link *l, int32_t holder)
+{
+    if (l->carry_gone || l->peer <= 0 || holder != l->peer)
+        return 0;
+    __atomic_store_n(&l->carry_gone, 1, __ATOMIC_RELAXED);
+    return 1;
+}
+
 /* The client proved a connection: it holds the region, so our copy of its
  * channel end goes now rather than at the next answer to it (a client
  * with one connection would never see one). */
@@ -604,10 +615,7 @@ void link_client_holds(struct lf_link *l)
     if (l->role != LF_SERVER || __atomic_load_n(&l->carry_gone, __ATOMIC_RELAXED))
         return;
     lf_lock(&lock);
-    int gone = !l->carry_gone && l->peer > 0 &&
-               __atomic_load_n(&l->region->client_pid, __ATOMIC_ACQUIRE) == l->peer;
-    if (gone)
-        __atomic_store_n(&l->carry_gone, 1, __ATOMIC_RELAXED);
+    int gone = carry_goes_locked(l, __atomic_load_n(&l->region->client_pid, __ATOMIC_ACQUIRE));
     lf_unlock(&lock);
     if (gone)
         close_carry(l);
@@ -622,12 +630,9 @@ struct lf_link *link_of_peer(pid_t peer, uint64_t ring_size, int *carry)
     int32_t holder = 0;
     while (l && !usable_locked(l, peer, ring_size, &holder))
         l = l->next;
-    int gone = l && holder == peer && !l->carry_gone;
-    if (l) {
+    int gone = l && carry_goes_locked(l, holder);
+    if (l)
         take_locked(l);
-        if (gone)
-            __atomic_store_n(&l->carry_gone, 1, __ATOMIC_RELAXED);
-    }
     lf_unlock(&lock);
     if (gone)
         close_carry(l);

@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -200,13 +199,6 @@ static int maps_show_uring(void)
     return found;
 }
 
-static uint64_t clock_ns(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* The next look waits 50 ms, or a thousand times what the last one took
  * (a process with thousands of mappings): at most 0.1% of a core.  At
  * 10 ms, short connections cost 4% more (a look read ~300 mappings). */
@@ -216,15 +208,15 @@ static int uring_in_use(void)
     static uint64_t next_look;
     if (__atomic_load_n(&seen, __ATOMIC_RELAXED) || lf_confined)
         return __atomic_load_n(&seen, __ATOMIC_RELAXED);
-    uint64_t now = clock_ns(CLOCK_MONOTONIC_COARSE);
+    uint64_t now = coarse_ns();
     uint64_t next = __atomic_load_n(&next_look, __ATOMIC_RELAXED);
     if (now < next || !__atomic_compare_exchange_n(&next_look, &next, now + URING_LOOK_NS, 0,
                                                    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
         return 0;   /* looked lately, or another thread looks now */
-    uint64_t t0 = clock_ns(CLOCK_MONOTONIC);
+    uint64_t t0 = monotonic_ns();
     if (maps_show_uring())
         __atomic_store_n(&seen, 1, __ATOMIC_RELAXED);
-    uint64_t took = clock_ns(CLOCK_MONOTONIC) - t0;
+    uint64_t took = monotonic_ns() - t0;
     if (1000 * took > URING_LOOK_NS)
         __atomic_store_n(&next_look, now + 1000 * took, __ATOMIC_RELAXED);
     return __atomic_load_n(&seen, __ATOMIC_RELAXED);

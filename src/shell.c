@@ -101,6 +101,24 @@ static int shell_attr(posix_spawnattr_t *a, const sigset_t *mask)
     return 0;
 }
 
+/* /bin/sh -c -- cmd through our posix_spawn: 0 or an error number. */
+static int spawn_shell(pid_t *pid, const char *cmd, const posix_spawn_file_actions_t *fa,
+                       const posix_spawnattr_t *attr)
+{
+    char *argv[] = { "sh", "-c", "--", (char *)cmd, NULL };
+    return exec_spawn(pid, SHELL_PATH, fa, attr, argv, environ);
+}
+
+/* Waits for the child through signals: its status, -1 when it is not ours. */
+static int wait_shell(pid_t pid)
+{
+    int status;
+    pid_t r;
+    while ((r = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+        ;
+    return r == pid ? status : -1;
+}
+
 static int run_shell(const char *line)
 {
     sigset_t chld, mask;
@@ -112,18 +130,9 @@ static int run_shell(const char *line)
     int status = -1;
     if (shell_attr(&attr, &mask) == 0) {
         pid_t pid;
-        char *argv[] = { "sh", "-c", "--", (char *)line, NULL };
-        int e = exec_spawn(&pid, SHELL_PATH, NULL, &attr, argv, environ);
+        int e = spawn_shell(&pid, line, NULL, &attr);
         posix_spawnattr_destroy(&attr);
-        if (e == 0) {
-            pid_t r;
-            while ((r = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
-                ;
-            if (r != pid)
-                status = -1;
-        } else {
-            status = 127 << 8;   /* as if the shell had exited with 127 */
-        }
+        status = e == 0 ? wait_shell(pid) : 127 << 8;   /* as if the shell had exited with 127 */
     }
     int e = errno;
     restore_interrupts();
@@ -208,8 +217,7 @@ static FILE *open_shell(const char *cmd, int writing, int cloexec)
     pid_t pid;
     int e = child_actions(&fa, theirs, writing ? 0 : 1);
     if (e == 0) {
-        char *argv[] = { "sh", "-c", "--", (char *)cmd, NULL };
-        e = exec_spawn(&pid, SHELL_PATH, &fa, NULL, argv, environ);
+        e = spawn_shell(&pid, cmd, &fa, NULL);
         posix_spawn_file_actions_destroy(&fa);
     }
     FILE *f = NULL;
@@ -225,8 +233,7 @@ static FILE *open_shell(const char *cmd, int writing, int cloexec)
         free(rec);
         close(mine);
         if (e == 0)   /* the child runs with no one to read or write its pipe */
-            while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-                ;
+            wait_shell(pid);
         errno = err;
         return NULL;
     }
@@ -274,9 +281,5 @@ LF_EXPORT int pclose(FILE *f)
     if (!pid)
         return real_now(f);   /* glibc's own popen() stream */
     fclose(f);
-    int status;
-    pid_t r;
-    while ((r = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
-        ;
-    return r == pid ? status : -1;
+    return wait_shell(pid);
 }

@@ -62,7 +62,8 @@ static struct lf_conn *server_conn(void)
 {
     struct lf_link *l = link_create(lf_config.ring_size);
     uint32_t slot;
-    struct lf_conn *c = l && link_claim(l, &slot) == 0 ? shm_slot(l, slot, LF_SERVER, SLOT_FRESH) : NULL;
+    struct lf_conn *c =
+        l && link_claim(l, &slot) == 0 ? shm_slot(l, slot, LF_SERVER, SLOT_FRESH) : NULL;
     if (l)
         link_put(l);   /* the connection holds it */
     if (c && refill(c) == 0)

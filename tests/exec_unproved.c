@@ -24,14 +24,7 @@ static void run(char *self, int optin)
         _exit(3);
     }
     int fd = connect_to(&addr, len, optin);
-    char out[300], in[300];
-    for (int r = 0; r < ROUNDS; r++) {
-        for (size_t i = 0; i < sizeof out; i++)
-            out[i] = (char)(r * 31 + i);
-        CHECK(write_full(fd, out, sizeof out) == sizeof out, "write %d: %s", r, strerror(errno));
-        CHECK(read_full(fd, in, sizeof in) == sizeof in && !memcmp(in, out, sizeof in),
-              "echo %d differs or ended", r);
-    }
+    client_echo_rounds(fd, ROUNDS, optin ? "loopfast" : "kernel");
     int fast = loopfast_fd_is_fast(fd);
     close(fd);
     int st = child_status(pid);

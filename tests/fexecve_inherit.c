@@ -29,15 +29,11 @@ static void run(int optin, int how)
         _exit(3);
     }
     int fd = connect_to(&addr, len, optin);
-    char out[200], in[200];
     client_switch(fd);
-    for (int r = 0; r < ROUNDS; r++) {
-        memset(out, 'a' + r, sizeof out);
-        CHECK(write_full(fd, out, sizeof out) == sizeof out && read_full(fd, in, sizeof in) == sizeof in &&
-                  !memcmp(in, out, sizeof in),
-              "%s, %s: echo %d after the exec", optin ? "loopfast" : "kernel",
-              how ? "execveat" : "fexecve", r);
-    }
+    char what[64];
+    snprintf(what, sizeof what, "%s, after %s", optin ? "loopfast" : "kernel",
+             how ? "execveat" : "fexecve");
+    client_echo_rounds(fd, ROUNDS, what);
     int fast = loopfast_fd_is_fast(fd);
     close(fd);
     int st = child_status(pid);

@@ -81,14 +81,10 @@ static void run(int optin, int keep)
     }
     close(l);
     int fd = connect_to(&addr, len, optin);
-    char out[100], in[100];
-    for (int r = 0; r < ROUNDS; r++) {
-        memset(out, 'a' + r, sizeof out);
-        CHECK(write_full(fd, out, sizeof out) == sizeof out &&
-                  read_full(fd, in, sizeof in) == sizeof in && !memcmp(in, out, sizeof in),
-              "%s, acceptor %s: echo %d", optin ? "loopfast" : "kernel",
-              keep ? "keeps its copy" : "closes at once", r);
-    }
+    char what[64];
+    snprintf(what, sizeof what, "%s, acceptor %s", optin ? "loopfast" : "kernel",
+             keep ? "keeps its copy" : "closes at once");
+    client_echo_rounds(fd, ROUNDS, what);
     CHECK(child_status(acceptor) == 0, "acceptor");
     shutdown(fd, SHUT_WR);
     char b;

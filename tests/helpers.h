@@ -179,6 +179,21 @@ static inline void server_switch(int c)
             _exit(2);
 }
 
+/* `rounds` echoes of a 300-byte message, each different; `what` names the
+ * run in a failure. */
+static inline void client_echo_rounds(int fd, int rounds, const char *what)
+{
+    char out[300], in[300];
+    for (int r = 0; r < rounds; r++) {
+        for (size_t i = 0; i < sizeof out; i++)
+            out[i] = (char)(r * 31 + (int)i);
+        CHECK(write_full(fd, out, sizeof out) == sizeof out, "%s: write %d: %s", what, r,
+              strerror(errno));
+        CHECK(read_full(fd, in, sizeof in) == sizeof in && !memcmp(in, out, sizeof in),
+              "%s: echo %d differs or ended", what, r);
+    }
+}
+
 /* The client's side of server_switch. */
 static inline void client_switch(int fd)
 {

@@ -96,13 +96,7 @@ static void run(int optin)
         server(l, &u);
     close(u.fd);
     int fd = connect_to(&addr, len, optin);
-    char out[100], in[100];
-    for (int r = 0; r < 20; r++) {
-        memset(out, 'a' + r, sizeof out);
-        CHECK(write_full(fd, out, sizeof out) == sizeof out &&
-                  read_full(fd, in, sizeof in) == sizeof in && !memcmp(in, out, sizeof in),
-              "%s: echo %d", optin ? "loopfast" : "kernel", r);
-    }
+    client_echo_rounds(fd, 20, optin ? "loopfast" : "kernel");
     int fast = loopfast_fd_is_fast(fd);
     close(fd);
     int st = child_status(pid);
