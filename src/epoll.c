@@ -1212,10 +1212,9 @@ static int count_stuck(struct ep_set *e)
 /* Ready records, from the active list.  With `recheck` (before a sleep):
  * arms the rings first, and sets how long the caller may sleep before an
  * unclear FIN is looked into again (conn.c; -1: no limit). */
-static int collect_locked(int epfd, struct epoll_event *out, int max, int *recheck,
+static int collect_locked(int epfd, struct epoll_event *out, int n, int max, int *recheck,
                           struct set_state *st)
 {
-    int n = 0;
     lf_lock(&ep_lock);
     struct ep_set *e = find_set(epfd, 0);
     *st = (struct set_state){ 0, 0 };
@@ -1230,7 +1229,7 @@ static int collect_locked(int epfd, struct epoll_event *out, int max, int *reche
         }
         int not_ready;
         e->looks += !recheck;
-        n = collect(e, out, 0, max, &not_ready);
+        n = collect(e, out, n, max, &not_ready);
         if (!recheck && not_ready && (not_ready > STALE_MAX || e->looks % STALE_LOOKS == 0)) {
             /* A program that never sleeps (it finds news each time it
              * spins) would otherwise look at every record not ready, a
@@ -1256,37 +1255,58 @@ static int has_regs(int epfd)
     return yes;
 }
 
-#define KERNEL_LOOK_NS 16000u   /* while spinning: how often the kernel's events are looked at */
+#define KERNEL_LOOK_NS 16000u   /* with fast events: how often the kernel's are looked at */
+
+/* Is it time this thread asked the kernel for its events again? */
+static __thread uint64_t next_kernel_look;
+
+static int kernel_look_due_at(uint64_t now)
+{
+    if (now < next_kernel_look)
+        return 0;
+    next_kernel_look = now + KERNEL_LOOK_NS;
+    return 1;
+}
+
+/* The same between calls: the clock is read on every 8th only (it costs
+ * 20-30 ns on a VM), so a look comes at most 8 calls after KERNEL_LOOK_NS. */
+static int kernel_look_due(void)
+{
+    static __thread unsigned asked;
+    return (++asked & 7) == 0 && kernel_look_due_at(monotonic_ns());
+}
 
 static int lf_epoll_wait(int epfd, struct epoll_event *out, int max, int timeout,
                          const sigset_t *mask)
 {
-    static unsigned calls;
     this_call = __atomic_add_fetch(&wait_calls, 1, __ATOMIC_RELAXED);
     if (timeout != 0)
         reap_now();   /* about to wait: a good time (reap.c) */
     if (max <= 0 || !has_regs(epfd))
         return mask ? libc.epoll_pwait(epfd, out, max, timeout, mask)
                     : libc.epoll_wait(epfd, out, max, timeout);
+    /* The kernel's descriptors are asked first every KERNEL_LOOK_NS, so that
+     * none starves behind fast ones always ready (also with room for one
+     * event); not on every call: a system call costs 0.3-2 us, a fast event
+     * tens of nanoseconds (redis-benchmark -c 1 asks twice a request). */
     struct set_state st;
-    int n = collect_locked(epfd, out, max, NULL, &st);
-    /* Now and then let the kernel's descriptors in too, so none starves. */
-    if (n || timeout == 0)
-        return (n < max && (timeout == 0 || (++calls & 7) == 0)) ? kernel_wait(epfd, out, n, max, 0, NULL) : n;
-    /* The kernel is asked every KERNEL_LOOK_NS of spinning, not every few
-     * turns: a system call costs 0.3-2 us, and a reply that comes during
-     * one waits for it (redis-benchmark -c 1 asked once per request). */
-    uint64_t end = st.inner ? spin_deadline() : 0, look = monotonic_ns() + KERNEL_LOOK_NS;
+    int looked = kernel_look_due(), n = 0;
+    if (looked && (n = kernel_wait(epfd, out, 0, max, 0, NULL)) < 0)
+        return -1;
+    if ((n = collect_locked(epfd, out, n, max, NULL, &st)))
+        return n;
+    if (timeout == 0)   /* nothing ready: the kernel's answer is the call's */
+        return looked ? 0 : kernel_wait(epfd, out, 0, max, 0, NULL);
+    /* While spinning, likewise: a reply that comes during a system call
+     * waits for it. */
+    uint64_t end = st.inner ? spin_deadline() : 0;
     for (unsigned i = 1; end; i++) {
-        if ((n = collect_locked(epfd, out, max, NULL, &st)))
+        if ((n = collect_locked(epfd, out, 0, max, NULL, &st)))
             return n;
         if ((i & 63) == 0) {
             uint64_t now = monotonic_ns();
-            if (now >= look) {
-                if ((n = kernel_wait(epfd, out, 0, max, 0, NULL)))
-                    return n;
-                look = now + KERNEL_LOOK_NS;
-            }
+            if (kernel_look_due_at(now) && (n = kernel_wait(epfd, out, 0, max, 0, NULL)))
+                return n;
             if (now >= end)
                 break;
         }
@@ -1297,7 +1317,7 @@ static int lf_epoll_wait(int epfd, struct epoll_event *out, int max, int timeout
          * on wakes us (epoll_kind_changed). */
         __atomic_add_fetch(&sleepers, 1, __ATOMIC_SEQ_CST);
         int recheck = -1;
-        if ((n = collect_locked(epfd, out, max, &recheck, &st))) {
+        if ((n = collect_locked(epfd, out, 0, max, &recheck, &st))) {
             __atomic_sub_fetch(&sleepers, 1, __ATOMIC_SEQ_CST);
             return n;
         }
