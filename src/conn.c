@@ -105,6 +105,7 @@ static struct dir_hold dir_lock(struct lf_conn *c, int dir, int fd, int flags)
 {
     struct dir_hold h = { 0, 0, 0 };
     pthread_mutex_t *m = dir == DIR_TX ? &c->tx_lock : &c->rx_lock;
+    signals_hold();   /* also single-threaded: a handler's call would interleave */
     h.threaded = lock_if_threaded(m);
     h.shared = __atomic_load_n(&c->shared_end, __ATOMIC_RELAXED) &&
                __atomic_load_n(&my_side(c)->holders, __ATOMIC_RELAXED) > 1;
@@ -112,6 +113,7 @@ static struct dir_hold dir_lock(struct lf_conn *c, int dir, int fd, int flags)
         int e = errno;
         if (busy_take(c, dir, fd, flags) < 0) {
             unlock_if(m, h.threaded);
+            signals_release();
             h = (struct dir_hold){ 0, 0, 1 };
         }
         errno = e;
@@ -121,9 +123,12 @@ static struct dir_hold dir_lock(struct lf_conn *c, int dir, int fd, int flags)
 
 static void dir_unlock(struct lf_conn *c, int dir, struct dir_hold h)
 {
+    if (h.refused)
+        return;
     if (h.shared)
         __atomic_store_n(busy_word(c, dir), 0, __ATOMIC_RELEASE);
     unlock_if(dir == DIR_TX ? &c->tx_lock : &c->rx_lock, h.threaded);
+    signals_release();
 }
 
 static uint32_t load32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }

@@ -110,9 +110,35 @@ void __tsan_release(void *addr);
 #define tsan_release(p) ((void)0)
 #endif
 
+/* ---- signals.c: the program's handlers wait while we hold a lock ----
+ * A handler may call read() or write() (they are async-signal-safe); one
+ * that ran while the code it interrupted held one of our locks, or was
+ * inside a ring's direction, would wait on that lock forever or write into
+ * the ring under the interrupted call's feet.  So every lock and every
+ * direction section counts itself here, and an asynchronous signal caught
+ * meanwhile is delivered again when the count drops to 0 (signals.c). */
+#define LF_TLS_IE __attribute__((tls_model("initial-exec")))
+extern __thread int lf_signal_hold LF_TLS_IE;        /* sections entered */
+extern __thread volatile int lf_signal_held LF_TLS_IE;   /* a signal waits for the end */
+void signal_release_held(void);
+
+static inline void signals_hold(void)
+{
+    lf_signal_hold++;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+}
+
+static inline void signals_release(void)
+{
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    if (--lf_signal_hold == 0 && lf_signal_held)
+        signal_release_held();
+}
+
 /* Every lock of loopfast's is taken and dropped through these (see above). */
 static inline void lf_lock(pthread_mutex_t *m)
 {
+    signals_hold();
     pthread_mutex_lock(m);
     tsan_acquire(m);
 }
@@ -121,6 +147,7 @@ static inline void lf_unlock(pthread_mutex_t *m)
 {
     tsan_release(m);
     pthread_mutex_unlock(m);
+    signals_release();
 }
 
 /* ---- shm.c: the per-connection shared memory ---- */

@@ -1,19 +1,40 @@
 /*
- * signals.c - SA_RESTART for calls that block in loopfast.
+ * signals.c - the program's signal handlers around loopfast's calls.
  *
- * A blocking read on a kernel socket is restarted after a signal whose
- * handler has SA_RESTART; loopfast's blocking calls sleep in poll(), which
- * never is.  To tell the two cases apart we must know which signal arrived:
- * handlers installed through sigaction() or signal() are wrapped by a
- * trampoline that notes the signal in a thread-local, then calls the
- * program's handler.  sigaction() reports the program's own handler back.
+ * Handlers installed through sigaction() or signal() are wrapped by a
+ * trampoline (sigaction() reports the program's own handler back), for two
+ * reasons:
+ *
+ * - SA_RESTART.  A blocking read on a kernel socket is restarted after a
+ *   signal whose handler has SA_RESTART; loopfast's blocking calls sleep in
+ *   poll(), which never is.  To tell the two cases apart the trampoline
+ *   notes the signal in a thread-local.
+ * - Handlers that do I/O.  read() and write() are async-signal-safe: a
+ *   handler may call them on the very connection whose call it interrupted,
+ *   and over the kernel each call is whole.  Ours hold locks and a ring's
+ *   direction for a few instructions (internal.h, signals_hold); a handler
+ *   run inside one would wait forever, or interleave its bytes with the
+ *   interrupted write's.  So an asynchronous signal caught inside such a
+ *   section is put back: blocked on return from the trampoline (its saved
+ *   mask), queued again to this thread with its siginfo, and unblocked
+ *   when the section ends, when the kernel delivers it as it would have.
+ *   Not put back: the signals a fault raises (they would fault again), a
+ *   handler with SA_RESETHAND (its disposition is already reset), and a
+ *   process under seccomp (the system calls may be refused).
  */
 #include <dlfcn.h>
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
+#include <unistd.h>
 
 #include "internal.h"
+
+__thread int lf_signal_hold LF_TLS_IE;
+__thread volatile int lf_signal_held LF_TLS_IE;
+static __thread sigset_t held_set LF_TLS_IE;   /* put back, blocked until the section ends */
 
 static struct sigaction app[NSIG];          /* the program's handlers */
 static __thread int last_signal;
@@ -28,11 +49,55 @@ static int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);
 #define NO_TSAN __attribute__((no_sanitize("thread")))
 #endif
 
+NO_TSAN static int raised_by_fault(int sig)
+{
+    return sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE || sig == SIGTRAP ||
+           sig == SIGSYS;
+}
+
+/* Inside one of our sections: puts the signal back (see the first comment);
+ * 0 when it must run now. */
+NO_TSAN static int put_back(int sig, siginfo_t *info, ucontext_t *uc)
+{
+    if (lf_signal_hold <= 0 || !uc || !info || raised_by_fault(sig) ||
+        (app[sig].sa_flags & SA_RESETHAND) || lf_confined)
+        return 0;
+    sigset_t one;
+    sigemptyset(&one);
+    sigaddset(&one, sig);
+    /* blocked before it is queued again: with SA_NODEFER it would come back at once */
+    if (pthread_sigmask(SIG_BLOCK, &one, NULL) != 0)
+        return 0;
+    if (syscall(SYS_rt_tgsigqueueinfo, getpid(), gettid(), sig, info) != 0) {
+        sigset_t now;
+        pthread_sigmask(SIG_SETMASK, &uc->uc_sigmask, &now);   /* as it was */
+        return 0;
+    }
+    sigaddset(&uc->uc_sigmask, sig);   /* still blocked after the return */
+    sigaddset(&held_set, sig);
+    lf_signal_held = 1;
+    return 1;
+}
+
+/* The section that held signals ended: the kernel delivers them now. */
+NO_TSAN void signal_release_held(void)
+{
+    sigset_t set = held_set;
+    sigemptyset(&held_set);
+    lf_signal_held = 0;
+    int e = errno;
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    errno = e;
+}
+
 NO_TSAN static void trampoline(int sig, siginfo_t *info, void *ctx)
 {
     int e = errno;
     last_signal = sig;
+    int later = put_back(sig, info, ctx);
     errno = e;
+    if (later)
+        return;
     struct sigaction *a = &app[sig];
     if (a->sa_flags & SA_SIGINFO)
         a->sa_sigaction(sig, info, ctx);

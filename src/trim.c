@@ -155,7 +155,9 @@ static int look_locked(struct lf_conn *c)
 
 static int look(struct lf_conn *c)
 {
+    signals_hold();
     if (pthread_mutex_trylock(&c->tx_lock) != 0) {
+        signals_release();
         round_moved = 1;   /* a writer is at work: not idle */
         return 1;
     }
