@@ -475,8 +475,8 @@ static ssize_t rx_step(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
  * call per message would cost more than the message, so a socket last seen
  * blocking spins first and asks the kernel only before it sleeps; one last
  * seen non-blocking asks at once, so that an event loop's EAGAIN costs no
- * spin.  Either way the kernel's word decides: the record only orders the
- * steps (O_NONBLOCK can change where we do not see it: another process). */
+ * spin.  The kernel's word decides, unless no other process can have
+ * changed O_NONBLOCK (sock_nonblocking, wait.c). */
 static int must_not_wait(struct lf_sock *s, struct lf_conn *c, int fd, int flags, int for_write)
 {
     if (flags & MSG_DONTWAIT)
@@ -484,8 +484,7 @@ static int must_not_wait(struct lf_sock *s, struct lf_conn *c, int fd, int flags
     int spin_first = __atomic_load_n(&s->nonblock_seen, __ATOMIC_RELAXED) == 0;
     if (spin_first && wait_spin(c, for_write))
         return -1;
-    int nonblock = fd_nonblocking(fd);
-    __atomic_store_n(&s->nonblock_seen, nonblock, __ATOMIC_RELAXED);
+    int nonblock = sock_nonblocking(s, fd);
     if (!nonblock && !spin_first && wait_spin(c, for_write))
         return -1;
     return nonblock;
@@ -517,7 +516,7 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
             tev = POLLIN;   /* before saying EAGAIN, ask TCP if the peer is gone */
         } else {
             if (timeout == -2) {
-                timeout = sock_timeout_ms(fd, SO_RCVTIMEO);
+                timeout = sock_timeout(s, fd, SO_RCVTIMEO);
                 deadline = timeout < 0 ? 0 : monotonic_ns() + (uint64_t)timeout * 1000000;
             }
             dir_unlock(c, DIR_RX, hold);   /* others may read meanwhile, as from the kernel */
@@ -656,7 +655,7 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
         if (dontwait)   /* before saying EAGAIN, ask TCP if the peer is gone */
             return peer_left(c, fd, tcp_events(c, fd, 1)) ? tx_gone(c, fd, msg, flags) : -EAGAIN;
         if (timeout == -2) {
-            timeout = sock_timeout_ms(fd, SO_SNDTIMEO);
+            timeout = sock_timeout(s, fd, SO_SNDTIMEO);
             deadline = timeout < 0 ? 0 : monotonic_ns() + (uint64_t)timeout * 1000000;
         }
         short tev;

@@ -216,6 +216,8 @@ static char *const *exec_begin(struct exec_state *st, char *const envp[])
 {
     st->self = (pid_t)syscall(SYS_getpid);
     st->other = st->self != lf_pid;
+    if (st->other)
+        shares_bump();   /* a vfork child: the parent's memory, where it counts */
     export_all(&st->x, st->other);
     for (int i = 0; st->other && i < st->x.ncounted; i++)
         conn_holder_note(st->x.counted[i], st->self);
@@ -350,6 +352,7 @@ static int spawn_with(spawn_fn real, pid_t *pid, const char *path,
                       char *const argv[], char *const envp[])
 {
     struct export x;
+    shares_bump();
     export_all(&x, 1);
     char **env = with_inherit(envp, &x);
     int r = real(pid, path, fa, attr, argv, env ? env : envp);

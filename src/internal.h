@@ -520,6 +520,13 @@ struct lf_sock {
     int spare_inner;          /* epoll.c: an inner epoll kept for the next ADD */
     int ep_regs;              /* epoll.c: epoll records of this socket */
     int nonblock_seen;        /* O_NONBLOCK as last seen, -1 unknown (conn.c: must_not_wait) */
+    /* Made by this image (socket(), accept()), with O_NONBLOCK known from
+     * birth: while no other process can hold its file (sock_alone), our own
+     * fcntl/ioctl and setsockopt calls are the only ones that change its
+     * O_NONBLOCK and timeouts, so these are answered without asking. */
+    int desc_own;
+    unsigned born_shares;     /* lf_shares when it was made */
+    int timeo_seen[2];        /* SO_RCVTIMEO, SO_SNDTIMEO in ms as last seen; -1 none, -2 unknown */
     int bound_state;          /* OPTIN listener: is `bound` its address? (interpose.c) */
     int timeo_confined[2];    /* sandbox.c: SO_RCVTIMEO, SO_SNDTIMEO (ms, -1 none) when confined */
     int bufsize_set;          /* bufsize.c: SO_SNDBUF / SO_RCVBUF the program set */
@@ -535,6 +542,14 @@ struct lf_sock {
     int reuseport;            /* OPTIN listener: SO_REUSEPORT, -1 not asked yet (interpose.c) */
 };
 extern unsigned lf_forks;     /* fork() calls (interpose.c): the holder walk's generation too */
+/* Calls that may have given another process our descriptors (fork, spawns,
+ * system/popen, a vfork child's exec): a sock made before the last one may
+ * be shared, and its flags are asked of the kernel again (wait.c). */
+extern unsigned lf_shares;
+static inline void shares_bump(void)
+{
+    __atomic_add_fetch(&lf_shares, 1, __ATOMIC_RELAXED);
+}
 enum { BOUND_UNKNOWN, BOUND_SPECIFIC, BOUND_WILDCARD };
 
 static inline int sock_kind(struct lf_sock *s)
@@ -708,6 +723,12 @@ void bell_drain(struct lf_conn *c);  /* reads the doorbell (bell_after_wake's fa
 int poll_fitting(struct pollfd *p, nfds_t n, nfds_t must_fit, int timeout_ms, const sigset_t *mask,
                  int (*news)(void *), void *arg);
 int fd_nonblocking(int fd);
+/* The same for a sock of ours, without a system call while no other process
+ * can hold its file (wait.c) */
+int sock_nonblocking(struct lf_sock *s, int fd);
+int sock_timeout(struct lf_sock *s, int fd, int optname);
+void sock_born_here(struct lf_sock *s, int nonblock, int timeouts);
+void sock_timeouts_changed(int fd, int optname);
 int sock_timeout_ms(int fd, int optname);
 int sock_timeout_asked_ms(int fd, int optname);   /* the kernel's word, even when confined */
 

@@ -364,6 +364,7 @@ LF_EXPORT int socket(int domain, int type, int protocol)
         (type & 0xf) == SOCK_STREAM && (protocol == 0 || protocol == IPPROTO_TCP)) {
         struct lf_sock *s = sock_new(LF_OPTIN);
         if (s) {
+            sock_born_here(s, (type & SOCK_NONBLOCK) != 0, -1);
             fdtable_set(fd, s);
             sock_put(s);
         }
@@ -383,6 +384,7 @@ LF_EXPORT int setsockopt(int fd, int level, int optname, const void *val, sockle
     if (r == 0 && level == SOL_SOCKET) {
         int e = errno;
         bufsize_set(fd, level, optname);
+        sock_timeouts_changed(fd, optname);
         errno = e;
     }
     return r;
@@ -476,6 +478,11 @@ static int accept_any(int listen_fd, struct sockaddr *addr, socklen_t *len, int 
         listener_address(l, listen_fd, &ends[0]);
         handshake_answer(c, ends, listener_alone(l, listen_fd));
         bufsize_inherit(l, c);
+        struct lf_sock *s = fdtable_acquire(c);
+        if (s) {   /* a new file; its timeouts come from the listener: asked once */
+            sock_born_here(s, is4 && (flags & SOCK_NONBLOCK), -2);
+            sock_put(s);
+        }
         errno = e;
     }
     if (l)
@@ -679,6 +686,7 @@ LF_EXPORT int fcntl64(int fd, int cmd, ...)
 /* Counts fork() calls (twice for one that failed): the holder walk marks
  * each sock once a call, and a listener older than the count is shared. */
 unsigned lf_forks;
+unsigned lf_shares;
 
 /* A forked child holds every connection too: count it before it exists. */
 static void count_holder(struct lf_sock *s, void *arg)
@@ -717,6 +725,7 @@ LF_EXPORT pid_t fork(void)
     pid_t parent = lf_pid;
     pending_before_fork();
     __atomic_add_fetch(&lf_forks, 1, __ATOMIC_RELAXED);
+    shares_bump();
     fdtable_for_each(count_holder, &plus);
     epoll_before_fork();
     fdtable_lock();

@@ -209,6 +209,7 @@ static void hand_off_one(int fd)
     if (!s)
         return;
     lf_lock(&s->lock);
+    __atomic_store_n(&s->desc_own, 0, __ATOMIC_RELEASE);   /* its flags are the receiver's too */
     if (sock_kind(s) == LF_PENDING)
         handshake_give_up(s);
     else if (sock_kind(s) == LF_FAST)

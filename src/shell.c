@@ -146,6 +146,7 @@ LF_EXPORT int system(const char *line)
     static int (*real)(const char *);
     __typeof__(real) real_now;
     *(void **)&real_now = dlsym_next_cached((void **)&real, "system");
+    shares_bump();   /* the shell inherits what is not close-on-exec, either way */
     if (!line || !exec_has_heirs())
         return real_now(line);
     return run_shell(line);
@@ -247,6 +248,7 @@ LF_EXPORT FILE *popen(const char *cmd, const char *mode)
     static FILE *(*real)(const char *, const char *);
     __typeof__(real) real_now;
     *(void **)&real_now = dlsym_next_cached((void **)&real, "popen");
+    shares_bump();
     int cloexec, writing = popen_mode(mode, &cloexec);
     if (writing >= 0 && cmd && exec_has_heirs())
         return open_shell(cmd, writing, cloexec);

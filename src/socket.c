@@ -92,10 +92,10 @@ static ssize_t recv_discard(struct lf_sock *s, int fd, struct msghdr *msg, int f
 /* The time left until a peek's SO_RCVTIMEO runs out, set at its first
  * sleep: the doorbell is the region's, so other connections' rings wake the
  * peek too, and each wake must not start the timeout again.  -1: none. */
-static int peek_time_left(int fd, uint64_t *deadline)
+static int peek_time_left(struct lf_sock *s, int fd, uint64_t *deadline)
 {
     if (*deadline == 0) {
-        int timeout = sock_timeout_ms(fd, SO_RCVTIMEO);
+        int timeout = sock_timeout(s, fd, SO_RCVTIMEO);
         *deadline = timeout < 0 ? UINT64_MAX : monotonic_ns() + (uint64_t)timeout * 1000000;
     }
     if (*deadline == UINT64_MAX)
@@ -113,9 +113,9 @@ static int wait_more(struct lf_sock *s, int fd, int flags, size_t have, uint64_t
     struct lf_conn *c = s->conn;
     const struct lf_side *peer = &c->sh->side[!c->me];
     if (!__atomic_load_n(&c->sh->side[c->me].rx_on_ring, __ATOMIC_ACQUIRE) ||
-        (flags & MSG_DONTWAIT) || fd_nonblocking(fd))
+        (flags & MSG_DONTWAIT) || sock_nonblocking(s, fd))
         return -1;
-    int timeout = peek_time_left(fd, deadline);
+    int timeout = peek_time_left(s, fd, deadline);
     if (timeout == 0)
         return -1;
     barrier_after_arm(conn_arm_flag(c, &c->rx.ctl->reader_armed));
@@ -134,7 +134,7 @@ static int wait_more(struct lf_sock *s, int fd, int flags, size_t have, uint64_t
     } while (r < 0 && errno == EINTR && signal_restarts());
     if (r > 0 && p[0].revents)
         bell_after_wake(c, wfd);
-    if (r < 0 || p[1].revents || (r == 0 && peek_time_left(fd, deadline) == 0))
+    if (r < 0 || p[1].revents || (r == 0 && peek_time_left(s, fd, deadline) == 0))
         return -1;   /* a signal, TCP's end or error, the program's timeout */
     return 0;
 }
@@ -204,7 +204,7 @@ ssize_t sock_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags
         return errno = EOPNOTSUPP, -1;
     ssize_t r = send_once(s, fd, msg, flags);
     size_t want = msg_len(msg);
-    if ((kind != LF_FAST && kind != LF_PENDING) || r <= 0 || (size_t)r == want || (flags & MSG_DONTWAIT) || fd_nonblocking(fd))
+    if ((kind != LF_FAST && kind != LF_PENDING) || r <= 0 || (size_t)r == want || (flags & MSG_DONTWAIT) || sock_nonblocking(s, fd))
         return r;
     /* A blocking socket sends everything: the rest may go on the ring now. */
     size_t done = (size_t)r;

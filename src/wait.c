@@ -396,6 +396,63 @@ int fd_nonblocking(int fd)
     return fl >= 0 && (fl & O_NONBLOCK);
 }
 
+/* ---- O_NONBLOCK and timeouts of a socket no other process holds ----
+ * Every wait asked the kernel both (two system calls before each sleep, one
+ * before each EAGAIN).  A file this image made (socket(), accept()) and has
+ * not shared since (no fork, spawn, system/popen or vfork'ed exec since it
+ * was made: lf_shares; not sent with SCM_RIGHTS: pending.c) changes its
+ * flags and timeouts only through our own fcntl, ioctl and setsockopt, which
+ * note them.  Not seen: another process taking it with pidfd_getfd(), raw
+ * system calls (docs/design.md, 6). */
+void sock_born_here(struct lf_sock *s, int nonblock, int timeouts)
+{
+    __atomic_store_n(&s->nonblock_seen, nonblock, __ATOMIC_RELAXED);
+    s->timeo_seen[0] = s->timeo_seen[1] = timeouts;
+    s->born_shares = __atomic_load_n(&lf_shares, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->desc_own, 1, __ATOMIC_RELEASE);
+}
+
+static int sock_alone(struct lf_sock *s)
+{
+    return __atomic_load_n(&s->desc_own, __ATOMIC_ACQUIRE) && !lf_confined &&
+           s->born_shares == __atomic_load_n(&lf_shares, __ATOMIC_RELAXED);
+}
+
+int sock_nonblocking(struct lf_sock *s, int fd)
+{
+    int seen = __atomic_load_n(&s->nonblock_seen, __ATOMIC_RELAXED);
+    if (seen >= 0 && sock_alone(s))
+        return seen;
+    int nonblock = fd_nonblocking(fd);
+    __atomic_store_n(&s->nonblock_seen, nonblock, __ATOMIC_RELAXED);
+    return nonblock;
+}
+
+int sock_timeout(struct lf_sock *s, int fd, int optname)
+{
+    int *seen = &s->timeo_seen[optname == SO_SNDTIMEO];
+    int ms = __atomic_load_n(seen, __ATOMIC_RELAXED);
+    if (ms >= -1 && sock_alone(s))
+        return ms;
+    ms = sock_timeout_ms(fd, optname);
+    __atomic_store_n(seen, ms, __ATOMIC_RELAXED);
+    return ms;
+}
+
+/* After a successful setsockopt: a timeout set is asked again once. */
+void sock_timeouts_changed(int fd, int optname)
+{
+    if (optname != SO_RCVTIMEO_OLD && optname != SO_RCVTIMEO_NEW &&
+        optname != SO_SNDTIMEO_OLD && optname != SO_SNDTIMEO_NEW)
+        return;
+    struct lf_sock *s = fdtable_acquire(fd);
+    if (s) {
+        int snd = optname == SO_SNDTIMEO_OLD || optname == SO_SNDTIMEO_NEW;
+        __atomic_store_n(&s->timeo_seen[snd], -2, __ATOMIC_RELAXED);
+        sock_put(s);
+    }
+}
+
 /* SO_RCVTIMEO / SO_SNDTIMEO as a poll() timeout: -1 when unset. */
 int sock_timeout_ms(int fd, int optname)
 {

@@ -1,0 +1,162 @@
+/* O_NONBLOCK and SO_RCVTIMEO changed where loopfast does not make the call.
+ * A socket this process made and never shared has its flags answered from
+ * what our fcntl/ioctl/setsockopt saw (no system call before each sleep or
+ * EAGAIN); these cases make the flag change elsewhere, and each read must
+ * then behave as the kernel's: EAGAIN at once on a socket another process
+ * made non-blocking, a timeout once SO_RCVTIMEO is set.  The other process
+ * gets the file by fork() after the socket was made, by SCM_RIGHTS, and by
+ * posix_spawn (this program run again as "setfl FD").  Run over kernel TCP
+ * and over loopfast, on the accepted end (made by accept()) and, with
+ * LOOPFAST_MODE=all (the program runs itself again), on the connecting end
+ * (made by socket()). */
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "helpers.h"
+
+extern char **environ;
+static char *self;   /* argv[0] (not /proc/self/exe: valgrind's under valgrind) */
+
+/* A blocking read that finds nothing must not block for good. */
+static void expect_eagain(int fd, const char *how)
+{
+    char b;
+    alarm(10);
+    ssize_t n = read(fd, &b, 1);
+    alarm(0);
+    CHECK(n < 0 && errno == EAGAIN, "%s: read %zd (%s), EAGAIN expected", how, n,
+          n < 0 ? strerror(errno) : "data");
+}
+
+static int receiver = -1;   /* a process that sets O_NONBLOCK on what it is sent */
+
+static void receive_and_set(int sock)
+{
+    for (;;) {
+        char b, ctl[CMSG_SPACE(sizeof(int))];
+        struct iovec iov = { &b, 1 };
+        struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
+                            .msg_controllen = sizeof ctl };
+        if (recvmsg(sock, &m, 0) != 1)
+            _exit(0);
+        int got;
+        memcpy(&got, CMSG_DATA(CMSG_FIRSTHDR(&m)), sizeof got);
+        b = fcntl(got, F_SETFL, fcntl(got, F_GETFL) | O_NONBLOCK) == 0 ? 0 : 1;
+        close(got);
+        if (write(sock, &b, 1) != 1)
+            _exit(1);
+    }
+}
+
+static void start_receiver(void)
+{
+    int sp[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sp) == 0, "socketpair");
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork");
+    if (pid == 0) {
+        close(sp[0]);
+        receive_and_set(sp[1]);
+    }
+    close(sp[1]);
+    receiver = sp[0];
+}
+
+static void make_nonblocking_elsewhere(int fd, int how)
+{
+    if (how == 0) {   /* a child forked after the socket was made */
+        pid_t pid = fork();
+        CHECK(pid >= 0, "fork");
+        if (pid == 0)
+            _exit(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == 0 ? 0 : 1);
+        CHECK(child_status(pid) == 0, "child fcntl");
+    } else if (how == 1) {   /* sent with SCM_RIGHTS to a process forked before it was made */
+        char ctl[CMSG_SPACE(sizeof(int))];
+        memset(ctl, 0, sizeof ctl);
+        struct iovec iov = { "x", 1 };
+        struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
+                            .msg_controllen = sizeof ctl };
+        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof fd);
+        char b;
+        CHECK(sendmsg(receiver, &m, 0) == 1, "sendmsg: %s", strerror(errno));
+        CHECK(read(receiver, &b, 1) == 1 && b == 0, "receiver's fcntl");
+    } else {   /* posix_spawn'ed image */
+        char num[16];
+        snprintf(num, sizeof num, "%d", fd);
+        char *argv[] = { self, "setfl", num, NULL };
+        pid_t pid;
+        CHECK(posix_spawn(&pid, self, NULL, NULL, argv, environ) == 0, "posix_spawn");
+        CHECK(child_status(pid) == 0, "spawned fcntl");
+    }
+}
+
+static const char *const shapes[] = { "fork", "SCM_RIGHTS", "posix_spawn" };
+
+/* A connected pair in a child-free state: *mine is the end under test. */
+static void pair(int optin, int accepted_end, int *mine, int *other)
+{
+    int c, s;
+    fast_pair(AF_INET, optin, &c, &s);
+    *mine = accepted_end ? s : c;
+    *other = accepted_end ? c : s;
+}
+
+static void run(int optin, int accepted_end)
+{
+    const char *how = optin ? "loopfast" : "kernel";
+    for (int shape = 0; shape < 3; shape++) {
+        int fd, other;
+        pair(optin, accepted_end, &fd, &other);
+        char b;
+        /* a blocking read that sleeps once: its flags are noted now */
+        CHECK(write_full(other, "1", 1) == 1 && read(fd, &b, 1) == 1, "%s: first read", how);
+        make_nonblocking_elsewhere(fd, shape);
+        char what[96];
+        snprintf(what, sizeof what, "%s, %s end, O_NONBLOCK set by %s", how,
+                 accepted_end ? "accepted" : "connecting", shapes[shape]);
+        expect_eagain(fd, what);
+        close(fd), close(other);
+    }
+    /* SO_RCVTIMEO set after blocking reads noted "no timeout" */
+    int fd, other;
+    pair(optin, accepted_end, &fd, &other);
+    char b;
+    CHECK(write_full(other, "1", 1) == 1 && read(fd, &b, 1) == 1, "%s: first read", how);
+    struct timeval tv = { 0, 200000 };
+    CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0, "SO_RCVTIMEO");
+    char what[64];
+    snprintf(what, sizeof what, "%s, %s end, SO_RCVTIMEO", how, accepted_end ? "accepted" : "connecting");
+    expect_eagain(fd, what);
+    CHECK(loopfast_fd_is_fast(fd) == optin, "%s: fast %d", what, loopfast_fd_is_fast(fd));
+    close(fd), close(other);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && !strcmp(argv[1], "setfl")) {
+        int fd = atoi(argv[2]);
+        return fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == 0 ? 0 : 1;
+    }
+    self = argv[0];
+    start_receiver();   /* before any socket under test is made */
+    const char *mode = getenv("LOOPFAST_MODE");
+    if (mode && !strcmp(mode, "all")) {   /* every TCP socket is loopfast's */
+        run(1, 1);
+        run(1, 0);
+        return 0;
+    }
+    for (int optin = 0; optin < 2; optin++)
+        run(optin, 1);
+    /* again with every socket ours from socket() on */
+    setenv("LOOPFAST_MODE", "all", 1);
+    close(receiver);   /* it exits */
+    execv(self, argv);
+    FAIL("execv: %s", strerror(errno));
+}
