@@ -59,8 +59,11 @@ NO_TSAN static int raised_by_fault(int sig)
  * 0 when it must run now. */
 NO_TSAN static int put_back(int sig, siginfo_t *info, ucontext_t *uc)
 {
+    /* Put back already and delivered again inside the section: the saved
+     * mask was not honoured (valgrind delivers signals itself), and another
+     * round would never end: it runs now. */
     if (lf_signal_hold <= 0 || !uc || !info || raised_by_fault(sig) ||
-        (app[sig].sa_flags & SA_RESETHAND) || lf_confined)
+        (app[sig].sa_flags & SA_RESETHAND) || lf_confined || sigismember(&held_set, sig))
         return 0;
     sigset_t one;
     sigemptyset(&one);
