@@ -54,6 +54,8 @@ static int set_optin(int fd, int state, int enable)
         struct lf_sock *n = sock_new(LF_OPTIN);
         if (n)
             bufsize_at_optin(n, fd);
+        if (n && fd_made_here_unshared(fd))   /* its flags may be answered from memory */
+            sock_born_here(n, fd_nonblocking(fd), -2);
         if (!n || fdtable_set(fd, n) < 0)
             r = fail(ENOMEM);
         if (n)

@@ -30,14 +30,26 @@
 enum { SET_SND = 1, SET_RCV = 2, MADE_HERE = 4 };
 
 /* By descriptor number: MADE_HERE for a socket our socket() returned,
- * with the sizes set on it since (cleared when the number is closed). */
+ * with the sizes set on it since (cleared when the number is closed), and
+ * above SHARES_SHIFT the count of calls that may share a file (lf_shares)
+ * when it was made, which wait.c's answers from memory need at opt-in. */
 #define NOTED_FDS 65536
-static uint8_t noted[NOTED_FDS];
+#define SHARES_SHIFT 3
+static uint32_t noted[NOTED_FDS];
 
 void bufsize_socket_made(int fd, int made)
 {
+    uint32_t shares = __atomic_load_n(&lf_shares, __ATOMIC_RELAXED);
     if (fd >= 0 && fd < NOTED_FDS)
-        __atomic_store_n(&noted[fd], made ? MADE_HERE : 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&noted[fd], made ? MADE_HERE | shares << SHARES_SHIFT : 0,
+                         __ATOMIC_RELAXED);
+}
+
+int fd_made_here_unshared(int fd)
+{
+    uint32_t seen = fd >= 0 && fd < NOTED_FDS ? __atomic_load_n(&noted[fd], __ATOMIC_RELAXED) : 0;
+    uint32_t shares = __atomic_load_n(&lf_shares, __ATOMIC_RELAXED);
+    return (seen & MADE_HERE) && seen >> SHARES_SHIFT == (shares << SHARES_SHIFT) >> SHARES_SHIFT;
 }
 
 static uint32_t reported(int fd, int optname)
@@ -114,7 +126,7 @@ static uint32_t initial(const char *path)
 
 void bufsize_at_optin(struct lf_sock *s, int fd)
 {
-    uint8_t seen = fd >= 0 && fd < NOTED_FDS ? __atomic_load_n(&noted[fd], __ATOMIC_RELAXED) : 0;
+    uint32_t seen = fd >= 0 && fd < NOTED_FDS ? __atomic_load_n(&noted[fd], __ATOMIC_RELAXED) : 0;
     if (seen & MADE_HERE) {
         __atomic_fetch_or(&s->bufsize_set, seen & (SET_SND | SET_RCV), __ATOMIC_RELAXED);
         return;

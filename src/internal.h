@@ -586,7 +586,8 @@ void bufsize_set(int fd, int level, int optname);          /* after a successful
 void bufsize_apply(struct lf_sock *s, struct lf_conn *c, int fd);   /* c becomes s's */
 void bufsize_inherit(struct lf_sock *listener, int fd);    /* an accepted connection */
 void bufsize_at_optin(struct lf_sock *s, int fd);          /* sizes set before opting in */
-void bufsize_socket_made(int fd, int made);   /* socket() returned fd (made), or it was closed */
+void bufsize_socket_made(int fd, int made);
+int fd_made_here_unshared(int fd);   /* our socket() made it and nothing shared it since */   /* socket() returned fd (made), or it was closed */
 
 /* ---- handshake.c ---- */
 int is_loopback(const struct sockaddr *sa);

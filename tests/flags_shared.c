@@ -6,9 +6,10 @@
  * made non-blocking, a timeout once SO_RCVTIMEO is set.  The other process
  * gets the file by fork() after the socket was made, by SCM_RIGHTS, and by
  * posix_spawn (this program run again as "setfl FD").  Run over kernel TCP
- * and over loopfast, on the accepted end (made by accept()) and, with
- * LOOPFAST_MODE=all (the program runs itself again), on the connecting end
- * (made by socket()). */
+ * and over loopfast, on the accepted end (made by accept()) and the
+ * connecting end (made by socket(), opted in with loopfast_ioctl), and
+ * again with LOOPFAST_MODE=all (the program runs itself again), where
+ * socket() makes it ours at once. */
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/time.h>
@@ -138,6 +139,43 @@ static void run(int optin, int accepted_end)
     close(fd), close(other);
 }
 
+/* The file is shared before loopfast knows the socket: a child forked
+ * between socket() and the opt-in sets O_NONBLOCK once told to. */
+static void run_forked_before_optin(int optin)
+{
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int l = listen_on(AF_INET, optin, &addr, &len), go[2], done[2];
+    CHECK(pipe(go) == 0 && pipe(done) == 0, "pipe");
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0, "socket");
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork");
+    if (pid == 0) {
+        char b;
+        if (read(go[0], &b, 1) != 1)
+            _exit(2);
+        b = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == 0 ? 0 : 1;
+        _exit(write(done[1], &b, 1) == 1 ? 0 : 3);
+    }
+    if (optin)
+        CHECK(opt_in(fd) == 0, "opt in");
+    CHECK(connect(fd, (struct sockaddr *)&addr, len) == 0, "connect");
+    int other = accept(l, NULL, NULL);
+    CHECK(other >= 0, "accept");
+    char b;
+    for (int i = 0; i < 3; i++)   /* both ways switched, as fast_pair's */
+        CHECK(write_full(fd, "a", 1) == 1 && read_full(other, &b, 1) == 1 &&
+              write_full(other, "b", 1) == 1 && read_full(fd, &b, 1) == 1, "exchange %d", i);
+    CHECK(loopfast_fd_is_fast(fd) == optin, "fast %d", loopfast_fd_is_fast(fd));
+    CHECK(write_full(other, "1", 1) == 1 && read(fd, &b, 1) == 1, "first read");
+    CHECK(write(go[1], "g", 1) == 1 && read(done[0], &b, 1) == 1 && b == 0, "child's fcntl");
+    CHECK(child_status(pid) == 0, "child");
+    expect_eagain(fd, optin ? "loopfast, forked before the opt-in" : "kernel, forked before the opt-in");
+    close(fd), close(other), close(l);
+    close(go[0]), close(go[1]), close(done[0]), close(done[1]);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && !strcmp(argv[1], "setfl")) {
@@ -152,8 +190,11 @@ int main(int argc, char **argv)
         run(1, 0);
         return 0;
     }
-    for (int optin = 0; optin < 2; optin++)
+    for (int optin = 0; optin < 2; optin++) {
         run(optin, 1);
+        run(optin, 0);   /* opted in with loopfast_ioctl after socket() */
+        run_forked_before_optin(optin);
+    }
     /* again with every socket ours from socket() on */
     setenv("LOOPFAST_MODE", "all", 1);
     close(receiver);   /* it exits */
