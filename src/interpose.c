@@ -37,6 +37,8 @@ __attribute__((constructor)) void lf_init(void)
     barrier_register();
     pthread_atfork(NULL, NULL, renew_pid);
     pthread_atfork(NULL, NULL, barrier_register);   /* a child's own registration */
+    /* every fork through libc, also those inside it past our fork() (daemon()) */
+    pthread_atfork(shares_bump, NULL, NULL);
     __atomic_store_n(&lf_initialised, 1, __ATOMIC_RELEASE);
     exec_import();
 }
@@ -725,7 +727,6 @@ LF_EXPORT pid_t fork(void)
     pid_t parent = lf_pid;
     pending_before_fork();
     __atomic_add_fetch(&lf_forks, 1, __ATOMIC_RELAXED);
-    shares_bump();
     fdtable_for_each(count_holder, &plus);
     epoll_before_fork();
     fdtable_lock();
