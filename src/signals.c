@@ -34,7 +34,9 @@
 
 __thread int lf_signal_hold LF_TLS_IE;
 __thread volatile int lf_signal_held LF_TLS_IE;
-static __thread sigset_t held_set LF_TLS_IE;   /* put back, blocked until the section ends */
+/* put back, blocked until the section ends (slow path: the default TLS model,
+ * so that a dlopen() of the library needs little static TLS) */
+static __thread sigset_t held_set;
 
 static struct sigaction app[NSIG];          /* the program's handlers */
 static __thread int last_signal;
