@@ -74,8 +74,7 @@ NO_TSAN static int put_back(int sig, siginfo_t *info, ucontext_t *uc)
     if (pthread_sigmask(SIG_BLOCK, &one, NULL) != 0)
         return 0;
     if (syscall(SYS_rt_tgsigqueueinfo, getpid(), gettid(), sig, info) != 0) {
-        sigset_t now;
-        pthread_sigmask(SIG_SETMASK, &uc->uc_sigmask, &now);   /* as it was */
+        pthread_sigmask(SIG_SETMASK, &uc->uc_sigmask, NULL);   /* as it was */
         return 0;
     }
     sigaddset(&uc->uc_sigmask, sig);   /* still blocked after the return */

@@ -6,30 +6,12 @@
  * is given back by the next holder that lets go, because its pid is listed
  * and no longer exists (conn.c, holders_reap).  Also checks daemon()'s own
  * job: a new session, "/" as the directory, /dev/null as stdin. */
-#include <libgen.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "helpers.h"
 
 static char cli[4200];
-
-/* How many connections `loopfast stat --json` lists for `pid`. */
-static int listed(pid_t pid)
-{
-    char cmd[4300], out[1 << 16], key[32];
-    snprintf(cmd, sizeof cmd, "%s stat --json", cli);
-    FILE *p = popen(cmd, "r");
-    CHECK(p, "popen");
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = 0;
-    CHECK(pclose(p) == 0, "loopfast stat failed: %s", out);
-    snprintf(key, sizeof key, "\"pid\": %d,", (int)pid);
-    int k = 0;
-    for (char *at = out; (at = strstr(at, key)); at++)
-        k++;
-    return k;
-}
 
 /* The daemon's report: its pid, session leader, cwd "/", stdin a char device. */
 struct report {
@@ -59,11 +41,7 @@ int main(int argc, char **argv)
 {
     (void)argc;
     alarm(20);
-    char self[4096];
-    snprintf(self, sizeof self, "%s", argv[0]);
-    snprintf(cli, sizeof cli, "%s/../loopfast", dirname(self));
-    if (access(cli, X_OK) != 0)
-        SKIP("no CLI next to this build (%s)", cli);
+    cli_next_to(argv[0], cli, sizeof cli);
     int rep[2];
     CHECK(pipe(rep) == 0, "pipe");
     pid_t first = fork();
@@ -83,9 +61,9 @@ int main(int argc, char **argv)
     /* the daemon has exited once its report is read to the end */
     char b;
     CHECK(read(rep[0], &b, 1) == 0, "report pipe");
-    for (int i = 0; i < 50 && (listed(first) || listed(r.pid)); i++)
+    for (int i = 0; i < 50 && (stat_ends_of(cli, first) || stat_ends_of(cli, r.pid)); i++)
         usleep(20000);   /* its exit is not ours to wait for */
-    int left = listed(first) + listed(r.pid);
+    int left = stat_ends_of(cli, first) + stat_ends_of(cli, r.pid);
     CHECK(left == 0, "%d ends still listed after the daemon closed them", left);
     return 0;
 }

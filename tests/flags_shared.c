@@ -34,18 +34,19 @@ static void expect_eagain(int fd, const char *how)
 
 static int receiver = -1;   /* a process that sets O_NONBLOCK on what it is sent */
 
+/* 0 when O_NONBLOCK is now set on fd's file, 1 when not */
+static int set_nonblocking(int fd)
+{
+    return fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == 0 ? 0 : 1;
+}
+
 static void receive_and_set(int sock)
 {
     for (;;) {
-        char b, ctl[CMSG_SPACE(sizeof(int))];
-        struct iovec iov = { &b, 1 };
-        struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
-                            .msg_controllen = sizeof ctl };
-        if (recvmsg(sock, &m, 0) != 1)
+        int got = recv_fd(sock);
+        if (got < 0)
             _exit(0);
-        int got;
-        memcpy(&got, CMSG_DATA(CMSG_FIRSTHDR(&m)), sizeof got);
-        b = fcntl(got, F_SETFL, fcntl(got, F_GETFL) | O_NONBLOCK) == 0 ? 0 : 1;
+        char b = (char)set_nonblocking(got);
         close(got);
         if (write(sock, &b, 1) != 1)
             _exit(1);
@@ -72,21 +73,11 @@ static void make_nonblocking_elsewhere(int fd, int how)
         pid_t pid = fork();
         CHECK(pid >= 0, "fork");
         if (pid == 0)
-            _exit(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == 0 ? 0 : 1);
+            _exit(set_nonblocking(fd));
         CHECK(child_status(pid) == 0, "child fcntl");
     } else if (how == 1) {   /* sent with SCM_RIGHTS to a process forked before it was made */
-        char ctl[CMSG_SPACE(sizeof(int))];
-        memset(ctl, 0, sizeof ctl);
-        struct iovec iov = { "x", 1 };
-        struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
-                            .msg_controllen = sizeof ctl };
-        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &fd, sizeof fd);
         char b;
-        CHECK(sendmsg(receiver, &m, 0) == 1, "sendmsg: %s", strerror(errno));
+        CHECK(send_fd(receiver, fd) == 0, "sendmsg: %s", strerror(errno));
         CHECK(read(receiver, &b, 1) == 1 && b == 0, "receiver's fcntl");
     } else {   /* posix_spawn'ed image */
         char num[16];
@@ -155,7 +146,7 @@ static void run_forked_before_optin(int optin)
         char b;
         if (read(go[0], &b, 1) != 1)
             _exit(2);
-        b = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == 0 ? 0 : 1;
+        b = (char)set_nonblocking(fd);
         _exit(write(done[1], &b, 1) == 1 ? 0 : 3);
     }
     if (optin)
@@ -179,8 +170,7 @@ static void run_forked_before_optin(int optin)
 int main(int argc, char **argv)
 {
     if (argc == 3 && !strcmp(argv[1], "setfl")) {
-        int fd = atoi(argv[2]);
-        return fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == 0 ? 0 : 1;
+        return set_nonblocking(atoi(argv[2]));
     }
     self = argv[0];
     start_receiver();   /* before any socket under test is made */

@@ -10,51 +10,6 @@
 
 #define ROUNDS 10
 
-/* One byte with room for one descriptor. */
-struct rights {
-    char b;
-    struct iovec iov;
-    struct msghdr m;
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } ctl;
-};
-
-static void rights_init(struct rights *r)
-{
-    memset(r, 0, sizeof *r);
-    r->b = 'f';
-    r->iov = (struct iovec){ &r->b, 1 };
-    r->m = (struct msghdr){ .msg_iov = &r->iov, .msg_iovlen = 1, .msg_control = r->ctl.buf,
-                            .msg_controllen = sizeof r->ctl.buf };
-}
-
-static void send_fd(int u, int fd)
-{
-    struct rights r;
-    rights_init(&r);
-    struct cmsghdr *c = CMSG_FIRSTHDR(&r.m);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof fd);
-    if (sendmsg(u, &r.m, 0) != 1)
-        _exit(5);
-}
-
-static int recv_fd(int u)
-{
-    struct rights r;
-    rights_init(&r);
-    struct cmsghdr *c;
-    int fd;
-    if (recvmsg(u, &r.m, 0) != 1 || !(c = CMSG_FIRSTHDR(&r.m)) || c->cmsg_type != SCM_RIGHTS)
-        return -1;
-    memcpy(&fd, CMSG_DATA(c), sizeof fd);
-    return fd;
-}
-
 static void run(int optin, int keep)
 {
     struct sockaddr_storage addr;
@@ -73,7 +28,8 @@ static void run(int optin, int keep)
     CHECK(acceptor >= 0, "fork");
     if (acceptor == 0) {
         int c = accept(l, NULL, NULL);
-        send_fd(sv[0], c);
+        if (send_fd(sv[0], c) != 0)
+            _exit(5);
         if (keep)
             usleep(300000);   /* still holding it while the client exchanges */
         close(c);

@@ -293,8 +293,6 @@ static inline long long ip_in_octets(void)
     return result;
 }
 
-#endif
-
 /* Entries of /proc/self/fd (with ".", ".." and the listing's own
  * descriptor: compare counts, not absolute numbers). */
 static inline int count_open_fds(void)
@@ -385,3 +383,89 @@ static inline void fast_pair(int family, int optin, int *client, int *server)
     if (optin)
         CHECK(loopfast_fd_is_fast(*client) == 1 && loopfast_fd_is_fast(*server) == 1, "pair not fast");
 }
+
+/* One byte with one descriptor over a unix socket (SCM_RIGHTS). */
+struct fd_message {
+    char b;
+    struct iovec iov;
+    struct msghdr m;
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+};
+
+static inline void fd_message_init(struct fd_message *r)
+{
+    memset(r, 0, sizeof *r);
+    r->b = 'f';
+    r->iov = (struct iovec){ &r->b, 1 };
+    r->m = (struct msghdr){ .msg_iov = &r->iov, .msg_iovlen = 1, .msg_control = r->ctl.buf,
+                            .msg_controllen = sizeof r->ctl.buf };
+}
+
+/* 0 sent, -1 not */
+static inline int send_fd(int u, int fd)
+{
+    struct fd_message r;
+    fd_message_init(&r);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&r.m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    return sendmsg(u, &r.m, 0) == 1 ? 0 : -1;
+}
+
+/* The descriptor received, or -1 (end of stream, no descriptor). */
+static inline int recv_fd(int u)
+{
+    struct fd_message r;
+    fd_message_init(&r);
+    struct cmsghdr *c;
+    int fd;
+    if (recvmsg(u, &r.m, 0) != 1 || !(c = CMSG_FIRSTHDR(&r.m)) || c->cmsg_type != SCM_RIGHTS)
+        return -1;
+    memcpy(&fd, CMSG_DATA(c), sizeof fd);
+    return fd;
+}
+
+/* The `loopfast` CLI next to this test's build directory, in `cli`; the
+ * test is skipped when there is none (sanitizer builds). */
+static inline void cli_next_to(const char *argv0, char *cli, size_t size)
+{
+    char self[4096];
+    snprintf(self, sizeof self, "%s", argv0);
+    char *slash = strrchr(self, '/');
+    snprintf(cli, size, "%.*s/../loopfast", slash ? (int)(slash - self) : 1, slash ? self : ".");
+    if (access(cli, X_OK) != 0)
+        SKIP("no CLI next to this build (%s)", cli);
+}
+
+/* What `CLI stat --json` prints (a buffer of its own, overwritten by the
+ * next call). */
+static inline char *stat_json(const char *cli)
+{
+    static char out[1 << 20];
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd, "%.4300s stat --json", cli);
+    FILE *p = popen(cmd, "r");
+    CHECK(p, "popen");
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    CHECK(pclose(p) == 0, "loopfast stat failed: %s", out);
+    return out;
+}
+
+/* How many connection ends `loopfast stat` lists for `pid`. */
+static inline int stat_ends_of(const char *cli, pid_t pid)
+{
+    char key[32];
+    snprintf(key, sizeof key, "\"pid\": %d,", (int)pid);
+    int k = 0;
+    for (char *at = stat_json(cli); (at = strstr(at, key)); at++)
+        k++;
+    return k;
+}
+
+#endif

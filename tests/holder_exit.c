@@ -4,38 +4,21 @@
  * gone from `loopfast stat`, as it is from the kernel's table.  Before,
  * such a holder's count and its part of the slot stayed taken until the
  * region went (the slot and its pages leaked, the end never said `closed`). */
-#include <libgen.h>
-
 #include "helpers.h"
 
 static char cli[4200];
 
-/* How many of this process's connections `loopfast stat --json` lists. */
+/* How many of this process's connection ends `loopfast stat` lists. */
 static int listed(void)
 {
-    char cmd[4300], out[1 << 16], pid[32];
-    snprintf(cmd, sizeof cmd, "%s stat --json", cli);
-    FILE *p = popen(cmd, "r");
-    CHECK(p, "popen");
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = 0;
-    CHECK(pclose(p) == 0, "loopfast stat failed: %s", out);
-    snprintf(pid, sizeof pid, "\"pid\": %d,", (int)getpid());
-    int k = 0;
-    for (char *at = out; (at = strstr(at, pid)); at++)
-        k++;
-    return k;
+    return stat_ends_of(cli, getpid());
 }
 
 int main(int argc, char **argv)
 {
     (void)argc;
     alarm(20);
-    char self[4096];
-    snprintf(self, sizeof self, "%s", argv[0]);
-    snprintf(cli, sizeof cli, "%s/../loopfast", dirname(self));
-    if (access(cli, X_OK) != 0)
-        SKIP("no CLI next to this build (%s)", cli);
+    cli_next_to(argv[0], cli, sizeof cli);
     int c, s;
     fast_pair(AF_INET, 1, &c, &s);
     CHECK(loopfast_fd_is_fast(c) == 1 && listed() == 2, "a fast pair, both ends listed");

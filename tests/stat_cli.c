@@ -2,20 +2,8 @@
  * with the right addresses, pid and byte counts; a plain connection is not
  * listed; nor, once closed, the fast one, nor a server's spare answer. */
 #include <fcntl.h>
-#include <libgen.h>
 
 #include "helpers.h"
-
-static char *stat_json(const char *cmd)
-{
-    static char out[1 << 20];
-    FILE *p = popen(cmd, "r");
-    CHECK(p, "popen");
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = 0;
-    CHECK(pclose(p) == 0, "loopfast stat failed: %s", out);
-    return out;
-}
 
 int main(int argc, char **argv)
 {
@@ -33,14 +21,9 @@ int main(int argc, char **argv)
     struct sockaddr_in local;
     socklen_t len = sizeof local;
     getsockname(c, (struct sockaddr *)&local, &len);
-    char self[4096], cmd[4200];
-    snprintf(self, sizeof self, "%s", argv[0]);
-    char *dir = dirname(self);
-    snprintf(cmd, sizeof cmd, "%s/../loopfast", dir);
-    if (access(cmd, X_OK) != 0)
-        SKIP("no CLI next to this build (%s)", cmd);
-    snprintf(cmd, sizeof cmd, "%s/../loopfast stat --json", dir);
-    char *out = stat_json(cmd);
+    char cli[4200];
+    cli_next_to(argv[0], cli, sizeof cli);
+    char *out = stat_json(cli);
     char want[128];
     snprintf(want, sizeof want, "\"local\": \"127.0.0.1:%d\"", ntohs(local.sin_port));
     char *row = strstr(out, want);
@@ -67,7 +50,7 @@ int main(int argc, char **argv)
     int l = listen_on(AF_INET, 1, &addr, &len);
     CHECK(fcntl(l, F_SETFL, O_NONBLOCK) == 0 && accept(l, NULL, NULL) < 0 && errno == EAGAIN,
           "accept on an empty listener");
-    out = stat_json(cmd);
+    out = stat_json(cli);
     CHECK(!strstr(out, pid), "a closed connection or a spare is listed:\n%s", out);
     return 0;
 }
