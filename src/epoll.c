@@ -70,7 +70,7 @@ struct ep_news {
 };
 
 struct ep_reg {
-    struct ep_reg *next;
+    struct ep_reg *next, **pprev;   /* on the set's list (pprev: what points to it) */
     struct ep_set *set;          /* the set it belongs to */
     int fd, inner, kind_seen;
     int mode;                    /* enum reg_mode */
@@ -103,6 +103,14 @@ struct ptrset {
     size_t cap, used;
 };
 
+/* A set's records by descriptor (one per descriptor, as in the kernel's
+ * set): epoll_ctl and close() find a record in O(1) however many a server
+ * holds, where a walk of the list cost microseconds at a few thousand. */
+struct regmap {
+    struct ep_reg **slot;   /* NULL: empty */
+    size_t cap, used;
+};
+
 /* Records are never given back to malloc while their set lives: a pointer
  * the kernel returns is then always either ours (in `mine`, perhaps a record
  * freed since the kernel queued it) or the program's. */
@@ -110,6 +118,8 @@ struct ep_set {
     struct ep_set *next;
     int epfd;
     struct ep_reg *regs;
+    struct regmap by_fd;         /* the same records, found by descriptor */
+    struct ep_reg *no_reg;       /* always NULL: find_reg's answer when none */
     struct ep_reg *free_regs;
     struct ptrset mine;          /* every record and ep_bell this set ever had */
     struct ep_bell *bells, *free_bells;
@@ -170,15 +180,96 @@ static int ptrset_add(struct ptrset *ps, uintptr_t p)
     return 0;
 }
 
+static size_t fd_hash(int fd, size_t cap)
+{
+    return (size_t)((uint32_t)fd * 0x9e3779b1u) & (cap - 1);
+}
+
+static struct ep_reg *regmap_get(const struct regmap *m, int fd)
+{
+    if (!m->cap)
+        return NULL;
+    for (size_t i = fd_hash(fd, m->cap);; i = (i + 1) & (m->cap - 1))
+        if (!m->slot[i] || m->slot[i]->fd == fd)
+            return m->slot[i];
+}
+
+static void regmap_put(struct regmap *m, struct ep_reg *r)
+{
+    size_t i = fd_hash(r->fd, m->cap);
+    while (m->slot[i])
+        i = (i + 1) & (m->cap - 1);
+    m->slot[i] = r;
+    m->used++;
+}
+
+/* Room for one more, at most half the slots used; -1 without memory. */
+static int regmap_reserve(struct regmap *m)
+{
+    if ((m->used + 1) * 2 <= m->cap)
+        return 0;
+    struct regmap n = { .cap = m->cap ? m->cap * 2 : 16 };
+    n.slot = calloc(n.cap, sizeof *n.slot);
+    if (!n.slot)
+        return -1;
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->slot[i])
+            regmap_put(&n, m->slot[i]);
+    free(m->slot);
+    *m = n;
+    return 0;
+}
+
+/* Linear probing without tombstones: the entries after the hole that
+ * belong before it move back into it. */
+static void regmap_del(struct regmap *m, const struct ep_reg *r)
+{
+    size_t mask = m->cap - 1, i = fd_hash(r->fd, m->cap);
+    while (m->slot[i] && m->slot[i] != r)
+        i = (i + 1) & mask;
+    if (!m->slot[i])
+        return;
+    m->slot[i] = NULL;
+    m->used--;
+    for (size_t j = (i + 1) & mask; m->slot[j]; j = (j + 1) & mask) {
+        size_t home = fd_hash(m->slot[j]->fd, m->cap);
+        if (((j - home) & mask) >= ((j - i) & mask)) {   /* home at or before the hole */
+            m->slot[i] = m->slot[j];
+            m->slot[j] = NULL;
+            i = j;
+        }
+    }
+}
+
 static struct ep_set *sets;
 static pthread_mutex_t ep_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* What points to fd's record in the set's list; *answer is NULL when the
+ * set has none. */
 static struct ep_reg **find_reg(struct ep_set *e, int fd)
 {
-    struct ep_reg **p = &e->regs;
-    while (*p && (*p)->fd != fd)
-        p = &(*p)->next;
-    return p;
+    struct ep_reg *r = regmap_get(&e->by_fd, fd);
+    return r ? r->pprev : &e->no_reg;
+}
+
+/* The caller reserved room in by_fd. */
+static void regs_link(struct ep_set *e, struct ep_reg *r)
+{
+    r->next = e->regs;
+    if (r->next)
+        r->next->pprev = &r->next;
+    r->pprev = &e->regs;
+    e->regs = r;
+    regmap_put(&e->by_fd, r);
+}
+
+static void regs_unlink(struct ep_set *e, struct ep_reg *r)
+{
+    *r->pprev = r->next;
+    if (r->next)
+        r->next->pprev = r->pprev;
+    r->pprev = NULL;
+    regmap_del(&e->by_fd, r);
 }
 
 /* ---- active and idle records ---- */
@@ -429,6 +520,8 @@ static void inner_put(struct ep_reg *r)
 static struct ep_reg *record_new(struct ep_set *e, int fd, struct lf_sock *s,
                                  const struct epoll_event *ev)
 {
+    if (regmap_reserve(&e->by_fd) < 0)
+        return NULL;
     struct ep_reg *r = e->free_regs;
     if (r) {
         e->free_regs = r->next;
@@ -446,8 +539,7 @@ static struct ep_reg *record_new(struct ep_set *e, int fd, struct lf_sock *s,
     r->act.prev = r->act.next = &r->act;
     __atomic_add_fetch(&s->users, 1, __ATOMIC_ACQ_REL);      /* the record's reference */
     __atomic_add_fetch(&s->ep_regs, 1, __ATOMIC_SEQ_CST);   /* see sock_set_kind */
-    r->next = e->regs;
-    e->regs = r;
+    regs_link(e, r);
     if (sock_kind(s) != LF_FAST)
         watch(e);
     activate(e, r);
@@ -552,7 +644,7 @@ static void direct_out(struct ep_set *e, struct ep_reg *r, int with_socket, int 
 static void record_free(struct ep_set *e, struct ep_reg **p, int take_out)
 {
     struct ep_reg *r = *p;
-    *p = r->next;
+    regs_unlink(e, r);
     reg_set_state(e, r, REG_OFF);
     if (r->mode == MODE_INNER) {
         if (take_out)
@@ -795,7 +887,7 @@ static int ctl_ours(int epfd, int op, int fd, struct lf_sock *s, struct epoll_ev
 {
     lf_lock(&ep_lock);
     struct ep_set *e = find_set(epfd, 0);
-    struct ep_reg **p = e ? find_reg(e, fd) : NULL;
+    struct ep_reg **p = NULL;
     if (e) {
         refresh(e);
         p = find_reg(e, fd);
@@ -895,6 +987,7 @@ static void set_free(struct ep_set *e)
         free(b);
     }
     free(e->mine.slot);
+    free(e->by_fd.slot);
     free(e);
 }
 
@@ -980,7 +1073,7 @@ static uint32_t reg_ready(struct ep_reg *r, short tev)
  * program that closes a descriptor on its first report must not meet it
  * again in the same array (tests/eof_readiness.c). */
 static uint64_t wait_calls;
-static __thread uint64_t this_call;
+static __thread uint64_t this_call LF_TLS_IE;
 
 static int add_event(struct epoll_event *out, int n, int max, struct ep_reg *r, uint32_t rev)
 {
@@ -1139,6 +1232,7 @@ static int kernel_wait(int epfd, struct epoll_event *out, int n, int max, int ti
 
 /* What the set holds, for lf_epoll_wait's choices. */
 struct set_state {
+    int ours;    /* the set has records, or watches our eventfd: else it is the kernel's alone */
     int inner;   /* registrations through inner epolls: worth a spin */
     int stuck;   /* fast sockets left to the kernel (no inner epoll could be made) */
 };
@@ -1217,8 +1311,9 @@ static int collect_locked(int epfd, struct epoll_event *out, int n, int max, int
 {
     lf_lock(&ep_lock);
     struct ep_set *e = find_set(epfd, 0);
-    *st = (struct set_state){ 0, 0 };
+    *st = (struct set_state){ 0, 0, 0 };
     if (e) {
+        st->ours = e->regs || e->watching;
         refresh(e);
         wake_all_idle(e);
         st->inner = e->inner_regs;
@@ -1244,21 +1339,10 @@ static int collect_locked(int epfd, struct epoll_event *out, int n, int max, int
     return n;
 }
 
-static int has_regs(int epfd)
-{
-    if (!__atomic_load_n(&sets, __ATOMIC_ACQUIRE))
-        return 0;
-    lf_lock(&ep_lock);
-    struct ep_set *e = find_set(epfd, 0);
-    int yes = e && (e->regs || e->watching);
-    lf_unlock(&ep_lock);
-    return yes;
-}
-
 #define KERNEL_LOOK_NS 16000u   /* with fast events: how often the kernel's are looked at */
 
 /* Is it time this thread asked the kernel for its events again? */
-static __thread uint64_t next_kernel_look;
+static __thread uint64_t next_kernel_look LF_TLS_IE;
 
 static int kernel_look_due_at(uint64_t now)
 {
@@ -1272,8 +1356,27 @@ static int kernel_look_due_at(uint64_t now)
  * 20-30 ns on a VM), so a look comes at most 8 calls after KERNEL_LOOK_NS. */
 static int kernel_look_due(void)
 {
-    static __thread unsigned asked;
+    static __thread unsigned asked LF_TLS_IE;
     return (++asked & 7) == 0 && kernel_look_due_at(monotonic_ns());
+}
+
+/* For epoll_pwait2, whose timeout only the kernel's own call keeps exact. */
+static int has_regs(int epfd)
+{
+    if (!__atomic_load_n(&sets, __ATOMIC_ACQUIRE))
+        return 0;
+    lf_lock(&ep_lock);
+    struct ep_set *e = find_set(epfd, 0);
+    int yes = e && (e->regs || e->watching);
+    lf_unlock(&ep_lock);
+    return yes;
+}
+
+static int kernel_only_wait(int epfd, struct epoll_event *out, int max, int timeout,
+                            const sigset_t *mask)
+{
+    return mask ? libc.epoll_pwait(epfd, out, max, timeout, mask)
+                : libc.epoll_wait(epfd, out, max, timeout);
 }
 
 static int lf_epoll_wait(int epfd, struct epoll_event *out, int max, int timeout,
@@ -1282,9 +1385,8 @@ static int lf_epoll_wait(int epfd, struct epoll_event *out, int max, int timeout
     this_call = __atomic_add_fetch(&wait_calls, 1, __ATOMIC_RELAXED);
     if (timeout != 0)
         reap_now();   /* about to wait: a good time (reap.c) */
-    if (max <= 0 || !has_regs(epfd))
-        return mask ? libc.epoll_pwait(epfd, out, max, timeout, mask)
-                    : libc.epoll_wait(epfd, out, max, timeout);
+    if (max <= 0 || !__atomic_load_n(&sets, __ATOMIC_ACQUIRE))
+        return kernel_only_wait(epfd, out, max, timeout, mask);
     /* The kernel's descriptors are asked first every KERNEL_LOOK_NS, so that
      * none starves behind fast ones always ready (also with room for one
      * event); not on every call: a system call costs 0.3-2 us, a fast event
@@ -1293,7 +1395,10 @@ static int lf_epoll_wait(int epfd, struct epoll_event *out, int max, int timeout
     int looked = kernel_look_due(), n = 0;
     if (looked && (n = kernel_wait(epfd, out, 0, max, 0, NULL)) < 0)
         return -1;
-    if ((n = collect_locked(epfd, out, n, max, NULL, &st)))
+    n = collect_locked(epfd, out, n, max, NULL, &st);
+    if (!st.ours)   /* a set of the kernel's alone: its wait as it is */
+        return n || (looked && timeout == 0) ? n : kernel_only_wait(epfd, out, max, timeout, mask);
+    if (n)
         return n;
     if (timeout == 0)   /* nothing ready: the kernel's answer is the call's */
         return looked ? 0 : kernel_wait(epfd, out, 0, max, 0, NULL);

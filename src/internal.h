@@ -117,6 +117,8 @@ void __tsan_release(void *addr);
  * the ring under the interrupted call's feet.  So every lock and every
  * direction section counts itself here, and an asynchronous signal caught
  * meanwhile is delivered again when the count drops to 0 (signals.c). */
+/* Initial-exec: a thread-local read without a __tls_get_addr call; kept to a
+ * few words (a dlopen of the library gets little static TLS). */
 #define LF_TLS_IE __attribute__((tls_model("initial-exec")))
 extern __thread int lf_signal_hold LF_TLS_IE;        /* sections entered */
 extern __thread volatile int lf_signal_held LF_TLS_IE;   /* a signal waits for the end */
