@@ -22,6 +22,7 @@
  * kernel hands the record back.  An idle connection costs nothing per wait.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -86,6 +87,8 @@ struct ep_reg {
     struct ep_reg *just_idled;   /* arm_active's list of records it made idle */
     int ghost;                   /* deleted by the program, kept in the kernel's set (ctl_inner) */
     unsigned ready_look;         /* the set's look that last found it ready (collect) */
+    int asked;                   /* its last look asked TCP (a system call: reg_ready) */
+    int costly;                  /* and found it not ready, free to go idle (collect) */
     struct ep_bell *bell;        /* MODE_DIRECT: its region's doorbell entry in the set */
     uint64_t out_call;           /* add_event: the epoll_wait call that last reported it */
     int out_idx;                 /* and where in that call's array */
@@ -1046,7 +1049,8 @@ static uint32_t reg_ready(struct ep_reg *r, short tev)
      * what is there, as the kernel's does: an edge taken while EPOLLONESHOT
      * had disabled the record was dropped. */
     int first_look = r->sig_in == UINT64_MAX && r->sig_out == UINT64_MAX;
-    if ((!(r->events & EPOLLET) || first_look) && conn_wants_kernel(c, want))
+    r->asked = (!(r->events & EPOLLET) || first_look) && conn_wants_kernel(c, want);
+    if (r->asked)
         tev |= poll_now(r->fd, want | POLLRDHUP);
     uint32_t rev = (uint16_t)conn_poll_state(c, r->fd, want, tev);
     if (r->events & EPOLLET) {
@@ -1105,10 +1109,11 @@ static int may_idle(const struct ep_set *e, const struct ep_reg *r, int recheck_
 /* Active fast registrations that are ready by shared memory alone.  A
  * reported record goes to the end of the list, so that a program asking for
  * fewer events than are ready gets the others next time. */
-static int collect(struct ep_set *e, struct epoll_event *out, int n, int max, int *not_ready)
+static int collect(struct ep_set *e, struct epoll_event *out, int n, int max, int *not_ready,
+                   int *costly)
 {
     struct reg_link *last = e->active.prev;
-    *not_ready = 0;
+    *not_ready = *costly = 0;
     for (struct reg_link *l = e->active.next, *next; l != &e->active && n < max; l = next) {
         next = l->next;
         struct ep_reg *r = reg_of_link(l);
@@ -1116,8 +1121,10 @@ static int collect(struct ep_set *e, struct epoll_event *out, int n, int max, in
         if (rev)
             r->ready_look = e->looks;
         /* those a pass like arm_active's would make idle */
-        *not_ready += !rev && sock_kind(r->s) == LF_FAST &&
-                      may_idle(e, r, conn_recheck_ms(r->s->conn));
+        int idle = !rev && sock_kind(r->s) == LF_FAST && may_idle(e, r, conn_recheck_ms(r->s->conn));
+        *not_ready += idle;
+        r->costly = idle && r->asked;
+        *costly += r->costly;
         if (rev) {
             n = add_event(out, n, max, r, rev);
             if (l != last) {
@@ -1218,10 +1225,10 @@ static int kernel_wait(int epfd, struct epoll_event *out, int n, int max, int ti
     lf_lock(&ep_lock);
     struct ep_set *e = find_set(epfd, 0);
     if (e) {
-        int news = 0, not_ready;
+        int news = 0, not_ready, costly;
         n = translate(e, kev, k, out, n, max, &news);
         if (news)   /* records a doorbell made active: ready ones now */
-            n = collect(e, out, n, max, &not_ready);
+            n = collect(e, out, n, max, &not_ready, &costly);
         refresh(e);
     } else
         for (int i = 0; i < k; i++)
@@ -1237,6 +1244,12 @@ struct set_state {
     int stuck;   /* fast sockets left to the kernel (no inner epoll could be made) */
 };
 
+/* arm_active's min_age for "only those whose last look was a system call":
+ * a record whose readiness needs TCP's word (its peer has not switched
+ * yet, say a client idle since its first request) costs a poll() at every
+ * look, more than its wake-up by doorbell or TCP edge ever will. */
+#define COSTLY_ONLY UINT_MAX
+
 /* Before a sleep: arms every active record's rings (min_age 0; else only
  * those not found ready for that many looks); those that may go idle.  Sets
  * how long the caller may sleep (-1: no limit); the records it made idle,
@@ -1248,7 +1261,7 @@ static int arm_active(struct ep_set *e, int *recheck, struct ep_reg **idled, uns
     for (struct reg_link *l = e->active.next, *next; l != &e->active; l = next) {
         next = l->next;
         struct ep_reg *r = reg_of_link(l);
-        if (e->looks - r->ready_look < min_age)
+        if (min_age == COSTLY_ONLY ? !r->costly : e->looks - r->ready_look < min_age)
             continue;   /* ready lately: it stays, unarmed (collect_locked) */
         if (sock_kind(r->s) != LF_FAST || r->disabled) {
             reg_set_state(e, r, REG_OFF);   /* a change of kind or a MOD brings it back */
@@ -1322,16 +1335,18 @@ static int collect_locked(int epfd, struct epoll_event *out, int n, int max, int
             barrier_after_arm(arm_active(e, recheck, &idled, 0));
             st->stuck = count_stuck(e);
         }
-        int not_ready;
+        int not_ready, costly;
         e->looks += !recheck;
-        n = collect(e, out, n, max, &not_ready);
-        if (!recheck && not_ready && (not_ready > STALE_MAX || e->looks % STALE_LOOKS == 0)) {
+        n = collect(e, out, n, max, &not_ready, &costly);
+        int stale = not_ready && (not_ready > STALE_MAX || e->looks % STALE_LOOKS == 0);
+        if (!recheck && (stale || costly)) {
             /* A program that never sleeps (it finds news each time it
              * spins) would otherwise look at every record not ready, a
              * system call each while TCP still counts, on every call: those
              * not found ready lately go idle as before a sleep. */
             int unused = -1;
-            barrier_after_arm(arm_active(e, &unused, &idled, not_ready > STALE_MAX ? 1 : STALE_AGE));
+            unsigned min_age = !stale ? COSTLY_ONLY : not_ready > STALE_MAX ? 1 : STALE_AGE;
+            barrier_after_arm(arm_active(e, &unused, &idled, min_age));
         }
         n = collect_idled(e, idled, out, n, max);
     }
