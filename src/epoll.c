@@ -1261,8 +1261,8 @@ static int arm_active(struct ep_set *e, int *recheck, struct ep_reg **idled, uns
     for (struct reg_link *l = e->active.next, *next; l != &e->active; l = next) {
         next = l->next;
         struct ep_reg *r = reg_of_link(l);
-        if (min_age == COSTLY_ONLY ? !r->costly : e->looks - r->ready_look < min_age)
-            continue;   /* ready lately: it stays, unarmed (collect_locked) */
+        if (!r->costly && (min_age == COSTLY_ONLY || e->looks - r->ready_look < min_age))
+            continue;   /* ready lately, and cheap to look at: it stays, unarmed (collect_locked) */
         if (sock_kind(r->s) != LF_FAST || r->disabled) {
             reg_set_state(e, r, REG_OFF);   /* a change of kind or a MOD brings it back */
             continue;
@@ -1308,11 +1308,18 @@ static int count_stuck(struct ep_set *e)
 }
 
 /* Records found not ready, and free to go idle, by a look that will not
- * sleep, beyond which those not ready at that look go idle anyway
- * (collect_locked); below, every STALE_LOOKS looks, those not found ready
- * for STALE_AGE looks (a busy connection is found ready once a round trip,
- * however many looks its spin takes). */
+ * sleep, beyond which those not found ready for STALE_BUDGET / (their
+ * number) looks go idle (collect_locked); below, every STALE_LOOKS looks,
+ * those not found ready for STALE_AGE looks.  A busy connection is found
+ * ready once a round trip, however many looks its spin takes: idled at
+ * once, each of its messages would ring the doorbell (a system call of
+ * the writer's, an event of the kernel's here); kept, it costs a look of
+ * shared memory (~0.1 us), so the looks spent on records not ready before
+ * they go idle are bounded by the budget (redis-benchmark -c 50 against
+ * redis: 1.0 doorbell a request with the old rule, idling those not ready
+ * at one look; 0.56 and 1.9x the requests with this one). */
 #define STALE_MAX 16
+#define STALE_BUDGET 4096u
 #define STALE_LOOKS 1024
 #define STALE_AGE 8192
 
@@ -1345,7 +1352,10 @@ static int collect_locked(int epfd, struct epoll_event *out, int n, int max, int
              * system call each while TCP still counts, on every call: those
              * not found ready lately go idle as before a sleep. */
             int unused = -1;
-            unsigned min_age = !stale ? COSTLY_ONLY : not_ready > STALE_MAX ? 1 : STALE_AGE;
+            unsigned many = (unsigned)not_ready;
+            unsigned min_age = !stale                ? COSTLY_ONLY
+                               : not_ready > STALE_MAX ? (STALE_BUDGET + many - 1) / many
+                                                       : STALE_AGE;
             barrier_after_arm(arm_active(e, &unused, &idled, min_age));
         }
         n = collect_idled(e, idled, out, n, max);
