@@ -328,7 +328,9 @@ static int peer_gone(struct lf_conn *c, int owes_reset)
     /* After the peer's shutdown(SHUT_WR) (its FIN first) the kernel's error
      * for a reset is EPIPE, reported by a write only; else ECONNRESET. */
     uint32_t owed = c->fin_unclear || load32(&peer_side(c)->shut_wr) ? RESET_OWED_EPIPE : RESET_OWED;
-    if (owes_reset && ring_readable(&c->tx) != 0)
+    /* A peer whose close made the kernel send the reset owes none of its
+     * own: the kernel's error, reported once, is the only one. */
+    if (owes_reset && ring_readable(&c->tx) != 0 && !load32(&peer_side(c)->kernel_resets))
         __atomic_compare_exchange_n(&my_side(c)->reset, &none, owed, 0, __ATOMIC_ACQ_REL,
                                     __ATOMIC_ACQUIRE);
     __atomic_store_n(&c->peer_gone, 1, __ATOMIC_RELEASE);
@@ -372,6 +374,20 @@ static int take_reset(struct lf_conn *c, int by_write)
                                      __ATOMIC_ACQUIRE))
         return 0;
     return owed == RESET_OWED ? -ECONNRESET : -EPIPE;
+}
+
+/* The kernel reported a reset on TCP (its error is read once, like ours):
+ * none is recorded after it, so the connection reports one in all. */
+static ssize_t kernel_reset_told(struct lf_conn *c, ssize_t r)
+{
+    if (r == -ECONNRESET) {
+        uint32_t was = load32(&my_side(c)->reset);
+        while (was != RESET_TOLD &&
+               !__atomic_compare_exchange_n(&my_side(c)->reset, &was, RESET_TOLD, 0,
+                                            __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            ;
+    }
+    return r;
 }
 
 /* The peer's stream ended (a FIN): EOF, or the reset it owed us, once. */
@@ -447,7 +463,7 @@ static ssize_t rx_step(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
     if (!load32(&me->rx_on_ring)) {
         ssize_t r = rx_tcp(c, fd, msg, flags);
         if (r != RX_SWITCHED)
-            return r == 0 ? rx_end(c, fd) : r;
+            return r == 0 ? rx_end(c, fd) : kernel_reset_told(c, r);
     }
     msg->msg_flags = flags & MSG_CMSG_CLOEXEC;   /* the kernel echoes it */
     msg->msg_namelen = 0;
@@ -500,8 +516,6 @@ static int sleep_ms(struct lf_conn *c, uint64_t deadline);
 ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
 {
     struct lf_conn *c = s->conn;
-    if (c->shut_rd)
-        return 0;
     struct dir_hold hold = dir_lock(c, DIR_RX, fd, flags);
     if (hold.refused)
         return -EAGAIN;
@@ -510,6 +524,8 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
     uint64_t deadline = 0;
     for (;;) {
         r = c->broken ? -ECONNRESET : rx_step(c, fd, msg, flags);
+        if (r == -EAGAIN && conn_shut_rd(c))
+            r = 0;   /* after our SHUT_RD, bytes still come; none: EOF, never a wait */
         if (r != -EAGAIN)
             break;
         int on_ring = load32(&my_side(c)->rx_on_ring);
@@ -538,7 +554,7 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
             if (live != -EAGAIN) {
                 r = rx_step(c, fd, msg, flags);   /* the ring's last bytes first */
                 if (r == -EAGAIN)
-                    r = live == 0 ? rx_end(c, fd) : live;
+                    r = live == 0 ? rx_end(c, fd) : kernel_reset_told(c, live);
                 break;
             }
         }
@@ -708,12 +724,28 @@ ssize_t conn_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags
 
 /* ---- shutdown and close ---- */
 
+int conn_shut_rd(struct lf_conn *c)
+{
+    return __atomic_load_n(&c->shut_rd, __ATOMIC_ACQUIRE);
+}
+
+/* Our own state changed: our own waiters (other threads, other holders of
+ * this end) look again, as the kernel wakes a socket's waiters at its
+ * shutdown(); the doorbell's news bit sends our epoll sets to this slot. */
+static void wake_own_waiters(struct lf_conn *c)
+{
+    uint64_t one = 1;
+    link_note_news(c->link, c->me, c->slot);
+    (void)!libc.write(conn_bell_mine(c), &one, sizeof one);
+}
+
 int conn_shutdown(struct lf_sock *s, int fd, int how)
 {
     struct lf_conn *c = s->conn;
+    int r = 0;
     /* SHUT_RD stays local: the kernel's would make TCP look like a FIN. */
     if (how == SHUT_RD || how == SHUT_RDWR)
-        c->shut_rd = 1;
+        __atomic_store_n(&c->shut_rd, 1, __ATOMIC_RELEASE);
     if (how == SHUT_WR || how == SHUT_RDWR) {
         lf_lock(&c->tx_lock);
         tx_maybe_switch(c);
@@ -723,9 +755,10 @@ int conn_shutdown(struct lf_sock *s, int fd, int how)
             conn_ring_bell(c);
         lf_unlock(&c->tx_lock);
         if (!on_ring)
-            return libc.shutdown(fd, SHUT_WR);
+            r = libc.shutdown(fd, SHUT_WR);
     }
-    return 0;
+    wake_own_waiters(c);
+    return r;
 }
 
 static int linger_zero(int fd)
@@ -804,13 +837,17 @@ void conn_close(struct lf_sock *s, int fd)
     uint32_t left = __atomic_sub_fetch(&me->holders, 1, __ATOMIC_ACQ_REL);
     if (left > 0 && __atomic_load_n(&c->shared_end, __ATOMIC_RELAXED))
         left = holders_reap(c, left);
-    if (left == 0 && !handshake_unanswered(c) &&
-        !load32(&peer_side(c)->closed) && !linger_zero(fd)) {
+    if (left == 0 && !handshake_unanswered(c) && !load32(&peer_side(c)->closed)) {
+        if (linger_zero(fd)) {
+            store32(&me->kernel_resets, 1);
+            return;
+        }
         if (unread(c, fd)) {
             /* The kernel resets a connection closed with unread bytes; ours
              * are in the ring, so ask it to: SO_LINGER 0 makes the real
              * close() send the RST, and the peer hears the kernel's reset. */
             struct linger l = { .l_onoff = 1, .l_linger = 0 };
+            store32(&me->kernel_resets, 1);
             setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
             return;
         }
@@ -854,7 +891,7 @@ static short poll_in(struct lf_conn *c, short tev)
 {
     struct lf_side *me = my_side(c), *peer = peer_side(c);
     int dead = (tev & (POLLIN | POLLHUP | POLLERR | POLLRDHUP)) != 0;
-    if (c->broken || c->shut_rd)
+    if (c->broken || conn_shut_rd(c))
         return POLLIN;
     if (!load32(&me->rx_on_ring)) {
         if (rx_tcp_readable(c, tev))
@@ -874,7 +911,9 @@ static short poll_out(struct lf_conn *c, short tev)
                 load32(&peer_side(c)->ready);
     if (!tx_on)
         return tev & POLLOUT;
-    if (c->broken || load32(&peer_side(c)->closed) || ring_writable(&c->tx) != 0)
+    /* after our SHUT_WR a write does not wait (EPIPE): writable, as TCP says */
+    if (c->broken || load32(&peer_side(c)->closed) || load32(&my_side(c)->shut_wr) ||
+        ring_writable(&c->tx) != 0)
         return POLLOUT;
     return 0;
 }
@@ -886,11 +925,11 @@ static short poll_out(struct lf_conn *c, short tev)
 static short gone_events(struct lf_conn *c, short want, short tev)
 {
     short r = want & (POLLOUT | POLLWRNORM);
-    int settled = conn_rx_settled(c);
-    if (settled || c->shut_rd || rx_tcp_readable(c, tev))
+    int settled = conn_rx_settled(c), shut_rd = conn_shut_rd(c);
+    if (settled || shut_rd || rx_tcp_readable(c, tev))
         r |= want & (POLLIN | POLLRDNORM);
-    if (settled || rx_tcp_hup(c, tev))
-        r |= want & POLLRDHUP;
+    if (settled || shut_rd || rx_tcp_hup(c, tev))
+        r |= (want & POLLRDHUP) | (load32(&my_side(c)->shut_wr) ? POLLHUP : 0);
     uint32_t reset = load32(&my_side(c)->reset);
     if (reset)
         return r | POLLHUP | (reset != RESET_TOLD ? POLLERR : 0);
@@ -906,9 +945,11 @@ short conn_poll_state(struct lf_conn *c, int fd, short want, short tev)
         r |= poll_in(c, tev) ? (want & (POLLIN | POLLRDNORM)) : 0;
     if (want & (POLLOUT | POLLWRNORM))
         r |= poll_out(c, tev) ? (want & (POLLOUT | POLLWRNORM)) : 0;
-    if ((want & POLLRDHUP) && (rx_tcp_hup(c, tev) || (load32(&my_side(c)->rx_on_ring) &&
-                               (load32(&peer_side(c)->shut_wr) || load32(&peer_side(c)->closed)))))
-        r |= POLLRDHUP;
+    /* Reading is shut (the kernel's RCV_SHUTDOWN) by our SHUT_RD or by the
+     * peer's end of its stream; with writing shut too, that is POLLHUP. */
+    if (conn_shut_rd(c) || rx_tcp_hup(c, tev) || (load32(&my_side(c)->rx_on_ring) &&
+        (load32(&peer_side(c)->shut_wr) || load32(&peer_side(c)->closed))))
+        r |= (want & POLLRDHUP) | (load32(&my_side(c)->shut_wr) ? POLLHUP : 0);
     r |= tev & (POLLHUP | POLLERR);
     if (c->broken)
         r |= POLLERR;
@@ -965,7 +1006,8 @@ void conn_signature(struct lf_conn *c, uint64_t *in, uint64_t *out)
 {
     struct lf_side *peer = peer_side(c);
     uint64_t flags = (uint64_t)load32(&peer->shut_wr) << 63 | (uint64_t)load32(&peer->closed) << 62 |
-                     (uint64_t)load32(&peer->tx_switched) << 61;
+                     (uint64_t)load32(&peer->tx_switched) << 61 | (uint64_t)conn_shut_rd(c) << 60 |
+                     (uint64_t)load32(&my_side(c)->shut_wr) << 59;
     *in = (__atomic_load_n(&c->rx.ctl->head, __ATOMIC_ACQUIRE) + load64(&my_side(c)->rx_tcp_bytes)) ^ flags;
     *out = __atomic_load_n(&c->tx.ctl->tail, __ATOMIC_ACQUIRE) ^ flags;
 }

@@ -154,10 +154,11 @@ static inline void lf_unlock(pthread_mutex_t *m)
 
 /* ---- shm.c: the per-connection shared memory ---- */
 #define LF_MAGIC   0x6c6f6f70u   /* "loop" */
-#define LF_VERSION 8u   /* 3: slots of a region per pair of processes (link.c); 4: one doorbell an end;
+#define LF_VERSION 9u   /* 3: slots of a region per pair of processes (link.c); 4: one doorbell an end;
                          * 5: one doorbell an end per region, news bits; 6: the region's channel;
                          * 7: requests in the region (request.c); 8: the server's verdicts
-                         * in the region, under its key (verdict.c), and holder pids */
+                         * in the region, under its key (verdict.c), and holder pids;
+                         * 9: kernel_resets */
 #define LF_HEADER_SIZE 4096u
 
 enum { LF_CLIENT = 0, LF_SERVER = 1 };
@@ -180,6 +181,7 @@ struct lf_side {
     uint32_t arms_with_mb;            /* we arm with membarrier: the peer may skip its fence (barrier.c) */
     int32_t busy[2];                  /* [LF_C2S.. as tx, rx]: pid using that direction (conn.c) */
     uint32_t reset;                   /* the peer died owing us a reset: 1, 2 once reported */
+    uint32_t kernel_resets;           /* our close sends the kernel's reset: the peer records none */
 };
 
 /* What `loopfast stat` shows; each endpoint writes only its own, on a line
@@ -394,7 +396,7 @@ struct lf_conn {
     struct ring tx, rx;
     pthread_mutex_t rx_lock, tx_lock;
     int broken;                   /* shared state was corrupt: ECONNRESET */
-    int shut_rd;                  /* local shutdown(SHUT_RD) */
+    int shut_rd;                  /* local shutdown(SHUT_RD): conn_shut_rd */
     uint64_t next_tcp_check;      /* when a writer next asks TCP if the peer is gone */
     int peer_gone;                /* its end is gone: it stays so (conn.c, peer_left) */
     int fin_unclear;              /* a FIN that may be a shutdown, not a close */
@@ -668,6 +670,7 @@ int request_answer(int fd, const struct diag_result *client, struct sockaddr_sto
 ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags);
 ssize_t conn_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags);
 int conn_shutdown(struct lf_sock *s, int fd, int how);
+int conn_shut_rd(struct lf_conn *c);
 void conn_close(struct lf_sock *s, int fd);
 void conn_holder_note(struct lf_conn *c, pid_t pid);   /* pid holds a part of our end now */
 void conn_holder_forget(struct lf_conn *c, pid_t pid); /* it let go, or never started */

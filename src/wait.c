@@ -24,6 +24,8 @@ static uint32_t load32(const uint32_t *p)
 static int has_news(struct lf_conn *c, int for_write)
 {
     const struct lf_side *me = &c->sh->side[c->me], *peer = conn_peer(c);
+    if (for_write ? load32(&me->shut_wr) != 0 : conn_shut_rd(c) != 0)
+        return 1;   /* our own shutdown, from another thread: wake as the kernel does */
     /* A reader on TCP waits for TCP: the peer sets `closed` before its FIN. */
     if (!for_write && !load32(&me->rx_on_ring))
         return conn_rx_settled(c);

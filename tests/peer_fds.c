@@ -4,7 +4,9 @@
  * region's memfd, its two doorbells, its channel) and nothing more: the
  * verdicts on the clients' proofs live in the region (4.7), where they
  * were a fifth descriptor.  Run both ways: over kernel TCP the growth is
- * the accepted sockets alone. */
+ * the accepted sockets alone.  A process also makes, once and on first
+ * need, the sock_diag socket and a wait epoll per thread that sleeps on a
+ * doorbell (design 10): those may fall among the clients measured. */
 #include <poll.h>
 
 #include "helpers.h"
@@ -12,6 +14,7 @@
 #define FIRST 3
 #define MORE 8
 #define CLIENTS (FIRST + MORE)
+#define ONCE 2   /* descriptors a process makes once, on first need */
 
 static int go[CLIENTS][2];
 
@@ -47,8 +50,8 @@ static void serve(int listener, int from, int to, int *conns, int optin)
     }
 }
 
-/* The server's descriptors beyond its accepted sockets, per client added. */
-static double growth(int optin)
+/* The server's descriptors beyond its accepted sockets, for MORE clients. */
+static int growth(int optin)
 {
     struct sockaddr_storage addr;
     socklen_t len;
@@ -76,16 +79,17 @@ static double growth(int optin)
         CHECK(child_status(pids[i]) == 0, "client %d", i);
     }
     close(listener);
-    return (double)(after - before - MORE) / MORE;
+    return after - before - MORE;
 }
 
 int main(void)
 {
     alarm(30);
-    double kernel = growth(0), fast = growth(1);
-    fprintf(stderr, "descriptors per peer process beyond its socket: kernel %.2f, loopfast %.2f\n",
-            kernel, fast);
-    CHECK(kernel == 0, "over kernel TCP the server holds only its sockets (%.2f)", kernel);
-    CHECK(fast <= 4, "loopfast holds %.2f descriptors per peer process, at most 4 expected", fast);
+    int kernel = growth(0), fast = growth(1);
+    fprintf(stderr, "descriptors for %d peer processes beyond their sockets: kernel %d, loopfast %d\n",
+            MORE, kernel, fast);
+    CHECK(kernel == 0, "over kernel TCP the server holds only its sockets (%d more)", kernel);
+    CHECK(fast <= 4 * MORE + ONCE, "loopfast holds %d descriptors for %d peer processes, at most "
+          "4 each and %d once expected", fast, MORE, ONCE);
     return 0;
 }

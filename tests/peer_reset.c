@@ -4,6 +4,10 @@
  * report POLLERR until the error is read.  A peer that leaves with nothing
  * unread ends the stream with a FIN: EOF, and the first write after it is
  * accepted (the kernel answers it with a reset), later ones fail with EPIPE.
+ * A peer that closes or exits with SO_LINGER 0 resets it too.  The peer is another
+ * process, or an end in this one.  The survivor looks
+ * first with poll, or first with reads (the reset is reported once: the
+ * kernel's, not also one recorded in shared memory).
  * Each case runs over kernel TCP and over loopfast; the transcripts of
  * results must be the same. */
 #include <poll.h>
@@ -12,7 +16,7 @@
 #include "helpers.h"
 #include "transcript.h"
 
-enum how { CLOSE, EXIT, KILL };
+enum how { CLOSE, LINGER0, EXIT, EXIT_LINGER0, KILL };
 
 
 static void note_events(const char *what, unsigned ev)
@@ -34,9 +38,14 @@ static void readiness(int fd)
     close(ep);
 }
 
-static void survey(int fd)
+static void survey(int fd, int recv_first)
 {
     char b[64];
+    if (recv_first) {   /* the error is found by reads, before any poll */
+        note_result("recv", recv(fd, b, sizeof b, MSG_DONTWAIT));
+        note_result("recv", recv(fd, b, sizeof b, MSG_DONTWAIT));
+        note_result("recv", recv(fd, b, sizeof b, MSG_DONTWAIT));
+    }
     readiness(fd);
     note_result("recv", recv(fd, b, sizeof b, MSG_DONTWAIT));
     readiness(fd);
@@ -52,7 +61,8 @@ static void survey(int fd)
 
 /* One case: the survivor (here, the client) and the peer (a server process)
  * first exchange a byte each way, so that both directions are on the rings. */
-static void one_case(int optin, int peer_sends, int we_send, enum how how, char *out, size_t size)
+static void one_case(int optin, int peer_sends, int we_send, enum how how, int recv_first, char *out,
+                     size_t size)
 {
     transcript[0] = 0;
     struct sockaddr_storage addr;
@@ -72,7 +82,11 @@ static void one_case(int optin, int peer_sends, int we_send, enum how how, char 
             _exit(2);
         if (how == KILL)
             raise(SIGKILL);
-        if (how == EXIT)
+        struct linger zero = { 1, 0 };
+        if ((how == LINGER0 || how == EXIT_LINGER0) &&
+            setsockopt(s, SOL_SOCKET, SO_LINGER, &zero, sizeof zero) != 0)
+            _exit(2);
+        if (how == EXIT || how == EXIT_LINGER0)
             _exit(0);
         close(s);
         (void)!write(done[1], "d", 1);
@@ -88,12 +102,12 @@ static void one_case(int optin, int peer_sends, int we_send, enum how how, char 
         CHECK(write_full(c, "0123456789", 10) == 10, "send");
     usleep(20000);   /* the peer's bytes are on their way */
     CHECK(write(go[1], "g", 1) == 1, "go");
-    if (how == CLOSE)
+    if (how == CLOSE || how == LINGER0)
         CHECK(read(done[0], &b, 1) == 1, "peer closed");
     else
         waitpid(peer, NULL, 0);
     usleep(20000);   /* what the kernel sends for the peer's socket has come */
-    survey(c);
+    survey(c, recv_first);
     close(c);
     kill(peer, SIGKILL);
     waitpid(peer, NULL, 0);
@@ -101,23 +115,59 @@ static void one_case(int optin, int peer_sends, int we_send, enum how how, char 
     snprintf(out, size, "%s", transcript);
 }
 
+/* The same with the peer's end in this process (closed, or with SO_LINGER 0). */
+static void one_case_here(int optin, int peer_sends, int we_send, int linger0, int recv_first,
+                          char *out, size_t size)
+{
+    transcript[0] = 0;
+    int c, s;
+    fast_pair(AF_INET, optin, &c, &s);
+    if (peer_sends)
+        CHECK(write_full(s, "hello", 5) == 5, "peer send");
+    if (we_send)
+        CHECK(write_full(c, "0123456789", 10) == 10, "send");
+    usleep(20000);
+    struct linger zero = { 1, 0 };
+    CHECK(!linger0 || setsockopt(s, SOL_SOCKET, SO_LINGER, &zero, sizeof zero) == 0, "SO_LINGER");
+    close(s);
+    usleep(20000);
+    survey(c, recv_first);
+    close(c);
+    snprintf(out, size, "%s", transcript);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
-    alarm(25);
-    static const char *hows[] = { "close", "exit", "kill" };
+    alarm(50);
+    static const char *hows[] = { "close", "close with SO_LINGER 0", "exit",
+                                  "exit with SO_LINGER 0", "kill" };
     int bad = 0;
     for (int how = CLOSE; how <= KILL; how++)
-        for (int unread = 0; unread < 4; unread++) {
+        for (int unread = 0; unread < 8; unread++) {
             char kernel[4096], fast[4096];
-            one_case(0, unread & 1, unread & 2, how, kernel, sizeof kernel);
-            one_case(1, unread & 1, unread & 2, how, fast, sizeof fast);
+            int recv_first = (unread & 4) != 0;
+            one_case(0, unread & 1, unread & 2, how, recv_first, kernel, sizeof kernel);
+            one_case(1, unread & 1, unread & 2, how, recv_first, fast, sizeof fast);
             int same = !strcmp(kernel, fast);
-            printf("%s %s, peer sent %d, we sent %d\n  kernel  :%s\n", same ? "same" : "DIFFERENT",
-                   hows[how], unread & 1, (unread & 2) != 0, kernel);
+            printf("%s %s, peer sent %d, we sent %d, %s first\n  kernel  :%s\n",
+                   same ? "same" : "DIFFERENT", hows[how], unread & 1, (unread & 2) != 0,
+                   recv_first ? "recv" : "poll", kernel);
             if (!same)
                 printf("  loopfast:%s\n", fast), bad++;
         }
+    for (int k = 0; k < 16; k++) {
+        char kernel[4096], fast[4096];
+        int peer_sends = k & 1, we_send = (k & 2) != 0, recv_first = (k & 4) != 0, linger0 = k >= 8;
+        one_case_here(0, peer_sends, we_send, linger0, recv_first, kernel, sizeof kernel);
+        one_case_here(1, peer_sends, we_send, linger0, recv_first, fast, sizeof fast);
+        int same = !strcmp(kernel, fast);
+        printf("%s peer here, %s, peer sent %d, we sent %d, %s first\n  kernel  :%s\n",
+               same ? "same" : "DIFFERENT", linger0 ? "close with SO_LINGER 0" : "close", peer_sends,
+               we_send, recv_first ? "recv" : "poll", kernel);
+        if (!same)
+            printf("  loopfast:%s\n", fast), bad++;
+    }
     CHECK(!bad, "%d cases differ", bad);
     return 0;
 }
