@@ -498,20 +498,78 @@ static ssize_t rx_step(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
  * seen non-blocking asks at once, so that an event loop's EAGAIN costs no
  * spin.  The kernel's word decides, unless no other process can have
  * changed O_NONBLOCK (sock_nonblocking, wait.c). */
-static int must_not_wait(struct lf_sock *s, struct lf_conn *c, int fd, int flags, int for_write)
+static int must_not_wait(struct lf_sock *s, struct lf_conn *c, int fd, int flags, int for_write,
+                         size_t rx_want)
 {
     if (flags & MSG_DONTWAIT)
         return 1;
     int spin_first = __atomic_load_n(&s->nonblock_seen, __ATOMIC_RELAXED) == 0;
-    if (spin_first && wait_spin(c, for_write))
+    if (spin_first && wait_spin(c, for_write, rx_want))
         return -1;
     int nonblock = sock_nonblocking(s, fd);
-    if (!nonblock && !spin_first && wait_spin(c, for_write))
+    if (!nonblock && !spin_first && wait_spin(c, for_write, rx_want))
         return -1;
     return nonblock;
 }
 
 static int sleep_ms(struct lf_conn *c, uint64_t deadline);
+
+/* ---- SO_RCVLOWAT ----
+ * Asked of the kernel once a process has set it on any socket (until then
+ * no socket of this image can have a mark of its own, but one inherited
+ * across exec: docs/design.md, 10), and again after each setsockopt. */
+static int rcvlowat_used;
+
+void sock_rcvlowat_changed(int fd, int optname)
+{
+    if (optname != SO_RCVLOWAT)
+        return;
+    __atomic_store_n(&rcvlowat_used, 1, __ATOMIC_RELAXED);
+    struct lf_sock *s = fdtable_acquire(fd);
+    if (s) {
+        if (sock_kind(s) == LF_FAST)
+            __atomic_store_n(&s->conn->rcvlowat, 0, __ATOMIC_RELAXED);
+        sock_put(s);
+    }
+}
+
+size_t conn_rcvlowat(struct lf_conn *c, int fd)
+{
+    if (!__atomic_load_n(&rcvlowat_used, __ATOMIC_RELAXED))
+        return 1;
+    int v = __atomic_load_n(&c->rcvlowat, __ATOMIC_RELAXED);
+    if (v <= 0) {
+        socklen_t len = sizeof v;
+        if (lf_confined || getsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &v, &len) < 0 || v < 1)
+            v = 1;
+        __atomic_store_n(&c->rcvlowat, v, __ATOMIC_RELAXED);
+    }
+    /* a mark the ring cannot hold would wait for ever (Linux caps it at half
+     * the receive buffer) */
+    size_t cap = ring_capacity(&c->rx) / 2;
+    return (size_t)v < cap ? (size_t)v : cap ? cap : 1;
+}
+
+/* The bytes a read that may wait waits for: its mark, at most its length. */
+static size_t rx_target(struct lf_conn *c, int fd, const struct msghdr *msg)
+{
+    size_t lowat = conn_rcvlowat(c, fd);
+    if (lowat <= 1)
+        return 1;
+    size_t len = iov_total(msg->msg_iov, msg->msg_iovlen);
+    return len < lowat ? (len ? len : 1) : lowat;
+}
+
+/* Bytes on the ring, fewer than the target, and no end of stream: a read
+ * that may wait waits for more; one that may not takes them. */
+static int rx_short(struct lf_conn *c, size_t target)
+{
+    if (target <= 1 || !load32(&my_side(c)->rx_on_ring) || conn_shut_rd(c))
+        return 0;
+    ssize_t n = ring_readable(&c->rx);
+    return n >= 0 && (size_t)n < target && !load32(&peer_side(c)->shut_wr) &&
+           !load32(&peer_side(c)->closed);
+}
 
 ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
 {
@@ -522,16 +580,20 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
     ssize_t r;
     int timeout = -2;
     uint64_t deadline = 0;
+    size_t target = rx_target(c, fd, msg);
     for (;;) {
-        r = c->broken ? -ECONNRESET : rx_step(c, fd, msg, flags);
+        int below_mark = rx_short(c, target);
+        r = c->broken ? -ECONNRESET : below_mark ? -EAGAIN : rx_step(c, fd, msg, flags);
         if (r == -EAGAIN && conn_shut_rd(c))
             r = 0;   /* after our SHUT_RD, bytes still come; none: EOF, never a wait */
         if (r != -EAGAIN)
             break;
         int on_ring = load32(&my_side(c)->rx_on_ring);
-        int dontwait = must_not_wait(s, c, fd, flags, 0);
+        int dontwait = must_not_wait(s, c, fd, flags, 0, target);
         if (dontwait < 0)
             continue;
+        if (dontwait && below_mark && (r = rx_step(c, fd, msg, flags)) != -EAGAIN)
+            break;
         short tev = 0;
         if (dontwait) {
             tev = POLLIN;   /* before saying EAGAIN, ask TCP if the peer is gone */
@@ -541,11 +603,12 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
                 deadline = timeout < 0 ? 0 : monotonic_ns() + (uint64_t)timeout * 1000000;
             }
             dir_unlock(c, DIR_RX, hold);   /* others may read meanwhile, as from the kernel */
-            int w = wait_for(c, fd, 0, sleep_ms(c, deadline), &tev);
+            int w = wait_for(c, fd, 0, target, sleep_ms(c, deadline), &tev);
             hold = dir_lock(c, DIR_RX, -1, 0);
             /* a sleep cut short (sleep_ms) is no timeout */
             if (w < 0 && !(w == -EAGAIN && (!deadline || monotonic_ns() < deadline))) {
-                r = w;
+                ssize_t there = target > 1 ? rx_step(c, fd, msg, flags) : 0;
+                r = there > 0 ? there : w;   /* a timeout or a signal: what came, as TCP */
                 break;
             }
         }
@@ -668,7 +731,7 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
                 bell_ring(c);
             continue;
         }
-        int dontwait = must_not_wait(s, c, fd, flags, 1);
+        int dontwait = must_not_wait(s, c, fd, flags, 1, 1);
         if (dontwait < 0)
             continue;
         if (dontwait && done)
@@ -681,7 +744,7 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
         }
         short tev;
         dir_unlock(c, DIR_TX, *hold);   /* others may write meanwhile, as to the kernel */
-        int w = wait_for(c, fd, 1, sleep_ms(c, deadline), &tev);
+        int w = wait_for(c, fd, 1, 1, sleep_ms(c, deadline), &tev);
         *hold = dir_lock(c, DIR_TX, -1, 0);
         if (w < 0 && w != -EAGAIN)
             return done ? (ssize_t)done : w;
@@ -887,7 +950,7 @@ static int rx_tcp_hup(struct lf_conn *c, short tev)
     return (tev & (POLLRDHUP | POLLHUP | POLLERR)) || __atomic_load_n(&c->tcp_ended, __ATOMIC_RELAXED);
 }
 
-static short poll_in(struct lf_conn *c, short tev)
+static short poll_in(struct lf_conn *c, short tev, size_t lowat)
 {
     struct lf_side *me = my_side(c), *peer = peer_side(c);
     int dead = (tev & (POLLIN | POLLHUP | POLLERR | POLLRDHUP)) != 0;
@@ -900,7 +963,9 @@ static short poll_in(struct lf_conn *c, short tev)
             return 0;
         dead = 0;            /* all TCP bytes consumed: the ring decides */
     }
-    if (ring_readable(&c->rx) != 0 || load32(&peer->shut_wr) || load32(&peer->closed) || dead)
+    ssize_t n = ring_readable(&c->rx);   /* -1, corrupt: a read finds it */
+    if (n < 0 || (n > 0 && (size_t)n >= lowat) || load32(&peer->shut_wr) || load32(&peer->closed) ||
+        dead)
         return POLLIN;
     return 0;
 }
@@ -942,7 +1007,7 @@ short conn_poll_state(struct lf_conn *c, int fd, short want, short tev)
     if (!c->broken && peer_left(c, fd, tev))
         return gone_events(c, want, tev);
     if (want & (POLLIN | POLLRDNORM))
-        r |= poll_in(c, tev) ? (want & (POLLIN | POLLRDNORM)) : 0;
+        r |= poll_in(c, tev, conn_rcvlowat(c, fd)) ? (want & (POLLIN | POLLRDNORM)) : 0;
     if (want & (POLLOUT | POLLWRNORM))
         r |= poll_out(c, tev) ? (want & (POLLOUT | POLLWRNORM)) : 0;
     /* Reading is shut (the kernel's RCV_SHUTDOWN) by our SHUT_RD or by the

@@ -397,6 +397,7 @@ struct lf_conn {
     pthread_mutex_t rx_lock, tx_lock;
     int broken;                   /* shared state was corrupt: ECONNRESET */
     int shut_rd;                  /* local shutdown(SHUT_RD): conn_shut_rd */
+    int rcvlowat;                 /* SO_RCVLOWAT as last asked (0: to ask): conn_rcvlowat */
     uint64_t next_tcp_check;      /* when a writer next asks TCP if the peer is gone */
     int peer_gone;                /* its end is gone: it stays so (conn.c, peer_left) */
     int fin_unclear;              /* a FIN that may be a shutdown, not a close */
@@ -671,6 +672,8 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags);
 ssize_t conn_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags);
 int conn_shutdown(struct lf_sock *s, int fd, int how);
 int conn_shut_rd(struct lf_conn *c);
+size_t conn_rcvlowat(struct lf_conn *c, int fd);
+void sock_rcvlowat_changed(int fd, int optname);
 void conn_close(struct lf_sock *s, int fd);
 void conn_holder_note(struct lf_conn *c, pid_t pid);   /* pid holds a part of our end now */
 void conn_holder_forget(struct lf_conn *c, pid_t pid); /* it let go, or never started */
@@ -706,11 +709,12 @@ void barrier_withdrawn(void);        /* once, after withdrawing, before seccomp 
  * more tasks are runnable than there are cores). */
 uint64_t spin_deadline(void);
 /* Spins on shared memory for LOOPFAST_SPIN_US; 1 if news came meanwhile. */
-int wait_spin(struct lf_conn *c, int for_write);
+int wait_spin(struct lf_conn *c, int for_write, size_t rx_want);
 /* Sleeps on the doorbell and the TCP socket.  Returns 0 after any news,
  * -EAGAIN on timeout, -EINTR on a signal. `tcp_events` gets what the TCP
  * socket reported. */
-int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tcp_events);
+int wait_for(struct lf_conn *c, int fd, int for_write, size_t rx_want, int timeout_ms,
+             short *tcp_events);
 /* What a thread sleeps on for c's doorbell, in poll() beside the TCP socket:
  * its wait epoll holding the doorbell (never read), or where none can be had
  * the doorbell itself; bell_after_wake when it was readable.  While any wait

@@ -387,6 +387,7 @@ LF_EXPORT int setsockopt(int fd, int level, int optname, const void *val, sockle
         int e = errno;
         bufsize_set(fd, level, optname);
         sock_timeouts_changed(fd, optname);
+        sock_rcvlowat_changed(fd, optname);
         errno = e;
     }
     return r;

@@ -20,8 +20,9 @@ static uint32_t load32(const uint32_t *p)
     return __atomic_load_n(p, __ATOMIC_ACQUIRE);
 }
 
-/* Is there something for a waiting reader (writer) to look at? */
-static int has_news(struct lf_conn *c, int for_write)
+/* Is there something for a waiting reader (of at least rx_want bytes, its
+ * SO_RCVLOWAT) or writer to look at? */
+static int has_news(struct lf_conn *c, int for_write, size_t rx_want)
 {
     const struct lf_side *me = &c->sh->side[c->me], *peer = conn_peer(c);
     if (for_write ? load32(&me->shut_wr) != 0 : conn_shut_rd(c) != 0)
@@ -33,7 +34,8 @@ static int has_news(struct lf_conn *c, int for_write)
         return 1;
     if (for_write)
         return ring_writable(&c->tx) != 0;
-    return ring_readable(&c->rx) != 0 || load32(&peer->shut_wr);
+    ssize_t n = ring_readable(&c->rx);   /* -1, corrupt: news for the reader to find */
+    return n < 0 || (size_t)n >= rx_want || load32(&peer->shut_wr);
 }
 
 /* Spinning pays only while the peer has a core of its own.  With more
@@ -78,13 +80,13 @@ uint64_t spin_deadline(void)
     return machine_crowded(now) ? 0 : now + (uint64_t)lf_config.spin_us * 1000;
 }
 
-static int spin(struct lf_conn *c, int for_write)
+static int spin(struct lf_conn *c, int for_write, size_t rx_want)
 {
     uint64_t end = spin_deadline();
     if (!end)
         return 0;
     for (unsigned i = 0;; i++) {
-        if (has_news(c, for_write))
+        if (has_news(c, for_write, rx_want))
             return 1;
         cpu_relax();
         if ((i & 15) == 15 && monotonic_ns() >= end)
@@ -220,10 +222,10 @@ void bell_drain(struct lf_conn *c)
         epoll_poke();
 }
 
-int wait_spin(struct lf_conn *c, int for_write)
+int wait_spin(struct lf_conn *c, int for_write, size_t rx_want)
 {
     int on_ring = for_write || load32(&c->sh->side[c->me].rx_on_ring);
-    if (!on_ring || !spin(c, for_write))
+    if (!on_ring || !spin(c, for_write, rx_want))
         return 0;
     stat_bump(&my_stats(c)->spin_hits);
     return 1;
@@ -345,21 +347,22 @@ int poll_fitting(struct pollfd *p, nfds_t n, nfds_t must_fit, int timeout_ms, co
     return poll_in_groups(p, n, timeout_ms, mask, !must_fit, news, arg);
 }
 
-struct wait_news { struct lf_conn *c; int for_write; };
+struct wait_news { struct lf_conn *c; int for_write; size_t rx_want; };
 
 static int wait_news(void *arg)
 {
     struct wait_news *w = arg;
-    return has_news(w->c, w->for_write);
+    return has_news(w->c, w->for_write, w->rx_want);
 }
 
 /* Sleeps on the doorbell and the TCP socket; 0 after any news. */
-int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tcp_events)
+int wait_for(struct lf_conn *c, int fd, int for_write, size_t rx_want, int timeout_ms,
+             short *tcp_events)
 {
-    struct wait_news news = { c, for_write };
+    struct wait_news news = { c, for_write, rx_want };
     *tcp_events = 0;
     barrier_after_arm(conn_arm_flag(c, for_write ? &c->tx.ctl->writer_armed : &c->rx.ctl->reader_armed));
-    if (has_news(c, for_write))
+    if (has_news(c, for_write, rx_want))
         return 0;
     int wfd = bell_wait_fd(c);
     timeout_ms = timeout_min(timeout_ms, bell_wait_cap_ms());
@@ -384,7 +387,7 @@ int wait_for(struct lf_conn *c, int fd, int for_write, int timeout_ms, short *tc
     if (r < 0)
         return -errno;
     if (r == 0)
-        return has_news(c, for_write) ? 0 : -EAGAIN;   /* a slice ended on news */
+        return has_news(c, for_write, rx_want) ? 0 : -EAGAIN;   /* a slice ended on news */
     stat_bump(&my_stats(c)->wakeups);
     *tcp_events = p[0].revents;
     return 0;
