@@ -45,6 +45,11 @@ void bufsize_socket_made(int fd, int made)
                          __ATOMIC_RELAXED);
 }
 
+int bufsize_noted(int fd)
+{
+    return fd >= 0 && fd < NOTED_FDS && __atomic_load_n(&noted[fd], __ATOMIC_RELAXED) != 0;
+}
+
 int fd_made_here_unshared(int fd)
 {
     uint32_t seen = fd >= 0 && fd < NOTED_FDS ? __atomic_load_n(&noted[fd], __ATOMIC_RELAXED) : 0;

@@ -283,14 +283,10 @@ static int peer_process_gone(struct lf_conn *c)
     int32_t pid = __atomic_load_n(&c->sh->stats[!c->me].pid, __ATOMIC_RELAXED);
     if (pid <= 0 || lf_confined)   /* kill() may be forbidden: TCP's word only */
         return 0;
-    if (kill(pid, 0) < 0)
-        return errno == ESRCH;
-    char path[64], buf[256];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    if (read_small_file(path, buf, sizeof buf) <= 0)
-        return 0;
-    const char *state = strrchr(buf, ')');   /* after the command name, which may hold spaces */
-    return state && (state[2] == 'Z' || state[2] == 'X');
+    char buf[256];
+    int gone;
+    const char *state = proc_stat_fields(pid, buf, sizeof buf, &gone);
+    return gone || (state && (state[1] == 'Z' || state[1] == 'X'));
 }
 
 /* Did every holder of the peer's TCP socket close it (rather than shut it

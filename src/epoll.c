@@ -994,6 +994,19 @@ static void set_free(struct ep_set *e)
     free(e);
 }
 
+/* Does any set of ours hold fd, as a registration or as the set itself? */
+int epoll_knows_fd(int fd)
+{
+    if (!__atomic_load_n(&sets, __ATOMIC_ACQUIRE))
+        return 0;
+    lf_lock(&ep_lock);
+    int known = fd == wake_fd;
+    for (struct ep_set *e = sets; e && !known; e = e->next)
+        known = e->epfd == fd || *find_reg(e, fd) != NULL;
+    lf_unlock(&ep_lock);
+    return known;
+}
+
 void epoll_forget_fd(int fd)
 {
     if (!__atomic_load_n(&sets, __ATOMIC_ACQUIRE))

@@ -19,6 +19,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <spawn.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -123,14 +124,106 @@ static void describe(struct lf_sock *s, void *arg, int fd)
         x->links[x->nlinks++] = c->link;
 }
 
-/* fdtable_for_each gives socks, not numbers: walk the numbers ourselves. */
-static void export_all(struct export *x, int spawn)
+/* ---- a vfork() child's own descriptors ----
+ *
+ * A vfork child (Python's subprocess, shells, launchers) shares our memory
+ * but not our descriptor table: what it closes or duplicates before its
+ * exec is its own and must not change the parent's tables (its close of a
+ * fast socket told the peer the connection was closed; its dup2() of one
+ * onto 0 and 1 made the parent's stdin and stdout sockets).  So there those
+ * calls are the kernel's alone (interpose.c), and what a duplicated number
+ * now is (a sock of ours, or NULL: nothing of ours) is noted here under the
+ * child's pid, for its exec to describe.  A child may try several execs
+ * (each directory of PATH), so the notes stay; a child that needs room
+ * takes back those of children that exited or exec'd (the kernel clears
+ * PF_FORKNOEXEC at exec).  A pid reused while its note waits would be
+ * believed: that takes pid_max processes meanwhile. */
+#define VFORK_NOTES 32
+
+static struct vfork_note {
+    pid_t pid;              /* the child's; 0: free */
+    int fd;
+    struct lf_sock *s;      /* a use of it, or NULL */
+} vfork_notes[VFORK_NOTES];
+
+int lf_vfork_child(void)
+{
+    return (pid_t)syscall(SYS_getpid) != __atomic_load_n(&lf_pid, __ATOMIC_RELAXED);
+}
+
+static void note_set(struct vfork_note *n, int fd, struct lf_sock *s)
+{
+    struct lf_sock *old = n->s;
+    n->fd = fd;
+    n->s = s;
+    if (old)
+        sock_put(old);
+}
+
+/* Is the child that wrote a note past its vfork window (gone, or exec'd)? */
+static int note_stale(pid_t p)
+{
+    char buf[512];
+    int gone;
+    const char *f = proc_stat_fields(p, buf, sizeof buf, &gone);
+    unsigned long flags = 0;
+    /* state ppid pgrp session tty_nr tpgid flags */
+    if (!f || sscanf(f, " %*c %*d %*d %*d %*d %*d %lu", &flags) != 1)
+        return gone;
+    return !(flags & 0x40);   /* PF_FORKNOEXEC */
+}
+
+static int vfork_noted(pid_t self, int fd, struct lf_sock **s);
+
+void vfork_note_dup(int oldfd, int fd)
+{
+    pid_t self = (pid_t)syscall(SYS_getpid);
+    struct lf_sock *s = NULL;
+    if (!vfork_noted(self, oldfd, &s))   /* what oldfd is in this child */
+        s = fdtable_acquire(oldfd);
+    for (int i = 0; i < VFORK_NOTES; i++)
+        if (__atomic_load_n(&vfork_notes[i].pid, __ATOMIC_ACQUIRE) == self && vfork_notes[i].fd == fd) {
+            note_set(&vfork_notes[i], fd, s);
+            return;
+        }
+    for (int i = 0; i < VFORK_NOTES; i++) {
+        pid_t p = __atomic_load_n(&vfork_notes[i].pid, __ATOMIC_ACQUIRE);
+        if (p && (p == self || lf_confined || !note_stale(p)))
+            continue;   /* taken by a child still in its window */
+        if (__atomic_compare_exchange_n(&vfork_notes[i].pid, &p, self, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_RELAXED)) {
+            note_set(&vfork_notes[i], fd, s);
+            return;
+        }
+    }
+    if (s)
+        sock_put(s);   /* no room: its exec will not describe it; the parent's tables stay right */
+}
+
+/* What fd is in this vfork child, when noted: 1 and *s (a use, or NULL). */
+static int vfork_noted(pid_t self, int fd, struct lf_sock **s)
+{
+    for (int i = 0; i < VFORK_NOTES; i++)
+        if (__atomic_load_n(&vfork_notes[i].pid, __ATOMIC_ACQUIRE) == self && vfork_notes[i].fd == fd) {
+            *s = vfork_notes[i].s;
+            if (*s)
+                __atomic_add_fetch(&(*s)->users, 1, __ATOMIC_ACQ_REL);
+            return 1;
+        }
+    return 0;
+}
+
+/* fdtable_for_each gives socks, not numbers: walk the numbers ourselves.
+ * In a vfork child (self: its pid) its notes come first. */
+static void export_all(struct export *x, int spawn, pid_t self)
 {
     memset(x, 0, sizeof *x);
     x->spawn = spawn;
     int max = (int)sysconf(_SC_OPEN_MAX);
     for (int fd = 0; fd < max && fd < (1 << 20); fd++) {
-        struct lf_sock *s = fdtable_acquire(fd);
+        struct lf_sock *s = NULL;
+        if (!self || !vfork_noted(self, fd, &s))
+            s = fdtable_acquire(fd);
         if (s) {
             describe(s, x, fd);
             sock_put(s);
@@ -218,7 +311,7 @@ static char *const *exec_begin(struct exec_state *st, char *const envp[])
     st->other = st->self != lf_pid;
     if (st->other)
         shares_bump();   /* a vfork child: the parent's memory, where it counts */
-    export_all(&st->x, st->other);
+    export_all(&st->x, st->other, st->other ? st->self : 0);
     for (int i = 0; st->other && i < st->x.ncounted; i++)
         conn_holder_note(st->x.counted[i], st->self);
     st->env = with_inherit(envp, &st->x);
@@ -353,7 +446,7 @@ static int spawn_with(spawn_fn real, pid_t *pid, const char *path,
 {
     struct export x;
     shares_bump();
-    export_all(&x, 1);
+    export_all(&x, 1, 0);
     char **env = with_inherit(envp, &x);
     int r = real(pid, path, fa, attr, argv, env ? env : envp);
     for (int i = 0; r == 0 && pid && i < x.ncounted; i++)

@@ -72,6 +72,7 @@ void *dlsym_next_cached(void **slot, const char *name);   /* thread-safe lazy dl
 /* The start of a small file (a /proc entry), NUL-terminated; its length, or
  * -1 when it cannot be read. */
 ssize_t read_small_file(const char *path, char *buf, size_t size);
+const char *proc_stat_fields(pid_t pid, char *buf, size_t size, int *gone);
 
 /* ---- config.c ---- */
 enum lf_mode { LF_MODE_OFF, LF_MODE_OPTIN, LF_MODE_ALL };
@@ -592,6 +593,7 @@ void bufsize_apply(struct lf_sock *s, struct lf_conn *c, int fd);   /* c becomes
 void bufsize_inherit(struct lf_sock *listener, int fd);    /* an accepted connection */
 void bufsize_at_optin(struct lf_sock *s, int fd);          /* sizes set before opting in */
 void bufsize_socket_made(int fd, int made);
+int bufsize_noted(int fd);   /* socket() made it here (not closed since) */
 int fd_made_here_unshared(int fd);   /* our socket() made it and nothing shared it since */   /* socket() returned fd (made), or it was closed */
 
 /* ---- handshake.c ---- */
@@ -754,6 +756,7 @@ ssize_t sock_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags
 
 /* ---- poll.c ---- */
 void epoll_forget_fd(int fd);
+int epoll_knows_fd(int fd);
 void epoll_poke(void);      /* a doorbell an idle epoll record counts on was taken */
 void epoll_before_fork(void);
 void epoll_forget_range(unsigned first, unsigned last);   /* epoll sets of ours in it */
@@ -773,6 +776,8 @@ int signal_restarts(void);
 
 /* ---- exec.c ---- */
 void exec_import(void);
+int lf_vfork_child(void);
+void vfork_note_dup(int oldfd, int newfd);   /* in a vfork child: newfd is now oldfd */
 /* posix_spawn with our hooks (shell.c's system() and popen()) */
 int exec_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
                const posix_spawnattr_t *attr, char *const argv[], char *const envp[]);

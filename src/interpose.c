@@ -541,13 +541,31 @@ static void forget_any(int fd)
     epoll_forget_fd(fd);
 }
 
+/* Does loopfast keep anything under fd's number? */
+static int fd_has_state(int fd)
+{
+    struct lf_sock *s = ours(fd);
+    if (s)
+        sock_put(s);
+    return s || bufsize_noted(fd) || epoll_knows_fd(fd);
+}
+
+/* A vfork() child about to close or duplicate numbers we keep state under:
+ * the state is its parent's, the numbers are its own (exec.c).  The
+ * system call that tells is made only then. */
+static int vfork_child_touches(int fd, int other)
+{
+    return (fd_has_state(fd) || (other >= 0 && fd_has_state(other))) && lf_vfork_child();
+}
+
 LF_EXPORT int close(int fd)
 {
     if (libc_closing_own())   /* one of ours, through TSan's close() (libc.c) */
         return libc.close(fd);
     if (ownfd_is_ours(fd))   /* not the program's: as the kernel would say */
         return errno = EBADF, -1;
-    forget_any(fd);
+    if (!vfork_child_touches(fd, -1))
+        forget_any(fd);
     return libc.close(fd);
 }
 
@@ -576,7 +594,7 @@ static __typeof__(real_close_range) find_close_range(void)
 LF_EXPORT int close_range(unsigned first, unsigned last, int flags)
 {
     __typeof__(real_close_range) real = find_close_range();
-    if (!(flags & CLOSE_RANGE_CLOEXEC) && first <= last)
+    if (!(flags & CLOSE_RANGE_CLOEXEC) && first <= last && !lf_vfork_child())
         before_close_range(first, last);
     return ownfd_close_range(first, last, flags, real);
 }
@@ -600,7 +618,8 @@ static int closefrom_piece(unsigned first, unsigned last, int flags)
 
 LF_EXPORT void closefrom(int lowfd)
 {
-    before_close_range(lowfd < 0 ? 0 : (unsigned)lowfd, ~0u);
+    if (!lf_vfork_child())
+        before_close_range(lowfd < 0 ? 0 : (unsigned)lowfd, ~0u);
     int e = errno;
     ownfd_close_range(lowfd < 0 ? 0 : (unsigned)lowfd, ~0u, 0, closefrom_piece);
     errno = e;
@@ -618,14 +637,26 @@ static int track_dup(int oldfd, int newfd)
     return newfd;
 }
 
+/* In a vfork child: what newfd is now, for its exec (exec.c). */
+static int vfork_dup(int oldfd, int newfd)
+{
+    if (newfd >= 0)
+        vfork_note_dup(oldfd, newfd);
+    return newfd;
+}
+
 LF_EXPORT int dup(int fd)
 {
+    if (vfork_child_touches(fd, -1))
+        return vfork_dup(fd, libc.dup(fd));
     return track_dup(fd, libc.dup(fd));
 }
 
 /* dup2()/dup3() onto a number of loopfast's own: ours moves away first. */
 LF_EXPORT int dup2(int oldfd, int newfd)
 {
+    if (oldfd != newfd && vfork_child_touches(oldfd, newfd))
+        return vfork_dup(oldfd, libc.dup2(oldfd, newfd));
     if (oldfd != newfd)
         forget_any(newfd);   /* as close() would */
     int ours = oldfd != newfd && ownfd_vacate(newfd);
@@ -637,6 +668,8 @@ LF_EXPORT int dup2(int oldfd, int newfd)
 
 LF_EXPORT int dup3(int oldfd, int newfd, int flags)
 {
+    if (oldfd != newfd && vfork_child_touches(oldfd, newfd))
+        return vfork_dup(oldfd, libc.dup3(oldfd, newfd, flags));
     if (oldfd != newfd)
         forget_any(newfd);   /* as close() would */
     int ours = oldfd != newfd && ownfd_vacate(newfd);
@@ -659,6 +692,8 @@ static void note_nonblock(int fd, int on)
 static int fcntl_common(int fd, int cmd, void *arg)
 {
     int r = libc.fcntl(fd, cmd, arg);
+    if ((cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && r >= 0 && vfork_child_touches(fd, -1))
+        return vfork_dup(fd, r);
     if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)
         return track_dup(fd, r);
     if (cmd == F_SETFL && r == 0)

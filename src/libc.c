@@ -5,9 +5,12 @@
  * descriptor that is not ours sees exactly what plain libc would do.
  */
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -66,6 +69,25 @@ ssize_t read_small_file(const char *path, char *buf, size_t size)
         return -1;
     buf[n] = 0;
     return n;
+}
+
+/* /proc/<pid>/stat of a live process (kill(pid, 0) finds it), read into
+ * buf: what follows the command name (which may hold spaces and
+ * parentheses), from the space before its state; NULL when gone (*gone
+ * set) or unreadable. */
+const char *proc_stat_fields(pid_t pid, char *buf, size_t size, int *gone)
+{
+    *gone = 0;
+    if (kill(pid, 0) < 0) {
+        *gone = errno == ESRCH;
+        return NULL;
+    }
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    if (read_small_file(path, buf, size) <= 0)
+        return NULL;
+    const char *end = strrchr(buf, ')');
+    return end ? end + 1 : NULL;
 }
 
 /* A lazily resolved entry point, shared by threads: loaded and stored
