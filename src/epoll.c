@@ -1410,11 +1410,53 @@ static int has_regs(int epfd)
     return yes;
 }
 
+/* A wait made as the kernel's alone (the set held nothing of ours when it
+ * began) may return entries another thread added meanwhile for a socket of
+ * ours: they carry our addresses, not the program's data (apache's event
+ * MPM crashed on them).  So what such a wait returns, once the set has
+ * records, is translated as kernel_wait does, in place (each event gives at
+ * most one, at or before its own index). */
+static int late_translate(int epfd, struct epoll_event *out, int k, int max)
+{
+    if (k <= 0 || !__atomic_load_n(&sets, __ATOMIC_ACQUIRE))
+        return k;
+    lf_lock(&ep_lock);
+    struct ep_set *e = find_set(epfd, 0);
+    if (e && (e->regs || e->watching)) {
+        int news = 0, not_ready, costly;
+        this_call = __atomic_add_fetch(&wait_calls, 1, __ATOMIC_RELAXED);
+        k = translate(e, out, k, out, 0, max, &news);
+        if (news)
+            k = collect(e, out, k, max, &not_ready, &costly);
+        refresh(e);
+    }
+    lf_unlock(&ep_lock);
+    return k;
+}
+
+static int lf_epoll_wait(int epfd, struct epoll_event *out, int max, int timeout,
+                         const sigset_t *mask);
+
+/* Milliseconds left of `timeout` since `start` (ns; 0: not timed). */
+static int ms_left(int timeout, uint64_t start)
+{
+    if (timeout <= 0)
+        return timeout;
+    uint64_t spent = (monotonic_ns() - start) / 1000000;
+    return spent >= (uint64_t)timeout ? 0 : timeout - (int)spent;
+}
+
 static int kernel_only_wait(int epfd, struct epoll_event *out, int max, int timeout,
                             const sigset_t *mask)
 {
-    return mask ? libc.epoll_pwait(epfd, out, max, timeout, mask)
-                : libc.epoll_wait(epfd, out, max, timeout);
+    uint64_t start = timeout > 0 ? monotonic_ns() : 0;
+    int k = mask ? libc.epoll_pwait(epfd, out, max, timeout, mask)
+                 : libc.epoll_wait(epfd, out, max, timeout);
+    int n = late_translate(epfd, out, k, max);
+    if (n || k <= 0 || timeout == 0)
+        return n;
+    /* only entries of ours, none ready: the set is ours now, and waits so */
+    return lf_epoll_wait(epfd, out, max, ms_left(timeout, start), mask);
 }
 
 static int lf_epoll_wait(int epfd, struct epoll_event *out, int max, int timeout,
@@ -1506,8 +1548,12 @@ LF_EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max, const stru
     if (__builtin_expect(!lf_initialised, 0))
         lf_init();
     *(void **)&real = dlsym_next_cached(&slot, "epoll_pwait2");
-    if (max <= 0 || !has_regs(epfd))
-        return real(epfd, ev, max, t, mask);
+    int kernels = max <= 0 || !has_regs(epfd);
+    uint64_t start = kernels ? monotonic_ns() : 0;
+    int k = kernels ? real(epfd, ev, max, t, mask) : 0;
+    int n = kernels ? late_translate(epfd, ev, k, max) : 0;
+    if (kernels && (n || k <= 0))
+        return n;
     if (t && (t->tv_sec < 0 || t->tv_nsec < 0 || t->tv_nsec >= 1000000000))
         return errno = EINVAL, -1;
     int ms = -1;
@@ -1515,5 +1561,7 @@ LF_EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max, const stru
         uint64_t want = (uint64_t)t->tv_sec * 1000 + ((uint64_t)t->tv_nsec + 999999) / 1000000;
         ms = want > INT32_MAX ? INT32_MAX : (int)want;
     }
+    if (kernels)   /* only entries of ours came (late_translate): the rest of the wait, as ours */
+        ms = t && !t->tv_sec && !t->tv_nsec ? 0 : ms_left(ms, start);
     return lf_epoll_wait(epfd, ev, max, ms, mask);
 }
