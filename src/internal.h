@@ -526,6 +526,7 @@ struct lf_sock {
     int spare_inner;          /* epoll.c: an inner epoll kept for the next ADD */
     int ep_regs;              /* epoll.c: epoll records of this socket */
     int nonblock_seen;        /* O_NONBLOCK as last seen, -1 unknown (conn.c: must_not_wait) */
+    int stdio;                /* given to fdopen(): stdio may write it past us (conn.c) */
     /* Made by this image (socket(), accept()), with O_NONBLOCK known from
      * birth: while no other process can hold its file (sock_alone), our own
      * fcntl/ioctl and setsockopt calls are the only ones that change its

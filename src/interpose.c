@@ -6,6 +6,7 @@
  * kernel, the pending client or the rings by the descriptor's kind.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -677,6 +678,21 @@ LF_EXPORT int dup3(int oldfd, int newfd, int flags)
     if (ours && r < 0)
         ownfd_vacate_failed(newfd);
     return track_dup(oldfd, r);
+}
+
+/* A socket given to stdio may be written past us (conn.c, tx_count_stdio). */
+LF_EXPORT FILE *fdopen(int fd, const char *mode)
+{
+    static FILE *(*real)(int, const char *);
+    __typeof__(real) real_now;
+    *(void **)&real_now = dlsym_next_cached((void **)&real, "fdopen");
+    FILE *f = real_now(fd, mode);
+    struct lf_sock *s = f ? ours(fd) : NULL;
+    if (s) {
+        __atomic_store_n(&s->stdio, 1, __ATOMIC_RELAXED);
+        sock_put(s);
+    }
+    return f;
 }
 
 /* O_NONBLOCK as the program sets it, for conn.c's must_not_wait(). */

@@ -1,0 +1,88 @@
+/* A server that writes part of its answer with stdio (printf to a socket on
+ * stdout, or fprintf to one it gave fdopen()) and part with write(), as
+ * git's upload-pack sends its refs.  stdio writes with libc's internal
+ * write(), which no interposition sees: before the switch its bytes go to
+ * TCP uncounted, and the client, told to read TCP only up to the count,
+ * found more and reset the connection (git clone: "read error: Connection
+ * reset by peer").  The client must read every byte in order, and the
+ * connection must still go fast.  Over kernel TCP and with both ends fast. */
+#include "helpers.h"
+
+static const char *expect = "[stdio one][write one][stdio two][write two]";
+
+/* The server's end; `how`: "stdout" (the socket is fd 1) or "fdopen". */
+static void server(int l, const char *how)
+{
+    int c = accept(l, NULL, NULL);
+    if (c < 0)
+        _exit(2);
+    FILE *f;
+    int wfd = c;
+    if (!strcmp(how, "stdout")) {
+        if (dup2(c, 1) != 1)
+            _exit(3);
+        f = stdout;
+        wfd = 1;
+    } else if (!(f = fdopen(dup(c), "w"))) {
+        _exit(3);
+    }
+    char b[8];
+    if (read_full(c, b, 1) != 1)   /* the client's first byte, on TCP */
+        _exit(4);
+    fputs("[stdio one]", f);
+    fflush(f);
+    if (write_full(wfd, "[write one]", 11) != 11 || read_full(c, b, 1) != 1)
+        _exit(5);
+    fputs("[stdio two]", f);   /* once the client reads rings: before the server's switch */
+    fflush(f);
+    if (read_full(c, b, 1) != 1 || write_full(wfd, "[write two]", 11) != 11)
+        _exit(6);
+    int fast = loopfast_fd_is_fast(c);
+    if (read_full(c, b, 1) != 0)   /* the client's end */
+        _exit(7);
+    _exit(20 + fast);
+}
+
+static void run(const char *how, int optin)
+{
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int l;
+    pid_t pid = fork_with_listener(optin, &addr, &len, &l);
+    if (pid == 0)
+        server(l, how);
+    int fd = connect_to(&addr, len, optin);
+    struct timeval tv = { 5, 0 };
+    CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0, "SO_RCVTIMEO");
+    char got[128] = "";
+    size_t want = strlen(expect), n = 0;
+    CHECK(write_full(fd, "a", 1) == 1, "first byte");
+    CHECK(read_full(fd, got, 22) == 22, "%s: the first answers (%s)", how, strerror(errno));
+    n = 22;
+    CHECK(write_full(fd, "b", 1) == 1, "second byte");   /* on the ring once fast */
+    usleep(50000);   /* the server's stdio bytes are on their way before its switch */
+    CHECK(write_full(fd, "c", 1) == 1, "third byte");
+    ssize_t r = read_full(fd, got + n, want - n);
+    CHECK(r == (ssize_t)(want - n), "%s %s: read %zd of the last %zu bytes (%s), had '%s'", how,
+          optin ? "loopfast" : "kernel", r, want - n, strerror(errno), got);
+    got[want] = 0;
+    int fast = loopfast_fd_is_fast(fd);
+    shutdown(fd, SHUT_WR);
+    int st = child_status(pid);
+    fprintf(stderr, "%s %s: read '%s', server exit %d, client fast %d\n", how,
+            optin ? "loopfast" : "kernel", got, st, fast);
+    CHECK(!strcmp(got, expect), "%s %s: the client read '%s'", how, optin ? "loopfast" : "kernel", got);
+    CHECK(st == 20 + optin && fast == optin, "%s %s: server exit %d, client fast %d", how,
+          optin ? "loopfast" : "kernel", st, fast);
+    close(fd);
+}
+
+int main(void)
+{
+    alarm(30);
+    for (int optin = 0; optin < 2; optin++) {
+        run("stdout", optin);
+        run("fdopen", optin);
+    }
+    return 0;
+}
