@@ -714,6 +714,8 @@ static int fcntl_common(int fd, int cmd, void *arg)
         return track_dup(fd, r);
     if (cmd == F_SETFL && r == 0)
         note_nonblock(fd, ((int)(intptr_t)arg & O_NONBLOCK) != 0);
+    if (cmd == F_SETFL && r == 0 && ((int)(intptr_t)arg & O_ASYNC))
+        pending_async(fd);
     return r;
 }
 
@@ -857,5 +859,7 @@ LF_EXPORT int ioctl(int fd, unsigned long req, ...)
     int r = libc.ioctl(fd, req, arg);
     if (req == FIONBIO && r == 0 && arg)
         note_nonblock(fd, *(int *)arg != 0);
+    if (req == FIOASYNC && r == 0 && arg && *(int *)arg)
+        pending_async(fd);
     return r;
 }

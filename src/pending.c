@@ -203,6 +203,14 @@ void pending_before_fork(void)
  * socket (nothing tells its loopfast about our rings), so a connection
  * that has not switched yet stays off the rings for good: a pending client
  * gives up, a server end revokes an answer its client has not taken. */
+static void stay_plain_locked(struct lf_sock *s)
+{
+    if (sock_kind(s) == LF_PENDING)
+        handshake_give_up(s);
+    else if (sock_kind(s) == LF_FAST)
+        handshake_hand_off(s->conn);
+}
+
 static void hand_off_one(int fd)
 {
     struct lf_sock *s = fdtable_acquire(fd);
@@ -210,10 +218,20 @@ static void hand_off_one(int fd)
         return;
     lf_lock(&s->lock);
     __atomic_store_n(&s->desc_own, 0, __ATOMIC_RELEASE);   /* its flags are the receiver's too */
-    if (sock_kind(s) == LF_PENDING)
-        handshake_give_up(s);
-    else if (sock_kind(s) == LF_FAST)
-        handshake_hand_off(s->conn);
+    stay_plain_locked(s);
+    lf_unlock(&s->lock);
+    sock_put(s);
+}
+
+/* O_ASYNC asks the kernel for SIGIO when data comes, which it cannot see
+ * on a ring: a connection that has not switched yet stays on TCP for good. */
+void pending_async(int fd)
+{
+    struct lf_sock *s = fdtable_acquire(fd);
+    if (!s)
+        return;
+    lf_lock(&s->lock);
+    stay_plain_locked(s);
     lf_unlock(&s->lock);
     sock_put(s);
 }
