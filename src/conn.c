@@ -9,9 +9,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sockios.h>
-#include <linux/tcp.h>
-#include <netinet/in.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -637,44 +634,27 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
  * 4.7); the client always may.  A direction shut down on TCP stays there: a
  * switch would let bytes follow the FIN, and the peer could not tell that
  * FIN from a close. */
-/* The bytes this end's writers gave TCP, by the kernel's count (-1: it
- * cannot say, before Linux 4.19): sent, less those sent again, and those
- * still queued. */
-static int64_t tcp_bytes_written(int fd)
-{
-    struct tcp_info info;
-    socklen_t len = sizeof info;
-    int unsent = 0;
-    if (lf_confined || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) < 0 ||
-        len < offsetof(struct tcp_info, tcpi_bytes_retrans) + sizeof info.tcpi_bytes_retrans ||
-        libc.ioctl(fd, SIOCOUTQNSD, &unsent) < 0)
-        return -1;
-    return (int64_t)(info.tcpi_bytes_sent - info.tcpi_bytes_retrans) + unsent;
-}
-
 /* A socket on stdout or stderr, or one the program gave to fdopen(), may be
  * written by stdio, whose libc-internal write() no interposition sees: its
- * bytes go to TCP uncounted (git's upload-pack sends its refs so).  When
- * such a socket switches, the count the peer reads TCP up to is the
- * kernel's; bytes stdio writes after the switch still go to TCP, where the
- * peer, reading the ring, takes them for a reset (never for data). */
-static void tx_count_stdio(struct lf_conn *c, int fd)
+ * bytes go to TCP, uncounted and, after a switch, behind the ring's (git's
+ * upload-pack sends its refs so, the rest with write(); git clone read past
+ * the count, or TCP bytes after the ring's, and reset).  Such a socket's
+ * writes stay on TCP. */
+static int may_write_by_stdio(struct lf_sock *s)
 {
-    int64_t kernel = tcp_bytes_written(fd);
-    uint64_t *mine = &my_side(c)->tx_tcp_bytes;
-    if (kernel > 0 && (uint64_t)kernel > load64(mine))
-        store64(mine, (uint64_t)kernel);
+    return __atomic_load_n(&s->stdio, __ATOMIC_RELAXED) || fdtable_holds(STDOUT_FILENO, s) ||
+           fdtable_holds(STDERR_FILENO, s);
 }
 
-static void tx_maybe_switch(struct lf_conn *c, struct lf_sock *s, int fd)
+static void tx_maybe_switch(struct lf_conn *c, struct lf_sock *s)
 {
     struct lf_side *me = my_side(c);
     if (load32(&me->tx_switched) || load32(&me->shut_wr))
         return;
     if (c->me == LF_SERVER && !load32(&peer_side(c)->ready))
         return;
-    if (fd == STDOUT_FILENO || fd == STDERR_FILENO || __atomic_load_n(&s->stdio, __ATOMIC_RELAXED))
-        tx_count_stdio(c, fd);
+    if (may_write_by_stdio(s))
+        return;
     store32(&me->tx_switched, 1);
     conn_ring_bell(c);
 }
@@ -794,7 +774,7 @@ ssize_t conn_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags
     struct dir_hold hold = dir_lock(c, DIR_TX, fd, flags);
     if (hold.refused)
         return -EAGAIN;
-    tx_maybe_switch(c, s, fd);
+    tx_maybe_switch(c, s);
     if (!load32(&me->tx_switched)) {
         /* The peer does not read rings yet: TCP, counted. */
         r = lf_confined ? sandbox_send(fd, msg, flags) : libc.sendmsg(fd, msg, flags);
@@ -841,7 +821,7 @@ int conn_shutdown(struct lf_sock *s, int fd, int how)
         __atomic_store_n(&c->shut_rd, 1, __ATOMIC_RELEASE);
     if (how == SHUT_WR || how == SHUT_RDWR) {
         lf_lock(&c->tx_lock);
-        tx_maybe_switch(c, s, fd);
+        tx_maybe_switch(c, s);
         int on_ring = load32(&my_side(c)->tx_switched);
         store32(&my_side(c)->shut_wr, 1);   /* on TCP: it never switches now */
         if (on_ring)

@@ -76,6 +76,13 @@ struct lf_sock *call_begin(int fd)
     return slot ? __atomic_load_n(slot, __ATOMIC_ACQUIRE) : NULL;
 }
 
+/* Does fd name s now?  A look, no reference taken. */
+int fdtable_holds(int fd, struct lf_sock *s)
+{
+    struct lf_sock **slot = slot_of(fd, 0);
+    return slot && __atomic_load_n(slot, __ATOMIC_ACQUIRE) == s;
+}
+
 void call_end(struct lf_sock *s)
 {
     if (!__libc_single_threaded)

@@ -526,7 +526,7 @@ struct lf_sock {
     int spare_inner;          /* epoll.c: an inner epoll kept for the next ADD */
     int ep_regs;              /* epoll.c: epoll records of this socket */
     int nonblock_seen;        /* O_NONBLOCK as last seen, -1 unknown (conn.c: must_not_wait) */
-    int stdio;                /* given to fdopen(): stdio may write it past us (conn.c) */
+    int stdio;                /* given to fdopen(): stdio may write it past us (conn.c, may_write_by_stdio) */
     /* Made by this image (socket(), accept()), with O_NONBLOCK known from
      * birth: while no other process can hold its file (sock_alone), our own
      * fcntl/ioctl and setsockopt calls are the only ones that change its
@@ -578,6 +578,7 @@ static inline void sock_set_kind(struct lf_sock *s, int kind)
 
 struct lf_sock *fdtable_acquire(int fd);           /* NULL: not ours */
 struct lf_sock *call_begin(int fd);                /* for one data call; pair with call_end */
+int fdtable_holds(int fd, struct lf_sock *s);         /* fd names s now (no reference) */
 void call_end(struct lf_sock *s);
 void sock_put(struct lf_sock *s);
 struct lf_sock *sock_new(int kind);                /* users = 1: sock_put it */

@@ -1,11 +1,12 @@
 /* A server that writes part of its answer with stdio (printf to a socket on
  * stdout, or fprintf to one it gave fdopen()) and part with write(), as
  * git's upload-pack sends its refs.  stdio writes with libc's internal
- * write(), which no interposition sees: before the switch its bytes go to
- * TCP uncounted, and the client, told to read TCP only up to the count,
- * found more and reset the connection (git clone: "read error: Connection
- * reset by peer").  The client must read every byte in order, and the
- * connection must still go fast.  Over kernel TCP and with both ends fast. */
+ * write(), which no interposition sees: its bytes went to TCP uncounted (or
+ * after the switch, behind the ring's), and the client, told to read TCP
+ * only up to the count, found more and reset the connection (git clone:
+ * "read error: Connection reset by peer").  Such a socket's writes stay on
+ * TCP; the client must read every byte in order, and its own writes still
+ * go fast.  Over kernel TCP and with both ends fast. */
 #include "helpers.h"
 
 static const char *expect = "[stdio one][write one][stdio two][write two]";
