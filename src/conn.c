@@ -640,7 +640,7 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
  * upload-pack sends its refs so, the rest with write(); git clone read past
  * the count, or TCP bytes after the ring's, and reset).  Such a socket's
  * writes stay on TCP. */
-static int may_write_by_stdio(struct lf_sock *s)
+int sock_stdio_may_write(struct lf_sock *s)
 {
     return __atomic_load_n(&s->stdio, __ATOMIC_RELAXED) || fdtable_holds(STDOUT_FILENO, s) ||
            fdtable_holds(STDERR_FILENO, s);
@@ -653,7 +653,7 @@ static void tx_maybe_switch(struct lf_conn *c, struct lf_sock *s)
         return;
     if (c->me == LF_SERVER && !load32(&peer_side(c)->ready))
         return;
-    if (may_write_by_stdio(s))
+    if (sock_stdio_may_write(s))
         return;
     store32(&me->tx_switched, 1);
     conn_ring_bell(c);

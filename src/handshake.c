@@ -736,7 +736,7 @@ static void become_fast(struct lf_sock *s, struct lf_conn *c)
     __atomic_store_n(&me->arms_with_mb, 0, __ATOMIC_RELAXED);   /* until its sleeps are rare */
     if (s->pending_shut_wr)   /* its FIN went on TCP: c2s stays there (4.4) */
         __atomic_store_n(&me->shut_wr, 1, __ATOMIC_RELEASE);
-    else
+    else if (!sock_stdio_may_write(s))   /* else its writes stay on TCP (4.4) */
         __atomic_store_n(&me->tx_switched, 1, __ATOMIC_RELEASE);
     __atomic_store_n(&me->ready, 1, __ATOMIC_RELEASE);
     s->conn = c;

@@ -526,7 +526,7 @@ struct lf_sock {
     int spare_inner;          /* epoll.c: an inner epoll kept for the next ADD */
     int ep_regs;              /* epoll.c: epoll records of this socket */
     int nonblock_seen;        /* O_NONBLOCK as last seen, -1 unknown (conn.c: must_not_wait) */
-    int stdio;                /* given to fdopen(): stdio may write it past us (conn.c, may_write_by_stdio) */
+    int stdio;                /* given to fdopen(): stdio may write it past us (conn.c, sock_stdio_may_write) */
     /* Made by this image (socket(), accept()), with O_NONBLOCK known from
      * birth: while no other process can hold its file (sock_alone), our own
      * fcntl/ioctl and setsockopt calls are the only ones that change its
@@ -676,6 +676,7 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags);
 ssize_t conn_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags);
 int conn_shutdown(struct lf_sock *s, int fd, int how);
 int conn_shut_rd(struct lf_conn *c);
+int sock_stdio_may_write(struct lf_sock *s);   /* stdout, stderr or fdopen'd: writes stay on TCP */
 size_t conn_rcvlowat(struct lf_conn *c, int fd);
 void sock_rcvlowat_changed(int fd, int optname);
 void conn_close(struct lf_sock *s, int fd);

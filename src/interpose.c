@@ -680,7 +680,7 @@ LF_EXPORT int dup3(int oldfd, int newfd, int flags)
     return track_dup(oldfd, r);
 }
 
-/* A socket given to stdio may be written past us (conn.c, tx_count_stdio). */
+/* A socket given to stdio may be written past us (conn.c, sock_stdio_may_write). */
 LF_EXPORT FILE *fdopen(int fd, const char *mode)
 {
     static FILE *(*real)(int, const char *);

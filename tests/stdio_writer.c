@@ -78,12 +78,59 @@ static void run(const char *how, int optin)
     close(fd);
 }
 
+/* The client writes with stdio too, after taking its answer (with its first
+ * read); the server reads everything, in order. */
+static const char *client_expect = "[c stdio one][c write one][c stdio two][c write two]";
+
+static void reading_server(int l)
+{
+    int c = accept(l, NULL, NULL);
+    char got[128];
+    size_t n = 0;
+    ssize_t r;
+    if (c < 0 || write_full(c, "x", 1) != 1)   /* a first exchange: the client may switch */
+        _exit(3);
+    while ( n < sizeof got - 1 && (r = read(c, got + n, sizeof got - 1 - n)) > 0)
+        n += (size_t)r;
+    got[n] = 0;
+    _exit(strcmp(got, client_expect) == 0 ? 0 : 2);
+}
+
+static void run_client_stdio(int optin)
+{
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int l;
+    pid_t pid = fork_with_listener(optin, &addr, &len, &l);
+    if (pid == 0)
+        reading_server(l);
+    int fd = connect_to(&addr, len, optin);
+    FILE *f = fdopen(dup(fd), "w");
+    CHECK(f, "fdopen");
+    char x;
+    CHECK(read_full(fd, &x, 1) == 1, "first byte");   /* the answer is taken about now */
+    fputs("[c stdio one]", f);
+    CHECK(fflush(f) == 0, "client stdio %s: fflush: %s", optin ? "loopfast" : "kernel", strerror(errno));
+    CHECK(write_full(fd, "[c write one]", 13) == 13, "write one");
+    usleep(20000);
+    fputs("[c stdio two]", f);
+    fflush(f);
+    CHECK(write_full(fd, "[c write two]", 13) == 13, "write two");
+    fclose(f);
+    close(fd);
+    int st = child_status(pid);
+    fprintf(stderr, "client stdio %s: server exit %d\n", optin ? "loopfast" : "kernel", st);
+    CHECK(st == 0, "client stdio %s: the server read something else", optin ? "loopfast" : "kernel");
+}
+
 int main(void)
 {
     alarm(30);
+    signal(SIGPIPE, SIG_IGN);   /* a reset is a failed check, not a death */
     for (int optin = 0; optin < 2; optin++) {
         run("stdout", optin);
         run("fdopen", optin);
+        run_client_stdio(optin);
     }
     return 0;
 }
