@@ -752,7 +752,7 @@ ssize_t pending_io(struct lf_sock *s, int fd, struct msghdr *msg, int flags, int
 int pending_shutdown(struct lf_sock *s, int fd, int how);
 void pending_before_fork(void);
 void pending_hand_off(const struct msghdr *msg);   /* its SCM_RIGHTS stay off the rings */
-void pending_async(int fd);                         /* O_ASYNC set: off the rings if not switched */
+void pending_stay_plain(int fd);   /* O_ASYNC, stdio reads: off the rings if not switched yet */
 
 /* ---- socket.c: one call on a descriptor we track, whatever its kind ---- */
 ssize_t sock_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags);

@@ -680,7 +680,8 @@ LF_EXPORT int dup3(int oldfd, int newfd, int flags)
     return track_dup(oldfd, r);
 }
 
-/* A socket given to stdio may be written past us (conn.c, sock_stdio_may_write). */
+/* A socket given to stdio may be written past us (conn.c, sock_stdio_may_write),
+ * and read past us: one not switched yet stays on TCP. */
 LF_EXPORT FILE *fdopen(int fd, const char *mode)
 {
     static FILE *(*real)(int, const char *);
@@ -691,6 +692,8 @@ LF_EXPORT FILE *fdopen(int fd, const char *mode)
     if (s) {
         __atomic_store_n(&s->stdio, 1, __ATOMIC_RELAXED);
         sock_put(s);
+        if (mode && (strchr(mode, 'r') || strchr(mode, '+')))
+            pending_stay_plain(fd);   /* its reads too pass us by */
     }
     return f;
 }
@@ -715,7 +718,7 @@ static int fcntl_common(int fd, int cmd, void *arg)
     if (cmd == F_SETFL && r == 0)
         note_nonblock(fd, ((int)(intptr_t)arg & O_NONBLOCK) != 0);
     if (cmd == F_SETFL && r == 0 && ((int)(intptr_t)arg & O_ASYNC))
-        pending_async(fd);
+        pending_stay_plain(fd);
     return r;
 }
 
@@ -860,6 +863,6 @@ LF_EXPORT int ioctl(int fd, unsigned long req, ...)
     if (req == FIONBIO && r == 0 && arg)
         note_nonblock(fd, *(int *)arg != 0);
     if (req == FIOASYNC && r == 0 && arg && *(int *)arg)
-        pending_async(fd);
+        pending_stay_plain(fd);
     return r;
 }

@@ -223,9 +223,10 @@ static void hand_off_one(int fd)
     sock_put(s);
 }
 
-/* O_ASYNC asks the kernel for SIGIO when data comes, which it cannot see
- * on a ring: a connection that has not switched yet stays on TCP for good. */
-void pending_async(int fd)
+/* A connection not switched yet stays on TCP for good: O_ASYNC asks the
+ * kernel for SIGIO when data comes, which it cannot see on a ring; stdio
+ * reads with libc's internal read(), which no interposition sees. */
+void pending_stay_plain(int fd)
 {
     struct lf_sock *s = fdtable_acquire(fd);
     if (!s)

@@ -6,7 +6,8 @@
  * only up to the count, found more and reset the connection (git clone:
  * "read error: Connection reset by peer").  Such a socket's writes stay on
  * TCP; the client must read every byte in order, and its own writes still
- * go fast.  Over kernel TCP and with both ends fast. */
+ * go fast.  The same for a client writing with stdio, and a server reading
+ * with fgets().  Over kernel TCP and with both ends fast. */
 #include "helpers.h"
 
 static const char *expect = "[stdio one][write one][stdio two][write two]";
@@ -123,6 +124,48 @@ static void run_client_stdio(int optin)
     CHECK(st == 0, "client stdio %s: the server read something else", optin ? "loopfast" : "kernel");
 }
 
+/* A server that reads its socket with stdio (fgets on an fdopen'd socket):
+ * libc's internal read() passes us by, so a connection not switched when
+ * fdopen() comes stays on TCP (before, the client's lines after its switch
+ * went to the ring and fgets waited for ever). */
+static void fgets_server(int l)
+{
+    int c = accept(l, NULL, NULL);
+    FILE *f = c >= 0 ? fdopen(c, "r+") : NULL;
+    char line[64], all[256] = "";
+    if (!f || write_full(c, "hi", 2) != 2)   /* a greeting: the client takes its answer */
+        _exit(3);
+    alarm(5);   /* a hang is a failure */
+    for (int i = 0; f && i < 3 && fgets(line, sizeof line, f); i++)
+        strncat(all, line, sizeof all - strlen(all) - 1);
+    _exit(f && !strcmp(all, "one\ntwo\nthree\n") && write_full(c, "ok", 2) == 2 ? 0 : 2);
+}
+
+static void run_fgets(int optin)
+{
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int l;
+    pid_t pid = fork_with_listener(optin, &addr, &len, &l);
+    if (pid == 0)
+        fgets_server(l);
+    int fd = connect_to(&addr, len, optin);
+    char hi[2];
+    CHECK(read_full(fd, hi, 2) == 2, "greeting");   /* the server has its FILE by then */
+    static const char *lines[] = { "one\n", "two\n", "three\n" };
+    for (int i = 0; i < 3; i++) {
+        CHECK(write_full(fd, lines[i], strlen(lines[i])) == (ssize_t)strlen(lines[i]), "line %d", i);
+        usleep(20000);
+    }
+    char ok[2];
+    ssize_t r = read_full(fd, ok, 2);
+    int st = child_status(pid);
+    fprintf(stderr, "fgets server %s: exit %d, answer %zd bytes\n", optin ? "loopfast" : "kernel", st, r);
+    CHECK(st == 0 && r == 2, "fgets server %s: exit %d (alarm: it waited for ever)",
+          optin ? "loopfast" : "kernel", st);
+    close(fd);
+}
+
 int main(void)
 {
     alarm(30);
@@ -131,6 +174,7 @@ int main(void)
         run("stdout", optin);
         run("fdopen", optin);
         run_client_stdio(optin);
+        run_fgets(optin);
     }
     return 0;
 }
