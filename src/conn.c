@@ -816,6 +816,14 @@ int conn_shutdown(struct lf_sock *s, int fd, int how)
 {
     struct lf_conn *c = s->conn;
     int r = 0;
+    /* Once the peer's end is gone the kernel's socket answers for the
+     * connection (section 7): after a reset, ENOTCONN, also after one
+     * recorded here (the kernel saw only a FIN). */
+    int kernels = c->broken || peer_left(c, fd, 0);
+    if (kernels && load32(&my_side(c)->reset))
+        return errno = ENOTCONN, -1;
+    if (kernels && libc.shutdown(fd, how) < 0)
+        return -1;
     /* SHUT_RD stays local: the kernel's would make TCP look like a FIN. */
     if (how == SHUT_RD || how == SHUT_RDWR)
         __atomic_store_n(&c->shut_rd, 1, __ATOMIC_RELEASE);
@@ -827,7 +835,7 @@ int conn_shutdown(struct lf_sock *s, int fd, int how)
         if (on_ring)
             conn_ring_bell(c);
         lf_unlock(&c->tx_lock);
-        if (!on_ring)
+        if (!on_ring && !kernels)
             r = libc.shutdown(fd, SHUT_WR);
     }
     wake_own_waiters(c);

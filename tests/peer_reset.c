@@ -4,7 +4,9 @@
  * report POLLERR until the error is read.  A peer that leaves with nothing
  * unread ends the stream with a FIN: EOF, and the first write after it is
  * accepted (the kernel answers it with a reset), later ones fail with EPIPE.
- * A peer that closes or exits with SO_LINGER 0 resets it too.  The peer is another
+ * A peer that closes or exits with SO_LINGER 0 resets it too; shutdown()
+ * then fails with ENOTCONN (it succeeded on a fast connection: dnsmasq's
+ * client saw no error).  The peer is another
  * process, or an end in this one.  The survivor looks
  * first with poll, or first with reads (the reset is reported once: the
  * kernel's, not also one recorded in shared memory).
@@ -57,6 +59,8 @@ static void survey(int fd, int recv_first)
     note_result("recv", recv(fd, b, sizeof b, MSG_DONTWAIT));
     readiness(fd);
     note_result("send", send(fd, "z", 1, MSG_NOSIGNAL | MSG_DONTWAIT));
+    note_result("shutdown-wr", shutdown(fd, SHUT_WR));   /* a reset connection: ENOTCONN */
+    note_result("shutdown-rdwr", shutdown(fd, SHUT_RDWR));
 }
 
 /* One case: the survivor (here, the client) and the peer (a server process)
