@@ -42,15 +42,39 @@ static int seen(ino_t ino)
     return 0;
 }
 
+/* Does the process that last took an end still exist?  (A holder that
+ * exited without close() leaves its count behind until another holder lets
+ * go: docs/design.md 7.) */
+static int pid_alive(int pid)
+{
+    return kill(pid, 0) == 0 || errno == EPERM;
+}
+
+/* Is any process that holds the end (those listed in its line, and the one
+ * that last took it) still there?  When none is known: yes. */
+static int taker_alive(const struct lf_shared *h, int side)
+{
+    int known = 0;
+    for (int i = 0; i < LF_HOLDER_PIDS; i++) {
+        int pid = h->side[side].holder_pid[i];
+        if (pid > 0 && (known = 1, pid_alive(pid)))
+            return 1;
+    }
+    int pid = h->stats[side].pid;
+    return pid > 0 ? pid_alive(pid) : !known;
+}
+
 /* Processes also hold memory that is no live connection: a server's spare
- * answer (no addresses yet) and connections both ends have closed, waiting
- * to be released at the next blocking call (docs/design.md 4.6). */
+ * answer (no addresses yet), connections both ends have closed, waiting
+ * to be released at the next blocking call (docs/design.md 4.6), and ends
+ * whose last process exited without closing them. */
 static int is_live(const struct lf_shared *h)
 {
     const struct lf_side *client = &h->side[LF_CLIENT], *server = &h->side[LF_SERVER];
     if (h->addr[LF_SERVER].ss_family == 0)
         return 0;
-    return server->holders != 0 || (client->holders != 0 && client->ready);
+    return (server->holders != 0 && taker_alive(h, LF_SERVER)) ||
+           (client->holders != 0 && client->ready && taker_alive(h, LF_CLIENT));
 }
 
 /* Reads the headers of a region's leased slots through /proc/PID/fd/N,
