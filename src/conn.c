@@ -163,11 +163,18 @@ static int iov_limit(const struct iovec *in, size_t n, size_t limit, struct iove
     return k;
 }
 
-void bell_ring(struct lf_conn *c)
+/* Rings side's doorbell (bell) for our slot: its news bit first, so that
+ * that side's epoll sets look at this slot alone (link.c). */
+static void ring_side(struct lf_conn *c, int side, int bell)
 {
     uint64_t one = 1;
-    link_note_news(c->link, !c->me, c->slot);
-    (void)!libc.write(conn_bell_peer(c), &one, sizeof one);
+    link_note_news(c->link, side, c->slot);
+    (void)!libc.write(bell, &one, sizeof one);
+}
+
+void bell_ring(struct lf_conn *c)
+{
+    ring_side(c, !c->me, conn_bell_peer(c));
 }
 
 /* A side promises to pay for the store-load barrier of the peer's
@@ -376,13 +383,8 @@ static int take_reset(struct lf_conn *c, int by_write)
  * none is recorded after it, so the connection reports one in all. */
 static ssize_t kernel_reset_told(struct lf_conn *c, ssize_t r)
 {
-    if (r == -ECONNRESET) {
-        uint32_t was = load32(&my_side(c)->reset);
-        while (was != RESET_TOLD &&
-               !__atomic_compare_exchange_n(&my_side(c)->reset, &was, RESET_TOLD, 0,
-                                            __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-            ;
-    }
+    if (r == -ECONNRESET)
+        __atomic_store_n(&my_side(c)->reset, RESET_TOLD, __ATOMIC_RELEASE);
     return r;
 }
 
@@ -630,10 +632,6 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
 
 /* ---- writing ---- */
 
-/* The server may switch once the client reads rings (and has proved itself,
- * 4.7); the client always may.  A direction shut down on TCP stays there: a
- * switch would let bytes follow the FIN, and the peer could not tell that
- * FIN from a close. */
 /* A socket on stdout or stderr, or one the program gave to fdopen(), may be
  * written by stdio, whose libc-internal write() no interposition sees: its
  * bytes go to TCP, uncounted and, after a switch, behind the ring's (git's
@@ -646,6 +644,10 @@ int sock_stdio_may_write(struct lf_sock *s)
            fdtable_holds(STDERR_FILENO, s);
 }
 
+/* The server may switch once the client reads rings (and has proved itself,
+ * 4.7); the client always may.  A direction shut down on TCP stays there: a
+ * switch would let bytes follow the FIN, and the peer could not tell that
+ * FIN from a close. */
 static void tx_maybe_switch(struct lf_conn *c, struct lf_sock *s)
 {
     struct lf_side *me = my_side(c);
@@ -807,9 +809,7 @@ int conn_shut_rd(struct lf_conn *c)
  * shutdown(); the doorbell's news bit sends our epoll sets to this slot. */
 static void wake_own_waiters(struct lf_conn *c)
 {
-    uint64_t one = 1;
-    link_note_news(c->link, c->me, c->slot);
-    (void)!libc.write(conn_bell_mine(c), &one, sizeof one);
+    ring_side(c, c->me, conn_bell_mine(c));
 }
 
 int conn_shutdown(struct lf_sock *s, int fd, int how)

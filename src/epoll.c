@@ -1226,15 +1226,12 @@ static int translate(struct ep_set *e, struct epoll_event *kev, int nk, struct e
     return n;
 }
 
-static int kernel_wait(int epfd, struct epoll_event *out, int n, int max, int timeout,
-                       const sigset_t *mask)
+/* The kernel's k events in kev, as the program's, after the first n of out
+ * (kev may be out + n: each event gives at most one, at or before its own
+ * index). */
+static int kernel_events(int epfd, struct epoll_event *kev, int k, struct epoll_event *out,
+                         int n, int max)
 {
-    struct epoll_event kev[64];
-    int room = max - n < 64 ? max - n : 64;
-    int k = mask ? libc.epoll_pwait(epfd, kev, room, timeout, mask)
-                 : libc.epoll_wait(epfd, kev, room, timeout);
-    if (k < 0)
-        return -1;
     lf_lock(&ep_lock);
     struct ep_set *e = find_set(epfd, 0);
     if (e) {
@@ -1248,6 +1245,16 @@ static int kernel_wait(int epfd, struct epoll_event *out, int n, int max, int ti
             out[n++] = kev[i];
     lf_unlock(&ep_lock);
     return n;
+}
+
+static int kernel_wait(int epfd, struct epoll_event *out, int n, int max, int timeout,
+                       const sigset_t *mask)
+{
+    struct epoll_event kev[64];
+    int room = max - n < 64 ? max - n : 64;
+    int k = mask ? libc.epoll_pwait(epfd, kev, room, timeout, mask)
+                 : libc.epoll_wait(epfd, kev, room, timeout);
+    return k < 0 ? -1 : kernel_events(epfd, kev, k, out, n, max);
 }
 
 /* What the set holds, for lf_epoll_wait's choices. */
@@ -1413,25 +1420,14 @@ static int has_regs(int epfd)
 /* A wait made as the kernel's alone (the set held nothing of ours when it
  * began) may return entries another thread added meanwhile for a socket of
  * ours: they carry our addresses, not the program's data (apache's event
- * MPM crashed on them).  So what such a wait returns, once the set has
- * records, is translated as kernel_wait does, in place (each event gives at
- * most one, at or before its own index). */
+ * MPM crashed on them).  So what such a wait returns is translated as
+ * kernel_wait's is, in place, once any set of ours exists. */
 static int late_translate(int epfd, struct epoll_event *out, int k, int max)
 {
     if (k <= 0 || !__atomic_load_n(&sets, __ATOMIC_ACQUIRE))
         return k;
-    lf_lock(&ep_lock);
-    struct ep_set *e = find_set(epfd, 0);
-    if (e && (e->regs || e->watching)) {
-        int news = 0, not_ready, costly;
-        this_call = __atomic_add_fetch(&wait_calls, 1, __ATOMIC_RELAXED);
-        k = translate(e, out, k, out, 0, max, &news);
-        if (news)
-            k = collect(e, out, k, max, &not_ready, &costly);
-        refresh(e);
-    }
-    lf_unlock(&ep_lock);
-    return k;
+    this_call = __atomic_add_fetch(&wait_calls, 1, __ATOMIC_RELAXED);
+    return kernel_events(epfd, out, k, out, 0, max);
 }
 
 static int lf_epoll_wait(int epfd, struct epoll_event *out, int max, int timeout,
@@ -1550,10 +1546,12 @@ LF_EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max, const stru
     *(void **)&real = dlsym_next_cached(&slot, "epoll_pwait2");
     int kernels = max <= 0 || !has_regs(epfd);
     uint64_t start = kernels ? monotonic_ns() : 0;
-    int k = kernels ? real(epfd, ev, max, t, mask) : 0;
-    int n = kernels ? late_translate(epfd, ev, k, max) : 0;
-    if (kernels && (n || k <= 0))
-        return n;
+    if (kernels) {
+        int k = real(epfd, ev, max, t, mask);
+        int n = late_translate(epfd, ev, k, max);
+        if (n || k <= 0)
+            return n;
+    }
     if (t && (t->tv_sec < 0 || t->tv_nsec < 0 || t->tv_nsec >= 1000000000))
         return errno = EINVAL, -1;
     int ms = -1;
@@ -1561,7 +1559,6 @@ LF_EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max, const stru
         uint64_t want = (uint64_t)t->tv_sec * 1000 + ((uint64_t)t->tv_nsec + 999999) / 1000000;
         ms = want > INT32_MAX ? INT32_MAX : (int)want;
     }
-    if (kernels)   /* only entries of ours came (late_translate): the rest of the wait, as ours */
-        ms = t && !t->tv_sec && !t->tv_nsec ? 0 : ms_left(ms, start);
-    return lf_epoll_wait(epfd, ev, max, ms, mask);
+    /* only entries of ours came (late_translate): the rest of the wait, as ours */
+    return lf_epoll_wait(epfd, ev, max, kernels ? ms_left(ms, start) : ms, mask);
 }

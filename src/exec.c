@@ -19,7 +19,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <signal.h>
 #include <spawn.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -173,7 +172,18 @@ static int note_stale(pid_t p)
     return !(flags & 0x40);   /* PF_FORKNOEXEC */
 }
 
-static int vfork_noted(pid_t self, int fd, struct lf_sock **s);
+/* What fd is in this vfork child, when noted: 1 and *s (a use, or NULL). */
+static int vfork_noted(pid_t self, int fd, struct lf_sock **s)
+{
+    for (int i = 0; i < VFORK_NOTES; i++)
+        if (__atomic_load_n(&vfork_notes[i].pid, __ATOMIC_ACQUIRE) == self && vfork_notes[i].fd == fd) {
+            *s = vfork_notes[i].s;
+            if (*s)
+                __atomic_add_fetch(&(*s)->users, 1, __ATOMIC_ACQ_REL);
+            return 1;
+        }
+    return 0;
+}
 
 void vfork_note_dup(int oldfd, int fd)
 {
@@ -198,19 +208,6 @@ void vfork_note_dup(int oldfd, int fd)
     }
     if (s)
         sock_put(s);   /* no room: its exec will not describe it; the parent's tables stay right */
-}
-
-/* What fd is in this vfork child, when noted: 1 and *s (a use, or NULL). */
-static int vfork_noted(pid_t self, int fd, struct lf_sock **s)
-{
-    for (int i = 0; i < VFORK_NOTES; i++)
-        if (__atomic_load_n(&vfork_notes[i].pid, __ATOMIC_ACQUIRE) == self && vfork_notes[i].fd == fd) {
-            *s = vfork_notes[i].s;
-            if (*s)
-                __atomic_add_fetch(&(*s)->users, 1, __ATOMIC_ACQ_REL);
-            return 1;
-        }
-    return 0;
 }
 
 /* fdtable_for_each gives socks, not numbers: walk the numbers ourselves.

@@ -199,42 +199,33 @@ void pending_before_fork(void)
     fdtable_for_each_fd(0, ~0u, settle_one);
 }
 
-/* Descriptors about to be sent with SCM_RIGHTS: the receiver gets a plain
- * socket (nothing tells its loopfast about our rings), so a connection
- * that has not switched yet stays off the rings for good: a pending client
- * gives up, a server end revokes an answer its client has not taken. */
-static void stay_plain_locked(struct lf_sock *s)
+/* A connection that has not switched yet stays off the rings for good: a
+ * pending client gives up, a server end revokes an answer its client has
+ * not taken.  `handed`: its descriptor is about to be sent with SCM_RIGHTS
+ * (the receiver gets a plain socket: nothing tells its loopfast about our
+ * rings, and its flags are the receiver's too). */
+static void stay_plain(int fd, int handed)
 {
+    struct lf_sock *s = fdtable_acquire(fd);
+    if (!s)
+        return;
+    lf_lock(&s->lock);
+    if (handed)
+        __atomic_store_n(&s->desc_own, 0, __ATOMIC_RELEASE);
     if (sock_kind(s) == LF_PENDING)
         handshake_give_up(s);
     else if (sock_kind(s) == LF_FAST)
         handshake_hand_off(s->conn);
-}
-
-static void hand_off_one(int fd)
-{
-    struct lf_sock *s = fdtable_acquire(fd);
-    if (!s)
-        return;
-    lf_lock(&s->lock);
-    __atomic_store_n(&s->desc_own, 0, __ATOMIC_RELEASE);   /* its flags are the receiver's too */
-    stay_plain_locked(s);
     lf_unlock(&s->lock);
     sock_put(s);
 }
 
-/* A connection not switched yet stays on TCP for good: O_ASYNC asks the
- * kernel for SIGIO when data comes, which it cannot see on a ring; stdio
- * reads with libc's internal read(), which no interposition sees. */
+/* O_ASYNC asks the kernel for SIGIO when data comes, which it cannot see on
+ * a ring; stdio reads with libc's internal read(), which no interposition
+ * sees: such a connection stays on TCP if it has not switched yet. */
 void pending_stay_plain(int fd)
 {
-    struct lf_sock *s = fdtable_acquire(fd);
-    if (!s)
-        return;
-    lf_lock(&s->lock);
-    stay_plain_locked(s);
-    lf_unlock(&s->lock);
-    sock_put(s);
+    stay_plain(fd, 0);
 }
 
 void pending_hand_off(const struct msghdr *msg)
@@ -249,7 +240,7 @@ void pending_hand_off(const struct msghdr *msg)
         for (size_t i = 0; i < n; i++) {
             int fd;
             memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-            hand_off_one(fd);
+            stay_plain(fd, 1);
         }
     }
 }

@@ -145,6 +145,22 @@ static inline int connect_to(const struct sockaddr_storage *addr, socklen_t len,
     return fd;
 }
 
+/* A forked server process running server(listener), which must exit, and
+ * a client connected to it from here: the client's descriptor, and in
+ * *pid the server's. */
+static inline int connect_to_forked(int optin, void (*server)(int listener), pid_t *pid)
+{
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int l;
+    *pid = fork_with_listener(optin, &addr, &len, &l);
+    if (*pid == 0) {
+        server(l);
+        _exit(99);
+    }
+    return connect_to(&addr, len, optin);
+}
+
 /* Echoes everything until EOF; exits with 10 + is_fast (so the parent
  * learns whether the server's end was fast). */
 /* Echoes on c until end of stream: 10 + is_fast, or 3 (a write failed), 4

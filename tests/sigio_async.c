@@ -34,13 +34,8 @@ static void server(int l)
 
 static void run(int optin, int by_ioctl)
 {
-    struct sockaddr_storage addr;
-    socklen_t len;
-    int l;
-    pid_t pid = fork_with_listener(optin, &addr, &len, &l);
-    if (pid == 0)
-        server(l);
-    int fd = connect_to(&addr, len, optin);
+    pid_t pid;
+    int fd = connect_to_forked(optin, server, &pid);
     CHECK(fcntl(fd, F_SETOWN, getpid()) == 0, "F_SETOWN");
     if (by_ioctl) {
         int on = 1;

@@ -99,13 +99,8 @@ static void reading_server(int l)
 
 static void run_client_stdio(int optin)
 {
-    struct sockaddr_storage addr;
-    socklen_t len;
-    int l;
-    pid_t pid = fork_with_listener(optin, &addr, &len, &l);
-    if (pid == 0)
-        reading_server(l);
-    int fd = connect_to(&addr, len, optin);
+    pid_t pid;
+    int fd = connect_to_forked(optin, reading_server, &pid);
     FILE *f = fdopen(dup(fd), "w");
     CHECK(f, "fdopen");
     char x;
@@ -143,13 +138,8 @@ static void fgets_server(int l)
 
 static void run_fgets(int optin)
 {
-    struct sockaddr_storage addr;
-    socklen_t len;
-    int l;
-    pid_t pid = fork_with_listener(optin, &addr, &len, &l);
-    if (pid == 0)
-        fgets_server(l);
-    int fd = connect_to(&addr, len, optin);
+    pid_t pid;
+    int fd = connect_to_forked(optin, fgets_server, &pid);
     char hi[2];
     CHECK(read_full(fd, hi, 2) == 2, "greeting");   /* the server has its FILE by then */
     static const char *lines[] = { "one\n", "two\n", "three\n" };

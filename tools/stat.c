@@ -42,16 +42,15 @@ static int seen(ino_t ino)
     return 0;
 }
 
-/* Does the process that last took an end still exist?  (A holder that
- * exited without close() leaves its count behind until another holder lets
- * go: docs/design.md 7.) */
 static int pid_alive(int pid)
 {
     return kill(pid, 0) == 0 || errno == EPERM;
 }
 
 /* Is any process that holds the end (those listed in its line, and the one
- * that last took it) still there?  When none is known: yes. */
+ * that last took it) still there?  When none is known: yes.  (A holder
+ * that exited without close() leaves its count behind until another
+ * holder lets go: docs/design.md 7.) */
 static int taker_alive(const struct lf_shared *h, int side)
 {
     int known = 0;
