@@ -579,6 +579,8 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
     int timeout = -2;
     uint64_t deadline = 0;
     size_t target = rx_target(c, fd, msg);
+    struct lf_caught call;
+    caught_now(&call);
     for (;;) {
         int below_mark = rx_short(c, target);
         r = c->broken ? -ECONNRESET : below_mark ? -EAGAIN : rx_step(c, fd, msg, flags);
@@ -601,7 +603,7 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
                 deadline = timeout < 0 ? 0 : monotonic_ns() + (uint64_t)timeout * 1000000;
             }
             dir_unlock(c, DIR_RX, hold);   /* others may read meanwhile, as from the kernel */
-            int w = wait_for(c, fd, 0, target, sleep_ms(c, deadline), &tev);
+            int w = wait_for(c, fd, 0, target, sleep_ms(c, deadline), &call, !deadline, &tev);
             hold = dir_lock(c, DIR_RX, -1, 0);
             /* a sleep cut short (sleep_ms) is no timeout */
             if (w < 0 && !(w == -EAGAIN && (!deadline || monotonic_ns() < deadline))) {
@@ -714,6 +716,8 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
     size_t want = iov_total(msg->msg_iov, msg->msg_iovlen), done = 0;
     int timeout = -2;
     uint64_t deadline = 0;
+    struct lf_caught call;
+    caught_now(&call);
     while (done < want) {
         if (c->broken)
             return done ? (ssize_t)done : -ECONNRESET;
@@ -756,7 +760,7 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
         }
         short tev;
         dir_unlock(c, DIR_TX, *hold);   /* others may write meanwhile, as to the kernel */
-        int w = wait_for(c, fd, 1, 1, sleep_ms(c, deadline), &tev);
+        int w = wait_for(c, fd, 1, 1, sleep_ms(c, deadline), &call, !deadline, &tev);
         *hold = dir_lock(c, DIR_TX, -1, 0);
         if (w < 0 && w != -EAGAIN)
             return done ? (ssize_t)done : w;

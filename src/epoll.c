@@ -1468,6 +1468,8 @@ static int lf_epoll_wait(int epfd, struct epoll_event *out, int max, int timeout
      * event); not on every call: a system call costs 0.3-2 us, a fast event
      * tens of nanoseconds (redis-benchmark -c 1 asks twice a request). */
     struct set_state st;
+    struct lf_caught call;   /* a handler run from here on ends the call (signals.c) */
+    caught_now(&call);
     int looked = kernel_look_due(), n = 0;
     if (looked && (n = kernel_wait(epfd, out, 0, max, 0, NULL)) < 0)
         return -1;
@@ -1510,7 +1512,14 @@ static int lf_epoll_wait(int epfd, struct epoll_event *out, int max, int timeout
         int sleep = timeout_min(recheck, left);
         if (st.stuck && (sleep < 0 || sleep > 10))
             sleep = 10;   /* see to_inner */
-        n = kernel_wait(epfd, out, 0, max, trim_before_sleep(sleep), mask);
+        sleep = trim_before_sleep(sleep);
+        struct lf_sleep sl;
+        if ((n = sleep_begin(&sl, &call, 0, mask)) == 0) {
+            n = kernel_wait(epfd, out, 0, max, sleep, sl.mask);
+            sleep_end(&sl);
+        } else {
+            errno = -n, n = -1;
+        }
         __atomic_sub_fetch(&sleepers, 1, __ATOMIC_SEQ_CST);
         if (n != 0 || left == 0)
             return n;

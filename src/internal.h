@@ -715,11 +715,20 @@ void barrier_withdrawn(void);        /* once, after withdrawing, before seccomp 
 uint64_t spin_deadline(void);
 /* Spins on shared memory for LOOPFAST_SPIN_US; 1 if news came meanwhile. */
 int wait_spin(struct lf_conn *c, int for_write, size_t rx_want);
+/* A blocking call's counts of the thread's handlers run, when it began, and
+ * a sleep's signal mask (signals.c). */
+struct lf_caught { unsigned caught, unrestarted; };
+struct lf_sleep {
+    const sigset_t *mask;   /* for the sleep's system call; NULL: poll(), epoll_wait() */
+    sigset_t old;
+    int blocked;
+};
 /* Sleeps on the doorbell and the TCP socket.  Returns 0 after any news,
- * -EAGAIN on timeout, -EINTR on a signal. `tcp_events` gets what the TCP
- * socket reported. */
+ * -EAGAIN on timeout, -EINTR when a handler ended the call (since `call`
+ * began: signals.c). `tcp_events` gets what the TCP socket reported. */
 int wait_for(struct lf_conn *c, int fd, int for_write, size_t rx_want, int timeout_ms,
-             short *tcp_events);
+             struct lf_caught *call, int restartable, short *tcp_events);
+int poll_for_call(struct pollfd *p, nfds_t n, int timeout_ms, int restartable);
 /* What a thread sleeps on for c's doorbell, in poll() beside the TCP socket:
  * its wait epoll holding the doorbell (never read), or where none can be had
  * the doorbell itself; bell_after_wake when it was readable.  While any wait
@@ -774,9 +783,16 @@ int sandbox_sigpipe_ignored(void);
 ssize_t sandbox_recv_nowait(int fd, struct msghdr *m, int flags);
 ssize_t sandbox_send(int fd, const struct msghdr *m, int flags);
 
-/* ---- signals.c ---- */
-void signal_wait_begin(void);
-int signal_restarts(void);
+/* ---- signals.c: handlers caught while a blocking call waits ---- */
+void caught_now(struct lf_caught *call);
+/* Before a sleep (restartable: a read or write without a socket timeout,
+ * whose SA_RESTART handlers do not end it): -EINTR when a handler ended the
+ * call already; else 0, signals blocked until sleep_end. */
+int sleep_begin(struct lf_sleep *sl, const struct lf_caught *call, int restartable,
+                const sigset_t *caller_mask);
+void sleep_end(struct lf_sleep *sl);
+/* After the sleep's EINTR: 1 when the call ends, 0 when it goes on. */
+int call_interrupted(struct lf_caught *call, int restartable);
 
 /* ---- exec.c ---- */
 void exec_import(void);

@@ -123,10 +123,7 @@ static int pending_wait_writable(int fd)
     int timeout = sock_timeout_ms(fd, SO_SNDTIMEO);
     int r;
     reap_now();
-    do {
-        signal_wait_begin();
-        r = libc.poll(&p, 1, timeout);
-    } while (r < 0 && errno == EINTR && signal_restarts());
+    r = poll_for_call(&p, 1, timeout, timeout < 0);
     if (r < 0)
         return -errno;
     return r == 0 ? -EAGAIN : 0;

@@ -187,6 +187,8 @@ static int remaining_ms(uint64_t deadline)
 static int poll_tracked(struct poll_set *ps, int timeout_ms, const sigset_t *mask)
 {
     uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : monotonic_ns() + (uint64_t)timeout_ms * 1000000;
+    struct lf_caught call;   /* a handler run from here on ends the call (signals.c) */
+    caught_now(&call);
     int r = kernel_poll(ps, 0, NULL);
     if (r < 0)
         return r;
@@ -206,7 +208,11 @@ static int poll_tracked(struct poll_set *ps, int timeout_ms, const sigset_t *mas
         int wait = fast_ready(ps) ? 0 : remaining_ms(deadline);
         wait = timeout_min(wait, recheck);
         wait = trim_before_sleep(wait);
-        int k = kernel_poll(ps, wait, mask);
+        struct lf_sleep sl;
+        if ((r = sleep_begin(&sl, &call, 0, mask)) < 0)
+            return errno = -r, -1;
+        int k = kernel_poll(ps, wait, sl.mask);
+        sleep_end(&sl);
         r = k < 0 ? -1 : evaluate(ps, 1);
         if (k < 0 || r || remaining_ms(deadline) == 0)
             return r;

@@ -39,7 +39,10 @@ __thread volatile int lf_signal_held LF_TLS_IE;
 static __thread sigset_t held_set;
 
 static struct sigaction app[NSIG];          /* the program's handlers */
-static __thread int last_signal;
+/* Handlers run on this thread: all, and those without SA_RESTART. */
+static __thread unsigned caught, caught_unrestarted;
+/* Signals with a handler of the program's (bit sig - 1): blocked around a sleep. */
+static uint64_t watched;
 
 static int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);
 
@@ -97,12 +100,14 @@ NO_TSAN void signal_release_held(void)
 NO_TSAN static void trampoline(int sig, siginfo_t *info, void *ctx)
 {
     int e = errno;
-    last_signal = sig;
     int later = put_back(sig, info, ctx);
     errno = e;
     if (later)
         return;
     struct sigaction *a = &app[sig];
+    caught++;
+    if (!(a->sa_flags & SA_RESTART))
+        caught_unrestarted++;
     if (a->sa_flags & SA_SIGINFO)
         a->sa_sigaction(sig, info, ctx);
     else if (a->sa_handler != SIG_DFL && a->sa_handler != SIG_IGN)
@@ -132,8 +137,14 @@ NO_TSAN LF_EXPORT int sigaction(int sig, const struct sigaction *act, struct sig
     if (r == 0) {
         if (old && old->sa_sigaction == trampoline)
             *old = prev_app;
-        if (act)
+        if (act) {
             app[sig] = *act;
+            uint64_t bit = sig <= 64 ? 1ull << (sig - 1) : 0;
+            if (wrapped(act))
+                __atomic_or_fetch(&watched, bit, __ATOMIC_RELAXED);
+            else
+                __atomic_and_fetch(&watched, ~bit, __ATOMIC_RELAXED);
+        }
     }
     return r;
 }
@@ -151,14 +162,72 @@ NO_TSAN LF_EXPORT sighandler_t signal(int sig, sighandler_t handler)
     return old.sa_handler;
 }
 
-void signal_wait_begin(void)
+/* ---- a blocking call and the signals caught while it waits ----
+ *
+ * Over the kernel, a handler that runs while a call is blocked ends it with
+ * EINTR (poll and epoll_wait always; reads and writes unless SA_RESTART and
+ * no socket timeout, signal(7)).  Our blocking calls spend part of their
+ * wait in user space (the spin, the look between two sleeps, a trim round),
+ * where a handler runs and returns into our loop: the call must notice.  So
+ * a call notes the thread's counts of handlers run when it begins, and
+ * looks again before each sleep.  A handler run after that look and before
+ * the sleep's system call would be missed: the sleep is therefore entered
+ * with the program's watched signals blocked, and the system call
+ * (ppoll, epoll_pwait, pselect) given the mask of before, so that the
+ * kernel delivers them inside it, where they end it with EINTR.  A program
+ * with no handler of its own pays no system call for this. */
+void caught_now(struct lf_caught *call)
 {
-    last_signal = 0;
+    call->caught = caught;
+    call->unrestarted = caught_unrestarted;
 }
 
-/* After poll() said EINTR: would the kernel have restarted the call? */
-int signal_restarts(void)
+static int handler_ran(const struct lf_caught *call, int restartable)
 {
-    int sig = last_signal;
-    return sig > 0 && sig < NSIG && (app[sig].sa_flags & SA_RESTART);
+    return restartable ? caught_unrestarted != call->unrestarted : caught != call->caught;
+}
+
+int sleep_begin(struct lf_sleep *sl, const struct lf_caught *call, int restartable,
+                const sigset_t *caller_mask)
+{
+    uint64_t bits = __atomic_load_n(&watched, __ATOMIC_RELAXED);
+    sl->blocked = 0;
+    sl->mask = caller_mask;
+    if (bits && !lf_confined) {
+        sigset_t block;
+        sigemptyset(&block);
+        for (int sig = 1; sig <= 64; sig++)
+            if ((bits >> (sig - 1) & 1) && !raised_by_fault(sig))
+                sigaddset(&block, sig);
+        if (pthread_sigmask(SIG_BLOCK, &block, &sl->old) == 0) {
+            sl->blocked = 1;
+            if (!caller_mask)
+                sl->mask = &sl->old;
+        }
+    }
+    if (handler_ran(call, restartable)) {
+        sleep_end(sl);
+        return -EINTR;
+    }
+    return 0;
+}
+
+void sleep_end(struct lf_sleep *sl)
+{
+    if (sl->blocked) {
+        int e = errno;
+        pthread_sigmask(SIG_SETMASK, &sl->old, NULL);
+        errno = e;
+        sl->blocked = 0;
+    }
+}
+
+int call_interrupted(struct lf_caught *call, int restartable)
+{
+    if (caught == call->caught)
+        return 1;   /* a handler not installed through us: the kernel's word */
+    if (handler_ran(call, restartable))
+        return 1;
+    call->caught = caught;   /* restarted: what comes next is judged afresh */
+    return 0;
 }

@@ -128,10 +128,7 @@ static int wait_more(struct lf_sock *s, int fd, int flags, size_t have, uint64_t
                            { .fd = fd, .events = POLLIN | POLLRDHUP } };
     int r;
     reap_now();
-    do {
-        signal_wait_begin();
-        r = libc.poll(p, 2, t);
-    } while (r < 0 && errno == EINTR && signal_restarts());
+    r = poll_for_call(p, 2, t, timeout < 0);
     if (r > 0 && p[0].revents)
         bell_after_wake(c, wfd);
     if (r < 0 || p[1].revents || (r == 0 && peek_time_left(s, fd, deadline) == 0))

@@ -335,6 +335,23 @@ static int poll_in_groups(struct pollfd *p, nfds_t n, int timeout_ms, const sigs
     }
 }
 
+/* One sleep of a blocking call that loops on news itself; a handler with
+ * SA_RESTART restarts it when `restartable`, as the kernel restarts a read. */
+int poll_for_call(struct pollfd *p, nfds_t n, int timeout_ms, int restartable)
+{
+    struct lf_caught call;
+    caught_now(&call);
+    int r;
+    do {
+        struct lf_sleep sl;
+        if ((r = sleep_begin(&sl, &call, restartable, NULL)) < 0)
+            return errno = -r, -1;
+        r = poll_raw(p, n, timeout_ms, sl.mask);
+        sleep_end(&sl);
+    } while (r < 0 && errno == EINTR && !call_interrupted(&call, restartable));
+    return r;
+}
+
 int poll_fitting(struct pollfd *p, nfds_t n, nfds_t must_fit, int timeout_ms, const sigset_t *mask,
                  int (*news)(void *), void *arg)
 {
@@ -357,7 +374,7 @@ static int wait_news(void *arg)
 
 /* Sleeps on the doorbell and the TCP socket; 0 after any news. */
 int wait_for(struct lf_conn *c, int fd, int for_write, size_t rx_want, int timeout_ms,
-             short *tcp_events)
+             struct lf_caught *call, int restartable, short *tcp_events)
 {
     struct wait_news news = { c, for_write, rx_want };
     *tcp_events = 0;
@@ -375,9 +392,14 @@ int wait_for(struct lf_conn *c, int fd, int for_write, size_t rx_want, int timeo
     uint64_t end = timeout_ms > 0 ? monotonic_ns() + (uint64_t)timeout_ms * 1000000 : 0;
     reap_now();
     for (;;) {   /* a sleep cut short to trim idle rings (trim.c) is no timeout */
-        signal_wait_begin();
-        r = poll_fitting(p, 2, 0, t = trim_before_sleep(left), NULL, wait_news, &news);
-        if (!(r < 0 && errno == EINTR && signal_restarts()) && !(r == 0 && t != left))
+        struct lf_sleep sl;
+        t = trim_before_sleep(left);
+        if ((r = sleep_begin(&sl, call, restartable, NULL)) < 0)
+            return r;
+        r = poll_fitting(p, 2, 0, t, sl.mask, wait_news, &news);
+        sleep_end(&sl);
+        if (!(r < 0 && errno == EINTR && !call_interrupted(call, restartable)) &&
+            !(r == 0 && t != left))
             break;
         uint64_t now = end ? monotonic_ns() : 0;
         left = !end ? left : now >= end ? 0 : (int)((end - now + 999999) / 1000000);
