@@ -572,6 +572,8 @@ static int rx_short(struct lf_conn *c, size_t target)
 ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
 {
     struct lf_conn *c = s->conn;
+    if (__atomic_load_n(&c->held, __ATOMIC_RELAXED))
+        handshake_consent(c);   /* read through us, not stdio: its client may switch */
     struct dir_hold hold = dir_lock(c, DIR_RX, fd, flags);
     if (hold.refused)
         return -EAGAIN;

@@ -617,6 +617,9 @@ static void import_one(const char *item, struct imported *seen, int *nseen, int 
         c->nonce = nonce;
         if (!proved)   /* the client's line stays zeros until its proof */
             c->peer_line = NULL;
+        /* held before the exec: our first read lets its client take it */
+        uint64_t offer = __atomic_load_n(&c->sh->offer, __ATOMIC_ACQUIRE);
+        c->held = nonce && offer == (nonce << 2 | OFFER_HELD);
     }
     uint32_t *promise = &c->sh->side[me].arms_with_mb;
     if (!barrier_promise() && __atomic_load_n(promise, __ATOMIC_RELAXED)) {
@@ -652,4 +655,5 @@ void exec_import(void)
         else
             import_one(item, seen, &nseen, 64);
     free(list);
+    pending_on_stdin(STDIN_FILENO);   /* an inetd's service: stdio may read it past us */
 }

@@ -158,6 +158,8 @@ struct lf_sock *sock_new(int kind)
     s->conn = NULL;
     s->req_link = NULL;
     s->req_slot = -1;
+    s->held = NULL;
+    s->held_tries = 0;
     s->dst.ss_family = AF_UNSPEC;
     s->dst_alone = 0;
     s->born_forks = __atomic_load_n(&lf_forks, __ATOMIC_RELAXED);

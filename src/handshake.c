@@ -499,8 +499,10 @@ static void believe_client(struct lf_conn *c)
  * this call revoked it (and gave that part back). */
 static int revoke_answer(struct lf_conn *c)
 {
-    uint64_t offered = c->nonce << 2 | OFFER_OFFERED;
+    uint64_t offered = c->nonce << 2 | OFFER_OFFERED, held = c->nonce << 2 | OFFER_HELD;
     if (!__atomic_compare_exchange_n(&c->sh->offer, &offered, c->nonce << 2 | OFFER_REVOKED, 0,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_RELAXED) &&
+        !__atomic_compare_exchange_n(&c->sh->offer, &held, c->nonce << 2 | OFFER_REVOKED, 0,
                                      __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
         return 0;
     link_give_back(c);
@@ -538,6 +540,33 @@ void handshake_hand_off(struct lf_conn *c)
 {
     if (c->me == LF_SERVER && c->nonce && !__atomic_load_n(&c->peer_line, __ATOMIC_ACQUIRE))
         revoke_answer(c);
+}
+
+/* A server end that lands on stdin (an inetd's service, sshd's re-exec) may
+ * be read by stdio, with libc's internal read(), which passes us by: while
+ * its client has not taken the answer, the offer is held, and the client
+ * keeps asking on TCP until a read of ours shows the program reads it
+ * through us (handshake_consent).  A service that reads with fgets(stdin)
+ * never does, and its connection stays the kernel's (4.3). */
+void handshake_hold(struct lf_conn *c)
+{
+    if (c->me != LF_SERVER || !c->nonce || __atomic_load_n(&c->peer_line, __ATOMIC_ACQUIRE))
+        return;
+    uint64_t offered = c->nonce << 2 | OFFER_OFFERED, held = c->nonce << 2 | OFFER_HELD;
+    __atomic_compare_exchange_n(&c->sh->offer, &offered, held, 0, __ATOMIC_ACQ_REL,
+                                __ATOMIC_RELAXED);
+    __atomic_store_n(&c->held, __atomic_load_n(&c->sh->offer, __ATOMIC_ACQUIRE) == held,
+                     __ATOMIC_RELAXED);
+}
+
+void handshake_consent(struct lf_conn *c)
+{
+    __atomic_store_n(&c->held, 0, __ATOMIC_RELAXED);
+    if (!c->nonce)
+        return;
+    uint64_t held = c->nonce << 2 | OFFER_HELD;
+    __atomic_compare_exchange_n(&c->sh->offer, &held, c->nonce << 2 | OFFER_OFFERED, 0,
+                                __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
 }
 
 /* The last moment recvmsg is allowed (sandbox.c): a proof already queued is
@@ -643,16 +672,16 @@ static int send_proof(struct lf_conn *c, uint64_t nonce, int fd)
     return c->link->chan >= 0 ? handshake_send_fds(c->link->chan, &p, sizeof p, &fd, 1) : -1;
 }
 
-/* Our part of the slot's lease, offered under the answer's nonce: taken,
+/* Our part of the slot's lease, offered under the answer's nonce: taken (0),
  * unless the server revoked it meanwhile (its end went) or the slot
- * already serves a later answer. */
+ * already serves a later answer (-1), or the server holds it (-2). */
 static int take_offer(struct lf_conn *c, uint64_t nonce)
 {
-    uint64_t offered = nonce << 2 | OFFER_OFFERED;
-    return __atomic_compare_exchange_n(&c->sh->offer, &offered, nonce << 2 | OFFER_TAKEN, 0,
-                                       __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)
-               ? 0
-               : -1;
+    uint64_t seen = nonce << 2 | OFFER_OFFERED;
+    if (__atomic_compare_exchange_n(&c->sh->offer, &seen, nonce << 2 | OFFER_TAKEN, 0,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return 0;
+    return seen == (nonce << 2 | OFFER_HELD) ? -2 : -1;
 }
 
 /* The slot an answer names, mapped: in a new region it carries (fd, owned
@@ -683,10 +712,11 @@ static struct lf_conn *answered_slot(const struct answer_msg *a, const int *fds,
     return c;
 }
 
-/* 1: a valid answer, now in *out; 0: nothing to read yet; -1: not an answer.
- * server: the socket at the other end of ours (NULL: unknown, refused). */
-static int read_answer(int u, int fd, const struct diag_result *server, struct lf_conn **out,
-                       int *alone)
+/* 1: a valid answer, its slot now in *out (with its proof epoll) and its
+ * nonce in *nonce; 0: nothing to read yet; -1: not an answer.  server: the
+ * socket at the other end of ours (NULL: unknown, refused). */
+static int read_answer(int u, const struct diag_result *server, struct lf_conn **out,
+                       uint64_t *nonce, int *alone)
 {
     struct answer_msg a;
     int fds[ANSWER_FDS + 1], nfds, flags;
@@ -706,24 +736,13 @@ static int read_answer(int u, int fd, const struct diag_result *server, struct l
         c = answered_slot(&a, fresh ? fds : NULL, u);
         consumed = fresh ? 4 : 0;   /* the region's are the link's now, or closed */
     }
-    if (c && take_offer(c, a.nonce) < 0) {
-        conn_free(c);   /* revoked: not ours */
-        c = NULL;
-    }
-    if (c) {
-        c->leased_by = lf_pid;   /* taken: ours to give back, whatever follows */
-        conn_holder_note(c, lf_pid);
-        if (send_proof(c, a.nonce, fd) < 0) {   /* last: a proof sent means we switch */
-            conn_free(c);
-            c = NULL;
-        }
-    }
     if (!c) {
         close_all(fds + consumed, nfds - consumed);
         return -1;
     }
     c->proof_ep = proof_ep;   /* checked: closed with the low originals (switch_to) */
     *out = c;
+    *nonce = a.nonce;
     return 1;
 }
 
@@ -760,9 +779,25 @@ static int switch_to(struct lf_sock *s, struct lf_conn *c, int fd, int spent)
     return 1;
 }
 
-int handshake_switch(struct lf_sock *s, struct lf_conn *c, uint64_t nonce, int fd)
+/* A server holds its offer only while its program has not read the
+ * connection through us (handshake_hold); one that never does (stdio) is
+ * asked this many times, and then the connection stays plain. */
+#define HELD_TRIES 64
+
+/* The answer's slot c taken and the socket switched: 1.  0: not (c freed,
+ * `spent` left to the caller), or held by its server: then s keeps c, and
+ * asks again at later calls (handshake_take_answer). */
+int handshake_switch(struct lf_sock *s, struct lf_conn *c, uint64_t nonce, int fd, int spent)
 {
-    if (take_offer(c, nonce) < 0) {
+    int r = take_offer(c, nonce);
+    if (r == -2 && s->held_tries < HELD_TRIES) {
+        s->held = c;
+        s->held_nonce = nonce;
+        s->held_tries++;
+        ownfd_adopt1(&c->proof_ep);   /* kept across calls: made high */
+        return 0;
+    }
+    if (r < 0) {
         conn_free(c);   /* revoked: not ours */
         return 0;
     }
@@ -772,7 +807,20 @@ int handshake_switch(struct lf_sock *s, struct lf_conn *c, uint64_t nonce, int f
         conn_free(c);
         return 0;
     }
-    return switch_to(s, c, fd, -1);
+    return switch_to(s, c, fd, spent);
+}
+
+/* A held answer asked again; when its server still holds it after
+ * HELD_TRIES, the connection stays plain. */
+static int take_held(struct lf_sock *s, int fd)
+{
+    struct lf_conn *c = s->held;
+    s->held = NULL;
+    if (handshake_switch(s, c, s->held_nonce, fd, -1))
+        return 1;
+    if (!s->held)
+        handshake_give_up(s);
+    return 0;
 }
 
 /* The server is looked up once per call, before the first answer is read:
@@ -796,9 +844,11 @@ int handshake_take_answer(struct lf_sock *s, int fd)
     }
     if (s->tcp_readers)
         return 0;   /* a read in flight would make the switch's byte count wrong */
+    if (s->held)
+        return take_held(s, fd);
     if (s->req_link) {
         int r = request_take(s, fd);
-        if (r || sock_kind(s) != LF_PENDING || s->offer_fd < 0)
+        if (r || s->held || sock_kind(s) != LF_PENDING || s->offer_fd < 0)
             return r;
     }
     struct diag_result server;
@@ -817,16 +867,18 @@ int handshake_take_answer(struct lf_sock *s, int fd)
         }
         s->candidates[i] = u;
         struct lf_conn *c;
-        int r = read_answer(u, fd, known > 0 ? &server : NULL, &c, &s->dst_alone);
+        uint64_t nonce;
+        int r = read_answer(u, known > 0 ? &server : NULL, &c, &nonce, &s->dst_alone);
         if (r == 0) {
             ownfd_adopt1(&s->candidates[i]);   /* kept across calls: made high */
             continue;
         }
         s->candidates[i] = -1;
-        if (r == 1)
-            return switch_to(s, c, fd, u);
-        if (r < 0)
-            libc.close_own(u);
+        if (r == 1 && handshake_switch(s, c, nonce, fd, u))
+            return 1;
+        libc.close_own(u);
+        if (s->held)
+            return 0;
     }
     for (int i = 0; i < NCANDIDATES; i++) {
         struct lf_conn *c;
@@ -836,13 +888,17 @@ int handshake_take_answer(struct lf_sock *s, int fd)
             handshake_give_up(s);
             return 0;
         }
-        int r = read_answer(s->candidates[i], fd, known > 0 ? &server : NULL, &c, &s->dst_alone);
+        uint64_t nonce;
+        int r = read_answer(s->candidates[i], known > 0 ? &server : NULL, &c, &nonce,
+                            &s->dst_alone);
         if (r == 0)
             continue;
         reap_fd(s->candidates[i]);
         s->candidates[i] = -1;
-        if (r == 1)
-            return switch_to(s, c, fd, -1);
+        if (r == 1 && handshake_switch(s, c, nonce, fd, -1))
+            return 1;
+        if (s->held)
+            return 0;
     }
     return 0;
 }
@@ -853,6 +909,10 @@ void handshake_give_up(struct lf_sock *s)
 {
     if (s->req_link)
         request_withdraw(s);
+    if (s->held) {
+        conn_free(s->held);   /* never taken: its server revokes it */
+        s->held = NULL;
+    }
     for (int i = 0; i < NCANDIDATES; i++) {
         reap_fd(s->candidates[i]);
         s->candidates[i] = -1;
@@ -879,6 +939,10 @@ void handshake_keep_region(struct lf_sock *s)
     if (sock_kind(s) != LF_PENDING || s->offer_fd < 0 || !s->dst.ss_family || lf_confined ||
         link_knows_dst(&s->dst))   /* kept already, or its server does not accept alone */
         return;
+    if (s->held) {
+        link_note_dst(s->held->link, &s->dst, s->dst_alone);
+        return;
+    }
     int u = -1, accepted = 0;   /* a candidate stays one: handshake_give_up closes it */
     for (int i = 0; i < NCANDIDATES && u < 0; i++)
         u = s->candidates[i];

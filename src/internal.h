@@ -210,7 +210,8 @@ struct lf_shared {
      * -1: its proof is an epoll on the region's channel. */
     int32_t server_fd;
 };
-enum { OFFER_OFFERED = 1, OFFER_TAKEN = 2, OFFER_REVOKED = 3 };
+/* HELD: offered, but not to be taken yet (a server end on stdin: 4.3) */
+enum { OFFER_HELD = 0, OFFER_OFFERED = 1, OFFER_TAKEN = 2, OFFER_REVOKED = 3 };
 _Static_assert(sizeof(struct lf_shared) <= LF_HEADER_SIZE, "header fits a page");
 
 
@@ -416,6 +417,7 @@ struct lf_conn {
     uint64_t nonce;               /* server: the answer's (0: none sent), names its proof */
     int refused;                  /* server: the client's proof did not come first: for good */
     int proof_deferred;           /* server: its proof could not be read yet (no descriptor) */
+    int held;                     /* server: its offer is held until it is read by us (4.3) */
     pthread_mutex_t proof_lock;
     int ep_idle;                  /* epoll.c: idle records counting on this connection's doorbells */
     void *ep_idle_regs;           /* epoll.c: those records, under epoll's lock */
@@ -543,6 +545,11 @@ struct lf_sock {
     uint64_t req_word;        /* what we wrote in request[req_idx] */
     uint32_t req_idx;
     int req_slot;             /* the slot the server answered (-1: none seen yet) */
+    /* PENDING: an answer whose server holds its offer (handshake.c: a
+     * server end on stdin), asked again at later calls */
+    struct lf_conn *held;
+    uint64_t held_nonce;
+    int held_tries;
     struct sockaddr_storage dst;   /* PENDING: where it connected */
     int dst_alone;            /* PENDING: its answer came from a listener alone (ANSWER_ALONE) */
     unsigned born_forks;      /* lf_forks when it was made: a listener older than a fork is shared */
@@ -610,6 +617,8 @@ int handshake_take_answer(struct lf_sock *s, int fd);
  * client never switched, nor will: both directions are the kernel's alone) */
 int handshake_unanswered(struct lf_conn *c);
 void handshake_hand_off(struct lf_conn *c);   /* sent away (SCM_RIGHTS) before its switch */
+void handshake_hold(struct lf_conn *c);       /* on stdin: not switched until read by us */
+void handshake_consent(struct lf_conn *c);    /* read by us: the held offer may be taken */
 
 /* ---- answer.c: the messages and the server's proof, as received ---- */
 /* The answer: the region's memfd, the server's doorbell and the client's,
@@ -655,7 +664,7 @@ ssize_t handshake_recv_fds(int u, void *buf, size_t len, int flags, int *fds, in
                            int *msg_flags);
 /* the client's end of an answer it checked (its part of the lease taken,
  * its proof sent, the socket switched): 1, or 0 and c freed */
-int handshake_switch(struct lf_sock *s, struct lf_conn *c, uint64_t nonce, int fd);
+int handshake_switch(struct lf_sock *s, struct lf_conn *c, uint64_t nonce, int fd, int spent);
 uint64_t handshake_sockfs_dev(void);   /* sockfs's device, as fdinfo prints it */
 int handshake_server_end(struct lf_conn *c, int fd, const struct diag_result *client,
                          const struct sockaddr_storage ends[2]);
@@ -762,6 +771,7 @@ int pending_shutdown(struct lf_sock *s, int fd, int how);
 void pending_before_fork(void);
 void pending_hand_off(const struct msghdr *msg);   /* its SCM_RIGHTS stay off the rings */
 void pending_stay_plain(int fd);   /* O_ASYNC, stdio reads: off the rings if not switched yet */
+void pending_on_stdin(int fd);     /* fd is stdin now: stdio may read it (handshake_hold) */
 
 /* ---- socket.c: one call on a descriptor we track, whatever its kind ---- */
 ssize_t sock_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags);

@@ -634,6 +634,8 @@ static int track_dup(int oldfd, int newfd)
     if (s) {
         fdtable_set(newfd, s);
         sock_put(s);
+        if (newfd == STDIN_FILENO)
+            pending_on_stdin(newfd);   /* stdio may read it past us */
     }
     return newfd;
 }

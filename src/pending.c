@@ -31,7 +31,7 @@ static int may_switch(const struct lf_sock *s, int is_send)
 /* An answer is queued, or a connection to the offer that will carry one. */
 static int answer_may_be_queued(struct lf_sock *s)
 {
-    if (s->req_link && request_answered(s))
+    if (s->held || (s->req_link && request_answered(s)))
         return 1;
     for (int i = 0; i < 4; i++)
         if (s->candidates[i] >= 0)
@@ -49,8 +49,8 @@ static void after_tcp_input(struct lf_sock *s, int fd)
         return;
     if (s->req_link && !request_answered(s))
         request_missed(s);   /* another process accepted it; its offer may be answered */
-    if (may_switch(s, 0) ? handshake_take_answer(s, fd) : answer_may_be_queued(s))
-        return;
+    if (may_switch(s, 0) ? handshake_take_answer(s, fd) || s->held : answer_may_be_queued(s))
+        return;   /* an answer its server holds is asked again (handshake_switch) */
     handshake_give_up(s);
 }
 
@@ -219,10 +219,31 @@ static void stay_plain(int fd, int handed)
 
 /* O_ASYNC asks the kernel for SIGIO when data comes, which it cannot see on
  * a ring; stdio reads with libc's internal read(), which no interposition
- * sees: such a connection stays on TCP if it has not switched yet. */
+ * sees (a socket given to fdopen()): such a connection stays on TCP if it
+ * has not switched yet. */
 void pending_stay_plain(int fd)
 {
     stay_plain(fd, 0);
+}
+
+/* A socket on stdin may be read by stdio too (an inetd's service reading
+ * with fgets(stdin)), or through us (sshd re-exec'd onto its connection):
+ * a client end stays plain; a server end holds its answer until the
+ * program reads it through us (handshake_hold). */
+void pending_on_stdin(int fd)
+{
+    struct lf_sock *s = fdtable_acquire(fd);
+    if (!s)
+        return;
+    int fast = sock_kind(s) == LF_FAST && s->conn->me == LF_SERVER;
+    if (fast) {
+        lf_lock(&s->lock);
+        handshake_hold(s->conn);
+        lf_unlock(&s->lock);
+    }
+    sock_put(s);
+    if (!fast)
+        stay_plain(fd, 0);
 }
 
 void pending_hand_off(const struct msghdr *msg)

@@ -263,7 +263,8 @@ static struct lf_conn *proved_slot(struct lf_sock *s, int fd, uint32_t slot, uin
         lf_unlock(&l->chan_lock);
         uint64_t offer = __atomic_load_n(&c->sh->offer, __ATOMIC_ACQUIRE);
         *nonce = offer >> 2;
-        ok = (offer & 3) == OFFER_OFFERED && handshake_server_socket(fd, &s->dst, &server) > 0 &&
+        ok = offer >> 2 && ((offer & 3) == OFFER_OFFERED || (offer & 3) == OFFER_HELD) &&
+             handshake_server_socket(fd, &s->dst, &server) > 0 &&
              proved_by_proc(l, server_fd, &server);
     } else {
         struct link_proof got = take_recorded(l, slot);
@@ -294,9 +295,10 @@ int request_take(struct lf_sock *s, int fd)
     s->req_link = NULL;   /* the connection holds the region now, or nothing does */
     s->dst_alone = 1;     /* its server still answers here */
     link_put(l);
-    if (c && handshake_switch(s, c, nonce, fd))
+    if (c && handshake_switch(s, c, nonce, fd, -1))
         return 1;
-    handshake_give_up(s);
+    if (!s->held)
+        handshake_give_up(s);
     return 0;
 }
 
