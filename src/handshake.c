@@ -499,12 +499,13 @@ static void believe_client(struct lf_conn *c)
  * this call revoked it (and gave that part back). */
 static int revoke_answer(struct lf_conn *c)
 {
-    uint64_t offered = c->nonce << 2 | OFFER_OFFERED, held = c->nonce << 2 | OFFER_HELD;
-    if (!__atomic_compare_exchange_n(&c->sh->offer, &offered, c->nonce << 2 | OFFER_REVOKED, 0,
-                                     __ATOMIC_ACQ_REL, __ATOMIC_RELAXED) &&
-        !__atomic_compare_exchange_n(&c->sh->offer, &held, c->nonce << 2 | OFFER_REVOKED, 0,
-                                     __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
-        return 0;
+    uint64_t seen = c->nonce << 2 | OFFER_OFFERED;
+    /* Offered or held (handshake_hold): a holder's read may turn one into
+     * the other meanwhile. */
+    while (!__atomic_compare_exchange_n(&c->sh->offer, &seen, c->nonce << 2 | OFFER_REVOKED, 0,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        if (seen != (c->nonce << 2 | OFFER_OFFERED) && seen != (c->nonce << 2 | OFFER_HELD))
+            return 0;
     link_give_back(c);
     return 1;
 }

@@ -1,6 +1,13 @@
 # lib.sh - what the shell tests share: the loopfast CLI, free ports, waiting
 # for a server, the kernel's IP octet counter, cleanup.  Sourced, not run.
 set -u
+# In a network namespace of its own where possible (root, unshare and ip):
+# the IP octet counter (assert_bypassed) then counts the test's traffic
+# alone, not that of whatever else runs on the machine.
+if [ "$(id -u)" -eq 0 ] && [ -z "${LOOPFAST_TEST_NETNS:-}" ] && command -v unshare >/dev/null &&
+    command -v ip >/dev/null && unshare -n true 2>/dev/null; then
+    LOOPFAST_TEST_NETNS=1 exec unshare -n bash -c 'ip link set lo up && exec bash "$0" "$@"' "$0" "$@"
+fi
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LOOPFAST="$top/build/loopfast"
 work=$(mktemp -d /tmp/loopfast-test.XXXXXX)
