@@ -47,6 +47,10 @@ static void usage(void)
           "Then ratios against kernel TCP (latency tcp/x \"lower\", rate and stream x/tcp\n"
           "\"higher\"), loopfast against the ring (loopfast/ring), and loopfast's 64 B\n"
           "latency with LOOPFAST_SPIN_US=0 (measured by a second copy of this program).\n"
+          "loopfast and the ring are measured in 12 alternated slices each (5 with --quick),\n"
+          "and their rows and ratios are medians: a virtual machine's speed can change\n"
+          "within a second, and only neighbouring slices compare like with like; the\n"
+          "ratios' range over the slices is printed beside them.\n"
           "If loopfast's connection did not take the fast path, its row says so (fast: no)\n"
           "and measures ordinary kernel TCP.\n"
           "Per connection (tcp, unix, loopfast): a client and a server process open up to\n"
@@ -98,28 +102,125 @@ static int measure_sizes(enum transport t, const struct bench_opts *o, struct be
     return rc;
 }
 
+/* One of a transport's 64 B round trip, 64 B messages and 64 KiB stream. */
+static int measure_metric(enum transport t, enum ceiling_metric m, const struct bench_opts *o,
+                          struct bench_result *r)
+{
+    double bps = 0;
+    size_t size = m == CM_STREAM ? 65536 : 64;
+    int rc;
+    if (m == CM_LATENCY)
+        return t == T_RING ? ring_rtt(o, 64, &r->rtt_median_us, &r->rtt_p99_us)
+                           : sock_rtt(t, o, 64, &r->rtt_median_us, &r->rtt_p99_us, &r->fast);
+    rc = t == T_RING ? ring_stream(o, size, &bps) : sock_stream(t, o, size, &bps);
+    if (m == CM_MSGS)
+        r->msgs_per_s = bps / 64;
+    else
+        r->stream_gbps = bps / 1e9;
+    return rc;
+}
+
+static int measure_core(enum transport t, const struct bench_opts *o, struct bench_result *r)
+{
+    int rc = 0;
+    for (int m = 0; m < CM_COUNT; m++)
+        rc |= measure_metric(t, (enum ceiling_metric)m, o, r);
+    return rc;
+}
+
+/* What only sockets have: set-up time, and the cost of many connections. */
+static int measure_connections(enum transport t, const struct bench_opts *o,
+                               struct bench_result *r)
+{
+    int rc = 0;
+    double cpu2;   /* a connection that switches: its time is the point */
+    rc |= sock_connect_cost(t, o, 1, &r->connect_us, &r->connect_cpu_us);
+    rc |= sock_connect_cost(t, o, 2, &r->connect2_us, &cpu2);
+    return rc | sock_conn_cost(t, !o->quick, &r->cost);
+}
+
 static int measure(enum transport t, const struct bench_opts *o, struct bench_result *r)
 {
-    double msgs_bps = 0, stream_bps = 0;
-    int rc = 0;
     memset(r, 0, sizeof *r);
-    if (t == T_RING) {
-        rc |= ring_rtt(o, 64, &r->rtt_median_us, &r->rtt_p99_us);
-        rc |= ring_stream(o, 64, &msgs_bps);
-        rc |= ring_stream(o, 65536, &stream_bps);
-        r->connect_us = r->connect_cpu_us = r->connect2_us = NAN;
-    } else {
-        rc |= sock_rtt(t, o, 64, &r->rtt_median_us, &r->rtt_p99_us, &r->fast);
-        rc |= sock_stream(t, o, 64, &msgs_bps);
-        rc |= sock_stream(t, o, 65536, &stream_bps);
-        rc |= sock_connect_cost(t, o, 1, &r->connect_us, &r->connect_cpu_us);
-        double cpu2;   /* a connection that switches: its time is the point */
-        rc |= sock_connect_cost(t, o, 2, &r->connect2_us, &cpu2);
-        rc |= sock_conn_cost(t, !o->quick, &r->cost);
+    int rc = measure_core(t, o, r);
+    return rc | measure_connections(t, o, r) | measure_sizes(t, o, r);
+}
+
+double median_of(double *v, int n)
+{
+    for (int i = 1; i < n; i++)   /* a handful of values: insertion sort */
+        for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
+            double x = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = x;
+        }
+    return n ? (n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2) : NAN;
+}
+
+/* The medians over the rounds, into *r; each round's results in rounds[]. */
+static void take_medians(struct bench_result *r, const struct bench_result *rounds, int n)
+{
+    double rtt[CEILING_MAX_ROUNDS], p99[CEILING_MAX_ROUNDS], msgs[CEILING_MAX_ROUNDS],
+        stream[CEILING_MAX_ROUNDS];
+    r->fast = 1;
+    for (int i = 0; i < n; i++) {
+        rtt[i] = rounds[i].rtt_median_us;
+        p99[i] = rounds[i].rtt_p99_us;
+        msgs[i] = rounds[i].msgs_per_s;
+        stream[i] = rounds[i].stream_gbps;
+        r->fast &= rounds[i].fast;
     }
-    r->msgs_per_s = msgs_bps / 64;
-    r->stream_gbps = stream_bps / 1e9;
-    return rc | measure_sizes(t, o, r);
+    r->rtt_median_us = median_of(rtt, n);
+    r->rtt_p99_us = median_of(p99, n);
+    r->msgs_per_s = median_of(msgs, n);
+    r->stream_gbps = median_of(stream, n);
+}
+
+/* loopfast / ring of metric m. */
+static double ceiling_ratio(enum ceiling_metric m, const struct bench_result *f,
+                            const struct bench_result *c)
+{
+    if (m == CM_LATENCY)
+        return f->rtt_median_us / c->rtt_median_us;
+    return m == CM_MSGS ? f->msgs_per_s / c->msgs_per_s : f->stream_gbps / c->stream_gbps;
+}
+
+/* loopfast and the ring in short alternated slices, each metric's two right
+ * after each other (in turn which first, so that a drift favours neither):
+ * this host's speed flips between phases within a second (a cache line's
+ * round trip 180 or 720 ns), so only neighbours compare like with like.
+ * Then what only loopfast has. */
+static int measure_against_ring(const struct bench_opts *o, struct bench_result *f,
+                                struct bench_result *c)
+{
+    struct bench_result lf[CEILING_MAX_ROUNDS], ring[CEILING_MAX_ROUNDS];
+    struct bench_opts slice = *o;
+    int n = o->quick ? 5 : CEILING_MAX_ROUNDS, rc = 0;
+    slice.seconds = o->seconds / n;
+    memset(f, 0, sizeof *f);
+    memset(c, 0, sizeof *c);
+    memset(lf, 0, sizeof lf);
+    memset(ring, 0, sizeof ring);
+    for (int i = 0; i < n && rc == 0; i++)
+        for (int m = 0; m < CM_COUNT && rc == 0; m++) {
+            enum ceiling_metric cm = (enum ceiling_metric)m;
+            if ((i + m) % 2 == 0)
+                rc = measure_metric(T_LOOPFAST, cm, &slice, &lf[i]) |
+                     measure_metric(T_RING, cm, &slice, &ring[i]);
+            else
+                rc = measure_metric(T_RING, cm, &slice, &ring[i]) |
+                     measure_metric(T_LOOPFAST, cm, &slice, &lf[i]);
+            f->ceiling.ratio[m][i] = ceiling_ratio(cm, &lf[i], &ring[i]);
+        }
+    if (rc)
+        return rc;
+    f->ceiling.rounds = n;
+    take_medians(f, lf, n);
+    take_medians(c, ring, n);
+    c->fast = 0;
+    c->connect_us = c->connect_cpu_us = c->connect2_us = NAN;
+    rc |= measure_connections(T_LOOPFAST, o, f) | measure_sizes(T_LOOPFAST, o, f);
+    return rc | measure_sizes(T_RING, o, c);
 }
 
 /* The hidden `bench --internal-nospin SECONDS` of the copy started below:
@@ -208,11 +309,16 @@ static int measure_all(const struct bench_opts *o, struct bench_result *r)
 {
     int progress = isatty(STDERR_FILENO);
     for (int t = 0; t < T_COUNT; t++) {
+        if (t == T_RING)
+            continue;   /* measured with loopfast */
         if (progress)
-            fprintf(stderr, "measuring %s...\n", names[t]);
-        if (measure((enum transport)t, o, &r[t]) < 0) {
+            fprintf(stderr, "measuring %s...\n",
+                    t == T_LOOPFAST ? "loopfast and the ring, alternated" : names[t]);
+        int rc = t == T_LOOPFAST ? measure_against_ring(o, &r[t], &r[T_RING])
+                                 : measure((enum transport)t, o, &r[t]);
+        if (rc < 0) {
             fprintf(stderr, "loopfast bench: the %s transport failed; run it under strace -f "
-                    "to see why\n", names[t]);
+                    "to see why\n", t == T_LOOPFAST ? "loopfast or ring" : names[t]);
             return 1;
         }
     }

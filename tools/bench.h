@@ -35,6 +35,16 @@ struct conn_cost {
     double slab_kib[PH_COUNT];          /* the same: kernel objects such as sockets */
 };
 
+/* loopfast and the ring measured in alternated rounds (bench.c): the host's
+ * speed moves in phases (a vCPU placed near or far from the other), so each
+ * round's loopfast/ring ratio compares like with like. */
+#define CEILING_MAX_ROUNDS 12
+enum ceiling_metric { CM_LATENCY, CM_MSGS, CM_STREAM, CM_COUNT };
+struct ceiling {
+    int rounds;
+    double ratio[CM_COUNT][CEILING_MAX_ROUNDS];   /* loopfast / ring, per round */
+};
+
 struct bench_result {
     double rtt_median_us, rtt_p99_us;   /* 64 B */
     double msgs_per_s;                  /* 64 B one way */
@@ -47,6 +57,7 @@ struct bench_result {
     int nsizes;
     struct size_result sizes[8];
     struct conn_cost cost;              /* tcp, unix, loopfast */
+    struct ceiling ceiling;             /* loopfast only */
 };
 
 struct bench_opts {
@@ -65,6 +76,8 @@ const char *transport_name(enum transport t);
 /* bench_report.c: the results of all T_COUNT transports, on stdout. */
 void print_table(const struct bench_result *r);
 void print_json(const struct bench_result *r);
+/* The median of n values (sorted in place). */
+double median_of(double *v, int n);
 
 /* bench_sock.c's sockets: a listener for transport t (its address goes into
  * *addr), a connected client, TCP_NODELAY; they die on errors. */

@@ -37,9 +37,34 @@ static void print_rows(const struct bench_result *r)
     }
 }
 
+/* The median of the rounds' ratios, and their range: the spread says how
+ * much the host moved while the two were measured. */
+static void ceiling_stats(const struct ceiling *c, enum ceiling_metric m, double *median,
+                          double *lo, double *hi)
+{
+    double v[CEILING_MAX_ROUNDS];
+    for (int i = 0; i < c->rounds; i++)
+        v[i] = c->ratio[m][i];
+    *median = median_of(v, c->rounds);
+    *lo = c->rounds ? v[0] : NAN;
+    *hi = c->rounds ? v[c->rounds - 1] : NAN;
+}
+
+static void print_ceiling(const struct ceiling *c)
+{
+    double lat[3], msgs[3], stream[3];
+    ceiling_stats(c, CM_LATENCY, &lat[0], &lat[1], &lat[2]);
+    ceiling_stats(c, CM_MSGS, &msgs[0], &msgs[1], &msgs[2]);
+    ceiling_stats(c, CM_STREAM, &stream[0], &stream[1], &stream[2]);
+    printf("loopfast against the bare ring (the ceiling; median of %d alternated rounds, their "
+           "range in brackets):\n  latency %.2fx [%.2f-%.2f], messages %.0f%% [%.0f-%.0f], "
+           "stream %.0f%% [%.0f-%.0f]\n", c->rounds, lat[0], lat[1], lat[2], 100 * msgs[0],
+           100 * msgs[1], 100 * msgs[2], 100 * stream[0], 100 * stream[1], 100 * stream[2]);
+}
+
 static void print_ratios(const struct bench_result *r)
 {
-    const struct bench_result *k = &r[T_TCP], *f = &r[T_LOOPFAST], *c = &r[T_RING];
+    const struct bench_result *k = &r[T_TCP], *f = &r[T_LOOPFAST];
     printf("\nagainst kernel TCP (same run):\n");
     for (int t = T_UNIX; t < T_COUNT; t++)
         printf("  %-9s latency %6.1fx lower   messages %6.1fx higher   stream %5.1fx higher\n",
@@ -53,9 +78,7 @@ static void print_ratios(const struct bench_result *r)
            f->connect2_us, k->connect2_us);
     printf("  loopfast  with LOOPFAST_SPIN_US=0 latency %.2f us = %.2fx the kernel's\n",
            f->rtt_nospin_us, ratio(f->rtt_nospin_us, k->rtt_median_us));
-    printf("loopfast against the bare ring (the ceiling): latency %.1fx, messages %.0f%%, "
-           "stream %.0f%%\n", ratio(f->rtt_median_us, c->rtt_median_us),
-           100 * ratio(f->msgs_per_s, c->msgs_per_s), 100 * ratio(f->stream_gbps, c->stream_gbps));
+    print_ceiling(&f->ceiling);
     if (f->fast)
         printf("loopfast was on the fast path (loopfast_fd_is_fast() = 1 after warm-up)\n");
     else
@@ -301,16 +324,29 @@ static void json_against(const char *name, const struct bench_result *x,
     printf("}");
 }
 
-/* loopfast / ring for each metric: how far loopfast is from the ceiling. */
-static void json_to_ceiling(const struct bench_result *f, const struct bench_result *c)
+/* loopfast / ring for each metric, the median of the alternated rounds' ratios
+ * (how far loopfast is from the ceiling), and each round's. */
+static void json_to_ceiling(const struct ceiling *c)
 {
+    static const char *const names[CM_COUNT] = { "latency", "msgs", "stream" };
     printf("\"loopfast_vs_ring\": {");
-    jnum("latency", ratio(f->rtt_median_us, c->rtt_median_us), 3);
-    printf(", ");
-    jnum("msgs", ratio(f->msgs_per_s, c->msgs_per_s), 3);
-    printf(", ");
-    jnum("stream", ratio(f->stream_gbps, c->stream_gbps), 3);
-    printf("}");
+    for (int m = 0; m < CM_COUNT; m++) {
+        double v[CEILING_MAX_ROUNDS];
+        for (int i = 0; i < c->rounds; i++)
+            v[i] = c->ratio[m][i];
+        jnum(names[m], median_of(v, c->rounds), 3);
+        printf(", ");
+    }
+    printf("\"rounds\": [");
+    for (int i = 0; i < c->rounds; i++) {
+        printf("%s{", i ? ", " : "");
+        for (int m = 0; m < CM_COUNT; m++) {
+            printf("%s", m ? ", " : "");
+            jnum(names[m], c->ratio[m][i], 3);
+        }
+        printf("}");
+    }
+    printf("]}");
 }
 
 void print_json(const struct bench_result *r)
@@ -327,7 +363,7 @@ void print_json(const struct bench_result *r)
         json_against(transport_name(t), &r[t], k);
     }
     printf(", ");
-    json_to_ceiling(f, &r[T_RING]);
+    json_to_ceiling(&f->ceiling);
     printf(", ");
     jnum("loopfast_connect_vs_kernel", ratio(f->connect_us, k->connect_us), 3);
     printf(", ");
