@@ -22,7 +22,6 @@
 #include "internal.h"
 
 #define RX_SWITCHED (-1000000)
-#define MAX_IOV 64
 
 static struct lf_side *my_side(struct lf_conn *c) { return &c->sh->side[c->me]; }
 static struct lf_side *peer_side(struct lf_conn *c) { return conn_peer(c); }   /* as proved: 4.7 */
@@ -346,12 +345,16 @@ static int peer_gone(struct lf_conn *c, int owes_reset)
 static int peer_left(struct lf_conn *c, int fd, short tev)
 {
     struct lf_side *peer = peer_side(c);
+    if (load32(&my_side(c)->rx_refused))
+        tev &= POLLERR;   /* our own shutdown shut our TCP socket: its FIN is not the peer's */
     if (tev & (POLLRDHUP | POLLHUP | POLLERR))
         __atomic_store_n(&c->tcp_ended, 1, __ATOMIC_RELAXED);
     if (__atomic_load_n(&c->peer_gone, __ATOMIC_ACQUIRE))
         return 1;
-    if (load32(&peer->closed) || (tev & POLLERR))
-        return peer_gone(c, 0);   /* a close, or the kernel's own reset */
+    /* A close, the kernel's own reset, or a peer that shut both directions
+     * down: its kernel socket answers what we write now, with a reset. */
+    if (load32(&peer->closed) || (tev & POLLERR) || load32(&peer->rx_refused))
+        return peer_gone(c, 0);
     int unclear = __atomic_load_n(&c->fin_unclear, __ATOMIC_RELAXED);
     if (!(tev & (POLLRDHUP | POLLHUP)) &&
         !(unclear && coarse_ns() >= __atomic_load_n(&c->next_recheck, __ATOMIC_RELAXED)))
@@ -396,6 +399,18 @@ static ssize_t rx_end(struct lf_conn *c, int fd)
         return 0;   /* nothing of ours unread: a FIN means EOF whoever sent it */
     peer_left(c, fd, POLLRDHUP);
     return take_reset(c, 0);
+}
+
+/* A read after our SHUT_RD found nothing: EOF, or, once we refused the
+ * peer's bytes, the kernel's reset first (reported once, as its error is). */
+static ssize_t rx_shut_end(struct lf_conn *c, int fd)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (!load32(&my_side(c)->rx_refused) || lf_confined ||
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err == 0)
+        return 0;
+    return kernel_reset_told(c, -err);
 }
 
 /* How long a waiter may sleep before an unclear FIN is looked into again:
@@ -587,7 +602,7 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
         int below_mark = rx_short(c, target);
         r = c->broken ? -ECONNRESET : below_mark ? -EAGAIN : rx_step(c, fd, msg, flags);
         if (r == -EAGAIN && conn_shut_rd(c))
-            r = 0;   /* after our SHUT_RD, bytes still come; none: EOF, never a wait */
+            r = rx_shut_end(c, fd);   /* after our SHUT_RD bytes still come; none: EOF, never a wait */
         if (r != -EAGAIN)
             break;
         int on_ring = load32(&my_side(c)->rx_on_ring);
@@ -697,6 +712,19 @@ static ssize_t tx_gone(struct lf_conn *c, int fd, const struct msghdr *msg, int 
     return r < 0 ? -errno : r;
 }
 
+/* The rest of a write that waited for room when the peer's end went: to
+ * the kernel's socket, as it would have queued it, unless TCP already
+ * reports the error (left for the next call, as the kernel leaves it). */
+static ssize_t tx_rest_gone(struct lf_conn *c, int fd, const struct msghdr *rest, int flags,
+                            size_t done)
+{
+    struct pollfd p = { .fd = fd, .events = 0 };
+    if (load32(&my_side(c)->reset) || lf_confined || libc.poll(&p, 1, 0) != 0)
+        return (ssize_t)done;
+    ssize_t r = libc.sendmsg(fd, rest, flags | MSG_NOSIGNAL);
+    return (ssize_t)done + (r > 0 ? r : 0);
+}
+
 /* How long a call may sleep: until its deadline (0: none), no longer than
  * an unclear FIN may wait to be looked into again. */
 static int sleep_ms(struct lf_conn *c, uint64_t deadline)
@@ -725,20 +753,12 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
             return done ? (ssize_t)done : -ECONNRESET;
         if (load32(&my_side(c)->shut_wr))
             return done ? (ssize_t)done : epipe(flags);
-        if (!done && peer_left(c, fd, tcp_events(c, fd, 0)))
-            return tx_gone(c, fd, msg, flags);
-        /* Skip what is done: rebuild the iovec from offset `done`. */
-        size_t skip = done, k = 0;
-        for (size_t i = 0; i < msg->msg_iovlen && k < MAX_IOV; i++) {
-            if (skip >= msg->msg_iov[i].iov_len) {
-                skip -= msg->msg_iov[i].iov_len;
-                continue;
-            }
-            iov[k].iov_base = (char *)msg->msg_iov[i].iov_base + skip;
-            iov[k++].iov_len = msg->msg_iov[i].iov_len - skip;
-            skip = 0;
-        }
-        ssize_t n = ring_writev(&c->tx, iov, (int)k);
+        struct msghdr rest = msg_skip(msg, done, iov);
+        /* (with bytes written, no system call: the peer's close or
+         * refusal in shared memory ends a write that waits for room) */
+        if (peer_left(c, fd, done ? 0 : tcp_events(c, fd, 0)))
+            return done ? tx_rest_gone(c, fd, &rest, flags, done) : tx_gone(c, fd, msg, flags);
+        ssize_t n = ring_writev(&c->tx, iov, (int)rest.msg_iovlen);
         if (n < 0)
             return c->broken = 1, done ? (ssize_t)done : -ECONNRESET;
         if (n > 0) {
@@ -818,6 +838,24 @@ static void wake_own_waiters(struct lf_conn *c)
     ring_side(c, c->me, conn_bell_mine(c));
 }
 
+/* Both directions shut: Linux answers the peer's later bytes with a reset
+ * (its socket in FIN_WAIT with reading shut), so the peer's next call fails
+ * instead of filling a buffer nobody reads (a ring writer used to block for
+ * good).  The flag goes first, so that a peer that sees our FIN sees why
+ * (not a close: it owes no reset for bytes of its we left unread); then our
+ * TCP socket is shut down for real, the peer writes on TCP from now on
+ * (peer_left) and the kernel resets it.  Bytes it put on the ring before it
+ * saw the flag are read as any others (a race the kernel has too). */
+static void refuse_rx(struct lf_conn *c, int fd)
+{
+    uint32_t no = 0;
+    if (!__atomic_compare_exchange_n(&my_side(c)->rx_refused, &no, 1, 0, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE))
+        return;
+    libc.shutdown(fd, SHUT_RDWR);
+    conn_ring_bell(c);   /* a writer waiting for room */
+}
+
 int conn_shutdown(struct lf_sock *s, int fd, int how)
 {
     struct lf_conn *c = s->conn;
@@ -844,6 +882,8 @@ int conn_shutdown(struct lf_sock *s, int fd, int how)
         if (!on_ring && !kernels)
             r = libc.shutdown(fd, SHUT_WR);
     }
+    if (!kernels && conn_shut_rd(c) && load32(&my_side(c)->shut_wr))
+        refuse_rx(c, fd);
     wake_own_waiters(c);
     return r;
 }

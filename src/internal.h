@@ -138,6 +138,28 @@ static inline void signals_release(void)
         signal_release_held();
 }
 
+#define MAX_IOV 64
+
+/* msg with its first `done` bytes skipped, in `iov` (MAX_IOV of them: a
+ * longer vector is written in more than one call). */
+static inline struct msghdr msg_skip(const struct msghdr *msg, size_t done, struct iovec *iov)
+{
+    struct msghdr m = *msg;
+    size_t k = 0;
+    for (size_t i = 0; i < msg->msg_iovlen && k < MAX_IOV; i++) {
+        if (done >= msg->msg_iov[i].iov_len) {
+            done -= msg->msg_iov[i].iov_len;
+            continue;
+        }
+        iov[k].iov_base = (char *)msg->msg_iov[i].iov_base + done;
+        iov[k++].iov_len = msg->msg_iov[i].iov_len - done;
+        done = 0;
+    }
+    m.msg_iov = iov;
+    m.msg_iovlen = k;
+    return m;
+}
+
 /* Every lock of loopfast's is taken and dropped through these (see above). */
 static inline void lf_lock(pthread_mutex_t *m)
 {
@@ -155,11 +177,11 @@ static inline void lf_unlock(pthread_mutex_t *m)
 
 /* ---- shm.c: the per-connection shared memory ---- */
 #define LF_MAGIC   0x6c6f6f70u   /* "loop" */
-#define LF_VERSION 9u   /* 3: slots of a region per pair of processes (link.c); 4: one doorbell an end;
+#define LF_VERSION 10u   /* 3: slots of a region per pair of processes (link.c); 4: one doorbell an end;
                          * 5: one doorbell an end per region, news bits; 6: the region's channel;
                          * 7: requests in the region (request.c); 8: the server's verdicts
                          * in the region, under its key (verdict.c), and holder pids;
-                         * 9: kernel_resets */
+                         * 9: kernel_resets; 10: rx_refused */
 #define LF_HEADER_SIZE 4096u
 
 enum { LF_CLIENT = 0, LF_SERVER = 1 };
@@ -183,6 +205,10 @@ struct lf_side {
     int32_t busy[2];                  /* [LF_C2S.. as tx, rx]: pid using that direction (conn.c) */
     uint32_t reset;                   /* the peer died owing us a reset: 1, 2 once reported */
     uint32_t kernel_resets;           /* our close sends the kernel's reset: the peer records none */
+    /* both our directions are shut down (SHUT_RDWR, or SHUT_RD and SHUT_WR):
+     * our TCP socket is shut down too, so the peer's later bytes go there
+     * and the kernel answers them with a reset, as Linux does (conn.c) */
+    uint32_t rx_refused;
 };
 
 /* What `loopfast stat` shows; each endpoint writes only its own, on a line

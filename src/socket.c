@@ -11,7 +11,6 @@
 
 #include "internal.h"
 
-#define MAX_IOV 64
 
 static ssize_t recv_once(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
 {
@@ -35,25 +34,6 @@ static ssize_t send_once(struct lf_sock *s, int fd, const struct msghdr *msg, in
     default:
         return libc.sendmsg(fd, msg, flags);
     }
-}
-
-/* msg with its first `done` bytes skipped, in `iov`. */
-static struct msghdr skip_bytes(const struct msghdr *msg, size_t done, struct iovec *iov)
-{
-    struct msghdr m = *msg;
-    size_t k = 0;
-    for (size_t i = 0; i < msg->msg_iovlen && k < MAX_IOV; i++) {
-        if (done >= msg->msg_iov[i].iov_len) {
-            done -= msg->msg_iov[i].iov_len;
-            continue;
-        }
-        iov[k].iov_base = (char *)msg->msg_iov[i].iov_base + done;
-        iov[k++].iov_len = msg->msg_iov[i].iov_len - done;
-        done = 0;
-    }
-    m.msg_iov = iov;
-    m.msg_iovlen = k;
-    return m;
 }
 
 static size_t msg_len(const struct msghdr *msg)
@@ -171,7 +151,7 @@ ssize_t sock_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
     size_t want = msg_len(msg), done = 0;
     while (done < want) {
         struct iovec iov[MAX_IOV];
-        struct msghdr m = skip_bytes(msg, done, iov);
+        struct msghdr m = msg_skip(msg, done, iov);
         ssize_t r = recv_once(s, fd, &m, flags & ~MSG_WAITALL);
         if (r <= 0)
             return done ? (ssize_t)done : r;
@@ -207,7 +187,7 @@ ssize_t sock_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags
     size_t done = (size_t)r;
     while (done < want) {
         struct iovec iov[MAX_IOV];
-        struct msghdr m = skip_bytes(msg, done, iov);
+        struct msghdr m = msg_skip(msg, done, iov);
         r = send_once(s, fd, &m, flags);
         if (r <= 0)
             break;

@@ -30,7 +30,7 @@ static int has_news(struct lf_conn *c, int for_write, size_t rx_want)
     /* A reader on TCP waits for TCP: the peer sets `closed` before its FIN. */
     if (!for_write && !load32(&me->rx_on_ring))
         return conn_rx_settled(c);
-    if (load32(&peer->closed))
+    if (load32(&peer->closed) || (for_write && load32(&peer->rx_refused)))
         return 1;
     if (for_write)
         return ring_writable(&c->tx) != 0;

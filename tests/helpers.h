@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -482,6 +483,45 @@ static inline int stat_ends_of(const char *cli, pid_t pid)
     for (char *at = stat_json(cli); (at = strstr(at, key)); at++)
         k++;
     return k;
+}
+
+/* A call another thread makes: it says when it returned, and the test
+ * waits for that a bounded time (0: it has not, the call is "hung"). */
+struct call_done {
+    int done;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+};
+
+static inline void call_done_init(struct call_done *d)
+{
+    d->done = 0;
+    pthread_mutex_init(&d->lock, NULL);
+    pthread_cond_init(&d->cond, NULL);
+}
+
+static inline void call_done_set(struct call_done *d)
+{
+    pthread_mutex_lock(&d->lock);
+    d->done = 1;
+    pthread_cond_signal(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+}
+
+static inline int call_done_wait(struct call_done *d, int ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += (long)(ms % 1000) * 1000000;
+    if (t.tv_nsec >= 1000000000)
+        t.tv_sec++, t.tv_nsec -= 1000000000;
+    pthread_mutex_lock(&d->lock);
+    while (!d->done && pthread_cond_timedwait(&d->cond, &d->lock, &t) == 0)
+        ;
+    int done = d->done;
+    pthread_mutex_unlock(&d->lock);
+    return done;
 }
 
 #endif

@@ -23,16 +23,8 @@ struct blocked {
     int fd;
     enum block how;
     char result[64];
-    int done;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
+    struct call_done done;
 };
-
-static void events_text(char *out, size_t size, unsigned ev)
-{
-    snprintf(out, size, "%s%s%s%s%s", ev & POLLIN ? "I" : "", ev & POLLOUT ? "O" : "",
-             ev & POLLERR ? "E" : "", ev & POLLHUP ? "H" : "", ev & POLLRDHUP ? "R" : "");
-}
 
 static void *block_in(void *arg)
 {
@@ -59,43 +51,8 @@ static void *block_in(void *arg)
         snprintf(b->result, sizeof b->result, "%d:%s", n, ev);
         close(ep);
     }
-    pthread_mutex_lock(&b->lock);
-    b->done = 1;
-    pthread_cond_signal(&b->cond);
-    pthread_mutex_unlock(&b->lock);
+    call_done_set(&b->done);
     return NULL;
-}
-
-static int wait_done(struct blocked *b, int ms)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    t.tv_sec += ms / 1000;
-    t.tv_nsec += (long)(ms % 1000) * 1000000;
-    if (t.tv_nsec >= 1000000000)
-        t.tv_sec++, t.tv_nsec -= 1000000000;
-    pthread_mutex_lock(&b->lock);
-    while (!b->done && pthread_cond_timedwait(&b->cond, &b->lock, &t) == 0)
-        ;
-    int done = b->done;
-    pthread_mutex_unlock(&b->lock);
-    return done;
-}
-
-static void readiness(const char *what, int fd)
-{
-    struct pollfd p = { .fd = fd, .events = POLLIN | POLLOUT | POLLRDHUP };
-    char ev[16];
-    CHECK(poll(&p, 1, 0) >= 0, "poll");
-    events_text(ev, sizeof ev, (unsigned)p.revents);
-    note(" %s-poll:%s", what, ev);
-    int ep = epoll_create1(0);
-    struct epoll_event e = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP }, out;
-    CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e) == 0, "epoll_ctl");
-    int n = epoll_wait(ep, &out, 1, 0);
-    events_text(ev, sizeof ev, n == 1 ? out.events : 0);
-    note(" %s-epoll:%s", what, ev);
-    close(ep);
 }
 
 /* A thread blocks on `c`; this one shuts `c` down with `how`. */
@@ -109,8 +66,7 @@ static void wake_case(int optin, enum block how_block, int how, int peer_sent, c
         usleep(20000);
     }
     struct blocked b = { .fd = c, .how = how_block };
-    pthread_mutex_init(&b.lock, NULL);
-    pthread_cond_init(&b.cond, NULL);
+    call_done_init(&b.done);
     pthread_t t;
     if (!peer_sent) {
         CHECK(pthread_create(&t, NULL, block_in, &b) == 0, "pthread_create");
@@ -118,24 +74,23 @@ static void wake_case(int optin, enum block how_block, int how, int peer_sent, c
     }
     CHECK(shutdown(c, how) == 0, "shutdown: %s", strerror(errno));
     if (!peer_sent) {
-        if (!wait_done(&b, WAKE_MS)) {
+        if (!call_done_wait(&b.done, WAKE_MS)) {
             note(" hung");
             CHECK(write_full(s, "x", 1) == 1, "release");
         }
         pthread_join(t, NULL);
         note(" woke:%s", b.result);
     }
-    readiness("after", c);
+    note_readiness("after", c);
     char buf[64];
     note_result("recv", recv(c, buf, sizeof buf, MSG_DONTWAIT));
     note_result("recv", recv(c, buf, sizeof buf, MSG_DONTWAIT));
     /* The peer's bytes after our SHUT_RD: Linux still takes them.  (After
-     * SHUT_RDWR its answer is a reset, which loopfast does not copy:
-     * docs/design.md, 7.) */
+     * SHUT_RDWR its answer is a reset: tests/shutdown_late_bytes.c.) */
     if (how == SHUT_RD) {
         note_result("peer-send", send(s, "late", 4, MSG_NOSIGNAL | MSG_DONTWAIT));
         usleep(20000);
-        readiness("late", c);
+        note_readiness("late", c);
         note_result("recv", recv(c, buf, sizeof buf, MSG_DONTWAIT));
     }
     note_result("send", send(c, "z", 1, MSG_NOSIGNAL | MSG_DONTWAIT));
@@ -150,7 +105,7 @@ static void wake_case(int optin, enum block how_block, int how, int peer_sent, c
             ;
         note_result("peer-drained", n);
     }
-    readiness("peer", s);
+    note_readiness("peer", s);
     note_result("peer-recv", recv(s, buf, sizeof buf, MSG_DONTWAIT));
     close(c);
     close(s);
@@ -175,17 +130,17 @@ static void hup_case(int optin, int how, enum peer_act act, int peer_first, char
     usleep(20000);
     CHECK(shutdown(c, how) == 0, "shutdown: %s", strerror(errno));
     usleep(20000);
-    readiness("mid", c);
+    note_readiness("mid", c);
     if (!peer_first && act == P_SHUT_WR)
         CHECK(shutdown(s, SHUT_WR) == 0, "peer shutdown");
     if (!peer_first && act == P_CLOSE)
         close(s), s = -1;
     usleep(20000);
-    readiness("end", c);
+    note_readiness("end", c);
     note_result("recv", recv(c, buf, sizeof buf, MSG_DONTWAIT));
-    readiness("read", c);
+    note_readiness("read", c);
     if (s >= 0) {
-        readiness("peer", s);
+        note_readiness("peer", s);
         note_result("peer-recv", recv(s, buf, sizeof buf, MSG_DONTWAIT));
         close(s);
     }
@@ -196,15 +151,6 @@ static void hup_case(int optin, int how, enum peer_act act, int peer_first, char
 static const char *how_name(int how)
 {
     return how == SHUT_RD ? "SHUT_RD" : how == SHUT_WR ? "SHUT_WR" : "SHUT_RDWR";
-}
-
-static int compare(const char *label, const char *kernel, const char *fast)
-{
-    int same = !strcmp(kernel, fast);
-    printf("%s %s\n  kernel  :%s\n", same ? "same" : "DIFFERENT", label, kernel);
-    if (!same)
-        printf("  loopfast:%s\n", fast);
-    return !same;
 }
 
 int main(void)
@@ -225,7 +171,7 @@ int main(void)
                 wake_case(1, blk, hows[h], early, fast, sizeof fast);
                 snprintf(label, sizeof label, "%s while %s%s", how_name(hows[h]),
                          early ? "bytes wait" : "blocked in ", early ? "" : block_name[blk]);
-                bad += compare(label, kernel, fast);
+                bad += transcripts_differ(label, kernel, fast);
             }
     static const int hup_hows[] = { SHUT_WR, SHUT_RDWR, SHUT_RD };
     for (int h = 0; h < 3; h++)
@@ -237,7 +183,7 @@ int main(void)
                 hup_case(1, hup_hows[h], act, first, fast, sizeof fast);
                 snprintf(label, sizeof label, "our %s, %s%s", how_name(hup_hows[h]),
                          peer_name[act], act == P_NONE ? "" : first ? " (first)" : " (after)");
-                bad += compare(label, kernel, fast);
+                bad += transcripts_differ(label, kernel, fast);
             }
     CHECK(!bad, "%d cases differ", bad);
     return 0;

@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <errno.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 #include <sys/types.h>
 
 static char transcript[4096];
@@ -28,6 +31,44 @@ static void note_result(const char *what, ssize_t n)
         note(" %s:%s", what, strerror(errno));
     else
         note(" %s:%zd", what, n);
+}
+
+/* poll's events as letters: I O E H R (POLLIN, POLLOUT, POLLERR, POLLHUP,
+ * POLLRDHUP). */
+static inline void events_text(char *out, size_t size, unsigned ev)
+{
+    snprintf(out, size, "%s%s%s%s%s", ev & POLLIN ? "I" : "", ev & POLLOUT ? "O" : "",
+             ev & POLLERR ? "E" : "", ev & POLLHUP ? "H" : "", ev & POLLRDHUP ? "R" : "");
+}
+
+/* Prints both runs' transcripts (loopfast's only when it differs): 1 when
+ * they differ. */
+static inline int transcripts_differ(const char *label, const char *kernel, const char *fast)
+{
+    int same = !strcmp(kernel, fast);
+    printf("%s %s\n  kernel  :%s\n", same ? "same" : "DIFFERENT", label, kernel);
+    if (!same)
+        printf("  loopfast:%s\n", fast);
+    return !same;
+}
+
+/* What poll() and a new epoll set say of fd now, as " WHAT-poll:IOR
+ * WHAT-epoll:IOR". */
+static inline void note_readiness(const char *what, int fd)
+{
+    struct pollfd p = { .fd = fd, .events = POLLIN | POLLOUT | POLLRDHUP };
+    char ev[16];
+    if (poll(&p, 1, 0) < 0)
+        p.revents = 0, note(" poll:%s", strerror(errno));
+    events_text(ev, sizeof ev, (unsigned)p.revents);
+    note(" %s-poll:%s", what, ev);
+    int ep = epoll_create1(0);
+    struct epoll_event e = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP }, out;
+    int n = ep >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e) == 0 ? epoll_wait(ep, &out, 1, 0) : -1;
+    events_text(ev, sizeof ev, n == 1 ? out.events : 0);
+    note(" %s-epoll:%s%s", what, ev, n < 0 ? "failed" : "");
+    if (ep >= 0)
+        close(ep);
 }
 
 #endif
