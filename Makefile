@@ -22,7 +22,7 @@ TEST_SCRIPTS := $(wildcard tests/prog_*.sh)
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 
 all: $(BUILD)/libloopfast.so $(BUILD)/libloopfast.a $(BUILD)/loopfast $(BUILD)/bench_idle $(BUILD)/bench_idle_rtt $(BUILD)/bench_memory $(BUILD)/bench_setup_conns $(BUILD)/bench_epoll_scale \
-     $(EXAMPLES)
+     $(BUILD)/bench_line_bounce $(EXAMPLES)
 
 $(BUILD)/obj/%.o: src/%.c src/*.h include/loopfast.h
 	@mkdir -p $(dir $@)
