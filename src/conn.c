@@ -833,7 +833,7 @@ int conn_shut_rd(struct lf_conn *c)
 /* Our own state changed: our own waiters (other threads, other holders of
  * this end) look again, as the kernel wakes a socket's waiters at its
  * shutdown(); the doorbell's news bit sends our epoll sets to this slot. */
-static void wake_own_waiters(struct lf_conn *c)
+void conn_wake_own(struct lf_conn *c)
 {
     ring_side(c, c->me, conn_bell_mine(c));
 }
@@ -884,7 +884,7 @@ int conn_shutdown(struct lf_sock *s, int fd, int how)
     }
     if (!kernels && conn_shut_rd(c) && load32(&my_side(c)->shut_wr))
         refuse_rx(c, fd);
-    wake_own_waiters(c);
+    conn_wake_own(c);
     return r;
 }
 
@@ -1069,7 +1069,8 @@ short conn_poll_state(struct lf_conn *c, int fd, short want, short tev)
 {
     short r = 0;
     if (!c->broken && peer_left(c, fd, tev))
-        return gone_events(c, want, tev);
+        return gone_events(c, want, tev) |
+               (__atomic_load_n(&c->zc_pending, __ATOMIC_ACQUIRE) ? POLLERR : 0);
     if (want & (POLLIN | POLLRDNORM))
         r |= poll_in(c, tev, conn_rcvlowat(c, fd)) ? (want & (POLLIN | POLLRDNORM)) : 0;
     if (want & (POLLOUT | POLLWRNORM))
@@ -1080,7 +1081,7 @@ short conn_poll_state(struct lf_conn *c, int fd, short want, short tev)
         (load32(&peer_side(c)->shut_wr) || load32(&peer_side(c)->closed))))
         r |= (want & POLLRDHUP) | (load32(&my_side(c)->shut_wr) ? POLLHUP : 0);
     r |= tev & (POLLHUP | POLLERR);
-    if (c->broken)
+    if (c->broken || __atomic_load_n(&c->zc_pending, __ATOMIC_ACQUIRE))
         r |= POLLERR;
     return r;
 }

@@ -430,6 +430,7 @@ struct lf_conn {
     int peer_gone;                /* its end is gone: it stays so (conn.c, peer_left) */
     int fin_unclear;              /* a FIN that may be a shutdown, not a close */
     int tcp_ended;                /* TCP showed the peer's FIN or reset: its reads never block */
+    int zc_pending;               /* zerocopy.c: notices of ring sends wait in our error queue */
     uint64_t next_recheck;        /* when an unclear FIN is looked into again */
     pid_t made_by;                /* spare.c: the process that created it */
     struct trim_state trim;       /* trim.c: giving the tx ring's pages back */
@@ -577,6 +578,9 @@ struct lf_sock {
     uint64_t held_nonce;
     int held_tries;
     struct sockaddr_storage dst;   /* PENDING: where it connected */
+    /* zerocopy.c, under `lock`: MSG_ZEROCOPY ids given (the kernel's and
+     * ours) and the first of ours not yet read from the error queue */
+    uint32_t zc_next, zc_first;
     int dst_alone;            /* PENDING: its answer came from a listener alone (ANSWER_ALONE) */
     unsigned born_forks;      /* lf_forks when it was made: a listener older than a fork is shared */
     int reuseport;            /* OPTIN listener: SO_REUSEPORT, -1 not asked yet (interpose.c) */
@@ -719,6 +723,7 @@ void conn_holder_note(struct lf_conn *c, pid_t pid);   /* pid holds a part of ou
 void conn_holder_forget(struct lf_conn *c, pid_t pid); /* it let go, or never started */
 int conn_is_fast(struct lf_sock *s);
 void conn_ring_bell(struct lf_conn *c);
+void conn_wake_own(struct lf_conn *c);   /* our own waiters and epoll sets look again */
 void bell_ring(struct lf_conn *c);
 int conn_tcp_liveness(int fd);
 /* Readiness of a connection for `want`, from shared memory and from what its
@@ -802,6 +807,10 @@ void pending_on_stdin(int fd);     /* fd is stdin now: stdio may read it (handsh
 /* ---- socket.c: one call on a descriptor we track, whatever its kind ---- */
 ssize_t sock_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags);
 ssize_t sock_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags);
+
+/* ---- zerocopy.c: MSG_ZEROCOPY completions of ring sends ---- */
+void zerocopy_sent(struct lf_sock *s, int fd, int on_ring);   /* a MSG_ZEROCOPY send moved bytes */
+ssize_t zerocopy_errqueue(struct lf_sock *s, int fd, struct msghdr *msg, int flags);
 
 /* ---- poll.c ---- */
 void epoll_forget_fd(int fd);

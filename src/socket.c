@@ -139,8 +139,10 @@ ssize_t sock_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
     if (kind != LF_FAST && kind != LF_PENDING)
         return recv_once(s, fd, msg, flags);
     /* The error queue and urgent data belong to the kernel's socket,
-     * whatever carries the stream. */
-    if (flags & (MSG_ERRQUEUE | MSG_OOB))
+     * whatever carries the stream; the ring's zerocopy notices join it. */
+    if (flags & MSG_ERRQUEUE)
+        return zerocopy_errqueue(s, fd, msg, flags);
+    if (flags & MSG_OOB)
         return libc.recvmsg(fd, msg, flags);
     if (flags & MSG_TRUNC)
         return recv_discard(s, fd, msg, flags);
@@ -174,7 +176,7 @@ static int urgent_refused(struct lf_sock *s)
     return fast;
 }
 
-ssize_t sock_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags)
+static ssize_t send_whole(struct lf_sock *s, int fd, const struct msghdr *msg, int flags)
 {
     int kind = sock_kind(s);
     if ((flags & MSG_OOB) && (kind == LF_FAST || kind == LF_PENDING) && urgent_refused(s))
@@ -194,4 +196,22 @@ ssize_t sock_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags
         done += (size_t)r;
     }
     return (ssize_t)done;
+}
+
+/* Bytes this end ever put on its ring (0 before it has one). */
+static uint64_t ring_bytes_sent(struct lf_sock *s)
+{
+    return sock_kind(s) == LF_FAST ? __atomic_load_n(&my_stats(s->conn)->tx_bytes, __ATOMIC_RELAXED)
+                                   : 0;
+}
+
+ssize_t sock_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags)
+{
+    if (!(flags & MSG_ZEROCOPY))
+        return send_whole(s, fd, msg, flags);
+    uint64_t before = ring_bytes_sent(s);
+    ssize_t r = send_whole(s, fd, msg, flags);
+    if (r > 0)
+        zerocopy_sent(s, fd, ring_bytes_sent(s) != before);
+    return r;
 }

@@ -1,0 +1,97 @@
+/*
+ * zerocopy.c - MSG_ZEROCOPY on a fast connection.  A program that sends with
+ * it reuses each buffer only once the send's completion comes on the error
+ * queue.  The ring copies the bytes at once, as the kernel does over
+ * loopback, so each such send is complete when it returns: its notification
+ * is kept here and read as the kernel's would be (docs/design.md, 10).
+ * Notification ids count the socket's zerocopy sends, those the kernel
+ * numbered on TCP before the switch included.
+ */
+#include <errno.h>
+#include <time.h>   /* before linux/errqueue.h, which uses struct timespec */
+#include <linux/errqueue.h>
+#include <netinet/in.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Without SO_ZEROCOPY the kernel ignores MSG_ZEROCOPY: no id, no notice. */
+static int zerocopy_enabled(int fd)
+{
+    int on = 0;
+    socklen_t len = sizeof on;
+    return !lf_confined && getsockopt(fd, SOL_SOCKET, SO_ZEROCOPY, &on, &len) == 0 && on;
+}
+
+void zerocopy_sent(struct lf_sock *s, int fd, int on_ring)
+{
+    if (!zerocopy_enabled(fd))
+        return;
+    lf_lock(&s->lock);
+    uint32_t id = s->zc_next++;
+    int first = s->zc_first == id;
+    if (!on_ring && first)
+        s->zc_first = id + 1;   /* the kernel notifies this one itself */
+    struct lf_conn *c = on_ring && first && sock_kind(s) == LF_FAST ? s->conn : NULL;
+    if (c)
+        __atomic_store_n(&c->zc_pending, 1, __ATOMIC_RELEASE);
+    lf_unlock(&s->lock);
+    if (c)
+        conn_wake_own(c);   /* POLLERR now: epoll sets look at this slot again */
+}
+
+/* One notification of ids [lo, hi] in msg's control buffer, as the kernel
+ * writes it (ip_recv_error, ipv6_recv_error): the extended error, then an
+ * offender address left empty. */
+static void fill_notice(int fd, struct msghdr *msg, uint32_t lo, uint32_t hi)
+{
+    int domain = AF_INET;
+    socklen_t len = sizeof domain;
+    getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len);
+    struct {
+        struct sock_extended_err ee;
+        struct sockaddr_in6 offender;   /* the larger of the two */
+    } notice;
+    memset(&notice, 0, sizeof notice);
+    notice.ee.ee_origin = SO_EE_ORIGIN_ZEROCOPY;
+    notice.ee.ee_code = SO_EE_CODE_ZEROCOPY_COPIED;
+    notice.ee.ee_info = lo;
+    notice.ee.ee_data = hi;
+    size_t size = sizeof notice.ee + (domain == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                         : sizeof(struct sockaddr_in));
+    msg->msg_flags = MSG_ERRQUEUE;
+    msg->msg_namelen = 0;
+    if (!msg->msg_control || msg->msg_controllen < sizeof(struct cmsghdr)) {
+        msg->msg_flags |= MSG_CTRUNC;
+        msg->msg_controllen = 0;
+        return;
+    }
+    size_t room = msg->msg_controllen - CMSG_LEN(0), copied = size < room ? size : room;
+    struct cmsghdr *cm = (struct cmsghdr *)msg->msg_control;
+    cm->cmsg_level = domain == AF_INET6 ? SOL_IPV6 : SOL_IP;
+    cm->cmsg_type = domain == AF_INET6 ? IPV6_RECVERR : IP_RECVERR;
+    cm->cmsg_len = CMSG_LEN(copied);
+    memcpy(CMSG_DATA(cm), &notice, copied);
+    if (copied < size)
+        msg->msg_flags |= MSG_CTRUNC;
+    msg->msg_controllen = copied < size ? cm->cmsg_len : CMSG_SPACE(copied);
+}
+
+ssize_t zerocopy_errqueue(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
+{
+    ssize_t r = libc.recvmsg(fd, msg, flags);   /* the kernel's own come first */
+    if (r >= 0 || errno != EAGAIN)
+        return r;
+    lf_lock(&s->lock);
+    uint32_t lo = s->zc_first, hi = s->zc_next;
+    if (lo != hi && !(flags & MSG_PEEK)) {
+        s->zc_first = hi;
+        if (sock_kind(s) == LF_FAST)
+            __atomic_store_n(&s->conn->zc_pending, 0, __ATOMIC_RELEASE);
+    }
+    lf_unlock(&s->lock);
+    if (lo == hi)
+        return errno = EAGAIN, -1;
+    fill_notice(fd, msg, lo, hi - 1);
+    return 0;
+}
