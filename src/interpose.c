@@ -376,6 +376,31 @@ LF_EXPORT int socket(int domain, int type, int protocol)
 }
 
 /* Socket buffer sizes bound the rings too (bufsize.c); the call is the kernel's. */
+/* SO_PEEK_OFF makes each MSG_PEEK start where the last one ended; peeks on
+ * a ring always start at its tail.  So a socket given a peek offset before
+ * its switch stays on TCP (the kernel keeps the offset), and so do the
+ * connections of a listener that has one (accepted sockets inherit it).
+ * Set after the switch it is not followed (docs/design.md, 10). */
+static int peek_offset_used;   /* this image set SO_PEEK_OFF on some socket */
+
+static void peek_offset_set(int fd, const void *val, socklen_t len)
+{
+    __atomic_store_n(&peek_offset_used, 1, __ATOMIC_RELAXED);
+    int off = -1;
+    if (val && len >= sizeof off)
+        memcpy(&off, val, sizeof off);
+    if (off >= 0)
+        pending_stay_plain(fd);
+}
+
+static int peek_offset_on(int listen_fd)
+{
+    int off = -1;
+    socklen_t len = sizeof off;
+    return __atomic_load_n(&peek_offset_used, __ATOMIC_RELAXED) && !lf_confined &&
+           getsockopt(listen_fd, SOL_SOCKET, SO_PEEK_OFF, &off, &len) == 0 && off >= 0;
+}
+
 LF_EXPORT int setsockopt(int fd, int level, int optname, const void *val, socklen_t len)
 {
     if (__builtin_expect(!lf_initialised, 0))
@@ -389,6 +414,8 @@ LF_EXPORT int setsockopt(int fd, int level, int optname, const void *val, sockle
         bufsize_set(fd, level, optname);
         sock_timeouts_changed(fd, optname);
         sock_rcvlowat_changed(fd, optname);
+        if (optname == SO_PEEK_OFF)
+            peek_offset_set(fd, val, len);
         errno = e;
     }
     return r;
@@ -466,6 +493,10 @@ static int accept_any(int listen_fd, struct sockaddr *addr, socklen_t *len, int 
 {
     reap_now();
     struct lf_sock *l = answering(listen_fd);
+    if (l && peek_offset_on(listen_fd)) {
+        sock_put(l);
+        l = NULL;
+    }
     if (l)
         spare_prepare();
     struct sockaddr_storage ends[2] = { { 0 }, { 0 } };   /* local, peer */
