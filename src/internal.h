@@ -807,6 +807,9 @@ void pending_on_stdin(int fd);     /* fd is stdin now: stdio may read it (handsh
 /* ---- socket.c: one call on a descriptor we track, whatever its kind ---- */
 ssize_t sock_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags);
 ssize_t sock_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags);
+void sock_inq_changed(int level, int optname);   /* setsockopt: TCP_INQ in use */
+void sock_put_cmsg(struct msghdr *msg, size_t control, int level, int type, const void *data,
+                   size_t len);
 
 /* ---- zerocopy.c: MSG_ZEROCOPY completions of ring sends ---- */
 void zerocopy_sent(struct lf_sock *s, int fd, int on_ring);   /* a MSG_ZEROCOPY send moved bytes */

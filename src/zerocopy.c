@@ -61,20 +61,8 @@ static void fill_notice(int fd, struct msghdr *msg, uint32_t lo, uint32_t hi)
                                                          : sizeof(struct sockaddr_in));
     msg->msg_flags = MSG_ERRQUEUE;
     msg->msg_namelen = 0;
-    if (!msg->msg_control || msg->msg_controllen < sizeof(struct cmsghdr)) {
-        msg->msg_flags |= MSG_CTRUNC;
-        msg->msg_controllen = 0;
-        return;
-    }
-    size_t room = msg->msg_controllen - CMSG_LEN(0), copied = size < room ? size : room;
-    struct cmsghdr *cm = (struct cmsghdr *)msg->msg_control;
-    cm->cmsg_level = domain == AF_INET6 ? SOL_IPV6 : SOL_IP;
-    cm->cmsg_type = domain == AF_INET6 ? IPV6_RECVERR : IP_RECVERR;
-    cm->cmsg_len = CMSG_LEN(copied);
-    memcpy(CMSG_DATA(cm), &notice, copied);
-    if (copied < size)
-        msg->msg_flags |= MSG_CTRUNC;
-    msg->msg_controllen = copied < size ? cm->cmsg_len : CMSG_SPACE(copied);
+    sock_put_cmsg(msg, msg->msg_controllen, domain == AF_INET6 ? SOL_IPV6 : SOL_IP,
+                  domain == AF_INET6 ? IPV6_RECVERR : IP_RECVERR, &notice, size);
 }
 
 ssize_t zerocopy_errqueue(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
