@@ -13,14 +13,14 @@
 
 static void inq_read(int fd, size_t len, int flags, size_t control)
 {
-    char buf[64], ctl[64];
+    char buf[64], ctl[64] = { 0 };
     struct iovec iov = { buf, len };
     struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
                         .msg_controllen = control };
     ssize_t n = recvmsg(fd, &m, flags | MSG_DONTWAIT);
     note_result("recvmsg", n);
     note("/c%zu%s", (size_t)m.msg_controllen, m.msg_flags & MSG_CTRUNC ? "T" : "");
-    struct cmsghdr *cm = m.msg_controllen ? CMSG_FIRSTHDR(&m) : NULL;
+    struct cmsghdr *cm = n >= 0 && m.msg_controllen ? CMSG_FIRSTHDR(&m) : NULL;
     if (cm && cm->cmsg_len == CMSG_LEN(sizeof(int))) {
         int inq;
         memcpy(&inq, CMSG_DATA(cm), sizeof inq);
