@@ -807,9 +807,13 @@ void pending_on_stdin(int fd);     /* fd is stdin now: stdio may read it (handsh
 /* ---- socket.c: one call on a descriptor we track, whatever its kind ---- */
 ssize_t sock_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags);
 ssize_t sock_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags);
-void sock_inq_changed(int level, int optname);   /* setsockopt: TCP_INQ in use */
-void sock_put_cmsg(struct msghdr *msg, size_t control, int level, int type, const void *data,
-                   size_t len);
+
+/* ---- cmsg.c: control messages of reads a ring answered ---- */
+void cmsg_option_set(int level, int optname);   /* setsockopt: timestamps, TCP_INQ in use */
+/* after a read of `got` bytes into msg, whose buffer had `control` bytes */
+void cmsg_after_read(struct lf_sock *s, int fd, struct msghdr *msg, size_t control, ssize_t got);
+void cmsg_put_one(struct msghdr *msg, size_t control, int level, int type, const void *data,
+                  size_t len);   /* as the kernel's put_cmsg() */
 
 /* ---- zerocopy.c: MSG_ZEROCOPY completions of ring sends ---- */
 void zerocopy_sent(struct lf_sock *s, int fd, int on_ring);   /* a MSG_ZEROCOPY send moved bytes */

@@ -410,7 +410,7 @@ LF_EXPORT int setsockopt(int fd, int level, int optname, const void *val, sockle
     *(void **)&real_setsockopt_now = dlsym_next_cached((void **)&real_setsockopt, "setsockopt");
     int r = real_setsockopt_now(fd, level, optname, val, len);
     if (r == 0)
-        sock_inq_changed(level, optname);
+        cmsg_option_set(level, optname);
     if (r == 0 && level == SOL_SOCKET) {
         int e = errno;
         bufsize_set(fd, level, optname);

@@ -8,9 +8,6 @@
  * write these bytes" (MSG_TRUNC, MSG_PEEK|MSG_WAITALL, MSG_ERRQUEUE, MSG_OOB).
  */
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <string.h>
 
 #include "internal.h"
 
@@ -165,65 +162,6 @@ static ssize_t recv_routed(struct lf_sock *s, int fd, struct msghdr *msg, int fl
     return (ssize_t)done;
 }
 
-/* ---- TCP_INQ ----
- * With TCP_INQ on, the kernel adds to each recvmsg() a TCP_CM_INQ message:
- * the bytes still queued (1 at the end of the stream when none are, so
- * that the program reads the end).  gRPC reads it to know whether to read
- * again.  A read from the ring adds it here; the option is asked of the
- * kernel only once this image has set it on some socket. */
-static int inq_used;
-
-void sock_inq_changed(int level, int optname)
-{
-    if (level == IPPROTO_TCP && optname == TCP_INQ)
-        __atomic_store_n(&inq_used, 1, __ATOMIC_RELAXED);
-}
-
-static int ring_inq(struct lf_conn *c)
-{
-    ssize_t n = ring_readable(&c->rx);
-    if (n > 0)
-        return n > INT32_MAX ? INT32_MAX : (int)n;
-    const struct lf_side *peer = conn_peer(c);
-    return n == 0 && (__atomic_load_n(&peer->shut_wr, __ATOMIC_ACQUIRE) ||
-                      __atomic_load_n(&peer->closed, __ATOMIC_ACQUIRE));
-}
-
-/* After a read that the ring answered (the kernel answers the others, with
- * its own control messages): `control` is the buffer's size as given. */
-static void add_inq(struct lf_sock *s, int fd, struct msghdr *msg, size_t control)
-{
-    int on = 0;
-    socklen_t len = sizeof on;
-    if (!__atomic_load_n(&inq_used, __ATOMIC_RELAXED) || msg->msg_controllen ||
-        sock_kind(s) != LF_FAST || lf_confined ||
-        getsockopt(fd, IPPROTO_TCP, TCP_INQ, &on, &len) < 0 || !on)
-        return;
-    int inq = ring_inq(s->conn);
-    sock_put_cmsg(msg, control, SOL_TCP, TCP_CM_INQ, &inq, sizeof inq);
-}
-
-/* One control message into msg's buffer of `control` bytes, cut as the
- * kernel's put_cmsg() cuts it when it does not fit (MSG_CTRUNC). */
-void sock_put_cmsg(struct msghdr *msg, size_t control, int level, int type, const void *data,
-                   size_t len)
-{
-    if (!msg->msg_control || control < sizeof(struct cmsghdr)) {
-        msg->msg_flags |= MSG_CTRUNC;
-        msg->msg_controllen = 0;
-        return;
-    }
-    size_t whole = CMSG_LEN(len), cut = whole < control ? whole : control;
-    if (cut < whole)
-        msg->msg_flags |= MSG_CTRUNC;
-    struct cmsghdr *cm = (struct cmsghdr *)msg->msg_control;
-    cm->cmsg_level = level;
-    cm->cmsg_type = type;
-    cm->cmsg_len = cut;
-    memcpy(CMSG_DATA(cm), data, cut - CMSG_LEN(0));
-    msg->msg_controllen = CMSG_SPACE(len) < control ? CMSG_SPACE(len) : control;
-}
-
 ssize_t sock_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
 {
     /* A failed recvmsg() leaves the program's msghdr as it was */
@@ -235,8 +173,8 @@ ssize_t sock_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
         msg->msg_controllen = controllen;
         msg->msg_namelen = namelen;
         msg->msg_flags = msg_flags;
-    } else if (msg->msg_control && controllen && !(flags & (MSG_ERRQUEUE | MSG_OOB))) {
-        add_inq(s, fd, msg, controllen);
+    } else if (!(flags & (MSG_ERRQUEUE | MSG_OOB))) {
+        cmsg_after_read(s, fd, msg, controllen, r);
     }
     return r;
 }

@@ -61,7 +61,7 @@ static void fill_notice(int fd, struct msghdr *msg, uint32_t lo, uint32_t hi)
                                                          : sizeof(struct sockaddr_in));
     msg->msg_flags = MSG_ERRQUEUE;
     msg->msg_namelen = 0;
-    sock_put_cmsg(msg, msg->msg_controllen, domain == AF_INET6 ? SOL_IPV6 : SOL_IP,
+    cmsg_put_one(msg, msg->msg_controllen, domain == AF_INET6 ? SOL_IPV6 : SOL_IP,
                   domain == AF_INET6 ? IPV6_RECVERR : IP_RECVERR, &notice, size);
 }
 

@@ -67,9 +67,7 @@ static void small_case(int optin, enum order o, int unread, char *out, size_t si
     note_result("peer-send", send(s, "more", 4, MSG_NOSIGNAL));
     note_result("peer-recv", recv(s, buf, sizeof buf, MSG_DONTWAIT));
     note_result("peer-recv", recv(s, buf, sizeof buf, MSG_DONTWAIT));
-    close(c);
-    close(s);
-    snprintf(out, size, "%s", transcript);
+    case_end(c, s, out, size);
 }
 
 /* More than a ring holds, less than kernel TCP's buffers between two

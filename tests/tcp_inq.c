@@ -51,9 +51,7 @@ static void run(int optin, int on, char *out, size_t size)
     CHECK(shutdown(c, SHUT_WR) == 0, "shutdown");
     usleep(20000);
     inq_read(s, 4, 0, 64);   /* the end: 1 */
-    close(c);
-    close(s);
-    snprintf(out, size, "%s", transcript);
+    case_end(c, s, out, size);
 }
 
 int main(void)

@@ -71,4 +71,12 @@ static inline void note_readiness(const char *what, int fd)
         close(ep);
 }
 
+/* The end of a case on a pair: both ends closed, its transcript in out. */
+static inline void case_end(int a, int b, char *out, size_t size)
+{
+    close(a);
+    close(b);
+    snprintf(out, size, "%s", transcript);
+}
+
 #endif

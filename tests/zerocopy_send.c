@@ -82,9 +82,7 @@ static void last_sends(int c, int s, int poll_ms, char *out, size_t size)
     note_pollerr("poll", c, poll_ms);
     note_errqueue(c, 256);
     drain(s, 2 * MSG);
-    close(c);
-    close(s);
-    snprintf(out, size, "%s", transcript);
+    case_end(c, s, out, size);
 }
 
 /* On a connection that has switched: notices, readiness, the queue's end. */
@@ -112,9 +110,7 @@ static void switched_case(int family, int optin, char *out, size_t size)
     note_errqueue(c, 256);
     drain(s, 4 * MSG);
     close(ep);
-    close(c);
-    close(s);
-    snprintf(out, size, "%s", transcript);
+    case_end(c, s, out, size);
 }
 
 /* MSG_ZEROCOPY without SO_ZEROCOPY: the kernel ignores the flag. */
