@@ -40,7 +40,7 @@ static __thread sigset_t held_set;
 
 static struct sigaction app[NSIG];          /* the program's handlers */
 /* Handlers run on this thread: all, and those without SA_RESTART. */
-static __thread unsigned caught, caught_unrestarted;
+static __thread unsigned caught LF_TLS_IE, caught_unrestarted LF_TLS_IE;
 /* Signals with a handler of the program's (bit sig - 1): blocked around a sleep. */
 static uint64_t watched;
 

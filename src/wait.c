@@ -59,8 +59,8 @@ static int cores(void)
 
 static int machine_crowded(uint64_t now)
 {
-    static __thread uint64_t checked;
-    static __thread int crowded;
+    static __thread uint64_t checked LF_TLS_IE;
+    static __thread int crowded LF_TLS_IE;
     if (lf_confined || (checked && now - checked < CROWD_CHECK_NS))
         return crowded;   /* confined: /proc is out of reach (sandbox.c) */
     checked = now;
