@@ -827,7 +827,7 @@ ssize_t conn_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags
 
 int conn_shut_rd(struct lf_conn *c)
 {
-    return __atomic_load_n(&c->shut_rd, __ATOMIC_ACQUIRE);
+    return load32(&my_side(c)->shut_rd) != 0;
 }
 
 /* Our own state changed: our own waiters (other threads, other holders of
@@ -870,7 +870,7 @@ int conn_shutdown(struct lf_sock *s, int fd, int how)
         return -1;
     /* SHUT_RD stays local: the kernel's would make TCP look like a FIN. */
     if (how == SHUT_RD || how == SHUT_RDWR)
-        __atomic_store_n(&c->shut_rd, 1, __ATOMIC_RELEASE);
+        store32(&my_side(c)->shut_rd, 1);
     if (how == SHUT_WR || how == SHUT_RDWR) {
         lf_lock(&c->tx_lock);
         tx_maybe_switch(c, s);

@@ -209,6 +209,9 @@ struct lf_side {
      * our TCP socket is shut down too, so the peer's later bytes go there
      * and the kernel answers them with a reset, as Linux does (conn.c) */
     uint32_t rx_refused;
+    /* our shutdown(SHUT_RD), by any holder: every holder's reads end, as
+     * the kernel's shutdown ends them on a socket shared by processes */
+    uint32_t shut_rd;
 };
 
 /* What `loopfast stat` shows; each endpoint writes only its own, on a line
@@ -424,7 +427,6 @@ struct lf_conn {
     struct ring tx, rx;
     pthread_mutex_t rx_lock, tx_lock;
     int broken;                   /* shared state was corrupt: ECONNRESET */
-    int shut_rd;                  /* local shutdown(SHUT_RD): conn_shut_rd */
     int rcvlowat;                 /* SO_RCVLOWAT as last asked (0: to ask): conn_rcvlowat */
     uint64_t next_tcp_check;      /* when a writer next asks TCP if the peer is gone */
     int peer_gone;                /* its end is gone: it stays so (conn.c, peer_left) */
