@@ -58,27 +58,20 @@ void cmsg_put_one(struct msghdr *msg, size_t control, int level, int type, const
     msg->msg_controllen = o.used;
 }
 
-static int option_on(int fd, int level, int name)
-{
-    int on = 0;
-    socklen_t len = sizeof on;
-    return getsockopt(fd, level, name, &on, &len) == 0 && on;
-}
-
 /* The kernel reports exactly one of the four as on (sock_getsockopt). */
 static void add_timestamp(struct cmsg_out *o, int fd)
 {
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    if (option_on(fd, SOL_SOCKET, SO_TIMESTAMPNS_OLD)) {
+    if (sockopt_on(fd, SOL_SOCKET, SO_TIMESTAMPNS_OLD)) {
         cmsg_add(o, SOL_SOCKET, SO_TIMESTAMPNS_OLD, &now, sizeof now);
-    } else if (option_on(fd, SOL_SOCKET, SO_TIMESTAMPNS_NEW)) {
+    } else if (sockopt_on(fd, SOL_SOCKET, SO_TIMESTAMPNS_NEW)) {
         struct __kernel_timespec ts = { now.tv_sec, now.tv_nsec };
         cmsg_add(o, SOL_SOCKET, SO_TIMESTAMPNS_NEW, &ts, sizeof ts);
-    } else if (option_on(fd, SOL_SOCKET, SO_TIMESTAMP_OLD)) {
+    } else if (sockopt_on(fd, SOL_SOCKET, SO_TIMESTAMP_OLD)) {
         struct timeval tv = { now.tv_sec, now.tv_nsec / 1000 };
         cmsg_add(o, SOL_SOCKET, SO_TIMESTAMP_OLD, &tv, sizeof tv);
-    } else if (option_on(fd, SOL_SOCKET, SO_TIMESTAMP_NEW)) {
+    } else if (sockopt_on(fd, SOL_SOCKET, SO_TIMESTAMP_NEW)) {
         struct __kernel_sock_timeval tv = { now.tv_sec, now.tv_nsec / 1000 };
         cmsg_add(o, SOL_SOCKET, SO_TIMESTAMP_NEW, &tv, sizeof tv);
     }
@@ -107,7 +100,7 @@ void cmsg_after_read(struct lf_sock *s, int fd, struct msghdr *msg, size_t contr
     struct cmsg_out o = { msg, control, 0 };
     if (ts)
         add_timestamp(&o, fd);
-    if (inq && option_on(fd, IPPROTO_TCP, TCP_INQ)) {
+    if (inq && sockopt_on(fd, IPPROTO_TCP, TCP_INQ)) {
         int left = ring_inq(s->conn);
         cmsg_add(&o, SOL_TCP, TCP_CM_INQ, &left, sizeof left);
     }

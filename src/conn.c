@@ -345,7 +345,7 @@ static int peer_gone(struct lf_conn *c, int owes_reset)
 static int peer_left(struct lf_conn *c, int fd, short tev)
 {
     struct lf_side *peer = peer_side(c);
-    if (load32(&my_side(c)->rx_refused))
+    if (tev && load32(&my_side(c)->rx_refused))
         tev &= POLLERR;   /* our own shutdown shut our TCP socket: its FIN is not the peer's */
     if (tev & (POLLRDHUP | POLLHUP | POLLERR))
         __atomic_store_n(&c->tcp_ended, 1, __ATOMIC_RELAXED);
@@ -868,7 +868,8 @@ int conn_shutdown(struct lf_sock *s, int fd, int how)
         return errno = ENOTCONN, -1;
     if (kernels && libc.shutdown(fd, how) < 0)
         return -1;
-    /* SHUT_RD stays local: the kernel's would make TCP look like a FIN. */
+    /* SHUT_RD stays off the kernel's socket (its shutdown would make our
+     * TCP socket look like the peer's FIN), in our line for every holder. */
     if (how == SHUT_RD || how == SHUT_RDWR)
         store32(&my_side(c)->shut_rd, 1);
     if (how == SHUT_WR || how == SHUT_RDWR) {

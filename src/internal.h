@@ -138,6 +138,14 @@ static inline void signals_release(void)
         signal_release_held();
 }
 
+/* Is the socket's int option `name` on (non-zero) as the kernel reports it? */
+static inline int sockopt_on(int fd, int level, int name)
+{
+    int on = 0;
+    socklen_t len = sizeof on;
+    return getsockopt(fd, level, name, &on, &len) == 0 && on;
+}
+
 #define MAX_IOV 64
 
 /* msg with its first `done` bytes skipped, in `iov` (MAX_IOV of them: a

@@ -375,7 +375,6 @@ LF_EXPORT int socket(int domain, int type, int protocol)
     return fd;
 }
 
-/* Socket buffer sizes bound the rings too (bufsize.c); the call is the kernel's. */
 /* SO_PEEK_OFF makes each MSG_PEEK start where the last one ended; peeks on
  * a ring always start at its tail.  So a socket given a peek offset before
  * its switch stays on TCP (the kernel keeps the offset), and so do the
@@ -401,6 +400,7 @@ static int peek_offset_on(int listen_fd)
            getsockopt(listen_fd, SOL_SOCKET, SO_PEEK_OFF, &off, &len) == 0 && off >= 0;
 }
 
+/* Socket buffer sizes bound the rings too (bufsize.c); the call is the kernel's. */
 LF_EXPORT int setsockopt(int fd, int level, int optname, const void *val, socklen_t len)
 {
     if (__builtin_expect(!lf_initialised, 0))

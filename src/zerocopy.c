@@ -15,17 +15,10 @@
 
 #include "internal.h"
 
-/* Without SO_ZEROCOPY the kernel ignores MSG_ZEROCOPY: no id, no notice. */
-static int zerocopy_enabled(int fd)
-{
-    int on = 0;
-    socklen_t len = sizeof on;
-    return !lf_confined && getsockopt(fd, SOL_SOCKET, SO_ZEROCOPY, &on, &len) == 0 && on;
-}
-
 void zerocopy_sent(struct lf_sock *s, int fd, int on_ring)
 {
-    if (!zerocopy_enabled(fd))
+    /* without SO_ZEROCOPY the kernel ignores MSG_ZEROCOPY: no id, no notice */
+    if (lf_confined || !sockopt_on(fd, SOL_SOCKET, SO_ZEROCOPY))
         return;
     lf_lock(&s->lock);
     uint32_t id = s->zc_next++;

@@ -331,10 +331,9 @@ static void json_to_ceiling(const struct ceiling *c)
     static const char *const names[CM_COUNT] = { "latency", "msgs", "stream" };
     printf("\"loopfast_vs_ring\": {");
     for (int m = 0; m < CM_COUNT; m++) {
-        double v[CEILING_MAX_ROUNDS];
-        for (int i = 0; i < c->rounds; i++)
-            v[i] = c->ratio[m][i];
-        jnum(names[m], median_of(v, c->rounds), 3);
+        double median, lo, hi;
+        ceiling_stats(c, (enum ceiling_metric)m, &median, &lo, &hi);
+        jnum(names[m], median, 3);
         printf(", ");
     }
     printf("\"rounds\": [");

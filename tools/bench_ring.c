@@ -27,20 +27,19 @@ struct bare_ring {
     _Atomic uint64_t total, total_ns;   /* what the sink read after its first take, in how long */
     _Alignas(4096) unsigned char data[];   /* ring_bytes */
 };
-#define RING_BYTES ring_bytes
 
 /* A message deeper than the ring (--sizes with a small LOOPFAST_RING_KB) goes
  * in ring-sized pieces. */
 static void put(struct bare_ring *r, const void *buf, size_t len)
 {
     for (size_t done = 0; done < len;) {
-        size_t piece = len - done < RING_BYTES ? len - done : RING_BYTES;
+        size_t piece = len - done < ring_bytes ? len - done : ring_bytes;
         uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
-        while (RING_BYTES - (head - atomic_load_explicit(&r->tail, memory_order_acquire)) < piece)
+        while (ring_bytes - (head - atomic_load_explicit(&r->tail, memory_order_acquire)) < piece)
             ;
         for (size_t i = 0; i < piece;) {
-            size_t off = (head + i) & (RING_BYTES - 1),
-                   n = RING_BYTES - off < piece - i ? RING_BYTES - off : piece - i;
+            size_t off = (head + i) & (ring_bytes - 1),
+                   n = ring_bytes - off < piece - i ? ring_bytes - off : piece - i;
             memcpy(r->data + off, (const char *)buf + done + i, n);
             i += n;
         }
@@ -57,7 +56,7 @@ static size_t take(struct bare_ring *r, void *buf, size_t len)
     if (avail < len)
         len = (size_t)avail;
     for (size_t i = 0; i < len;) {
-        size_t off = (tail + i) & (RING_BYTES - 1), n = RING_BYTES - off < len - i ? RING_BYTES - off : len - i;
+        size_t off = (tail + i) & (ring_bytes - 1), n = ring_bytes - off < len - i ? ring_bytes - off : len - i;
         memcpy((char *)buf + i, r->data + off, n);
         i += n;
     }
@@ -74,7 +73,7 @@ static void take_full(struct bare_ring *r, void *buf, size_t len)
 static void serve_echo(struct bare_ring *in, struct bare_ring *out, size_t size)
 {
     char *msg = malloc(size);
-    size_t first = size < RING_BYTES ? size : RING_BYTES;
+    size_t first = size < ring_bytes ? size : ring_bytes;
     while (!atomic_load(&in->done)) {
         if (atomic_load_explicit(&in->head, memory_order_acquire) -
                 atomic_load_explicit(&in->tail, memory_order_relaxed) < first)
