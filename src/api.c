@@ -30,11 +30,8 @@ static int check_socket(int fd)
  * AF_UNIX and raw sockets refuse it).  -1 with EBADF, ENOTSOCK or EINVAL. */
 static int tcp_state(int fd)
 {
-    struct tcp_info ti;
-    socklen_t len = sizeof ti;
-    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0)
-        return ti.tcpi_state;
-    return fail(errno == EBADF || errno == ENOTSOCK ? errno : EINVAL);
+    int state = tcp_info_state(fd);
+    return state >= 0 ? state : fail(errno == EBADF || errno == ENOTSOCK ? errno : EINVAL);
 }
 
 static int is_connected(int state, struct lf_sock *s)

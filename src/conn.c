@@ -339,13 +339,25 @@ static int peer_gone(struct lf_conn *c, int owes_reset)
     return 1;
 }
 
+/* After our refusal (refuse_rx) our TCP socket reports its own shutdown as
+ * if the peer's FIN had come.  Whether one did is the kernel's word, not
+ * the flag's (a peer may write the flag in our line): while only our FIN
+ * went, the socket waits in FIN_WAIT1 or FIN_WAIT2. */
+static int our_fin_alone(int fd)
+{
+    if (lf_confined)
+        return 0;
+    int state = tcp_info_state(fd);
+    return state == TCP_FIN_WAIT1 || state == TCP_FIN_WAIT2;
+}
+
 /* Has the peer's end gone, judging by shared memory and by `tev`, what its
  * TCP socket reported (0: not asked)?  Once it has, the kernel's socket
  * answers for the connection (see tx_gone, gone_events). */
 static int peer_left(struct lf_conn *c, int fd, short tev)
 {
     struct lf_side *peer = peer_side(c);
-    if (tev && load32(&my_side(c)->rx_refused))
+    if (tev && load32(&my_side(c)->rx_refused) && our_fin_alone(fd))
         tev &= POLLERR;   /* our own shutdown shut our TCP socket: its FIN is not the peer's */
     if (tev & (POLLRDHUP | POLLHUP | POLLERR))
         __atomic_store_n(&c->tcp_ended, 1, __ATOMIC_RELAXED);

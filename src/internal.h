@@ -7,6 +7,8 @@
 #ifndef LOOPFAST_INTERNAL_H
 #define LOOPFAST_INTERNAL_H
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -144,6 +146,14 @@ static inline int sockopt_on(int fd, int level, int name)
     int on = 0;
     socklen_t len = sizeof on;
     return getsockopt(fd, level, name, &on, &len) == 0 && on;
+}
+
+/* The socket's TCP state (TCP_ESTABLISHED...), or -1 when it has none. */
+static inline int tcp_info_state(int fd)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+    return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 ? ti.tcpi_state : -1;
 }
 
 #define MAX_IOV 64

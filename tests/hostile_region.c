@@ -262,11 +262,13 @@ static void scribble_slot(struct lf_shared *sh, unsigned char *rings, uint64_t r
             sh->ring[d].reader_bound = (uint32_t)rng(s);
         }
         break;
-    case 3:   /* flags: closed, reset, switched, shut down */
+    case 3:   /* flags: closed, reset, switched, shut down, refused */
         for (int e = 0; e < 2; e++) {
             sh->side[e].closed = (uint32_t)(rng(s) % 3);
             sh->side[e].reset = (uint32_t)(rng(s) % 3);
             sh->side[e].shut_wr = (uint32_t)(rng(s) % 2);
+            sh->side[e].shut_rd = (uint32_t)(rng(s) % 2);
+            sh->side[e].rx_refused = (uint32_t)(rng(s) % 2);
             sh->side[e].tx_switched = (uint32_t)(rng(s) % 2);
             sh->side[e].rx_on_ring = (uint32_t)(rng(s) % 2);
             sh->side[e].tx_tcp_bytes = rng(s) % 3 ? rng(s) % 64 : rng(s);
