@@ -382,6 +382,15 @@ static int peer_left(struct lf_conn *c, int fd, short tev)
     return peer_gone(c, 1);
 }
 
+/* What peer_left(c, fd, 0) answers 0 for without a question left to ask:
+ * loads only, for conn_send_buffer. */
+static inline __attribute__((always_inline)) int peer_plainly_here(struct lf_conn *c)
+{
+    struct lf_side *peer = peer_side(c);
+    return !__atomic_load_n(&c->peer_gone, __ATOMIC_ACQUIRE) && !load32(&peer->closed) &&
+           !load32(&peer->rx_refused) && !__atomic_load_n(&c->fin_unclear, __ATOMIC_RELAXED);
+}
+
 /* A recorded reset is reported once, by a read (ECONNRESET only) or a
  * write: its error, or 0 when there is none (left) for this call. */
 static int take_reset(struct lf_conn *c, int by_write)
@@ -750,6 +759,22 @@ static int sleep_ms(struct lf_conn *c, uint64_t deadline)
 }
 
 
+/* n bytes went on the ring: counted, the trimmer told, the reader woken if
+ * it sleeps. */
+static inline __attribute__((always_inline)) void tx_wrote(struct lf_conn *c, ssize_t n)
+{
+    my_stats(c)->tx_bytes += (uint64_t)n;
+    trim_note_write(c);
+    if (peer_armed(c, &c->tx.ctl->reader_armed))
+        bell_ring(c);
+}
+
+/* A call that put bytes on the ring: one message more. */
+static inline __attribute__((always_inline)) void tx_counted(struct lf_conn *c)
+{
+    if (count_msg(&my_stats(c)->tx_msgs) % PROMISE_AFTER == 0)
+        promise_when_busy(c);
+}
 
 static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struct msghdr *msg,
                        int flags, struct dir_hold *hold)
@@ -775,10 +800,7 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
             return c->broken = 1, done ? (ssize_t)done : -ECONNRESET;
         if (n > 0) {
             done += (size_t)n;
-            my_stats(c)->tx_bytes += (uint64_t)n;
-            trim_note_write(c);
-            if (peer_armed(c, &c->tx.ctl->reader_armed))
-                bell_ring(c);
+            tx_wrote(c, n);
             continue;
         }
         int dontwait = must_not_wait(s, c, fd, flags, 1, 1);
@@ -824,14 +846,41 @@ ssize_t conn_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags
             r = -errno;
     } else {
         r = tx_ring(s, c, fd, msg, flags, &hold);
-        if (r > 0 && count_msg(&my_stats(c)->tx_msgs) % PROMISE_AFTER == 0)
-            promise_when_busy(c);
+        if (r > 0)
+            tx_counted(c);
     }
     dir_unlock(c, DIR_TX, hold);
     if (r < 0) {
         errno = (int)-r;
         return -1;
     }
+    return r;
+}
+
+/* One buffer (write, send) that the ring takes whole now, on a switched
+ * direction with nothing to ask TCP: no msghdr, no wait, no loop.  A 64 B
+ * writer spent most of its time in the stores of conn_send's general path
+ * (frames, msghdr and iovec copies), each queued behind the ring head's
+ * store, whose line the spinning reader holds (docs/performance.md).
+ * CONN_SEND_DECLINED when this is not that case: nothing was done, and
+ * conn_send answers. */
+ssize_t conn_send_buffer(struct lf_sock *s, int fd, const void *buf, size_t len, int flags)
+{
+    struct lf_conn *c = s->conn;
+    struct lf_side *me = my_side(c);
+    struct dir_hold hold = dir_lock(c, DIR_TX, fd, flags);
+    if (hold.refused)
+        return -EAGAIN;
+    ssize_t r = CONN_SEND_DECLINED;
+    /* (a TCP look that is due is conn_send's: its answer must not be lost) */
+    if (len && load32(&me->tx_switched) && !load32(&me->shut_wr) && !c->broken &&
+        coarse_ns() < c->next_tcp_check && peer_plainly_here(c) &&
+        ring_write_whole(&c->tx, buf, len) > 0) {
+        tx_wrote(c, (ssize_t)len);
+        tx_counted(c);
+        r = (ssize_t)len;
+    }
+    dir_unlock(c, DIR_TX, hold);
     return r;
 }
 

@@ -28,27 +28,35 @@ static struct lf_sock **top[TOP_SIZE];
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct lf_sock *free_list;
 
-static struct lf_sock **slot_of(int fd, int create)
+/* The slot of fd if its chunk exists: two loads, inlined into every call. */
+static inline __attribute__((always_inline)) struct lf_sock **slot_if_any(int fd)
 {
     if (fd < 0 || (unsigned)fd >= (unsigned)TOP_SIZE * CHUNK_SIZE)
         return NULL;
     struct lf_sock **chunk = __atomic_load_n(&top[fd >> CHUNK_BITS], __ATOMIC_ACQUIRE);
-    if (!chunk && create) {
-        lf_lock(&table_lock);
-        chunk = top[fd >> CHUNK_BITS];
-        if (!chunk) {
-            chunk = calloc(CHUNK_SIZE, sizeof *chunk);
-            if (chunk)
-                __atomic_store_n(&top[fd >> CHUNK_BITS], chunk, __ATOMIC_RELEASE);
-        }
-        lf_unlock(&table_lock);
+    return chunk ? &chunk[fd & (CHUNK_SIZE - 1)] : NULL;
+}
+
+/* The slot of fd, its chunk made if need be; NULL when out of range or memory. */
+static struct lf_sock **slot_made(int fd)
+{
+    struct lf_sock **slot = slot_if_any(fd);
+    if (slot || fd < 0 || (unsigned)fd >= (unsigned)TOP_SIZE * CHUNK_SIZE)
+        return slot;
+    lf_lock(&table_lock);
+    struct lf_sock **chunk = top[fd >> CHUNK_BITS];
+    if (!chunk) {
+        chunk = calloc(CHUNK_SIZE, sizeof *chunk);
+        if (chunk)
+            __atomic_store_n(&top[fd >> CHUNK_BITS], chunk, __ATOMIC_RELEASE);
     }
+    lf_unlock(&table_lock);
     return chunk ? &chunk[fd & (CHUNK_SIZE - 1)] : NULL;
 }
 
 struct lf_sock *fdtable_acquire(int fd)
 {
-    struct lf_sock **slot = slot_of(fd, 0);
+    struct lf_sock **slot = slot_if_any(fd);
     if (!slot)
         return NULL;
     for (;;) {
@@ -72,14 +80,14 @@ struct lf_sock *call_begin(int fd)
 {
     if (!__libc_single_threaded)
         return fdtable_acquire(fd);
-    struct lf_sock **slot = slot_of(fd, 0);
+    struct lf_sock **slot = slot_if_any(fd);
     return slot ? __atomic_load_n(slot, __ATOMIC_ACQUIRE) : NULL;
 }
 
 /* Does fd name s now?  A look, no reference taken. */
 int fdtable_holds(int fd, struct lf_sock *s)
 {
-    struct lf_sock **slot = slot_of(fd, 0);
+    struct lf_sock **slot = slot_if_any(fd);
     return slot && __atomic_load_n(slot, __ATOMIC_ACQUIRE) == s;
 }
 
@@ -172,7 +180,7 @@ struct lf_sock *sock_new(int kind)
 
 int fdtable_set(int fd, struct lf_sock *s)
 {
-    struct lf_sock **slot = slot_of(fd, 1);
+    struct lf_sock **slot = slot_made(fd);
     if (!slot)
         return -1;
     __atomic_add_fetch(&s->refs, 1, __ATOMIC_ACQ_REL);
@@ -187,7 +195,7 @@ int fdtable_set(int fd, struct lf_sock *s)
 
 int fdtable_clear(int fd)
 {
-    struct lf_sock **slot = slot_of(fd, 0);
+    struct lf_sock **slot = slot_if_any(fd);
     if (!slot)
         return -1;
     struct lf_sock *old = __atomic_exchange_n(slot, NULL, __ATOMIC_ACQ_REL);

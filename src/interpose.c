@@ -79,9 +79,7 @@ static ssize_t recv_on(struct lf_sock *s, int fd, void *buf, size_t len, int fla
 
 static ssize_t send_on(struct lf_sock *s, int fd, const void *buf, size_t len, int flags)
 {
-    struct iovec iov;
-    struct msghdr m = one_buffer(&iov, (void *)buf, len);
-    ssize_t r = sock_send(s, fd, &m, flags);
+    ssize_t r = sock_send_buffer(s, fd, buf, len, flags);
     call_end(s);
     return r;
 }

@@ -74,7 +74,8 @@ static void copy_in(struct ring *r, uint64_t pos, const unsigned char *src, size
     size_t off = pos & (r->size - 1);
     size_t first = r->size - off < len ? r->size - off : len;
     memcpy(r->data + off, src, first);
-    memcpy(r->data, src + first, len - first);
+    if (len > first)
+        memcpy(r->data, src + first, len - first);
 }
 
 static void copy_out(const struct ring *r, uint64_t pos, unsigned char *dst, size_t len)
@@ -82,7 +83,8 @@ static void copy_out(const struct ring *r, uint64_t pos, unsigned char *dst, siz
     size_t off = pos & (r->size - 1);
     size_t first = r->size - off < len ? r->size - off : len;
     memcpy(dst, r->data + off, first);
-    memcpy(dst + first, r->data, len - first);
+    if (len > first)
+        memcpy(dst + first, r->data, len - first);
 }
 
 static size_t iov_total(const struct iovec *iov, int iovcnt, size_t cap)
@@ -127,6 +129,19 @@ ssize_t ring_writev(struct ring *r, const struct iovec *iov, int iovcnt)
     if (done)
         store_release(&r->ctl->head, head + done);
     return (ssize_t)done;
+}
+
+ssize_t ring_write_whole(struct ring *r, const void *buf, size_t len)
+{
+    uint64_t head, tail, cap = ring_capacity(r);
+    int64_t used = span(r, &head, &tail, 1, len, cap);
+    if (used < 0)
+        return -1;
+    if (room_for(cap, (uint64_t)used) < len)
+        return 0;
+    copy_in(r, head, buf, len);
+    store_release(&r->ctl->head, head + len);
+    return (ssize_t)len;
 }
 
 ssize_t ring_write(struct ring *r, const void *buf, size_t len)

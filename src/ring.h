@@ -62,6 +62,9 @@ ssize_t ring_writable(const struct ring *r);
  * or -1 when corrupt.  Publishes the new head with release ordering. */
 ssize_t ring_writev(struct ring *r, const struct iovec *iov, int iovcnt);
 ssize_t ring_write(struct ring *r, const void *buf, size_t len);
+/* All len bytes, or none (0) when the room is short; -1 when corrupt.  One
+ * buffer, no iovec: the common write() of a small message. */
+ssize_t ring_write_whole(struct ring *r, const void *buf, size_t len);
 
 /* Copy up to the iovecs' total length out; returns bytes read (0 when empty)
  * or -1 when corrupt.  With peek, the tail is not advanced. */

@@ -222,6 +222,20 @@ static uint64_t ring_bytes_sent(struct lf_sock *s)
                                    : 0;
 }
 
+/* write() and send(): a fast socket's ring takes the buffer whole in the
+ * common case (conn_send_buffer); anything else goes as sendmsg. */
+ssize_t sock_send_buffer(struct lf_sock *s, int fd, const void *buf, size_t len, int flags)
+{
+    if (sock_kind(s) == LF_FAST && !(flags & (MSG_OOB | MSG_ZEROCOPY))) {
+        ssize_t r = conn_send_buffer(s, fd, buf, len, flags);
+        if (r != CONN_SEND_DECLINED)
+            return r < 0 ? (errno = (int)-r, -1) : r;
+    }
+    struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+    return sock_send(s, fd, &m, flags);
+}
+
 ssize_t sock_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags)
 {
     if (!(flags & MSG_ZEROCOPY))
