@@ -490,6 +490,17 @@ static ssize_t rx_tcp(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
 }
 
 /* One non-blocking attempt: bytes, 0 at EOF, -EAGAIN, or -errno. */
+/* n bytes came off the ring: counted, the writer woken if it sleeps for
+ * room. */
+static inline __attribute__((always_inline)) void rx_took(struct lf_conn *c, ssize_t n)
+{
+    my_stats(c)->rx_bytes += (uint64_t)n;
+    if (count_msg(&my_stats(c)->rx_msgs) % PROMISE_AFTER == 0)
+        promise_when_busy(c);
+    if (peer_armed(c, &c->rx.ctl->writer_armed))
+        bell_ring(c);
+}
+
 static ssize_t rx_step(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
 {
     struct lf_side *me = my_side(c), *peer = peer_side(c);
@@ -507,13 +518,8 @@ static ssize_t rx_step(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
         if (n < 0)
             return c->broken = 1, -ECONNRESET;
         if (n > 0) {
-            if (!peek) {
-                my_stats(c)->rx_bytes += (uint64_t)n;
-                if (count_msg(&my_stats(c)->rx_msgs) % PROMISE_AFTER == 0)
-                    promise_when_busy(c);
-                if (peer_armed(c, &c->rx.ctl->writer_armed))
-                    bell_ring(c);
-            }
+            if (!peek)
+                rx_took(c, n);
             return n;
         }
         if (load32(&me->reset))
@@ -667,6 +673,28 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
         errno = (int)-r;
         return -1;
     }
+    return r;
+}
+
+/* read() and recv() of bytes already on the ring, the reading twin of
+ * conn_send_buffer: no msghdr, no wait.  CONN_DECLINED when the ring is
+ * empty or anything asks for more than a copy (a low-water mark, the
+ * direction not on the ring yet, a held answer): nothing was done. */
+ssize_t conn_recv_buffer(struct lf_sock *s, int fd, void *buf, size_t len, int flags)
+{
+    struct lf_conn *c = s->conn;
+    if (!len || __atomic_load_n(&c->held, __ATOMIC_RELAXED) ||
+        __atomic_load_n(&rcvlowat_used, __ATOMIC_RELAXED))
+        return CONN_DECLINED;
+    struct dir_hold hold = dir_lock(c, DIR_RX, fd, flags);
+    if (hold.refused)
+        return -EAGAIN;
+    ssize_t r = CONN_DECLINED, n;
+    if (!c->broken && load32(&my_side(c)->rx_on_ring) && (n = ring_read(&c->rx, buf, len, 0)) > 0) {
+        rx_took(c, n);
+        r = n;
+    }
+    dir_unlock(c, DIR_RX, hold);
     return r;
 }
 
@@ -862,7 +890,7 @@ ssize_t conn_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags
  * writer spent most of its time in the stores of conn_send's general path
  * (frames, msghdr and iovec copies), each queued behind the ring head's
  * store, whose line the spinning reader holds (docs/performance.md).
- * CONN_SEND_DECLINED when this is not that case: nothing was done, and
+ * CONN_DECLINED when this is not that case: nothing was done, and
  * conn_send answers. */
 ssize_t conn_send_buffer(struct lf_sock *s, int fd, const void *buf, size_t len, int flags)
 {
@@ -871,7 +899,7 @@ ssize_t conn_send_buffer(struct lf_sock *s, int fd, const void *buf, size_t len,
     struct dir_hold hold = dir_lock(c, DIR_TX, fd, flags);
     if (hold.refused)
         return -EAGAIN;
-    ssize_t r = CONN_SEND_DECLINED;
+    ssize_t r = CONN_DECLINED;
     /* (a TCP look that is due is conn_send's: its answer must not be lost) */
     if (len && load32(&me->tx_switched) && !load32(&me->shut_wr) && !c->broken &&
         coarse_ns() < c->next_tcp_check && peer_plainly_here(c) &&

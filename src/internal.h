@@ -733,9 +733,11 @@ int request_answer(int fd, const struct diag_result *client, struct sockaddr_sto
 /* ---- conn.c ---- */
 ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags);
 ssize_t conn_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags);
-/* One buffer the ring takes whole now; CONN_SEND_DECLINED: use conn_send. */
-#define CONN_SEND_DECLINED (-((ssize_t)1 << 40))
+/* One buffer the ring takes whole now, or bytes already on the ring read
+ * into one; CONN_DECLINED: nothing done, conn_send or conn_recv answers. */
+#define CONN_DECLINED (-((ssize_t)1 << 40))
 ssize_t conn_send_buffer(struct lf_sock *s, int fd, const void *buf, size_t len, int flags);
+ssize_t conn_recv_buffer(struct lf_sock *s, int fd, void *buf, size_t len, int flags);
 int conn_shutdown(struct lf_sock *s, int fd, int how);
 int conn_shut_rd(struct lf_conn *c);
 int sock_stdio_may_write(struct lf_sock *s);   /* stdout, stderr or fdopen'd: writes stay on TCP */
@@ -831,6 +833,7 @@ void pending_on_stdin(int fd);     /* fd is stdin now: stdio may read it (handsh
 ssize_t sock_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags);
 ssize_t sock_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags);
 ssize_t sock_send_buffer(struct lf_sock *s, int fd, const void *buf, size_t len, int flags);
+ssize_t sock_recv_buffer(struct lf_sock *s, int fd, void *buf, size_t len, int flags);
 
 /* ---- cmsg.c: control messages of reads a ring answered ---- */
 void cmsg_option_set(int level, int optname);   /* setsockopt: timestamps, TCP_INQ in use */

@@ -60,19 +60,9 @@ static struct lf_sock *ours_for_call(int fd)
     return call_begin(fd);
 }
 
-static struct msghdr one_buffer(struct iovec *iov, void *buf, size_t len)
-{
-    iov->iov_base = buf;
-    iov->iov_len = len;
-    struct msghdr m = { .msg_iov = iov, .msg_iovlen = 1 };
-    return m;
-}
-
 static ssize_t recv_on(struct lf_sock *s, int fd, void *buf, size_t len, int flags)
 {
-    struct iovec iov;
-    struct msghdr m = one_buffer(&iov, buf, len);
-    ssize_t r = sock_recv(s, fd, &m, flags);
+    ssize_t r = sock_recv_buffer(s, fd, buf, len, flags);
     call_end(s);
     return r;
 }

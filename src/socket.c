@@ -179,6 +179,21 @@ ssize_t sock_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
     return r;
 }
 
+/* read() and recv(): bytes already on a fast socket's ring are copied out
+ * (conn_recv_buffer); anything else goes as recvmsg.  MSG_DONTWAIT is the
+ * only flag the copy honours as it is. */
+ssize_t sock_recv_buffer(struct lf_sock *s, int fd, void *buf, size_t len, int flags)
+{
+    if (sock_kind(s) == LF_FAST && !(flags & ~MSG_DONTWAIT)) {
+        ssize_t r = conn_recv_buffer(s, fd, buf, len, flags);
+        if (r != CONN_DECLINED)
+            return r < 0 ? (errno = (int)-r, -1) : r;
+    }
+    struct iovec iov = { .iov_base = buf, .iov_len = len };
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+    return sock_recv(s, fd, &m, flags);
+}
+
 /* Urgent data (MSG_OOB) is the kernel's TCP alone: the rings cannot carry it
  * at its place in the stream.  A client still waiting for its answer gives
  * the fast path up and stays plain TCP; a fast connection refuses it
@@ -228,7 +243,7 @@ ssize_t sock_send_buffer(struct lf_sock *s, int fd, const void *buf, size_t len,
 {
     if (sock_kind(s) == LF_FAST && !(flags & (MSG_OOB | MSG_ZEROCOPY))) {
         ssize_t r = conn_send_buffer(s, fd, buf, len, flags);
-        if (r != CONN_SEND_DECLINED)
+        if (r != CONN_DECLINED)
             return r < 0 ? (errno = (int)-r, -1) : r;
     }
     struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
