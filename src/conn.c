@@ -489,7 +489,6 @@ static ssize_t rx_tcp(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
     }
 }
 
-/* One non-blocking attempt: bytes, 0 at EOF, -EAGAIN, or -errno. */
 /* n bytes came off the ring: counted, the writer woken if it sleeps for
  * room. */
 static inline __attribute__((always_inline)) void rx_took(struct lf_conn *c, ssize_t n)
@@ -501,12 +500,35 @@ static inline __attribute__((always_inline)) void rx_took(struct lf_conn *c, ssi
         bell_ring(c);
 }
 
+/* A read that took the last of the peer's TCP bytes (`done` of them) goes
+ * on into the ring, as the kernel's read takes all that is queued: a read
+ * shorter than its buffer tells libuv (node) that nothing is left, and with
+ * the peer's FIN already reported it took the stream for ended and never
+ * read the ring (a node client got its first 230 bytes of 5851). */
+static ssize_t rx_tcp_then_ring(struct lf_conn *c, struct msghdr *msg, ssize_t done)
+{
+    if ((size_t)done >= iov_total(msg->msg_iov, msg->msg_iovlen) || !conn_rx_settled(c))
+        return done;
+    struct iovec iov[MAX_IOV];
+    struct msghdr rest = msg_skip(msg, (size_t)done, iov);
+    ssize_t n = ring_readv(&c->rx, rest.msg_iov, (int)rest.msg_iovlen, 0);
+    if (n < 0)
+        c->broken = 1;   /* told at the next call: these bytes are the program's */
+    if (n <= 0)
+        return done;
+    rx_took(c, n);
+    return done + n;
+}
+
+/* One non-blocking attempt: bytes, 0 at EOF, -EAGAIN, or -errno. */
 static ssize_t rx_step(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
 {
     struct lf_side *me = my_side(c), *peer = peer_side(c);
     int peek = (flags & MSG_PEEK) != 0;
     if (!load32(&me->rx_on_ring)) {
         ssize_t r = rx_tcp(c, fd, msg, flags);
+        if (r > 0 && !peek)
+            r = rx_tcp_then_ring(c, msg, r);
         if (r != RX_SWITCHED)
             return r == 0 ? rx_end(c, fd) : kernel_reset_told(c, r);
     }
