@@ -71,7 +71,7 @@ tests: $(TESTS)
 # Debian packages the tests drive; installed only when missing and root.
 TEST_PACKAGES := redis-server redis-tools nginx-light curl memcached iperf3 sockperf python3 iproute2 \
                  pkgconf man-db postgresql haproxy openssh-server openssh-client wrk apache2-utils \
-                 socat busybox strace apache2-bin git
+                 socat busybox strace apache2-bin git nodejs
 deps:
 	@tests/install-deps.sh $(TEST_PACKAGES)
 
@@ -116,7 +116,7 @@ fuzz:
 	done
 
 # Tests whose timing valgrind does not disturb, under memcheck.
-VALGRIND_TESTS := api_errors hostile_refused unit_ring epoll_kernel_turn flags_shared connect_write_accept echo_v4 optin_one_sided readiness \
+VALGRIND_TESTS := api_errors hostile_refused raw_close read_across_switch unit_ring epoll_kernel_turn flags_shared connect_write_accept echo_v4 optin_one_sided readiness \
                   sockopts descriptors msg_flags flow_control own_fds fd_numbers mmsg_rw2 \
                   epoll_states peer_reset shutdown_local fork_split accept_threads_fds link_share request_path \
                   unit_verdict peer_fds holder_exit shell_inherit exec_unproved vfork_exec \

@@ -67,6 +67,8 @@ struct libc_calls {
     pid_t (*fork)(void);
 };
 extern struct libc_calls libc;
+/* fd's number was just given out by the kernel: state kept under it is stale (interpose.c). */
+void fd_number_fresh(int fd);
 void libc_init(void);
 int libc_closing_own(void);   /* inside libc.close_own (TSan builds: see libc.c) */
 void *dlsym_next(const char *name);

@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <netinet/in.h>
 #include <linux/close_range.h>
+#include <sys/syscall.h>
 #include <linux/sockios.h>
 #include <limits.h>
 #include <sys/ioctl.h>
@@ -350,6 +351,7 @@ LF_EXPORT int socket(int domain, int type, int protocol)
     int fd = real_socket_now(domain, type, protocol);
     if (retry_without_reserves(fd))
         fd = real_socket_now(domain, type, protocol);
+    fd_number_fresh(fd);
     bufsize_socket_made(fd, 1);
     if (fd >= 0 && lf_config.mode == LF_MODE_ALL && (domain == AF_INET || domain == AF_INET6) &&
         (type & 0xf) == SOCK_STREAM && (protocol == 0 || protocol == IPPROTO_TCP)) {
@@ -496,6 +498,7 @@ static int accept_any(int listen_fd, struct sockaddr *addr, socklen_t *len, int 
     int c = is4 ? libc.accept4(listen_fd, a, n, flags) : libc.accept(listen_fd, a, n);
     if (retry_without_reserves(c))
         c = is4 ? libc.accept4(listen_fd, a, n, flags) : libc.accept(listen_fd, a, n);
+    fd_number_fresh(c);
     if (c >= 0 && l) {
         int e = errno;
         if (addr && *len <= given && *len <= sizeof ends[1])
@@ -572,6 +575,29 @@ static int fd_has_state(int fd)
     return s || bufsize_noted(fd) || epoll_knows_fd(fd);
 }
 
+/* The kernel has just given out fd's number (socket, accept, dup,
+ * epoll_create), so anything we still keep under it belongs to a
+ * descriptor closed past us, by a system call of the program's own: it is
+ * stale, and the new file would be answered from a dead connection's
+ * state.  Forgotten as close() forgets, without a call on the number, which
+ * names the new file now.  (A vfork child's numbers are not its parent's
+ * records.) */
+void fd_number_fresh(int fd)
+{
+    if (fd < 0 || !fd_has_state(fd) || lf_vfork_child())
+        return;
+    int e = errno;
+    bufsize_socket_made(fd, 0);
+    struct lf_sock *s = ours(fd);
+    if (s) {
+        if (fdtable_clear(fd) == 0 && sock_kind(s) == LF_FAST)
+            conn_close(s, -1);
+        sock_put(s);
+    }
+    epoll_forget_fd(fd);
+    errno = e;
+}
+
 /* A vfork() child about to close or duplicate numbers we keep state under:
  * the state is its parent's, the numbers are its own (exec.c).  The
  * system call that tells is made only then. */
@@ -590,6 +616,66 @@ LF_EXPORT int close(int fd)
         forget_any(fd);
     return libc.close(fd);
 }
+
+/* syscall(SYS_close, fd): libuv (node.js) closes descriptors so, past
+ * close().  Their numbers stayed in our tables, and the next socket the
+ * kernel gave such a number was answered from a dead connection's state (a
+ * node server's second connection read EOF after its first 8 bytes).  So
+ * syscall() is ours: SYS_close goes to close(), and every other number to
+ * the kernel, as libc's syscall() sends it.  It is variadic, and a caller
+ * passes only the arguments its call takes, so C could not forward them
+ * without reading some that do not exist; a few instructions do it with
+ * the registers as they came.  Nor may it look libc's up: jemalloc calls
+ * syscall() while it sets itself up, inside malloc's lock, and dlsym()
+ * would call malloc() (redis hung before its first line).  Elsewhere than x86-64 the stale numbers are
+ * caught when the kernel gives them out again (fd_number_fresh). */
+#if defined(__x86_64__)
+__attribute__((used)) long syscall_failed(long r);
+__attribute__((used)) long syscall_failed(long r)
+{
+    errno = (int)-r;
+    return -1;
+}
+
+/* Before loopfast has set itself up it keeps nothing under any number, and
+ * must not set itself up here: jemalloc's own start-up reads a /proc file
+ * with syscall(SYS_open, SYS_read, SYS_close), inside malloc's lock. */
+__attribute__((used)) long close_by_syscall(long number, long fd);
+__attribute__((used)) long close_by_syscall(long number, long fd)
+{
+    if (__atomic_load_n(&lf_initialised, __ATOMIC_ACQUIRE))
+        return close((int)fd);
+    long r;
+    __asm__ volatile("syscall" : "=a"(r) : "0"(number), "D"(fd) : "rcx", "r11", "memory");
+    return r < 0 && r > -4096 ? syscall_failed(r) : r;
+}
+
+#define LF_STR(x) #x
+#define LF_XSTR(x) LF_STR(x)
+__asm__(".text\n"
+        ".globl syscall\n"
+        ".type syscall, @function\n"
+        "syscall:\n"
+        "    endbr64\n"
+        "    cmpq $" LF_XSTR(SYS_close) ", %rdi\n"
+        "    je close_by_syscall\n"
+        /* (number, a1..a6) in rdi, rsi, rdx, rcx, r8, r9, the stack; the
+         * kernel takes them in rax, rdi, rsi, rdx, r10, r8, r9 */
+        "    movq %rdi, %rax\n"
+        "    movq %rsi, %rdi\n"
+        "    movq %rdx, %rsi\n"
+        "    movq %rcx, %rdx\n"
+        "    movq %r8, %r10\n"
+        "    movq %r9, %r8\n"
+        "    movq 8(%rsp), %r9\n"
+        "    syscall\n"
+        "    cmpq $-4095, %rax\n"
+        "    jae 1f\n"
+        "    ret\n"
+        "1:  movq %rax, %rdi\n"
+        "    jmp syscall_failed\n"
+        ".size syscall, .-syscall\n");
+#endif
 
 /* close_range() and closefrom() close the program's descriptors in the
  * range, around loopfast's own (ownfd.c).  Tracked sockets and epoll sets in
@@ -651,6 +737,7 @@ static int track_dup(int oldfd, int newfd)
 {
     if (newfd < 0)
         return newfd;
+    fd_number_fresh(newfd);
     struct lf_sock *s = ours(oldfd);
     if (s) {
         fdtable_set(newfd, s);

@@ -408,6 +408,7 @@ int ownfd_new_epoll(int *where)
  * when it may have no descriptor left for us. */
 static int program_made_epoll(int r)
 {
+    fd_number_fresh(r);
     if (r >= 0 && lf_config.mode != LF_MODE_OFF) {
         int e = errno;
         __atomic_store_n(&reserve_wanted, 1, __ATOMIC_RELAXED);

@@ -385,7 +385,9 @@ static inline void run_with_spin_us(char **argv, const char *us)
 
 /* A connected pair in this process, both ends opted in, after one exchange
  * (so both are on the fast path when `optin`). */
-static inline void fast_pair(int family, int optin, int *client, int *server)
+/* A client connected to a loopback listener and its accepted end, no byte
+ * exchanged yet: the listener, still open. */
+static inline int accepted_pair(int family, int optin, int *client, int *server)
 {
     struct sockaddr_storage addr;
     socklen_t len;
@@ -393,7 +395,12 @@ static inline void fast_pair(int family, int optin, int *client, int *server)
     *client = connect_to(&addr, len, optin);
     *server = accept(l, NULL, NULL);
     CHECK(*server >= 0, "accept: %s", strerror(errno));
-    close(l);
+    return l;
+}
+
+static inline void fast_pair(int family, int optin, int *client, int *server)
+{
+    close(accepted_pair(family, optin, client, server));
     char b;
     CHECK(write_full(*client, "a", 1) == 1 && read_full(*server, &b, 1) == 1, "first exchange c->s");
     CHECK(write_full(*server, "b", 1) == 1 && read_full(*client, &b, 1) == 1, "first exchange s->c");
