@@ -584,7 +584,9 @@ static int fd_has_state(int fd)
  * records.) */
 void fd_number_fresh(int fd)
 {
-    if (fd < 0 || !fd_has_state(fd) || lf_vfork_child())
+    /* inside a section of ours (lf_signal_hold): a socket loopfast makes
+     * for itself, with its locks held, which the epoll table's would invert */
+    if (fd < 0 || lf_signal_hold || !fd_has_state(fd) || lf_vfork_child())
         return;
     int e = errno;
     bufsize_socket_made(fd, 0);
