@@ -505,18 +505,25 @@ static inline __attribute__((always_inline)) void rx_took(struct lf_conn *c, ssi
  * shorter than its buffer tells libuv (node) that nothing is left, and with
  * the peer's FIN already reported it took the stream for ended and never
  * read the ring (a node client got its first 230 bytes of 5851). */
-static ssize_t rx_tcp_then_ring(struct lf_conn *c, struct msghdr *msg, ssize_t done)
+static ssize_t rx_tcp_then_ring(struct lf_conn *c, struct msghdr *msg, ssize_t done, int peek)
 {
-    if ((size_t)done >= iov_total(msg->msg_iov, msg->msg_iovlen) || !conn_rx_settled(c))
+    struct lf_side *me = my_side(c), *peer = peer_side(c);
+    if ((size_t)done >= iov_total(msg->msg_iov, msg->msg_iovlen))
+        return done;
+    /* a peek consumed nothing: did it see the last of the TCP bytes? */
+    if (peek ? !load32(&peer->tx_switched) ||
+                   load64(&me->rx_tcp_bytes) + (uint64_t)done != load64(&peer->tx_tcp_bytes)
+             : !conn_rx_settled(c))
         return done;
     struct iovec iov[MAX_IOV];
     struct msghdr rest = msg_skip(msg, (size_t)done, iov);
-    ssize_t n = ring_readv(&c->rx, rest.msg_iov, (int)rest.msg_iovlen, 0);
+    ssize_t n = ring_readv(&c->rx, rest.msg_iov, (int)rest.msg_iovlen, peek);
     if (n < 0)
         c->broken = 1;   /* told at the next call: these bytes are the program's */
     if (n <= 0)
         return done;
-    rx_took(c, n);
+    if (!peek)
+        rx_took(c, n);
     return done + n;
 }
 
@@ -527,8 +534,8 @@ static ssize_t rx_step(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
     int peek = (flags & MSG_PEEK) != 0;
     if (!load32(&me->rx_on_ring)) {
         ssize_t r = rx_tcp(c, fd, msg, flags);
-        if (r > 0 && !peek)
-            r = rx_tcp_then_ring(c, msg, r);
+        if (r > 0)
+            r = rx_tcp_then_ring(c, msg, r, peek);
         if (r != RX_SWITCHED)
             return r == 0 ? rx_end(c, fd) : kernel_reset_told(c, r);
     }

@@ -4,7 +4,7 @@
  * stopped at the last TCP byte.  libuv (node.js) takes a read shorter than
  * its buffer, with the peer's FIN already reported, for the end of the
  * stream: a node client got the first 230 bytes of its 5851-byte echo and
- * then EOF.  Kernel TCP and loopfast (both ends opted in): the transcripts
+ * then EOF.  A peek sees as much.  Kernel TCP and loopfast (both ends opted in): the transcripts
  * must be the same. */
 #include <poll.h>
 
@@ -39,6 +39,7 @@ static void run(int optin, char *out, size_t size)
     int k = poll(&p, 1, 2000);
     events_text(ev, sizeof ev, k == 1 ? (unsigned)p.revents : 0);
     note(" poll:%s", ev);
+    note_result("peek", recv(c, b, sizeof b, MSG_PEEK | MSG_DONTWAIT));
     note_result("read", recv(c, b, sizeof b, MSG_DONTWAIT));
     note_result("read-again", recv(c, b, sizeof b, MSG_DONTWAIT));
     close(c);
