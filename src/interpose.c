@@ -546,24 +546,26 @@ LF_EXPORT int shutdown(int fd, int how)
 
 /* ---- descriptors ---- */
 
-/* Forgets fd before the kernel closes it; on the last descriptor of a
- * connection in this process, tells the peer first. */
-static void forget(int fd)
-{
-    struct lf_sock *s = ours(fd);
-    if (!s)
-        return;
-    if (fdtable_clear(fd) == 0 && sock_kind(s) == LF_FAST)
-        conn_close(s, fd);
-    sock_put(s);
-}
-
-/* What close() forgets: a tracked socket, or an epoll set of ours. */
-static void forget_any(int fd)
+/* Forgets what we keep under fd's number: a tracked socket, or an epoll
+ * set of ours.  On the last descriptor of a connection in this process the
+ * peer is told first; `still_ours`: the number still names that socket (it
+ * is about to be closed), so its SO_LINGER and unread bytes may be asked. */
+static void forget_number(int fd, int still_ours)
 {
     bufsize_socket_made(fd, 0);
-    forget(fd);
+    struct lf_sock *s = ours(fd);
+    if (s) {
+        if (fdtable_clear(fd) == 0 && sock_kind(s) == LF_FAST)
+            conn_close(s, still_ours ? fd : -1);
+        sock_put(s);
+    }
     epoll_forget_fd(fd);
+}
+
+/* What close() forgets, before the kernel closes fd. */
+static void forget_any(int fd)
+{
+    forget_number(fd, 1);
 }
 
 /* Does loopfast keep anything under fd's number? */
@@ -589,14 +591,7 @@ void fd_number_fresh(int fd)
     if (fd < 0 || lf_signal_hold || !fd_has_state(fd) || lf_vfork_child())
         return;
     int e = errno;
-    bufsize_socket_made(fd, 0);
-    struct lf_sock *s = ours(fd);
-    if (s) {
-        if (fdtable_clear(fd) == 0 && sock_kind(s) == LF_FAST)
-            conn_close(s, -1);
-        sock_put(s);
-    }
-    epoll_forget_fd(fd);
+    forget_number(fd, 0);
     errno = e;
 }
 
@@ -629,8 +624,9 @@ LF_EXPORT int close(int fd)
  * without reading some that do not exist; a few instructions do it with
  * the registers as they came.  Nor may it look libc's up: jemalloc calls
  * syscall() while it sets itself up, inside malloc's lock, and dlsym()
- * would call malloc() (redis hung before its first line).  Elsewhere than x86-64 the stale numbers are
- * caught when the kernel gives them out again (fd_number_fresh). */
+ * would call malloc() (redis hung before its first line).  Elsewhere than
+ * x86-64 the stale numbers are caught when the kernel gives them out again
+ * (fd_number_fresh). */
 #if defined(__x86_64__)
 __attribute__((used)) long syscall_failed(long r);
 __attribute__((used)) long syscall_failed(long r)

@@ -55,7 +55,7 @@ static void fill_notice(int fd, struct msghdr *msg, uint32_t lo, uint32_t hi)
     msg->msg_flags = MSG_ERRQUEUE;
     msg->msg_namelen = 0;
     cmsg_put_one(msg, msg->msg_controllen, domain == AF_INET6 ? SOL_IPV6 : SOL_IP,
-                  domain == AF_INET6 ? IPV6_RECVERR : IP_RECVERR, &notice, size);
+                 domain == AF_INET6 ? IPV6_RECVERR : IP_RECVERR, &notice, size);
 }
 
 ssize_t zerocopy_errqueue(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
