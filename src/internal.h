@@ -399,6 +399,8 @@ void link_release(struct lf_conn *c);                      /* conn_free: this pr
 void link_before_exec(int (*kept)(struct lf_link *, void *), void *arg);   /* others let go */
 void link_exec_failed(void);
 void link_give_back(struct lf_conn *c);                    /* one part of the slot's lease */
+uint64_t link_warm_due(void);    /* when a slot given back warm is to be punched; UINT64_MAX: none */
+void link_cool(uint64_t now);    /* punches the warm slots due by now */
 int link_drop_idle(void);                                  /* out of descriptors: freed */
 void link_after_fork_child(void);
 /* request.c's part: which region serves a destination, and its requests */

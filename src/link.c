@@ -71,6 +71,114 @@ static uint64_t slot_offset(const struct lf_link *l, uint32_t slot)
     return LF_REGION_HEAD + (uint64_t)slot * l->slot_size;
 }
 
+static void punch_slot(struct lf_link *l, uint32_t slot)
+{
+    fallocate(l->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)slot_offset(l, slot),
+              (off_t)l->slot_size);
+}
+
+/* Punches a free slot, taking its lease as a claim would (0 -> 2), so that
+ * no claim races the punch; a slot in use keeps its pages. */
+static void punch_if_free(struct lf_link *l, uint32_t slot)
+{
+    uint32_t *lease = &l->region->lease[slot], zero = 0;
+    if (!__atomic_compare_exchange_n(lease, &zero, LEASE_PUNCHING, 0, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_RELAXED))
+        return;
+    punch_slot(l, slot);
+    __atomic_store_n(lease, 0, __ATOMIC_RELEASE);
+}
+
+/* ---- warm slots ----
+ *
+ * A slot worth punching is not punched as its connection goes: a program
+ * that opens a connection per request takes it again within milliseconds,
+ * and would fault every page of its rings in again (about 15 us a page on a
+ * VM: lighttpd without keep-alive was slower than kernel TCP).  It is kept
+ * warm instead, and punched once it has stayed free for WARM_NS, in the
+ * trim rounds (trim.c), unless a connection took it first.  The one that
+ * let go last keeps the record; if it dies first, the slot waits for its
+ * region to go idle: a region with no connection of ours for WARM_NS has
+ * every free slot punched (a WHOLE_REGION record).  At most WARM_MAX
+ * records; a region that goes punches its own, an exec punches them all.
+ * The table is under the lock. */
+#define WARM_MAX 64
+#define WARM_NS (500ull * 1000000)
+#define WHOLE_REGION UINT32_MAX
+
+static struct warm_slot { struct lf_link *link; uint32_t slot; uint64_t since; } warm[WARM_MAX];
+static int warm_count;
+static uint64_t warm_due = UINT64_MAX;   /* when the oldest is to be punched */
+
+static void warm_punch_locked(int k)
+{
+    struct warm_slot w = warm[k];
+    warm[k] = warm[--warm_count];
+    if (w.slot != WHOLE_REGION)
+        punch_if_free(w.link, w.slot);
+    else if (w.link->refs == 0)   /* else a connection came: it goes idle again later */
+        for (uint32_t slot = 0; slot < w.link->sized; slot++)
+            punch_if_free(w.link, slot);
+}
+
+static void warm_due_locked(void)
+{
+    uint64_t due = UINT64_MAX;
+    for (int k = 0; k < warm_count; k++)
+        if (warm[k].since + WARM_NS < due)
+            due = warm[k].since + WARM_NS;
+    __atomic_store_n(&warm_due, due, __ATOMIC_RELAXED);
+}
+
+/* 1: the slot's (or the whole region's) pages are kept warm; 0: the table
+ * is full, punch them now.  Lock held. */
+static int keep_warm_locked(struct lf_link *l, uint32_t slot)
+{
+    if (lf_confined)
+        return 1;   /* no punching there (sandbox.c): pages wait for the next connection */
+    int k = 0;
+    while (k < warm_count && !(warm[k].link == l && warm[k].slot == slot))
+        k++;
+    if (k == WARM_MAX)
+        return 0;
+    warm[k] = (struct warm_slot){ l, slot, monotonic_ns() };
+    warm_count += k == warm_count;
+    warm_due_locked();
+    return 1;
+}
+
+static int keep_warm(struct lf_link *l, uint32_t slot)
+{
+    lf_lock(&lock);
+    int kept = keep_warm_locked(l, slot);
+    lf_unlock(&lock);
+    return kept;
+}
+
+/* Punches the warm records of l (NULL: all) that are due at `now` (0: all). */
+static void punch_warm(struct lf_link *l, uint64_t now)
+{
+    lf_lock(&lock);
+    for (int k = 0; k < warm_count;)
+        if ((!l || warm[k].link == l) && (!now || warm[k].since + WARM_NS <= now))
+            warm_punch_locked(k);   /* the last entry moved into k */
+        else
+            k++;
+    warm_due_locked();
+    lf_unlock(&lock);
+}
+
+uint64_t link_warm_due(void)
+{
+    return __atomic_load_n(&warm_due, __ATOMIC_RELAXED);
+}
+
+void link_cool(uint64_t now)
+{
+    if (now >= link_warm_due())
+        punch_warm(NULL, now);
+}
+
 static struct lf_link *link_new(int fd, int role, uint64_t id, uint64_t ring_size)
 {
     struct lf_link *l = calloc(1, sizeof *l);
@@ -97,6 +205,7 @@ static struct lf_link *link_new(int fd, int role, uint64_t id, uint64_t ring_siz
 
 static void link_free(struct lf_link *l)
 {
+    punch_warm(l, 0);   /* before its file goes: nobody else would */
     if (l->maps) {
         for (uint32_t k = 0; k < LINK_SLOTS; k++)
             if (l->maps[k])
@@ -349,6 +458,7 @@ void link_before_exec(int (*kept)(struct lf_link *, void *), void *arg)
     }
     let_go_pid = lf_pid;
     lf_unlock(&lock);
+    punch_warm(NULL, 0);   /* the new image knows nothing of them */
 }
 
 void link_exec_failed(void)
@@ -448,6 +558,9 @@ void link_put(struct lf_link *l)
     if (--l->refs == 0) {
         if (l->listed) {
             l->idle_since = monotonic_ns();
+            if (!keep_warm_locked(l, WHOLE_REGION))
+                for (uint32_t slot = 0; slot < l->sized; slot++)
+                    punch_if_free(l, slot);
             idle++;
             gone = evict_locked(0);
         } else {
@@ -505,6 +618,8 @@ void link_after_fork_child(void)
     for (struct lf_link *l = links; l; l = l->next)
         l->asking = 0;   /* the parent's: their `requests` words stay as they are */
     asking_count = 0;
+    warm_count = 0;   /* the parent's to punch */
+    warm_due = UINT64_MAX;
     lf_unlock(&lock);
     drop_idle(link_free);
     fdtable_for_each(child_copies, NULL);
@@ -740,9 +855,9 @@ void link_give_back(struct lf_conn *c)
         __atomic_sub_fetch(lease, 1, __ATOMIC_ACQ_REL);
         return;
     }
-    if (!lf_confined && worth_punching(c))   /* else its pages wait for the slot's next connection */
-        fallocate(l->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                  (off_t)slot_offset(l, c->slot), (off_t)l->slot_size);
+    /* else its pages wait for the slot's next connection */
+    if (!lf_confined && worth_punching(c) && !keep_warm(l, c->slot))
+        punch_slot(l, c->slot);
     __atomic_store_n(lease, 0, __ATOMIC_RELEASE);
 }
 

@@ -219,6 +219,21 @@ static int poll_tracked(struct poll_set *ps, int timeout_ms, const sigset_t *mas
     }
 }
 
+/* A poll of nothing of ours: its sleep is still cut at the next trim
+ * round, so that a process idle in it gives back the pages of the
+ * connections it closed (trim.c, link.c's warm slots). */
+static int poll_untracked(struct pollfd *fds, nfds_t n, int timeout_ms, const sigset_t *mask,
+                          int from_select)
+{
+    uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : monotonic_ns() + (uint64_t)timeout_ms * 1000000;
+    for (;;) {
+        int wait = trim_before_sleep(timeout_ms);
+        int r = poll_fitting(fds, n, from_select ? 0 : n, wait, mask, NULL, NULL);
+        if (r != 0 || wait == timeout_ms || (timeout_ms = remaining_ms(deadline)) == 0)
+            return r;
+    }
+}
+
 static int lf_poll(struct pollfd *fds, nfds_t n, int timeout_ms, const sigset_t *mask,
                    int from_select)
 {
@@ -229,7 +244,7 @@ static int lf_poll(struct pollfd *fds, nfds_t n, int timeout_ms, const sigset_t 
         reap_now();   /* about to wait: a good time (reap.c) */
     if (!build(&ps, fds, n)) {
         release(&ps);
-        return poll_fitting(fds, n, from_select ? 0 : n, timeout_ms, mask, NULL, NULL);
+        return poll_untracked(fds, n, timeout_ms, mask, from_select);
     }
     ps.from_select = from_select;
     int r = poll_tracked(&ps, timeout_ms, mask);

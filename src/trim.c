@@ -32,6 +32,8 @@
  * that sleeps in loopfast gives an idle connection's pages back within
  * about two rounds; one that sleeps where loopfast cannot see (nanosleep,
  * waitpid, a read on a pipe) does so when it next waits in loopfast.
+ * The same rounds punch the slots of closed connections kept warm for
+ * the next one (link.c) once they have stayed free long enough.
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -201,12 +203,23 @@ static void run_round(uint64_t now)
     __atomic_store_n(&next_round, next, __ATOMIC_RELAXED);
 }
 
+/* The next round's time, or the next closed slot's to be punched (link.c's
+ * warm slots), whichever comes first. */
+static uint64_t next_due(void)
+{
+    uint64_t round = __atomic_load_n(&next_round, __ATOMIC_RELAXED), warm = link_warm_due();
+    return round < warm ? round : warm;
+}
+
 void trim_idle(void)
 {
     /* fallocate is outside a sandbox's allow-list (sandbox.c): no trims there */
-    if (__atomic_load_n(&next_round, __ATOMIC_RELAXED) == UINT64_MAX || lf_confined)
+    if (next_due() == UINT64_MAX || lf_confined)
         return;
     uint64_t now = monotonic_ns();
+    if (now < next_due())
+        return;
+    link_cool(now);
     if (now < __atomic_load_n(&next_round, __ATOMIC_RELAXED))
         return;
     lf_lock(&lock);
@@ -220,7 +233,7 @@ int trim_before_sleep(int timeout_ms)
     if (timeout_ms == 0 || lf_confined)
         return timeout_ms;
     trim_idle();
-    uint64_t due = __atomic_load_n(&next_round, __ATOMIC_RELAXED);
+    uint64_t due = next_due();
     if (due == UINT64_MAX)
         return timeout_ms;
     uint64_t now = monotonic_ns();
