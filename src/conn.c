@@ -8,12 +8,15 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <linux/sockios.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/single_threaded.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 
 #include <signal.h>
@@ -240,18 +243,46 @@ static int promise_before_arm(struct lf_conn *c, uint32_t *promise_word)
 /* Did the peer arm `flag`?  Its promise to pay for the barrier is read from
  * its own line (any holder of its end writes it), not through conn_peer: it
  * only chooses our barrier, and a false one costs that connection alone. */
-static int peer_armed(struct lf_conn *c, uint32_t *flag)
+static uint32_t peer_armed(struct lf_conn *c, uint32_t *flag)
 {
     const uint32_t *promise = &c->sh->side[!c->me].arms_with_mb;
     return ring_take_armed(flag, __atomic_load_n(&lf_membarrier, __ATOMIC_RELAXED) ? promise : NULL);
+}
+
+/* The bits taken from `flag` asked for the doorbell: any but the futex's. */
+static int wants_bell(uint32_t how)
+{
+    return (how & ~RING_ARM_FUTEX) != 0;
+}
+
+static void futex_wake_all(uint32_t *flag)
+{
+    syscall(SYS_futex, flag, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+/* The peer's sleepers on `flag`, if it armed it, woken. */
+static void wake_peer(struct lf_conn *c, uint32_t *flag)
+{
+    uint32_t how = peer_armed(c, flag);
+    if (__builtin_expect(how == 0, 1))
+        return;
+    if (how & RING_ARM_FUTEX)
+        futex_wake_all(flag);
+    if (wants_bell(how))
+        bell_ring(c);
 }
 
 /* After a change of state, wake the peer for whatever it waits for. */
 void conn_ring_bell(struct lf_conn *c)
 {
     /* both flags taken: one ring serves both */
-    int data = peer_armed(c, &c->tx.ctl->reader_armed);
-    if (peer_armed(c, &c->rx.ctl->writer_armed) || data)
+    uint32_t data = peer_armed(c, &c->tx.ctl->reader_armed);
+    uint32_t room = peer_armed(c, &c->rx.ctl->writer_armed);
+    if (data & RING_ARM_FUTEX)
+        futex_wake_all(&c->tx.ctl->reader_armed);
+    if (room & RING_ARM_FUTEX)
+        futex_wake_all(&c->rx.ctl->writer_armed);
+    if (wants_bell(data) || wants_bell(room))
         bell_ring(c);
 }
 
@@ -496,8 +527,7 @@ static inline __attribute__((always_inline)) void rx_took(struct lf_conn *c, ssi
     my_stats(c)->rx_bytes += (uint64_t)n;
     if (count_msg(&my_stats(c)->rx_msgs) % PROMISE_AFTER == 0)
         promise_when_busy(c);
-    if (peer_armed(c, &c->rx.ctl->writer_armed))
-        bell_ring(c);
+    wake_peer(c, &c->rx.ctl->writer_armed);
 }
 
 /* A read that took the last of the peer's TCP bytes (`done` of them) goes
@@ -822,8 +852,7 @@ static inline __attribute__((always_inline)) void tx_wrote(struct lf_conn *c, ss
 {
     my_stats(c)->tx_bytes += (uint64_t)n;
     trim_note_write(c);
-    if (peer_armed(c, &c->tx.ctl->reader_armed))
-        bell_ring(c);
+    wake_peer(c, &c->tx.ctl->reader_armed);
 }
 
 /* A call that put bytes on the ring: one message more. */
@@ -1230,11 +1259,11 @@ static int promise_after_arm(uint32_t *promise, int withdraw)
     return __atomic_load_n(promise, __ATOMIC_SEQ_CST) != 0;
 }
 
-int conn_arm_flag(struct lf_conn *c, uint32_t *flag)
+int conn_arm_flag(struct lf_conn *c, uint32_t *flag, uint32_t how)
 {
     uint32_t *promise = &my_side(c)->arms_with_mb;
     int withdraw = promise_before_arm(c, promise);
-    ring_arm(flag);
+    ring_arm(flag, how);
     return promise_after_arm(promise, withdraw);
 }
 
@@ -1243,9 +1272,9 @@ int conn_arm(struct lf_conn *c, short want)
     uint32_t *promise = &my_side(c)->arms_with_mb;
     int withdraw = promise_before_arm(c, promise);
     if (want & (POLLIN | POLLRDNORM | POLLRDHUP))
-        ring_arm(&c->rx.ctl->reader_armed);
+        ring_arm(&c->rx.ctl->reader_armed, RING_ARM_BELL);
     if (want & (POLLOUT | POLLWRNORM))
-        ring_arm(&c->tx.ctl->writer_armed);
+        ring_arm(&c->tx.ctl->writer_armed, RING_ARM_BELL);
     return promise_after_arm(promise, withdraw);
 }
 

@@ -763,7 +763,7 @@ short conn_poll_state(struct lf_conn *c, int fd, short want, short tev);
 int conn_recheck_ms(struct lf_conn *c);
 short conn_kernel_events(struct lf_conn *c, short want);
 int conn_arm(struct lf_conn *c, short want);   /* 1: our side promised (barrier_after_arm) */
-int conn_arm_flag(struct lf_conn *c, uint32_t *flag);   /* one flag; the same answer */
+int conn_arm_flag(struct lf_conn *c, uint32_t *flag, uint32_t how);   /* one flag; the same answer */
 void conn_signature(struct lf_conn *c, uint64_t *in, uint64_t *out);
 int conn_wants_kernel(struct lf_conn *c, short want);
 /* The peer switched and all its pre-switch bytes were read: the ring decides
@@ -792,11 +792,16 @@ struct lf_sleep {
     sigset_t old;
     int blocked;
 };
-/* Sleeps on the doorbell and the TCP socket.  Returns 0 after any news,
- * -EAGAIN on timeout, -EINTR when a handler ended the call (since `call`
- * began: signals.c). `tcp_events` gets what the TCP socket reported. */
+/* Sleeps on a futex (at most FUTEX_MS), then on the doorbell and the TCP
+ * socket.  Returns 0 after any news, -EAGAIN on timeout, -EINTR when a
+ * handler ended the call (since `call` began: signals.c). `tcp_events` gets
+ * what the TCP socket reported. */
 int wait_for(struct lf_conn *c, int fd, int for_write, size_t rx_want, int timeout_ms,
              struct lf_caught *call, int restartable, short *tcp_events);
+/* The futex part alone: 0 news, -EINTR, -EAGAIN none (or not for this call:
+ * a reader still on TCP, a sandbox, no time to wait). */
+int wait_futex_first(struct lf_conn *c, int for_write, size_t rx_want, int timeout_ms,
+                     struct lf_caught *call, int restartable);
 int poll_for_call(struct pollfd *p, nfds_t n, int timeout_ms, int restartable);
 /* What a thread sleeps on for c's doorbell, in poll() beside the TCP socket:
  * its wait epoll holding the doorbell (never read), or where none can be had
@@ -876,6 +881,7 @@ int sleep_begin(struct lf_sleep *sl, const struct lf_caught *call, int restartab
 void sleep_end(struct lf_sleep *sl);
 /* After the sleep's EINTR: 1 when the call ends, 0 when it goes on. */
 int call_interrupted(struct lf_caught *call, int restartable);
+int call_handler_ran(const struct lf_caught *call, int restartable);   /* one that ends it */
 
 /* ---- exec.c ---- */
 void exec_import(void);

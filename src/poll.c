@@ -184,6 +184,29 @@ static int remaining_ms(uint64_t deadline)
     return now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
 }
 
+/* A poll of one fast connection alone, in one direction (a non-blocking
+ * socket's read or write waiting for it: MariaDB, libcurl): its first sleep
+ * is on a futex, which its peer wakes alone (wait.c).  > 0 ready, -1 an
+ * error, 0 nothing yet. */
+static int poll_on_futex(struct poll_set *ps, int timeout_ms, const sigset_t *mask,
+                         struct lf_caught *call)
+{
+    if (mask || ps->nuser != 1 || ps->nt != 1 || sock_kind(ps->t[0].s) != LF_FAST)
+        return 0;   /* ppoll's mask: only the kernel's call can apply it */
+    short ev = ps->user[0].events;
+    int in = (ev & (POLLIN | POLLRDNORM | POLLRDHUP)) != 0, out = (ev & (POLLOUT | POLLWRNORM)) != 0;
+    if (in == out)
+        return 0;
+    int r = wait_futex_first(ps->t[0].s->conn, out, 1, timeout_ms, call, 0);
+    if (r == -EINTR) {
+        errno = EINTR;
+        return -1;
+    }
+    if (r < 0)
+        return 0;
+    return kernel_poll(ps, 0, NULL) < 0 ? -1 : evaluate(ps, 1);
+}
+
 static int poll_tracked(struct poll_set *ps, int timeout_ms, const sigset_t *mask)
 {
     uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : monotonic_ns() + (uint64_t)timeout_ms * 1000000;
@@ -195,6 +218,8 @@ static int poll_tracked(struct poll_set *ps, int timeout_ms, const sigset_t *mas
     r = evaluate(ps, 1);
     if (r || timeout_ms == 0 || spin(ps))
         return r ? r : (kernel_poll(ps, 0, NULL) < 0 ? -1 : evaluate(ps, 1));
+    if ((r = poll_on_futex(ps, timeout_ms, mask, &call)) != 0)
+        return r;
     for (;;) {
         int recheck = bell_wait_cap_ms();   /* doorbells read: see wait.c */
         int heavy = 0;      /* one barrier for all the rings armed (barrier.c) */

@@ -174,12 +174,12 @@ ssize_t ring_read(struct ring *r, void *buf, size_t len, int peek)
     return ring_readv(r, &iov, 1, peek);
 }
 
-void ring_arm(uint32_t *flag)
+void ring_arm(uint32_t *flag, uint32_t how)
 {
-    __atomic_store_n(flag, 1, __ATOMIC_SEQ_CST);   /* the barrier follows (ring.h) */
+    __atomic_fetch_or(flag, how, __ATOMIC_SEQ_CST);   /* the barrier follows (ring.h) */
 }
 
-int ring_take_armed(uint32_t *flag, const uint32_t *promise)
+uint32_t ring_take_armed(uint32_t *flag, const uint32_t *promise)
 {
     /* Order our index store before the flag load: a fence, unless the armer
      * pays for it (barrier.c).  A promise withdrawn after we looked is seen
@@ -196,5 +196,5 @@ int ring_take_armed(uint32_t *flag, const uint32_t *promise)
         if (__atomic_load_n(flag, __ATOMIC_RELAXED) == 0)
             return 0;
     }
-    return __atomic_exchange_n(flag, 0, __ATOMIC_SEQ_CST) != 0;
+    return __atomic_exchange_n(flag, 0, __ATOMIC_SEQ_CST);
 }

@@ -74,11 +74,16 @@ ssize_t ring_read(struct ring *r, void *buf, size_t len, int peek);
 /* Sleeping protocol: a side that is about to sleep arms (sets its flag),
  * passes a store-load barrier (barrier.c: a fence, and membarrier when its
  * side promised) and re-checks the ring; the other side, after it published
- * progress, takes the flag (exchange to 0) and rings the doorbell if it was
- * set.  `promise` is the armer's promise to pay for the barrier, or NULL
- * when it may not be relied on (this process is not registered): then the
- * taker fences itself. */
-void ring_arm(uint32_t *flag);
-int ring_take_armed(uint32_t *flag, const uint32_t *promise);
+ * progress, takes the flag (exchange to 0) and wakes the sleepers the flag
+ * names: RING_ARM_BELL, a poller, by the doorbell; RING_ARM_FUTEX, a thread
+ * blocked in one call on this connection, by a futex wake on the flag
+ * itself (docs/design.md, 6).  Any other bit set (a peer's scribble) rings
+ * the doorbell.  `promise` is the armer's promise to pay for the barrier,
+ * or NULL when it may not be relied on (this process is not registered):
+ * then the taker fences itself.  Returns the bits taken, 0: none. */
+#define RING_ARM_BELL  1u
+#define RING_ARM_FUTEX 2u
+void ring_arm(uint32_t *flag, uint32_t how);
+uint32_t ring_take_armed(uint32_t *flag, const uint32_t *promise);
 
 #endif /* LOOPFAST_RING_H */

@@ -222,6 +222,11 @@ void sleep_end(struct lf_sleep *sl)
     }
 }
 
+int call_handler_ran(const struct lf_caught *call, int restartable)
+{
+    return handler_ran(call, restartable);
+}
+
 int call_interrupted(struct lf_caught *call, int restartable)
 {
     if (caught == call->caught)

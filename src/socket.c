@@ -98,7 +98,7 @@ static int wait_more(struct lf_sock *s, int fd, int flags, size_t have, uint64_t
     int timeout = peek_time_left(s, fd, deadline);
     if (timeout == 0)
         return -1;
-    barrier_after_arm(conn_arm_flag(c, &c->rx.ctl->reader_armed));
+    barrier_after_arm(conn_arm_flag(c, &c->rx.ctl->reader_armed, RING_ARM_BELL));
     ssize_t n = ring_readable(&c->rx);
     if (n < 0 || (size_t)n > have || __atomic_load_n(&peer->shut_wr, __ATOMIC_ACQUIRE) ||
         __atomic_load_n(&peer->closed, __ATOMIC_ACQUIRE))

@@ -9,8 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/epoll.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -372,13 +375,90 @@ static int wait_news(void *arg)
     return has_news(w->c, w->for_write, w->rx_want);
 }
 
-/* Sleeps on the doorbell and the TCP socket; 0 after any news. */
+/* ---- a blocked call's first sleep: on a futex ----
+ *
+ * A doorbell serves every connection of a region, and every thread asleep
+ * on it wakes at each ring: 20 threads each blocked on its own connection
+ * of one region (mysqlslap, a thread-per-connection server) woke each other
+ * at every message and, on 2 cores, ran at half the kernel's rate.  So a
+ * call blocked on one connection first sleeps on a futex, the ring's flag
+ * itself, armed RING_ARM_FUTEX: the peer wakes that flag's sleepers alone.
+ * After FUTEX_MS it sleeps on as before, on the doorbell and the TCP socket,
+ * which also hears a peer that died without a word (its FIN): such a death
+ * is seen within FUTEX_MS, and an idle connection's thread wakes once more
+ * than it did.  A futex sleep cannot take a signal mask as ppoll does: a
+ * handler that runs between the last look and the sleep ends the call when
+ * the sleep ends, within FUTEX_MS.  Not in a sandbox, whose filter may not
+ * allow futexes on shared memory. */
+#define FUTEX_MS 20
+
+static uint32_t *wait_flag(struct lf_conn *c, int for_write)
+{
+    return for_write ? &c->tx.ctl->writer_armed : &c->rx.ctl->reader_armed;
+}
+
+/* 0: news; -EINTR: a handler ran that ends the call; -EAGAIN: none within
+ * `ms`, or futexes refused. */
+static int wait_on_futex(struct lf_conn *c, int for_write, size_t rx_want, int ms,
+                         struct lf_caught *call, int restartable)
+{
+    uint32_t *flag = wait_flag(c, for_write);
+    uint64_t end = monotonic_ns() + (uint64_t)ms * 1000000;
+    for (;;) {
+        uint32_t v = __atomic_load_n(flag, __ATOMIC_ACQUIRE);
+        if (!(v & RING_ARM_FUTEX)) {
+            barrier_after_arm(conn_arm_flag(c, flag, RING_ARM_FUTEX));
+            v = __atomic_load_n(flag, __ATOMIC_ACQUIRE);
+        }
+        if (has_news(c, for_write, rx_want))
+            return 0;
+        if (call_handler_ran(call, restartable))
+            return -EINTR;
+        uint64_t now = monotonic_ns();
+        if (now >= end)
+            return -EAGAIN;
+        struct timespec ts = { (time_t)((end - now) / 1000000000), (long)((end - now) % 1000000000) };
+        if (syscall(SYS_futex, flag, FUTEX_WAIT, v, &ts, NULL, 0) == 0 || errno == EAGAIN ||
+            errno == ETIMEDOUT)
+            continue;
+        if (errno != EINTR)
+            return -EAGAIN;
+        if (call_interrupted(call, restartable))
+            return -EINTR;
+    }
+}
+
+int wait_futex_first(struct lf_conn *c, int for_write, size_t rx_want, int timeout_ms,
+                     struct lf_caught *call, int restartable)
+{
+    if (timeout_ms == 0 || lf_confined || !(for_write || load32(&c->sh->side[c->me].rx_on_ring)))
+        return -EAGAIN;   /* a reader still on TCP waits for TCP */
+    int r = wait_on_futex(c, for_write, rx_want,
+                          timeout_ms < 0 || timeout_ms > FUTEX_MS ? FUTEX_MS : timeout_ms, call,
+                          restartable);
+    if (r == 0)
+        stat_bump(&my_stats(c)->wakeups);
+    return r;
+}
+
+/* Sleeps on a futex, then on the doorbell and the TCP socket; 0 after any
+ * news. */
 int wait_for(struct lf_conn *c, int fd, int for_write, size_t rx_want, int timeout_ms,
              struct lf_caught *call, int restartable, short *tcp_events)
 {
     struct wait_news news = { c, for_write, rx_want };
     *tcp_events = 0;
-    barrier_after_arm(conn_arm_flag(c, for_write ? &c->tx.ctl->writer_armed : &c->rx.ctl->reader_armed));
+    uint64_t start = timeout_ms > 0 ? monotonic_ns() : 0;
+    int r = wait_futex_first(c, for_write, rx_want, timeout_ms, call, restartable);
+    if (r != -EAGAIN)
+        return r;
+    if (start) {
+        int spent = (int)((monotonic_ns() - start) / 1000000);
+        if (spent >= timeout_ms)
+            return has_news(c, for_write, rx_want) ? 0 : -EAGAIN;
+        timeout_ms -= spent;
+    }
+    barrier_after_arm(conn_arm_flag(c, wait_flag(c, for_write), RING_ARM_BELL));
     if (has_news(c, for_write, rx_want))
         return 0;
     int wfd = bell_wait_fd(c);
@@ -388,7 +468,7 @@ int wait_for(struct lf_conn *c, int fd, int for_write, size_t rx_want, int timeo
         { .fd = fd, .events = for_write ? (c->fin_unclear ? 0 : POLLRDHUP) : (POLLIN | POLLRDHUP) },
         { .fd = wfd, .events = POLLIN },
     };
-    int r, t, left = timeout_ms;
+    int t, left = timeout_ms;
     uint64_t end = timeout_ms > 0 ? monotonic_ns() + (uint64_t)timeout_ms * 1000000 : 0;
     reap_now();
     for (;;) {   /* a sleep cut short to trim idle rings (trim.c) is no timeout */

@@ -1,0 +1,111 @@
+/* Threads blocked each on its own connection are not woken by another
+ * connection's messages (docs/design.md, 6: a blocked call sleeps on a
+ * futex first).  A server process runs one thread per connection, each in a
+ * blocking read (the first IDLE_AFTER in poll() of its one socket, then
+ * read(), as MariaDB and libcurl wait, the others in read()).  The client
+ * opens CONNS connections from one process (one region, one doorbell per
+ * side), lets them idle, then makes ROUNDS round trips on connection 0
+ * only: the idle threads' voluntary context switches meanwhile must stay
+ * near the kernel's (none), where a shared doorbell woke each of them at
+ * every message.  With LOOPFAST_SPIN_US=0, so that every message finds its
+ * reader asleep. */
+#include <poll.h>
+#include <sys/syscall.h>
+
+#include "helpers.h"
+
+#define CONNS 6
+#define POLLERS 3      /* connections whose server thread waits in poll() */
+#define ROUNDS 300
+#define SLACK 30       /* context switches an idle thread may take meanwhile */
+
+static void *serve_one(void *arg)
+{
+    int c = (int)(intptr_t)arg, id = -1;
+    if (read_full(c, &id, sizeof id) != sizeof id)
+        return NULL;
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+    if (write_full(c, &tid, sizeof tid) != sizeof tid)
+        return NULL;
+    char b[64];
+    for (;;) {
+        if (id < POLLERS) {
+            struct pollfd p = { .fd = c, .events = POLLIN };
+            if (poll(&p, 1, -1) != 1)
+                break;
+        }
+        ssize_t n = read(c, b, sizeof b);
+        if (n <= 0 || write_full(c, b, (size_t)n) != n)
+            break;
+    }
+    close(c);
+    return NULL;
+}
+
+static void serve(int l)
+{
+    for (int i = 0; i < CONNS; i++) {
+        int c = accept(l, NULL, NULL);
+        pthread_t t;
+        if (c < 0 || pthread_create(&t, NULL, serve_one, (void *)(intptr_t)c) != 0)
+            _exit(2);
+    }
+    pause();
+    _exit(0);
+}
+
+static long switches_of(pid_t pid, pid_t tid)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/status", (int)pid, (int)tid);
+    return proc_field(path, "voluntary_ctxt_switches: %ld");
+}
+
+/* The most context switches an idle server thread took while connection 0
+ * made its round trips. */
+static long idle_wakes(int optin)
+{
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int l, fds[CONNS];
+    pid_t tids[CONNS], srv = fork_with_listener(optin, &addr, &len, &l);
+    if (srv == 0) {
+        alarm(60);
+        serve(l);
+    }
+    for (int i = 0; i < CONNS; i++) {
+        fds[i] = connect_to(&addr, len, optin);
+        CHECK(write_full(fds[i], &i, sizeof i) == sizeof i &&
+              read_full(fds[i], &tids[i], sizeof tids[i]) == sizeof tids[i], "connection %d", i);
+        client_echo_rounds(fds[i], 2, "warm-up");
+        CHECK(loopfast_fd_is_fast(fds[i]) == optin, "connection %d: fast %d", i,
+              loopfast_fd_is_fast(fds[i]));
+    }
+    usleep(200000);   /* every server thread asleep, past any first phase */
+    long before[CONNS], most = 0;
+    for (int i = 1; i < CONNS; i++)
+        CHECK((before[i] = switches_of(srv, tids[i])) >= 0, "no status for thread %d", tids[i]);
+    client_echo_rounds(fds[0], ROUNDS, "connection 0");
+    for (int i = 1; i < CONNS; i++) {
+        long d = switches_of(srv, tids[i]) - before[i];
+        most = d > most ? d : most;
+    }
+    for (int i = 0; i < CONNS; i++)
+        close(fds[i]);
+    kill(srv, SIGKILL);
+    waitpid(srv, NULL, 0);
+    return most;
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    run_with_spin_us(argv, "0");
+    alarm(60);
+    long kernel = idle_wakes(0), fast = idle_wakes(1);
+    printf("%d round trips on one connection: an idle thread's context switches: kernel %ld, "
+           "loopfast %ld\n", ROUNDS, kernel, fast);
+    CHECK(fast <= kernel + SLACK, "idle threads woke at other connections' messages: %ld (kernel %ld)",
+          fast, kernel);
+    return 0;
+}
