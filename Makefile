@@ -22,7 +22,7 @@ TEST_SCRIPTS := $(wildcard tests/prog_*.sh)
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 
 all: $(BUILD)/libloopfast.so $(BUILD)/libloopfast.a $(BUILD)/loopfast $(BUILD)/bench_idle $(BUILD)/bench_idle_rtt $(BUILD)/bench_memory $(BUILD)/bench_setup_conns $(BUILD)/bench_epoll_scale \
-     $(BUILD)/bench_line_bounce $(EXAMPLES)
+     $(BUILD)/bench_line_bounce $(BUILD)/bench_thread_pairs $(EXAMPLES)
 
 $(BUILD)/obj/%.o: src/%.c src/*.h include/loopfast.h
 	@mkdir -p $(dir $@)
@@ -116,7 +116,7 @@ fuzz:
 	done
 
 # Tests whose timing valgrind does not disturb, under memcheck.
-VALGRIND_TESTS := api_errors warm_slots thread_wakes hostile_refused raw_close read_across_switch unit_ring epoll_kernel_turn flags_shared connect_write_accept echo_v4 optin_one_sided readiness \
+VALGRIND_TESTS := api_errors hostile_refused raw_close read_across_switch unit_ring epoll_kernel_turn flags_shared connect_write_accept echo_v4 optin_one_sided readiness \
                   sockopts descriptors msg_flags flow_control own_fds fd_numbers mmsg_rw2 \
                   epoll_states peer_reset shutdown_local fork_split accept_threads_fds link_share request_path \
                   unit_verdict peer_fds holder_exit shell_inherit exec_unproved vfork_exec \

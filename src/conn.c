@@ -255,19 +255,23 @@ static int wants_bell(uint32_t how)
     return (how & ~RING_ARM_FUTEX) != 0;
 }
 
-static void futex_wake_all(uint32_t *flag)
+/* The futex sleepers of a wake word, woken: the word bumped first, so that
+ * one about to sleep on its old value does not. */
+static void futex_wake_all(uint32_t *word)
 {
-    syscall(SYS_futex, flag, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    __atomic_add_fetch(word, 1, __ATOMIC_SEQ_CST);
+    syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
-/* The peer's sleepers on `flag`, if it armed it, woken. */
-static void wake_peer(struct lf_conn *c, uint32_t *flag)
+/* The peer's sleepers on `flag`, if it armed it, woken (`word`: the
+ * direction's wake word). */
+static void wake_peer(struct lf_conn *c, uint32_t *flag, uint32_t *word)
 {
     uint32_t how = peer_armed(c, flag);
     if (__builtin_expect(how == 0, 1))
         return;
     if (how & RING_ARM_FUTEX)
-        futex_wake_all(flag);
+        futex_wake_all(word);
     if (wants_bell(how))
         bell_ring(c);
 }
@@ -279,9 +283,9 @@ void conn_ring_bell(struct lf_conn *c)
     uint32_t data = peer_armed(c, &c->tx.ctl->reader_armed);
     uint32_t room = peer_armed(c, &c->rx.ctl->writer_armed);
     if (data & RING_ARM_FUTEX)
-        futex_wake_all(&c->tx.ctl->reader_armed);
+        futex_wake_all(&c->tx.ctl->reader_wake);
     if (room & RING_ARM_FUTEX)
-        futex_wake_all(&c->rx.ctl->writer_armed);
+        futex_wake_all(&c->rx.ctl->writer_wake);
     if (wants_bell(data) || wants_bell(room))
         bell_ring(c);
 }
@@ -527,7 +531,7 @@ static inline __attribute__((always_inline)) void rx_took(struct lf_conn *c, ssi
     my_stats(c)->rx_bytes += (uint64_t)n;
     if (count_msg(&my_stats(c)->rx_msgs) % PROMISE_AFTER == 0)
         promise_when_busy(c);
-    wake_peer(c, &c->rx.ctl->writer_armed);
+    wake_peer(c, &c->rx.ctl->writer_armed, &c->rx.ctl->writer_wake);
 }
 
 /* A read that took the last of the peer's TCP bytes (`done` of them) goes
@@ -852,7 +856,7 @@ static inline __attribute__((always_inline)) void tx_wrote(struct lf_conn *c, ss
 {
     my_stats(c)->tx_bytes += (uint64_t)n;
     trim_note_write(c);
-    wake_peer(c, &c->tx.ctl->reader_armed);
+    wake_peer(c, &c->tx.ctl->reader_armed, &c->tx.ctl->reader_wake);
 }
 
 /* A call that put bytes on the ring: one message more. */
@@ -983,6 +987,13 @@ int conn_shut_rd(struct lf_conn *c)
 void conn_wake_own(struct lf_conn *c)
 {
     ring_side(c, c->me, conn_bell_mine(c));
+    /* and our futex sleepers: the state stored before the flags are read,
+     * as a sleeper arms before it looks (wait.c) */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (load32(&c->rx.ctl->reader_armed) & RING_ARM_FUTEX)
+        futex_wake_all(&c->rx.ctl->reader_wake);
+    if (load32(&c->tx.ctl->writer_armed) & RING_ARM_FUTEX)
+        futex_wake_all(&c->tx.ctl->writer_wake);
 }
 
 /* Both directions shut: Linux answers the peer's later bytes with a reset

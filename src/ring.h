@@ -32,6 +32,7 @@ struct ring_ctl {
     _Alignas(64) uint32_t reader_armed; /* reader sleeps: ring its doorbell */
     uint32_t writer_armed;              /* writer sleeps: ring its doorbell */
     uint32_t reader_bound;              /* the reader's SO_RCVBUF as the kernel reports it; 0: unset */
+    uint32_t reader_wake, writer_wake;  /* futex words of RING_ARM_FUTEX sleepers: bumped, then woken */
 };
 
 /* The process-local view; `size` is our own validated copy, never re-read. */
@@ -76,8 +77,10 @@ ssize_t ring_read(struct ring *r, void *buf, size_t len, int peek);
  * side promised) and re-checks the ring; the other side, after it published
  * progress, takes the flag (exchange to 0) and wakes the sleepers the flag
  * names: RING_ARM_BELL, a poller, by the doorbell; RING_ARM_FUTEX, a thread
- * blocked in one call on this connection, by a futex wake on the flag
- * itself (docs/design.md, 6).  Any other bit set (a peer's scribble) rings
+ * blocked in one call on this connection, by bumping the direction's wake
+ * word and a futex wake on it (docs/design.md, 6).  The sleeper reads the
+ * wake word before it looks at the ring, so a bump after that look makes
+ * its futex wait return at once.  Any other bit set (a peer's scribble) rings
  * the doorbell.  `promise` is the armer's promise to pay for the barrier,
  * or NULL when it may not be relied on (this process is not registered):
  * then the taker fences itself.  Returns the bits taken, 0: none. */

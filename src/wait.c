@@ -386,30 +386,35 @@ static int wait_news(void *arg)
  * After FUTEX_MS it sleeps on as before, on the doorbell and the TCP socket,
  * which also hears a peer that died without a word (its FIN): such a death
  * is seen within FUTEX_MS, and an idle connection's thread wakes once more
- * than it did.  A futex sleep cannot take a signal mask as ppoll does: a
- * handler that runs between the last look and the sleep ends the call when
- * the sleep ends, within FUTEX_MS.  Not in a sandbox, whose filter may not
- * allow futexes on shared memory. */
-#define FUTEX_MS 20
+ * than it did.  FUTEX_MS is long enough for a connection used a few times
+ * a second (a pool's) to stay on the futex, short against the seconds
+ * within which programs look for a dead peer.  A futex sleep cannot take a
+ * signal mask as ppoll does: a handler that runs between the last look and
+ * the sleep ends the call when the sleep ends, within FUTEX_MS.  Not in a
+ * sandbox, whose filter may not allow futexes on shared memory. */
+#define FUTEX_MS 200
 
 static uint32_t *wait_flag(struct lf_conn *c, int for_write)
 {
     return for_write ? &c->tx.ctl->writer_armed : &c->rx.ctl->reader_armed;
 }
 
-/* 0: news; -EINTR: a handler ran that ends the call; -EAGAIN: none within
- * `ms`, or futexes refused. */
-static int wait_on_futex(struct lf_conn *c, int for_write, size_t rx_want, int ms,
-                         struct lf_caught *call, int restartable)
+static uint32_t *wake_word(struct lf_conn *c, int for_write)
 {
-    uint32_t *flag = wait_flag(c, for_write);
+    return for_write ? &c->tx.ctl->writer_wake : &c->rx.ctl->reader_wake;
+}
+
+/* 0: news; -EINTR: a handler ran that ends the call; -EAGAIN: none within
+ * `ms`, or futexes refused.  *slept: a futex sleep ended by a wake. */
+static int wait_on_futex(struct lf_conn *c, int for_write, size_t rx_want, int ms,
+                         struct lf_caught *call, int restartable, int *slept)
+{
+    uint32_t *flag = wait_flag(c, for_write), *word = wake_word(c, for_write);
     uint64_t end = monotonic_ns() + (uint64_t)ms * 1000000;
     for (;;) {
-        uint32_t v = __atomic_load_n(flag, __ATOMIC_ACQUIRE);
-        if (!(v & RING_ARM_FUTEX)) {
+        if (!(__atomic_load_n(flag, __ATOMIC_ACQUIRE) & RING_ARM_FUTEX))
             barrier_after_arm(conn_arm_flag(c, flag, RING_ARM_FUTEX));
-            v = __atomic_load_n(flag, __ATOMIC_ACQUIRE);
-        }
+        uint32_t seen = __atomic_load_n(word, __ATOMIC_SEQ_CST);
         if (has_news(c, for_write, rx_want))
             return 0;
         if (call_handler_ran(call, restartable))
@@ -418,8 +423,11 @@ static int wait_on_futex(struct lf_conn *c, int for_write, size_t rx_want, int m
         if (now >= end)
             return -EAGAIN;
         struct timespec ts = { (time_t)((end - now) / 1000000000), (long)((end - now) % 1000000000) };
-        if (syscall(SYS_futex, flag, FUTEX_WAIT, v, &ts, NULL, 0) == 0 || errno == EAGAIN ||
-            errno == ETIMEDOUT)
+        if (syscall(SYS_futex, word, FUTEX_WAIT, seen, &ts, NULL, 0) == 0) {
+            *slept = 1;
+            continue;
+        }
+        if (errno == EAGAIN || errno == ETIMEDOUT)
             continue;
         if (errno != EINTR)
             return -EAGAIN;
@@ -433,10 +441,11 @@ int wait_futex_first(struct lf_conn *c, int for_write, size_t rx_want, int timeo
 {
     if (timeout_ms == 0 || lf_confined || !(for_write || load32(&c->sh->side[c->me].rx_on_ring)))
         return -EAGAIN;   /* a reader still on TCP waits for TCP */
+    int slept = 0;
     int r = wait_on_futex(c, for_write, rx_want,
                           timeout_ms < 0 || timeout_ms > FUTEX_MS ? FUTEX_MS : timeout_ms, call,
-                          restartable);
-    if (r == 0)
+                          restartable, &slept);
+    if (r == 0 && slept)
         stat_bump(&my_stats(c)->wakeups);
     return r;
 }

@@ -23,8 +23,10 @@ static unsigned char pattern(unsigned conn, size_t pos)
 
 static unsigned char buf[1 << 16];
 
-/* Each connection: BULK bytes of its pattern, then EOF awaited, then close.
- * It waits in poll, where loopfast gives back what went idle. */
+/* Each connection: a byte each way (the first exchange, after which both
+ * directions switch: design 4.4), BULK bytes of its pattern, then EOF
+ * awaited, then close.  It waits in poll, where loopfast gives back what
+ * went idle. */
 static void serve(int l)
 {
     for (unsigned conn = 0;; conn++) {
@@ -32,7 +34,7 @@ static void serve(int l)
         if (poll(&p, 1, -1) < 0)
             _exit(2);
         int c = accept(l, NULL, NULL);
-        if (c < 0)
+        if (c < 0 || write_full(c, "h", 1) != 1 || read_full(c, buf, 1) != 1)
             _exit(3);
         for (size_t at = 0; at < BULK; at += sizeof buf) {
             for (size_t k = 0; k < sizeof buf; k++)
@@ -74,8 +76,10 @@ static long own_faults(void)
 static long one_connection(const struct sockaddr_storage *addr, socklen_t len, int optin,
                            pid_t srv, unsigned conn)
 {
-    long before = own_faults() + faults_of(srv);
     int fd = connect_to(addr, len, optin);
+    CHECK(read_full(fd, buf, 1) == 1 && write_full(fd, "c", 1) == 1, "connection %u: first exchange",
+          conn);
+    long before = own_faults() + faults_of(srv);
     for (size_t at = 0; at < BULK; at += sizeof buf) {
         CHECK(read_full(fd, buf, sizeof buf) == sizeof buf, "connection %u: short read", conn);
         for (size_t k = 0; k < sizeof buf; k++)
@@ -102,8 +106,8 @@ static void run(int optin)
         alarm(60);
         serve(l);
     }
-    /* The first contact's bytes go partly over TCP (design 4.6): A is the
-     * one that fills its slot's rings. */
+    /* The first contact's region is made for it (design 11): A is the first
+     * connection in the slot B takes. */
     long first = one_connection(&addr, len, optin, srv, 0);
     long a = one_connection(&addr, len, optin, srv, 1);
     long b = one_connection(&addr, len, optin, srv, 2);
