@@ -263,16 +263,20 @@ static void futex_wake_all(uint32_t *word)
     syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
-/* The peer's sleepers on `flag`, if it armed it, woken (`word`: the
- * direction's wake word). */
+/* The futex sleepers of the bits `how` taken from a flag woken (`word`:
+ * the direction's wake word); 1 when they ask for the doorbell as well. */
+static int wake_futex_sleepers(uint32_t how, uint32_t *word)
+{
+    if (how & RING_ARM_FUTEX)
+        futex_wake_all(word);
+    return wants_bell(how);
+}
+
+/* The peer's sleepers on `flag`, if it armed it, woken. */
 static void wake_peer(struct lf_conn *c, uint32_t *flag, uint32_t *word)
 {
     uint32_t how = peer_armed(c, flag);
-    if (__builtin_expect(how == 0, 1))
-        return;
-    if (how & RING_ARM_FUTEX)
-        futex_wake_all(word);
-    if (wants_bell(how))
+    if (__builtin_expect(how != 0, 0) && wake_futex_sleepers(how, word))
         bell_ring(c);
 }
 
@@ -280,13 +284,9 @@ static void wake_peer(struct lf_conn *c, uint32_t *flag, uint32_t *word)
 void conn_ring_bell(struct lf_conn *c)
 {
     /* both flags taken: one ring serves both */
-    uint32_t data = peer_armed(c, &c->tx.ctl->reader_armed);
-    uint32_t room = peer_armed(c, &c->rx.ctl->writer_armed);
-    if (data & RING_ARM_FUTEX)
-        futex_wake_all(&c->tx.ctl->reader_wake);
-    if (room & RING_ARM_FUTEX)
-        futex_wake_all(&c->rx.ctl->writer_wake);
-    if (wants_bell(data) || wants_bell(room))
+    int data = wake_futex_sleepers(peer_armed(c, &c->tx.ctl->reader_armed), &c->tx.ctl->reader_wake);
+    int room = wake_futex_sleepers(peer_armed(c, &c->rx.ctl->writer_armed), &c->rx.ctl->writer_wake);
+    if (data || room)
         bell_ring(c);
 }
 

@@ -77,8 +77,9 @@ static void punch_slot(struct lf_link *l, uint32_t slot)
               (off_t)l->slot_size);
 }
 
-/* Punches a free slot, taking its lease as a claim would (0 -> 2), so that
- * no claim races the punch; a slot in use keeps its pages. */
+/* Punches a free slot, its lease taken from 0 to LEASE_PUNCHING meanwhile
+ * as a claim takes it from 0 to 2, so that no claim races the punch; a
+ * slot in use keeps its pages. */
 static void punch_if_free(struct lf_link *l, uint32_t slot)
 {
     uint32_t *lease = &l->region->lease[slot], zero = 0;
@@ -87,6 +88,12 @@ static void punch_if_free(struct lf_link *l, uint32_t slot)
         return;
     punch_slot(l, slot);
     __atomic_store_n(lease, 0, __ATOMIC_RELEASE);
+}
+
+static void punch_free_slots(struct lf_link *l)
+{
+    for (uint32_t slot = 0; slot < l->sized; slot++)
+        punch_if_free(l, slot);
 }
 
 /* ---- warm slots ----
@@ -117,8 +124,7 @@ static void warm_punch_locked(int k)
     if (w.slot != WHOLE_REGION)
         punch_if_free(w.link, w.slot);
     else if (w.link->refs == 0)   /* else a connection came: it goes idle again later */
-        for (uint32_t slot = 0; slot < w.link->sized; slot++)
-            punch_if_free(w.link, slot);
+        punch_free_slots(w.link);
 }
 
 static void warm_due_locked(void)
@@ -559,8 +565,7 @@ void link_put(struct lf_link *l)
         if (l->listed) {
             l->idle_since = monotonic_ns();
             if (!keep_warm_locked(l, WHOLE_REGION))
-                for (uint32_t slot = 0; slot < l->sized; slot++)
-                    punch_if_free(l, slot);
+                punch_free_slots(l);
             idle++;
             gone = evict_locked(0);
         } else {
@@ -855,7 +860,8 @@ void link_give_back(struct lf_conn *c)
         __atomic_sub_fetch(lease, 1, __ATOMIC_ACQ_REL);
         return;
     }
-    /* else its pages wait for the slot's next connection */
+    /* otherwise (confined, or a first slot little used) its pages wait for
+     * the slot's next connection */
     if (!lf_confined && worth_punching(c) && !keep_warm(l, c->slot))
         punch_slot(l, c->slot);
     __atomic_store_n(lease, 0, __ATOMIC_RELEASE);

@@ -214,10 +214,11 @@ static uint64_t next_due(void)
 void trim_idle(void)
 {
     /* fallocate is outside a sandbox's allow-list (sandbox.c): no trims there */
-    if (next_due() == UINT64_MAX || lf_confined)
+    uint64_t due = next_due();
+    if (due == UINT64_MAX || lf_confined)
         return;
     uint64_t now = monotonic_ns();
-    if (now < next_due())
+    if (now < due)
         return;
     link_cool(now);
     if (now < __atomic_load_n(&next_round, __ATOMIC_RELAXED))

@@ -381,8 +381,9 @@ static int wait_news(void *arg)
  * on it wakes at each ring: 20 threads each blocked on its own connection
  * of one region (mysqlslap, a thread-per-connection server) woke each other
  * at every message and, on 2 cores, ran at half the kernel's rate.  So a
- * call blocked on one connection first sleeps on a futex, the ring's flag
- * itself, armed RING_ARM_FUTEX: the peer wakes that flag's sleepers alone.
+ * call blocked on one connection first arms its flag RING_ARM_FUTEX and
+ * sleeps on the direction's wake word, which the peer bumps and wakes for
+ * that flag alone (ring.h).
  * After FUTEX_MS it sleeps on as before, on the doorbell and the TCP socket,
  * which also hears a peer that died without a word (its FIN): such a death
  * is seen within FUTEX_MS, and an idle connection's thread wakes once more
