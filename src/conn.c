@@ -272,21 +272,34 @@ static int wake_futex_sleepers(uint32_t how, uint32_t *word)
     return wants_bell(how);
 }
 
+/* When we woke the peer: it tells our think time by it (wait.c). */
+static void note_woke_peer(struct lf_conn *c)
+{
+    __atomic_store_n(&my_side(c)->woke_peer_ns, monotonic_ns(), __ATOMIC_RELAXED);
+}
+
 /* The peer's sleepers on `flag`, if it armed it, woken. */
 static void wake_peer(struct lf_conn *c, uint32_t *flag, uint32_t *word)
 {
     uint32_t how = peer_armed(c, flag);
-    if (__builtin_expect(how != 0, 0) && wake_futex_sleepers(how, word))
+    if (__builtin_expect(how == 0, 1))
+        return;
+    note_woke_peer(c);
+    if (wake_futex_sleepers(how, word))
         bell_ring(c);
 }
 
 /* After a change of state, wake the peer for whatever it waits for. */
 void conn_ring_bell(struct lf_conn *c)
 {
+    uint32_t data = peer_armed(c, &c->tx.ctl->reader_armed);
+    uint32_t room = peer_armed(c, &c->rx.ctl->writer_armed);
+    if (data | room)
+        note_woke_peer(c);
     /* both flags taken: one ring serves both */
-    int data = wake_futex_sleepers(peer_armed(c, &c->tx.ctl->reader_armed), &c->tx.ctl->reader_wake);
-    int room = wake_futex_sleepers(peer_armed(c, &c->rx.ctl->writer_armed), &c->rx.ctl->writer_wake);
-    if (data || room)
+    int bell = wake_futex_sleepers(data, &c->tx.ctl->reader_wake);
+    bell |= wake_futex_sleepers(room, &c->rx.ctl->writer_wake);
+    if (bell)
         bell_ring(c);
 }
 

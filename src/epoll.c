@@ -1092,8 +1092,17 @@ static uint32_t reg_ready(struct ep_reg *r, short tev)
 static uint64_t wait_calls;
 static __thread uint64_t this_call LF_TLS_IE;
 
+/* While a wait that went past its spin sleeps for events: its first fast
+ * event scores it (wait.c's spin_waited). */
+enum { WAIT_SCORING = 1, WAIT_SCORING_SLEPT = 2 };
+static __thread int wait_scoring LF_TLS_IE;
+
 static int add_event(struct epoll_event *out, int n, int max, struct ep_reg *r, uint32_t rev)
 {
+    if (__builtin_expect(wait_scoring != 0, 0) && sock_kind(r->s) == LF_FAST) {
+        spin_waited(r->s->conn, wait_scoring == WAIT_SCORING_SLEPT);
+        wait_scoring = 0;
+    }
     if (r->out_call == this_call && r->out_idx < n && out[r->out_idx].data.u64 == r->data.u64) {
         out[r->out_idx].events |= rev;
         return n;
@@ -1455,6 +1464,47 @@ static int kernel_only_wait(int epfd, struct epoll_event *out, int max, int time
     return lf_epoll_wait(epfd, out, max, ms_left(timeout, start), mask);
 }
 
+/* lf_epoll_wait's sleeps, after its spin: until events, the timeout, an
+ * error or a handler. */
+static int sleep_for_events(int epfd, struct epoll_event *out, int max, int timeout,
+                            const sigset_t *mask, struct lf_caught *call)
+{
+    struct set_state st;
+    int n;
+    uint64_t deadline = timeout < 0 ? UINT64_MAX : monotonic_ns() + (uint64_t)timeout * 1000000;
+    for (;;) {
+        /* Counted before the last look: a socket that turns fast from now
+         * on wakes us (epoll_kind_changed). */
+        __atomic_add_fetch(&sleepers, 1, __ATOMIC_SEQ_CST);
+        int recheck = -1;
+        if ((n = collect_locked(epfd, out, 0, max, &recheck, &st))) {
+            __atomic_sub_fetch(&sleepers, 1, __ATOMIC_SEQ_CST);
+            return n;
+        }
+        int left = -1;
+        if (deadline != UINT64_MAX) {
+            uint64_t now = monotonic_ns();
+            left = now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
+        }
+        int sleep = timeout_min(recheck, left);
+        if (st.stuck && (sleep < 0 || sleep > 10))
+            sleep = 10;   /* see to_inner */
+        sleep = trim_before_sleep(sleep);
+        struct lf_sleep sl;
+        if ((n = sleep_begin(&sl, call, 0, mask)) == 0) {
+            if (wait_scoring)
+                wait_scoring = WAIT_SCORING_SLEPT;
+            n = kernel_wait(epfd, out, 0, max, sleep, sl.mask);
+            sleep_end(&sl);
+        } else {
+            errno = -n, n = -1;
+        }
+        __atomic_sub_fetch(&sleepers, 1, __ATOMIC_SEQ_CST);
+        if (n != 0 || left == 0)
+            return n;
+    }
+}
+
 static int lf_epoll_wait(int epfd, struct epoll_event *out, int max, int timeout,
                          const sigset_t *mask)
 {
@@ -1482,48 +1532,22 @@ static int lf_epoll_wait(int epfd, struct epoll_event *out, int max, int timeout
         return looked ? 0 : kernel_wait(epfd, out, 0, max, 0, NULL);
     /* While spinning, likewise: a reply that comes during a system call
      * waits for it. */
-    uint64_t end = st.inner ? spin_deadline() : 0;
-    for (unsigned i = 1; end; i++) {
+    uint64_t end = spin_deadline(NULL);
+    for (unsigned i = 1; end && st.inner; i++) {
         if ((n = collect_locked(epfd, out, 0, max, NULL, &st)))
-            return n;
+            return spin_found(), n;
         if ((i & 63) == 0) {
             uint64_t now = monotonic_ns();
             if (kernel_look_due_at(now) && (n = kernel_wait(epfd, out, 0, max, 0, NULL)))
-                return n;
+                return spin_found(), n;
             if (now >= end)
                 break;
         }
     }
-    uint64_t deadline = timeout < 0 ? UINT64_MAX : monotonic_ns() + (uint64_t)timeout * 1000000;
-    for (;;) {
-        /* Counted before the last look: a socket that turns fast from now
-         * on wakes us (epoll_kind_changed). */
-        __atomic_add_fetch(&sleepers, 1, __ATOMIC_SEQ_CST);
-        int recheck = -1;
-        if ((n = collect_locked(epfd, out, 0, max, &recheck, &st))) {
-            __atomic_sub_fetch(&sleepers, 1, __ATOMIC_SEQ_CST);
-            return n;
-        }
-        int left = -1;
-        if (deadline != UINT64_MAX) {
-            uint64_t now = monotonic_ns();
-            left = now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
-        }
-        int sleep = timeout_min(recheck, left);
-        if (st.stuck && (sleep < 0 || sleep > 10))
-            sleep = 10;   /* see to_inner */
-        sleep = trim_before_sleep(sleep);
-        struct lf_sleep sl;
-        if ((n = sleep_begin(&sl, &call, 0, mask)) == 0) {
-            n = kernel_wait(epfd, out, 0, max, sleep, sl.mask);
-            sleep_end(&sl);
-        } else {
-            errno = -n, n = -1;
-        }
-        __atomic_sub_fetch(&sleepers, 1, __ATOMIC_SEQ_CST);
-        if (n != 0 || left == 0)
-            return n;
-    }
+    wait_scoring = WAIT_SCORING;
+    n = sleep_for_events(epfd, out, max, timeout, mask, &call);
+    wait_scoring = 0;
+    return n;
 }
 
 LF_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)

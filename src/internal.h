@@ -233,7 +233,14 @@ struct lf_side {
     /* our shutdown(SHUT_RD), by any holder: every holder's reads end, as
      * the kernel's shutdown ends them on a socket shared by processes */
     uint32_t shut_rd;
+    /* CLOCK_MONOTONIC ns: when a thread of ours last woke the peer's
+     * sleepers on this connection, and when one last got up from a sleep
+     * that this connection's news ended; the peer tells our think time from
+     * our wake-up latency by them (wait.c).  In the line's padding: no
+     * offset moved, an end that does not write them leaves them 0. */
+    uint64_t woke_peer_ns, got_up_ns;
 };
+_Static_assert(sizeof(struct lf_side) == 128, "the side's fields fit its two lines");
 
 /* What `loopfast stat` shows; each endpoint writes only its own, on a line
  * of its own, with plain stores: statistics, not synchronisation. */
@@ -780,9 +787,15 @@ void barrier_withdraw(uint32_t *promise);
 void barrier_withdrawn(void);        /* once, after withdrawing, before seccomp */
 
 /* ---- wait.c ---- */
-/* When a spin that starts now must end; 0: do not spin (spinning is off, or
- * more tasks are runnable than there are cores). */
-uint64_t spin_deadline(void);
+/* When the spin of a wait that starts now must end; 0: do not spin
+ * (spinning is off, more tasks are runnable than there are cores, or this
+ * thread's waits have not been short enough to pay).  `c`: the connection
+ * waited on; NULL for a poll or epoll wait.  The wait is then scored: by
+ * spin_found when its spin found news, else by spin_waited when news of
+ * connection `c` ends it (slept: after a sleep, which the peer is told). */
+uint64_t spin_deadline(const struct lf_conn *c);
+void spin_found(void);
+void spin_waited(struct lf_conn *c, int slept);
 /* Spins on shared memory for LOOPFAST_SPIN_US; 1 if news came meanwhile. */
 int wait_spin(struct lf_conn *c, int for_write, size_t rx_want);
 /* A blocking call's counts of the thread's handlers run, when it began, and

@@ -159,17 +159,28 @@ static int kernel_poll(struct poll_set *ps, int timeout_ms, const sigset_t *mask
                         fast_news, ps);
 }
 
+/* A sleep ended with news: the wait scored by its first fast connection
+ * ready (wait.c). */
+static void score_wait(struct poll_set *ps)
+{
+    for (nfds_t i = 0; i < ps->nt; i++)
+        if (sock_kind(ps->t[i].s) == LF_FAST && ps->user[ps->t[i].user].revents) {
+            spin_waited(ps->t[i].s->conn, 1);
+            return;
+        }
+}
+
 static int spin(struct poll_set *ps)
 {
-    uint64_t end = spin_deadline();
+    uint64_t end = spin_deadline(NULL);
     if (!end)
         return 0;
     for (unsigned i = 1;; i++) {
         if (fast_ready(ps))
-            return 1;
+            return spin_found(), 1;
         if ((i & 63) == 0) {
             if (kernel_poll(ps, 0, NULL) > 0 && evaluate(ps, 1) > 0)
-                return 1;
+                return spin_found(), 1;
             if (monotonic_ns() >= end)
                 return 0;
         }
@@ -239,6 +250,8 @@ static int poll_tracked(struct poll_set *ps, int timeout_ms, const sigset_t *mas
         int k = kernel_poll(ps, wait, sl.mask);
         sleep_end(&sl);
         r = k < 0 ? -1 : evaluate(ps, 1);
+        if (r > 0)
+            score_wait(ps);
         if (k < 0 || r || remaining_ms(deadline) == 0)
             return r;
     }

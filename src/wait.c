@@ -74,23 +74,80 @@ static int machine_crowded(uint64_t now)
     return crowded;
 }
 
-/* When a spin that starts now must end; 0: do not spin. */
-uint64_t spin_deadline(void)
+/* ---- whether spinning pays (docs/design.md, 6) ----
+ *
+ * A spin that runs out costs its whole budget of CPU and saves nothing: the
+ * sleep and its wake-up follow anyway.  So each thread keeps a moving score
+ * of its waits, 0 (none would have ended within a spin) to SPIN_SCORE_MAX
+ * (all would), each new one weighing a quarter, and below a third it does
+ * not spin.  A wait that found news while spinning scores 1.  One that went
+ * past its spin (or skipped it) is scored when its news comes, by the peer's
+ * think time: from when the peer got up (its last sleep that news of this
+ * connection ended, if during our wait; else our wait's start) to when it
+ * sent the news (when it last woke us, if during our wait; else now).  Not
+ * by the wait's length: a peer asleep takes a wake-up to answer, on a VM
+ * longer than a spin, and both ends of a busy connection would then stop
+ * spinning for good, each waiting a wake-up for the other. */
+#define SPIN_SCORE_MAX 1024
+static __thread int spin_score LF_TLS_IE = SPIN_SCORE_MAX;
+/* The current wait's start (0: not to be scored) and its connection (NULL:
+ * a poll or epoll wait, any of its connections) */
+static __thread uint64_t wait_began LF_TLS_IE;
+static __thread const struct lf_conn *wait_conn LF_TLS_IE;
+
+static void spin_score_add(int paid)
 {
+    spin_score += ((paid ? SPIN_SCORE_MAX : 0) - spin_score) / 4;
+}
+
+uint64_t spin_deadline(const struct lf_conn *c)
+{
+    wait_began = 0;
     if (!lf_config.spin_us)
         return 0;
     uint64_t now = monotonic_ns();
-    return machine_crowded(now) ? 0 : now + (uint64_t)lf_config.spin_us * 1000;
+    if (machine_crowded(now))
+        return 0;
+    wait_began = now;
+    wait_conn = c;
+    if (spin_score * 3 < SPIN_SCORE_MAX)
+        return 0;
+    return now + (uint64_t)lf_config.spin_us * 1000;
+}
+
+void spin_found(void)
+{
+    if (wait_began)
+        spin_score_add(1);
+    wait_began = 0;
+}
+
+void spin_waited(struct lf_conn *c, int slept)
+{
+    uint64_t began = wait_began, now = monotonic_ns();
+    if (slept)
+        __atomic_store_n(&c->sh->side[c->me].got_up_ns, now, __ATOMIC_RELAXED);
+    if (!began || (wait_conn && wait_conn != c))
+        return;
+    wait_began = 0;
+    const struct lf_side *peer = conn_peer(c);   /* its clock readings: checked, never trusted */
+    uint64_t sent = __atomic_load_n(&peer->woke_peer_ns, __ATOMIC_RELAXED);
+    uint64_t up = __atomic_load_n(&peer->got_up_ns, __ATOMIC_RELAXED);
+    if (sent < began || sent > now)
+        sent = now;
+    if (up < began || up > sent)
+        up = began;
+    spin_score_add(sent - up <= (uint64_t)lf_config.spin_us * 1000);
 }
 
 static int spin(struct lf_conn *c, int for_write, size_t rx_want)
 {
-    uint64_t end = spin_deadline();
+    uint64_t end = spin_deadline(c);
     if (!end)
         return 0;
     for (unsigned i = 0;; i++) {
         if (has_news(c, for_write, rx_want))
-            return 1;
+            return spin_found(), 1;
         cpu_relax();
         if ((i & 15) == 15 && monotonic_ns() >= end)
             return 0;
@@ -228,7 +285,11 @@ void bell_drain(struct lf_conn *c)
 int wait_spin(struct lf_conn *c, int for_write, size_t rx_want)
 {
     int on_ring = for_write || load32(&c->sh->side[c->me].rx_on_ring);
-    if (!on_ring || !spin(c, for_write, rx_want))
+    if (!on_ring) {
+        wait_began = 0;   /* a wait for TCP: not scored */
+        return 0;
+    }
+    if (!spin(c, for_write, rx_want))
         return 0;
     stat_bump(&my_stats(c)->spin_hits);
     return 1;
@@ -448,6 +509,8 @@ int wait_futex_first(struct lf_conn *c, int for_write, size_t rx_want, int timeo
                           restartable, &slept);
     if (r == 0 && slept)
         stat_bump(&my_stats(c)->wakeups);
+    if (r == 0)
+        spin_waited(c, slept);
     return r;
 }
 
@@ -470,7 +533,7 @@ int wait_for(struct lf_conn *c, int fd, int for_write, size_t rx_want, int timeo
     }
     barrier_after_arm(conn_arm_flag(c, wait_flag(c, for_write), RING_ARM_BELL));
     if (has_news(c, for_write, rx_want))
-        return 0;
+        return spin_waited(c, 0), 0;
     int wfd = bell_wait_fd(c);
     timeout_ms = timeout_min(timeout_ms, bell_wait_cap_ms());
     /* A writer must not wake on unread TCP data from before the switch. */
@@ -501,6 +564,7 @@ int wait_for(struct lf_conn *c, int fd, int for_write, size_t rx_want, int timeo
     if (r == 0)
         return has_news(c, for_write, rx_want) ? 0 : -EAGAIN;   /* a slice ended on news */
     stat_bump(&my_stats(c)->wakeups);
+    spin_waited(c, 1);
     *tcp_events = p[0].revents;
     return 0;
 }

@@ -268,6 +268,18 @@ static inline long proc_field(const char *path, const char *format)
     return v;
 }
 
+/* The voluntary context switches (sleeps) of thread `tid` of process `pid`
+ * so far, or of the whole process when tid is 0; -1 when it is gone. */
+static inline long voluntary_switches(pid_t pid, pid_t tid)
+{
+    char path[96];
+    if (tid)
+        snprintf(path, sizeof path, "/proc/%d/task/%d/status", (int)pid, (int)tid);
+    else
+        snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    return proc_field(path, "voluntary_ctxt_switches: %ld");
+}
+
 /* A connection to a new echo server in a child (its pid in *server), both
  * ends opted in or neither. */
 static inline int echo_connection(int optin, pid_t *server)

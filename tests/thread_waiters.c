@@ -66,15 +66,6 @@ static void two_readers(int optin, int polls)
     close(server_fd);
 }
 
-static long voluntary_switches(pid_t tid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
-    long n = proc_field(path, "voluntary_ctxt_switches: %ld");
-    CHECK(n >= 0, "%s", path);
-    return n;
-}
-
 static pid_t idle_tid;
 static int idle_polls;   /* the idle reader waits in poll() first */
 
@@ -102,9 +93,9 @@ static void idle_threaded_reader(int optin, int polls)
     while (!__atomic_load_n(&idle_tid, __ATOMIC_SEQ_CST))
         usleep(1000);
     usleep(200000);   /* past its spin, asleep */
-    long before = voluntary_switches(idle_tid);
+    long before = voluntary_switches(getpid(), idle_tid);
     sleep(1);
-    long woke = voluntary_switches(idle_tid) - before;
+    long woke = voluntary_switches(getpid(), idle_tid) - before;
     CHECK(write_full(c, "z", 1) == 1, "wake the idle reader");
     pthread_join(t, NULL);
     const char *how = polls ? "poll()" : "read()";

@@ -57,13 +57,6 @@ static void serve(int l)
     _exit(0);
 }
 
-static long switches_of(pid_t pid, pid_t tid)
-{
-    char path[96];
-    snprintf(path, sizeof path, "/proc/%d/task/%d/status", (int)pid, (int)tid);
-    return proc_field(path, "voluntary_ctxt_switches: %ld");
-}
-
 struct wakes { long rounds, paced; };
 
 /* The most context switches an idle server thread took */
@@ -71,7 +64,7 @@ static long most_switches(pid_t srv, const pid_t *tids, const long *before)
 {
     long most = 0;
     for (int i = 1; i < CONNS; i++) {
-        long d = switches_of(srv, tids[i]) - before[i];
+        long d = voluntary_switches(srv, tids[i]) - before[i];
         most = d > most ? d : most;
     }
     return most;
@@ -80,7 +73,7 @@ static long most_switches(pid_t srv, const pid_t *tids, const long *before)
 static void snapshot(pid_t srv, const pid_t *tids, long *before)
 {
     for (int i = 1; i < CONNS; i++)
-        CHECK((before[i] = switches_of(srv, tids[i])) >= 0, "no status for thread %d", tids[i]);
+        CHECK((before[i] = voluntary_switches(srv, tids[i])) >= 0, "no status for thread %d", tids[i]);
 }
 
 /* The most context switches an idle server thread took while connection 0
