@@ -1,8 +1,9 @@
 # common.sh - shared by the bench/ scripts: the CLI, ports, servers that are
-# stopped on exit, and a ratio printer.  Sourced, not run.
+# stopped on exit, and a ratio printer.  Sourced, not run.  LOOPFAST, when
+# set, names another build's CLI (to compare two builds in one session).
 set -u
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-LOOPFAST="$top/build/loopfast"
+LOOPFAST=${LOOPFAST:-"$top/build/loopfast"}
 [ -x "$LOOPFAST" ] || { echo "build first: make" >&2; exit 1; }
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null' EXIT
