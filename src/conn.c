@@ -249,10 +249,11 @@ static uint32_t peer_armed(struct lf_conn *c, uint32_t *flag)
     return ring_take_armed(flag, __atomic_load_n(&lf_membarrier, __ATOMIC_RELAXED) ? promise : NULL);
 }
 
-/* The bits taken from `flag` asked for the doorbell: any but the futex's. */
+/* The bits taken from `flag` asked for the doorbell: any but the futex's
+ * and the wake socket's. */
 static int wants_bell(uint32_t how)
 {
-    return (how & ~RING_ARM_FUTEX) != 0;
+    return (how & ~(RING_ARM_FUTEX | RING_ARM_NAMED)) != 0;
 }
 
 /* The futex sleepers of a wake word, woken: the word bumped first, so that
@@ -263,13 +264,29 @@ static void futex_wake_all(uint32_t *word)
     syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
-/* The futex sleepers of the bits `how` taken from a flag woken (`word`:
- * the direction's wake word); 1 when they ask for the doorbell as well. */
-static int wake_futex_sleepers(uint32_t how, uint32_t *word)
+/* A direction's wake word and name word (ring.h), for the sleepers of one
+ * of its flags */
+struct wake_to { uint32_t *word; uint64_t *name; };
+
+static struct wake_to reader_of(struct ring *r)
+{
+    return (struct wake_to){ &r->ctl->reader_wake, &r->ctl->reader_name };
+}
+
+static struct wake_to writer_of(struct ring *r)
+{
+    return (struct wake_to){ &r->ctl->writer_wake, &r->ctl->writer_name };
+}
+
+/* The futex and named sleepers of the bits `how` taken from a flag woken;
+ * 1 when they ask for the doorbell as well (or a named sleeper could not be
+ * sent its byte: it hears the doorbell too). */
+static int wake_sleepers(uint32_t how, struct wake_to to)
 {
     if (how & RING_ARM_FUTEX)
-        futex_wake_all(word);
-    return wants_bell(how);
+        futex_wake_all(to.word);
+    int unsent = (how & RING_ARM_NAMED) && !wake_named(__atomic_load_n(to.name, __ATOMIC_ACQUIRE));
+    return wants_bell(how) || unsent;
 }
 
 /* When we woke the peer: it tells our think time by it (wait.c). */
@@ -279,13 +296,13 @@ static void note_woke_peer(struct lf_conn *c)
 }
 
 /* The peer's sleepers on `flag`, if it armed it, woken. */
-static void wake_peer(struct lf_conn *c, uint32_t *flag, uint32_t *word)
+static void wake_peer(struct lf_conn *c, uint32_t *flag, struct wake_to to)
 {
     uint32_t how = peer_armed(c, flag);
     if (__builtin_expect(how == 0, 1))
         return;
     note_woke_peer(c);
-    if (wake_futex_sleepers(how, word))
+    if (wake_sleepers(how, to))
         bell_ring(c);
 }
 
@@ -297,8 +314,8 @@ void conn_ring_bell(struct lf_conn *c)
     if (data | room)
         note_woke_peer(c);
     /* both flags taken: one ring serves both */
-    int bell = wake_futex_sleepers(data, &c->tx.ctl->reader_wake);
-    bell |= wake_futex_sleepers(room, &c->rx.ctl->writer_wake);
+    int bell = wake_sleepers(data, reader_of(&c->tx));
+    bell |= wake_sleepers(room, writer_of(&c->rx));
     if (bell)
         bell_ring(c);
 }
@@ -544,7 +561,7 @@ static inline __attribute__((always_inline)) void rx_took(struct lf_conn *c, ssi
     my_stats(c)->rx_bytes += (uint64_t)n;
     if (count_msg(&my_stats(c)->rx_msgs) % PROMISE_AFTER == 0)
         promise_when_busy(c);
-    wake_peer(c, &c->rx.ctl->writer_armed, &c->rx.ctl->writer_wake);
+    wake_peer(c, &c->rx.ctl->writer_armed, writer_of(&c->rx));
 }
 
 /* A read that took the last of the peer's TCP bytes (`done` of them) goes
@@ -869,7 +886,7 @@ static inline __attribute__((always_inline)) void tx_wrote(struct lf_conn *c, ss
 {
     my_stats(c)->tx_bytes += (uint64_t)n;
     trim_note_write(c);
-    wake_peer(c, &c->tx.ctl->reader_armed, &c->tx.ctl->reader_wake);
+    wake_peer(c, &c->tx.ctl->reader_armed, reader_of(&c->tx));
 }
 
 /* A call that put bytes on the ring: one message more. */
@@ -1000,13 +1017,14 @@ int conn_shut_rd(struct lf_conn *c)
 void conn_wake_own(struct lf_conn *c)
 {
     ring_side(c, c->me, conn_bell_mine(c));
-    /* and our futex sleepers: the state stored before the flags are read,
-     * as a sleeper arms before it looks (wait.c) */
+    /* and our futex and named sleepers: the state stored before the flags
+     * are read, as a sleeper arms before it looks (wait.c); the flags are
+     * left for the peer, which may still owe them a wake */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    if (load32(&c->rx.ctl->reader_armed) & RING_ARM_FUTEX)
-        futex_wake_all(&c->rx.ctl->reader_wake);
-    if (load32(&c->tx.ctl->writer_armed) & RING_ARM_FUTEX)
-        futex_wake_all(&c->tx.ctl->writer_wake);
+    wake_sleepers(load32(&c->rx.ctl->reader_armed) & (RING_ARM_FUTEX | RING_ARM_NAMED),
+                  reader_of(&c->rx));
+    wake_sleepers(load32(&c->tx.ctl->writer_armed) & (RING_ARM_FUTEX | RING_ARM_NAMED),
+                  writer_of(&c->tx));
 }
 
 /* Both directions shut: Linux answers the peer's later bytes with a reset

@@ -197,12 +197,13 @@ static inline void lf_unlock(pthread_mutex_t *m)
 
 /* ---- shm.c: the per-connection shared memory ---- */
 #define LF_MAGIC   0x6c6f6f70u   /* "loop" */
-#define LF_VERSION 11u   /* 3: slots of a region per pair of processes (link.c); 4: one doorbell an end;
+#define LF_VERSION 12u   /* 3: slots of a region per pair of processes (link.c); 4: one doorbell an end;
                          * 5: one doorbell an end per region, news bits; 6: the region's channel;
                          * 7: requests in the region (request.c); 8: the server's verdicts
                          * in the region, under its key (verdict.c), and holder pids;
                          * 9: kernel_resets; 10: rx_refused; 11: futex sleeps
-                         * (RING_ARM_FUTEX, the rings' wake words) */
+                         * (RING_ARM_FUTEX, the rings' wake words); 12: long sleeps woken
+                         * by name (RING_ARM_NAMED, the rings' name words) */
 #define LF_HEADER_SIZE 4096u
 
 enum { LF_CLIENT = 0, LF_SERVER = 1 };
@@ -794,6 +795,12 @@ void barrier_withdrawn(void);        /* once, after withdrawing, before seccomp 
  * spin_found when its spin found news, else by spin_waited when news of
  * connection `c` ends it (slept: after a sleep, which the peer is told). */
 uint64_t spin_deadline(const struct lf_conn *c);
+/* A RING_ARM_NAMED sleeper's wake: a byte to the wake socket numbered `id`
+ * (0: none, gone); 0 when it could not be sent (ring the doorbell instead).
+ * wake_sender_ready makes the socket that sends it, with the process's first
+ * region. */
+int wake_named(uint64_t id);
+int wake_sender_ready(void);
 void spin_found(void);
 void spin_waited(struct lf_conn *c, int slept);
 /* Spins on shared memory for LOOPFAST_SPIN_US; 1 if news came meanwhile. */
@@ -806,12 +813,18 @@ struct lf_sleep {
     sigset_t old;
     int blocked;
 };
-/* Sleeps on a futex (at most FUTEX_MS), then on the doorbell and the TCP
- * socket.  Returns 0 after any news, -EAGAIN on timeout, -EINTR when a
+/* Sleeps on a futex (at most FUTEX_MS), then on its thread's wake socket
+ * (or, where none can be had, the doorbell) and the TCP socket.  Returns 0 after any news, -EAGAIN on timeout, -EINTR when a
  * handler ended the call (since `call` began: signals.c). `tcp_events` gets
  * what the TCP socket reported. */
 int wait_for(struct lf_conn *c, int fd, int for_write, size_t rx_want, int timeout_ms,
              struct lf_caught *call, int restartable, short *tcp_events);
+/* A call blocked on one connection: a futex sleep, then one on its thread's
+ * wake socket and the TCP socket (`fd`); 0 after news, -EAGAIN at the
+ * timeout, -ENOSYS when no wake socket could be had (sleep on the doorbell),
+ * or -errno. */
+int wait_alone(struct lf_conn *c, int fd, int for_write, size_t rx_want, int timeout_ms,
+               struct lf_caught *call, int restartable, short *tcp_events);
 /* The futex part alone: 0 news, -EINTR, -EAGAIN none (or not for this call:
  * a reader still on TCP, a sandbox, no time to wait). */
 int wait_futex_first(struct lf_conn *c, int for_write, size_t rx_want, int timeout_ms,

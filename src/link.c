@@ -187,6 +187,8 @@ void link_cool(uint64_t now)
 
 static struct lf_link *link_new(int fd, int role, uint64_t id, uint64_t ring_size)
 {
+    if (wake_sender_ready() < 0)
+        return NULL;   /* a peer's long sleeper could not be woken (wait.c) */
     struct lf_link *l = calloc(1, sizeof *l);
     if (!l)
         return NULL;

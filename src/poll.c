@@ -196,19 +196,20 @@ static int remaining_ms(uint64_t deadline)
 }
 
 /* A poll of one fast connection alone, in one direction (a non-blocking
- * socket's read or write waiting for it: MariaDB, libcurl): its first sleep
- * is on a futex, which its peer wakes alone (wait.c).  > 0 ready, -1 an
- * error, 0 nothing yet. */
-static int poll_on_futex(struct poll_set *ps, int timeout_ms, const sigset_t *mask,
-                         struct lf_caught *call)
+ * socket's read or write waiting for it: MariaDB, libcurl): it sleeps on a
+ * futex, then on its thread's wake socket, which its peer wakes alone
+ * (wait.c).  > 0 ready, -1 an error, 0 nothing yet (the caller sleeps on, on
+ * the doorbell). */
+static int poll_alone(struct poll_set *ps, int timeout_ms, const sigset_t *mask,
+                      struct lf_caught *call)
 {
     if (mask || ps->nuser != 1 || ps->nt != 1 || sock_kind(ps->t[0].s) != LF_FAST)
         return 0;   /* ppoll's mask: only the kernel's call can apply it */
-    short ev = ps->user[0].events;
+    short ev = ps->user[0].events, tev;
     int in = (ev & (POLLIN | POLLRDNORM | POLLRDHUP)) != 0, out = (ev & (POLLOUT | POLLWRNORM)) != 0;
     if (in == out)
         return 0;
-    int r = wait_futex_first(ps->t[0].s->conn, out, 1, timeout_ms, call, 0);
+    int r = wait_alone(ps->t[0].s->conn, ps->user[0].fd, out, 1, timeout_ms, call, 0, &tev);
     if (r == -EINTR) {
         errno = EINTR;
         return -1;
@@ -229,7 +230,7 @@ static int poll_tracked(struct poll_set *ps, int timeout_ms, const sigset_t *mas
     r = evaluate(ps, 1);
     if (r || timeout_ms == 0 || spin(ps))
         return r ? r : (kernel_poll(ps, 0, NULL) < 0 ? -1 : evaluate(ps, 1));
-    if ((r = poll_on_futex(ps, timeout_ms, mask, &call)) != 0)
+    if ((r = poll_alone(ps, timeout_ms, mask, &call)) != 0)
         return r;
     for (;;) {
         int recheck = bell_wait_cap_ms();   /* doorbells read: see wait.c */

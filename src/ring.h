@@ -33,6 +33,7 @@ struct ring_ctl {
     uint32_t writer_armed;              /* writer sleeps: ring its doorbell */
     uint32_t reader_bound;              /* the reader's SO_RCVBUF as the kernel reports it; 0: unset */
     uint32_t reader_wake, writer_wake;  /* futex words of RING_ARM_FUTEX sleepers: bumped, then woken */
+    uint64_t reader_name, writer_name;  /* the wake socket of a RING_ARM_NAMED sleeper; 0: none */
 };
 
 /* The process-local view; `size` is our own validated copy, never re-read. */
@@ -80,12 +81,15 @@ ssize_t ring_read(struct ring *r, void *buf, size_t len, int peek);
  * blocked in one call on this connection, by bumping the direction's wake
  * word and a futex wake on it (docs/design.md, 6).  The sleeper reads the
  * wake word before it looks at the ring, so a bump after that look makes
- * its futex wait return at once.  Any other bit set (a peer's scribble) rings
- * the doorbell.  `promise` is the armer's promise to pay for the barrier,
+ * its futex wait return at once; RING_ARM_NAMED, a thread blocked in one
+ * call for longer, by a datagram to the wake socket the direction's name
+ * word names (written by the sleeper before it arms).  Any other bit set (a
+ * peer's scribble) rings the doorbell.  `promise` is the armer's promise to pay for the barrier,
  * or NULL when it may not be relied on (this process is not registered):
  * then the taker fences itself.  Returns the bits taken, 0: none. */
 #define RING_ARM_BELL  1u
 #define RING_ARM_FUTEX 2u
+#define RING_ARM_NAMED 4u
 void ring_arm(uint32_t *flag, uint32_t how);
 uint32_t ring_take_armed(uint32_t *flag, const uint32_t *promise);
 

@@ -10,9 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/futex.h>
+#include <stddef.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -176,8 +180,10 @@ static int spin(struct lf_conn *c, int for_write, size_t rx_want)
 #define WAIT_KEYS 16
 
 struct wait_ep {
-    int fd;
-    pid_t pid;                    /* the process that made it: a forked child makes its own */
+    int fd;                       /* the wait epoll; -1 until needed */
+    int wake_fd;                  /* the wake socket (wait_named); -1 until needed */
+    uint64_t wake_id;             /* its name's number */
+    pid_t pid;                    /* the process that made them: a forked child makes its own */
     uint64_t keys[WAIT_KEYS];     /* doorbells it holds, as far as remembered */
     unsigned next;
 };
@@ -191,6 +197,7 @@ static void wait_ep_free(void *p)
 {
     struct wait_ep *w = p;
     ownfd_close(&w->fd);
+    ownfd_close(&w->wake_fd);
     free(w);
 }
 
@@ -199,8 +206,9 @@ static void wait_ep_key_make(void)
     (void)pthread_key_create(&wait_ep_key, wait_ep_free);
 }
 
-/* This thread's wait epoll, made on first need; NULL when none can be. */
-static struct wait_ep *thread_wait_ep(void)
+/* This thread's record of its sleeping descriptors, made on first need;
+ * NULL when none can be. */
+static struct wait_ep *thread_waits(void)
 {
     if (lf_confined)
         return NULL;   /* epoll_wait may be outside its allow-list (sandbox.c) */
@@ -209,19 +217,27 @@ static struct wait_ep *thread_wait_ep(void)
         pthread_once(&wait_ep_once, wait_ep_key_make);
         if (!(w = calloc(1, sizeof *w)))
             return NULL;
-        w->fd = -1;
+        w->fd = w->wake_fd = -1;
         w->pid = lf_pid;
         my_wait_ep = w;
         (void)pthread_setspecific(wait_ep_key, w);
     }
     if (w->pid != lf_pid) {   /* the parent's, inherited by fork: one kernel object */
         ownfd_close(&w->fd);
+        ownfd_close(&w->wake_fd);
         memset(w->keys, 0, sizeof w->keys);
         w->pid = lf_pid;
     }
-    if (w->fd < 0)
+    return w;
+}
+
+/* This thread's wait epoll, made on first need; NULL when none can be. */
+static struct wait_ep *thread_wait_ep(void)
+{
+    struct wait_ep *w = thread_waits();
+    if (w && w->fd < 0)
         ownfd_new(&w->fd, epoll_create1(EPOLL_CLOEXEC));
-    return w->fd >= 0 ? w : NULL;
+    return w && w->fd >= 0 ? w : NULL;
 }
 
 /* The doorbell's key: given on first need, never reused in this process. */
@@ -514,34 +530,117 @@ int wait_futex_first(struct lf_conn *c, int for_write, size_t rx_want, int timeo
     return r;
 }
 
-/* Sleeps on a futex, then on the doorbell and the TCP socket; 0 after any
- * news. */
-int wait_for(struct lf_conn *c, int fd, int for_write, size_t rx_want, int timeout_ms,
-             struct lf_caught *call, int restartable, short *tcp_events)
+/* ---- a blocked call's long sleep: on its thread's wake socket ----
+ *
+ * Past FUTEX_MS, a call blocked on one connection sleeps in poll() on the
+ * TCP socket (a peer that dies without a word) and on its thread's wait
+ * epoll, which holds the connection's doorbell and the thread's wake socket:
+ * an abstract unix datagram socket, bound to WAKE_PREFIX and 64 random bits,
+ * whose number the sleeper writes in the direction's name word before it
+ * arms RING_ARM_NAMED instead of RING_ARM_BELL.  The publisher that takes
+ * that bit sends the socket a byte (wake_named) and rings no doorbell, so a
+ * message to one idle connection no longer wakes every idle thread of the
+ * process (docs/design.md, 6).  A publisher that cannot send (a seccomp
+ * sandbox's filter may forbid it) rings the doorbell, which the sleeper
+ * hears too.  A byte from anyone else is a spurious wake-up: the caller
+ * looks and sleeps again. */
+#define WAKE_PREFIX "loopfast-wake-"
+
+static socklen_t wake_addr(uint64_t id, struct sockaddr_un *a)
+{
+    memset(a, 0, sizeof *a);
+    a->sun_family = AF_UNIX;   /* sun_path[0] = 0: the abstract namespace */
+    int n = snprintf(a->sun_path + 1, sizeof a->sun_path - 1, WAKE_PREFIX "%016llx",
+                     (unsigned long long)id);
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+}
+
+/* This thread's wait epoll with its wake socket in it, made and bound on
+ * first need; NULL when none can be. */
+static struct wait_ep *thread_wake_sock(void)
+{
+    struct wait_ep *w = thread_wait_ep();
+    if (!w || w->wake_fd >= 0)
+        return w;
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    for (int tries = 0; fd >= 0 && tries < 4; tries++) {
+        struct sockaddr_un a;
+        uint64_t id = 0;
+        if (getrandom(&id, sizeof id, GRND_NONBLOCK) != sizeof id || !id)
+            break;
+        if (bind(fd, (struct sockaddr *)&a, wake_addr(id, &a)) == 0) {
+            struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.u64 = 0 };
+            if (libc.epoll_ctl(w->fd, EPOLL_CTL_ADD, fd, &ev) < 0)
+                break;   /* doorbell keys start at 1: 0 is this socket */
+            w->wake_id = id;
+            ownfd_new(&w->wake_fd, fd);
+            return w->wake_fd >= 0 ? w : NULL;
+        }
+        if (errno != EADDRINUSE)
+            break;
+    }
+    if (fd >= 0)
+        libc.close_own(fd);
+    return NULL;
+}
+
+static void wake_sock_drain(int fd)
+{
+    char b[64];
+    while (libc.recv(fd, b, sizeof b, MSG_DONTWAIT) > 0)
+        ;
+}
+
+/* This process's socket for every publisher's wake_named, made with its
+ * first region (link.c), so that a process that can take a RING_ARM_NAMED
+ * bit can always send its byte; a forked child shares its parent's. */
+static int wake_sender = -1;
+static pthread_mutex_t wake_sender_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int wake_sender_ready(void)
+{
+    if (lf_confined || __atomic_load_n(&wake_sender, __ATOMIC_ACQUIRE) >= 0)
+        return 0;   /* confined: it sends nothing (wake_named) */
+    lf_lock(&wake_sender_lock);
+    if (wake_sender < 0) {
+        int made = -1;
+        if (ownfd_new(&made, socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) >= 0) {
+            __atomic_store_n(&wake_sender, made, __ATOMIC_RELEASE);
+            ownfd_moved(made, &wake_sender);
+        }
+    }
+    int ok = wake_sender >= 0 ? 0 : -1;
+    lf_unlock(&wake_sender_lock);
+    return ok;
+}
+
+int wake_named(uint64_t id)
+{
+    int fd = __atomic_load_n(&wake_sender, __ATOMIC_ACQUIRE);
+    if (!id)
+        return 1;   /* the sleeper has gone */
+    if (fd < 0 || __atomic_load_n(&lf_confined, __ATOMIC_ACQUIRE))
+        return 0;   /* a sandbox's filter may kill us for the send */
+    struct sockaddr_un a;
+    return libc.sendto(fd, "", 1, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&a,
+                       wake_addr(id, &a)) == 1 || errno == EAGAIN;   /* EAGAIN: bytes wait */
+}
+
+/* Sleeps in poll() on the TCP socket and `wakefd` (a doorbell, its thread's
+ * wait epoll or a wake socket) until either is ready, the timeout passes or
+ * a handler ends the call: 0 after news, -EAGAIN, or -errno; *woke: wakefd
+ * was ready. */
+static int sleep_on(struct lf_conn *c, int fd, int wakefd, int for_write, size_t rx_want,
+                    int timeout_ms, struct lf_caught *call, int restartable, short *tcp_events,
+                    int *woke)
 {
     struct wait_news news = { c, for_write, rx_want };
-    *tcp_events = 0;
-    uint64_t start = timeout_ms > 0 ? monotonic_ns() : 0;
-    int r = wait_futex_first(c, for_write, rx_want, timeout_ms, call, restartable);
-    if (r != -EAGAIN)
-        return r;
-    if (start) {
-        int spent = (int)((monotonic_ns() - start) / 1000000);
-        if (spent >= timeout_ms)
-            return has_news(c, for_write, rx_want) ? 0 : -EAGAIN;
-        timeout_ms -= spent;
-    }
-    barrier_after_arm(conn_arm_flag(c, wait_flag(c, for_write), RING_ARM_BELL));
-    if (has_news(c, for_write, rx_want))
-        return spin_waited(c, 0), 0;
-    int wfd = bell_wait_fd(c);
-    timeout_ms = timeout_min(timeout_ms, bell_wait_cap_ms());
     /* A writer must not wake on unread TCP data from before the switch. */
-    struct pollfd p[2] = {   /* the doorbell last: poll_fitting sleeps on the tail */
+    struct pollfd p[2] = {   /* wakefd last: poll_fitting sleeps on the tail */
         { .fd = fd, .events = for_write ? (c->fin_unclear ? 0 : POLLRDHUP) : (POLLIN | POLLRDHUP) },
-        { .fd = wfd, .events = POLLIN },
+        { .fd = wakefd, .events = POLLIN },
     };
-    int t, left = timeout_ms;
+    int r, t, left = timeout_ms;
     uint64_t end = timeout_ms > 0 ? monotonic_ns() + (uint64_t)timeout_ms * 1000000 : 0;
     reap_now();
     for (;;) {   /* a sleep cut short to trim idle rings (trim.c) is no timeout */
@@ -557,8 +656,7 @@ int wait_for(struct lf_conn *c, int fd, int for_write, size_t rx_want, int timeo
         uint64_t now = end ? monotonic_ns() : 0;
         left = !end ? left : now >= end ? 0 : (int)((end - now + 999999) / 1000000);
     }
-    if (r > 0 && p[1].revents)
-        bell_after_wake(c, wfd);
+    *woke = r > 0 && p[1].revents;
     if (r < 0)
         return -errno;
     if (r == 0)
@@ -567,6 +665,80 @@ int wait_for(struct lf_conn *c, int fd, int for_write, size_t rx_want, int timeo
     spin_waited(c, 1);
     *tcp_events = p[0].revents;
     return 0;
+}
+
+/* As sleep_on, on this thread's wait epoll holding its wake socket, named in
+ * the direction's name word, and the doorbell; -ENOSYS when there is none,
+ * or another thread's name is there. */
+static int wait_named(struct lf_conn *c, int fd, int for_write, size_t rx_want, int timeout_ms,
+                      struct lf_caught *call, int restartable, short *tcp_events)
+{
+    struct wait_ep *w = thread_wake_sock();
+    if (!w || bell_wait_fd(c) != w->fd)
+        return -ENOSYS;   /* the doorbell alone, read: bell_wait_fd */
+    uint64_t *name = for_write ? &c->tx.ctl->writer_name : &c->rx.ctl->reader_name;
+    uint64_t was = 0;
+    if (!__atomic_compare_exchange_n(name, &was, w->wake_id, 0, __ATOMIC_SEQ_CST,
+                                     __ATOMIC_SEQ_CST) && was != w->wake_id)
+        return -ENOSYS;
+    barrier_after_arm(conn_arm_flag(c, wait_flag(c, for_write), RING_ARM_NAMED));
+    int r, woke = 0;
+    if (has_news(c, for_write, rx_want)) {
+        spin_waited(c, 0);
+        r = 0;
+    } else {
+        r = sleep_on(c, fd, w->fd, for_write, rx_want, timeout_ms, call, restartable, tcp_events,
+                     &woke);
+    }
+    if (woke) {
+        wake_sock_drain(w->wake_fd);
+        bell_after_wake(c, w->fd);
+    }
+    was = w->wake_id;
+    __atomic_compare_exchange_n(name, &was, 0, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+    return r;
+}
+
+/* Milliseconds left of timeout_ms (> 0) begun at `start`; 0: none. */
+static int ms_left(int timeout_ms, uint64_t start)
+{
+    int spent = (int)((monotonic_ns() - start) / 1000000);
+    return spent >= timeout_ms ? 0 : timeout_ms - spent;
+}
+
+int wait_alone(struct lf_conn *c, int fd, int for_write, size_t rx_want, int timeout_ms,
+               struct lf_caught *call, int restartable, short *tcp_events)
+{
+    *tcp_events = 0;
+    uint64_t start = timeout_ms > 0 ? monotonic_ns() : 0;
+    int r = wait_futex_first(c, for_write, rx_want, timeout_ms, call, restartable);
+    if (r != -EAGAIN)
+        return r;
+    if (start && (timeout_ms = ms_left(timeout_ms, start)) == 0)
+        return has_news(c, for_write, rx_want) ? 0 : -EAGAIN;
+    return wait_named(c, fd, for_write, rx_want, timeout_ms, call, restartable, tcp_events);
+}
+
+/* Sleeps on a futex, then on the wake socket (or the doorbell) and the TCP
+ * socket; 0 after any news. */
+int wait_for(struct lf_conn *c, int fd, int for_write, size_t rx_want, int timeout_ms,
+             struct lf_caught *call, int restartable, short *tcp_events)
+{
+    uint64_t start = timeout_ms > 0 ? monotonic_ns() : 0;
+    int r = wait_alone(c, fd, for_write, rx_want, timeout_ms, call, restartable, tcp_events);
+    if (r != -ENOSYS)
+        return r;
+    if (start && (timeout_ms = ms_left(timeout_ms, start)) == 0)
+        return has_news(c, for_write, rx_want) ? 0 : -EAGAIN;
+    barrier_after_arm(conn_arm_flag(c, wait_flag(c, for_write), RING_ARM_BELL));
+    if (has_news(c, for_write, rx_want))
+        return spin_waited(c, 0), 0;
+    int wfd = bell_wait_fd(c), woke = 0;
+    r = sleep_on(c, fd, wfd, for_write, rx_want, timeout_min(timeout_ms, bell_wait_cap_ms()), call,
+                 restartable, tcp_events, &woke);
+    if (woke)
+        bell_after_wake(c, wfd);
+    return r;
 }
 
 int fd_nonblocking(int fd)

@@ -45,8 +45,24 @@ int main(void)
     CHECK(n == 0 || (n < 0 && errno == ECONNRESET), "blocked read after death: %zd %s", n, strerror(errno));
     close(a);
 
+    /* A reader blocked past its futex sleep, on its wake socket and TCP,
+     * when the peer dies (wait.c): only TCP can tell it. */
     a = connected_pair(&child, 1);
     pid_t killer = fork();
+    if (killer == 0) {
+        usleep(500000);
+        kill(child, SIGKILL);
+        _exit(0);
+    }
+    n = read(a, buf, sizeof buf);
+    CHECK(n == 0 || (n < 0 && errno == ECONNRESET), "long blocked read after death: %zd %s", n,
+          strerror(errno));
+    close(a);
+    waitpid(child, NULL, 0);
+    waitpid(killer, NULL, 0);
+
+    a = connected_pair(&child, 1);
+    killer = fork();
     if (killer == 0) {
         usleep(300000);   /* the writer has filled the ring and sleeps by now */
         kill(child, SIGKILL);

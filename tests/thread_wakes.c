@@ -21,6 +21,9 @@
 #define SLACK 30       /* context switches an idle thread may take meanwhile */
 #define PACED 10
 #define PACED_SLACK 6   /* the trim rounds (every 400 ms) cut sleeps short too */
+#define IDLE_GAP_MS 300   /* past the futex phase: each finds its reader on its wake socket */
+#define IDLE_ROUNDS 10
+#define IDLE_SLACK 6
 
 static void *serve_one(void *arg)
 {
@@ -57,7 +60,7 @@ static void serve(int l)
     _exit(0);
 }
 
-struct wakes { long rounds, paced; };
+struct wakes { long rounds, paced, idle; };
 
 /* The most context switches an idle server thread took */
 static long most_switches(pid_t srv, const pid_t *tids, const long *before)
@@ -108,6 +111,12 @@ static struct wakes idle_wakes(int optin)
         client_echo_rounds(fds[0], 1, "connection 0, paced");
     }
     w.paced = most_switches(srv, tids, before);
+    snapshot(srv, tids, before);
+    for (int i = 0; i < IDLE_ROUNDS; i++) {
+        usleep(IDLE_GAP_MS * 1000);
+        client_echo_rounds(fds[0], 1, "connection 0, after idling");
+    }
+    w.idle = most_switches(srv, tids, before);
     for (int i = 0; i < CONNS; i++)
         close(fds[i]);
     kill(srv, SIGKILL);
@@ -119,16 +128,20 @@ int main(int argc, char **argv)
 {
     (void)argc;
     run_with_spin_us(argv, "0");
-    alarm(60);
+    alarm(90);
     struct wakes kernel = idle_wakes(0), fast = idle_wakes(1);
     printf("an idle thread's context switches while another connection made %d round trips: "
-           "kernel %ld, loopfast %ld; %d more, 60 ms apart: kernel %ld, loopfast %ld\n", ROUNDS,
-           kernel.rounds, fast.rounds, PACED, kernel.paced, fast.paced);
+           "kernel %ld, loopfast %ld; %d more, 60 ms apart: kernel %ld, loopfast %ld; %d more, "
+           "%d ms apart: kernel %ld, loopfast %ld\n", ROUNDS, kernel.rounds, fast.rounds, PACED,
+           kernel.paced, fast.paced, IDLE_ROUNDS, IDLE_GAP_MS, kernel.idle, fast.idle);
     CHECK(fast.rounds <= kernel.rounds + SLACK,
           "idle threads woke at other connections' messages: %ld (kernel %ld)", fast.rounds,
           kernel.rounds);
     CHECK(fast.paced <= kernel.paced + PACED_SLACK,
           "idle threads woke at another connection's paced messages: %ld (kernel %ld)",
           fast.paced, kernel.paced);
+    CHECK(fast.idle <= kernel.idle + IDLE_SLACK,
+          "idle threads woke at messages to another connection idle %d ms: %ld (kernel %ld)",
+          IDLE_GAP_MS, fast.idle, kernel.idle);
     return 0;
 }
