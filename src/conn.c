@@ -1017,14 +1017,15 @@ int conn_shut_rd(struct lf_conn *c)
 void conn_wake_own(struct lf_conn *c)
 {
     ring_side(c, c->me, conn_bell_mine(c));
-    /* and our futex and named sleepers: the state stored before the flags
-     * are read, as a sleeper arms before it looks (wait.c); the flags are
-     * left for the peer, which may still owe them a wake */
+    /* and our futex sleepers (named ones hear that doorbell: wait.c): the
+     * state stored before the flags are read, as a sleeper arms before it
+     * looks; the flags are left for the peer, which may still owe them a
+     * wake */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    wake_sleepers(load32(&c->rx.ctl->reader_armed) & (RING_ARM_FUTEX | RING_ARM_NAMED),
-                  reader_of(&c->rx));
-    wake_sleepers(load32(&c->tx.ctl->writer_armed) & (RING_ARM_FUTEX | RING_ARM_NAMED),
-                  writer_of(&c->tx));
+    if (load32(&c->rx.ctl->reader_armed) & RING_ARM_FUTEX)
+        futex_wake_all(&c->rx.ctl->reader_wake);
+    if (load32(&c->tx.ctl->writer_armed) & RING_ARM_FUTEX)
+        futex_wake_all(&c->tx.ctl->writer_wake);
 }
 
 /* Both directions shut: Linux answers the peer's later bytes with a reset

@@ -16,6 +16,10 @@
 
 #define WAKE_MS 2000
 
+/* How long the blocked call has slept when the shutdown comes: within the
+ * futex phase, or past it (on its wake socket: wait.c) */
+static useconds_t slept_us = 50000;
+
 enum block { B_RECV, B_POLL, B_EPOLL, B_SEND, B_COUNT };
 static const char *block_name[B_COUNT] = { "recv", "poll", "epoll", "send" };
 
@@ -70,7 +74,7 @@ static void wake_case(int optin, enum block how_block, int how, int peer_sent, c
     pthread_t t;
     if (!peer_sent) {
         CHECK(pthread_create(&t, NULL, block_in, &b) == 0, "pthread_create");
-        usleep(50000);   /* it sleeps now */
+        usleep(slept_us);   /* it sleeps now */
     }
     CHECK(shutdown(c, how) == 0, "shutdown: %s", strerror(errno));
     if (!peer_sent) {
@@ -173,6 +177,17 @@ int main(void)
                          early ? "bytes wait" : "blocked in ", early ? "" : block_name[blk]);
                 bad += transcripts_differ(label, kernel, fast);
             }
+    static const struct { int how; enum block blk; } late[] = {
+        { SHUT_RD, B_RECV }, { SHUT_RD, B_POLL }, { SHUT_WR, B_SEND },
+    };
+    slept_us = 300000;
+    for (size_t i = 0; i < sizeof late / sizeof late[0]; i++) {
+        wake_case(0, late[i].blk, late[i].how, 0, kernel, sizeof kernel);
+        wake_case(1, late[i].blk, late[i].how, 0, fast, sizeof fast);
+        snprintf(label, sizeof label, "%s while blocked in %s for 300 ms", how_name(late[i].how),
+                 block_name[late[i].blk]);
+        bad += transcripts_differ(label, kernel, fast);
+    }
     static const int hup_hows[] = { SHUT_WR, SHUT_RDWR, SHUT_RD };
     for (int h = 0; h < 3; h++)
         for (int act = P_SHUT_WR; act <= P_NONE; act++)
