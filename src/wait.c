@@ -687,8 +687,9 @@ static int wait_named(struct lf_conn *c, int fd, int for_write, size_t rx_want, 
         spin_waited(c, 0);
         r = 0;
     } else {
-        r = sleep_on(c, fd, w->fd, for_write, rx_want, timeout_ms, call, restartable, tcp_events,
-                     &woke);
+        /* a confined publisher's ring, which a doorbell reader may take */
+        int t = timeout_min(timeout_ms, bell_wait_cap_ms());
+        r = sleep_on(c, fd, w->fd, for_write, rx_want, t, call, restartable, tcp_events, &woke);
     }
     if (woke) {
         wake_sock_drain(w->wake_fd);
