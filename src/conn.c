@@ -292,7 +292,7 @@ static int wake_sleepers(uint32_t how, struct wake_to to)
 /* When we woke the peer: it tells our think time by it (wait.c). */
 static void note_woke_peer(struct lf_conn *c)
 {
-    __atomic_store_n(&my_side(c)->woke_peer_ns, monotonic_ns(), __ATOMIC_RELAXED);
+    __atomic_store_n(&my_stats(c)->woke_peer_ns, monotonic_ns(), __ATOMIC_RELAXED);
 }
 
 /* The peer's sleepers on `flag`, if it armed it, woken. */

@@ -130,11 +130,11 @@ void spin_waited(struct lf_conn *c, int slept)
 {
     uint64_t began = wait_began, now = monotonic_ns();
     if (slept)
-        __atomic_store_n(&c->sh->side[c->me].got_up_ns, now, __ATOMIC_RELAXED);
+        __atomic_store_n(&my_stats(c)->got_up_ns, now, __ATOMIC_RELAXED);
     if (!began || (wait_conn && wait_conn != c))
         return;
     wait_began = 0;
-    const struct lf_side *peer = conn_peer(c);   /* its clock readings: checked, never trusted */
+    const struct lf_stats *peer = &c->sh->stats[!c->me];   /* its clock readings: checked */
     uint64_t sent = __atomic_load_n(&peer->woke_peer_ns, __ATOMIC_RELAXED);
     uint64_t up = __atomic_load_n(&peer->got_up_ns, __ATOMIC_RELAXED);
     if (sent < began || sent > now)
