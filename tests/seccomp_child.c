@@ -2,8 +2,11 @@
  * pre-authentication child does (RLIMIT_NOFILE 1, SIGPIPE ignored, a
  * seccomp filter that allows read, write, poll, select, close and little
  * else, and kills the process at any other call), then polls and reads data
- * its peer sends later, reads with a blocking read(), and sees EOF when the
- * peer exits without close().  Over kernel TCP and loopfast alike it must
+ * its peer sends later, writes a reply 400 ms later to its peer blocked in
+ * read() meanwhile (past the peer's futex phase, on its wake socket: the
+ * sandboxed writer must not call sendto, the filter would kill it; it rings
+ * the doorbell instead, wait.c), reads with a blocking read(), and sees EOF
+ * when the peer exits without close().  Over kernel TCP and loopfast alike it must
  * live to report all three; loopfast used to die of SIGSYS at its fcntl. */
 #include <linux/audit.h>
 #include <linux/filter.h>
@@ -69,6 +72,9 @@ static int sandboxed(int s, int go)
         return 4;
     if (write(go, "g", 1) != 1)
         return 5;
+    struct timespec later = { 0, 400000000 };
+    if (nanosleep(&later, NULL) != 0 || write(s, "reply", 5) != 5)
+        return 7;
     ssize_t n = read(s, buf, sizeof buf);   /* blocking: the peer exits */
     return n == 0 ? 0 : 6;
 }
@@ -85,25 +91,30 @@ static int run(int optin)
     if (peer == 0) {
         close(go[1]);
         int c = connect_to(&addr, len, optin);
-        char b;
+        char b, reply[5];
+        client_switch(c);   /* both directions on the ring before the sandbox */
         if (write_full(c, "hello", 5) != 5 || read(go[0], &b, 1) != 1 ||
             write_full(c, "later", 5) != 5 || read(go[0], &b, 1) != 1)
             _exit(2);
+        if (read_full(c, reply, 5) != 5 || memcmp(reply, "reply", 5))
+            _exit(3);   /* blocked 400 ms: woken by the sandboxed writer */
         _exit(0);   /* without close(): only the kernel's FIN tells */
     }
     close(go[0]);
     int s = accept(l, NULL, NULL);
     CHECK(s >= 0, "accept");
     close(l);
+    char b;
+    for (int i = 0; i < 3; i++)
+        CHECK(read_full(s, &b, 1) == 1 && write_full(s, &b, 1) == 1, "switching echo %d", i);
     pid_t reader = fork();
     CHECK(reader >= 0, "fork");
     if (reader == 0)
         _exit(sandboxed(s, go[1]));
     close(s);
     close(go[1]);
-    int st = child_status(reader);
-    child_status(peer);
-    return st;
+    int st = child_status(reader), peer_st = child_status(peer);
+    return st ? st : peer_st ? 100 + peer_st : 0;
 }
 
 int main(void)
