@@ -1442,15 +1442,6 @@ static int late_translate(int epfd, struct epoll_event *out, int k, int max)
 static int lf_epoll_wait(int epfd, struct epoll_event *out, int max, int timeout,
                          const sigset_t *mask);
 
-/* Milliseconds left of `timeout` since `start` (ns; 0: not timed). */
-static int ms_left(int timeout, uint64_t start)
-{
-    if (timeout <= 0)
-        return timeout;
-    uint64_t spent = (monotonic_ns() - start) / 1000000;
-    return spent >= (uint64_t)timeout ? 0 : timeout - (int)spent;
-}
-
 static int kernel_only_wait(int epfd, struct epoll_event *out, int max, int timeout,
                             const sigset_t *mask)
 {

@@ -445,6 +445,16 @@ static inline int timeout_min(int a, int b)
     return a < 0 ? b : b < 0 ? a : a < b ? a : b;
 }
 
+/* Milliseconds left of poll() timeout `timeout` begun at `start` (ns); a
+ * timeout of 0 or -1 as it is. */
+static inline int ms_left(int timeout, uint64_t start)
+{
+    if (timeout <= 0)
+        return timeout;
+    uint64_t spent = (monotonic_ns() - start) / 1000000;
+    return spent >= (uint64_t)timeout ? 0 : timeout - (int)spent;
+}
+
 struct lf_conn {
     struct lf_shared *sh;         /* the slot's mapping */
     size_t map_len;
@@ -795,14 +805,14 @@ void barrier_withdrawn(void);        /* once, after withdrawing, before seccomp 
  * spin_found when its spin found news, else by spin_waited when news of
  * connection `c` ends it (slept: after a sleep, which the peer is told). */
 uint64_t spin_deadline(const struct lf_conn *c);
+void spin_found(void);
+void spin_waited(struct lf_conn *c, int slept);
 /* A RING_ARM_NAMED sleeper's wake: a byte to the wake socket numbered `id`
  * (0: none, gone); 0 when it could not be sent (ring the doorbell instead).
  * wake_sender_ready makes the socket that sends it, with the process's first
  * region. */
 int wake_named(uint64_t id);
 int wake_sender_ready(void);
-void spin_found(void);
-void spin_waited(struct lf_conn *c, int slept);
 /* Spins on shared memory for LOOPFAST_SPIN_US; 1 if news came meanwhile. */
 int wait_spin(struct lf_conn *c, int for_write, size_t rx_want);
 /* A blocking call's counts of the thread's handlers run, when it began, and
@@ -814,9 +824,10 @@ struct lf_sleep {
     int blocked;
 };
 /* Sleeps on a futex (at most FUTEX_MS), then on its thread's wake socket
- * (or, where none can be had, the doorbell) and the TCP socket.  Returns 0 after any news, -EAGAIN on timeout, -EINTR when a
- * handler ended the call (since `call` began: signals.c). `tcp_events` gets
- * what the TCP socket reported. */
+ * (or, where none can be had, the doorbell) and the TCP socket.  Returns 0
+ * after any news, -EAGAIN on timeout, -EINTR when a handler ended the call
+ * (since `call` began: signals.c).  `tcp_events` gets what the TCP socket
+ * reported. */
 int wait_for(struct lf_conn *c, int fd, int for_write, size_t rx_want, int timeout_ms,
              struct lf_caught *call, int restartable, short *tcp_events);
 /* A call blocked on one connection: a futex sleep, then one on its thread's
@@ -825,10 +836,6 @@ int wait_for(struct lf_conn *c, int fd, int for_write, size_t rx_want, int timeo
  * or -errno. */
 int wait_alone(struct lf_conn *c, int fd, int for_write, size_t rx_want, int timeout_ms,
                struct lf_caught *call, int restartable, short *tcp_events);
-/* The futex part alone: 0 news, -EINTR, -EAGAIN none (or not for this call:
- * a reader still on TCP, a sandbox, no time to wait). */
-int wait_futex_first(struct lf_conn *c, int for_write, size_t rx_want, int timeout_ms,
-                     struct lf_caught *call, int restartable);
 int poll_for_call(struct pollfd *p, nfds_t n, int timeout_ms, int restartable);
 /* What a thread sleeps on for c's doorbell, in poll() beside the TCP socket:
  * its wait epoll holding the doorbell (never read), or where none can be had

@@ -84,9 +84,10 @@ ssize_t ring_read(struct ring *r, void *buf, size_t len, int peek);
  * its futex wait return at once; RING_ARM_NAMED, a thread blocked in one
  * call for longer, by a datagram to the wake socket the direction's name
  * word names (written by the sleeper before it arms).  Any other bit set (a
- * peer's scribble) rings the doorbell.  `promise` is the armer's promise to pay for the barrier,
- * or NULL when it may not be relied on (this process is not registered):
- * then the taker fences itself.  Returns the bits taken, 0: none. */
+ * peer's scribble) rings the doorbell.  `promise` is the armer's promise to
+ * pay for the barrier, or NULL when it may not be relied on (this process is
+ * not registered): then the taker fences itself.  Returns the bits taken,
+ * 0: none. */
 #define RING_ARM_BELL  1u
 #define RING_ARM_FUTEX 2u
 #define RING_ARM_NAMED 4u

@@ -514,8 +514,10 @@ static int wait_on_futex(struct lf_conn *c, int for_write, size_t rx_want, int m
     }
 }
 
-int wait_futex_first(struct lf_conn *c, int for_write, size_t rx_want, int timeout_ms,
-                     struct lf_caught *call, int restartable)
+/* The futex part alone: 0 news, -EINTR, -EAGAIN none (or not for this call:
+ * a reader still on TCP, a sandbox, no time to wait). */
+static int wait_futex_first(struct lf_conn *c, int for_write, size_t rx_want, int timeout_ms,
+                            struct lf_caught *call, int restartable)
 {
     if (timeout_ms == 0 || lf_confined || !(for_write || load32(&c->sh->side[c->me].rx_on_ring)))
         return -EAGAIN;   /* a reader still on TCP waits for TCP */
@@ -698,13 +700,6 @@ static int wait_named(struct lf_conn *c, int fd, int for_write, size_t rx_want, 
     was = w->wake_id;
     __atomic_compare_exchange_n(name, &was, 0, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
     return r;
-}
-
-/* Milliseconds left of timeout_ms (> 0) begun at `start`; 0: none. */
-static int ms_left(int timeout_ms, uint64_t start)
-{
-    int spent = (int)((monotonic_ns() - start) / 1000000);
-    return spent >= timeout_ms ? 0 : timeout_ms - spent;
 }
 
 int wait_alone(struct lf_conn *c, int fd, int for_write, size_t rx_want, int timeout_ms,
