@@ -28,10 +28,15 @@
  * round every ROUND_NS at most: a ring whose indices did not move since the
  * previous round is idle, and its free region is punched.  A ring whose
  * reader still holds unread bytes stays watched until it drains.  While
- * rings are watched a sleep is cut short at the next round, so a program
- * that sleeps in loopfast gives an idle connection's pages back within
- * about two rounds; one that sleeps where loopfast cannot see (nanosleep,
- * waitpid, a read on a pipe) does so when it next waits in loopfast.
+ * rings are watched one thread, the keeper, has its sleeps cut short at the
+ * next round, so a program that sleeps in loopfast gives an idle
+ * connection's pages back within about two rounds; one that sleeps where
+ * loopfast cannot see (nanosleep, waitpid, a read on a pipe) does so when
+ * it next waits in loopfast.  Only one: cutting every sleeper's sleep woke
+ * each idle thread of a pool 2.5 times a second for one busy connection.
+ * The keeper holds a lease it renews at each of its sleeps; the others
+ * sleep to its end, and the first to sleep after it ran out (the keeper
+ * exited or sleeps elsewhere) takes it.
  * The same rounds punch the slots of closed connections kept warm for
  * the next one (link.c) once they have stayed free long enough.
  */
@@ -46,6 +51,7 @@
 #define ROUND_MAX_NS (1200ull * 1000000)   /* the same while nothing moves */
 #define RESUME_NS    (10ull * 1000000)     /* a round cut short goes on after this */
 #define LOOKS_PER_CALL 64                  /* the cost bound of one call */
+#define LEASE_NS     (5000ull * 1000000)   /* a keeper away this long left the rounds */
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct lf_conn *first, *last;       /* the watched rings, oldest look first */
@@ -229,6 +235,26 @@ void trim_idle(void)
     lf_unlock(&lock);
 }
 
+static __thread char this_thread;          /* its address names the thread */
+static const char *keeper;                 /* the thread that keeps the rounds */
+static uint64_t keeper_slept;              /* when it last went to sleep */
+
+/* When this thread's sleep must end for the rounds due at `due`: then for
+ * the keeper, at the end of its lease for any other thread.  A thread that
+ * finds the lease run out takes it; two that race both take it for one
+ * sleep, which costs one extra wake-up. */
+static uint64_t rounds_wake_at(uint64_t due, uint64_t now)
+{
+    const char *k = __atomic_load_n(&keeper, __ATOMIC_RELAXED);
+    uint64_t lease_end = __atomic_load_n(&keeper_slept, __ATOMIC_RELAXED) + LEASE_NS;
+    if (k == &this_thread || now >= lease_end) {
+        __atomic_store_n(&keeper, &this_thread, __ATOMIC_RELAXED);
+        __atomic_store_n(&keeper_slept, now, __ATOMIC_RELAXED);
+        return due;
+    }
+    return lease_end > due ? lease_end : due;
+}
+
 int trim_before_sleep(int timeout_ms)
 {
     if (timeout_ms == 0 || lf_confined)
@@ -238,6 +264,7 @@ int trim_before_sleep(int timeout_ms)
     if (due == UINT64_MAX)
         return timeout_ms;
     uint64_t now = monotonic_ns();
+    due = rounds_wake_at(due, now);
     uint64_t ms = due > now ? (due - now + 999999) / 1000000 : 1;
     return timeout_ms < 0 || ms < (uint64_t)timeout_ms ? (int)ms : timeout_ms;
 }

@@ -21,7 +21,7 @@
 #define ROUNDS 300
 #define SLACK 30       /* context switches an idle thread may take meanwhile */
 #define PACED 10
-#define PACED_SLACK 6   /* the trim rounds (every 400 ms) cut sleeps short too */
+#define PACED_SLACK 6
 #define IDLE_GAP_MS 300   /* past the futex phase: each finds its reader on its wake socket */
 #define IDLE_ROUNDS 10
 #define IDLE_SLACK 6
