@@ -77,9 +77,8 @@ static void *drain(void *arg)
     return NULL;
 }
 
-/* The server's threads other than its main one and the stream's: the idle
- * connections' threads, by elimination from /proc. */
-static int idle_threads(pid_t srv, pid_t stream_tid, pid_t *tids)
+/* The server's threads other than its main one, from /proc: how many. */
+static int server_threads(pid_t srv, pid_t *tids, int most)
 {
     char dir[64];
     snprintf(dir, sizeof dir, "/proc/%d/task", (int)srv);
@@ -88,33 +87,26 @@ static int idle_threads(pid_t srv, pid_t stream_tid, pid_t *tids)
     int n = 0;
     for (struct dirent *e; (e = readdir(d));) {
         pid_t t = (pid_t)atoi(e->d_name);
-        if (t > 0 && t != srv && t != stream_tid && n < IDLE)
+        if (t > 0 && t != srv && n < most)
             tids[n++] = t;
     }
     closedir(d);
     return n;
 }
 
-/* The server thread with the most voluntary switches: the stream's (it
- * sleeps every 20 ms), read after it streamed for a while. */
-static pid_t busiest_thread(pid_t srv)
+/* The idle connections' threads in tids: all but the stream's, the one that
+ * slept most (every 20 ms), read after it streamed for a while. */
+static void idle_threads(pid_t srv, pid_t *tids)
 {
-    char dir[64];
-    snprintf(dir, sizeof dir, "/proc/%d/task", (int)srv);
-    DIR *d = opendir(dir);
-    CHECK(d, "no tasks for %d", (int)srv);
-    pid_t best = 0;
-    long most = -1;
-    for (struct dirent *e; (e = readdir(d));) {
-        pid_t t = (pid_t)atoi(e->d_name);
-        long v = t > 0 ? voluntary_switches(srv, t) : -1;
-        if (t != srv && v > most) {
-            most = v;
-            best = t;
-        }
-    }
-    closedir(d);
-    return best;
+    pid_t all[IDLE + 1];
+    int n = server_threads(srv, all, IDLE + 1), stream = 0;
+    CHECK(n == IDLE + 1, "the server has %d threads", n);
+    for (int i = 1; i < n; i++)
+        if (voluntary_switches(srv, all[i]) > voluntary_switches(srv, all[stream]))
+            stream = i;
+    for (int i = 0, k = 0; i < n; i++)
+        if (i != stream)
+            tids[k++] = all[i];
 }
 
 static double now_ms(void)
@@ -151,8 +143,8 @@ static struct outcome run(int optin)
     draining = 1;
     CHECK(pthread_create(&drainer, NULL, drain, (void *)(intptr_t)fds[0]) == 0, "thread");
     usleep(800000);   /* the stream's ring written past 24 KiB: watched */
-    pid_t tids[IDLE], stream_tid = busiest_thread(srv);
-    CHECK(idle_threads(srv, stream_tid, tids) == IDLE, "the server's idle threads");
+    pid_t tids[IDLE];
+    idle_threads(srv, tids);
     for (int i = 1; i <= IDLE; i++)
         client_echo_rounds(fds[i], 1, "idle connection");
     usleep(100000);
