@@ -489,6 +489,9 @@ struct lf_conn {
     int proof_deferred;           /* server: its proof could not be read yet (no descriptor) */
     int held;                     /* server: its offer is held until it is read by us (4.3) */
     pthread_mutex_t proof_lock;
+    /* wait.c, [for_write]: the last call blocked on this direction alone
+     * outlasted the futex phase, so the next sleeps on its wake socket at once */
+    unsigned char waits_long[2];
     int ep_idle;                  /* epoll.c: idle records counting on this connection's doorbells */
     void *ep_idle_regs;           /* epoll.c: those records, under epoll's lock */
 };

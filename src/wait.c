@@ -463,8 +463,9 @@ static int wait_news(void *arg)
  * that flag alone (ring.h).
  * After FUTEX_MS it sleeps on as before, on the doorbell and the TCP socket,
  * which also hears a peer that died without a word (its FIN): such a death
- * is seen within FUTEX_MS, and an idle connection's thread wakes once more
- * than it did.  FUTEX_MS is long enough for a connection used a few times
+ * is seen within FUTEX_MS.  A direction whose last wait outlasted FUTEX_MS
+ * skips the futex (wait_alone), so that an idle connection's thread does
+ * not wake at the futex's end first.  FUTEX_MS is long enough for a connection used a few times
  * a second (a pool's) to stay on the futex, short against the seconds
  * within which programs look for a dead peer.  A futex sleep cannot take a
  * signal mask as ppoll does: a handler that runs between the last look and
@@ -702,17 +703,29 @@ static int wait_named(struct lf_conn *c, int fd, int for_write, size_t rx_want, 
     return r;
 }
 
+/* The futex phase, then the wake socket; the futex is skipped when this
+ * direction's last such wait outlasted it.  A connection used less often
+ * than every FUTEX_MS (a pool's) then wakes once a message, as over TCP,
+ * not twice (the futex's end, then the message); a wrong guess costs one
+ * datagram where a futex wake would have done. */
 int wait_alone(struct lf_conn *c, int fd, int for_write, size_t rx_want, int timeout_ms,
                struct lf_caught *call, int restartable, short *tcp_events)
 {
     *tcp_events = 0;
-    uint64_t start = timeout_ms > 0 ? monotonic_ns() : 0;
-    int r = wait_futex_first(c, for_write, rx_want, timeout_ms, call, restartable);
+    unsigned char *waits_long = &c->waits_long[for_write != 0];
+    uint64_t start = monotonic_ns();
+    int r = -EAGAIN;
+    if (!__atomic_load_n(waits_long, __ATOMIC_RELAXED))
+        r = wait_futex_first(c, for_write, rx_want, timeout_ms, call, restartable);
     if (r != -EAGAIN)
         return r;
-    if (start && (timeout_ms = ms_left(timeout_ms, start)) == 0)
+    if ((timeout_ms = ms_left(timeout_ms, start)) == 0)
         return has_news(c, for_write, rx_want) ? 0 : -EAGAIN;
-    return wait_named(c, fd, for_write, rx_want, timeout_ms, call, restartable, tcp_events);
+    r = wait_named(c, fd, for_write, rx_want, timeout_ms, call, restartable, tcp_events);
+    if (r == 0 || r == -EAGAIN || r == -ENOSYS)   /* -ENOSYS: back to the futex first */
+        __atomic_store_n(waits_long, r != -ENOSYS &&
+                         monotonic_ns() - start >= (uint64_t)FUTEX_MS * 1000000, __ATOMIC_RELAXED);
+    return r;
 }
 
 /* Sleeps on a futex, then on the wake socket (or the doorbell) and the TCP
