@@ -236,7 +236,7 @@ static struct wait_ep *thread_wait_ep(void)
 {
     struct wait_ep *w = thread_waits();
     if (w && w->fd < 0)
-        ownfd_new(&w->fd, epoll_create1(EPOLL_CLOEXEC));
+        ownfd_new(&w->fd, epoll_make_own());   /* not the program's: no reserve made for it */
     return w && w->fd >= 0 ? w : NULL;
 }
 
