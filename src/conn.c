@@ -171,7 +171,9 @@ static void ring_side(struct lf_conn *c, int side, int bell)
 {
     uint64_t one = 1;
     link_note_news(c->link, side, c->slot);
+    int old = nocancel_begin();   /* the writer's locks are held here */
     (void)!libc.write(bell, &one, sizeof one);
+    nocancel_end(old);
 }
 
 void bell_ring(struct lf_conn *c)
@@ -285,7 +287,7 @@ static int wake_sleepers(uint32_t how, struct wake_to to)
 {
     if (how & RING_ARM_FUTEX)
         futex_wake_all(to.word);
-    int unsent = (how & RING_ARM_NAMED) && !wake_named(__atomic_load_n(to.name, __ATOMIC_ACQUIRE));
+    int unsent = (how & RING_ARM_NAMED) && !wake_named(to.name);
     return wants_bell(how) || unsent;
 }
 
@@ -335,7 +337,11 @@ int conn_tcp_liveness(int fd)
     if (lf_confined)
         return sandbox_tcp_liveness(fd);
     char b;
+    int old = nocancel_begin();   /* callers hold a direction's lock */
     ssize_t n = libc.recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    int e = errno;
+    nocancel_end(old);
+    errno = e;
     if (n == 0)
         return 0;
     if (n > 0)
@@ -536,8 +542,12 @@ static ssize_t rx_tcp(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
         struct msghdr m = *msg;
         m.msg_iov = iov;
         m.msg_iovlen = (size_t)iov_limit(msg->msg_iov, msg->msg_iovlen, limit, iov);
+        int old = nocancel_begin();   /* the rx lock is held */
         ssize_t r = lf_confined ? sandbox_recv_nowait(fd, &m, flags)
                                 : libc.recvmsg(fd, &m, (flags & ~MSG_WAITALL) | MSG_DONTWAIT);
+        int e = errno;
+        nocancel_end(old);
+        errno = e;
         if (r > 0) {
             if (!(flags & MSG_PEEK))
                 store64(&me->rx_tcp_bytes, got + (uint64_t)r);
@@ -704,6 +714,25 @@ static int rx_short(struct lf_conn *c, size_t target)
            !load32(&peer_side(c)->closed);
 }
 
+static void call_cancelled(void *s)
+{
+    cancel_unwound();
+    call_end(s);
+}
+
+/* wait_for in a data call on s (its interposed entry holds s): a thread
+ * cancelled in the sleep (pthread_cancel) gives the call's reference back,
+ * which would otherwise keep the connection after its close. */
+static int wait_in_call(struct lf_sock *s, int fd, int for_write, size_t want, int timeout_ms,
+                        struct lf_caught *call, int restartable, short *tcp_events)
+{
+    int w;
+    pthread_cleanup_push(call_cancelled, s);
+    w = wait_for(s->conn, fd, for_write, want, timeout_ms, call, restartable, tcp_events);
+    pthread_cleanup_pop(0);
+    return w;
+}
+
 ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
 {
     struct lf_conn *c = s->conn;
@@ -740,7 +769,7 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
                 deadline = timeout < 0 ? 0 : monotonic_ns() + (uint64_t)timeout * 1000000;
             }
             dir_unlock(c, DIR_RX, hold);   /* others may read meanwhile, as from the kernel */
-            int w = wait_for(c, fd, 0, target, sleep_ms(c, deadline), &call, !deadline, &tev);
+            int w = wait_in_call(s, fd, 0, target, sleep_ms(c, deadline), &call, !deadline, &tev);
             hold = dir_lock(c, DIR_RX, -1, 0);
             /* a sleep cut short (sleep_ms) is no timeout */
             if (w < 0 && !(w == -EAGAIN && (!deadline || monotonic_ns() < deadline))) {
@@ -838,7 +867,7 @@ static short tcp_events(struct lf_conn *c, int fd, int now)
         return 0;
     c->next_tcp_check = t + 1000000;
     struct pollfd p = { .fd = fd, .events = c->fin_unclear ? 0 : POLLRDHUP };
-    return libc.poll(&p, 1, 0) > 0 ? p.revents : 0;
+    return poll_nocancel(&p) > 0 ? p.revents : 0;
 }
 
 /* A write after the peer's end has gone: the kernel's socket answers, as
@@ -850,8 +879,11 @@ static ssize_t tx_gone(struct lf_conn *c, int fd, const struct msghdr *msg, int 
         int err = take_reset(c, 1);
         return err == -ECONNRESET ? err : epipe(flags);
     }
+    int old = nocancel_begin();   /* the tx lock is held */
     ssize_t r = libc.sendmsg(fd, msg, flags);
-    return r < 0 ? -errno : r;
+    r = r < 0 ? -errno : r;
+    nocancel_end(old);
+    return r;
 }
 
 /* The rest of a write that waited for room when the peer's end went: to
@@ -861,9 +893,11 @@ static ssize_t tx_rest_gone(struct lf_conn *c, int fd, const struct msghdr *rest
                             size_t done)
 {
     struct pollfd p = { .fd = fd, .events = 0 };
-    if (load32(&my_side(c)->reset) || lf_confined || libc.poll(&p, 1, 0) != 0)
+    if (load32(&my_side(c)->reset) || lf_confined || poll_nocancel(&p) != 0)
         return (ssize_t)done;
+    int old = nocancel_begin();   /* the tx lock is held */
     ssize_t r = libc.sendmsg(fd, rest, flags | MSG_NOSIGNAL);
+    nocancel_end(old);
     return (ssize_t)done + (r > 0 ? r : 0);
 }
 
@@ -936,7 +970,7 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
         }
         short tev;
         dir_unlock(c, DIR_TX, *hold);   /* others may write meanwhile, as to the kernel */
-        int w = wait_for(c, fd, 1, 1, sleep_ms(c, deadline), &call, !deadline, &tev);
+        int w = wait_in_call(s, fd, 1, 1, sleep_ms(c, deadline), &call, !deadline, &tev);
         *hold = dir_lock(c, DIR_TX, -1, 0);
         if (w < 0 && w != -EAGAIN)
             return done ? (ssize_t)done : w;

@@ -428,7 +428,9 @@ static void wake_sleepers(void)
     int w = __atomic_load_n(&wake_fd, __ATOMIC_RELAXED);
     if (w >= 0 && __atomic_load_n(&sleepers, __ATOMIC_SEQ_CST) > 0) {
         uint64_t one = 1;
+        int old = nocancel_begin();
         (void)!libc.write(w, &one, sizeof one);
+        nocancel_end(old);
     }
 }
 
@@ -1040,7 +1042,7 @@ void epoll_forget_fd(int fd)
 static short poll_now(int fd, short events)
 {
     struct pollfd p = { .fd = fd, .events = events };
-    return libc.poll(&p, 1, 0) > 0 ? p.revents : 0;
+    return poll_nocancel(&p) > 0 ? p.revents : 0;
 }
 
 /* Readiness of a registration, given what its TCP socket reported. */
@@ -1455,6 +1457,24 @@ static int kernel_only_wait(int epfd, struct epoll_event *out, int max, int time
     return lf_epoll_wait(epfd, out, max, ms_left(timeout, start), mask);
 }
 
+/* A thread cancelled in its sleep (pthread_cancel) sleeps no more. */
+static void sleep_cancelled_epoll(void *sl)
+{
+    cancel_unwound();
+    __atomic_sub_fetch(&sleepers, 1, __ATOMIC_SEQ_CST);
+    sleep_cancelled(sl);
+}
+
+static int kernel_wait_cancellable(int epfd, struct epoll_event *out, int max, int timeout,
+                                   struct lf_sleep *sl)
+{
+    int n;
+    pthread_cleanup_push(sleep_cancelled_epoll, sl);
+    n = kernel_wait(epfd, out, 0, max, timeout, sl->mask);
+    pthread_cleanup_pop(0);
+    return n;
+}
+
 /* lf_epoll_wait's sleeps, after its spin: until events, the timeout, an
  * error or a handler. */
 static int sleep_for_events(int epfd, struct epoll_event *out, int max, int timeout,
@@ -1485,7 +1505,7 @@ static int sleep_for_events(int epfd, struct epoll_event *out, int max, int time
         if ((n = sleep_begin(&sl, call, 0, mask)) == 0) {
             if (wait_scoring)
                 wait_scoring = WAIT_SCORING_SLEPT;
-            n = kernel_wait(epfd, out, 0, max, sleep, sl.mask);
+            n = kernel_wait_cancellable(epfd, out, max, sleep, &sl);
             sleep_end(&sl);
         } else {
             errno = -n, n = -1;

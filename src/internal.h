@@ -7,6 +7,7 @@
 #ifndef LOOPFAST_INTERNAL_H
 #define LOOPFAST_INTERNAL_H
 
+#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -439,6 +440,48 @@ int trim_before_sleep(int timeout_ms);  /* the same; the timeout, shortened whil
 
 #define SHARED_WAIT_MS 10         /* a wait that reads doorbells looks again this often (wait.c) */
 
+/* Around a system call loopfast makes for itself that libc makes a
+ * cancellation point (close, write, sendto): a thread cancelled there
+ * (pthread_cancel) would unwind past the locks its caller holds.  Such a
+ * cancellation acts at the program's next one, or in loopfast's sleeps,
+ * which are cancellation points as the program's read would be. */
+static inline int nocancel_begin(void)
+{
+    int old;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+    return old;
+}
+
+static inline void nocancel_end(int old)
+{
+    pthread_setcancelstate(old, NULL);
+}
+
+/* First thing in a cleanup run for a thread cancelled in a sleep (design
+ * 6.2): AddressSanitizer left the unwound frames' redzones poisoned, and its
+ * own __asan_handle_no_return, which the compiler calls before the unwinding
+ * goes on, trips on them (gcc 12's libasan checks a local of its
+ * sigaltstack call there).  The dead stack below is unpoisoned first. */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+static inline void cancel_unwound(void)
+{
+    char *here = __builtin_frame_address(0);
+    __asan_unpoison_memory_region(here - 65536, 65536);
+}
+#else
+static inline void cancel_unwound(void) {}
+#endif
+
+/* A look at one descriptor (poll, no wait), made under loopfast's locks. */
+static inline int poll_nocancel(struct pollfd *p)
+{
+    int old = nocancel_begin(), r = libc.poll(p, 1, 0), e = errno;
+    nocancel_end(old);
+    errno = e;
+    return r;
+}
+
 /* The shorter of two poll() timeouts, -1 being none. */
 static inline int timeout_min(int a, int b)
 {
@@ -810,11 +853,11 @@ void barrier_withdrawn(void);        /* once, after withdrawing, before seccomp 
 uint64_t spin_deadline(const struct lf_conn *c);
 void spin_found(void);
 void spin_waited(struct lf_conn *c, int slept);
-/* A RING_ARM_NAMED sleeper's wake: a byte to the wake socket numbered `id`
- * (0: none, gone); 0 when it could not be sent (ring the doorbell instead).
- * wake_sender_ready makes the socket that sends it, with the process's first
- * region. */
-int wake_named(uint64_t id);
+/* A RING_ARM_NAMED sleeper's wake: a byte to the wake socket whose number
+ * is in the name word `name` (0: none, gone); 0 when it could not be sent
+ * (ring the doorbell instead).  wake_sender_ready makes the socket that
+ * sends it, with the process's first region. */
+int wake_named(uint64_t *name);
 int wake_sender_ready(void);
 /* Spins on shared memory for LOOPFAST_SPIN_US; 1 if news came meanwhile. */
 int wait_spin(struct lf_conn *c, int for_write, size_t rx_want);
@@ -916,6 +959,9 @@ void caught_now(struct lf_caught *call);
 int sleep_begin(struct lf_sleep *sl, const struct lf_caught *call, int restartable,
                 const sigset_t *caller_mask);
 void sleep_end(struct lf_sleep *sl);
+/* pthread_cleanup_push's routine around a sleep (a struct lf_sleep *): a
+ * thread cancelled in it unwinds with the program's signal mask back */
+void sleep_cancelled(void *sl);
 /* After the sleep's EINTR: 1 when the call ends, 0 when it goes on. */
 int call_interrupted(struct lf_caught *call, int restartable);
 int call_handler_ran(const struct lf_caught *call, int restartable);   /* one that ends it */

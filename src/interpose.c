@@ -654,6 +654,9 @@ __asm__(".text\n"
         ".globl syscall\n"
         ".type syscall, @function\n"
         "syscall:\n"
+        /* unwind information: a thread cancelled in a system call made
+         * here (the futex sleep, design 6.2) unwinds through this frame */
+        "    .cfi_startproc\n"
         "    endbr64\n"
         "    cmpq $" LF_XSTR(SYS_close) ", %rdi\n"
         "    je close_by_syscall\n"
@@ -672,6 +675,7 @@ __asm__(".text\n"
         "    ret\n"
         "1:  movq %rax, %rdi\n"
         "    jmp syscall_failed\n"
+        "    .cfi_endproc\n"
         ".size syscall, .-syscall\n");
 #endif
 

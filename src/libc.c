@@ -35,6 +35,16 @@ int libc_closing_own(void)
     return closing_own;
 }
 
+static int (*close_for_own)(int);
+
+/* loopfast closes its own descriptors under its locks (ownfd.c). */
+static int close_own_nocancel(int fd)
+{
+    int old = nocancel_begin(), r = close_for_own(fd);
+    nocancel_end(old);
+    return r;
+}
+
 #if LOOPFAST_TSAN
 static int (*tsan_close)(int);
 
@@ -61,10 +71,12 @@ void *dlsym_next(const char *name)
 
 ssize_t read_small_file(const char *path, char *buf, size_t size)
 {
+    int old = nocancel_begin();   /* callers may hold locks (a spin's look at the load) */
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     ssize_t n = fd >= 0 ? libc.read(fd, buf, size - 1) : -1;
     if (fd >= 0)
         libc.close_own(fd);
+    nocancel_end(old);
     if (n < 0)
         return -1;
     buf[n] = 0;
@@ -116,15 +128,16 @@ void libc_init(void)
     RESOLVE(dup); RESOLVE(dup2); RESOLVE(dup3); RESOLVE(fcntl);
     RESOLVE(poll); RESOLVE(ppoll); RESOLVE(select); RESOLVE(pselect);
     RESOLVE(epoll_ctl); RESOLVE(epoll_wait); RESOLVE(epoll_pwait); RESOLVE(ioctl);
-    libc.close_own = libc.close;
+    close_for_own = libc.close;
 #if LOOPFAST_TSAN
     /* ThreadSanitizer sees the descriptors we make (our calls go through its
      * interceptors) and must see them closed, or a number closed in one
      * thread and made again in another looks like a race.  Its close() ends
      * in ours, which lets a descriptor that is not a tracked socket through. */
     *(void **)&tsan_close = dlsym(RTLD_DEFAULT, "close");
-    libc.close_own = close_marked;
+    close_for_own = close_marked;
 #endif
+    libc.close_own = close_own_nocancel;
     void *f = dlsym_next("fork");
     __atomic_store_n((void **)&libc.fork, f, __ATOMIC_RELEASE);
 }

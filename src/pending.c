@@ -85,6 +85,16 @@ static ssize_t pending_send(struct lf_sock *s, int fd, const struct msghdr *msg,
     return r;
 }
 
+/* A thread cancelled in pending_read's recvmsg (design 6.2). */
+static void tcp_read_cancelled(void *arg)
+{
+    struct lf_sock *s = arg;
+    cancel_unwound();
+    lf_lock(&s->lock);
+    s->tcp_readers--;
+    lf_unlock(&s->lock);
+}
+
 /* A read is the program's own call, made outside the lock: it blocks,
  * times out (SO_RCVTIMEO) and restarts (SA_RESTART) in the kernel exactly
  * as it would without loopfast, in one system call.  The server switches
@@ -101,7 +111,10 @@ static ssize_t pending_read(struct lf_sock *s, int fd, struct msghdr *msg, int f
     lf_unlock(&s->lock);
     if (!(flags & MSG_DONTWAIT))
         reap_now();   /* it may block: leftovers go first, as before every wait */
-    ssize_t r = libc.recvmsg(fd, msg, flags);
+    ssize_t r;
+    pthread_cleanup_push(tcp_read_cancelled, s);   /* else its switch never comes */
+    r = libc.recvmsg(fd, msg, flags);
+    pthread_cleanup_pop(0);
     int e = errno;
     lf_lock(&s->lock);
     s->tcp_readers--;

@@ -74,6 +74,12 @@ static void release(struct poll_set *ps)
     free(ps->kfds);
 }
 
+static void release_cancelled(void *ps)
+{
+    cancel_unwound();
+    release(ps);
+}
+
 /* Sets the kernel's entries for each tracked descriptor, as it is now. */
 static void prepare_kernel(struct poll_set *ps)
 {
@@ -157,6 +163,17 @@ static int kernel_poll(struct poll_set *ps, int timeout_ms, const sigset_t *mask
     prepare_kernel(ps);
     return poll_fitting(ps->kfds, ps->nk, ps->from_select ? 0 : ps->nuser, timeout_ms, mask,
                         fast_news, ps);
+}
+
+/* kernel_poll as the sleep sl began; the sleep ended, also for a thread
+ * cancelled in it (pthread_cancel). */
+static int kernel_poll_sleep(struct poll_set *ps, int timeout_ms, struct lf_sleep *sl)
+{
+    int k;
+    pthread_cleanup_push(sleep_cancelled, sl);
+    k = kernel_poll(ps, timeout_ms, sl->mask);
+    pthread_cleanup_pop(1);
+    return k;
 }
 
 /* A sleep ended with news: the wait scored by its first fast connection
@@ -248,8 +265,7 @@ static int poll_tracked(struct poll_set *ps, int timeout_ms, const sigset_t *mas
         struct lf_sleep sl;
         if ((r = sleep_begin(&sl, &call, 0, mask)) < 0)
             return errno = -r, -1;
-        int k = kernel_poll(ps, wait, sl.mask);
-        sleep_end(&sl);
+        int k = kernel_poll_sleep(ps, wait, &sl);
         r = k < 0 ? -1 : evaluate(ps, 1);
         if (r > 0)
             score_wait(ps);
@@ -286,9 +302,11 @@ static int lf_poll(struct pollfd *fds, nfds_t n, int timeout_ms, const sigset_t 
         return poll_untracked(fds, n, timeout_ms, mask, from_select);
     }
     ps.from_select = from_select;
-    int r = poll_tracked(&ps, timeout_ms, mask);
-    int e = errno;
-    release(&ps);
+    int r, e;
+    pthread_cleanup_push(release_cancelled, &ps);   /* a thread cancelled in its sleep */
+    r = poll_tracked(&ps, timeout_ms, mask);
+    e = errno;
+    pthread_cleanup_pop(1);
     errno = e;
     return r;
 }

@@ -222,6 +222,12 @@ void sleep_end(struct lf_sleep *sl)
     }
 }
 
+void sleep_cancelled(void *sl)
+{
+    cancel_unwound();
+    sleep_end(sl);
+}
+
 int call_handler_ran(const struct lf_caught *call, int restartable)
 {
     return handler_ran(call, restartable);

@@ -119,8 +119,10 @@ static void punch(struct lf_conn *c, uint64_t start, uint64_t len)
     if (hi <= lo || hi > c->map_len)
         return;
     off_t at = (off_t)(link_slot_offset(c->link, c->slot) + lo);
+    int old = nocancel_begin();   /* the tx lock is held */
     if (fallocate(c->link->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, at, (off_t)(hi - lo)) < 0)
         madvise((char *)c->sh + lo, hi - lo, MADV_REMOVE);
+    nocancel_end(old);
 }
 
 /* The writer's free region [head, tail + size), in at most two pieces. */

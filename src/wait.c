@@ -415,6 +415,20 @@ static int poll_in_groups(struct pollfd *p, nfds_t n, int timeout_ms, const sigs
     }
 }
 
+/* The sleep sl began, in poll_raw, or poll_fitting when news is given; the
+ * sleep ended, also for a thread cancelled in it (pthread_cancel: the poll
+ * is a cancellation point, as the program's read would be). */
+static int poll_in_sleep(struct pollfd *p, nfds_t n, int timeout_ms, struct lf_sleep *sl,
+                         int (*news)(void *), void *arg)
+{
+    int r;
+    pthread_cleanup_push(sleep_cancelled, sl);
+    r = news ? poll_fitting(p, n, 0, timeout_ms, sl->mask, news, arg)
+             : poll_raw(p, n, timeout_ms, sl->mask);
+    pthread_cleanup_pop(1);
+    return r;
+}
+
 /* One sleep of a blocking call that loops on news itself; a handler with
  * SA_RESTART restarts it when `restartable`, as the kernel restarts a read. */
 int poll_for_call(struct pollfd *p, nfds_t n, int timeout_ms, int restartable)
@@ -426,8 +440,7 @@ int poll_for_call(struct pollfd *p, nfds_t n, int timeout_ms, int restartable)
         struct lf_sleep sl;
         if ((r = sleep_begin(&sl, &call, restartable, NULL)) < 0)
             return errno = -r, -1;
-        r = poll_raw(p, n, timeout_ms, sl.mask);
-        sleep_end(&sl);
+        r = poll_in_sleep(p, n, timeout_ms, &sl, NULL, NULL);
     } while (r < 0 && errno == EINTR && !call_interrupted(&call, restartable));
     return r;
 }
@@ -483,6 +496,21 @@ static uint32_t *wake_word(struct lf_conn *c, int for_write)
     return for_write ? &c->tx.ctl->writer_wake : &c->rx.ctl->reader_wake;
 }
 
+/* FUTEX_WAIT, a cancellation point as the program's read would be: a
+ * futex call is none of libc's, and pthread_cancel signals only a thread
+ * that takes cancellation at once, so the sleep takes it so while it lasts
+ * (only the system call runs then; the flag armed is all it leaves). */
+static int futex_sleep(uint32_t *word, uint32_t seen, const struct timespec *ts)
+{
+    int type, r, e;
+    pthread_setcanceltype(PTHREAD_CANCEL_ASYNCHRONOUS, &type);
+    r = (int)syscall(SYS_futex, word, FUTEX_WAIT, seen, ts, NULL, 0);
+    e = errno;
+    pthread_setcanceltype(type, NULL);
+    errno = e;
+    return r;
+}
+
 /* 0: news; -EINTR: a handler ran that ends the call; -EAGAIN: none within
  * `ms`, or futexes refused.  *slept: a futex sleep ended by a wake. */
 static int wait_on_futex(struct lf_conn *c, int for_write, size_t rx_want, int ms,
@@ -502,7 +530,7 @@ static int wait_on_futex(struct lf_conn *c, int for_write, size_t rx_want, int m
         if (now >= end)
             return -EAGAIN;
         struct timespec ts = { (time_t)((end - now) / 1000000000), (long)((end - now) % 1000000000) };
-        if (syscall(SYS_futex, word, FUTEX_WAIT, seen, &ts, NULL, 0) == 0) {
+        if (futex_sleep(word, seen, &ts) == 0) {
             *slept = 1;
             continue;
         }
@@ -617,16 +645,25 @@ int wake_sender_ready(void)
     return ok;
 }
 
-int wake_named(uint64_t id)
+/* A name no socket holds any more (its thread was cancelled in its sleep,
+ * or its process died holding an end it shares) is taken out of the word,
+ * so that the direction's next long sleeper can write its own. */
+int wake_named(uint64_t *name)
 {
     int fd = __atomic_load_n(&wake_sender, __ATOMIC_ACQUIRE);
+    uint64_t id = __atomic_load_n(name, __ATOMIC_ACQUIRE);
     if (!id)
         return 1;   /* the sleeper has gone */
     if (fd < 0 || __atomic_load_n(&lf_confined, __ATOMIC_ACQUIRE))
         return 0;   /* a sandbox's filter may kill us for the send */
     struct sockaddr_un a;
-    return libc.sendto(fd, "", 1, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&a,
+    int old = nocancel_begin(), sent;   /* the writer's locks are held here */
+    sent = libc.sendto(fd, "", 1, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&a,
                        wake_addr(id, &a)) == 1 || errno == EAGAIN;   /* EAGAIN: bytes wait */
+    if (!sent && errno == ECONNREFUSED)
+        __atomic_compare_exchange_n(name, &id, 0, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+    nocancel_end(old);
+    return sent;
 }
 
 /* Sleeps in poll() on the TCP socket and `wakefd` (a doorbell, its thread's
@@ -651,8 +688,7 @@ static int sleep_on(struct lf_conn *c, int fd, int wakefd, int for_write, size_t
         t = trim_before_sleep(left);
         if ((r = sleep_begin(&sl, call, restartable, NULL)) < 0)
             return r;
-        r = poll_fitting(p, 2, 0, t, sl.mask, wait_news, &news);
-        sleep_end(&sl);
+        r = poll_in_sleep(p, 2, t, &sl, wait_news, &news);
         if (!(r < 0 && errno == EINTR && !call_interrupted(call, restartable)) &&
             !(r == 0 && t != left))
             break;
