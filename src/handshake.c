@@ -140,7 +140,10 @@ static int connect_offer(struct lf_conn *c, const struct diag_result *client)
 {
     struct sockaddr_un un;
     socklen_t len = offer_name(client->inode, &un);
-    return libc.connect(c->proof_fd, (struct sockaddr *)&un, len) < 0 ? errno : 0;
+    int old = nocancel_begin();   /* set-up under the connection's locks (design 6.2) */
+    int r = libc.connect(c->proof_fd, (struct sockaddr *)&un, len) < 0 ? errno : 0;
+    nocancel_end(old);
+    return r;
 }
 
 int handshake_send_fds(int u, const void *head, size_t len, const int *fds, int nfds)
@@ -158,7 +161,10 @@ int handshake_send_fds(int u, const void *head, size_t len, const int *fds, int 
     c->cmsg_type = SCM_RIGHTS;
     c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
     memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
-    return libc.sendmsg(u, &m, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)len ? 0 : -1;
+    int old = nocancel_begin();
+    int r = libc.sendmsg(u, &m, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)len ? 0 : -1;
+    nocancel_end(old);
+    return r;
 }
 
 static int send_answer(int u, const struct lf_conn *cn, int new_link, int alone)
@@ -374,7 +380,9 @@ ssize_t handshake_recv_fds(int u, void *buf, size_t len, int flags, int *fds, in
     } ctl;
     struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
                         .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf };
+    int old = nocancel_begin();   /* under the channel's lock */
     ssize_t n = libc.recvmsg(u, &m, flags | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    nocancel_end(old);
     *nfds = n >= 0 ? handshake_received_fds(&m, fds, max) : 0;
     *msg_flags = m.msg_flags;
     return n;
@@ -411,7 +419,9 @@ static void chan_next(struct lf_link *l)
     char b;
     struct iovec iov = { &b, 1 };
     struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+    int old = nocancel_begin();   /* under the channel's lock */
     libc.recvmsg(l->chan, &m, MSG_DONTWAIT);
+    nocancel_end(old);
 }
 
 /* peek_proof, in the room of proof_room when no other descriptor is free. */
@@ -588,9 +598,11 @@ void handshake_before_confinement(struct lf_conn *c)
 static void drop_proofs_confined(struct lf_link *l)
 {
     char b[64];
+    int old = nocancel_begin();
     if (l->chan >= 0)
         while (libc.read(l->chan, b, sizeof b) > 0)
             ;
+    nocancel_end(old);
 }
 
 /* What a zero line says: not ready, nothing switched, nothing closed. */
@@ -837,6 +849,17 @@ static int look_up_server(int fd, struct diag_result *server, int *known)
     return r < 0 ? -1 : 0;
 }
 
+/* An answer's connection on the offer's listener, if one came (set-up
+ * under the socket's lock: no cancellation point, design 6.2). */
+static int accept_offer(int offer_fd)
+{
+    int old = nocancel_begin();
+    int u = libc.accept4(offer_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), e = errno;
+    nocancel_end(old);
+    errno = e;
+    return u;
+}
+
 int handshake_take_answer(struct lf_sock *s, int fd)
 {
     if (lf_confined) {   /* a sandbox may kill us at accept4, recvmsg or readlink (6.1) */
@@ -858,7 +881,7 @@ int handshake_take_answer(struct lf_sock *s, int fd)
     for (int i = 0; i < NCANDIDATES; i++) {
         if (s->candidates[i] >= 0)
             continue;
-        int u = libc.accept4(s->offer_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int u = accept_offer(s->offer_fd);
         if (u < 0)
             break;
         if (look_up_server(fd, &server, &known) < 0) {
@@ -948,7 +971,7 @@ void handshake_keep_region(struct lf_sock *s)
     for (int i = 0; i < NCANDIDATES && u < 0; i++)
         u = s->candidates[i];
     if (u < 0) {
-        u = libc.accept4(s->offer_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        u = accept_offer(s->offer_fd);
         accepted = 1;
     }
     if (u < 0)

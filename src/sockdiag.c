@@ -154,6 +154,7 @@ int sockdiag_lookup(const struct sockaddr_storage *src, const struct sockaddr_st
         return -1;
     }
     pthread_once(&diag_once, diag_setup);
+    int old = nocancel_begin();   /* its sendto and recv, under diag_lock (design 6.2) */
     lf_lock(&diag_lock);
     int nl = diag_socket(), rc = -1;
     if (nl >= 0) {
@@ -168,6 +169,7 @@ int sockdiag_lookup(const struct sockaddr_storage *src, const struct sockaddr_st
     }
     int e = errno;
     lf_unlock(&diag_lock);
+    nocancel_end(old);
     errno = e;
     return rc;
 }
