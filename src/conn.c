@@ -339,9 +339,7 @@ int conn_tcp_liveness(int fd)
     char b;
     int old = nocancel_begin();   /* callers hold a direction's lock */
     ssize_t n = libc.recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    int e = errno;
     nocancel_end(old);
-    errno = e;
     if (n == 0)
         return 0;
     if (n > 0)
@@ -545,9 +543,7 @@ static ssize_t rx_tcp(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
         int old = nocancel_begin();   /* the rx lock is held */
         ssize_t r = lf_confined ? sandbox_recv_nowait(fd, &m, flags)
                                 : libc.recvmsg(fd, &m, (flags & ~MSG_WAITALL) | MSG_DONTWAIT);
-        int e = errno;
         nocancel_end(old);
-        errno = e;
         if (r > 0) {
             if (!(flags & MSG_PEEK))
                 store64(&me->rx_tcp_bytes, got + (uint64_t)r);

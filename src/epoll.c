@@ -1460,7 +1460,6 @@ static int kernel_only_wait(int epfd, struct epoll_event *out, int max, int time
 /* A thread cancelled in its sleep (pthread_cancel) sleeps no more. */
 static void sleep_cancelled_epoll(void *sl)
 {
-    cancel_unwound();
     __atomic_sub_fetch(&sleepers, 1, __ATOMIC_SEQ_CST);
     sleep_cancelled(sl);
 }

@@ -854,9 +854,8 @@ static int look_up_server(int fd, struct diag_result *server, int *known)
 static int accept_offer(int offer_fd)
 {
     int old = nocancel_begin();
-    int u = libc.accept4(offer_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), e = errno;
+    int u = libc.accept4(offer_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     nocancel_end(old);
-    errno = e;
     return u;
 }
 

@@ -444,7 +444,8 @@ int trim_before_sleep(int timeout_ms);  /* the same; the timeout, shortened whil
  * cancellation point (close, write, sendto): a thread cancelled there
  * (pthread_cancel) would unwind past the locks its caller holds.  Such a
  * cancellation acts at the program's next one, or in loopfast's sleeps,
- * which are cancellation points as the program's read would be. */
+ * which are cancellation points as the program's read would be.  errno is
+ * the call's, through nocancel_end. */
 static inline int nocancel_begin(void)
 {
     int old;
@@ -454,7 +455,9 @@ static inline int nocancel_begin(void)
 
 static inline void nocancel_end(int old)
 {
+    int e = errno;
     pthread_setcancelstate(old, NULL);
+    errno = e;
 }
 
 /* First thing in a cleanup run for a thread cancelled in a sleep (design
@@ -476,9 +479,8 @@ static inline void cancel_unwound(void) {}
 /* A look at one descriptor (poll, no wait), made under loopfast's locks. */
 static inline int poll_nocancel(struct pollfd *p)
 {
-    int old = nocancel_begin(), r = libc.poll(p, 1, 0), e = errno;
+    int old = nocancel_begin(), r = libc.poll(p, 1, 0);
     nocancel_end(old);
-    errno = e;
     return r;
 }
 

@@ -478,9 +478,9 @@ static int wait_news(void *arg)
  * which also hears a peer that died without a word (its FIN): such a death
  * is seen within FUTEX_MS.  A direction whose last wait outlasted FUTEX_MS
  * skips the futex (wait_alone), so that an idle connection's thread does
- * not wake at the futex's end first.  FUTEX_MS is long enough for a connection used a few times
- * a second (a pool's) to stay on the futex, short against the seconds
- * within which programs look for a dead peer.  A futex sleep cannot take a
+ * not wake at the futex's end first.  FUTEX_MS is long enough for a
+ * connection used more than five times a second to stay on the futex, short
+ * against the seconds within which programs look for a dead peer.  A futex sleep cannot take a
  * signal mask as ppoll does: a handler that runs between the last look and
  * the sleep ends the call when the sleep ends, within FUTEX_MS.  Not in a
  * sandbox, whose filter may not allow futexes on shared memory. */
