@@ -2,7 +2,7 @@
  * readable still gets reported, also when the program asks for one event
  * at a time: the kernel's epoll would report it at the latest on the second
  * call (a level-triggered entry reported goes to the end of its ready list).
- * loopfast asks the kernel for its events every 16 us of calls rather than
+ * loopfast asks the kernel for its events every 64 us of calls rather than
  * on every call (a system call would cost more than the fast event), so the
  * check allows a second; the bug it guards against is a pipe never reported
  * (asking only when the fast events left room in the array starved it at
