@@ -68,6 +68,12 @@ ssize_t ring_writable(const struct ring *r)
     return used < 0 ? -1 : (ssize_t)room_for(ring_capacity(r), (uint64_t)used);
 }
 
+/* A long copy publishes its index as it goes, every RING_STEP bytes: the
+ * peer waiting for bytes or room starts on them while the rest is copied,
+ * instead of after the whole copy (a 1 MiB read of a full 1 MiB ring held
+ * its writer off for all of it). */
+#define RING_STEP (64u << 10)
+
 /* Copies len bytes into the ring at byte position pos, wrapping once. */
 static void copy_in(struct ring *r, uint64_t pos, const unsigned char *src, size_t len)
 {
@@ -76,6 +82,20 @@ static void copy_in(struct ring *r, uint64_t pos, const unsigned char *src, size
     memcpy(r->data + off, src, first);
     if (len > first)
         memcpy(r->data, src + first, len - first);
+}
+
+/* copy_in of a buffer that may be long, the head published every RING_STEP
+ * bytes but the last (the caller's). */
+static void copy_in_steps(struct ring *r, uint64_t head, const unsigned char *src, size_t len,
+                          uint64_t *given)
+{
+    for (size_t k = 0; k < len;) {
+        size_t piece = len - k < RING_STEP ? len - k : RING_STEP;
+        copy_in(r, head + k, src + k, piece);
+        k += piece;
+        if (head + k - *given >= RING_STEP && k < len)
+            store_release(&r->ctl->head, *given = head + k);
+    }
 }
 
 static void copy_out(const struct ring *r, uint64_t pos, unsigned char *dst, size_t len)
@@ -122,9 +142,10 @@ ssize_t ring_writev(struct ring *r, const struct iovec *iov, int iovcnt)
     if (used < 0)
         return -1;
     size_t room = room_for(cap, (uint64_t)used), done = 0;
+    uint64_t given = head;
     for (int i = 0; i < iovcnt && done < room; i++) {
         size_t n = iov[i].iov_len < room - done ? iov[i].iov_len : room - done;
-        copy_in(r, head + done, iov[i].iov_base, n);
+        copy_in_steps(r, head + done, iov[i].iov_base, n, &given);
         done += n;
     }
     if (done)
@@ -140,7 +161,12 @@ ssize_t ring_write_whole(struct ring *r, const void *buf, size_t len)
         return -1;
     if (room_for(cap, (uint64_t)used) < len)
         return 0;
-    copy_in(r, head, buf, len);
+    if (len <= RING_STEP) {
+        copy_in(r, head, buf, len);
+    } else {
+        uint64_t given = head;
+        copy_in_steps(r, head, buf, len, &given);
+    }
     store_release(&r->ctl->head, head + len);
     return (ssize_t)len;
 }
@@ -157,11 +183,17 @@ ssize_t ring_readv(struct ring *r, const struct iovec *iov, int iovcnt, int peek
     int64_t avail = span(r, &head, &tail, 0, iov_total(iov, iovcnt, r->size), r->size);
     if (avail < 0)
         return -1;
-    size_t done = 0;
+    size_t done = 0, given = 0;
     for (int i = 0; i < iovcnt && done < (size_t)avail; i++) {
         size_t n = iov[i].iov_len < (size_t)avail - done ? iov[i].iov_len : (size_t)avail - done;
-        copy_out(r, tail + done, iov[i].iov_base, n);
-        done += n;
+        for (size_t k = 0; k < n;) {
+            size_t piece = n - k < RING_STEP ? n - k : RING_STEP;
+            copy_out(r, tail + done, (unsigned char *)iov[i].iov_base + k, piece);
+            done += piece;
+            k += piece;
+            if (!peek && done - given >= RING_STEP && done < (size_t)avail)
+                store_release(&r->ctl->tail, tail + (given = done));
+        }
     }
     if (done && !peek)
         store_release(&r->ctl->tail, tail + done);

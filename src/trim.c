@@ -11,8 +11,8 @@
  *
  * Who may punch: the ring's writer, whole pages inside its free region
  * [head, tail + size).  Only the writer writes there and the reader only
- * reads [tail, head) (it publishes its tail after its last copy; we load it
- * with acquire), so the punch races with no reader.  Writers of this end
+ * reads [tail, head) (it publishes each part of its tail after copying
+ * it; we load it with acquire), so the punch races with no reader.  Writers of this end
  * are held off: this process's by the tx lock (tried, never waited for) and
  * by blocking signals (a handler may write), other processes by punching
  * only while this process is the end's only holder (fork() counts the

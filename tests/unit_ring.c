@@ -1,6 +1,10 @@
 /* The ring: wrap-around with random sizes and a checksum, full, empty, peek,
  * and hostile indices that must be refused without touching memory outside
- * the data area. */
+ * the data area; then long copies between two threads, whose indices are
+ * published in steps while they copy (ring.c, RING_STEP): a step published
+ * before its bytes were copied would hand the reader stale bytes. */
+#include <pthread.h>
+
 #include "helpers.h"
 #include "ring.h"
 
@@ -14,6 +18,71 @@ static void check_guards(void)
 {
     for (int i = 0; i < GUARD; i++)
         CHECK(area[i] == 0xAA && area[GUARD + SIZE + i] == 0xAA, "guard byte %d overwritten", i);
+}
+
+#define BIG (256u << 10)
+#define BIG_TOTAL (64ull << 20)
+static struct ring_ctl big_ctl;
+static struct ring big_ring;
+
+/* Random pieces of up to 200 KiB, as one buffer or two iovecs. */
+static void *big_writer(void *hash)
+{
+    static unsigned char in[BIG];
+    unsigned seed = 11;
+    uint64_t h = FNV_INIT;
+    for (uint64_t sent = 0; sent < BIG_TOTAL;) {
+        size_t n = 1 + (size_t)rand_r(&seed) % (200u << 10);
+        if (n > BIG_TOTAL - sent)
+            n = (size_t)(BIG_TOTAL - sent);
+        for (size_t i = 0; i < n; i++)
+            in[i] = (unsigned char)rand_r(&seed);
+        ssize_t w;
+        if (n & 1) {
+            while ((w = ring_write_whole(&big_ring, in, n)) == 0)
+                ;
+        } else {
+            struct iovec iov[2] = { { in, n / 3 }, { in + n / 3, n - n / 3 } };
+            for (size_t done = 0; done < n; done += (size_t)w) {
+                struct iovec rest[2];
+                int k = 0;
+                for (int i = 0, skip = (int)done; i < 2; i++) {
+                    size_t off = (size_t)skip < iov[i].iov_len ? (size_t)skip : iov[i].iov_len;
+                    skip -= (int)off;
+                    if (iov[i].iov_len > off)
+                        rest[k++] = (struct iovec){ (char *)iov[i].iov_base + off, iov[i].iov_len - off };
+                }
+                w = ring_writev(&big_ring, rest, k);
+                CHECK(w >= 0, "writev corrupt");
+            }
+            w = (ssize_t)n;
+        }
+        CHECK(w == (ssize_t)n, "long write: %zd of %zu", w, n);
+        h = fnv(h, in, n);
+        sent += n;
+    }
+    *(uint64_t *)hash = h;
+    return NULL;
+}
+
+static void long_copies(void)
+{
+    static unsigned char area_big[BIG], out[BIG];
+    ring_init(&big_ring, &big_ctl, area_big, BIG);
+    uint64_t hin = 0, hout = FNV_INIT, got = 0;
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, big_writer, &hin) == 0, "thread");
+    unsigned seed = 5;
+    while (got < BIG_TOTAL) {
+        size_t m = 1 + (size_t)rand_r(&seed) % BIG, half = m / 2;
+        struct iovec iov[2] = { { out, half }, { out + half, m - half } };
+        ssize_t n = ring_readv(&big_ring, iov, 2, 0);
+        CHECK(n >= 0, "readv corrupt");
+        hout = fnv(hout, out, (size_t)n);
+        got += (uint64_t)n;
+    }
+    pthread_join(t, NULL);
+    CHECK(got == BIG_TOTAL && hin == hout, "long copies between two threads corrupted");
 }
 
 int main(void)
@@ -65,5 +134,6 @@ int main(void)
     check_guards();
     CHECK(ring_size_valid(SIZE) && !ring_size_valid(SIZE + 1) && !ring_size_valid(RING_MIN_SIZE / 2) &&
           !ring_size_valid((uint64_t)RING_MAX_SIZE * 2), "ring_size_valid");
+    long_copies();
     return 0;
 }
