@@ -4,7 +4,8 @@
  * the coarse clock for its TCP look only every few writes while they come
  * fast (conn.c, tcp_look_not_due): a writer that writes slowly, or that
  * waited on the connection since its burst, must still fail at the same
- * write as over the kernel; one that only writes, and slows down after a
+ * write as over the kernel; one that only writes (or whose reads found
+ * their bytes there, without waiting), and slows down after a
  * burst, within 15 writes more (design 7).  Run over kernel TCP and over
  * loopfast. */
 #include <sys/wait.h>
@@ -30,6 +31,8 @@ static void peer(const struct sockaddr_storage *addr, socklen_t len, int optin, 
             _exit(1);
         got += (size_t)n;
     }
+    if (reply)
+        usleep(50000);   /* the writer's read waits for the reply */
     if ((reply && write_full(c, "k", 1) != 1) || write_full(done, "d", 1) != 1)
         _exit(1);
     pause();
