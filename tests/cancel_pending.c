@@ -10,14 +10,14 @@
 
 #include "helpers.h"
 
-struct call { int fd, is_write, returned, sync[2]; };
+struct call { int fd, is_write, returned, ready[2], go[2]; };
 
 static void *cancelled_call(void *arg)
 {
     struct call *c = arg;
     char b[64], go;
     pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
-    if (write(c->sync[1], "r", 1) != 1 || read(c->sync[0], &go, 1) != 1)
+    if (write(c->ready[1], "r", 1) != 1 || read(c->go[0], &go, 1) != 1)
         return NULL;   /* (both ran with cancellation off) */
     pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
     ssize_t n = c->is_write ? write(c->fd, "later", 5) : read(c->fd, b, sizeof b);
@@ -47,13 +47,13 @@ static void run(int optin, int is_write)
         CHECK(write_full(server, "bytes", 5) == 5, "the server's bytes");
     usleep(20000);
     struct call c = { .fd = client, .is_write = is_write };
-    CHECK(pipe(c.sync) == 0, "pipe");
+    CHECK(pipe(c.ready) == 0 && pipe(c.go) == 0, "pipe");
     char r;
     pthread_t t;
     CHECK(pthread_create(&t, NULL, cancelled_call, &c) == 0, "thread");
-    CHECK(read(c.sync[0], &r, 1) == 1, "the thread is ready");
+    CHECK(read(c.ready[0], &r, 1) == 1, "the thread is ready");
     CHECK(pthread_cancel(t) == 0, "pthread_cancel");
-    CHECK(write(c.sync[1], "g", 1) == 1, "go");
+    CHECK(write(c.go[1], "g", 1) == 1, "go");
     void *res;
     CHECK(pthread_join(t, &res) == 0, "join");
     CHECK(res == PTHREAD_CANCELED, "%s (%s): the thread was not cancelled", how,
@@ -71,8 +71,8 @@ static void run(int optin, int is_write)
         CHECK(n == 5 && !memcmp(b, "bytes", 5), "%s (%s): the bytes are gone (%zd left)", how,
               optin ? "loopfast" : "kernel", n);
     }
-    close(c.sync[0]);
-    close(c.sync[1]);
+    for (int i = 0; i < 2; i++)
+        close(c.ready[i]), close(c.go[i]);
     close(client);
     close(server);
 }
