@@ -1389,6 +1389,14 @@ int conn_arm(struct lf_conn *c, short want)
     return promise_after_arm(promise, withdraw);
 }
 
+int conn_plain(struct lf_conn *c)
+{
+    struct lf_side *me = my_side(c);
+    return peer_plainly_here(c) && !load32(&me->shut_wr) && !load32(&me->shut_rd) &&
+           !load32(&me->rx_refused) && !load32(&me->reset) && !load32(&peer_side(c)->shut_wr) &&
+           !c->broken && !__atomic_load_n(&c->tcp_ended, __ATOMIC_RELAXED);
+}
+
 /* What an edge-triggered poller compares between reports: any new data or
  * state changes these. */
 void conn_signature(struct lf_conn *c, uint64_t *in, uint64_t *out)

@@ -515,6 +515,7 @@ struct lf_conn {
     int broken;                   /* shared state was corrupt: ECONNRESET */
     int rcvlowat;                 /* SO_RCVLOWAT as last asked (0: to ask): conn_rcvlowat */
     uint64_t next_tcp_check;      /* when a writer next asks TCP if the peer is gone */
+    uint64_t next_poll_look;      /* when poll() next asks TCP too (poll.c, memory_answers) */
     uint64_t tcp_look_at;         /* the coarse clock at the short path's last reading */
     uint32_t tcp_look_run;        /* writes between its readings now (conn.c, tcp_look_not_due) */
     uint32_t tcp_look_skip;       /* writes left before the next reading */
@@ -836,6 +837,9 @@ int conn_arm(struct lf_conn *c, short want);   /* 1: our side promised (barrier_
 int conn_arm_flag(struct lf_conn *c, uint32_t *flag, uint32_t how);   /* one flag; the same answer */
 void conn_signature(struct lf_conn *c, uint64_t *in, uint64_t *out);
 int conn_wants_kernel(struct lf_conn *c, short want);
+/* Both ends open, nothing shut down, refused or owed: TCP can tell
+ * nothing of this connection but a death. */
+int conn_plain(struct lf_conn *c);
 /* The peer switched and all its pre-switch bytes were read: the ring decides
  * (noted in rx_on_ring, as a read notes it). */
 int conn_rx_settled(struct lf_conn *c);

@@ -158,6 +158,40 @@ static int fast_news(void *ps)
     return fast_ready(ps);
 }
 
+/* A set of fast connections alone, each settled on its rings and plain
+ * (conn_plain: nothing shut down, whose reset TCP would report), has its
+ * answer in shared memory: the kernel is asked only for what TCP alone
+ * can tell, a peer that died without a word, at most every POLL_LOOK_NS
+ * per connection (MariaDB's threads poll one connection before each read:
+ * a system call before each sleep and one after each wake, where the
+ * kernel's poll is one).  A poll that would wait for such a death past the
+ * look's due time looks first; one that waits sleeps on the futex, whose
+ * phase ends in a sleep that watches TCP (wait.c). */
+#define POLL_LOOK_NS 1000000ull
+
+static int memory_answers(struct poll_set *ps)
+{
+    if (ps->nt != ps->nuser)
+        return 0;
+    uint64_t now = coarse_ns();
+    for (nfds_t i = 0; i < ps->nt; i++) {
+        struct lf_sock *s = ps->t[i].s;
+        if (sock_kind(s) != LF_FAST || !conn_plain(s->conn) ||
+            conn_wants_kernel(s->conn, ps->user[ps->t[i].user].events) ||
+            now >= __atomic_load_n(&s->conn->next_poll_look, __ATOMIC_RELAXED))
+            return 0;
+    }
+    return 1;
+}
+
+static void kernel_looked(struct poll_set *ps)
+{
+    uint64_t next = coarse_ns() + POLL_LOOK_NS;
+    for (nfds_t i = 0; i < ps->nt; i++)
+        if (sock_kind(ps->t[i].s) == LF_FAST)
+            __atomic_store_n(&ps->t[i].s->conn->next_poll_look, next, __ATOMIC_RELAXED);
+}
+
 static int kernel_poll(struct poll_set *ps, int timeout_ms, const sigset_t *mask)
 {
     prepare_kernel(ps);
@@ -233,6 +267,10 @@ static int poll_alone(struct poll_set *ps, int timeout_ms, const sigset_t *mask,
     }
     if (r < 0)
         return 0;
+    /* woken by news on the rings: they answer (memory_answers) */
+    struct lf_conn *c = ps->t[0].s->conn;
+    if (!tev && conn_plain(c) && !conn_wants_kernel(c, ev) && (r = evaluate(ps, 0)) > 0)
+        return r;
     return kernel_poll(ps, 0, NULL) < 0 ? -1 : evaluate(ps, 1);
 }
 
@@ -241,10 +279,13 @@ static int poll_tracked(struct poll_set *ps, int timeout_ms, const sigset_t *mas
     uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : monotonic_ns() + (uint64_t)timeout_ms * 1000000;
     struct lf_caught call;   /* a handler run from here on ends the call (signals.c) */
     caught_now(&call);
-    int r = kernel_poll(ps, 0, NULL);
-    if (r < 0)
-        return r;
-    r = evaluate(ps, 1);
+    int r;
+    if (!memory_answers(ps) || ((r = evaluate(ps, 0)) == 0 && timeout_ms == 0)) {
+        if ((r = kernel_poll(ps, 0, NULL)) < 0)
+            return r;
+        r = evaluate(ps, 1);
+        kernel_looked(ps);
+    }
     if (r || timeout_ms == 0 || spin(ps))
         return r ? r : (kernel_poll(ps, 0, NULL) < 0 ? -1 : evaluate(ps, 1));
     if ((r = poll_alone(ps, timeout_ms, mask, &call)) != 0)

@@ -1,6 +1,8 @@
 /* The peer dies by SIGKILL: a survivor blocked in read sees EOF or
- * ECONNRESET, one blocked in write on a full ring sees EPIPE or ECONNRESET,
- * both promptly, never a hang. */
+ * ECONNRESET, one polling in short sleeps sees POLLIN, one blocked in
+ * write on a full ring sees EPIPE or ECONNRESET, all promptly, never a
+ * hang. */
+#include <poll.h>
 #include <sys/time.h>
 
 #include "helpers.h"
@@ -43,6 +45,25 @@ int main(void)
     char buf[64];
     ssize_t n = read(a, buf, sizeof buf);
     CHECK(n == 0 || (n < 0 && errno == ECONNRESET), "blocked read after death: %zd %s", n, strerror(errno));
+    close(a);
+
+    /* A poll of one connection in short sleeps, as an event loop with a
+     * timer makes: its answer comes from shared memory and its sleeps end
+     * before they watch TCP (poll.c, memory_answers), so only the look due
+     * every millisecond can see the death; the kernel sees it at once. */
+    a = connected_pair(&child, 1);
+    struct pollfd p = { .fd = a, .events = POLLIN };
+    CHECK(poll(&p, 1, 10) == 0, "poll before the death");
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    int polls = 0;
+    while (polls < 100 && poll(&p, 1, 10) == 0)
+        polls++;
+    CHECK(polls < 100 && (p.revents & POLLIN), "polls of 10 ms after death: none saw it in %d",
+          polls);
+    n = read(a, buf, sizeof buf);
+    CHECK(n == 0 || (n < 0 && errno == ECONNRESET), "read after a poll saw death: %zd %s", n,
+          strerror(errno));
     close(a);
 
     /* A reader blocked past its futex sleep, on its wake socket and TCP,
