@@ -169,18 +169,23 @@ static int fast_news(void *ps)
  * phase ends in a sleep that watches TCP (wait.c). */
 #define POLL_LOOK_NS 1000000ull
 
+/* Is tracked entry t answered by its rings alone, the look aside? */
+static int rings_answer(struct poll_set *ps, const struct tracked *t)
+{
+    struct lf_sock *s = t->s;
+    return sock_kind(s) == LF_FAST && conn_plain(s->conn) &&
+           !conn_wants_kernel(s->conn, ps->user[t->user].events);
+}
+
 static int memory_answers(struct poll_set *ps)
 {
     if (ps->nt != ps->nuser)
         return 0;
     uint64_t now = coarse_ns();
-    for (nfds_t i = 0; i < ps->nt; i++) {
-        struct lf_sock *s = ps->t[i].s;
-        if (sock_kind(s) != LF_FAST || !conn_plain(s->conn) ||
-            conn_wants_kernel(s->conn, ps->user[ps->t[i].user].events) ||
-            now >= __atomic_load_n(&s->conn->next_poll_look, __ATOMIC_RELAXED))
+    for (nfds_t i = 0; i < ps->nt; i++)
+        if (!rings_answer(ps, &ps->t[i]) ||
+            now >= __atomic_load_n(&ps->t[i].s->conn->next_poll_look, __ATOMIC_RELAXED))
             return 0;
-    }
     return 1;
 }
 
@@ -268,8 +273,7 @@ static int poll_alone(struct poll_set *ps, int timeout_ms, const sigset_t *mask,
     if (r < 0)
         return 0;
     /* woken by news on the rings: they answer (memory_answers) */
-    struct lf_conn *c = ps->t[0].s->conn;
-    if (!tev && conn_plain(c) && !conn_wants_kernel(c, ev) && (r = evaluate(ps, 0)) > 0)
+    if (!tev && rings_answer(ps, &ps->t[0]) && (r = evaluate(ps, 0)) > 0)
         return r;
     return kernel_poll(ps, 0, NULL) < 0 ? -1 : evaluate(ps, 1);
 }

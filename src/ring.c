@@ -107,6 +107,20 @@ static void copy_out(const struct ring *r, uint64_t pos, unsigned char *dst, siz
         memcpy(dst + first, r->data, len - first);
 }
 
+/* copy_out's twin of copy_in_steps: the tail published every RING_STEP
+ * bytes but the last (the caller's), unless only peeking. */
+static void copy_out_steps(struct ring *r, uint64_t tail, unsigned char *dst, size_t len,
+                           uint64_t *given, int peek)
+{
+    for (size_t k = 0; k < len;) {
+        size_t piece = len - k < RING_STEP ? len - k : RING_STEP;
+        copy_out(r, tail + k, dst + k, piece);
+        k += piece;
+        if (!peek && tail + k - *given >= RING_STEP && k < len)
+            store_release(&r->ctl->tail, *given = tail + k);
+    }
+}
+
 static size_t iov_total(const struct iovec *iov, int iovcnt, size_t cap)
 {
     size_t n = 0;
@@ -183,17 +197,12 @@ ssize_t ring_readv(struct ring *r, const struct iovec *iov, int iovcnt, int peek
     int64_t avail = span(r, &head, &tail, 0, iov_total(iov, iovcnt, r->size), r->size);
     if (avail < 0)
         return -1;
-    size_t done = 0, given = 0;
+    size_t done = 0;
+    uint64_t given = tail;
     for (int i = 0; i < iovcnt && done < (size_t)avail; i++) {
         size_t n = iov[i].iov_len < (size_t)avail - done ? iov[i].iov_len : (size_t)avail - done;
-        for (size_t k = 0; k < n;) {
-            size_t piece = n - k < RING_STEP ? n - k : RING_STEP;
-            copy_out(r, tail + done, (unsigned char *)iov[i].iov_base + k, piece);
-            done += piece;
-            k += piece;
-            if (!peek && done - given >= RING_STEP && done < (size_t)avail)
-                store_release(&r->ctl->tail, tail + (given = done));
-        }
+        copy_out_steps(r, tail + done, iov[i].iov_base, n, &given, peek);
+        done += n;
     }
     if (done && !peek)
         store_release(&r->ctl->tail, tail + done);
