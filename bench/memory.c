@@ -6,7 +6,10 @@
  * client's Rss and Pss (/proc/PID/smaps_rollup), the machine's Shmem and the
  * kernel's TCP buffer memory (/proc/net/sockstat, "mem" pages), as growth
  * over the moment before the connections, right after the last transfer
- * and after 2 s idle.  Run: build/bench_memory [N] (default 200).
+ * and after 2 s idle.  Then each connection trades a 1 KiB request for a
+ * 1 KiB reply every 10 ms for 3 s (about 100 KB/s each way, a busy but
+ * not a bulk connection), sampled at its end, still busy.
+ * Run: build/bench_memory [N] (default 200).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -34,6 +37,68 @@ static int move(int fd, int out)
         if (r <= 0)
             return -1;
         done += (size_t)r;
+    }
+    return 0;
+}
+
+#define TRADE 1024
+#define TRADE_GAP_US 10000
+#define TRADE_SECONDS 3
+
+/* The server's part after the bulk: each request read whole is answered
+ * with as many bytes. */
+static void echo_in_epoll(const int *fds, int n)
+{
+    int ep = epoll_create1(0);
+    for (int i = 0; i < n; i++) {
+        struct epoll_event e = { .events = EPOLLIN, .data.fd = fds[i] };
+        epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &e);
+    }
+    struct epoll_event out[16];
+    for (;;) {
+        int k = epoll_wait(ep, out, 16, -1);
+        for (int i = 0; i < k; i++) {
+            ssize_t r = read(out[i].data.fd, buf, TRADE);
+            if (r <= 0 || write(out[i].data.fd, buf, (size_t)r) != r)
+                _exit(1);
+        }
+    }
+}
+
+/* The client's wait for the trades: in epoll_wait, as idle_in_epoll's, so
+ * that its rings are trimmed as an idle program's are. */
+static void idle_until(const int *fds, int n, int go)
+{
+    int ep = epoll_create1(0);
+    struct epoll_event e = { .events = EPOLLIN, .data.fd = go };
+    epoll_ctl(ep, EPOLL_CTL_ADD, go, &e);
+    for (int i = 0; i < n; i++) {
+        e.data.fd = fds[i];
+        epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &e);
+    }
+    for (struct epoll_event out[16];;) {
+        int k = epoll_wait(ep, out, 16, -1);
+        for (int i = 0; i < k; i++)
+            if (out[i].data.fd == go) {
+                close(ep);
+                return;
+            }
+    }
+}
+
+/* The client's: a request and its reply on every connection in turn, a
+ * round every TRADE_GAP_US; 0 when every reply came whole. */
+static int trade(const int *fds, int n)
+{
+    for (int round = 0; round < TRADE_SECONDS * 1000000 / TRADE_GAP_US; round++) {
+        for (int i = 0; i < n; i++) {
+            if (write(fds[i], buf, TRADE) != TRADE)
+                return -1;
+            for (ssize_t got = 0, r; got < TRADE; got += r)
+                if ((r = read(fds[i], buf, TRADE - (size_t)got)) <= 0)
+                    return -1;
+        }
+        usleep(TRADE_GAP_US);
     }
     return 0;
 }
@@ -95,15 +160,15 @@ static void run(int n, int optin)
     socklen_t len = sizeof a;
     if (bind(l, (struct sockaddr *)&a, len) || listen(l, 128) || getsockname(l, (struct sockaddr *)&a, &len))
         exit((perror("listen"), 1));
-    int *fds = calloc((size_t)n, sizeof *fds), ready[2];
-    if (!fds || pipe(ready))
+    int *fds = calloc((size_t)n, sizeof *fds), ready[2], start[2];
+    if (!fds || pipe(ready) || pipe(start))
         exit(1);
     pid_t server = fork();
     if (server == 0) {
         for (int i = 0; i < n; i++)
             if ((fds[i] = accept(l, NULL, NULL)) < 0 || move(fds[i], 0) || move(fds[i], 1))
                 _exit(1);
-        idle_in_epoll(fds, n);
+        echo_in_epoll(fds, n);
     }
     close(l);
     pid_t client = fork();
@@ -119,6 +184,12 @@ static void run(int n, int optin)
         }
         if (write(ready[1], &fast, sizeof fast) != sizeof fast)
             _exit(1);
+        char go;
+        idle_until(fds, n, start[0]);
+        if (read(start[0], &go, 1) != 1 || trade(fds, n))
+            _exit(1);
+        if (write(ready[1], &fast, sizeof fast) != sizeof fast)
+            _exit(1);
         idle_in_epoll(fds, n);
     }
     struct sample base = sample(getpid());   /* the client, a copy of us, before it connects */
@@ -129,6 +200,9 @@ static void run(int n, int optin)
     report("after the last transfer", n, sample(client), base);
     sleep(2);
     report("idle 2 s", n, sample(client), base);
+    if (write(start[1], "g", 1) != 1 || read(ready[0], &fast, sizeof fast) != sizeof fast)
+        exit((fprintf(stderr, "client failed trading\n"), 1));
+    report("after 3 s of 1 KiB trades", n, sample(client), base);
     kill(client, SIGKILL);
     kill(server, SIGKILL);
     waitpid(client, NULL, 0);

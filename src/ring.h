@@ -8,8 +8,10 @@
  * not leave enough room or data for the call: the peer's index only grows, so
  * an old value is a safe underestimate, and not loading it saves a cache miss
  * per message while the peer keeps up.  Every value is checked
- * (head - tail <= size) before use.  Data
- * offsets are masked with size - 1, so no value found in shared memory can make
+ * (head - tail <= size) before use.  A byte's place is its index minus
+ * `base` (moved to head by the writer when it finds the ring empty, so that
+ * bytes read as they come reuse the ring's first pages), masked with
+ * size - 1, so no value found in shared memory can make
  * a call touch memory outside the ring.  A failed check returns -1: the caller
  * treats the connection as broken.
  */
@@ -28,6 +30,7 @@
  * stores do not bounce the reader's line and back. */
 struct ring_ctl {
     _Alignas(64) uint64_t head;      /* bytes ever written: the writer's */
+    uint64_t base;                   /* the index at the ring's start: the writer's */
     _Alignas(64) uint64_t tail;      /* bytes ever read: the reader's */
     _Alignas(64) uint32_t reader_armed; /* reader sleeps: ring its doorbell */
     uint32_t writer_armed;              /* writer sleeps: ring its doorbell */
@@ -44,6 +47,11 @@ struct ring {
     uint64_t own_bound;   /* writer: our SO_SNDBUF as the kernel reports it; 0: unset */
     uint64_t tail_seen;   /* as the writer last loaded it */
     uint64_t head_seen;   /* as the reader last loaded it */
+    uint64_t base_seen;   /* loaded by the reader after head_seen: their places */
+    uint64_t rewind_look; /* writer: the head at which it next looks whether to rewind */
+    uint64_t rewound_at;  /* writer: the coarse clock at its last move of base */
+    uint64_t rewind_gap;  /* writer: ns between two moves (ring_init: 100 ms; tests: 0) */
+    unsigned hunt;        /* writer: looks left for an empty ring to move base at */
 };
 
 /* Sizes allowed for a ring: a power of two within the bounds above. */

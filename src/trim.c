@@ -126,15 +126,18 @@ static void punch(struct lf_conn *c, uint64_t start, uint64_t len)
     nocancel_end(old);
 }
 
-/* The writer's free region [head, tail + size), in at most two pieces. */
+/* The writer's free region [head, tail + size), in at most two pieces; its
+ * places counted from the ring's origin, which only a writer moves (we hold
+ * them off). */
 static void punch_free(struct lf_conn *c, uint64_t head, uint64_t tail)
 {
     const struct ring *r = &c->tx;
-    uint64_t base = (uint64_t)(r->data - (unsigned char *)c->sh);
-    uint64_t len = tail + r->size - head, off = head & (r->size - 1);
+    uint64_t at = (uint64_t)(r->data - (unsigned char *)c->sh);
+    uint64_t origin = __atomic_load_n(&r->ctl->base, __ATOMIC_RELAXED);
+    uint64_t len = tail + r->size - head, off = (head - origin) & (r->size - 1);
     uint64_t piece = r->size - off < len ? r->size - off : len;
-    punch(c, base + off, piece);
-    punch(c, base, len - piece);
+    punch(c, at + off, piece);
+    punch(c, at, len - piece);
 }
 
 /* One look at a ring whose writer this process holds alone, tx lock held:

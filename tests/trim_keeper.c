@@ -2,7 +2,8 @@
  * one of its connections streams, so that its ring stays watched, the
  * process's idle threads sleep through, where every sleeper used to be cut
  * short at each round (every 400 ms).  A server process streams on
- * connection 0 (32 KiB every 20 ms, the thread sleeping in usleep) and runs
+ * connection 0 (32 KiB every 20 ms, the thread sleeping in usleep, and
+ * 1 MiB at once after 200 ms) and runs
  * IDLE more connections each in a thread blocked in read(); after one echo
  * on each, so that each went to sleep while the stream was watched, the
  * idle threads sleep WATCH_MS: at most TAKERS of them may wake more than
@@ -19,6 +20,8 @@
 
 #define IDLE 8
 #define CHUNK (32 << 10)
+#define BURST (1 << 20)   /* a whole default ring */
+#define BURST_AT 10       /* chunks before it: 200 ms */
 #define STREAM_GAP_US 20000
 #define WATCH_MS 3000
 #define NOISE 2
@@ -29,9 +32,14 @@
 static void *stream_out(void *arg)
 {
     int c = (int)(intptr_t)arg;
-    static char chunk[CHUNK];
+    static char chunk[CHUNK], burst[BURST];
     char b;
-    while (recv(c, &b, 1, MSG_DONTWAIT) != 1) {
+    for (int i = 0; recv(c, &b, 1, MSG_DONTWAIT) != 1; i++) {
+        /* a drained ring starts again at its first pages (design 5, the
+         * ring's origin): one long write, once the stream is on the ring,
+         * touches all of it, for the trim to give back */
+        if (i == BURST_AT && write_full(c, burst, sizeof burst) != (ssize_t)sizeof burst)
+            return NULL;
         if (send(c, chunk, sizeof chunk, MSG_NOSIGNAL) != (ssize_t)sizeof chunk)
             return NULL;
         usleep(STREAM_GAP_US);

@@ -1,9 +1,11 @@
 /* The ring: wrap-around with random sizes and a checksum, full, empty, peek,
- * and hostile indices that must be refused without touching memory outside
- * the data area; then 16 MiB of long copies between two threads, whose
- * indices are published in steps while they copy (ring.c, RING_STEP): a
- * step published before its bytes were copied would hand the reader stale
- * bytes. */
+ * and hostile indices and origins that must be refused or masked without
+ * touching memory outside the data area; then 16 MiB of long copies between
+ * two threads, whose indices are published in steps while they copy
+ * (ring.c, RING_STEP): a step published before its bytes were copied would
+ * hand the reader stale bytes.  Both with the writer moving the ring's
+ * origin whenever it may (no gap between two moves): a move while the
+ * reader still had bytes to copy would garble them. */
 #include <pthread.h>
 #include <sched.h>
 
@@ -73,6 +75,7 @@ static void long_copies(void)
 {
     static unsigned char area_big[BIG], out[BIG];
     ring_init(&big_ring, &big_ctl, area_big, BIG);
+    big_ring.rewind_gap = 0;
     uint64_t hin = 0, hout = FNV_INIT, got = 0;
     pthread_t t;
     CHECK(pthread_create(&t, NULL, big_writer, &hin) == 0, "thread");
@@ -89,6 +92,7 @@ static void long_copies(void)
     }
     pthread_join(t, NULL);
     CHECK(got == BIG_TOTAL && hin == hout, "long copies between two threads corrupted");
+    CHECK(big_ctl.base != 0, "the writer never moved the ring's origin");
 }
 
 int main(void)
@@ -96,6 +100,7 @@ int main(void)
     struct ring r;
     memset(area, 0xAA, sizeof area);
     ring_init(&r, &ctl, area + GUARD, SIZE);
+    r.rewind_gap = 0;
     static unsigned char in[3 * SIZE], out[3 * SIZE];
     uint64_t hin = FNV_INIT, hout = FNV_INIT;
     srand(7);
@@ -110,6 +115,7 @@ int main(void)
         size_t m = (size_t)rand() % SIZE;
         ssize_t peek = ring_read(&r, out, m, 1);
         ssize_t got = ring_read(&r, out + SIZE, m, 0);
+        CHECK(got >= 0, "read: the indices went corrupt");
         CHECK(peek == got && !memcmp(out, out + SIZE, (size_t)got), "peek differs from read");
         hout = fnv(hout, out + SIZE, (size_t)got);
     }
@@ -117,6 +123,7 @@ int main(void)
     while ((left = ring_read(&r, out, SIZE, 0)) > 0)
         hout = fnv(hout, out, (size_t)left);
     CHECK(hin == hout, "stream through the ring corrupted");
+    CHECK(ctl.base != 0, "the writer never moved the ring's origin");
     /* full */
     CHECK(ring_write(&r, in, 2 * SIZE) == SIZE && ring_writable(&r) == 0 && ring_write(&r, in, 1) == 0,
           "a full ring takes exactly its size");
@@ -132,6 +139,17 @@ int main(void)
         ctl.tail = bad[i][1];
         CHECK(ring_readable(&r) == -1 && ring_writable(&r) == -1, "bad indices %zu accepted", i);
         CHECK(ring_read(&r, out, SIZE, 0) == -1 && ring_write(&r, in, SIZE) == -1, "bad indices %zu used", i);
+    }
+    /* a scribbled origin garbles only the stream: every place is masked */
+    uint64_t origins[] = { 1, SIZE - 1, SIZE + 7, UINT64_MAX, 1ull << 63 };
+    for (size_t i = 0; i < sizeof origins / sizeof origins[0]; i++) {
+        ctl.head = ctl.tail = 1000;
+        ctl.base = origins[i];
+        struct ring reader = r;   /* a fresh reader loads head, then base */
+        reader.head_seen = 0;
+        CHECK(ring_write(&r, in, SIZE) == SIZE && ring_read(&reader, out, SIZE, 0) == SIZE &&
+              !memcmp(in, out, SIZE), "origin %zu: bytes moved", i);
+        check_guards();
     }
     /* indices near wrap of the 64-bit counter are fine */
     ctl.head = ctl.tail = UINT64_MAX - 10;
