@@ -1,5 +1,5 @@
 /* `loopfast stat --json` lists this process's fast connection, both ends,
- * with the right addresses, pid and byte counts; a plain connection is not
+ * with the right addresses, pid, byte counts and memory held; a plain connection is not
  * listed; nor, once closed, the fast one, nor a server's spare answer. */
 #include <fcntl.h>
 
@@ -38,6 +38,13 @@ int main(int argc, char **argv)
     char *t = strstr(row, "\"tx_bytes\": ");
     CHECK(t && t < end && sscanf(t, "\"tx_bytes\": %lld", &tx) == 1, "tx_bytes missing");
     CHECK(tx == 10000 || tx == 10001, "tx_bytes %lld for 10000 bytes written (+1 if fast_pair's byte took the ring)", tx);
+    /* its memory: the header page and the ring pages 10 000 bytes touched
+     * (3 of the client's ring, maybe 1 of the server's), not the 2 MiB
+     * mapped */
+    long long mem = -1;
+    t = strstr(row, "\"mem_bytes\": ");
+    CHECK(t && t < end && sscanf(t, "\"mem_bytes\": %lld", &mem) == 1, "mem_bytes missing");
+    CHECK(mem >= 16384 && mem <= 24576, "mem_bytes %lld for a header and 3 or 4 ring pages", mem);
     getsockname(pc, (struct sockaddr *)&local, &len);
     snprintf(want, sizeof want, "\"local\": \"127.0.0.1:%d\"", ntohs(local.sin_port));
     CHECK(!strstr(out, want), "a plain connection is listed");

@@ -28,6 +28,7 @@
 struct conn_view {
     ino_t ino;              /* the region */
     uint32_t slot;
+    uint64_t mem;           /* bytes of the slot with pages: what the connection holds */
     struct lf_shared hdr;   /* a copy: the live one keeps changing */
 };
 
@@ -76,6 +77,24 @@ static int is_live(const struct lf_shared *h)
            (client->holders != 0 && client->ready && taker_alive(h, LF_CLIENT));
 }
 
+/* Bytes of [from, to) of the memfd that have pages: a ring's page is
+ * allocated when first written and given back when trimmed (holes). */
+static uint64_t allocated(int fd, off_t from, off_t to)
+{
+    uint64_t sum = 0;
+    while (from < to) {
+        off_t data = lseek(fd, from, SEEK_DATA);
+        if (data < 0 || data >= to)
+            break;
+        off_t hole = lseek(fd, data, SEEK_HOLE);
+        if (hole < 0 || hole > to)
+            hole = to;
+        sum += (uint64_t)(hole - data);
+        from = hole;
+    }
+    return sum;
+}
+
 /* Reads the headers of a region's leased slots through /proc/PID/fd/N,
  * each checked as any reader of shared memory must. */
 static void read_region(const char *path)
@@ -100,6 +119,7 @@ static void read_region(const char *path)
             continue;
         v->ino = st.st_ino;
         v->slot = k;
+        v->mem = allocated(fd, (off_t)at, (off_t)(at + slot_size));
         nviews++;
     }
     close(fd);
@@ -181,8 +201,9 @@ static const char *state(const struct lf_shared *h, int side)
 }
 
 /* One line (or JSON object) per end of every connection. */
-static void print_end(const struct lf_shared *h, int side, int json, int first)
+static void print_end(const struct conn_view *v, int side, int json, int first)
 {
+    const struct lf_shared *h = &v->hdr;
     char local[80], peer[80], name[32];
     addr_text(&h->addr[side], local, sizeof local);
     addr_text(&h->addr[!side], peer, sizeof peer);
@@ -192,20 +213,22 @@ static void print_end(const struct lf_shared *h, int side, int json, int first)
         printf("%s{\"state\": \"%s\", \"side\": \"%s\", \"local\": \"%s\", \"peer\": \"%s\", "
                "\"pid\": %d, \"process\": \"%s\", \"ring_bytes\": %llu, \"tx_bytes\": %llu, "
                "\"tx_msgs\": %llu, \"rx_bytes\": %llu, \"rx_msgs\": %llu, \"wakeups\": %llu, "
-               "\"spin_hits\": %llu}",
+               "\"spin_hits\": %llu, \"mem_bytes\": %llu}",
                first ? "" : ",\n  ", state(h, side), side == LF_CLIENT ? "client" : "server", local,
                peer, s->pid, name, (unsigned long long)h->ring_size,
                (unsigned long long)s->tx_bytes, (unsigned long long)s->tx_msgs,
                (unsigned long long)s->rx_bytes, (unsigned long long)s->rx_msgs,
-               (unsigned long long)s->wakeups, (unsigned long long)s->spin_hits);
+               (unsigned long long)s->wakeups, (unsigned long long)s->spin_hits,
+               (unsigned long long)v->mem);
         return;
     }
     char proc[64];
     snprintf(proc, sizeof proc, "%s,pid=%d", name, s->pid);
-    printf("%-11s %-24s %-24s %-22s %12llu %10llu %12llu %10llu %8llu %9llu\n", state(h, side), local,
-           peer, proc, (unsigned long long)s->tx_bytes, (unsigned long long)s->tx_msgs,
+    printf("%-11s %-24s %-24s %-22s %12llu %10llu %12llu %10llu %8llu %9llu %7llu\n", state(h, side),
+           local, peer, proc, (unsigned long long)s->tx_bytes, (unsigned long long)s->tx_msgs,
            (unsigned long long)s->rx_bytes, (unsigned long long)s->rx_msgs,
-           (unsigned long long)s->wakeups, (unsigned long long)s->spin_hits);
+           (unsigned long long)s->wakeups, (unsigned long long)s->spin_hits,
+           (unsigned long long)(v->mem >> 10));
 }
 
 static void print_all(int json)
@@ -214,15 +237,15 @@ static void print_all(int json)
         printf("{\"connections\": %d, \"ends\": [", nviews);
         for (int i = 0; i < nviews; i++)
             for (int side = 0; side < 2; side++)
-                print_end(&views[i].hdr, side, 1, i == 0 && side == 0);
+                print_end(&views[i], side, 1, i == 0 && side == 0);
         printf("]}\n");
         return;
     }
-    printf("%-11s %-24s %-24s %-22s %12s %10s %12s %10s %8s %9s\n", "State", "Local", "Peer",
-           "Process", "TxBytes", "TxMsgs", "RxBytes", "RxMsgs", "Wakeups", "SpinHits");
+    printf("%-11s %-24s %-24s %-22s %12s %10s %12s %10s %8s %9s %7s\n", "State", "Local", "Peer",
+           "Process", "TxBytes", "TxMsgs", "RxBytes", "RxMsgs", "Wakeups", "SpinHits", "MemKiB");
     for (int i = 0; i < nviews; i++)
         for (int side = 0; side < 2; side++)
-            print_end(&views[i].hdr, side, 0, 0);
+            print_end(&views[i], side, 0, 0);
     if (!nviews)
         printf("(no fast-path connections that this user may see)\n");
 }
@@ -235,7 +258,9 @@ static void usage(FILE *f)
           "line per end, as `ss -t` would: state, local and peer address, process, and\n"
           "the end's counters: bytes and messages written to and read from the rings,\n"
           "wake-ups (sleeps ended by the peer) and spin hits (waits that ended while\n"
-          "spinning).  Needs no daemon: it reads each connection's shared header.\n"
+          "spinning); and the connection's memory (MemKiB, the same on both ends: its\n"
+          "header and the ring pages it holds, which both processes share).  Needs no\n"
+          "daemon: it reads each connection's shared header.\n"
           "\n"
           "  --json   print one JSON object instead of the table\n"
           "  -w       refresh every second in place (Ctrl-C to stop)\n"
