@@ -520,9 +520,9 @@ static int revoke_answer(struct lf_conn *c)
     return 1;
 }
 
-int handshake_unanswered(struct lf_conn *c)
+static int unanswered_locked(struct lf_conn *c)
 {
-    if (c->me != LF_SERVER || !c->nonce || lf_confined ||
+    if (!c->nonce ||
         __atomic_load_n(&c->sh->side[LF_SERVER].holders, __ATOMIC_ACQUIRE) != 0 ||
         __atomic_load_n(&c->peer_line, __ATOMIC_ACQUIRE))
         return 0;
@@ -539,6 +539,19 @@ int handshake_unanswered(struct lf_conn *c)
             link_forget_peer(c->link);
     }
     c->nonce = 0;   /* looked at once */
+    return revoked;
+}
+
+/* Under the proof lock: another thread of ours may still be inside a call
+ * on the connection after its last descriptor went (a poll() that began
+ * before the close), and handshake_peer_line reads the nonce there. */
+int handshake_unanswered(struct lf_conn *c)
+{
+    if (c->me != LF_SERVER || lf_confined)
+        return 0;
+    lf_lock(&c->proof_lock);
+    int revoked = unanswered_locked(c);
+    lf_unlock(&c->proof_lock);
     return revoked;
 }
 
