@@ -11,7 +11,7 @@
 
 /* The writer's origin for this call (docs/design.md, 5: the ring's origin):
  * moved to head when the ring is empty, head went REWIND_AT past it, and
- * the last move is REWIND_GAP_NS old.  The gap keeps a fast connection
+ * the last hunt for an empty ring began REWIND_GAP_NS ago.  The gap keeps a fast connection
  * walking the ring: a line written again while the reader still caches it
  * costs the writer a trip to the reader's core (a 64 B round trip went from
  * 1.07x to 1.2x the bare ring's with a 16 KiB window), where a line a lap
@@ -37,7 +37,7 @@ void ring_init(struct ring *r, struct ring_ctl *ctl, void *data, uint64_t size)
     r->data = data;
     r->size = size;
     r->tail_seen = r->head_seen = 0;   /* any value is safe: a stale one is loaded again */
-    r->base_seen = r->rewind_look = r->rewound_at = 0;
+    r->base_seen = r->rewind_look = r->hunted_at = 0;
     r->hunt = 0;
     r->rewind_gap = REWIND_GAP_NS;
     r->own_bound = 0;
@@ -190,8 +190,10 @@ static uint64_t writer_base(struct ring *r, uint64_t head, uint64_t tail)
         if (ahead != 0 && ahead <= REWIND_LOOK)
             return base;
         r->rewind_look = head + REWIND_LOOK;
-        if (coarse_now() - r->rewound_at < r->rewind_gap)
+        uint64_t now = coarse_now();
+        if (now - r->hunted_at < r->rewind_gap)
             return base;
+        r->hunted_at = now;   /* a hunt that finds nothing waits the gap too */
         r->hunt = HUNT_LOOKS;
     }
     if (tail != head && load_acquire(&r->ctl->tail) != head) {
@@ -199,7 +201,6 @@ static uint64_t writer_base(struct ring *r, uint64_t head, uint64_t tail)
         return base;
     }
     r->hunt = 0;
-    r->rewound_at = coarse_now();
     r->tail_seen = head;
     __atomic_store_n(&r->ctl->base, head, __ATOMIC_RELAXED);   /* head's release publishes it */
     return head;
