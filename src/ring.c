@@ -7,13 +7,14 @@
 #include "ring.h"
 
 #include <string.h>
-#include <time.h>
+
+#include "internal.h"   /* coarse_ns */
 
 /* The writer's origin for this call (docs/design.md, 5: the ring's origin):
  * moved to head when the ring is empty, head went REWIND_AT past it, and
  * the last hunt for an empty ring began REWIND_GAP_NS ago.  The gap keeps a
- * fast connection walking the ring: a line written again while the reader still caches it
- * costs the writer a trip to the reader's core (a 64 B round trip went from
+ * fast connection walking the ring: a line written again while the reader
+ * still caches it costs the writer a trip to the reader's core (a 64 B round trip went from
  * 1.07x to 1.2x the bare ring's with a 16 KiB window), where a line a lap
  * old comes from memory, ahead of need.  Whether the gap is over is read
  * from the clock once per REWIND_LOOK bytes; once it is, the writer hunts
@@ -173,20 +174,13 @@ span(struct ring *r, uint64_t *head, uint64_t *tail, int writer, size_t want, ui
     return used <= r->size ? (int64_t)used : -1;
 }
 
-static uint64_t coarse_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* The rare part of writer_base: a look due, or a hunt on. */
 static __attribute__((noinline)) uint64_t writer_rebase(struct ring *r, uint64_t head,
                                                        uint64_t tail, uint64_t base)
 {
     if (!r->hunt) {
         r->rewind_look = head + REWIND_LOOK;
-        uint64_t now = coarse_now();
+        uint64_t now = coarse_ns();
         if (now - r->hunted_at < r->rewind_gap)
             return base;
         r->hunted_at = now;   /* a hunt that finds nothing waits the gap too */

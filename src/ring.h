@@ -50,7 +50,7 @@ struct ring {
     uint64_t base_seen;   /* loaded by the reader after head_seen: their places */
     uint64_t rewind_look; /* writer: the head at which it next looks whether to rewind */
     uint64_t hunted_at;   /* writer: the coarse clock when it last began to hunt */
-    uint64_t rewind_gap;  /* writer: ns between two moves (ring_init: 100 ms; tests: 0) */
+    uint64_t rewind_gap;  /* writer: ns between two hunts (ring_init: 100 ms; tests: 0) */
     unsigned hunt;        /* writer: looks left for an empty ring to move base at */
 };
 

@@ -53,9 +53,10 @@ static int has_news(struct lf_conn *c, int for_write, size_t rx_want)
  * MariaDB's 20 connection threads read it 3 000 times a second, three
  * system calls each); where it cannot be read, we spin as configured.  Two
  * readings in a row must say so: a kworker or a short job seen once cost
- * 10 ms without spinning, each wait in them a sleep and a wake-up (a 64 B
- * ping-pong's 99th percentile was 2.7-3.9 us where it is 1.4 without the
- * check), while crowding that lasts is seen 10 ms later. */
+ * 10 ms without spinning, each wait in them a sleep and a wake-up
+ * (redis-benchmark -c 1: the server slept 35-4376 times in 200 000
+ * requests, 10-574 with two readings), while crowding that lasts is seen
+ * 10 ms later. */
 #define CROWD_CHECK_NS 10000000ull
 
 static int cores(void)
