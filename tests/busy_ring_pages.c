@@ -6,9 +6,6 @@
  * stayed busy, where kernel TCP holds a few KiB.  The connection never idles
  * long enough to be trimmed (400 ms), so what it holds is what it touched.
  * The same exchange runs over kernel TCP first; both must move every byte. */
-#include <dirent.h>
-#include <sys/stat.h>
-
 #include "helpers.h"
 
 #define RING_KB 256
@@ -16,34 +13,6 @@
 #define EXCHANGES 400
 #define GAP_US 2000
 #define HELD_MAX_KB (RING_KB * 3 / 4)   /* 3/8 of the two rings: without the moves, all */
-
-/* KiB of loopfast's shared memory this process holds, each region once
- * (both ends are ours: each holds the region's descriptor); -1: none. */
-static long regions_kb(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    CHECK(d != NULL, "/proc/self/fd");
-    ino_t seen[16];
-    int n = 0;
-    long kb = -1;
-    for (struct dirent *e; (e = readdir(d));) {
-        char path[300], target[128];
-        struct stat st;
-        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
-        ssize_t k = readlink(path, target, sizeof target - 1);
-        if (k <= 0 || (target[k] = 0, !strstr(target, "memfd:loopfast")) || stat(path, &st) < 0)
-            continue;
-        int known = 0;
-        for (int i = 0; i < n; i++)
-            known |= seen[i] == st.st_ino;
-        if (known || n == 16)
-            continue;
-        seen[n++] = st.st_ino;
-        kb = (kb < 0 ? 0 : kb) + (long)st.st_blocks / 2;
-    }
-    closedir(d);
-    return kb;
-}
 
 static void exchange(int c, int s)
 {
@@ -73,14 +42,15 @@ int main(int argc, char **argv)
     int c, s;
     fast_pair(AF_INET, 0, &c, &s);
     exchange(c, s);
-    CHECK(regions_kb() < 0, "kernel TCP used shared memory");
+    CHECK(loopfast_regions(getpid(), NULL) == 0, "kernel TCP used shared memory");
     close(c);
     close(s);
 
     fast_pair(AF_INET, 1, &c, &s);
     exchange(c, s);
-    long held_kb = regions_kb();
-    CHECK(held_kb >= 0, "no region of loopfast's");
+    struct regions_seen seen;
+    CHECK(loopfast_regions(getpid(), &seen) == 1, "not one region of loopfast's");
+    long held_kb = (long)(seen.bytes >> 10);   /* both ends are ours: the region once */
     printf("%d exchanges of %d B each way through %d KiB rings: the region holds %ld KiB "
            "(both rings whole: %d KiB)\n", EXCHANGES, MSG, RING_KB, held_kb, 2 * RING_KB);
     CHECK(held_kb <= HELD_MAX_KB, "a busy connection held %ld KiB of its rings' %d", held_kb,

@@ -338,7 +338,9 @@ static inline int count_open_fds(void)
 /* The loopfast regions (memfds named "loopfast", one per pair of processes)
  * process pid holds, from /proc/PID/fd: how many, -1 when it cannot be
  * read; in *seen (if given) their largest file size, the memory they hold
- * (allocated blocks) and the inode of the last one found. */
+ * (allocated blocks) and the inode of the last one found.  Each region
+ * counts once: a process holding both ends of a connection holds its
+ * region's descriptor twice. */
 struct regions_seen { off_t largest, bytes; ino_t last_ino; };
 
 static inline int loopfast_regions(pid_t pid, struct regions_seen *seen)
@@ -349,6 +351,7 @@ static inline int loopfast_regions(pid_t pid, struct regions_seen *seen)
     if (!d)
         return -1;
     int n = 0;
+    ino_t counted[256];
     struct regions_seen v = { 0, 0, 0 };
     for (struct dirent *e; (e = readdir(d));) {
         char path[400], target[128];
@@ -357,6 +360,13 @@ static inline int loopfast_regions(pid_t pid, struct regions_seen *seen)
         ssize_t k = readlink(path, target, sizeof target - 1);
         if (k <= 0 || (target[k] = 0, !strstr(target, "memfd:loopfast")) || stat(path, &st) < 0)
             continue;
+        int again = 0;
+        for (int i = 0; i < n && i < 256; i++)
+            again |= counted[i] == st.st_ino;
+        if (again)
+            continue;
+        if (n < 256)
+            counted[n] = st.st_ino;
         n++;
         v.bytes += (off_t)st.st_blocks * 512;
         v.last_ino = st.st_ino;
