@@ -5,6 +5,7 @@
 #ifndef LOOPFAST_BENCH_COMMON_H
 #define LOOPFAST_BENCH_COMMON_H
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <unistd.h>
@@ -20,15 +21,26 @@ static inline void lift_fd_cap(char **argv)
     execv("/proc/self/exe", argv);
 }
 
+/* An epoll set watching every descriptor for input, each under its number;
+ * a benchmark that cannot make it ends. */
+static inline int epoll_of(const int *fds, int n)
+{
+    int ep = epoll_create1(0);
+    if (ep < 0)
+        perror("epoll_create1"), _exit(1);
+    for (int i = 0; i < n; i++) {
+        struct epoll_event e = { .events = EPOLLIN, .data.fd = fds[i] };
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &e) < 0)
+            perror("epoll_ctl"), _exit(1);
+    }
+    return ep;
+}
+
 /* Waits in epoll on every descriptor, forever (until killed): idle
  * connections as an event loop holds them. */
 static inline void idle_in_epoll(const int *fds, int n)
 {
-    int ep = epoll_create1(0);
-    for (int i = 0; i < n; i++) {
-        struct epoll_event e = { .events = EPOLLIN, .data.fd = fds[i] };
-        epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &e);
-    }
+    int ep = epoll_of(fds, n);
     struct epoll_event out[16];
     for (;;)
         epoll_wait(ep, out, 16, -1);

@@ -113,19 +113,6 @@ static int count_fast(const int *fds, int n)
     return fast;
 }
 
-static int epoll_all(const int *fds, int n)
-{
-    int ep = epoll_create1(0);
-    if (ep < 0)
-        die("epoll_create1");
-    for (int i = 0; i < n; i++) {
-        struct epoll_event e = { .events = EPOLLIN, .data.fd = fds[i] };
-        if (epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &e))
-            die("epoll_ctl");
-    }
-    return ep;
-}
-
 static void write_all(int fd, const char *p, size_t n)
 {
     while (n > 0) {
@@ -256,7 +243,7 @@ static void run_client(int n, int optin, const struct sockaddr_in *a, int out)
     alarm(CASE_ALARM);
     double t0 = now(), elapsed;
     client_connect(fds, total, a, optin);
-    int ep = epoll_all(fds, total);   /* the busy one, fds[n], last */
+    int ep = epoll_of(fds, total);   /* the busy one, fds[n], last */
     s.setup_s = now() - t0;
     s.fast = count_fast(fds, total);
     s.fds = count_fds();
@@ -288,7 +275,7 @@ static void run_server(int l, int n, int out)
         die("calloc");
     server_accept(l, fds, total);
     close(l);
-    int ep = epoll_all(fds, total);
+    int ep = epoll_of(fds, total);
     /* Counted once the first message is in: each client's proof (sent at
      * its read of the set-up byte) has arrived by then. */
     for (int first = 1; await_busy(ep, fds[n], buf, MSG, &s.stray) == 0; first = 0) {

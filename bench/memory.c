@@ -49,11 +49,7 @@ static int move(int fd, int out)
  * with as many bytes. */
 static void echo_in_epoll(const int *fds, int n)
 {
-    int ep = epoll_create1(0);
-    for (int i = 0; i < n; i++) {
-        struct epoll_event e = { .events = EPOLLIN, .data.fd = fds[i] };
-        epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &e);
-    }
+    int ep = epoll_of(fds, n);
     struct epoll_event out[16];
     for (;;) {
         int k = epoll_wait(ep, out, 16, -1);
@@ -69,13 +65,9 @@ static void echo_in_epoll(const int *fds, int n)
  * that its rings are trimmed as an idle program's are. */
 static void idle_until(const int *fds, int n, int go)
 {
-    int ep = epoll_create1(0);
+    int ep = epoll_of(fds, n);
     struct epoll_event e = { .events = EPOLLIN, .data.fd = go };
     epoll_ctl(ep, EPOLL_CTL_ADD, go, &e);
-    for (int i = 0; i < n; i++) {
-        e.data.fd = fds[i];
-        epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &e);
-    }
     for (struct epoll_event out[16];;) {
         int k = epoll_wait(ep, out, 16, -1);
         for (int i = 0; i < k; i++)
