@@ -35,6 +35,13 @@ struct conn_cost {
     double slab_kib[PH_COUNT];          /* the same: kernel objects such as sockets */
 };
 
+/* What a stream's reader asks for per call, for every transport and the
+ * bare ring alike: a reader with a 1 MiB buffer copied 2 MiB (ring and
+ * buffer) through a 1 MiB cache per lap where the ring's 64 KiB reader kept
+ * its buffer hot, and loopfast streamed 81-85% of the ring against 92% with
+ * equal reads (3 alternated pairs of `bench --quick`). */
+#define SINK_READ_BYTES (64u << 10)
+
 /* loopfast and the ring measured in alternated rounds (bench.c): the host's
  * speed moves in phases (a vCPU placed near or far from the other), so each
  * round's loopfast/ring ratio compares like with like. */

@@ -86,7 +86,7 @@ static void serve_echo(struct bare_ring *in, struct bare_ring *out, size_t size)
 
 static void serve_sink(struct bare_ring *in)
 {
-    static char buf[1 << 16];
+    static char buf[SINK_READ_BYTES];
     uint64_t total = 0, first = 0;
     for (;;) {
         size_t n = take(in, buf, sizeof buf);

@@ -108,7 +108,7 @@ static int serve_echo(int c, size_t size)
 /* Reads until end of stream, then reports what it counted on `report`. */
 static int serve_sink(int c, int report)
 {
-    static char buf[1 << 20];
+    static char buf[SINK_READ_BYTES];
     struct sink_report r = { 0, 0 };
     uint64_t first = 0;
     ssize_t n;
