@@ -878,6 +878,8 @@ static void tx_maybe_switch(struct lf_conn *c, struct lf_sock *s)
         return;
     if (c->me == LF_SERVER && !load32(&peer_side(c)->ready))
         return;
+    if (c->me == LF_SERVER)
+        conn_note_cpu(c, 0);   /* the client's, published before ready (wait.c) */
     if (sock_stdio_may_write(s))
         return;
     store32(&me->tx_switched, 1);
@@ -1254,6 +1256,7 @@ int conn_rx_settled(struct lf_conn *c)
     if (!load32(&peer->tx_switched) || load64(&me->rx_tcp_bytes) != load64(&peer->tx_tcp_bytes))
         return 0;
     store32(&me->rx_on_ring, 1);
+    conn_note_cpu(c, 0);   /* the peer's, published before its switch (wait.c) */
     return 1;
 }
 

@@ -783,6 +783,7 @@ static void become_fast(struct lf_sock *s, struct lf_conn *c)
         __atomic_store_n(&me->shut_wr, 1, __ATOMIC_RELEASE);
     else if (!sock_stdio_may_write(s))   /* else its writes stay on TCP (4.4) */
         __atomic_store_n(&me->tx_switched, 1, __ATOMIC_RELEASE);
+    conn_note_cpu(c, 1);   /* before ready: the server compares once it sees it */
     __atomic_store_n(&me->ready, 1, __ATOMIC_RELEASE);
     s->conn = c;
     if (s->dst.ss_family)

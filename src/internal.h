@@ -236,6 +236,9 @@ struct lf_side {
     /* our shutdown(SHUT_RD), by any holder: every holder's reads end, as
      * the kernel's shutdown ends them on a socket shared by processes */
     uint32_t shut_rd;
+    /* the one CPU our process may run on, + 1; 0: more than one, or not
+     * said (wait.c: a peer confined to the same CPU is not spun for) */
+    uint32_t solo_cpu;
 };
 
 /* What `loopfast stat` shows; each endpoint writes only its own, on a line
@@ -860,7 +863,11 @@ void barrier_withdrawn(void);        /* once, after withdrawing, before seccomp 
  * waited on; NULL for a poll or epoll wait.  The wait is then scored: by
  * spin_found when its spin found news, else by spin_waited when news of
  * connection `c` ends it (slept: after a sleep, which the peer is told). */
-uint64_t spin_deadline(const struct lf_conn *c);
+uint64_t spin_deadline(struct lf_conn *c);
+/* Publishes in our side of c the one CPU our process may run on (if so;
+ * `look`: asked of the kernel now), and notes a peer confined to the same
+ * one: neither spins for the other, which holds the CPU the other needs. */
+void conn_note_cpu(struct lf_conn *c, int look);
 void spin_found(void);
 void spin_waited(struct lf_conn *c, int slept);
 /* A RING_ARM_NAMED sleeper's wake: a byte to the wake socket whose number

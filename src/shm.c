@@ -94,6 +94,7 @@ struct lf_conn *shm_slot(struct lf_link *l, uint32_t slot, int me, int flags)
     if (fresh) {
         c->made_by = lf_pid;
         c->peer_line = NULL;
+        conn_note_cpu(c, 1);   /* ours, for the client to compare (wait.c) */
     }
     return c;
 }

@@ -17,6 +17,7 @@
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <sys/sysinfo.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -59,16 +60,50 @@ static int has_news(struct lf_conn *c, int for_write, size_t rx_want)
  * 10 ms later. */
 #define CROWD_CHECK_NS 10000000ull
 
-static int cores(void)
+/* ---- a CPU of one's own ----
+ * /proc/loadavg counts the machine's runnable tasks, and a process may run
+ * on fewer CPUs.  Counting only those, a process pinned to one CPU
+ * (taskset) took its peer, spinning on another, for a crowd and slept at
+ * every wait (a 64 B round trip, client and server pinned a CPU each: 2.8
+ * us against 1.2 unpinned).  So a process confined to one CPU counts the
+ * machine's.  What it must not do, spin while its peer waits for that same
+ * CPU (a one-CPU container, both pinned to one: each spin ran out before
+ * the peer could answer, 86 us a round trip against 12.5), it learns from
+ * the peer: each side publishes its one CPU (`solo_cpu`) when the
+ * connection is set up, and a wait on a connection whose peer shares it
+ * does not spin; nor do the poll and epoll waits of a process that has such
+ * a peer.  The affinity is looked at again with the crowd (every
+ * CROWD_CHECK_NS) and at each set-up (a forked worker that pins itself,
+ * nginx's worker_cpu_affinity, is seen at its first connection). */
+static int solo_cpu1 = -1;    /* ours + 1, 0: more than one; -1: not looked at yet */
+static int solo_shared;       /* some peer's process is confined to the same CPU */
+
+/* The CPUs this thread may run on; sets solo_cpu1.  0: unknown. */
+static int affinity_look(void)
 {
-    static int n;   /* threads may race to fill it in: they agree */
-    int k = __atomic_load_n(&n, __ATOMIC_RELAXED);
-    if (!k) {
-        cpu_set_t set;
-        k = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
-        __atomic_store_n(&n, k, __ATOMIC_RELAXED);
-    }
+    cpu_set_t set;
+    if (lf_confined || sched_getaffinity(0, sizeof set, &set) != 0)
+        return 0;   /* confined: the call may be out of reach (sandbox.c) */
+    int k = CPU_COUNT(&set), solo = 0;
+    for (int i = 0; k == 1 && i < CPU_SETSIZE && !solo; i++)
+        solo = CPU_ISSET(i, &set) ? i + 1 : 0;
+    if (__atomic_exchange_n(&solo_cpu1, solo, __ATOMIC_RELAXED) != solo)
+        __atomic_store_n(&solo_shared, 0, __ATOMIC_RELAXED);   /* moved: its peers tell again */
     return k;
+}
+
+/* CPUs whose runnable tasks may want ours. */
+static int crowd_cpus(void)
+{
+    static int online;
+    int k = affinity_look();
+    if (k > 1)
+        return k;
+    if (!online) {
+        int n = get_nprocs();
+        __atomic_store_n(&online, n > 0 ? n : 1, __ATOMIC_RELAXED);
+    }
+    return k == 1 ? online : 1;
 }
 
 static int machine_crowded(uint64_t now)
@@ -83,12 +118,49 @@ static int machine_crowded(uint64_t now)
     char buf[128];
     int running = 0;
     int over = read_small_file("/proc/loadavg", buf, sizeof buf) > 0 &&
-               sscanf(buf, "%*s %*s %*s %d/", &running) == 1 && running > cores();
+               sscanf(buf, "%*s %*s %*s %d/", &running) == 1 && running > crowd_cpus();
     /* one thread at a time here (the exchange above): over_before is its */
     int verdict = over && __atomic_load_n(&over_before, __ATOMIC_RELAXED);
     __atomic_store_n(&over_before, over, __ATOMIC_RELAXED);
     __atomic_store_n(&crowded, verdict, __ATOMIC_RELAXED);
     return verdict;
+}
+
+static uint32_t cpu_solo(void)
+{
+    if (__atomic_load_n(&solo_cpu1, __ATOMIC_RELAXED) < 0)
+        affinity_look();
+    int k = __atomic_load_n(&solo_cpu1, __ATOMIC_RELAXED);
+    return k > 0 ? (uint32_t)k : 0;
+}
+
+/* Ours published (when it changed); the peer's compared. */
+static int cpu_compare(struct lf_conn *c)
+{
+    uint32_t mine = cpu_solo();
+    uint32_t *ours = &c->sh->side[c->me].solo_cpu;
+    if (__atomic_load_n(ours, __ATOMIC_RELAXED) != mine)
+        __atomic_store_n(ours, mine, __ATOMIC_RELAXED);
+    int shared = mine && __atomic_load_n(&conn_peer(c)->solo_cpu, __ATOMIC_RELAXED) == mine;
+    if (shared)
+        __atomic_store_n(&solo_shared, 1, __ATOMIC_RELAXED);
+    return shared;
+}
+
+void conn_note_cpu(struct lf_conn *c, int look)
+{
+    if (look)
+        affinity_look();
+    cpu_compare(c);
+}
+
+/* Would a spin hold the CPU its peer needs?  c: the connection waited on;
+ * NULL: any of this process's. */
+static int cpu_shared(struct lf_conn *c)
+{
+    if (!cpu_solo())
+        return 0;
+    return c ? cpu_compare(c) : __atomic_load_n(&solo_shared, __ATOMIC_RELAXED);
 }
 
 /* ---- whether spinning pays (docs/design.md, 6) ----
@@ -117,13 +189,13 @@ static void spin_score_add(int paid)
     spin_score += ((paid ? SPIN_SCORE_MAX : 0) - spin_score) / 4;
 }
 
-uint64_t spin_deadline(const struct lf_conn *c)
+uint64_t spin_deadline(struct lf_conn *c)
 {
     wait_began = 0;
     if (!lf_config.spin_us)
         return 0;
     uint64_t now = monotonic_ns();
-    if (machine_crowded(now))
+    if (machine_crowded(now) || cpu_shared(c))
         return 0;
     wait_began = now;
     wait_conn = c;

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -184,6 +185,37 @@ static inline void echo_server(int listener)
     int r = echo_until_eof(c);
     close(c);
     _exit(r);
+}
+
+/* echo_server's, waiting in epoll_wait as an event loop does */
+static inline void epoll_echo_server(int listener)
+{
+    int c = accept(listener, NULL, NULL), ep = epoll_create1(0);
+    struct epoll_event ev = { .events = EPOLLIN };
+    if (c < 0 || ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev) < 0)
+        _exit(2);
+    char b[4096];
+    for (;;) {
+        if (epoll_wait(ep, &ev, 1, -1) != 1)
+            _exit(3);
+        ssize_t n = read(c, b, sizeof b);
+        if (n == 0)
+            exit(10 + loopfast_fd_is_fast(c));
+        if (n < 0 || write_full(c, b, (size_t)n) != n)
+            _exit(4);
+    }
+}
+
+/* Nanoseconds the process has run (its threads', from the scheduler). */
+static inline long long cpu_ns_of(pid_t pid)
+{
+    char path[64];
+    long long ns = -1;
+    snprintf(path, sizeof path, "/proc/%d/schedstat", (int)pid);
+    FILE *f = fopen(path, "r");
+    CHECK(f && fscanf(f, "%lld", &ns) == 1, "reading %s", path);
+    fclose(f);
+    return ns;
 }
 
 /* A server's first three 1-byte echoes (a fast connection has switched

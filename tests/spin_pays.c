@@ -7,8 +7,6 @@
  * voluntary context switch) in at most half of them, where without a spin
  * it sleeps in each (a machine crowded for a moment stops spinning too:
  * about a tenth was seen).  The kernel's figures are printed beside. */
-#include <sys/epoll.h>
-
 #include "helpers.h"
 
 #define SPIN_US 1000
@@ -17,37 +15,6 @@
 #define ROUNDS 2000
 
 struct cost { long long cpu_ns; long switches; };
-
-/* echo_server's, waiting in epoll_wait as an event loop does */
-static void epoll_echo_server(int listener)
-{
-    int c = accept(listener, NULL, NULL), ep = epoll_create1(0);
-    struct epoll_event ev = { .events = EPOLLIN };
-    if (c < 0 || ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev) < 0)
-        _exit(2);
-    char b[4096];
-    for (;;) {
-        if (epoll_wait(ep, &ev, 1, -1) != 1)
-            _exit(3);
-        ssize_t n = read(c, b, sizeof b);
-        if (n == 0)
-            exit(10 + loopfast_fd_is_fast(c));
-        if (n < 0 || write_full(c, b, (size_t)n) != n)
-            _exit(4);
-    }
-}
-
-/* Nanoseconds the process has run (its threads', from the scheduler). */
-static long long cpu_ns_of(pid_t pid)
-{
-    char path[64];
-    long long ns = -1;
-    snprintf(path, sizeof path, "/proc/%d/schedstat", (int)pid);
-    FILE *f = fopen(path, "r");
-    CHECK(f && fscanf(f, "%lld", &ns) == 1, "reading %s", path);
-    fclose(f);
-    return ns;
-}
 
 static long switches_of(pid_t pid)
 {
