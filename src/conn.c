@@ -684,8 +684,12 @@ size_t conn_rcvlowat(struct lf_conn *c, int fd)
         __atomic_store_n(&c->rcvlowat, v, __ATOMIC_RELAXED);
     }
     /* a mark the ring cannot hold would wait for ever (Linux caps it at half
-     * the receive buffer) */
+     * the receive buffer), nor one past a writer's window (a memory limit:
+     * ring.c; the peer's word, only ever lowering the mark) */
     size_t cap = ring_capacity(&c->rx) / 2;
+    uint32_t window = __atomic_load_n(&c->rx.ctl->writer_window, __ATOMIC_RELAXED);
+    if (window && window / 2 < cap)
+        cap = window / 2;
     return (size_t)v < cap ? (size_t)v : cap ? cap : 1;
 }
 

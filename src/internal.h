@@ -856,6 +856,16 @@ void barrier_after_arm(int heavy);   /* after arming: heavy when our side promis
 void barrier_withdraw(uint32_t *promise);
 void barrier_withdrawn(void);        /* once, after withdrawing, before seccomp */
 
+/* ---- memlimit.c: new ring pages under a memory cgroup's limit ---- */
+extern int64_t lf_ring_budget;
+/* The budget this process's ring writers take new pages from; NULL when
+ * its cgroup sets no memory limit (looked for at the first call). */
+int64_t *memlimit_budget(void);
+/* Takes up to `want` bytes (whole pages) from budget: what it granted, 0
+ * when it is spent (read again from the cgroup at most every 10 ms).  dry:
+ * only says what it would grant. */
+uint64_t memlimit_take(int64_t *budget, uint64_t want, int dry);
+
 /* ---- wait.c ---- */
 /* When the spin of a wait that starts now must end; 0: do not spin
  * (spinning is off, more tasks are runnable than there are cores, or this

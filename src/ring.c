@@ -42,6 +42,31 @@ void ring_init(struct ring *r, struct ring_ctl *ctl, void *data, uint64_t size)
     r->hunt = 0;
     r->rewind_gap = REWIND_GAP_NS;
     r->own_bound = 0;
+    r->budget = NULL;
+    r->window = 0;
+}
+
+/* Published for the reader, which must not wait for more bytes than the
+ * window lets come (conn.c, SO_RCVLOWAT). */
+static void window_set(struct ring *r, uint64_t window)
+{
+    __atomic_store_n(&r->window, window, __ATOMIC_RELAXED);
+    uint32_t shown = window < r->size ? (uint32_t)window : 0;
+    if (__atomic_load_n(&r->ctl->writer_window, __ATOMIC_RELAXED) != shown)
+        __atomic_store_n(&r->ctl->writer_window, shown, __ATOMIC_RELAXED);
+}
+
+void ring_limit(struct ring *r, int64_t *budget)
+{
+    r->budget = budget;
+    if (budget)
+        window_set(r, RING_WINDOW_MIN < r->size ? RING_WINDOW_MIN : r->size);
+}
+
+void ring_window_reset(struct ring *r)
+{
+    if (r->budget)
+        window_set(r, RING_WINDOW_MIN < r->size ? RING_WINDOW_MIN : r->size);
 }
 
 uint64_t ring_capacity(const struct ring *r)
@@ -83,11 +108,21 @@ ssize_t ring_readable(const struct ring *r)
     return ring_used(r, &head, &tail);
 }
 
-ssize_t ring_writable(const struct ring *r)
+static uint64_t window_room(struct ring *r, uint64_t head, uint64_t tail, uint64_t *base,
+                            uint64_t room, uint64_t want, int dry);
+
+ssize_t ring_writable(struct ring *r)
 {
     uint64_t head, tail;
     int64_t used = ring_used(r, &head, &tail);
-    return used < 0 ? -1 : (ssize_t)room_for(ring_capacity(r), (uint64_t)used);
+    if (used < 0)
+        return -1;
+    uint64_t room = room_for(ring_capacity(r), (uint64_t)used);
+    if (__builtin_expect(r->budget != NULL, 0) && room) {
+        uint64_t base = __atomic_load_n(&r->ctl->base, __ATOMIC_RELAXED);
+        room = window_room(r, head, tail, &base, room, 1, 1);
+    }
+    return (ssize_t)room;
 }
 
 /* A long copy publishes its index as it goes, every RING_STEP bytes: the
@@ -207,6 +242,40 @@ static inline __attribute__((always_inline)) uint64_t writer_base(struct ring *r
     return writer_rebase(r, head, tail, base);
 }
 
+/* Under a memory limit (memlimit.c): of `room`, what needs no page the
+ * budget cannot pay for.  The writer keeps to the ring's first `window`
+ * bytes from the origin, and grows the window by whole pages while the
+ * budget lasts; at its end it waits for the reader to empty the ring and
+ * starts again at the origin (moved to head: the reader has no byte left
+ * whose place could change).  `want`: the bytes the call would write.
+ * dry: only say what a write would find (readiness), change nothing. */
+static __attribute__((noinline)) uint64_t window_room(struct ring *r, uint64_t head,
+                                                      uint64_t tail, uint64_t *base,
+                                                      uint64_t room, uint64_t want, int dry)
+{
+    uint64_t window = __atomic_load_n(&r->window, __ATOMIC_RELAXED);
+    if (window >= r->size)
+        return room;   /* every page paid for: the whole ring */
+    uint64_t off = (head - *base) & (r->size - 1), take = want < room ? want : room;
+    if (off && (off >= window || window - off < take) &&
+        (tail == head || load_acquire(&r->ctl->tail) == head)) {
+        off = 0;
+        if (!dry) {
+            r->tail_seen = head;
+            __atomic_store_n(&r->ctl->base, head, __ATOMIC_RELAXED);   /* head's release publishes it */
+            *base = head;
+        }
+    }
+    uint64_t need = off + take < r->size ? off + take : r->size;
+    if (need > window) {
+        uint64_t grown = memlimit_take(r->budget, ((need + 4095) & ~4095ull) - window, dry);
+        window += grown;
+        if (!dry && grown)
+            window_set(r, window);
+    }
+    return off >= window ? 0 : window - off < room ? window - off : room;
+}
+
 ssize_t ring_writev(struct ring *r, const struct iovec *iov, int iovcnt)
 {
     uint64_t head, tail, cap = ring_capacity(r);
@@ -215,6 +284,8 @@ ssize_t ring_writev(struct ring *r, const struct iovec *iov, int iovcnt)
         return -1;
     size_t room = room_for(cap, (uint64_t)used), done = 0;
     uint64_t given = head, base = room ? writer_base(r, head, tail) : 0;
+    if (__builtin_expect(r->budget != NULL, 0) && room)
+        room = window_room(r, head, tail, &base, room, iov_total(iov, iovcnt, cap), 0);
     for (int i = 0; i < iovcnt && done < room; i++) {
         size_t n = iov[i].iov_len < room - done ? iov[i].iov_len : room - done;
         copy_in_steps(r, base, head + done, iov[i].iov_base, n, &given);
@@ -234,6 +305,8 @@ ssize_t ring_write_whole(struct ring *r, const void *buf, size_t len)
     if (room_for(cap, (uint64_t)used) < len)
         return 0;
     uint64_t base = writer_base(r, head, tail);
+    if (__builtin_expect(r->budget != NULL, 0) && window_room(r, head, tail, &base, len, len, 0) < len)
+        return 0;
     if (len <= RING_STEP) {
         copy_in(r, base, head, buf, len);
     } else {

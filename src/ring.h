@@ -37,6 +37,7 @@ struct ring_ctl {
     uint32_t reader_bound;              /* the reader's SO_RCVBUF as the kernel reports it; 0: unset */
     uint32_t reader_wake, writer_wake;  /* futex words of RING_ARM_FUTEX sleepers: bumped, then woken */
     uint64_t reader_name, writer_name;  /* the wake socket of a RING_ARM_NAMED sleeper; 0: none */
+    uint32_t writer_window;             /* the writer keeps to this many bytes (a memory limit); 0: none */
 };
 
 /* The process-local view; `size` is our own validated copy, never re-read. */
@@ -52,7 +53,16 @@ struct ring {
     uint64_t hunted_at;   /* writer: the coarse clock when it last began to hunt */
     uint64_t rewind_gap;  /* writer: ns between two hunts (ring_init: 100 ms; tests: 0) */
     unsigned hunt;        /* writer: looks left for an empty ring to move base at */
+    /* Writer under a memory limit (memlimit.c): new pages come from *budget
+     * (NULL: no limit), and the pages it has are the ring's first `window`
+     * bytes from the origin. */
+    int64_t *budget;
+    uint64_t window;
 };
+
+/* The first bytes of a ring a writer under a memory limit may always use,
+ * as TCP keeps a minimal window under memory pressure. */
+#define RING_WINDOW_MIN (16u << 10)
 
 /* Sizes allowed for a ring: a power of two within the bounds above. */
 int ring_size_valid(uint64_t size);
@@ -66,7 +76,12 @@ ssize_t ring_readable(const struct ring *r);
  * SO_RCVBUF (both as getsockopt reports them), as kernel TCP would hold. */
 uint64_t ring_capacity(const struct ring *r);
 /* Bytes of room for the writer now, or -1 when the indices are corrupt. */
-ssize_t ring_writable(const struct ring *r);
+ssize_t ring_writable(struct ring *r);
+/* A writer under a memory limit takes new pages from *budget (memlimit.c)
+ * and otherwise keeps to those it has (docs/design.md, 5); NULL: none.
+ * ring_window_reset: its pages were given back (trim.c). */
+void ring_limit(struct ring *r, int64_t *budget);
+void ring_window_reset(struct ring *r);
 
 /* Copy up to the iovecs' total length in; returns bytes written (0 when full)
  * or -1 when corrupt.  Publishes the new head with release ordering. */

@@ -95,6 +95,95 @@ static void long_copies(void)
     CHECK(big_ctl.base != 0, "the writer never moved the ring's origin");
 }
 
+/* Under a memory limit (ring.c's window): a writer keeps to the pages it
+ * has, grows them only from its budget, and starts again at the origin once
+ * the reader emptied the ring; readiness says what a write would find.
+ * Then a stream between two threads through a window that grows a little. */
+static int64_t window_budget;
+static struct ring_ctl win_ctl;
+static struct ring win_ring;
+#define WIN_TOTAL (4ull << 20)
+
+static void *window_writer(void *hash)
+{
+    static unsigned char in[64u << 10];
+    unsigned seed = 3;
+    uint64_t h = FNV_INIT;
+    for (uint64_t sent = 0; sent < WIN_TOTAL;) {
+        size_t n = 1 + (size_t)rand_r(&seed) % sizeof in;
+        if (n > WIN_TOTAL - sent)
+            n = (size_t)(WIN_TOTAL - sent);
+        for (size_t i = 0; i < n; i++)
+            in[i] = (unsigned char)rand_r(&seed);
+        for (size_t done = 0; done < n;) {
+            ssize_t w = ring_write(&win_ring, in + done, n - done);
+            CHECK(w >= 0, "window write corrupt");
+            if (w == 0)
+                sched_yield();
+            done += (size_t)w;
+        }
+        h = fnv(h, in, n);
+        sent += n;
+    }
+    *(uint64_t *)hash = h;
+    return NULL;
+}
+
+static void memory_window(void)
+{
+    static unsigned char data[BIG], in[BIG], out[BIG];
+    struct ring r;
+    ring_init(&r, &win_ctl, data, BIG);
+    ring_limit(&r, &window_budget);
+    for (size_t i = 0; i < BIG; i++)
+        in[i] = (unsigned char)(i * 7);
+    CHECK(win_ctl.writer_window == RING_WINDOW_MIN, "window published: %u", win_ctl.writer_window);
+    CHECK(ring_write(&r, in, 100000) == RING_WINDOW_MIN && ring_writable(&r) == 0 &&
+              ring_write(&r, in, 1) == 0,
+          "no budget: the writer keeps to its first %u bytes", RING_WINDOW_MIN);
+    CHECK(ring_read(&r, out, 8192, 0) == 8192 && ring_writable(&r) == 0 && ring_write(&r, in, 1) == 0,
+          "at the window's end, bytes still unread: no room");
+    CHECK(ring_read(&r, out + 8192, BIG, 0) == RING_WINDOW_MIN - 8192 &&
+              !memcmp(in, out, RING_WINDOW_MIN),
+          "the window's bytes");
+    uint64_t head = win_ctl.head;
+    CHECK(ring_writable(&r) > 0 && ring_write(&r, in, 1000) == 1000 && win_ctl.base == head &&
+              ring_read(&r, out, BIG, 0) == 1000 && !memcmp(in, out, 1000),
+          "emptied: again from the origin");
+    window_budget = 8192;
+    CHECK(ring_write(&r, in, BIG) == RING_WINDOW_MIN + 8192 && window_budget == 0 &&
+              win_ctl.writer_window == RING_WINDOW_MIN + 8192,
+          "a budget of two pages grows the window by two pages");
+    CHECK(ring_read(&r, out, BIG, 0) == RING_WINDOW_MIN + 8192, "drain");
+    ring_window_reset(&r);
+    CHECK(win_ctl.writer_window == RING_WINDOW_MIN, "pages given back: the window starts again");
+    window_budget = (int64_t)BIG;
+    CHECK(ring_write(&r, in, BIG) == BIG && win_ctl.writer_window == 0, "a whole ring paid for");
+    CHECK(ring_read(&r, out, BIG, 0) == BIG && !memcmp(in, out, BIG), "the whole ring's bytes");
+
+    ring_init(&win_ring, &(struct ring_ctl){ 0 }, data, BIG);
+    win_ring.ctl = &win_ctl;
+    memset(&win_ctl, 0, sizeof win_ctl);
+    window_budget = 32u << 10;
+    ring_limit(&win_ring, &window_budget);
+    uint64_t hin = 0, hout = FNV_INIT, got = 0;
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, window_writer, &hin) == 0, "thread");
+    unsigned seed = 9;
+    while (got < WIN_TOTAL) {
+        ssize_t n = ring_read(&win_ring, out, 1 + (size_t)rand_r(&seed) % BIG, 0);
+        CHECK(n >= 0, "window read corrupt");
+        if (n == 0)
+            sched_yield();
+        hout = fnv(hout, out, (size_t)n);
+        got += (uint64_t)n;
+    }
+    pthread_join(t, NULL);
+    CHECK(got == WIN_TOTAL && hin == hout, "a stream through a window corrupted");
+    CHECK(win_ring.window <= RING_WINDOW_MIN + (32u << 10) && window_budget == 0,
+          "the window outgrew its budget: %llu", (unsigned long long)win_ring.window);
+}
+
 int main(void)
 {
     struct ring r;
@@ -159,5 +248,6 @@ int main(void)
     CHECK(ring_size_valid(SIZE) && !ring_size_valid(SIZE + 1) && !ring_size_valid(RING_MIN_SIZE / 2) &&
           !ring_size_valid((uint64_t)RING_MAX_SIZE * 2), "ring_size_valid");
     long_copies();
+    memory_window();
     return 0;
 }

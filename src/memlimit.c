@@ -1,0 +1,139 @@
+/*
+ * memlimit.c - how many new ring pages this process may still fault in
+ * when its memory cgroup has a limit (docs/design.md, 5: under a memory
+ * limit).
+ *
+ * A ring's pages are shared memory, charged to the cgroup of the process
+ * that first writes them, and a page fault past the cgroup's limit is
+ * answered by the OOM killer: 64 connections whose reader lagged filled 1
+ * MiB rings each, and a process under a 48 MiB limit was killed, where over
+ * kernel TCP the same program queued 266 MB of socket buffers (cgroup v1
+ * does not charge them; v2 does, and TCP then shrinks its windows).  So a
+ * writer under a limit keeps to the pages it already has (ring.c: the
+ * window) and takes new ones only from this budget: a share of the
+ * cgroup's headroom (its limit less its usage, and a margin left for the
+ * program), read again when the budget runs short, at most every
+ * REFRESH_NS.  A share, not all of it: the peer, in the same cgroup, takes
+ * from the same headroom, and so may other processes.
+ * The limit is looked for once, at the first ring this process writes: a
+ * limit set later is not seen.  Where no cgroup file can be read, nothing
+ * is limited.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define REFRESH_NS (10ull * 1000000)
+#define SHARE 4                        /* of the headroom, per refresh */
+#define MARGIN_MIN (8ll << 20)         /* left to the program */
+
+int64_t lf_ring_budget;
+static int state;                      /* 0: not looked yet; 1: no limit; 2: limited */
+static char dir[256];                  /* the cgroup's directory */
+static int v2;                         /* its files: memory.max/current, else v1's */
+static uint64_t refreshed;             /* coarse clock of the last refresh */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int64_t read_number(const char *file)
+{
+    char path[320], buf[64];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    if (read_small_file(path, buf, sizeof buf) <= 0 || strncmp(buf, "max", 3) == 0)
+        return -1;
+    char *end;
+    long long v = strtoll(buf, &end, 10);
+    return end != buf && v >= 0 ? (int64_t)v : -1;
+}
+
+/* The cgroup's memory directory, from /proc/self/cgroup: v2's unified line
+ * ("0::/path") or v1's memory controller ("N:...memory...:/path"). */
+static int find_dir(void)
+{
+    char buf[4096];
+    if (read_small_file("/proc/self/cgroup", buf, sizeof buf) <= 0)
+        return 0;
+    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2)
+            continue;
+        *c2 = 0;
+        const char *ctrl = c1 + 1, *path = c2 + 1;
+        int unified = !*ctrl, memory = !unified && strstr(ctrl, "memory") != NULL;
+        if (memory) {
+            snprintf(dir, sizeof dir, "/sys/fs/cgroup/memory%s", path);
+            v2 = 0;
+            if (read_number("memory.limit_in_bytes") >= 0)
+                return 1;
+        }
+        if (unified) {
+            static const char *const roots[] = { "/sys/fs/cgroup", "/sys/fs/cgroup/unified" };
+            for (int i = 0; i < 2; i++) {
+                snprintf(dir, sizeof dir, "%s%s", roots[i], strcmp(path, "/") ? path : "");
+                v2 = 1;
+                if (read_number("memory.current") >= 0)
+                    return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* limit - usage - margin, as a share; -1: no limit. */
+static int64_t headroom_share(void)
+{
+    int64_t limit = read_number(v2 ? "memory.max" : "memory.limit_in_bytes");
+    int64_t usage = read_number(v2 ? "memory.current" : "memory.usage_in_bytes");
+    if (limit < 0 || usage < 0 || limit >= (1ll << 60))   /* v1's "none" is a huge number */
+        return -1;
+    int64_t margin = limit / 8 > MARGIN_MIN ? limit / 8 : MARGIN_MIN;
+    int64_t room = limit - usage - margin;
+    return room > 0 ? room / SHARE : 0;
+}
+
+int64_t *memlimit_budget(void)
+{
+    if (lf_confined)
+        return NULL;   /* /proc and /sys may be out of reach: as before it was confined */
+    lf_lock(&lock);
+    if (!state) {
+        int64_t share = find_dir() ? headroom_share() : -1;
+        state = share < 0 ? 1 : 2;
+        __atomic_store_n(&lf_ring_budget, share < 0 ? 0 : share, __ATOMIC_RELAXED);
+        refreshed = coarse_ns();
+    }
+    lf_unlock(&lock);
+    return state == 2 ? &lf_ring_budget : NULL;
+}
+
+/* Reads the headroom again if due; lock held. */
+static void refresh_locked(void)
+{
+    uint64_t now = coarse_ns();
+    if (lf_confined || now - refreshed < REFRESH_NS)
+        return;
+    refreshed = now;
+    int64_t share = headroom_share();
+    if (share >= 0)
+        __atomic_store_n(&lf_ring_budget, share, __ATOMIC_RELAXED);
+}
+
+uint64_t memlimit_take(int64_t *budget, uint64_t want, int dry)
+{
+    int64_t have = __atomic_load_n(budget, __ATOMIC_RELAXED);
+    if (have < (int64_t)want && budget == &lf_ring_budget) {
+        lf_lock(&lock);
+        refresh_locked();
+        lf_unlock(&lock);
+        have = __atomic_load_n(budget, __ATOMIC_RELAXED);
+    }
+    for (;;) {
+        int64_t page = 4096, grant = have < (int64_t)want ? have / page * page : (int64_t)want;
+        if (grant <= 0)
+            return 0;
+        if (dry || __atomic_compare_exchange_n(budget, &have, have - grant, 0, __ATOMIC_RELAXED,
+                                               __ATOMIC_RELAXED))
+            return (uint64_t)grant;
+    }
+}
