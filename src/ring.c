@@ -245,18 +245,28 @@ static inline __attribute__((always_inline)) uint64_t writer_base(struct ring *r
 /* Under a memory limit (memlimit.c): of `room`, what needs no page the
  * budget cannot pay for.  The writer keeps to the ring's first `window`
  * bytes from the origin, and grows the window by whole pages while the
- * budget lasts; at its end it waits for the reader to empty the ring and
- * starts again at the origin (moved to head: the reader has no byte left
- * whose place could change).  `want`: the bytes the call would write.
- * dry: only say what a write would find (readiness), change nothing. */
+ * budget lasts; once it is spent, at the window's end it waits for the
+ * reader to empty the ring and starts again at the origin (moved to head:
+ * the reader has no byte left whose place could change).  Growing comes
+ * first: starting again at every empty ring would write lines the reader
+ * still caches (64 B messages: 55% of the bare ring's rate against 77%).
+ * `want`: the bytes the call would write.  dry: only say what a write
+ * would find (readiness), change nothing. */
 static __attribute__((noinline)) uint64_t window_room(struct ring *r, uint64_t head,
                                                       uint64_t tail, uint64_t *base,
                                                       uint64_t room, uint64_t want, int dry)
 {
     uint64_t window = __atomic_load_n(&r->window, __ATOMIC_RELAXED);
+    uint64_t off = (head - *base) & (r->size - 1), take = want < room ? want : room;
+    uint64_t need = off + take < r->size ? off + take : r->size;
+    if (need > window && window < r->size) {
+        uint64_t grown = memlimit_take(r->budget, ((need + 4095) & ~4095ull) - window, dry);
+        window += grown;
+        if (!dry && grown)
+            window_set(r, window);
+    }
     if (window >= r->size)
         return room;   /* every page paid for: the whole ring */
-    uint64_t off = (head - *base) & (r->size - 1), take = want < room ? want : room;
     if (off && (off >= window || window - off < take) &&
         (tail == head || load_acquire(&r->ctl->tail) == head)) {
         off = 0;
@@ -265,13 +275,6 @@ static __attribute__((noinline)) uint64_t window_room(struct ring *r, uint64_t h
             __atomic_store_n(&r->ctl->base, head, __ATOMIC_RELAXED);   /* head's release publishes it */
             *base = head;
         }
-    }
-    uint64_t need = off + take < r->size ? off + take : r->size;
-    if (need > window) {
-        uint64_t grown = memlimit_take(r->budget, ((need + 4095) & ~4095ull) - window, dry);
-        window += grown;
-        if (!dry && grown)
-            window_set(r, window);
     }
     return off >= window ? 0 : window - off < room ? window - off : room;
 }
