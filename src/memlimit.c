@@ -36,6 +36,16 @@ static int v2;                         /* its files: memory.max/current, else v1
 static uint64_t refreshed;             /* coarse clock of the last refresh */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* A fork while another thread reads the cgroup would leave the child's
+ * lock taken for good. */
+static void lock_for_fork(void) { lf_lock(&lock); }
+static void unlock_after_fork(void) { lf_unlock(&lock); }
+
+__attribute__((constructor)) static void memlimit_init(void)
+{
+    pthread_atfork(lock_for_fork, unlock_after_fork, unlock_after_fork);
+}
+
 static int64_t read_number(const char *file)
 {
     char path[320], buf[64];
@@ -61,21 +71,20 @@ static int find_dir(void)
         *c2 = 0;
         const char *ctrl = c1 + 1, *path = c2 + 1;
         int unified = !*ctrl, memory = !unified && strstr(ctrl, "memory") != NULL;
-        if (memory) {
-            snprintf(dir, sizeof dir, "/sys/fs/cgroup/memory%s", path);
-            v2 = 0;
-            if (read_number("memory.limit_in_bytes") >= 0)
-                return 1;
-        }
-        if (unified) {
-            static const char *const roots[] = { "/sys/fs/cgroup", "/sys/fs/cgroup/unified" };
-            for (int i = 0; i < 2; i++) {
-                snprintf(dir, sizeof dir, "%s%s", roots[i], strcmp(path, "/") ? path : "");
-                v2 = 1;
-                if (read_number("memory.current") >= 0)
+        /* the path under the controller's mount, else the mount itself: a
+         * container without a cgroup namespace sees its own cgroup there
+         * under the host's path */
+        static const char *const v1_roots[] = { "/sys/fs/cgroup/memory" };
+        static const char *const v2_roots[] = { "/sys/fs/cgroup", "/sys/fs/cgroup/unified" };
+        const char *const *roots = memory ? v1_roots : v2_roots;
+        int n = !memory && !unified ? 0 : memory ? 1 : 2;
+        v2 = unified;
+        for (int i = 0; i < n; i++)
+            for (int whole = 1; whole >= 0; whole--) {
+                snprintf(dir, sizeof dir, "%s%s", roots[i], whole && strcmp(path, "/") ? path : "");
+                if (read_number(v2 ? "memory.current" : "memory.limit_in_bytes") >= 0)
                     return 1;
             }
-        }
     }
     return 0;
 }
