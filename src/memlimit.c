@@ -15,9 +15,9 @@
  * program), read again when the budget runs short, at most every
  * REFRESH_NS.  A share, not all of it: the peer, in the same cgroup, takes
  * from the same headroom, and so may other processes.
- * The limit is looked for once, at the first ring this process writes: a
- * limit set later is not seen.  Where no cgroup file can be read, nothing
- * is limited.
+ * The limit is looked for once, at this process's first connection: a
+ * limit set later is not seen.  Where no cgroup file can be read (nor a
+ * path longer than `dir` holds), nothing is limited.
  */
 #include <stdio.h>
 #include <stdlib.h>
