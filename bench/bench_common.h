@@ -1,14 +1,48 @@
 /*
- * bench_common.h - what the standalone benchmarks in bench/ share: lifting
- * loopfast's descriptor share, and waiting idle in epoll.
+ * bench_common.h - what the standalone benchmarks in bench/ share: the
+ * clock, whole reads and writes, lifting loopfast's descriptor share, and
+ * waiting idle in epoll.
  */
 #ifndef LOOPFAST_BENCH_COMMON_H
 #define LOOPFAST_BENCH_COMMON_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
+
+static inline uint64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* All n bytes, through as many calls as it takes: 0, or -1 at an error or
+ * the end of the stream. */
+static inline int read_full(int fd, void *buf, size_t n)
+{
+    for (size_t got = 0; got < n;) {
+        ssize_t r = read(fd, (char *)buf + got, n - got);
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+static inline int write_full(int fd, const void *buf, size_t n)
+{
+    for (size_t put = 0; put < n;) {
+        ssize_t w = write(fd, (const char *)buf + put, n - put);
+        if (w <= 0)
+            return -1;
+        put += (size_t)w;
+    }
+    return 0;
+}
 
 /* loopfast keeps at most a quarter of RLIMIT_NOFILE unless LOOPFAST_MAX_FDS
  * says otherwise: a benchmark that wants every connection fast runs again

@@ -27,13 +27,6 @@ struct result {
     double mod_ns, idle_wait_ns, round_trip_ns;
 };
 
-static double now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
-}
-
 static void die(const char *what)
 {
     fprintf(stderr, "bench_epoll_scale: %s: %s\n", what, strerror(errno));
@@ -133,7 +126,7 @@ static struct result measure(int n, int fast)
     struct epoll_event out[64];
     struct result r;
 
-    double t = now_ns();
+    double t = (double)now_ns();
     for (int k = 0; k < mods; k++) {
         int i = (int)(((unsigned)k * 7919u) % (unsigned)n);
         struct epoll_event e = { .events = (k & 1) ? EPOLLIN | EPOLLRDHUP : EPOLLIN, .data.u32 = (uint32_t)i };

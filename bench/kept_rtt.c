@@ -30,19 +30,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_common.h"
 #include "loopfast.h"
 
 #define MSG 64
 #define SAMPLES 20000
 #define RING_BYTES (1u << 20)   /* loopfast's default ring */
 #define MAX_SLICES 1000
-
-static uint64_t now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
 
 static void die(const char *what)
 {
@@ -74,22 +68,6 @@ static void ring_take(struct ring *r, unsigned char *msg)
     atomic_store_explicit(&r->tail, tail + MSG, memory_order_release);
 }
 
-static int full(ssize_t (*io)(int, void *, size_t), int fd, unsigned char *msg)
-{
-    for (size_t done = 0; done < MSG;) {
-        ssize_t n = io(fd, msg + done, MSG - done);
-        if (n <= 0)
-            return -1;
-        done += (size_t)n;
-    }
-    return 0;
-}
-
-static ssize_t write_some(int fd, void *buf, size_t len)
-{
-    return write(fd, buf, len);
-}
-
 static void pin(int cpu)
 {
     if (cpu < 0)
@@ -111,13 +89,13 @@ static void serve(int listener, struct ring *rings, int cpu)
         _exit(1);
     setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     unsigned char msg[MSG];
-    while (full(read, c, msg) == 0) {
+    while (read_full(c, msg, MSG) == 0) {
         if (memcmp(msg, "ring", 4) == 0) {
             do {
                 ring_take(&rings[0], msg);
                 ring_put(&rings[1], msg);
             } while (memcmp(msg, "tcp", 3) != 0);
-        } else if (full(write_some, c, msg) != 0) {
+        } else if (write_full(c, msg, MSG) != 0) {
             _exit(1);
         }
     }
@@ -144,7 +122,7 @@ static uint64_t slice(int fd, struct ring *rings)
     for (int i = 0; i < SAMPLES; i++) {
         uint64_t t0 = now_ns();
         if (fd >= 0) {
-            if (full(write_some, fd, msg) != 0 || full(read, fd, msg) != 0)
+            if (write_full(fd, msg, MSG) != 0 || read_full(fd, msg, MSG) != 0)
                 die("bench_kept_rtt: the echo over TCP failed");
         } else {
             ring_put(&rings[0], msg);
@@ -199,7 +177,7 @@ int main(int argc, char **argv)
     for (int s = 0; s < slices; s++) {
         uint64_t fast = slice(fd, rings);
         unsigned char msg[MSG] = "ring";
-        if (full(write_some, fd, msg) != 0)
+        if (write_full(fd, msg, MSG) != 0)
             die("bench_kept_rtt: write");
         uint64_t ring = slice(-1, rings);
         memcpy(msg, "tcp", 4);

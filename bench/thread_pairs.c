@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_common.h"
 #include "loopfast.h"
 
 #define MAX_PAIRS 256
@@ -38,22 +39,11 @@ static int opt_in(int fd)
                  : 0;
 }
 
-static int read_all(int fd, char *b, size_t n)
-{
-    for (size_t got = 0; got < n;) {
-        ssize_t r = read(fd, b + got, n - got);
-        if (r <= 0)
-            return -1;
-        got += (size_t)r;
-    }
-    return 0;
-}
-
 static void *echo(void *arg)
 {
     int fd = (int)(intptr_t)arg;
     char b[MSG];
-    while (read_all(fd, b, MSG) == 0 && write(fd, b, MSG) == MSG)
+    while (read_full(fd, b, MSG) == 0 && write(fd, b, MSG) == MSG)
         ;
     close(fd);
     return NULL;
@@ -82,7 +72,7 @@ static void *ping(void *arg)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     char b[MSG] = { 0 };
     for (int i = 0; i < rounds; i++)
-        if (write(fd, b, MSG) != MSG || read_all(fd, b, MSG) < 0) {
+        if (write(fd, b, MSG) != MSG || read_full(fd, b, MSG) < 0) {
             perror("bench_thread_pairs: round trip");
             exit(1);
         }
