@@ -632,6 +632,7 @@ int ownfd_close_range(unsigned first, unsigned last, int flags,
                       int (*real)(unsigned, unsigned, int));
 void ownfd_limit_changed(void);
 int ownfd_crowded(void);               /* more than half our share in use */
+int ownfd_count(void);                 /* the descriptors we hold */
 
 /* ---- fdtable.c ---- */
 enum lf_kind { LF_OPTIN = 1, LF_PENDING, LF_FAST, LF_PLAIN };
@@ -940,7 +941,7 @@ int sock_timeout_asked_ms(int fd, int optname);   /* the kernel's word, even whe
 /* ---- pending.c: a client between offer and answer ---- */
 ssize_t pending_io(struct lf_sock *s, int fd, struct msghdr *msg, int flags, int is_send);
 int pending_shutdown(struct lf_sock *s, int fd, int how);
-void pending_before_fork(void);
+void pending_settle_all(void);
 void pending_hand_off(const struct msghdr *msg);   /* its SCM_RIGHTS stay off the rings */
 void pending_stay_plain(int fd);   /* O_ASYNC, stdio reads: off the rings if not switched yet */
 void pending_on_stdin(int fd);     /* fd is stdin now: stdio may read it (handshake_hold) */

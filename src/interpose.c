@@ -337,14 +337,18 @@ LF_EXPORT ssize_t pwritev64v2(int fd, const struct iovec *iov, int n, off_t off,
 
 /* ---- connection set-up ---- */
 
-/* Our reserves (a spare answer, leftovers waiting to be closed) must never
- * be why the program runs out of descriptors: on EMFILE or ENFILE they are
- * given back, and the call is worth one more try. */
+/* Our reserves (a spare answer, leftovers waiting to be closed, pending
+ * clients' offers) must never be why the program runs out of descriptors:
+ * on EMFILE or ENFILE they are given back, and the call is worth one more
+ * try.  Pending clients settle first (they take their answers or stay
+ * plain), so that the reap below closes their offers. */
 static int retry_without_reserves(int r)
 {
     if (r >= 0 || (errno != EMFILE && errno != ENFILE))
         return 0;
-    int e = errno, freed = reap_now() + spare_drop() + link_drop_idle();
+    int e = errno, held = ownfd_count();
+    pending_settle_all();   /* an answer taken closes its offer at once */
+    int freed = reap_now() + spare_drop() + link_drop_idle() + (held > ownfd_count());
     errno = e;
     return freed > 0;
 }
@@ -902,7 +906,7 @@ LF_EXPORT pid_t fork(void)
         lf_init();
     int plus = 1, minus = -1;
     pid_t parent = lf_pid;
-    pending_before_fork();
+    pending_settle_all();
     __atomic_add_fetch(&lf_forks, 1, __ATOMIC_RELAXED);
     fdtable_for_each(count_holder, &plus);
     epoll_before_fork();

@@ -121,6 +121,11 @@ static int region_min(int top)
     return budget >= (unsigned)top ? 0 : top - (int)budget;
 }
 
+int ownfd_count(void)
+{
+    return __atomic_load_n(&held, __ATOMIC_RELAXED);
+}
+
 /* More than half of our share of the table is in use: whatever can give
  * a descriptor back soon should (pending.c: a pending client holds its
  * offer's until it takes its answer). */

@@ -204,7 +204,11 @@ static void settle_one(int fd)
     sock_put(s);
 }
 
-void pending_before_fork(void)
+/* The same when the program runs out of descriptors (interpose.c): each
+ * pending client's offer is one of ours, held until its next call, which an
+ * idle connection may never make (a pool of thousands after their first
+ * exchange); settled, the offers are given back. */
+void pending_settle_all(void)
 {
     fdtable_for_each_fd(0, ~0u, settle_one);
 }
