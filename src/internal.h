@@ -857,6 +857,11 @@ void barrier_after_arm(int heavy);   /* after arming: heavy when our side promis
 void barrier_withdraw(uint32_t *promise);
 void barrier_withdrawn(void);        /* once, after withdrawing, before seccomp */
 
+/* ---- addrspace.c: our mappings under RLIMIT_AS ---- */
+void *addrspace_map(size_t len, int fd, off_t offset);   /* shared, read-write; MAP_FAILED */
+void addrspace_unmap(void *p, size_t len);
+void addrspace_limit_changed(void);
+
 /* ---- memlimit.c: new ring pages under a memory cgroup's limit ---- */
 extern int64_t lf_ring_budget;
 /* The budget this process's ring writers take new pages from; NULL when

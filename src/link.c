@@ -192,7 +192,7 @@ static struct lf_link *link_new(int fd, int role, uint64_t id, uint64_t ring_siz
     struct lf_link *l = calloc(1, sizeof *l);
     if (!l)
         return NULL;
-    l->region = mmap(NULL, LF_REGION_HEAD, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    l->region = addrspace_map(LF_REGION_HEAD, fd, 0);
     if (l->region == MAP_FAILED) {
         free(l);
         return NULL;
@@ -217,10 +217,10 @@ static void link_free(struct lf_link *l)
     if (l->maps) {
         for (uint32_t k = 0; k < LINK_SLOTS; k++)
             if (l->maps[k])
-                munmap(l->maps[k], l->slot_size);
+                addrspace_unmap(l->maps[k], l->slot_size);
         free(l->maps);
     }
-    munmap(l->region, LF_REGION_HEAD);
+    addrspace_unmap(l->region, LF_REGION_HEAD);
     ownfd_close(&l->fd);
     ownfd_close(&l->bell_mine);
     ownfd_close(&l->bell_peer);
@@ -929,7 +929,7 @@ void link_keep_map(struct lf_link *l, uint32_t slot, void *map)
     void *old = maps && slot < LINK_SLOTS ? __atomic_exchange_n(&maps[slot], map, __ATOMIC_ACQ_REL)
                                           : map;
     if (old)
-        munmap(old, l->slot_size);
+        addrspace_unmap(old, l->slot_size);
 }
 
 /* ---- requests: later connections asked for in a region (request.c) ---- */

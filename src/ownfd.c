@@ -458,6 +458,8 @@ BARE static int set_limit(pid_t pid, int res, const void *nl, void *ol)
     long r = syscall(SYS_prlimit64, pid, res, nl, ol);
     if (r == 0 && nl && res == RLIMIT_NOFILE && (pid == 0 || pid == lf_pid))
         __atomic_store_n(&top_cached, 0, __ATOMIC_RELAXED);
+    if (r == 0 && nl && res == RLIMIT_AS && (pid == 0 || pid == lf_pid))
+        addrspace_limit_changed();
     return (int)r;
 }
 

@@ -76,15 +76,14 @@ struct lf_conn *shm_slot(struct lf_link *l, uint32_t slot, int me, int flags)
     size_t len = (size_t)l->slot_size;
     void *map = link_take_map(l, slot);
     if (!map)
-        map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, l->fd,
-                   (off_t)link_slot_offset(l, slot));
+        map = addrspace_map(len, l->fd, (off_t)link_slot_offset(l, slot));
     if (map == MAP_FAILED)
         return NULL;
     struct lf_conn *c = NULL;
     if (slot_header(map, fresh, l->ring_size) == 0)
         c = conn_new(map, len, me, l->ring_size);
     if (!c) {
-        munmap(map, len);
+        addrspace_unmap(map, len);
         return NULL;
     }
     link_get(l);
