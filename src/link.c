@@ -35,6 +35,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -271,6 +272,17 @@ static void link_let_go(struct lf_link *l)
     link_free(l);
 }
 
+/* RLIMIT_FSIZE bounds a memfd's size too, and a ftruncate past it raises
+ * SIGXFSZ, whose default action ends the program (a server under `ulimit
+ * -f 1024` died in its first accept()): such a size is not asked for, and
+ * the connection stays plain TCP. */
+static uint64_t size_allowed(void)
+{
+    struct rlimit r;
+    return getrlimit(RLIMIT_FSIZE, &r) == 0 && r.rlim_cur != RLIM_INFINITY ? (uint64_t)r.rlim_cur
+                                                                          : UINT64_MAX;
+}
+
 /* The file covers slots [0, want): grown by doubling, so that a pair
  * that keeps opening connections seldom pays for a ftruncate. */
 static int grow(struct lf_link *l, uint32_t want)
@@ -282,6 +294,11 @@ static int grow(struct lf_link *l, uint32_t want)
         n *= 2;
     if (n > LINK_SLOTS)
         n = LINK_SLOTS;
+    uint64_t allowed = size_allowed();
+    while (n > want && slot_offset(l, n) > allowed)
+        n = n / 2 > want ? n / 2 : want;
+    if (slot_offset(l, n) > allowed)
+        return errno = EFBIG, -1;
     if (ftruncate(l->fd, (off_t)slot_offset(l, n)) < 0)
         return -1;
     l->sized = n;
