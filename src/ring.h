@@ -31,6 +31,7 @@
 struct ring_ctl {
     _Alignas(64) uint64_t head;      /* bytes ever written: the writer's */
     uint64_t base;                   /* the index at the ring's start: the writer's */
+    uint64_t punches;                /* the writer's trims (its pages unmapped): the writer's */
     _Alignas(64) uint64_t tail;      /* bytes ever read: the reader's */
     _Alignas(64) uint32_t reader_armed; /* reader sleeps: ring its doorbell */
     uint32_t writer_armed;              /* writer sleeps: ring its doorbell */
@@ -58,11 +59,20 @@ struct ring {
      * bytes from the origin. */
     int64_t *budget;
     uint64_t window;
+    /* The ring's first `populated` bytes are mapped in this process
+     * (ring_populate): writes and reads keep to a prefix of the ring from
+     * its origin until they wrap, so one mark says it. */
+    uint64_t populated;
+    uint64_t punches_seen;   /* reader: ctl->punches when `populated` was last right */
 };
 
 /* The first bytes of a ring a writer under a memory limit may always use,
  * as TCP keeps a minimal window under memory pressure. */
 #define RING_WINDOW_MIN (16u << 10)
+
+/* The pages under [populated, need) mapped in one call, and some ahead,
+ * before a copy touches them (ring.c).  Out of line: rare. */
+void ring_populate(struct ring *r, uint64_t need, int for_write);
 
 /* Sizes allowed for a ring: a power of two within the bounds above. */
 int ring_size_valid(uint64_t size);
