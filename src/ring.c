@@ -45,7 +45,7 @@ void ring_init(struct ring *r, struct ring_ctl *ctl, void *data, uint64_t size)
     r->own_bound = 0;
     r->budget = NULL;
     r->window = 0;
-    r->populated = 0;
+    r->populated[0] = r->populated[1] = 0;
     r->punches_seen = __atomic_load_n(&ctl->punches, __ATOMIC_RELAXED);
 }
 
@@ -68,7 +68,7 @@ void ring_limit(struct ring *r, int64_t *budget)
 
 void ring_window_reset(struct ring *r)
 {
-    r->populated = 0;   /* punched: its pages are to be mapped again, the reader's too */
+    r->populated[1] = 0;   /* punched: its pages are to be mapped again, the reader's too */
     __atomic_store_n(&r->ctl->punches, __atomic_load_n(&r->ctl->punches, __ATOMIC_RELAXED) + 1,
                      __ATOMIC_RELAXED);
     if (r->budget)
@@ -164,7 +164,8 @@ static int populate_unknown;   /* the kernel refused the advice */
 
 void ring_populate(struct ring *r, uint64_t need, int for_write)
 {
-    uint64_t have = r->populated, step = have < POPULATE_AHEAD ? (have ? have : PAGE) : POPULATE_AHEAD;
+    uint64_t have = r->populated[for_write != 0];
+    uint64_t step = have < POPULATE_AHEAD ? (have ? have : PAGE) : POPULATE_AHEAD;
     uint64_t to = (need > have + step ? need : have + step) + PAGE - 1;
     to &= ~(uint64_t)(PAGE - 1);
     if (to > r->size)
@@ -175,7 +176,7 @@ void ring_populate(struct ring *r, uint64_t need, int for_write)
         uint64_t window = __atomic_load_n(&r->window, __ATOMIC_RELAXED);
         to = to < window ? to : window > need ? window : need;
     }
-    r->populated = to;   /* even if refused: the copies then fault as before */
+    r->populated[for_write != 0] = to;   /* even if refused: the copies then fault as before */
     if (lf_confined || __atomic_load_n(&populate_unknown, __ATOMIC_RELAXED) || to <= have)
         return;
     if (madvise(r->data + have, to - have, for_write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ) <
@@ -189,7 +190,7 @@ static inline __attribute__((always_inline)) void populated_for(struct ring *r, 
                                                                 size_t len, int for_write)
 {
     uint64_t need = off + len < r->size ? off + len : r->size;
-    if (__builtin_expect(need > r->populated, 0))
+    if (__builtin_expect(need > r->populated[for_write], 0))
         ring_populate(r, need, for_write);
 }
 
@@ -399,7 +400,7 @@ ssize_t ring_readv(struct ring *r, const struct iovec *iov, int iovcnt, int peek
     uint64_t punches = __atomic_load_n(&r->ctl->punches, __ATOMIC_RELAXED);   /* head's line */
     if (__builtin_expect(punches != r->punches_seen, 0)) {
         r->punches_seen = punches;
-        r->populated = 0;
+        r->populated[0] = 0;
     }
     size_t done = 0;
     uint64_t given = tail;

@@ -59,18 +59,21 @@ struct ring {
      * bytes from the origin. */
     int64_t *budget;
     uint64_t window;
-    /* The ring's first `populated` bytes are mapped in this process
-     * (ring_populate): writes and reads keep to a prefix of the ring from
-     * its origin until they wrap, so one mark says it. */
-    uint64_t populated;
-    uint64_t punches_seen;   /* reader: ctl->punches when `populated` was last right */
+    /* The ring's first populated[1] bytes are mapped for the writer in
+     * this process, populated[0] for the reader (ring_populate): writes and
+     * reads keep to a prefix of the ring from its origin until they wrap,
+     * so one mark says it.  One per role, as the indices seen: a process
+     * may hold both ends (tests/unit_ring.c drives one struct from two
+     * threads). */
+    uint64_t populated[2];
+    uint64_t punches_seen;   /* reader: ctl->punches when populated[0] was last right */
 };
 
 /* The first bytes of a ring a writer under a memory limit may always use,
  * as TCP keeps a minimal window under memory pressure. */
 #define RING_WINDOW_MIN (16u << 10)
 
-/* The pages under [populated, need) mapped in one call, and some ahead,
+/* The pages under [populated[for_write], need) mapped in one call, and some ahead,
  * before a copy touches them (ring.c).  Out of line: rare. */
 void ring_populate(struct ring *r, uint64_t need, int for_write);
 
