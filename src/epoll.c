@@ -309,8 +309,8 @@ static void reg_append(struct ep_set *e, struct ep_reg *r)
  * when it wakes).  Bits of other slots are left for the processes that hold
  * them (a forked child's connections); a connection held by several
  * processes (shared_end) never goes idle here, so no process takes a bit
- * another one needs.  Bits cost a look at 15 words a ring, whatever the
- * number of idle connections. */
+ * another one needs.  Bits cost a look at the words holding idle slots
+ * (at most 15) a ring, whatever the number of idle connections. */
 static void idle_list_add(struct ep_reg *r)
 {
     struct lf_conn *c = r->idle_conn;
@@ -384,7 +384,8 @@ static void bell_news(struct lf_link *l)
     if (!st)
         return;
     uint64_t *words = l->region->news[l->role & 1];
-    for (unsigned w = 0; w < LINK_WORDS; w++) {
+    for (uint32_t left = st->words; left; left &= left - 1) {   /* words with idle slots */
+        unsigned w = (unsigned)__builtin_ctz(left);
         uint64_t mine = __atomic_load_n(&words[w], __ATOMIC_SEQ_CST) & st->mask[w];
         if (!mine)
             continue;

@@ -66,7 +66,7 @@ void ring_limit(struct ring *r, int64_t *budget)
         window_set(r, RING_WINDOW_MIN < r->size ? RING_WINDOW_MIN : r->size);
 }
 
-void ring_window_reset(struct ring *r)
+void ring_pages_punched(struct ring *r)
 {
     r->populated[1] = 0;   /* punched: its pages are to be mapped again, the reader's too */
     __atomic_store_n(&r->ctl->punches, __atomic_load_n(&r->ctl->punches, __ATOMIC_RELAXED) + 1,
@@ -143,16 +143,15 @@ ssize_t ring_writable(struct ring *r)
  * process, 14 us for the writer and 8 us for the reader on a virtual
  * machine that traps them (PVM); madvise(MADV_POPULATE_*) maps a page for
  * 2.9 us, 1.0 us a page sixteen at a time.  A fresh slot's first lap and
- * every burst after a trim paid them: 64 KiB after an idle second took
- * 530-810 us against the kernel's 155-590.  So a copy that reaches past
+ * every burst after a trim paid them: 64 KiB after 700 ms idle took
+ * 727-901 us against the kernel's 245-363.  So a copy that reaches past
  * the pages this process has mapped first maps up to there and some ahead
  * (the writer: as much again as it has, at most POPULATE_AHEAD more, so
  * that a connection that moves little keeps few pages; the reader: none,
  * as a page the writer has not written would be allocated).  Under a
  * memory limit never past the window (its pages are paid for from the
- * budget).  Not in a sandbox,
- * where madvise may be outside the allow-list; not at all once the kernel
- * says it has no such advice (before 5.14). */
+ * budget).  Not in a sandbox, where madvise may be outside the allow-list;
+ * not at all once the kernel says it has no such advice (before 5.14). */
 #define POPULATE_AHEAD (64u << 10)
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22
@@ -164,23 +163,25 @@ static int populate_unknown;   /* the kernel refused the advice */
 
 void ring_populate(struct ring *r, uint64_t need, int for_write)
 {
-    uint64_t have = r->populated[for_write != 0];
-    uint64_t step = have < POPULATE_AHEAD ? (have ? have : PAGE) : POPULATE_AHEAD;
-    uint64_t to = (need > have + step ? need : have + step) + PAGE - 1;
-    to &= ~(uint64_t)(PAGE - 1);
+    uint64_t have = r->populated[for_write], to = need;
+    if (for_write) {
+        uint64_t step = have < POPULATE_AHEAD ? (have ? have : PAGE) : POPULATE_AHEAD;
+        if (to < have + step)
+            to = have + step;
+        if (r->budget) {   /* the window's pages are paid for, no further */
+            uint64_t window = __atomic_load_n(&r->window, __ATOMIC_RELAXED);
+            if (to > window)
+                to = window > need ? window : need;
+        }
+    }
+    to = (to + PAGE - 1) & ~(uint64_t)(PAGE - 1);
     if (to > r->size)
         to = r->size;
-    if (!for_write)
-        to = (need + PAGE - 1) & ~(uint64_t)(PAGE - 1);   /* none ahead: a read there would allocate */
-    else if (r->budget) {
-        uint64_t window = __atomic_load_n(&r->window, __ATOMIC_RELAXED);
-        to = to < window ? to : window > need ? window : need;
-    }
-    r->populated[for_write != 0] = to;   /* even if refused: the copies then fault as before */
+    r->populated[for_write] = to;   /* even if refused: the copies then fault as before */
     if (lf_confined || __atomic_load_n(&populate_unknown, __ATOMIC_RELAXED) || to <= have)
         return;
-    if (madvise(r->data + have, to - have, for_write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ) <
-            0 &&
+    int advice = for_write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ;
+    if (madvise(r->data + have, to - have, advice) < 0 &&
         (errno == EINVAL || errno == ENOSYS || errno == EPERM))
         __atomic_store_n(&populate_unknown, 1, __ATOMIC_RELAXED);
 }

@@ -73,8 +73,9 @@ struct ring {
  * as TCP keeps a minimal window under memory pressure. */
 #define RING_WINDOW_MIN (16u << 10)
 
-/* The pages under [populated[for_write], need) mapped in one call, and some ahead,
- * before a copy touches them (ring.c).  Out of line: rare. */
+/* The pages under [populated[for_write], need) mapped in one call, and
+ * some ahead, before a copy touches them (ring.c; for_write 0 or 1).  Out
+ * of line: rare. */
 void ring_populate(struct ring *r, uint64_t need, int for_write);
 
 /* Sizes allowed for a ring: a power of two within the bounds above. */
@@ -92,9 +93,10 @@ uint64_t ring_capacity(const struct ring *r);
 ssize_t ring_writable(struct ring *r);
 /* A writer under a memory limit takes new pages from *budget (memlimit.c)
  * and otherwise keeps to those it has (docs/design.md, 5); NULL: none.
- * ring_window_reset: its pages were given back (trim.c). */
+ * ring_pages_punched: the writer gave its free pages back (trim.c): its
+ * window starts again, and both ends map the pages again (ring_populate). */
 void ring_limit(struct ring *r, int64_t *budget);
-void ring_window_reset(struct ring *r);
+void ring_pages_punched(struct ring *r);
 
 /* Copy up to the iovecs' total length in; returns bytes written (0 when full)
  * or -1 when corrupt.  Publishes the new head with release ordering. */

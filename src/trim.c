@@ -138,7 +138,7 @@ static void punch_free(struct lf_conn *c, uint64_t head, uint64_t tail)
     uint64_t piece = r->size - off < len ? r->size - off : len;
     punch(c, at + off, piece);
     punch(c, at, len - piece);
-    ring_window_reset(&c->tx);   /* under a memory limit, its pages are to be paid for again */
+    ring_pages_punched(&c->tx);   /* to be paid for again under a memory limit, and mapped again */
 }
 
 /* One look at a ring whose writer this process holds alone, tx lock held:

@@ -112,11 +112,11 @@ static int find_library(char *out)
         return library_from_env(env, out);
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    /* without /proc (a chroot or a container that lacks it), the path
-     * this program was started by, which execve() kept */
-    const char *execfn = (const char *)getauxval(AT_EXECFN);
-    if (n <= 0 && execfn && realpath(execfn, exe))
-        n = (ssize_t)strlen(exe);
+    if (n <= 0) {   /* no /proc (a chroot, a bare container): the path execve() was given */
+        const char *execfn = (const char *)getauxval(AT_EXECFN);
+        if (execfn && realpath(execfn, exe))
+            n = (ssize_t)strlen(exe);
+    }
     if (n > 0) {
         exe[n] = 0;
         const char *dir = dirname(exe);
