@@ -15,9 +15,13 @@
  * program), read again when the budget runs short, at most every
  * REFRESH_NS.  A share, not all of it: the peer, in the same cgroup, takes
  * from the same headroom, and so may other processes.
- * The limit is looked for once, at this process's first connection: a
- * limit set later is not seen.  Where no cgroup file can be read (nor a
- * path longer than `dir` holds), nothing is limited.
+ * Every level from the process's cgroup up to the controller's root counts:
+ * a parent's limit binds its children as their own does, and the nearest
+ * cgroup often has none (systemd's scopes under a limited slice).  While
+ * no level has a limit, they are looked at again at a new connection at
+ * most every RELOOK_NS, so a limit set later (or a move into a limited
+ * cgroup) holds for the connections made after it.  Where no cgroup file
+ * can be read (nor a path longer than `own` holds), nothing is limited.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,13 +30,20 @@
 #include "internal.h"
 
 #define REFRESH_NS (10ull * 1000000)
+#define RELOOK_NS (1000ull * 1000000)  /* while no level has a limit */
 #define SHARE 4                        /* of the headroom, per refresh */
 #define MARGIN_MIN (8ll << 20)         /* left to the program */
+#define LEVELS_MAX 8                   /* limited levels followed, nearest first */
+#define UNLIMITED (1ll << 60)          /* v1's "none" is a huge number */
 
 int64_t lf_ring_budget;
 static int state;                      /* 0: not looked yet; 1: no limit; 2: limited */
-static char dir[256];                  /* the cgroup's directory */
-static int v2;                         /* its files: memory.max/current, else v1's */
+static uint64_t looked;                /* coarse clock of the last look (state 1) */
+static char own[256];                  /* the process's cgroup's directory */
+static size_t root_len;                /* its controller's mount: own's first root_len bytes */
+static char limited[LEVELS_MAX][256];  /* the levels with a limit, from own up */
+static int levels;
+static int v2;                         /* their files: memory.max/current, else v1's */
 static uint64_t refreshed;             /* coarse clock of the last refresh */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -46,7 +57,7 @@ __attribute__((constructor)) static void memlimit_init(void)
     pthread_atfork(lock_for_fork, unlock_after_fork, unlock_after_fork);
 }
 
-static int64_t read_number(const char *file)
+static int64_t read_number(const char *dir, const char *file)
 {
     char path[320], buf[64];
     snprintf(path, sizeof path, "%s/%s", dir, file);
@@ -81,24 +92,68 @@ static int find_dir(void)
         v2 = unified;
         for (int i = 0; i < n; i++)
             for (int whole = 1; whole >= 0; whole--) {
-                snprintf(dir, sizeof dir, "%s%s", roots[i], whole && strcmp(path, "/") ? path : "");
-                if (read_number(v2 ? "memory.current" : "memory.limit_in_bytes") >= 0)
+                snprintf(own, sizeof own, "%s%s", roots[i], whole && strcmp(path, "/") ? path : "");
+                root_len = strlen(roots[i]);
+                if (read_number(own, v2 ? "memory.current" : "memory.limit_in_bytes") >= 0)
                     return 1;
             }
     }
     return 0;
 }
 
-/* limit - usage - margin, as a share; -1: no limit. */
+static int64_t read_limit(const char *dir)
+{
+    int64_t limit = read_number(dir, v2 ? "memory.max" : "memory.limit_in_bytes");
+    return limit >= UNLIMITED ? -1 : limit;
+}
+
+/* The levels from own up to the root that have a limit (v2's root has no
+ * memory.max; v1's says none).  How many. */
+static int find_limited(void)
+{
+    char dir[sizeof own];
+    snprintf(dir, sizeof dir, "%s", own);
+    levels = 0;
+    for (;;) {
+        if (levels < LEVELS_MAX && read_limit(dir) >= 0)
+            snprintf(limited[levels++], sizeof limited[0], "%s", dir);
+        char *slash = strrchr(dir, '/');
+        if (strlen(dir) <= root_len || !slash || (size_t)(slash - dir) < root_len)
+            return levels;
+        *slash = 0;
+    }
+}
+
+/* The least of limit - usage - margin over the limited levels, as a share;
+ * -1: none has a limit now. */
 static int64_t headroom_share(void)
 {
-    int64_t limit = read_number(v2 ? "memory.max" : "memory.limit_in_bytes");
-    int64_t usage = read_number(v2 ? "memory.current" : "memory.usage_in_bytes");
-    if (limit < 0 || usage < 0 || limit >= (1ll << 60))   /* v1's "none" is a huge number */
-        return -1;
-    int64_t margin = limit / 8 > MARGIN_MIN ? limit / 8 : MARGIN_MIN;
-    int64_t room = limit - usage - margin;
-    return room > 0 ? room / SHARE : 0;
+    int64_t least = -1;
+    for (int i = 0; i < levels; i++) {
+        int64_t limit = read_limit(limited[i]);
+        int64_t usage = read_number(limited[i], v2 ? "memory.current" : "memory.usage_in_bytes");
+        if (limit < 0 || usage < 0)
+            continue;
+        int64_t margin = limit / 8 > MARGIN_MIN ? limit / 8 : MARGIN_MIN;
+        int64_t room = limit - usage - margin;
+        room = room > 0 ? room / SHARE : 0;
+        if (least < 0 || room < least)
+            least = room;
+    }
+    return least;
+}
+
+/* Looks for limits (again); lock held. */
+static void look_locked(uint64_t now)
+{
+    int64_t share = find_dir() && find_limited() ? headroom_share() : -1;
+    looked = refreshed = now;
+    if (share < 0) {
+        state = 1;
+        return;
+    }
+    __atomic_store_n(&lf_ring_budget, share, __ATOMIC_RELAXED);
+    state = 2;
 }
 
 int64_t *memlimit_budget(void)
@@ -106,14 +161,12 @@ int64_t *memlimit_budget(void)
     if (lf_confined)
         return NULL;   /* /proc and /sys may be out of reach: as before it was confined */
     lf_lock(&lock);
-    if (!state) {
-        int64_t share = find_dir() ? headroom_share() : -1;
-        state = share < 0 ? 1 : 2;
-        __atomic_store_n(&lf_ring_budget, share < 0 ? 0 : share, __ATOMIC_RELAXED);
-        refreshed = coarse_ns();
-    }
+    uint64_t now = coarse_ns();
+    if (!state || (state == 1 && now - looked >= RELOOK_NS))
+        look_locked(now);
+    int limit = state == 2;
     lf_unlock(&lock);
-    return state == 2 ? &lf_ring_budget : NULL;
+    return limit ? &lf_ring_budget : NULL;
 }
 
 /* Reads the headroom again if due; lock held. */
@@ -124,8 +177,8 @@ static void refresh_locked(void)
         return;
     refreshed = now;
     int64_t share = headroom_share();
-    if (share >= 0)
-        __atomic_store_n(&lf_ring_budget, share, __ATOMIC_RELAXED);
+    /* a limit lifted since: the writers that took this budget grow freely */
+    __atomic_store_n(&lf_ring_budget, share >= 0 ? share : UNLIMITED, __ATOMIC_RELAXED);
 }
 
 uint64_t memlimit_take(int64_t *budget, uint64_t want, int dry)

@@ -9,6 +9,9 @@
  * client at about 45 MiB of rings.  Now the writers keep to the pages their
  * budget pays for: where the kernel's run ends normally, with every byte
  * read back as written and no OOM kill in the cgroup, loopfast's must too.
+ * Three shapes of the limit: on the program's own cgroup; on its parent
+ * only (systemd's scopes under a limited slice); and set on its own after
+ * its first fast connection (it counts for those made a second later).
  * Needs root and a memory controller it can make a cgroup in (v1 or v2);
  * skipped (77) otherwise, and under ThreadSanitizer, whose shadow of each
  * page counts too. */
@@ -21,24 +24,35 @@
 #define LIMIT_MB 48
 #define CONNS 64
 
-static char cg[256];
+enum shape { OWN, PARENT, LATER };
+static const char *const shape_name[] = { "its own cgroup's", "its parent's", "a later" };
+
+static char cg[256], join[300];   /* the limited cgroup; the one the program runs in */
 static int cg_v2;
 static pid_t maker;
 static ssize_t read_small(const char *dir, const char *name, char *buf, size_t size);
 
 /* At exit, also after a failed check: what is left in it (a server whose
  * client was killed) is killed first. */
-static void remove_cgroup(void)
+static void remove_one(const char *dir)
 {
-    if (getpid() != maker)
-        return;
-    for (int tries = 0; rmdir(cg) != 0 && tries < 100; tries++) {
+    for (int tries = 0; rmdir(dir) != 0 && errno != ENOENT && tries < 100; tries++) {
         char buf[4096];
-        if (read_small(cg, "cgroup.procs", buf, sizeof buf) > 0)
+        if (read_small(dir, "cgroup.procs", buf, sizeof buf) > 0)
             for (char *p = strtok(buf, "\n"); p; p = strtok(NULL, "\n"))
                 kill((pid_t)atoi(p), SIGKILL);
         usleep(10000);
     }
+}
+
+static void remove_cgroup(void)
+{
+    if (getpid() != maker || !cg[0])
+        return;
+    if (strcmp(join, cg) != 0)
+        remove_one(join);
+    remove_one(cg);
+    cg[0] = 0;
 }
 
 static int write_file(const char *dir, const char *name, const char *value)
@@ -66,40 +80,59 @@ static ssize_t read_small(const char *dir, const char *name, char *buf, size_t s
     return n;
 }
 
-/* A cgroup of our own with the limit, v1's memory controller or v2's. */
-static int make_cgroup(void)
+static int set_limit(void)
 {
     char limit[32];
     snprintf(limit, sizeof limit, "%d", LIMIT_MB << 20);
-    const char *v1 = "/sys/fs/cgroup/memory", *v2 = "/sys/fs/cgroup";
-    snprintf(cg, sizeof cg, "%s/loopfast-test-%d", v1, (int)getpid());
-    if (mkdir(cg, 0755) == 0) {
-        if (write_file(cg, "memory.limit_in_bytes", limit) == 0)
-            return 0;
-        rmdir(cg);
-    }
-    char ctl[256];
-    if (read_small(v2, "cgroup.subtree_control", ctl, sizeof ctl) <= 0 || !strstr(ctl, "memory"))
+    if (write_file(cg, cg_v2 ? "memory.max" : "memory.limit_in_bytes", limit) != 0)
         return -1;
-    snprintf(cg, sizeof cg, "%s/loopfast-test-%d", v2, (int)getpid());
-    cg_v2 = 1;
-    if (mkdir(cg, 0755) == 0) {
-        if (write_file(cg, "memory.max", limit) == 0) {
-            write_file(cg, "memory.swap.max", "0");   /* where swap is accounted */
-            return 0;
-        }
-        rmdir(cg);
-    }
-    return -1;
+    if (cg_v2)
+        write_file(cg, "memory.swap.max", "0");   /* where swap is accounted */
+    return 0;
 }
 
-static long oom_kills(void)
+/* A cgroup of our own, v1's memory controller or v2's, limited unless the
+ * limit comes LATER; the program runs in it, or for PARENT in a child of
+ * it without a limit. */
+static int make_cgroup(enum shape shape)
+{
+    const char *v1 = "/sys/fs/cgroup/memory", *v2 = "/sys/fs/cgroup";
+    char ctl[256];
+    cg_v2 = 0;
+    snprintf(cg, sizeof cg, "%s/loopfast-test-%d", v1, (int)getpid());
+    if (mkdir(cg, 0755) != 0) {
+        if (read_small(v2, "cgroup.subtree_control", ctl, sizeof ctl) <= 0 || !strstr(ctl, "memory"))
+            return -1;
+        snprintf(cg, sizeof cg, "%s/loopfast-test-%d", v2, (int)getpid());
+        cg_v2 = 1;
+        if (mkdir(cg, 0755) != 0)
+            return -1;
+    }
+    snprintf(join, sizeof join, "%s", cg);
+    if (shape == PARENT) {
+        snprintf(join, sizeof join, "%s/inner", cg);
+        if ((cg_v2 && write_file(cg, "cgroup.subtree_control", "+memory") != 0) ||
+            mkdir(join, 0755) != 0)
+            return remove_cgroup(), -1;
+    }
+    if (shape != LATER && set_limit() != 0)
+        return remove_cgroup(), -1;
+    return 0;
+}
+
+static long oom_kills_in(const char *dir)
 {
     char buf[1024];
-    if (read_small(cg, cg_v2 ? "memory.events" : "memory.oom_control", buf, sizeof buf) <= 0)
+    if (read_small(dir, cg_v2 ? "memory.events" : "memory.oom_control", buf, sizeof buf) <= 0)
         return -1;
     char *at = strstr(buf, "oom_kill ");
     return at ? atol(at + strlen("oom_kill ")) : -1;
+}
+
+/* Where the kill is counted differs between v1 and v2: both levels. */
+static long oom_kills(void)
+{
+    return oom_kills_in(cg) + (strcmp(join, cg) ? oom_kills_in(join) : 0);
 }
 
 static unsigned char pattern(int conn, uint64_t at)
@@ -132,9 +165,24 @@ static void server(int listener, int go, uint64_t *expected)
     _exit(0);
 }
 
-/* In the cgroup: fills the connections; exits 0 when the server read all. */
-static void client(int optin, uint64_t *queued)
+/* A fast connection in this process, then the limit, which the next
+ * connections must see: memlimit.c looks again after a second. */
+static void limit_later(int optin)
 {
+    int a, b;
+    fast_pair(AF_INET, optin, &a, &b);
+    if (set_limit() != 0)
+        _exit(15);
+    close(a);
+    close(b);
+    usleep(1100 * 1000);
+}
+
+/* In the cgroup: fills the connections; exits 0 when the server read all. */
+static void client(int optin, enum shape shape, uint64_t *queued)
+{
+    if (shape == LATER)
+        limit_later(optin);
     int go[2];
     struct sockaddr_storage addr;
     socklen_t len;
@@ -183,7 +231,7 @@ static void client(int optin, uint64_t *queued)
 
 /* 1 when the client ended normally, every byte read back, and the cgroup
  * saw no OOM kill. */
-static int run(int optin)
+static int run(int optin, enum shape shape)
 {
     uint64_t *queued = mmap(NULL, (CONNS + 2) * sizeof *queued, PROT_READ | PROT_WRITE,
                             MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -194,14 +242,14 @@ static int run(int optin)
     if (pid == 0) {
         char me[32];
         snprintf(me, sizeof me, "%d", (int)getpid());
-        if (write_file(cg, "cgroup.procs", me) != 0)
+        if (write_file(join, "cgroup.procs", me) != 0)
             _exit(20);
-        client(optin, queued);
+        client(optin, shape, queued);
     }
     int st;
     CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
-    printf("%s, %d connections under a %d MiB limit: %.1f MB queued, %s; OOM kills %ld\n",
-           optin ? "loopfast" : "kernel TCP", CONNS, LIMIT_MB, queued[CONNS] / 1e6,
+    printf("%s, %d connections under %s %d MiB limit: %.1f MB queued, %s; OOM kills %ld\n",
+           optin ? "loopfast" : "kernel TCP", CONNS, shape_name[shape], LIMIT_MB, queued[CONNS] / 1e6,
            WIFEXITED(st) ? "all read back" : "killed", oom_kills() - kills);
     fflush(stdout);
     int ok = WIFEXITED(st) && WEXITSTATUS(st) == 0 && oom_kills() == kills;
@@ -221,16 +269,28 @@ int main(void)
 #endif
     if (geteuid() != 0)
         SKIP("needs root to make a memory cgroup");
-    if (make_cgroup() != 0)
-        SKIP("no memory cgroup could be made here");
     maker = getpid();
     atexit(remove_cgroup);
     alarm(120);
-    /* Over kernel TCP the program is the reference: where it ends well
-     * (always under v1, which does not charge socket buffers), so must it
-     * over loopfast. */
-    int kernel_ok = run(0), fast_ok = run(1);
-    CHECK(fast_ok || !kernel_ok,
-          "loopfast: not every byte came back, or the OOM killer ran, where kernel TCP was fine");
+    for (enum shape shape = OWN; shape <= LATER; shape++) {
+        if (make_cgroup(shape) != 0) {
+            if (shape == OWN)
+                SKIP("no memory cgroup could be made here");
+            printf("%s limit: no such cgroup could be made here\n", shape_name[shape]);
+            continue;
+        }
+        /* Over kernel TCP the program is the reference: where it ends
+         * well (always under v1, which does not charge socket buffers),
+         * so must it over loopfast.  A fresh cgroup for each run: a LATER
+         * limit is not there yet when its run begins. */
+        int kernel_ok = run(0, shape);
+        remove_cgroup();
+        CHECK(make_cgroup(shape) == 0, "the cgroup could not be made again");
+        int fast_ok = run(1, shape);
+        remove_cgroup();
+        CHECK(fast_ok || !kernel_ok,
+              "loopfast under %s limit: not every byte came back, or the OOM killer ran, "
+              "where kernel TCP was fine", shape_name[shape]);
+    }
     return 0;
 }
