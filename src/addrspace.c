@@ -1,6 +1,7 @@
 /*
  * addrspace.c - loopfast's mappings under an address-space limit
- * (RLIMIT_AS, `ulimit -v`; docs/design.md, 5).
+ * (RLIMIT_AS, `ulimit -v`) and the kernel's count of mappings
+ * (vm.max_map_count; docs/design.md, 5).
  *
  * A connection's slot maps its header and both rings (2 MiB by default)
  * and a region's head a few pages more, all counted against the process's
@@ -11,16 +12,27 @@
  * would need more stays plain TCP.  A program gets ENOMEM no earlier than
  * without loopfast less that share.  Without a limit nothing is counted
  * against anything, but the count is kept, for a limit set later.
+ *
+ * Each slot is a mapping of its own (a VMA), and a process may hold at most
+ * vm.max_map_count of them (65530 by default), where a kernel TCP
+ * connection holds none: a server with tens of thousands of fast
+ * connections would leave its own malloc() and thread stacks none.  The
+ * same quarter holds for their number; the sysctl is read once, when ours
+ * first pass MAPS_UNCHECKED.
  */
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 
 #include "internal.h"
 
-#define SHARE 4   /* loopfast's part of the limit: a quarter */
+#define SHARE 4              /* loopfast's part of each limit: a quarter */
+#define MAPS_UNCHECKED 256   /* so few mappings need no look at the sysctl */
 
-static uint64_t mapped;   /* bytes of ours mapped now */
-static uint64_t limit;    /* the soft limit; 0: ask again */
+static uint64_t mapped;      /* bytes of ours mapped now */
+static uint64_t limit;       /* the soft limit; 0: ask again */
+static uint64_t maps;        /* mappings of ours now */
+static uint64_t maps_limit;  /* vm.max_map_count; 0: not read yet */
 
 void addrspace_limit_changed(void)
 {
@@ -39,6 +51,32 @@ static uint64_t soft_limit(void)
     return l;
 }
 
+static uint64_t max_map_count(void)
+{
+    uint64_t l = __atomic_load_n(&maps_limit, __ATOMIC_RELAXED);
+    if (l)
+        return l;
+    char buf[32];
+    l = read_small_file("/proc/sys/vm/max_map_count", buf, sizeof buf) > 0 ? strtoull(buf, NULL, 10)
+                                                                           : 0;
+    l = l ? l : UINT64_MAX;   /* unreadable (no /proc): not limited */
+    __atomic_store_n(&maps_limit, l, __ATOMIC_RELAXED);
+    return l;
+}
+
+/* One more mapping of ours, if within its share. */
+static int take_map(void)
+{
+    uint64_t have = __atomic_load_n(&maps, __ATOMIC_RELAXED);
+    for (;;) {
+        if (have + 1 > MAPS_UNCHECKED && have + 1 > max_map_count() / SHARE)
+            return -1;
+        if (__atomic_compare_exchange_n(&maps, &have, have + 1, 0, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED))
+            return 0;
+    }
+}
+
 static int take(size_t len)
 {
     uint64_t l = soft_limit(), have = __atomic_load_n(&mapped, __ATOMIC_RELAXED);
@@ -47,8 +85,18 @@ static int take(size_t len)
             return -1;
         if (__atomic_compare_exchange_n(&mapped, &have, have + len, 0, __ATOMIC_RELAXED,
                                         __ATOMIC_RELAXED))
-            return 0;
+            break;
     }
+    if (take_map() == 0)
+        return 0;
+    __atomic_sub_fetch(&mapped, len, __ATOMIC_RELAXED);
+    return -1;
+}
+
+static void give_back(size_t len)
+{
+    __atomic_sub_fetch(&mapped, len, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&maps, 1, __ATOMIC_RELAXED);
 }
 
 void *addrspace_map(size_t len, int fd, off_t offset)
@@ -57,12 +105,12 @@ void *addrspace_map(size_t len, int fd, off_t offset)
         return errno = ENOMEM, MAP_FAILED;
     void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, offset);
     if (p == MAP_FAILED)
-        __atomic_sub_fetch(&mapped, len, __ATOMIC_RELAXED);
+        give_back(len);
     return p;
 }
 
 void addrspace_unmap(void *p, size_t len)
 {
     if (munmap(p, len) == 0)
-        __atomic_sub_fetch(&mapped, len, __ATOMIC_RELAXED);
+        give_back(len);
 }
