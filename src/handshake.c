@@ -103,6 +103,7 @@ void handshake_offer(struct lf_sock *s, int fd, const struct sockaddr *dst)
         __atomic_store_n(&sockfs_dev, ((uint64_t)major(st.st_dev) << 20) | minor(st.st_dev),
                          __ATOMIC_RELAXED);
         remember_destination(s, dst);
+        handshake_kept_take();   /* a region a short connection set aside */
         if (request_post(s, st.st_ino) == 0)
             kind = LF_PENDING;
         else if ((s->offer_fd = offer_listener(st.st_ino)) >= 0 && ownfd_adopt1(&s->offer_fd) == 0)
@@ -970,25 +971,37 @@ void handshake_give_up(struct lf_sock *s)
  * server is believed for that: each connection asked for in the region
  * still needs its server's proof before the client switches, so an
  * impostor's region only keeps the client's connections plain, until one
- * goes unanswered and the next offers again. */
-void handshake_keep_region(struct lf_sock *s)
+ * goes unanswered and the next offers again.
+ *
+ * Taking the region costs about 25 system calls (the answer, its
+ * descriptors checked and moved high, the region mapped), which doubled
+ * the close of a one-shot client (connect, request, reply, close, exit).
+ * So the close only sets the answer's connection aside (kept[]), and the
+ * region is taken at the process's next connect(), which is what it is
+ * for; a process that never connects again never pays. */
+#define KEPT_MAX 4
+
+static struct kept_answer {
+    int fd;                         /* the answer's connection; -1: none */
+    int busy;                       /* claimed by a thread that fills or takes it */
+    struct sockaddr_storage dst;
+} kept[KEPT_MAX] = { { .fd = -1 }, { .fd = -1 }, { .fd = -1 }, { .fd = -1 } };
+static int kept_count;
+/* Guards only the claims: no other lock is taken under it (each lock's
+ * fork handler takes it in a fixed order, which nesting would invert). */
+static pthread_mutex_t kept_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void kept_lock_for_fork(void) { lf_lock(&kept_lock); }
+static void kept_unlock_after_fork(void) { lf_unlock(&kept_lock); }
+
+__attribute__((constructor)) static void kept_init(void)
 {
-    if (sock_kind(s) != LF_PENDING || s->offer_fd < 0 || !s->dst.ss_family || lf_confined ||
-        link_knows_dst(&s->dst))   /* kept already, or its server does not accept alone */
-        return;
-    if (s->held) {
-        link_note_dst(s->held->link, &s->dst, s->dst_alone);
-        return;
-    }
-    int u = -1, accepted = 0;   /* a candidate stays one: handshake_give_up closes it */
-    for (int i = 0; i < NCANDIDATES && u < 0; i++)
-        u = s->candidates[i];
-    if (u < 0) {
-        u = accept_offer(s->offer_fd);
-        accepted = 1;
-    }
-    if (u < 0)
-        return;
+    pthread_atfork(kept_lock_for_fork, kept_unlock_after_fork, kept_unlock_after_fork);
+}
+
+/* The region the answer on u carries or names, kept for dst. */
+static void keep_region_from(int u, const struct sockaddr_storage *dst)
+{
     struct answer_msg a;
     int fds[ANSWER_FDS + 1], nfds, flags, consumed = 0;
     ssize_t n = handshake_recv_fds(u, &a, sizeof a, 0, fds, ANSWER_FDS + 1, &nfds, &flags);
@@ -999,10 +1012,114 @@ void handshake_keep_region(struct lf_sock *s)
         consumed = fresh ? 4 : 0;   /* the link's now, or closed */
     }
     if (l) {
-        link_note_dst(l, &s->dst, (a.flags & ANSWER_ALONE) != 0);
+        link_note_dst(l, dst, (a.flags & ANSWER_ALONE) != 0);
         link_put(l);
     }
     close_all(fds + consumed, nfds - consumed);
-    if (accepted)
-        libc.close_own(u);
+}
+
+/* Claims a free entry for dst: its index; -1: none free; -2: one holds
+ * dst already. */
+static int kept_claim_free(const struct sockaddr_storage *dst)
+{
+    int slot = -1, same = 0;
+    lf_lock(&kept_lock);
+    for (int i = 0; i < KEPT_MAX; i++) {
+        int used = kept[i].fd >= 0 || kept[i].busy;
+        same |= used && memcmp(&kept[i].dst, dst, sizeof *dst) == 0;
+        if (!used && slot < 0)
+            slot = i;
+    }
+    if (same)
+        slot = -2;
+    if (slot >= 0) {
+        kept[slot].busy = 1;
+        kept[slot].dst = *dst;
+    }
+    lf_unlock(&kept_lock);
+    return slot;
+}
+
+/* Claims entry i if it holds an answer. */
+static int kept_claim_held(int i)
+{
+    lf_lock(&kept_lock);
+    int mine = kept[i].fd >= 0 && !kept[i].busy;
+    if (mine)
+        kept[i].busy = 1;
+    lf_unlock(&kept_lock);
+    return mine;
+}
+
+static void kept_release(int i, int count)
+{
+    lf_lock(&kept_lock);
+    kept[i].busy = 0;
+    __atomic_add_fetch(&kept_count, count, __ATOMIC_RELEASE);
+    lf_unlock(&kept_lock);
+}
+
+/* Takes the regions set aside (at a connect), or only drops them (drop: a
+ * process out of descriptors or confined).  How many were dropped. */
+static int kept_settle(int drop)
+{
+    if (!__atomic_load_n(&kept_count, __ATOMIC_ACQUIRE))
+        return 0;
+    int dropped = 0;
+    for (int i = 0; i < KEPT_MAX; i++) {
+        if (!kept_claim_held(i))
+            continue;
+        if (!drop && !lf_confined && !link_knows_dst(&kept[i].dst))
+            keep_region_from(kept[i].fd, &kept[i].dst);
+        else
+            dropped++;
+        ownfd_close(&kept[i].fd);
+        kept_release(i, -1);
+    }
+    return dropped;
+}
+
+void handshake_kept_take(void) { kept_settle(0); }
+int handshake_kept_drop(void) { return kept_settle(1); }
+
+/* A forked child (one thread) closes its copies, also of entries another
+ * thread of the parent was filling or taking. */
+void handshake_kept_after_fork_child(void)
+{
+    for (int i = 0; i < KEPT_MAX; i++) {
+        kept[i].busy = 0;
+        ownfd_close(&kept[i].fd);
+    }
+    kept_count = 0;
+}
+
+void handshake_keep_region(struct lf_sock *s)
+{
+    if (sock_kind(s) != LF_PENDING || s->offer_fd < 0 || !s->dst.ss_family || lf_confined ||
+        link_knows_dst(&s->dst))   /* kept already, or its server does not accept alone */
+        return;
+    if (s->held) {
+        link_note_dst(s->held->link, &s->dst, s->dst_alone);
+        return;
+    }
+    int u = -1;
+    for (int i = 0; i < NCANDIDATES && u < 0; i++)
+        if ((u = s->candidates[i]) >= 0) {
+            s->candidates[i] = -1;   /* ours now: handshake_give_up closes the others */
+            ownfd_moved(u, &u);
+        }
+    if (u < 0 && (u = accept_offer(s->offer_fd)) >= 0 && ownfd_adopt1(&u) < 0)
+        return;   /* no room for it high: closed */
+    if (u < 0)
+        return;
+    int slot = kept_claim_free(&s->dst);
+    if (slot < 0) {   /* no room: at once, as before; dst's is set aside already */
+        if (slot == -1)
+            keep_region_from(u, &s->dst);
+        ownfd_close(&u);
+        return;
+    }
+    kept[slot].fd = u;
+    ownfd_moved(u, &kept[slot].fd);
+    kept_release(slot, 1);
 }

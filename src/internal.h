@@ -800,6 +800,9 @@ int handshake_server_end(struct lf_conn *c, int fd, const struct diag_result *cl
                          const struct sockaddr_storage ends[2]);
 int handshake_commit(int fd, struct lf_conn *c, int (*tell)(struct lf_conn *, void *), void *arg);
 void handshake_keep_region(struct lf_sock *s);   /* a pending client closing (4.3) */
+void handshake_kept_take(void);   /* at a connect: the regions closes set aside */
+int handshake_kept_drop(void);    /* out of descriptors: how many */
+void handshake_kept_after_fork_child(void);   /* its copies closed */
 
 /* ---- request.c: later connections asked for in a region both hold ---- */
 int request_post(struct lf_sock *s, uint64_t ino);   /* client, in connect(): 0 asked */

@@ -348,7 +348,8 @@ static int retry_without_reserves(int r)
         return 0;
     int e = errno, held = ownfd_count();
     pending_settle_all();   /* an answer taken closes its offer at once */
-    int freed = reap_now() + spare_drop() + link_drop_idle() + (held > ownfd_count());
+    int freed = reap_now() + spare_drop() + link_drop_idle() + handshake_kept_drop() +
+                (held > ownfd_count());
     errno = e;
     return freed > 0;
 }
@@ -920,6 +921,7 @@ LF_EXPORT pid_t fork(void)
          * descriptor and opens files must not have them closed later). */
         reap_now();
         spare_drop();
+        handshake_kept_after_fork_child();
         link_after_fork_child();
         return 0;
     }
