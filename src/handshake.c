@@ -982,7 +982,8 @@ void handshake_give_up(struct lf_sock *s)
 #define KEPT_MAX 4
 
 static struct kept_answer {
-    int fd;                         /* the answer's connection; -1: none */
+    int fd;                         /* the answer's connection, or the offer's listener; -1: none */
+    int listener;                   /* fd is the listener: the answer's connection is queued there */
     int busy;                       /* claimed by a thread that fills or takes it */
     struct sockaddr_storage dst;
 } kept[KEPT_MAX] = { { .fd = -1 }, { .fd = -1 }, { .fd = -1 }, { .fd = -1 } };
@@ -1069,10 +1070,13 @@ static int kept_settle(int drop)
     for (int i = 0; i < KEPT_MAX; i++) {
         if (!kept_claim_held(i))
             continue;
-        if (!drop && !lf_confined && !link_knows_dst(&kept[i].dst))
-            keep_region_from(kept[i].fd, &kept[i].dst);
+        int u = kept[i].listener ? accept_offer(kept[i].fd) : kept[i].fd;
+        if (!drop && !lf_confined && u >= 0 && !link_knows_dst(&kept[i].dst))
+            keep_region_from(u, &kept[i].dst);
         else
             dropped++;
+        if (kept[i].listener && u >= 0)
+            libc.close_own(u);
         ownfd_close(&kept[i].fd);
         kept_release(i, -1);
     }
@@ -1102,24 +1106,30 @@ void handshake_keep_region(struct lf_sock *s)
         link_note_dst(s->held->link, &s->dst, s->dst_alone);
         return;
     }
-    int u = -1;
+    /* an answer's connection read already, else the listener it is queued
+     * on (taking it costs an accept, a move high and a close, which wait) */
+    int u = -1, listener = 0;
     for (int i = 0; i < NCANDIDATES && u < 0; i++)
-        if ((u = s->candidates[i]) >= 0) {
+        if ((u = s->candidates[i]) >= 0)
             s->candidates[i] = -1;   /* ours now: handshake_give_up closes the others */
-            ownfd_moved(u, &u);
-        }
-    if (u < 0 && (u = accept_offer(s->offer_fd)) >= 0 && ownfd_adopt1(&u) < 0)
-        return;   /* no room for it high: closed */
-    if (u < 0)
-        return;
+    if (u < 0) {
+        u = s->offer_fd;
+        s->offer_fd = -1;
+        listener = 1;
+    }
+    ownfd_moved(u, &u);
     int slot = kept_claim_free(&s->dst);
     if (slot < 0) {   /* no room: at once, as before; dst's is set aside already */
-        if (slot == -1)
-            keep_region_from(u, &s->dst);
+        int a = listener ? accept_offer(u) : u;
+        if (slot == -1 && a >= 0)
+            keep_region_from(a, &s->dst);
+        if (listener && a >= 0)
+            libc.close_own(a);
         ownfd_close(&u);
         return;
     }
     kept[slot].fd = u;
+    kept[slot].listener = listener;
     ownfd_moved(u, &kept[slot].fd);
     kept_release(slot, 1);
 }
