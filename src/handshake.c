@@ -1119,13 +1119,15 @@ void handshake_keep_region(struct lf_sock *s)
     }
     ownfd_moved(u, &u);
     int slot = kept_claim_free(&s->dst);
-    if (slot < 0) {   /* no room: at once, as before; dst's is set aside already */
-        int a = listener ? accept_offer(u) : u;
-        if (slot == -1 && a >= 0)
-            keep_region_from(a, &s->dst);
-        if (listener && a >= 0)
-            libc.close_own(a);
-        ownfd_close(&u);
+    if (slot < 0) {
+        if (slot == -1) {   /* no room: at once, as before */
+            int a = listener ? accept_offer(u) : u;
+            if (a >= 0)
+                keep_region_from(a, &s->dst);
+            if (listener && a >= 0)
+                libc.close_own(a);
+        }
+        ownfd_close(&u);   /* (-2: dst's is set aside already) */
         return;
     }
     kept[slot].fd = u;
