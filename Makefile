@@ -127,7 +127,8 @@ VALGRIND_TESTS := api_errors hostile_refused raw_close read_across_switch unit_r
                   epoll_states peer_reset shutdown_local fork_split accept_threads_fds link_share request_path \
                   unit_verdict peer_fds holder_exit shell_inherit exec_unproved vfork_exec \
                   fexecve_inherit hand_off io_uring_peer rcvlowat vfork_child_fds stdio_writer \
-                  epoll_add_while_waiting sigio_async stdin_inetd shutdown_late_bytes zerocopy_send peek_offset tcp_inq rx_timestamp shutdown_forked
+                  epoll_add_while_waiting sigio_async stdin_inetd shutdown_late_bytes zerocopy_send peek_offset tcp_inq rx_timestamp shutdown_forked \
+                  short_close_lazy
 check-valgrind: tests
 	@tests/install-deps.sh valgrind
 	LOOPFAST_MAX_FDS=1048576 \
