@@ -10,7 +10,9 @@
  *    so neither may spin; the server's CPU per round trip must stay within
  *    a quarter above the kernel's (it is below: 0.8x; each spin running out
  *    cost 50 us, 5x the kernel's; an epoll wait spinning for a client
- *    that does not, 1.3x).
+ *    that does not, 1.3x).  Under ThreadSanitizer, whose instrumentation
+ *    makes loopfast's own path 1.5x the kernel's CPU (17 against 11 us),
+ *    within half a spin above the kernel's.
  * Skipped (77) with fewer than two CPUs to pin to. */
 #include <sched.h>
 
@@ -117,7 +119,13 @@ static void together(const char *how, void (*server)(int), int a)
     printf("%s, both on CPU %d: the server's CPU per round trip %.1f us (kernel %.1f us)\n", how,
            a, fast_us, kernel_us);
     fflush(stdout);
+#ifdef UNDER_TSAN
+    /* ThreadSanitizer slows loopfast's user-space path and not the
+     * kernel's: only a spin running out (50 us) is told from that there */
+    CHECK(fast_us <= kernel_us + 25,
+#else
     CHECK(fast_us <= 1.25 * kernel_us,
+#endif
           "%s: sharing one CPU, the server spun while its client waited for it: %.1f us of CPU "
           "a round trip (kernel %.1f us)", how, fast_us, kernel_us);
 }
