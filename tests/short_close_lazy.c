@@ -4,7 +4,8 @@
  * used to take the region the answer carries in that close, about 25
  * system calls that a one-shot client (a CLI run once) paid for nothing.
  * Now the close keeps only the answer's connection: after it the client
- * holds no region.  The next connect must take it, that connection go
+ * holds no region.  A child forked then connects on its own; the parent's
+ * next connect must take what was set aside, that connection go
  * fast, and the one after be asked for in the region (no offer of its own:
  * no "loopfast-offer-INODE" name bound for its socket) and go fast too. */
 #include <sys/stat.h>
@@ -74,6 +75,20 @@ int main(void)
     int held = loopfast_regions(getpid(), NULL);
     printf("after a one-exchange connection's close: %d regions held\n", held);
     CHECK(held == 0, "the close took the region (%d held)", held);
+
+    /* A child forked now closes its copy of what was set aside: its own
+     * connections offer and go fast, and the parent's is still there. */
+    pid_t child = fork();
+    CHECK(child >= 0, "fork");
+    if (child == 0) {
+        alarm(20);
+        int k = connect_to(&addr, len, 1);
+        for (int i = 0; i < 3; i++)
+            if (k < 0 || write_full(k, &b, 1) != 1 || read_full(k, &b, 1) != 1)
+                _exit(2);
+        _exit(loopfast_fd_is_fast(k) == 1 ? 0 : 3);
+    }
+    CHECK(child_status(child) == 0, "a forked child's connection failed or stayed plain");
 
     c = connect_to(&addr, len, 1);
     CHECK(c >= 0, "connect again");
