@@ -1019,6 +1019,19 @@ static void keep_region_from(int u, const struct sockaddr_storage *dst)
     close_all(fds + consumed, nfds - consumed);
 }
 
+/* The same through fd, an answer's connection, or for a listener the
+ * connection queued on it: 0 when none is queued. */
+static int keep_region_via(int fd, int listener, const struct sockaddr_storage *dst)
+{
+    int u = listener ? accept_offer(fd) : fd;
+    if (u < 0)
+        return 0;
+    keep_region_from(u, dst);
+    if (listener)
+        libc.close_own(u);
+    return 1;
+}
+
 /* Claims a free entry for dst: its index; -1: none free; -2: one holds
  * dst already. */
 static int kept_claim_free(const struct sockaddr_storage *dst)
@@ -1070,13 +1083,9 @@ static int kept_settle(int drop)
     for (int i = 0; i < KEPT_MAX; i++) {
         if (!kept_claim_held(i))
             continue;
-        int u = kept[i].listener ? accept_offer(kept[i].fd) : kept[i].fd;
-        if (!drop && !lf_confined && u >= 0 && !link_knows_dst(&kept[i].dst))
-            keep_region_from(u, &kept[i].dst);
-        else
+        if (drop || lf_confined || link_knows_dst(&kept[i].dst) ||
+            !keep_region_via(kept[i].fd, kept[i].listener, &kept[i].dst))
             dropped++;
-        if (kept[i].listener && u >= 0)
-            libc.close_own(u);
         ownfd_close(&kept[i].fd);
         kept_release(i, -1);
     }
@@ -1120,13 +1129,8 @@ void handshake_keep_region(struct lf_sock *s)
     ownfd_moved(u, &u);
     int slot = kept_claim_free(&s->dst);
     if (slot < 0) {
-        if (slot == -1) {   /* no room: at once, as before */
-            int a = listener ? accept_offer(u) : u;
-            if (a >= 0)
-                keep_region_from(a, &s->dst);
-            if (listener && a >= 0)
-                libc.close_own(a);
-        }
+        if (slot == -1)   /* no room: at once, as before */
+            keep_region_via(u, listener, &s->dst);
         ownfd_close(&u);   /* (-2: dst's is set aside already) */
         return;
     }

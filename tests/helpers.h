@@ -300,6 +300,35 @@ static inline long proc_field(const char *path, const char *format)
     return v;
 }
 
+/* dir/name written whole with value (a cgroup or sysctl file): 0, or -1.
+ * Through stdio: <fcntl.h>'s O_ names would clash with the tests' own. */
+static inline int write_text(const char *dir, const char *name, const char *value)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    int put = fputs(value, f) >= 0;
+    return fclose(f) == 0 && put ? 0 : -1;   /* the kernel's answer comes with the flush */
+}
+
+/* dir/name read into buf (size - 1 bytes at most, then a 0): its length,
+ * or -1. */
+static inline ssize_t read_text(const char *dir, const char *name, char *buf, size_t size)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, size - 1, f);
+    int failed = ferror(f);
+    fclose(f);
+    buf[n] = 0;
+    return failed && !n ? -1 : (ssize_t)n;
+}
+
 /* The voluntary context switches (sleeps) of thread `tid` of process `pid`
  * so far, or of the whole process when tid is 0; -1 when it is gone. */
 static inline long voluntary_switches(pid_t pid, pid_t tid)

@@ -11,7 +11,6 @@
  * then counts the one-page mappings it can still make; over loopfast it
  * must get no fewer than over kernel TCP less the quarter.  Needs root and
  * a writable /proc/sys; skipped (77) otherwise, and under ThreadSanitizer. */
-#include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -20,24 +19,15 @@
 
 #define LIMIT 6000
 #define PAIRS 3000
-#define SYSCTL "/proc/sys/vm/max_map_count"
+#define SYSCTL_DIR "/proc/sys/vm"
+#define SYSCTL "max_map_count"
 
 static char saved[32];
-
-static int write_sysctl(const char *value)
-{
-    int fd = open(SYSCTL, O_WRONLY);
-    if (fd < 0)
-        return -1;
-    ssize_t n = write(fd, value, strlen(value));
-    close(fd);
-    return n == (ssize_t)strlen(value) ? 0 : -1;
-}
 
 static void restore(void)
 {
     if (saved[0])
-        write_sysctl(saved);
+        write_text(SYSCTL_DIR, SYSCTL, saved);
 }
 
 static void restore_and_die(int sig)
@@ -117,13 +107,8 @@ int main(void)
 #endif
     if (geteuid() != 0)
         SKIP("needs root to lower vm.max_map_count");
-    int fd = open(SYSCTL, O_RDONLY);
-    ssize_t n = fd < 0 ? -1 : read(fd, saved, sizeof saved - 1);
-    if (fd >= 0)
-        close(fd);
-    if (n <= 0)
-        SKIP("%s cannot be read", SYSCTL);
-    saved[n] = 0;
+    if (read_text(SYSCTL_DIR, SYSCTL, saved, sizeof saved) <= 0)
+        SKIP("%s/%s cannot be read", SYSCTL_DIR, SYSCTL);
     if (atol(saved) < 2 * LIMIT)
         SKIP("vm.max_map_count is already low (%ld)", atol(saved));
     atexit(restore);
@@ -132,9 +117,9 @@ int main(void)
     signal(SIGINT, restore_and_die);
     char value[32];
     snprintf(value, sizeof value, "%d", LIMIT);
-    if (write_sysctl(value) != 0) {
+    if (write_text(SYSCTL_DIR, SYSCTL, value) != 0) {
         saved[0] = 0;
-        SKIP("%s is not writable here", SYSCTL);
+        SKIP("%s/%s is not writable here", SYSCTL_DIR, SYSCTL);
     }
     alarm(120);
     long kernel[2], fast[2];

@@ -30,7 +30,6 @@ static const char *const shape_name[] = { "its own cgroup's", "its parent's", "a
 static char cg[256], join[300];   /* the limited cgroup; the one the program runs in */
 static int cg_v2;
 static pid_t maker;
-static ssize_t read_small(const char *dir, const char *name, char *buf, size_t size);
 
 /* At exit, also after a failed check: what is left in it (a server whose
  * client was killed) is killed first. */
@@ -38,7 +37,7 @@ static void remove_one(const char *dir)
 {
     for (int tries = 0; rmdir(dir) != 0 && errno != ENOENT && tries < 100; tries++) {
         char buf[4096];
-        if (read_small(dir, "cgroup.procs", buf, sizeof buf) > 0)
+        if (read_text(dir, "cgroup.procs", buf, sizeof buf) > 0)
             for (char *p = strtok(buf, "\n"); p; p = strtok(NULL, "\n"))
                 kill((pid_t)atoi(p), SIGKILL);
         usleep(10000);
@@ -55,39 +54,14 @@ static void remove_cgroup(void)
     cg[0] = 0;
 }
 
-static int write_file(const char *dir, const char *name, const char *value)
-{
-    char path[400];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    int fd = open(path, O_WRONLY);
-    if (fd < 0)
-        return -1;
-    ssize_t n = write(fd, value, strlen(value));
-    close(fd);
-    return n == (ssize_t)strlen(value) ? 0 : -1;
-}
-
-static ssize_t read_small(const char *dir, const char *name, char *buf, size_t size)
-{
-    char path[400];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, size - 1);
-    close(fd);
-    buf[n > 0 ? n : 0] = 0;
-    return n;
-}
-
 static int set_limit(void)
 {
     char limit[32];
     snprintf(limit, sizeof limit, "%d", LIMIT_MB << 20);
-    if (write_file(cg, cg_v2 ? "memory.max" : "memory.limit_in_bytes", limit) != 0)
+    if (write_text(cg, cg_v2 ? "memory.max" : "memory.limit_in_bytes", limit) != 0)
         return -1;
     if (cg_v2)
-        write_file(cg, "memory.swap.max", "0");   /* where swap is accounted */
+        write_text(cg, "memory.swap.max", "0");   /* where swap is accounted */
     return 0;
 }
 
@@ -101,7 +75,7 @@ static int make_cgroup(enum shape shape)
     cg_v2 = 0;
     snprintf(cg, sizeof cg, "%s/loopfast-test-%d", v1, (int)getpid());
     if (mkdir(cg, 0755) != 0) {
-        if (read_small(v2, "cgroup.subtree_control", ctl, sizeof ctl) <= 0 || !strstr(ctl, "memory"))
+        if (read_text(v2, "cgroup.subtree_control", ctl, sizeof ctl) <= 0 || !strstr(ctl, "memory"))
             return -1;
         snprintf(cg, sizeof cg, "%s/loopfast-test-%d", v2, (int)getpid());
         cg_v2 = 1;
@@ -111,7 +85,7 @@ static int make_cgroup(enum shape shape)
     snprintf(join, sizeof join, "%s", cg);
     if (shape == PARENT) {
         snprintf(join, sizeof join, "%s/inner", cg);
-        if ((cg_v2 && write_file(cg, "cgroup.subtree_control", "+memory") != 0) ||
+        if ((cg_v2 && write_text(cg, "cgroup.subtree_control", "+memory") != 0) ||
             mkdir(join, 0755) != 0)
             return remove_cgroup(), -1;
     }
@@ -123,7 +97,7 @@ static int make_cgroup(enum shape shape)
 static long oom_kills_in(const char *dir)
 {
     char buf[1024];
-    if (read_small(dir, cg_v2 ? "memory.events" : "memory.oom_control", buf, sizeof buf) <= 0)
+    if (read_text(dir, cg_v2 ? "memory.events" : "memory.oom_control", buf, sizeof buf) <= 0)
         return -1;
     char *at = strstr(buf, "oom_kill ");
     return at ? atol(at + strlen("oom_kill ")) : -1;
@@ -242,7 +216,7 @@ static int run(int optin, enum shape shape)
     if (pid == 0) {
         char me[32];
         snprintf(me, sizeof me, "%d", (int)getpid());
-        if (write_file(join, "cgroup.procs", me) != 0)
+        if (write_text(join, "cgroup.procs", me) != 0)
             _exit(20);
         client(optin, shape, queued);
     }
