@@ -7,7 +7,11 @@
  * both set to 4096, 270 KB with both at 65536; getsockopt reports twice the
  * value set, and the sum of the reported values is within 1.3x of what the
  * kernel holds).  A size the program did not set is autotuned by the kernel
- * (megabytes): then the ring's size (LOOPFAST_RING_KB) stays the bound.
+ * (megabytes): then the bound is what the kernel holds for a writer whose
+ * reader reads nothing, its largest SO_SNDBUF (tcp_wmem's third value) plus
+ * the reader's initial SO_RCVBUF (tcp_rmem's second): 4.29 MB here, where
+ * a 1 MiB ring made a program that writes 4 MB before it reads its echo
+ * wait for ever (bufsize_tcp_hold; config.c sizes the ring to hold it).
  * The ring itself keeps its size; the writer respects a smaller capacity
  * (ring.c, ring_capacity): its own reported SO_SNDBUF, kept in the process,
  * plus the reader's reported SO_RCVBUF, which the reader publishes in its
@@ -119,14 +123,38 @@ void bufsize_inherit(struct lf_sock *listener, int fd)
     sock_put(s);
 }
 
-/* The kernel's initial size of a new TCP socket's buffer: the middle value
- * of tcp_wmem or tcp_rmem; 0 when it cannot be read. */
-static uint32_t initial(const char *path)
+/* One of the three values of tcp_wmem or tcp_rmem (0: the least, 1: the
+ * initial size of a new socket's buffer, 2: the most autotuning gives it);
+ * 0 when it cannot be read. */
+static uint32_t tcp_mem_value(const char *path, int which)
 {
     char buf[96];
-    unsigned lo, mid;
-    return read_small_file(path, buf, sizeof buf) > 0 && sscanf(buf, "%u %u", &lo, &mid) == 2
-               ? mid : 0;
+    unsigned v[3];
+    return read_small_file(path, buf, sizeof buf) > 0 &&
+                   sscanf(buf, "%u %u %u", &v[0], &v[1], &v[2]) == 3
+               ? v[which] : 0;
+}
+
+static uint32_t initial(const char *path)
+{
+    return tcp_mem_value(path, 1);
+}
+
+/* Linux's own defaults, where /proc cannot be read: 4 MiB and 128 KiB. */
+#define WMEM_MAX_DEFAULT (4u << 20)
+#define RMEM_INITIAL_DEFAULT (128u << 10)
+
+uint64_t bufsize_tcp_hold(void)
+{
+    static uint64_t hold;   /* threads may race to fill it in: they agree */
+    uint64_t v = __atomic_load_n(&hold, __ATOMIC_RELAXED);
+    if (v)
+        return v;
+    uint32_t snd = tcp_mem_value("/proc/sys/net/ipv4/tcp_wmem", 2);
+    uint32_t rcv = tcp_mem_value("/proc/sys/net/ipv4/tcp_rmem", 1);
+    v = (uint64_t)(snd ? snd : WMEM_MAX_DEFAULT) + (rcv ? rcv : RMEM_INITIAL_DEFAULT);
+    __atomic_store_n(&hold, v, __ATOMIC_RELAXED);
+    return v;
 }
 
 void bufsize_at_optin(struct lf_sock *s, int fd)

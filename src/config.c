@@ -16,14 +16,18 @@
 #define DEFAULT_SPIN_US 50
 /* Bulk throughput depends on the ring's depth far more than latency does:
  * iperf3's 128 KiB writes run at about 2x the kernel with 256 KiB, 2.7x with
- * 512 KiB, 4-4.7x with 1 MiB (docs/performance.md).  1 MiB each way is what
- * the kernel's autotuning gives a busy TCP connection too. */
-#define DEFAULT_RING_KB 1024
+ * 512 KiB, 4-4.7x with 1 MiB (docs/performance.md).  Without
+ * LOOPFAST_RING_KB a ring holds what kernel TCP holds for a writer whose
+ * reader reads nothing (bufsize_tcp_hold: 4.29 MB with Linux's defaults, in
+ * an 8 MiB ring), so that a program that writes that much before it reads
+ * blocks where it would over TCP, not earlier: a 1 MiB ring made one that
+ * writes 4 MB before reading its echo wait for ever.  Pages are taken only
+ * as they are written, and given back when idle (trim.c). */
+#define RING_SIZE_LEAST (1u << 20)
 
 struct lf_config lf_config = {
     .mode = LF_MODE_OPTIN,
     .spin_us = DEFAULT_SPIN_US,
-    .ring_size = DEFAULT_RING_KB << 10,
 };
 
 static void warn_bad(const char *name, const char *value, const char *what)
@@ -95,6 +99,27 @@ static void read_max_fds(void)
         warn_bad("LOOPFAST_MAX_FDS", v, "use a number of descriptors from 0 to 1048576");
     else
         lf_config.max_fds = (unsigned)n;
+}
+
+uint64_t config_ring_size(void)
+{
+    if (lf_config.ring_size)
+        return lf_config.ring_size;
+    static uint64_t size;   /* threads may race to fill it in: they agree */
+    uint64_t v = __atomic_load_n(&size, __ATOMIC_RELAXED);
+    if (!v) {
+        uint64_t hold = bufsize_tcp_hold();
+        for (v = RING_SIZE_LEAST; v < hold && v < RING_MAX_SIZE; v <<= 1)
+            ;
+        __atomic_store_n(&size, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
+uint64_t config_ring_hold(uint64_t ring_size)
+{
+    uint64_t hold = lf_config.ring_size ? ring_size : bufsize_tcp_hold();
+    return hold < ring_size ? hold : ring_size;
 }
 
 void config_init(void)

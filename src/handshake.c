@@ -200,7 +200,7 @@ static pid_t unix_peer_pid(int u)
  * answer that carried it yet, or let it go), so this answer carries it. */
 static struct lf_conn *slot_for(struct lf_conn *spare, pid_t client, int *carry)
 {
-    struct lf_link *l = link_of_peer(client, lf_config.ring_size, carry);
+    struct lf_link *l = link_of_peer(client, config_ring_size(), carry);
     uint32_t slot;
     struct lf_conn *c = NULL;
     if (l && link_claim(l, &slot) == 0) {

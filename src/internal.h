@@ -84,11 +84,16 @@ enum lf_mode { LF_MODE_OFF, LF_MODE_OPTIN, LF_MODE_ALL };
 struct lf_config {
     enum lf_mode mode;
     unsigned spin_us;       /* LOOPFAST_SPIN_US */
-    uint64_t ring_size;     /* LOOPFAST_RING_KB, rounded to a power of two */
+    uint64_t ring_size;     /* LOOPFAST_RING_KB, rounded to a power of two; 0: unset */
     unsigned max_fds;       /* LOOPFAST_MAX_FDS; 0: a quarter of RLIMIT_NOFILE (ownfd.c) */
 };
 extern struct lf_config lf_config;
 void config_init(void);
+/* The size of the rings a server makes (LOOPFAST_RING_KB, or one that holds
+ * what kernel TCP holds), and the bytes a writer keeps in flight in a ring of
+ * a given size when the program set no buffer sizes. */
+uint64_t config_ring_size(void);
+uint64_t config_ring_hold(uint64_t ring_size);
 
 /* ---- policy.c ---- */
 void policy_init(void);
@@ -733,6 +738,9 @@ void bufsize_inherit(struct lf_sock *listener, int fd);    /* an accepted connec
 void bufsize_at_optin(struct lf_sock *s, int fd);          /* sizes set before opting in */
 void bufsize_socket_made(int fd, int made);
 int bufsize_noted(int fd);   /* socket() made it here (not closed since) */
+/* What kernel TCP holds for a writer whose reader reads nothing, when
+ * neither set a buffer size: the bytes a ring keeps in flight by default. */
+uint64_t bufsize_tcp_hold(void);
 int fd_made_here_unshared(int fd);   /* our socket() made it and nothing shared it since */   /* socket() returned fd (made), or it was closed */
 
 /* ---- handshake.c ---- */

@@ -42,6 +42,7 @@ void ring_init(struct ring *r, struct ring_ctl *ctl, void *data, uint64_t size)
     r->base_seen = r->rewind_look = r->hunted_at = 0;
     r->hunt = 0;
     r->rewind_gap = REWIND_GAP_NS;
+    r->hold = size;
     r->own_bound = 0;
     r->budget = NULL;
     r->window = 0;
@@ -81,7 +82,12 @@ uint64_t ring_capacity(const struct ring *r)
      * reads after each write anyway; the peer can only shrink its own stream. */
     uint64_t peer = __atomic_load_n(&r->ctl->reader_bound, __ATOMIC_RELAXED);
     uint64_t own = __atomic_load_n(&r->own_bound, __ATOMIC_RELAXED);
-    return own && peer && own + peer < r->size ? own + peer : r->size;
+    return own && peer && own + peer < r->size ? own + peer : r->hold;
+}
+
+void ring_hold(struct ring *r, uint64_t hold)
+{
+    r->hold = hold && hold < r->size ? hold : r->size;
 }
 
 static uint64_t room_for(uint64_t cap, uint64_t used)
@@ -116,18 +122,33 @@ ssize_t ring_readable(const struct ring *r)
 
 static uint64_t window_room(struct ring *r, uint64_t head, uint64_t tail, uint64_t *base,
                             uint64_t room, uint64_t want, int dry);
+static uint64_t paced_room(struct ring *r, uint64_t head, uint64_t tail, uint64_t *base,
+                           uint64_t room, uint64_t want, uint64_t limit, int dry);
+
+/* The capacity, or a lower limit a caller keeps to. */
+static uint64_t capacity_upto(const struct ring *r, uint64_t limit)
+{
+    uint64_t cap = ring_capacity(r);
+    return limit && limit < cap ? limit : cap;
+}
 
 ssize_t ring_writable(struct ring *r)
+{
+    return ring_writable_upto(r, 0);
+}
+
+ssize_t ring_writable_upto(struct ring *r, uint64_t limit)
 {
     uint64_t head, tail;
     int64_t used = ring_used(r, &head, &tail);
     if (used < 0)
         return -1;
-    uint64_t room = room_for(ring_capacity(r), (uint64_t)used);
-    if (__builtin_expect(r->budget != NULL, 0) && room) {
-        uint64_t base = __atomic_load_n(&r->ctl->base, __ATOMIC_RELAXED);
+    uint64_t room = room_for(capacity_upto(r, limit), (uint64_t)used);
+    uint64_t base = __atomic_load_n(&r->ctl->base, __ATOMIC_RELAXED);
+    if (__builtin_expect(r->budget != NULL, 0) && room)
         room = window_room(r, head, tail, &base, room, 1, 1);
-    }
+    if (limit && room)
+        room = paced_room(r, head, tail, &base, room, 1, limit, 1);
     return (ssize_t)room;
 }
 
@@ -345,9 +366,37 @@ static __attribute__((noinline)) uint64_t window_room(struct ring *r, uint64_t h
     return off >= window ? 0 : window - off < room ? window - off : room;
 }
 
+/* A writer that keeps to `limit` bytes in flight (RING_PACE) keeps its
+ * bytes' places within the ring's first `limit` bytes from the origin too,
+ * and starts again there once it finds the ring empty: the lines it writes
+ * are then the ones its reader has just read, in the caches, not those of
+ * a lap of the whole ring (8 MiB: a stream at 20 against 30 GB/s). */
+static inline __attribute__((always_inline)) uint64_t
+paced_room(struct ring *r, uint64_t head, uint64_t tail, uint64_t *base, uint64_t room,
+           uint64_t want, uint64_t limit, int dry)
+{
+    uint64_t off = (head - *base) & (r->size - 1), take = want < room ? want : room;
+    if (__builtin_expect(off + take <= limit || limit >= r->size, 1))
+        return room;
+    if (off && (tail == head || load_acquire(&r->ctl->tail) == head)) {
+        off = 0;
+        if (!dry) {
+            r->tail_seen = head;
+            __atomic_store_n(&r->ctl->base, head, __ATOMIC_RELAXED);   /* head's release publishes it */
+            *base = head;
+        }
+    }
+    return off >= limit ? 0 : limit - off < room ? limit - off : room;
+}
+
 ssize_t ring_writev(struct ring *r, const struct iovec *iov, int iovcnt)
 {
-    uint64_t head, tail, cap = ring_capacity(r);
+    return ring_writev_upto(r, iov, iovcnt, 0);
+}
+
+ssize_t ring_writev_upto(struct ring *r, const struct iovec *iov, int iovcnt, uint64_t limit)
+{
+    uint64_t head, tail, cap = capacity_upto(r, limit);
     int64_t used = span(r, &head, &tail, 1, iov_total(iov, iovcnt, cap), cap);
     if (used < 0)
         return -1;
@@ -355,6 +404,8 @@ ssize_t ring_writev(struct ring *r, const struct iovec *iov, int iovcnt)
     uint64_t given = head, base = room ? writer_base(r, head, tail) : 0;
     if (__builtin_expect(r->budget != NULL, 0) && room)
         room = window_room(r, head, tail, &base, room, iov_total(iov, iovcnt, cap), 0);
+    if (limit && room)
+        room = paced_room(r, head, tail, &base, room, iov_total(iov, iovcnt, cap), limit, 0);
     for (int i = 0; i < iovcnt && done < room; i++) {
         size_t n = iov[i].iov_len < room - done ? iov[i].iov_len : room - done;
         copy_in_steps(r, base, head + done, iov[i].iov_base, n, &given);
@@ -367,7 +418,7 @@ ssize_t ring_writev(struct ring *r, const struct iovec *iov, int iovcnt)
 
 ssize_t ring_write_whole(struct ring *r, const void *buf, size_t len)
 {
-    uint64_t head, tail, cap = ring_capacity(r);
+    uint64_t head, tail, cap = capacity_upto(r, RING_PACE);
     int64_t used = span(r, &head, &tail, 1, len, cap);
     if (used < 0)
         return -1;
@@ -375,6 +426,8 @@ ssize_t ring_write_whole(struct ring *r, const void *buf, size_t len)
         return 0;
     uint64_t base = writer_base(r, head, tail);
     if (__builtin_expect(r->budget != NULL, 0) && window_room(r, head, tail, &base, len, len, 0) < len)
+        return 0;
+    if (paced_room(r, head, tail, &base, len, len, RING_PACE, 0) < len)
         return 0;
     if (len <= RING_STEP) {
         copy_in(r, base, head, buf, len);

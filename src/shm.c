@@ -40,6 +40,8 @@ static struct lf_conn *conn_new(void *map, size_t len, int me, uint64_t ring_siz
     int tx = me == LF_CLIENT ? LF_C2S : LF_S2C;
     ring_init(&c->tx, &c->sh->ring[tx], data + (size_t)tx * ring_size, ring_size);
     ring_init(&c->rx, &c->sh->ring[!tx], data + (size_t)!tx * ring_size, ring_size);
+    ring_hold(&c->tx, config_ring_hold(ring_size));
+    ring_hold(&c->rx, config_ring_hold(ring_size));
     ring_limit(&c->tx, memlimit_budget());   /* under a memory limit: pages from its budget */
     c->peer_line = &c->sh->side[!me];   /* a server's waits for the client's proof */
     return c;

@@ -60,7 +60,7 @@ static struct lf_conn *light_conn(void)
  * doorbells), the unix socket to the client's offer not yet connected. */
 static struct lf_conn *server_conn(void)
 {
-    struct lf_link *l = link_create(lf_config.ring_size);
+    struct lf_link *l = link_create(config_ring_size());
     uint32_t slot;
     struct lf_conn *c =
         l && link_claim(l, &slot) == 0 ? shm_slot(l, slot, LF_SERVER, SLOT_FRESH) : NULL;

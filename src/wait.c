@@ -29,7 +29,8 @@ static uint32_t load32(const uint32_t *p)
 }
 
 /* Is there something for a waiting reader (of at least rx_want bytes, its
- * SO_RCVLOWAT) or writer to look at? */
+ * SO_RCVLOWAT) or writer (for room under rx_want bytes in flight when more
+ * than 1: conn.c's pace) to look at? */
 static int has_news(struct lf_conn *c, int for_write, size_t rx_want)
 {
     const struct lf_side *me = &c->sh->side[c->me], *peer = conn_peer(c);
@@ -41,7 +42,7 @@ static int has_news(struct lf_conn *c, int for_write, size_t rx_want)
     if (load32(&peer->closed) || (for_write && load32(&peer->rx_refused)))
         return 1;
     if (for_write)
-        return ring_writable(&c->tx) != 0;
+        return ring_writable_upto(&c->tx, rx_want > 1 ? rx_want : 0) != 0;
     ssize_t n = ring_readable(&c->rx);   /* -1, corrupt: news for the reader to find */
     return n < 0 || (size_t)n >= rx_want || load32(&peer->shut_wr);
 }

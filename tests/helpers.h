@@ -491,6 +491,27 @@ static inline void fast_pair(int family, int optin, int *client, int *server)
         CHECK(loopfast_fd_is_fast(*client) == 1 && loopfast_fd_is_fast(*server) == 1, "pair not fast");
 }
 
+/* Writes pieces of `piece` bytes (at most 64 KiB) to a non-blocking fd
+ * until it is refused for 10 rounds of 20 ms in a row (kernel TCP moves
+ * segments to the reader in the background): the bytes it took. */
+static inline long fill_until_refused(int fd, size_t piece)
+{
+    static char buf[65536];
+    long total = 0;
+    for (int quiet = 0; quiet < 10;) {
+        ssize_t n = write(fd, buf, piece < sizeof buf ? piece : sizeof buf);
+        if (n > 0) {
+            total += n;
+            quiet = 0;
+            continue;
+        }
+        CHECK(n < 0 && errno == EAGAIN, "write: %s", strerror(errno));
+        usleep(20000);
+        quiet++;
+    }
+    return total;
+}
+
 /* One byte with one descriptor over a unix socket (SCM_RIGHTS). */
 struct fd_message {
     char b;

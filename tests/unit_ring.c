@@ -5,7 +5,10 @@
  * (ring.c, RING_STEP): a step published before its bytes were copied would
  * hand the reader stale bytes.  Both with the writer moving the ring's
  * origin whenever it may (no gap between two moves): a move while the
- * reader still had bytes to copy would garble them. */
+ * reader still had bytes to copy would garble them.  A paced writer
+ * (RING_PACE) keeps its bytes within the ring's first 1 MiB and starts
+ * again there only once the ring is empty, also when paced and unpaced
+ * writes alternate under a reading thread. */
 #include <pthread.h>
 #include <sched.h>
 
@@ -184,6 +187,78 @@ static void memory_window(void)
           "the window outgrew its budget: %llu", (unsigned long long)win_ring.window);
 }
 
+#define PACED_SIZE (4u << 20)
+#define PACED_TOTAL (48ull << 20)
+static unsigned char paced_data[PACED_SIZE];
+static struct ring_ctl paced_ctl;
+static struct ring paced_ring;
+
+/* Pieces of up to 300 KiB, each paced or not at random. */
+static void *paced_writer(void *hash)
+{
+    static unsigned char in[300u << 10];
+    unsigned seed = 5;
+    uint64_t h = FNV_INIT;
+    for (uint64_t sent = 0; sent < PACED_TOTAL;) {
+        size_t n = 1 + (size_t)rand_r(&seed) % sizeof in;
+        if (n > PACED_TOTAL - sent)
+            n = (size_t)(PACED_TOTAL - sent);
+        for (size_t i = 0; i < n; i++)
+            in[i] = (unsigned char)(sent + i * 13);
+        struct iovec iov = { in, n };
+        ssize_t w = ring_writev_upto(&paced_ring, &iov, 1, rand_r(&seed) % 4 ? RING_PACE : 0);
+        CHECK(w >= 0, "paced write corrupt");
+        if (w == 0)
+            sched_yield();
+        h = fnv(h, in, (size_t)w);
+        sent += (uint64_t)w;
+    }
+    *(uint64_t *)hash = h;
+    return NULL;
+}
+
+static void paced(void)
+{
+    static unsigned char in[PACED_SIZE], out[PACED_SIZE];
+    struct ring *r = &paced_ring;
+    ring_init(r, &paced_ctl, paced_data, PACED_SIZE);
+    for (size_t i = 0; i < PACED_SIZE; i++)
+        in[i] = (unsigned char)(i * 5);
+    struct iovec iov = { in, PACED_SIZE };
+    CHECK(ring_writev_upto(r, &iov, 1, RING_PACE) == RING_PACE &&
+              ring_writable_upto(r, RING_PACE) == 0 && ring_writable(r) > 0,
+          "paced: 1 MiB in flight, the rest of the ring for an unpaced writer");
+    CHECK(ring_read(r, out, 4096, 0) == 4096 && ring_writable_upto(r, RING_PACE) == 0,
+          "paced: at the window's end, bytes still unread: no room");
+    CHECK(ring_read(r, out + 4096, PACED_SIZE, 0) == RING_PACE - 4096 && !memcmp(in, out, RING_PACE),
+          "paced: the window's bytes");
+    uint64_t head = paced_ctl.head;
+    CHECK(ring_writable_upto(r, RING_PACE) > 0 && ring_writev_upto(r, &iov, 1, RING_PACE) == RING_PACE &&
+              paced_ctl.base == head,
+          "paced: emptied, again from the origin");
+    CHECK(ring_writev_upto(r, &iov, 1, 0) == PACED_SIZE - RING_PACE,
+          "unpaced: on to the ring's capacity");
+    CHECK(ring_read(r, out, PACED_SIZE, 0) == PACED_SIZE && !memcmp(in, out, RING_PACE) &&
+              !memcmp(in, out + RING_PACE, PACED_SIZE - RING_PACE),
+          "paced then unpaced: every byte in order");
+    CHECK(ring_write_whole(r, in, RING_PACE + 1) == 0, "a whole write past the pace is left to the caller");
+
+    uint64_t hin = 0, hout = FNV_INIT, got = 0;
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, paced_writer, &hin) == 0, "thread");
+    unsigned seed = 3;
+    while (got < PACED_TOTAL) {
+        ssize_t n = ring_read(r, out, 1 + (size_t)rand_r(&seed) % (512u << 10), 0);
+        CHECK(n >= 0, "paced read corrupt");
+        if (n == 0)
+            sched_yield();
+        hout = fnv(hout, out, (size_t)n);
+        got += (uint64_t)n;
+    }
+    pthread_join(t, NULL);
+    CHECK(got == PACED_TOTAL && hin == hout, "a stream of paced and unpaced writes corrupted");
+}
+
 int main(void)
 {
     struct ring r;
@@ -249,5 +324,6 @@ int main(void)
           !ring_size_valid((uint64_t)RING_MAX_SIZE * 2), "ring_size_valid");
     long_copies();
     memory_window();
+    paced();
     return 0;
 }

@@ -34,7 +34,7 @@ static void usage(void)
           "  unix      AF_UNIX stream sockets\n"
           "  loopfast  TCP over 127.0.0.1, listener and client opted in with loopfast_ioctl\n"
           "  ring      a bare shared-memory ring pair, both sides busy-polling: the ceiling\n"
-          "            (as deep as loopfast's rings: LOOPFAST_RING_KB, 1 MiB by default)\n"
+          "            (as deep as loopfast's rings: LOOPFAST_RING_KB, or what kernel TCP holds)\n"
           "Columns:\n"
           "  rtt_median_us, rtt_p99_us  64 B round trip (write 64 B, peer echoes), us\n"
           "  msgs_per_s                 64 B writes one way, per second at the reader\n"
