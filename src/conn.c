@@ -986,7 +986,7 @@ struct pace {
 
 static void pace_start(struct pace *p, struct lf_conn *c)
 {
-    p->limit = ring_capacity(&c->tx) > RING_PACE ? RING_PACE : 0;
+    p->limit = ring_pace(&c->tx);
     p->tail = p->until = 0;
 }
 

@@ -203,14 +203,14 @@ static inline void lf_unlock(pthread_mutex_t *m)
 
 /* ---- shm.c: the per-connection shared memory ---- */
 #define LF_MAGIC   0x6c6f6f70u   /* "loop" */
-#define LF_VERSION 13u   /* 3: slots of a region per pair of processes (link.c); 4: one doorbell an end;
+#define LF_VERSION 14u   /* 3: slots of a region per pair of processes (link.c); 4: one doorbell an end;
                          * 5: one doorbell an end per region, news bits; 6: the region's channel;
                          * 7: requests in the region (request.c); 8: the server's verdicts
                          * in the region, under its key (verdict.c), and holder pids;
                          * 9: kernel_resets; 10: rx_refused; 11: futex sleeps
                          * (RING_ARM_FUTEX, the rings' wake words); 12: long sleeps woken
                          * by name (RING_ARM_NAMED, the rings' name words); 13: the
-                         * rings' origin (base) */
+                         * rings' origin (base); 14: the origin before it (base_before) */
 #define LF_HEADER_SIZE 4096u
 
 enum { LF_CLIENT = 0, LF_SERVER = 1 };

@@ -39,7 +39,9 @@ void ring_init(struct ring *r, struct ring_ctl *ctl, void *data, uint64_t size)
     r->data = data;
     r->size = size;
     r->tail_seen = r->head_seen = 0;   /* any value is safe: a stale one is loaded again */
-    r->base_seen = r->rewind_look = r->hunted_at = 0;
+    r->base_seen = r->from_seen = r->mid_base_seen = r->mid_from_seen = r->old_base_seen = 0;
+    r->places_seen = UINT64_MAX;   /* never a count: loaded at the first read */
+    r->rewind_look = r->hunted_at = 0;
     r->hunt = 0;
     r->rewind_gap = REWIND_GAP_NS;
     r->hold = size;
@@ -105,6 +107,79 @@ static void store_release(uint64_t *p, uint64_t v)
     __atomic_store_n(p, v, __ATOMIC_RELEASE);
 }
 
+/* ---- the places of the bytes ----
+ *
+ * A byte's place is its index minus an origin, masked.  Mostly one origin,
+ * `base`, serves every byte.  A paced writer (RING_PACE) starts again at
+ * the ring's start at the end of its first RING_PACE bytes while bytes
+ * below are unread: from then on (base_from) new bytes are placed from a new
+ * origin, the unread ones keep theirs (mid_base).  If its reader then stops
+ * reading and the writer goes on to its whole capacity, new bytes go after
+ * the unread ones' end, up to the ring's end, from a third origin (the
+ * oldest then old_base).  So at most three origins are in use, and a move
+ * needs the reader to be past the move before the one before it: ring.c's
+ * writer_room.  The words change together under a count the reader checks
+ * (a seqlock): a reader loads them after head, only when the count moved. */
+static void places_set(struct ring *r, uint64_t from, uint64_t origin, int keep_older)
+{
+    struct ring_ctl *k = r->ctl;
+    uint64_t count = __atomic_load_n(&k->places, __ATOMIC_RELAXED);
+    __atomic_store_n(&k->places, count + 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);   /* the odd count before the words */
+    if (keep_older) {
+        __atomic_store_n(&k->old_base, __atomic_load_n(&k->mid_base, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+        __atomic_store_n(&k->mid_base, __atomic_load_n(&k->base, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+        __atomic_store_n(&k->mid_from, __atomic_load_n(&k->base_from, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+    } else {
+        __atomic_store_n(&k->old_base, origin, __ATOMIC_RELAXED);
+        __atomic_store_n(&k->mid_base, origin, __ATOMIC_RELAXED);
+        __atomic_store_n(&k->mid_from, from, __ATOMIC_RELAXED);
+    }
+    __atomic_store_n(&k->base_from, from, __ATOMIC_RELAXED);
+    __atomic_store_n(&k->base, origin, __ATOMIC_RELAXED);
+    __atomic_store_n(&k->places, count + 2, __ATOMIC_RELEASE);
+}
+
+/* A writer that died between the two counts leaves them odd: after this
+ * many looks the reader takes the words as they are (a garbled stream of a
+ * dead writer at worst, never a place outside the ring). */
+#define PLACES_LOOKS 64
+
+static __attribute__((noinline)) void places_copy(struct ring *r, uint64_t count)
+{
+    const struct ring_ctl *k = r->ctl;
+    for (int looks = 0;; looks++) {
+        r->base_seen = __atomic_load_n(&k->base, __ATOMIC_RELAXED);
+        r->from_seen = __atomic_load_n(&k->base_from, __ATOMIC_RELAXED);
+        r->mid_base_seen = __atomic_load_n(&k->mid_base, __ATOMIC_RELAXED);
+        r->mid_from_seen = __atomic_load_n(&k->mid_from, __ATOMIC_RELAXED);
+        r->old_base_seen = __atomic_load_n(&k->old_base, __ATOMIC_RELAXED);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);   /* the words before the count again */
+        uint64_t again = __atomic_load_n(&k->places, __ATOMIC_RELAXED);
+        if ((again == count && !(count & 1)) || looks == PLACES_LOOKS)
+            break;
+        count = load_acquire(&k->places);
+    }
+    r->places_seen = count;
+}
+
+static inline __attribute__((always_inline)) void places_load(struct ring *r)
+{
+    uint64_t count = load_acquire(&r->ctl->places);
+    if (__builtin_expect(count != r->places_seen, 0))
+        places_copy(r, count);
+}
+
+static uint64_t pace_for(const struct ring *r, uint64_t cap)
+{
+    return !r->budget && cap > RING_PACE && cap + 2 * (uint64_t)RING_PACE <= r->size ? RING_PACE : 0;
+}
+
+uint64_t ring_pace(const struct ring *r)
+{
+    return pace_for(r, ring_capacity(r));
+}
+
 /* Reads both indices once; returns the bytes in use or -1 when corrupt. */
 static int64_t ring_used(const struct ring *r, uint64_t *head, uint64_t *tail)
 {
@@ -122,8 +197,8 @@ ssize_t ring_readable(const struct ring *r)
 
 static uint64_t window_room(struct ring *r, uint64_t head, uint64_t tail, uint64_t *base,
                             uint64_t room, uint64_t want, int dry);
-static uint64_t paced_room(struct ring *r, uint64_t head, uint64_t tail, uint64_t *base,
-                           uint64_t room, uint64_t want, uint64_t limit, int dry);
+static uint64_t writer_room(struct ring *r, uint64_t head, uint64_t tail, uint64_t *base,
+                            uint64_t room, uint64_t want, uint64_t limit, int dry);
 
 /* The capacity, or a lower limit a caller keeps to. */
 static uint64_t capacity_upto(const struct ring *r, uint64_t limit)
@@ -147,8 +222,8 @@ ssize_t ring_writable_upto(struct ring *r, uint64_t limit)
     uint64_t base = __atomic_load_n(&r->ctl->base, __ATOMIC_RELAXED);
     if (__builtin_expect(r->budget != NULL, 0) && room)
         room = window_room(r, head, tail, &base, room, 1, 1);
-    if (limit && room)
-        room = paced_room(r, head, tail, &base, room, 1, limit, 1);
+    if (room)
+        room = writer_room(r, head, tail, &base, room, 1, limit, 1);
     return (ssize_t)room;
 }
 
@@ -242,14 +317,34 @@ static void copy_in_steps(struct ring *r, uint64_t base, uint64_t head, const un
     }
 }
 
-static void copy_out(struct ring *r, uint64_t pos, unsigned char *dst, size_t len)
+static void copy_placed(struct ring *r, uint64_t base, uint64_t pos, unsigned char *dst,
+                        size_t len)
 {
-    size_t off = (pos - r->base_seen) & (r->size - 1);
+    size_t off = (pos - base) & (r->size - 1);
     size_t first = r->size - off < len ? r->size - off : len;
     populated_for(r, off, len, 0);
     memcpy(dst, r->data + off, first);
     if (len > first)
         memcpy(dst + first, r->data, len - first);
+}
+
+/* Bytes below from_seen keep their places from the origins before (the
+ * places, below); the common case is one compare. */
+static void copy_out(struct ring *r, uint64_t pos, unsigned char *dst, size_t len)
+{
+    uint64_t below = r->from_seen - pos;
+    if (__builtin_expect(below - 1 < (uint64_t)INT64_MAX, 0)) {   /* pos < from_seen */
+        size_t n = below < len ? (size_t)below : len;
+        uint64_t below_mid = r->mid_from_seen - pos;
+        if (below_mid - 1 < (uint64_t)INT64_MAX) {   /* pos < mid_from_seen */
+            size_t k = below_mid < n ? (size_t)below_mid : n;
+            copy_placed(r, r->old_base_seen, pos, dst, k);
+            pos += k, dst += k, len -= k, n -= k;
+        }
+        copy_placed(r, r->mid_base_seen, pos, dst, n);
+        pos += n, dst += n, len -= n;
+    }
+    copy_placed(r, r->base_seen, pos, dst, len);
 }
 
 /* copy_out's twin of copy_in_steps: the tail published every RING_STEP
@@ -290,7 +385,7 @@ span(struct ring *r, uint64_t *head, uint64_t *tail, int writer, size_t want, ui
     if (used > r->size || (writer ? room_for(cap, used) : used) < want) {
         *peer = *seen = load_acquire(writer ? &r->ctl->tail : &r->ctl->head);
         if (!writer)   /* after head: the places of the bytes below it */
-            r->base_seen = __atomic_load_n(&r->ctl->base, __ATOMIC_RELAXED);
+            places_load(r);
         used = *head - *tail;
     }
     return used <= r->size ? (int64_t)used : -1;
@@ -314,7 +409,7 @@ static __attribute__((noinline)) uint64_t writer_rebase(struct ring *r, uint64_t
     }
     r->hunt = 0;
     r->tail_seen = head;
-    __atomic_store_n(&r->ctl->base, head, __ATOMIC_RELAXED);   /* head's release publishes it */
+    places_set(r, head, head, 0);
     return head;
 }
 
@@ -359,34 +454,80 @@ static __attribute__((noinline)) uint64_t window_room(struct ring *r, uint64_t h
         off = 0;
         if (!dry) {
             r->tail_seen = head;
-            __atomic_store_n(&r->ctl->base, head, __ATOMIC_RELAXED);   /* head's release publishes it */
+            places_set(r, head, head, 0);
             *base = head;
         }
     }
     return off >= window ? 0 : window - off < room ? window - off : room;
 }
 
-/* A writer that keeps to `limit` bytes in flight (RING_PACE) keeps its
- * bytes' places within the ring's first `limit` bytes from the origin too,
- * and starts again there once it finds the ring empty: the lines it writes
- * are then the ones its reader has just read, in the caches, not those of
- * a lap of the whole ring (8 MiB: a stream at 20 against 30 GB/s). */
-static inline __attribute__((always_inline)) uint64_t
-paced_room(struct ring *r, uint64_t head, uint64_t tail, uint64_t *base, uint64_t room,
-           uint64_t want, uint64_t limit, int dry)
+/* A writer that keeps to `limit` bytes in flight (RING_PACE) keeps their
+ * places within the ring's first `limit` bytes from the origin too, so that
+ * the lines it writes are the ones its reader has just read, in the caches,
+ * not those of a lap of the whole ring (8 MiB: a stream at 20 against 30
+ * GB/s).  At that end it starts again at the ring's start (the places,
+ * above): at once when the ring is empty, otherwise once every unread byte
+ * is placed from the current origin and no byte since it wrapped.  Then the
+ * new bytes' places, below limit - used, lie before the oldest unread
+ * byte's, at (head - base) - used >= limit - used.  It starts again only
+ * up to 2 * limit past the origin, so that an unpaced writer (its reader
+ * stopped: conn.c's pace) still finds its whole capacity after the unread
+ * bytes' end (ring_pace asks for capacity + 2 * limit <= size). */
+static __attribute__((noinline)) uint64_t placed_room(struct ring *r, uint64_t head,
+                                                     uint64_t tail, uint64_t *base,
+                                                     uint64_t room, uint64_t take,
+                                                     uint64_t limit, int dry)
 {
-    uint64_t off = (head - *base) & (r->size - 1), take = want < room ? want : room;
-    if (__builtin_expect(off + take <= limit || limit >= r->size, 1))
-        return room;
-    if (off && (tail == head || load_acquire(&r->ctl->tail) == head)) {
-        off = 0;
+    const struct ring_ctl *k = r->ctl;
+    uint64_t from = __atomic_load_n(&k->base_from, __ATOMIC_RELAXED), since = head - *base;
+    if (tail - from > head - from)   /* an old look may place the reader before from */
+        tail = r->tail_seen = load_acquire(&k->tail);
+    if (tail - from <= head - from) {   /* every unread byte placed from base */
+        if (!limit)
+            return room;   /* the usual ring: at most its capacity in flight, masked */
+        if (tail != head && (since < limit || since > 2 * (uint64_t)limit))
+            return since < limit ? (limit - since < room ? limit - since : room) : 0;
+        if (tail != head && room > tail - *base)
+            room = tail - *base;   /* (the paced capacity keeps to it already) */
         if (!dry) {
-            r->tail_seen = head;
-            __atomic_store_n(&r->ctl->base, head, __ATOMIC_RELAXED);   /* head's release publishes it */
+            places_set(r, head, head, tail != head);
             *base = head;
         }
+        return room;
     }
-    return off >= limit ? 0 : limit - off < room ? limit - off : room;
+    uint64_t mid_base = __atomic_load_n(&k->mid_base, __ATOMIC_RELAXED);
+    if (*base != from)   /* grown past the unread bytes' end: up to the ring's end */
+        return since < r->size ? (r->size - since < room ? r->size - since : room) : 0;
+    /* started again at the ring's start: below the oldest unread byte's place */
+    uint64_t oldest = (tail - mid_base) & (r->size - 1);
+    uint64_t below = oldest > since ? oldest - since : 0;
+    if (below >= take || limit)
+        return below < room ? below : room;
+    uint64_t end = from - mid_base;   /* the unread bytes' end: where the writer started again */
+    if (end >= r->size)
+        return below < room ? below : room;   /* not a start of ours: a scribbled origin */
+    if (!dry) {
+        places_set(r, head, head - end, 1);
+        *base = head - end;
+    }
+    return r->size - end < room ? r->size - end : room;
+}
+
+/* The room the places leave a writer; the common case is one compare. */
+static inline __attribute__((always_inline)) uint64_t
+writer_room(struct ring *r, uint64_t head, uint64_t tail, uint64_t *base, uint64_t room,
+            uint64_t want, uint64_t limit, int dry)
+{
+    uint64_t take = want < room ? want : room;
+    if (limit) {
+        if (__builtin_expect(((head - *base) & (r->size - 1)) + take <= limit, 1))
+            return room;
+    } else {
+        uint64_t from = __atomic_load_n(&r->ctl->base_from, __ATOMIC_RELAXED);
+        if (__builtin_expect(tail - from <= head - from, 1))
+            return room;
+    }
+    return placed_room(r, head, tail, base, room, take, limit, dry);
 }
 
 ssize_t ring_writev(struct ring *r, const struct iovec *iov, int iovcnt)
@@ -404,8 +545,8 @@ ssize_t ring_writev_upto(struct ring *r, const struct iovec *iov, int iovcnt, ui
     uint64_t given = head, base = room ? writer_base(r, head, tail) : 0;
     if (__builtin_expect(r->budget != NULL, 0) && room)
         room = window_room(r, head, tail, &base, room, iov_total(iov, iovcnt, cap), 0);
-    if (limit && room)
-        room = paced_room(r, head, tail, &base, room, iov_total(iov, iovcnt, cap), limit, 0);
+    if (room)
+        room = writer_room(r, head, tail, &base, room, iov_total(iov, iovcnt, cap), limit, 0);
     for (int i = 0; i < iovcnt && done < room; i++) {
         size_t n = iov[i].iov_len < room - done ? iov[i].iov_len : room - done;
         copy_in_steps(r, base, head + done, iov[i].iov_base, n, &given);
@@ -418,7 +559,9 @@ ssize_t ring_writev_upto(struct ring *r, const struct iovec *iov, int iovcnt, ui
 
 ssize_t ring_write_whole(struct ring *r, const void *buf, size_t len)
 {
-    uint64_t head, tail, cap = capacity_upto(r, RING_PACE);
+    uint64_t head, tail, cap = ring_capacity(r), pace = pace_for(r, cap);
+    if (pace)
+        cap = pace;
     int64_t used = span(r, &head, &tail, 1, len, cap);
     if (used < 0)
         return -1;
@@ -427,7 +570,7 @@ ssize_t ring_write_whole(struct ring *r, const void *buf, size_t len)
     uint64_t base = writer_base(r, head, tail);
     if (__builtin_expect(r->budget != NULL, 0) && window_room(r, head, tail, &base, len, len, 0) < len)
         return 0;
-    if (paced_room(r, head, tail, &base, len, len, RING_PACE, 0) < len)
+    if (writer_room(r, head, tail, &base, len, len, pace, 0) < len)
         return 0;
     if (len <= RING_STEP) {
         copy_in(r, base, head, buf, len);

@@ -10,9 +10,11 @@
  * per message while the peer keeps up.  Every value is checked
  * (head - tail <= size) before use.  A byte's place is its index minus
  * `base` (moved to head by the writer when it finds the ring empty, so that
- * bytes read as they come reuse the ring's first pages), masked with
- * size - 1, so no value found in shared memory can make
- * a call touch memory outside the ring.  A failed check returns -1: the caller
+ * bytes read as they come reuse the ring's first pages, or at the end of a
+ * paced writer's first RING_PACE bytes: then the bytes below it keep their
+ * places from the origins before, ring.c's "places"), masked with
+ * size - 1, so no value found in shared memory can make a call touch memory
+ * outside the ring.  A failed check returns -1: the caller
  * treats the connection as broken.
  */
 #ifndef LOOPFAST_RING_H
@@ -32,6 +34,11 @@ struct ring_ctl {
     _Alignas(64) uint64_t head;      /* bytes ever written: the writer's */
     uint64_t base;                   /* the index at the ring's start: the writer's */
     uint64_t punches;                /* the writer's trims (its pages unmapped): the writer's */
+    /* Where bytes below base_from are (a paced writer's new start: ring.c,
+     * the places), all the writer's, changed under the count `places` (odd
+     * while they change): from base for bytes from base_from on, from
+     * mid_base for those from mid_from on, below that from old_base. */
+    uint64_t places, base_from, mid_base, mid_from, old_base;
     _Alignas(64) uint64_t tail;      /* bytes ever read: the reader's */
     _Alignas(64) uint32_t reader_armed; /* reader sleeps: ring its doorbell */
     uint32_t writer_armed;              /* writer sleeps: ring its doorbell */
@@ -50,7 +57,9 @@ struct ring {
     uint64_t own_bound;   /* writer: our SO_SNDBUF as the kernel reports it; 0: unset */
     uint64_t tail_seen;   /* as the writer last loaded it */
     uint64_t head_seen;   /* as the reader last loaded it */
-    uint64_t base_seen;   /* loaded by the reader after head_seen: their places */
+    /* The reader's copy of the places, loaded after head_seen when `places`
+     * changed: where the bytes below head_seen are. */
+    uint64_t places_seen, base_seen, from_seen, mid_base_seen, mid_from_seen, old_base_seen;
     uint64_t rewind_look; /* writer: the head at which it next looks whether to rewind */
     uint64_t hunted_at;   /* writer: the coarse clock when it last began to hunt */
     uint64_t rewind_gap;  /* writer: ns between two hunts (ring_init: 100 ms; tests: 0) */
@@ -105,8 +114,11 @@ void ring_pages_punched(struct ring *r);
 
 /* A writer whose reader drains the ring keeps this many bytes in flight at
  * most, when it may wait (conn.c, tx_ring): a stream then runs within the
- * caches (30 against 20 GB/s here for a ring holding 4 MB). */
+ * caches (30 against 20 GB/s here for a ring holding 4 MB).  ring_pace:
+ * RING_PACE, or 0 where the ring paces not (too small for it, or a writer
+ * under a memory limit, which keeps to its window instead). */
 #define RING_PACE (1u << 20)
+uint64_t ring_pace(const struct ring *r);
 
 /* Copy up to the iovecs' total length in; returns bytes written (0 when full)
  * or -1 when corrupt.  Publishes the new head with release ordering.

@@ -160,7 +160,10 @@ static int look_locked(struct lf_conn *c)
         return 1;
     }
     uint64_t touched = head - t->kept_from;
-    if (touched > TRIM_KEEP && tail != t->kept_from) {
+    /* (unread bytes below the origin sit where the origin before placed
+     * them, outside what punch_free counts as free: not now) */
+    uint64_t from = __atomic_load_n(&r->ctl->base_from, __ATOMIC_RELAXED);
+    if (touched > TRIM_KEEP && tail != t->kept_from && tail - from <= head - from) {
         punch_free(c, head, tail);
         __atomic_store_n(&t->kept_from, tail, __ATOMIC_RELAXED);
         touched = head - tail;

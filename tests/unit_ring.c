@@ -7,8 +7,9 @@
  * origin whenever it may (no gap between two moves): a move while the
  * reader still had bytes to copy would garble them.  A paced writer
  * (RING_PACE) keeps its bytes within the ring's first 1 MiB and starts
- * again there only once the ring is empty, also when paced and unpaced
- * writes alternate under a reading thread. */
+ * again at the ring's start at its end, the unread bytes keeping their
+ * places, also when paced and unpaced writes alternate under a reading
+ * thread. */
 #include <pthread.h>
 #include <sched.h>
 
@@ -187,8 +188,9 @@ static void memory_window(void)
           "the window outgrew its budget: %llu", (unsigned long long)win_ring.window);
 }
 
-#define PACED_SIZE (4u << 20)
-#define PACED_TOTAL (48ull << 20)
+#define PACED_SIZE (8u << 20)
+#define PACED_HOLD (4u << 20)
+#define PACED_TOTAL (64ull << 20)
 static unsigned char paced_data[PACED_SIZE];
 static struct ring_ctl paced_ctl;
 static struct ring paced_ring;
@@ -206,7 +208,9 @@ static void *paced_writer(void *hash)
         for (size_t i = 0; i < n; i++)
             in[i] = (unsigned char)(sent + i * 13);
         struct iovec iov = { in, n };
-        ssize_t w = ring_writev_upto(&paced_ring, &iov, 1, rand_r(&seed) % 4 ? RING_PACE : 0);
+        ssize_t w = rand_r(&seed) % 8 ? ring_writev_upto(&paced_ring, &iov, 1, RING_PACE)
+                  : rand_r(&seed) % 2 ? ring_write_whole(&paced_ring, in, n < 4096 ? n : 4096)
+                                      : ring_writev(&paced_ring, &iov, 1);
         CHECK(w >= 0, "paced write corrupt");
         if (w == 0)
             sched_yield();
@@ -222,41 +226,53 @@ static void paced(void)
     static unsigned char in[PACED_SIZE], out[PACED_SIZE];
     struct ring *r = &paced_ring;
     ring_init(r, &paced_ctl, paced_data, PACED_SIZE);
+    ring_hold(r, PACED_HOLD);
+    CHECK(ring_pace(r) == RING_PACE, "an 8 MiB ring holding 4 MiB paces");
     for (size_t i = 0; i < PACED_SIZE; i++)
-        in[i] = (unsigned char)(i * 5);
+        in[i] = (unsigned char)(i * 5 + (i >> 12));
     struct iovec iov = { in, PACED_SIZE };
     CHECK(ring_writev_upto(r, &iov, 1, RING_PACE) == RING_PACE &&
               ring_writable_upto(r, RING_PACE) == 0 && ring_writable(r) > 0,
-          "paced: 1 MiB in flight, the rest of the ring for an unpaced writer");
-    CHECK(ring_read(r, out, 4096, 0) == 4096 && ring_writable_upto(r, RING_PACE) == 0,
-          "paced: at the window's end, bytes still unread: no room");
-    CHECK(ring_read(r, out + 4096, PACED_SIZE, 0) == RING_PACE - 4096 && !memcmp(in, out, RING_PACE),
-          "paced: the window's bytes");
-    uint64_t head = paced_ctl.head;
-    CHECK(ring_writable_upto(r, RING_PACE) > 0 && ring_writev_upto(r, &iov, 1, RING_PACE) == RING_PACE &&
-              paced_ctl.base == head,
-          "paced: emptied, again from the origin");
-    CHECK(ring_writev_upto(r, &iov, 1, 0) == PACED_SIZE - RING_PACE,
-          "unpaced: on to the ring's capacity");
-    CHECK(ring_read(r, out, PACED_SIZE, 0) == PACED_SIZE && !memcmp(in, out, RING_PACE) &&
-              !memcmp(in, out + RING_PACE, PACED_SIZE - RING_PACE),
-          "paced then unpaced: every byte in order");
-    CHECK(ring_write_whole(r, in, RING_PACE + 1) == 0, "a whole write past the pace is left to the caller");
+          "paced: 1 MiB in flight, the rest of the hold for an unpaced writer");
+    uint64_t head = paced_ctl.head, base0 = paced_ctl.base;
+    CHECK(ring_read(r, out, 4096, 0) == 4096 && ring_writable_upto(r, RING_PACE) == 4096 &&
+              ring_writev_upto(r, &iov, 1, RING_PACE) == 4096 && paced_ctl.base == head &&
+              paced_ctl.base_from == head && paced_ctl.mid_base == base0 &&
+              ring_writable_upto(r, RING_PACE) == 0,
+          "paced: at the window's end, again from the ring's start, bytes unread where they were");
+    head = paced_ctl.head;
+    CHECK(ring_writev(r, &iov, 1) == PACED_HOLD - RING_PACE && paced_ctl.base_from == head &&
+              paced_ctl.base == head - RING_PACE && paced_ctl.old_base == base0,
+          "unpaced: on past the unread bytes' end, to the hold");
+    CHECK(ring_writable_upto(r, RING_PACE) == 0 && ring_writable(r) == 0, "full");
+    size_t got = 0;
+    for (ssize_t n; (n = ring_read(r, out + got, 100000, 0)) > 0;)
+        got += (size_t)n;
+    CHECK(got == PACED_HOLD && !memcmp(out, in + 4096, RING_PACE - 4096) &&
+              !memcmp(out + RING_PACE - 4096, in, 4096) &&
+              !memcmp(out + RING_PACE, in, PACED_HOLD - RING_PACE),
+          "three origins: every byte in order (%zu read)", got);
+    head = paced_ctl.head;
+    CHECK(ring_writev_upto(r, &iov, 1, RING_PACE) == RING_PACE && paced_ctl.base == head &&
+              paced_ctl.base_from == head,
+          "emptied: again from the ring's start, one origin");
+    CHECK(ring_read(r, out, PACED_SIZE, 0) == RING_PACE && !memcmp(in, out, RING_PACE), "drain");
 
-    uint64_t hin = 0, hout = FNV_INIT, got = 0;
+    uint64_t hin = 0, hout = FNV_INIT, total = 0;
     pthread_t t;
     CHECK(pthread_create(&t, NULL, paced_writer, &hin) == 0, "thread");
     unsigned seed = 3;
-    while (got < PACED_TOTAL) {
-        ssize_t n = ring_read(r, out, 1 + (size_t)rand_r(&seed) % (512u << 10), 0);
+    while (total < PACED_TOTAL) {
+        size_t want = 1 + (size_t)rand_r(&seed) % (512u << 10);
+        ssize_t n = ring_read(r, out, want, 0);
         CHECK(n >= 0, "paced read corrupt");
-        if (n == 0)
-            sched_yield();
+        if (n == 0 || rand_r(&seed) % 64 == 0)
+            usleep(n ? 2000 : 0);   /* a reader that stops now and then: unpaced writes grow */
         hout = fnv(hout, out, (size_t)n);
-        got += (uint64_t)n;
+        total += (uint64_t)n;
     }
     pthread_join(t, NULL);
-    CHECK(got == PACED_TOTAL && hin == hout, "a stream of paced and unpaced writes corrupted");
+    CHECK(total == PACED_TOTAL && hin == hout, "a stream of paced and unpaced writes corrupted");
 }
 
 int main(void)
@@ -304,15 +320,19 @@ int main(void)
         CHECK(ring_readable(&r) == -1 && ring_writable(&r) == -1, "bad indices %zu accepted", i);
         CHECK(ring_read(&r, out, SIZE, 0) == -1 && ring_write(&r, in, SIZE) == -1, "bad indices %zu used", i);
     }
-    /* a scribbled origin garbles only the stream: every place is masked */
+    /* scribbled origins garble only the stream: every place is masked.
+     * (Bytes below a scribbled base_from are placed from the older ones.) */
     uint64_t origins[] = { 1, SIZE - 1, SIZE + 7, UINT64_MAX, 1ull << 63 };
     for (size_t i = 0; i < sizeof origins / sizeof origins[0]; i++) {
         ctl.head = ctl.tail = 1000;
         ctl.base = origins[i];
+        ctl.base_from = ctl.mid_from = origins[(i + 2) % 5];
+        ctl.mid_base = ctl.old_base = origins[(i + 3) % 5];
+        ctl.places += 2;
         struct ring reader = r;   /* a fresh reader loads head, then base */
         reader.head_seen = 0;
-        CHECK(ring_write(&r, in, SIZE) == SIZE && ring_read(&reader, out, SIZE, 0) == SIZE &&
-              !memcmp(in, out, SIZE), "origin %zu: bytes moved", i);
+        ssize_t w = ring_write(&r, in, SIZE);
+        CHECK(w >= 0 && ring_read(&reader, out, SIZE, 0) == w, "origin %zu: %zd bytes written", i, w);
         check_guards();
     }
     /* indices near wrap of the 64-bit counter are fine */
