@@ -97,6 +97,7 @@ static int echo_ahead(int optin, long total, int nonblocking)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* nothing buffered for the forked servers to copy */
     alarm(60);
     long kernel = held_unread(0), fast = held_unread(1);
     printf("a writer nobody reads from: kernel TCP holds %ld bytes, loopfast %ld (%.2fx)\n",
