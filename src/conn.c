@@ -975,7 +975,9 @@ static inline __attribute__((always_inline)) void tx_counted(struct lf_conn *c)
  * that takes nothing for PACE_IDLE_NS does not drain: then the writer fills
  * the rest of the ring's hold, as kernel TCP's buffers would take it (a
  * program that writes megabytes before it reads its echo).  A writer that
- * must not wait never paces: it fills the hold, and its poll says so. */
+ * must not wait never paces: it fills the hold, and its poll says so.  Nor
+ * one with a send timeout, and a signal in a paced wait ends the pace: the
+ * kernel, with room, would have neither timed out nor been interrupted. */
 #define PACE_IDLE_NS 2000000ull
 
 struct pace {
@@ -1045,7 +1047,13 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
         int dontwait = must_not_wait(s, c, fd, flags, 1, pace.limit ? pace.limit : 1);
         if (dontwait < 0)
             continue;
-        if (pace.limit && (dontwait || pace_ends(&pace, c))) {
+        if (!dontwait && timeout == -2) {
+            timeout = sock_timeout(s, fd, SO_SNDTIMEO);
+            deadline = timeout < 0 ? 0 : monotonic_ns() + (uint64_t)timeout * 1000000;
+        }
+        /* (a writer with a send timeout does not pace: its time might run
+         * out where the kernel would have taken the bytes) */
+        if (pace.limit && (dontwait || deadline || pace_ends(&pace, c))) {
             pace.limit = 0;   /* the rest of the capacity, now */
             continue;
         }
@@ -1053,15 +1061,15 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
             return (ssize_t)done;
         if (dontwait)   /* before saying EAGAIN, ask TCP if the peer is gone */
             return peer_left(c, fd, tcp_events(c, fd, 1)) ? tx_gone(c, fd, msg, flags) : -EAGAIN;
-        if (timeout == -2) {
-            timeout = sock_timeout(s, fd, SO_SNDTIMEO);
-            deadline = timeout < 0 ? 0 : monotonic_ns() + (uint64_t)timeout * 1000000;
-        }
         short tev;
         dir_unlock(c, DIR_TX, *hold);   /* others may write meanwhile, as to the kernel */
         int w = wait_in_call(s, fd, 1, pace.limit ? pace.limit : 1,
                              pace_sleep_ms(&pace, sleep_ms(c, deadline)), &call, !deadline, &tev);
         *hold = dir_lock(c, DIR_TX, -1, 0);
+        if (w == -EINTR && pace.limit) {   /* the kernel would not have waited: no EINTR */
+            pace.limit = 0;
+            continue;
+        }
         if (w < 0 && w != -EAGAIN)
             return done ? (ssize_t)done : w;
         if (peer_left(c, fd, tev))

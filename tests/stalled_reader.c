@@ -12,9 +12,15 @@
  *    writes 1.5 times the kernel's hold before reading: blocking writes (a
  *    paced writer must stop pacing once its reader stalls), then
  *    non-blocking writes each waiting in poll() for POLLOUT; every byte
- *    comes back in order. */
+ *    comes back in order;
+ *  - one blocking write() of 3 MB, nobody reading, with SO_SNDTIMEO of 1 ms,
+ *    then with a signal each millisecond whose handler has no SA_RESTART: the
+ *    kernel, with room, takes it whole in one call, and so must a writer
+ *    that paces itself (its pause is no wait of the kernel's). */
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 
 #include "helpers.h"
 
@@ -95,10 +101,56 @@ static int echo_ahead(int optin, long total, int nonblocking)
     return r;
 }
 
+static void on_signal(int sig)
+{
+    (void)sig;
+}
+
+enum { BY_TIMEOUT, BY_SIGNAL };
+
+struct ticker { pthread_t target; int stop; };
+
+/* SIGUSR1 to the writing thread every millisecond until told to stop. */
+static void *tick(void *arg)
+{
+    struct ticker *t = arg;
+    while (!__atomic_load_n(&t->stop, __ATOMIC_ACQUIRE)) {
+        pthread_kill(t->target, SIGUSR1);
+        usleep(1000);
+    }
+    return NULL;
+}
+
+/* What one write() of `total` bytes returns, nobody reading. */
+static long one_write(int optin, long total, int how)
+{
+    int c, s;
+    fast_pair(AF_INET, optin, &c, &s);
+    static char buf[8 << 20];
+    struct timeval tv = { .tv_usec = 1000 };
+    struct ticker t = { pthread_self(), 0 };
+    pthread_t ticker;
+    if (how == BY_TIMEOUT)
+        CHECK(setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) == 0, "SO_SNDTIMEO");
+    else
+        CHECK(pthread_create(&ticker, NULL, tick, &t) == 0, "thread");
+    ssize_t n = write(c, buf, (size_t)total);
+    long r = n < 0 ? -errno : n;
+    if (how == BY_SIGNAL) {
+        __atomic_store_n(&t.stop, 1, __ATOMIC_RELEASE);
+        pthread_join(ticker, NULL);
+    }
+    close(c);
+    close(s);
+    return r;
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);   /* nothing buffered for the forked servers to copy */
     alarm(60);
+    struct sigaction sa = { .sa_handler = on_signal };   /* no SA_RESTART */
+    CHECK(sigaction(SIGUSR1, &sa, NULL) == 0, "sigaction");
     long kernel = held_unread(0), fast = held_unread(1);
     printf("a writer nobody reads from: kernel TCP holds %ld bytes, loopfast %ld (%.2fx)\n",
            kernel, fast, (double)fast / (double)kernel);
@@ -112,6 +164,16 @@ int main(void)
         CHECK(echo_ahead(1, ahead, nonblocking) == 0,
               "%s: %ld bytes ahead of an echo waited for ever, as kernel TCP does not", how, ahead);
         printf("%s: %ld bytes ahead of an echo, read back whole, both ways\n", how, ahead);
+    }
+
+    for (int how = BY_TIMEOUT; how <= BY_SIGNAL; how++) {
+        const char *what = how == BY_TIMEOUT ? "SO_SNDTIMEO 1 ms" : "a signal each ms, no SA_RESTART";
+        long total = kernel * 3 / 4, k = one_write(0, total, how), f = one_write(1, total, how);
+        printf("one write of %ld bytes, nobody reading, %s: kernel TCP %ld, loopfast %ld\n", total,
+               what, k, f);
+        if (k != total)
+            SKIP("kernel TCP took %ld of %ld bytes in one write here (%s)", k, total, what);
+        CHECK(f == total, "%s: one write took %ld of %ld bytes, kernel TCP all", what, f, total);
     }
     return 0;
 }
