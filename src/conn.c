@@ -61,6 +61,7 @@ enum { DIR_TX = 0, DIR_RX = 1 };
 
 struct dir_hold {
     int threaded;   /* the mutex was taken */
+    int quick;      /* entered as the direction's owner, without it (quick.c) */
     int shared;     /* `busy` was taken */
     int refused;    /* neither: a non-blocking call found `busy` held too long (-EAGAIN) */
 };
@@ -101,6 +102,13 @@ static int busy_take(struct lf_conn *c, int dir, int fd, int flags)
     }
 }
 
+/* An end other processes may hold: its `busy` word is believed (dir_lock). */
+static inline __attribute__((always_inline)) int end_shared(struct lf_conn *c)
+{
+    return __atomic_load_n(&c->shared_end, __ATOMIC_RELAXED) &&
+           __atomic_load_n(&my_side(c)->holders, __ATOMIC_RELAXED) > 1;
+}
+
 /* fd < 0: a call that may wait (it asked to block); else its descriptor
  * and flags, to tell whether it may. */
 /* Inlined: returned from a call, the hold went through the stack as two
@@ -109,18 +117,19 @@ static int busy_take(struct lf_conn *c, int dir, int fd, int flags)
 static inline __attribute__((always_inline)) struct dir_hold
 dir_lock(struct lf_conn *c, int dir, int fd, int flags)
 {
-    struct dir_hold h = { 0, 0, 0 };
+    struct dir_hold h = { 0 };
     pthread_mutex_t *m = dir == DIR_TX ? &c->tx_lock : &c->rx_lock;
     signals_hold();   /* also single-threaded: a handler's call would interleave */
     h.threaded = lock_if_threaded(m);
-    h.shared = __atomic_load_n(&c->shared_end, __ATOMIC_RELAXED) &&
-               __atomic_load_n(&my_side(c)->holders, __ATOMIC_RELAXED) > 1;
+    if (h.threaded)
+        quick_locked(&c->bias[dir], 0);
+    h.shared = end_shared(c);
     if (h.shared) {
         int e = errno;
         if (busy_take(c, dir, fd, flags) < 0) {
             unlock_if(m, h.threaded);
             signals_release();
-            h = (struct dir_hold){ 0, 0, 1 };
+            h = (struct dir_hold){ .refused = 1 };
         }
         errno = e;
     }
@@ -134,8 +143,33 @@ dir_unlock(struct lf_conn *c, int dir, struct dir_hold h)
         return;
     if (h.shared)
         __atomic_store_n(busy_word(c, dir), 0, __ATOMIC_RELEASE);
+    if (h.quick)
+        quick_leave();
     unlock_if(dir == DIR_TX ? &c->tx_lock : &c->rx_lock, h.threaded);
     signals_release();
+}
+
+/* The direction for a call that only copies and returns (the *_buffer
+ * calls, also made under a hazard instead of a reference: quick.c): its
+ * owner enters without the mutex, and a thread that keeps taking the mutex
+ * becomes its owner.  An end other processes may hold is declined
+ * (h.refused): its `busy` may make a call wait, which the general path does. */
+static inline __attribute__((always_inline)) struct dir_hold
+dir_lock_copy(struct lf_conn *c, int dir)
+{
+    struct dir_hold h = { 0 };
+    if (end_shared(c))
+        return (struct dir_hold){ .refused = 1 };
+    signals_hold();
+    if (__libc_single_threaded)
+        return h;
+    h.quick = quick_enter(&c->bias[dir]);
+    if (!h.quick) {
+        lf_lock(dir == DIR_TX ? &c->tx_lock : &c->rx_lock);
+        h.threaded = 1;
+        quick_locked(&c->bias[dir], 1);
+    }
+    return h;
 }
 
 static uint32_t load32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
@@ -839,15 +873,15 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
  * conn_send_buffer: no msghdr, no wait.  CONN_DECLINED when the ring is
  * empty or anything asks for more than a copy (a low-water mark, the
  * direction not on the ring yet, a held answer): nothing was done. */
-ssize_t conn_recv_buffer(struct lf_sock *s, int fd, void *buf, size_t len, int flags)
+ssize_t conn_recv_buffer(struct lf_sock *s, void *buf, size_t len)
 {
     struct lf_conn *c = s->conn;
     if (!len || __atomic_load_n(&c->held, __ATOMIC_RELAXED) ||
         __atomic_load_n(&rcvlowat_used, __ATOMIC_RELAXED))
         return CONN_DECLINED;
-    struct dir_hold hold = dir_lock(c, DIR_RX, fd, flags);
+    struct dir_hold hold = dir_lock_copy(c, DIR_RX);
     if (hold.refused)
-        return -EAGAIN;
+        return CONN_DECLINED;
     ssize_t r = CONN_DECLINED, n;
     if (!c->broken && load32(&my_side(c)->rx_on_ring) && (n = ring_read(&c->rx, buf, len, 0)) > 0) {
         rx_took(c, n);
@@ -1116,13 +1150,13 @@ ssize_t conn_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags
  * store, whose line the spinning reader holds (docs/performance.md).
  * CONN_DECLINED when this is not that case: nothing was done, and
  * conn_send answers. */
-ssize_t conn_send_buffer(struct lf_sock *s, int fd, const void *buf, size_t len, int flags)
+ssize_t conn_send_buffer(struct lf_sock *s, const void *buf, size_t len)
 {
     struct lf_conn *c = s->conn;
     struct lf_side *me = my_side(c);
-    struct dir_hold hold = dir_lock(c, DIR_TX, fd, flags);
+    struct dir_hold hold = dir_lock_copy(c, DIR_TX);
     if (hold.refused)
-        return -EAGAIN;
+        return CONN_DECLINED;
     ssize_t r = CONN_DECLINED;
     /* (a TCP look that is due is conn_send's: its answer must not be lost) */
     if (len && load32(&me->tx_switched) && !load32(&me->shut_wr) && !c->broken &&
@@ -1196,6 +1230,7 @@ int conn_shutdown(struct lf_sock *s, int fd, int how)
         store32(&my_side(c)->shut_rd, 1);
     if (how == SHUT_WR || how == SHUT_RDWR) {
         lf_lock(&c->tx_lock);
+        quick_locked(&c->bias[DIR_TX], 0);
         tx_maybe_switch(c, s);
         int on_ring = load32(&my_side(c)->tx_switched);
         store32(&my_side(c)->shut_wr, 1);   /* on TCP: it never switches now */

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/single_threaded.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -23,6 +24,11 @@
 #define CHUNK_SIZE (1 << CHUNK_BITS)
 #define TOP_SIZE   4096                     /* up to 4 M descriptors */
 #define DEAD       (-(1 << 30))
+
+/* A slot's value while a threaded close() of its number is between our
+ * forgetting the socket and the kernel's close (fdtable_entomb): a call
+ * that finds it waits for the close, then gets the kernel's answer. */
+#define TOMB ((struct lf_sock *)1)
 
 static struct lf_sock **top[TOP_SIZE];
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -35,6 +41,23 @@ static inline __attribute__((always_inline)) struct lf_sock **slot_if_any(int fd
         return NULL;
     struct lf_sock **chunk = __atomic_load_n(&top[fd >> CHUNK_BITS], __ATOMIC_ACQUIRE);
     return chunk ? &chunk[fd & (CHUNK_SIZE - 1)] : NULL;
+}
+
+/* The slot's socket, once no close of its number is under way: that close
+ * takes a few system calls, and is never waited for by its own thread
+ * (signals are held over it). */
+static inline __attribute__((always_inline)) struct lf_sock *slot_load(struct lf_sock **slot)
+{
+    struct lf_sock *s = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    for (unsigned i = 0; __builtin_expect(s == TOMB, 0); i++) {
+        struct timespec t = { 0, i < 64 ? 0 : 20000 };
+        if (i < 64)
+            cpu_relax();
+        else
+            nanosleep(&t, NULL);
+        s = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    }
+    return s;
 }
 
 /* The slot of fd, its chunk made if need be; NULL when out of range or memory. */
@@ -60,7 +83,7 @@ struct lf_sock *fdtable_acquire(int fd)
     if (!slot)
         return NULL;
     for (;;) {
-        struct lf_sock *s = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+        struct lf_sock *s = slot_load(slot);
         if (!s)
             return NULL;
         int u = __atomic_add_fetch(&s->users, 1, __ATOMIC_ACQ_REL);
@@ -81,14 +104,30 @@ struct lf_sock *call_begin(int fd)
     if (!__libc_single_threaded)
         return fdtable_acquire(fd);
     struct lf_sock **slot = slot_if_any(fd);
-    return slot ? __atomic_load_n(slot, __ATOMIC_ACQUIRE) : NULL;
+    return slot ? slot_load(slot) : NULL;
+}
+
+/* A quick call's lookup: the hazard stored, then the slot loaded again,
+ * so that a teardown that cleared it sees the hazard (quick.c). */
+int fdtable_quick_take(int fd, struct lf_sock **out)
+{
+    struct lf_sock **slot = slot_if_any(fd);
+    struct lf_sock *s = slot ? slot_load(slot) : NULL;
+    if (!s)
+        return 0;
+    if (!quick_hazard_set(s) || __atomic_load_n(slot, __ATOMIC_ACQUIRE) != s) {
+        quick_hazard_drop();
+        return 0;
+    }
+    *out = s;
+    return 1;
 }
 
 /* Does fd name s now?  A look, no reference taken. */
 int fdtable_holds(int fd, struct lf_sock *s)
 {
     struct lf_sock **slot = slot_if_any(fd);
-    return slot && __atomic_load_n(slot, __ATOMIC_ACQUIRE) == s;
+    return slot && slot_load(slot) == s;
 }
 
 void call_end(struct lf_sock *s)
@@ -99,6 +138,7 @@ void call_end(struct lf_sock *s)
 
 static void sock_destroy(struct lf_sock *s)
 {
+    quick_wait_hazards(s);   /* a quick call on it copies on */
     handshake_keep_region(s);
     handshake_give_up(s);
     ownfd_close(&s->spare_inner);
@@ -186,24 +226,46 @@ int fdtable_set(int fd, struct lf_sock *s)
     __atomic_add_fetch(&s->refs, 1, __ATOMIC_ACQ_REL);
     __atomic_add_fetch(&s->users, 1, __ATOMIC_ACQ_REL);
     struct lf_sock *old = __atomic_exchange_n(slot, s, __ATOMIC_ACQ_REL);
-    if (old) {
+    if (old && old != TOMB) {   /* (a tomb: the kernel gave the number out again) */
         __atomic_sub_fetch(&old->refs, 1, __ATOMIC_ACQ_REL);
         sock_put(old);
     }
     return 0;
 }
 
-int fdtable_clear(int fd)
+static int slot_empty(int fd, struct lf_sock *to)
 {
     struct lf_sock **slot = slot_if_any(fd);
     if (!slot)
         return -1;
-    struct lf_sock *old = __atomic_exchange_n(slot, NULL, __ATOMIC_ACQ_REL);
+    struct lf_sock *old = slot_load(slot);
+    while (old && !__atomic_compare_exchange_n(slot, &old, to, 0, __ATOMIC_ACQ_REL,
+                                               __ATOMIC_ACQUIRE))
+        if (old == TOMB)
+            old = slot_load(slot);
     if (!old)
         return -1;
     int left = __atomic_sub_fetch(&old->refs, 1, __ATOMIC_ACQ_REL);
     sock_put(old);
     return left;
+}
+
+int fdtable_clear(int fd)
+{
+    return slot_empty(fd, NULL);
+}
+
+int fdtable_entomb(int fd)
+{
+    return slot_empty(fd, TOMB);
+}
+
+void fdtable_unentomb(int fd)
+{
+    struct lf_sock **slot = slot_if_any(fd);
+    struct lf_sock *tomb = TOMB;
+    if (slot)
+        __atomic_compare_exchange_n(slot, &tomb, NULL, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
 }
 
 /* fork() must not copy the table lock while another thread holds it. */
@@ -216,7 +278,8 @@ void fdtable_for_each_fd(unsigned first, unsigned last, void (*fn)(int fd))
         struct lf_sock **chunk = __atomic_load_n(&top[i], __ATOMIC_ACQUIRE);
         for (unsigned j = 0; chunk && j < CHUNK_SIZE; j++) {
             unsigned fd = i << CHUNK_BITS | j;
-            if (fd >= first && fd <= last && __atomic_load_n(&chunk[j], __ATOMIC_ACQUIRE))
+            struct lf_sock *s = __atomic_load_n(&chunk[j], __ATOMIC_ACQUIRE);
+            if (fd >= first && fd <= last && s && s != TOMB)
                 fn((int)fd);
         }
     }
@@ -228,7 +291,7 @@ void fdtable_for_each(void (*fn)(struct lf_sock *, void *), void *arg)
         struct lf_sock **chunk = __atomic_load_n(&top[i], __ATOMIC_ACQUIRE);
         for (int j = 0; chunk && j < CHUNK_SIZE; j++) {
             struct lf_sock *s = __atomic_load_n(&chunk[j], __ATOMIC_ACQUIRE);
-            if (s)
+            if (s && s != TOMB)
                 fn(s, arg);
         }
     }

@@ -148,6 +148,87 @@ static inline void signals_release(void)
         signal_release_held();
 }
 
+/* ---- quick.c: a threaded process's hot calls without locked instructions ----
+ * A thread's record: words only that thread writes, scanned by the rare
+ * side after its membarrier (quick.c). */
+struct lf_thread {
+    _Alignas(64) struct lf_sock *hazard;   /* the socket of its quick call, or NULL */
+    void *dir;                           /* the direction it is in as owner, or NULL */
+    pid_t tid;                           /* 0: free */
+    int usable;                          /* 0: the stand-in of a thread that found no record */
+};
+/* One direction of a connection in this process (conn.c: bias[DIR_TX..]). */
+struct lf_bias {
+    struct lf_thread *owner;   /* may enter without the mutex; set and cleared under it */
+    uint32_t revoke;           /* another user is taking it back */
+    uint32_t run, revokes;     /* mutex takings in a row by `last`; revocations so far */
+    struct lf_thread *last;
+};
+enum { QUICK_UNSET, QUICK_ON, QUICK_DRAINING, QUICK_OFF };
+extern __thread struct lf_thread *lf_self LF_TLS_IE;
+extern int lf_quick;
+
+/* The owner enters its direction: 1, or 0 to take the mutex instead. */
+static inline int quick_enter(struct lf_bias *b)
+{
+    struct lf_thread *me = lf_self;
+    if (!me || __atomic_load_n(&b->owner, __ATOMIC_RELAXED) != me)
+        return 0;
+    __atomic_store_n(&me->dir, b, __ATOMIC_RELAXED);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);   /* the CPU's order: the revoker's membarrier */
+    if (__atomic_load_n(&b->revoke, __ATOMIC_ACQUIRE) ||
+        __atomic_load_n(&b->owner, __ATOMIC_RELAXED) != me ||
+        __atomic_load_n(&lf_quick, __ATOMIC_RELAXED) != QUICK_ON) {
+        __atomic_store_n(&me->dir, NULL, __ATOMIC_RELEASE);
+        return 0;
+    }
+    return 1;
+}
+
+static inline void quick_leave(void)
+{
+    __atomic_store_n(&lf_self->dir, NULL, __ATOMIC_RELEASE);
+}
+
+/* The hazard on s before the table's slot is loaded again: 0 when this
+ * thread makes no quick calls (the ordinary way then). */
+static inline int quick_hazard_set(struct lf_sock *s)
+{
+    struct lf_thread *me = lf_self;
+    if (!me || !me->usable)
+        return 0;
+    __atomic_store_n(&me->hazard, s, __ATOMIC_RELAXED);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);   /* the CPU's order: the closer's membarrier */
+    return __atomic_load_n(&lf_quick, __ATOMIC_RELAXED) == QUICK_ON;
+}
+
+static inline void quick_hazard_drop(void)
+{
+    __atomic_store_n(&lf_self->hazard, NULL, __ATOMIC_RELEASE);
+}
+
+/* The direction's mutex was just taken: another thread's bias revoked;
+ * may_bias: a call that could be quick, counted towards biasing it to us. */
+void quick_after_lock(struct lf_bias *b, int may_bias);
+static inline void quick_locked(struct lf_bias *b, int may_bias)
+{
+    struct lf_thread *owner = __atomic_load_n(&b->owner, __ATOMIC_RELAXED);
+    if (owner ? owner != lf_self : may_bias)
+        quick_after_lock(b, may_bias);
+}
+static inline int quick_owned_elsewhere(struct lf_bias *b)
+{
+    struct lf_thread *owner = __atomic_load_n(&b->owner, __ATOMIC_RELAXED);
+    return owner && owner != lf_self;
+}
+/* Mutex held, for the trim keeper: 1 when nobody else may enter after it;
+ * 0 when the owner is inside (never waited for: it may wait for the trim
+ * keeper's lock in there).  Not counted against the bias. */
+int quick_try_take_back(struct lf_bias *b);
+void quick_bias_reset(struct lf_bias *b);       /* a forked child's copy */
+void quick_wait_hazards(struct lf_sock *s);     /* before s is torn down */
+void quick_confine(void);                       /* before a seccomp filter */
+
 /* Is the socket's int option `name` on (non-zero) as the kernel reports it? */
 static inline int sockopt_on(int fd, int level, int name)
 {
@@ -521,6 +602,7 @@ struct lf_conn {
     int me;                       /* LF_CLIENT or LF_SERVER */
     struct ring tx, rx;
     pthread_mutex_t rx_lock, tx_lock;
+    struct lf_bias bias[2];       /* quick.c: [DIR_TX, DIR_RX] (conn.c) */
     int broken;                   /* shared state was corrupt: ECONNRESET */
     int rcvlowat;                 /* SO_RCVLOWAT as last asked (0: to ask): conn_rcvlowat */
     uint64_t next_tcp_check;      /* when a writer next asks TCP if the peer is gone */
@@ -719,13 +801,19 @@ static inline void sock_set_kind(struct lf_sock *s, int kind)
 }
 
 struct lf_sock *fdtable_acquire(int fd);           /* NULL: not ours */
-struct lf_sock *call_begin(int fd);                /* for one data call; pair with call_end */
+struct lf_sock *call_begin(int fd);
+/* 1: fd is a socket of ours, *s, under this thread's hazard (quick.c); 0: none taken */
+int fdtable_quick_take(int fd, struct lf_sock **s);                /* for one data call; pair with call_end */
 int fdtable_holds(int fd, struct lf_sock *s);         /* fd names s now (no reference) */
 void call_end(struct lf_sock *s);
 void sock_put(struct lf_sock *s);
 struct lf_sock *sock_new(int kind);                /* users = 1: sock_put it */
 int fdtable_set(int fd, struct lf_sock *s);        /* takes a ref */
 int fdtable_clear(int fd);       /* drops the slot's ref; returns refs left, -1 if none */
+/* The same, leaving a tombstone that calls on fd wait behind, until
+ * fdtable_unentomb after the kernel's close (interpose.c, close) */
+int fdtable_entomb(int fd);
+void fdtable_unentomb(int fd);
 void fdtable_lock(void);
 void fdtable_unlock(void);
 void fdtable_for_each(void (*fn)(struct lf_sock *, void *), void *arg);
@@ -827,8 +915,8 @@ ssize_t conn_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags
 /* One buffer the ring takes whole now, or bytes already on the ring read
  * into one; CONN_DECLINED: nothing done, conn_send or conn_recv answers. */
 #define CONN_DECLINED (-((ssize_t)1 << 40))
-ssize_t conn_send_buffer(struct lf_sock *s, int fd, const void *buf, size_t len, int flags);
-ssize_t conn_recv_buffer(struct lf_sock *s, int fd, void *buf, size_t len, int flags);
+ssize_t conn_send_buffer(struct lf_sock *s, const void *buf, size_t len);
+ssize_t conn_recv_buffer(struct lf_sock *s, void *buf, size_t len);
 int conn_shutdown(struct lf_sock *s, int fd, int how);
 int conn_shut_rd(struct lf_conn *c);
 int sock_stdio_may_write(struct lf_sock *s);   /* stdout, stderr or fdopen'd: writes stay on TCP */
@@ -965,6 +1053,9 @@ void pending_on_stdin(int fd);     /* fd is stdin now: stdio may read it (handsh
 /* ---- socket.c: one call on a descriptor we track, whatever its kind ---- */
 ssize_t sock_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags);
 ssize_t sock_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags);
+/* The copy alone (conn_*_buffer) on a fast socket, or CONN_DECLINED. */
+ssize_t sock_send_copy(struct lf_sock *s, const void *buf, size_t len, int flags);
+ssize_t sock_recv_copy(struct lf_sock *s, void *buf, size_t len, int flags);
 ssize_t sock_send_buffer(struct lf_sock *s, int fd, const void *buf, size_t len, int flags);
 ssize_t sock_recv_buffer(struct lf_sock *s, int fd, void *buf, size_t len, int flags);
 

@@ -69,6 +69,29 @@ static struct lf_sock *ours_for_call(int fd)
     return call_begin(fd);
 }
 
+/* A thread's read or write that only copies, made under a hazard instead
+ * of a reference (quick.c): CONN_DECLINED when it is not that (or the
+ * thread makes no quick calls), and the call is then made the ordinary way. */
+static ssize_t quick_call(int fd, void *buf, size_t len, int flags, int for_write)
+{
+    if (__libc_single_threaded || !lf_self)
+        return CONN_DECLINED;
+    pthread_testcancel();
+    ssize_t r = CONN_DECLINED;
+    struct lf_sock *s;
+    signals_hold();   /* a handler's call would reuse the record's words */
+    if (fdtable_quick_take(fd, &s)) {
+        r = for_write ? sock_send_copy(s, buf, len, flags) : sock_recv_copy(s, buf, len, flags);
+        quick_hazard_drop();
+    }
+    signals_release();
+    if (r < 0 && r != CONN_DECLINED) {
+        errno = (int)-r;
+        r = -1;
+    }
+    return r;
+}
+
 static ssize_t recv_on(struct lf_sock *s, int fd, void *buf, size_t len, int flags)
 {
     ssize_t r = sock_recv_buffer(s, fd, buf, len, flags);
@@ -87,6 +110,9 @@ static ssize_t send_on(struct lf_sock *s, int fd, const void *buf, size_t len, i
 
 LF_EXPORT ssize_t read(int fd, void *buf, size_t len)
 {
+    ssize_t q = quick_call(fd, buf, len, 0, 0);
+    if (q != CONN_DECLINED)
+        return q;
     struct lf_sock *s = ours_for_call(fd);
     return s ? recv_on(s, fd, buf, len, 0) : libc.read(fd, buf, len);
 }
@@ -100,12 +126,18 @@ LF_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
 
 LF_EXPORT ssize_t write(int fd, const void *buf, size_t len)
 {
+    ssize_t q = quick_call(fd, (void *)buf, len, 0, 1);
+    if (q != CONN_DECLINED)
+        return q;
     struct lf_sock *s = ours_for_call(fd);
     return s ? send_on(s, fd, buf, len, 0) : libc.write(fd, buf, len);
 }
 
 LF_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
 {
+    ssize_t q = quick_call(fd, buf, len, flags, 0);
+    if (q != CONN_DECLINED)
+        return q;
     struct lf_sock *s = ours_for_call(fd);
     return s ? recv_on(s, fd, buf, len, flags) : libc.recv(fd, buf, len, flags);
 }
@@ -119,6 +151,9 @@ LF_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int f
 
 LF_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
 {
+    ssize_t q = quick_call(fd, (void *)buf, len, flags, 1);
+    if (q != CONN_DECLINED)
+        return q;
     struct lf_sock *s = ours_for_call(fd);
     return s ? send_on(s, fd, buf, len, flags) : libc.send(fd, buf, len, flags);
 }
@@ -563,13 +598,17 @@ LF_EXPORT int shutdown(int fd, int how)
  * set of ours.  On the last descriptor of a connection in this process the
  * peer is told first; `still_ours`: the number still names that socket (it
  * is about to be closed), so its SO_LINGER and unread bytes may be asked. */
-static void forget_number(int fd, int still_ours)
+/* entomb: the slot keeps a tombstone until the caller's kernel close. */
+static void forget_number(int fd, int still_ours, int entomb)
 {
     bufsize_socket_made(fd, 0);
     struct lf_sock *s = ours(fd);
     if (s) {
-        if (fdtable_clear(fd) == 0 && sock_kind(s) == LF_FAST)
+        int left = entomb ? fdtable_entomb(fd) : fdtable_clear(fd);
+        if (left == 0 && sock_kind(s) == LF_FAST) {
+            quick_wait_hazards(s);   /* a quick write's bytes go before our end */
             conn_close(s, still_ours ? fd : -1);
+        }
         sock_put(s);
     }
     epoll_forget_fd(fd);
@@ -578,7 +617,7 @@ static void forget_number(int fd, int still_ours)
 /* What close() forgets, before the kernel closes fd. */
 static void forget_any(int fd)
 {
-    forget_number(fd, 1);
+    forget_number(fd, 1, 0);
 }
 
 /* Does loopfast keep anything under fd's number? */
@@ -604,7 +643,7 @@ void fd_number_fresh(int fd)
     if (fd < 0 || lf_signal_hold || !fd_has_state(fd) || lf_vfork_child())
         return;
     int e = errno;
-    forget_number(fd, 0);
+    forget_number(fd, 0, 0);
     errno = e;
 }
 
@@ -616,14 +655,39 @@ static int vfork_child_touches(int fd, int other)
     return (fd_has_state(fd) || (other >= 0 && fd_has_state(other))) && lf_vfork_child();
 }
 
+/* Another thread's call on fd between our forgetting the socket and the
+ * kernel's close reached the kernel's socket, still open: a write went on
+ * TCP after the ring's end, where the peer never reads it, and failed with
+ * ECONNRESET where the kernel says EBADF (tests/thread_quick.c).  So the
+ * slot holds a tombstone meanwhile, and such a call waits for the close,
+ * then gets the kernel's answer.  Signals are held, so that a handler of
+ * ours never waits for its own thread; the kernel's close is then no
+ * cancellation point of its own (looked at before). */
+static int close_threaded(int fd)
+{
+    pthread_testcancel();
+    signals_hold();
+    forget_number(fd, 1, 1);
+    int old = nocancel_begin();
+    int r = libc.close(fd), e = errno;
+    fdtable_unentomb(fd);
+    nocancel_end(old);
+    signals_release();
+    errno = e;
+    return r;
+}
+
 LF_EXPORT int close(int fd)
 {
     if (libc_closing_own())   /* one of ours, through TSan's close() (libc.c) */
         return libc.close(fd);
     if (ownfd_is_ours(fd))   /* not the program's: as the kernel would say */
         return errno = EBADF, -1;
-    if (!vfork_child_touches(fd, -1))
-        forget_any(fd);
+    if (vfork_child_touches(fd, -1))
+        return libc.close(fd);
+    if (!__libc_single_threaded)
+        return close_threaded(fd);
+    forget_any(fd);
     return libc.close(fd);
 }
 
@@ -894,6 +958,8 @@ static void reset_locks(struct lf_sock *s, void *arg)
     if (sock_kind(s) == LF_FAST) {
         pthread_mutex_init(&s->conn->rx_lock, NULL);
         pthread_mutex_init(&s->conn->tx_lock, NULL);
+        quick_bias_reset(&s->conn->bias[0]);   /* their owners are not in the child */
+        quick_bias_reset(&s->conn->bias[1]);
         if (s->conn->leased_by == *(pid_t *)arg) {
             s->conn->leased_by = lf_pid;   /* counted for us before the fork */
             conn_holder_note(s->conn, lf_pid);

@@ -58,6 +58,7 @@ static void confine(void)
         return;
     fdtable_for_each_fd(0, ~0u, record);
     barrier_withdrawn();
+    quick_confine();
     struct sigaction old;
     sigpipe_ignored = sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_IGN;
     lf_config.mode = LF_MODE_OFF;   /* no new fast connection */

@@ -141,6 +141,24 @@ static void punch_free(struct lf_conn *c, uint64_t head, uint64_t tail)
     ring_pages_punched(&c->tx);   /* to be paid for again under a memory limit, and mapped again */
 }
 
+/* Did the ring's indices move since the last look?  Noted for the next. */
+static int moved_since_look(struct lf_conn *c, uint64_t head, uint64_t tail)
+{
+    struct trim_state *t = &c->trim;
+    if (head == t->seen_head && tail == t->seen_tail)
+        return 0;
+    t->seen_head = head;
+    t->seen_tail = tail;
+    round_moved = 1;
+    return 1;
+}
+
+static int ring_moved(struct lf_conn *c)
+{
+    return moved_since_look(c, __atomic_load_n(&c->tx.ctl->head, __ATOMIC_ACQUIRE),
+                            __atomic_load_n(&c->tx.ctl->tail, __ATOMIC_ACQUIRE));
+}
+
 /* One look at a ring whose writer this process holds alone, tx lock held:
  * 1 while it must stay watched. */
 static int look_locked(struct lf_conn *c)
@@ -153,12 +171,8 @@ static int look_locked(struct lf_conn *c)
     uint64_t tail = __atomic_load_n(&r->ctl->tail, __ATOMIC_ACQUIRE);
     if (head - tail > r->size)
         return 0;   /* corrupt: the next call on it says so */
-    if (head != t->seen_head || tail != t->seen_tail) {
-        t->seen_head = head;
-        t->seen_tail = tail;
-        round_moved = 1;
+    if (moved_since_look(c, head, tail))
         return 1;
-    }
     uint64_t touched = head - t->kept_from;
     /* (unread bytes below the origin sit where the origin before placed
      * them, outside what punch_free counts as free: not now) */
@@ -180,7 +194,12 @@ static int look(struct lf_conn *c)
         return 1;
     }
     tsan_acquire(&c->tx_lock);
-    int keep = look_locked(c);
+    /* a thread that owns the direction writes without the lock: a ring
+     * still moving is left to it, an idle one taken back (quick.c) */
+    struct lf_bias *b = &c->bias[0];   /* the tx direction's */
+    int keep = 1;
+    if ((!quick_owned_elsewhere(b) || !ring_moved(c)) && quick_try_take_back(b))
+        keep = look_locked(c);
     lf_unlock(&c->tx_lock);
     return keep;
 }

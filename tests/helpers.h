@@ -635,4 +635,25 @@ static inline int call_done_wait(struct call_done *d, int ms)
     return done;
 }
 
+/* Rss of a process's loopfast memfd mappings, KiB; -1 without smaps. */
+static inline long loopfast_rss_kb(pid_t pid)
+{
+    char path[64], line[512];
+    snprintf(path, sizeof path, "/proc/%d/smaps", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    long total = 0, kb;
+    int ours = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2)
+            ours = strstr(line, "/memfd:loopfast") != NULL;
+        else if (ours && sscanf(line, "Rss: %ld kB", &kb) == 1)
+            total += kb;
+    }
+    fclose(f);
+    return total;
+}
+
 #endif

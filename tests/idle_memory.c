@@ -155,27 +155,6 @@ static void server(int l, char mode, int status_fd)
     _exit(0);
 }
 
-/* Rss of this process's loopfast memfd mappings, KiB. */
-static long loopfast_rss_kb(pid_t pid)
-{
-    char path[64], line[512];
-    snprintf(path, sizeof path, "/proc/%d/smaps", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    long total = 0, kb;
-    int ours = 0;
-    while (fgets(line, sizeof line, f)) {
-        unsigned long lo, hi;
-        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2)
-            ours = strstr(line, "/memfd:loopfast") != NULL;
-        else if (ours && sscanf(line, "Rss: %ld kB", &kb) == 1)
-            total += kb;
-    }
-    fclose(f);
-    return total;
-}
-
 static long shmem_kb(void)
 {
     return proc_field("/proc/meminfo", "Shmem: %ld kB");
