@@ -607,6 +607,39 @@ void handshake_before_confinement(struct lf_conn *c)
     lf_unlock(&c->proof_lock);
 }
 
+/* The program is about to lower RLIMIT_NOFILE so that no number below it
+ * stays free: a proof, which comes with its socket, could never be received
+ * after, and a client that switched would write on a ring its server never
+ * reads (vsftpd's pre-login child at 0 hung on the first command).  So a
+ * server end whose client has not proved itself settles now: an answer not
+ * taken is revoked (the connection stays the kernel's); the proof of one
+ * taken is read (the client sends it right after it took the answer, then
+ * says `ready`). */
+#define SETTLE_WAIT_STEPS 1000   /* of 100 us: for a client between its take and its proof */
+
+static void settle_before_fd_limit(struct lf_sock *s, void *arg)
+{
+    (void)arg;
+    struct lf_conn *c = s->conn;
+    if (sock_kind(s) != LF_FAST || !c || c->me != LF_SERVER)
+        return;
+    lf_lock(&c->proof_lock);
+    if (!c->peer_line && c->nonce && !c->refused && !revoke_answer(c)) {
+        struct timespec step = { 0, 100000 };
+        for (int i = 0; i < SETTLE_WAIT_STEPS &&
+                        !__atomic_load_n(&c->sh->side[LF_CLIENT].ready, __ATOMIC_ACQUIRE); i++)
+            nanosleep(&step, NULL);
+        if (__atomic_load_n(&c->sh->side[LF_CLIENT].ready, __ATOMIC_ACQUIRE) && take_proof(c) == 1)
+            believe_client(c);
+    }
+    lf_unlock(&c->proof_lock);
+}
+
+void handshake_before_fd_limit(void)
+{
+    fdtable_for_each(settle_before_fd_limit, NULL);
+}
+
 /* Confined: proofs on the channel cannot be received, only read() away,
  * which lets the client sockets they hold go (else their FIN never comes). */
 static void drop_proofs_confined(struct lf_link *l)
@@ -997,7 +1030,7 @@ static void kept_unlock_after_fork(void) { lf_unlock(&kept_lock); }
 
 __attribute__((constructor)) static void kept_init(void)
 {
-    pthread_atfork(kept_lock_for_fork, kept_unlock_after_fork, kept_unlock_after_fork);
+    lf_atfork(kept_lock_for_fork, kept_unlock_after_fork, kept_unlock_after_fork);
 }
 
 /* The region the answer on u carries or names, kept for dst. */

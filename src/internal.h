@@ -148,6 +148,12 @@ static inline void signals_release(void)
         signal_release_held();
 }
 
+/* ---- forks.c: our handlers around a fork, also run around a raw clone() ---- */
+void lf_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
+void forks_prepare(void);
+void forks_parent(void);
+void forks_child(void);
+
 /* ---- quick.c: a threaded process's hot calls without locked instructions ----
  * A thread's record: words only that thread writes, scanned by the rare
  * side after its membarrier (quick.c). */
@@ -842,6 +848,7 @@ int handshake_take_answer(struct lf_sock *s, int fd);
 /* before a server end goes: the client's part of the lease; 1 revoked (the
  * client never switched, nor will: both directions are the kernel's alone) */
 int handshake_unanswered(struct lf_conn *c);
+void handshake_before_fd_limit(void);   /* no descriptor will be free: clients proved or revoked */
 void handshake_hand_off(struct lf_conn *c);   /* sent away (SCM_RIGHTS) before its switch */
 void handshake_hold(struct lf_conn *c);       /* on stdin: not switched until read by us */
 void handshake_consent(struct lf_conn *c);    /* read by us: the held offer may be taken */

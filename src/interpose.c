@@ -16,6 +16,7 @@
 #include <sys/syscall.h>
 #include <linux/sockios.h>
 #include <limits.h>
+#include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -38,10 +39,10 @@ __attribute__((constructor)) void lf_init(void)
     config_init();
     renew_pid();
     barrier_register();
-    pthread_atfork(NULL, NULL, renew_pid);
-    pthread_atfork(NULL, NULL, barrier_register);   /* a child's own registration */
+    lf_atfork(NULL, NULL, renew_pid);
+    lf_atfork(NULL, NULL, barrier_register);   /* a child's own registration */
     /* every fork through libc, also those inside it past our fork() (daemon()) */
-    pthread_atfork(shares_bump, NULL, NULL);
+    lf_atfork(shares_bump, NULL, NULL);
     __atomic_store_n(&lf_initialised, 1, __ATOMIC_RELEASE);
     exec_import();
 }
@@ -725,6 +726,61 @@ __attribute__((used)) long close_by_syscall(long number, long fd)
     return r < 0 && r > -4096 ? syscall_failed(r) : r;
 }
 
+/* syscall(SYS_clone) that copies the process as fork() does (no CLONE_VM,
+ * no stack of its own; the asm below sends only those here): libc's
+ * handlers never run for it, so ours run here (forks.c), and the child is
+ * a forked child of ours, its own pid, its tables its own (vsftpd's
+ * sessions, made so with new namespaces: their closes were taken for a
+ * vfork child's, a reused number stayed a socket, and uploads failed with
+ * ENOTSOCK). */
+struct raw_clone {
+    long flags, ptid, ctid, tls;
+};
+
+static pid_t fork_with(pid_t (*make)(void *), void *arg);
+
+static long clone_syscall(const struct raw_clone *a)
+{
+    long r;
+    register long r10 __asm__("r10") = a->ctid;
+    register long r8 __asm__("r8") = a->tls;
+    __asm__ volatile("syscall"
+                     : "=a"(r)
+                     : "0"((long)SYS_clone), "D"(a->flags), "S"(0L), "d"(a->ptid), "r"(r10), "r"(r8)
+                     : "rcx", "r11", "memory");
+    return r;
+}
+
+static pid_t clone_copy(void *arg)
+{
+    forks_prepare();
+    long r = clone_syscall(arg);
+    if (r == 0)
+        forks_child();
+    else
+        forks_parent();
+    if (r < 0 && r > -4096) {
+        errno = (int)-r;
+        return -1;
+    }
+    return (pid_t)r;
+}
+
+__attribute__((used)) long clone_by_syscall(long number, long flags, long stack, long ptid,
+                                            long ctid, long tls);
+__attribute__((used)) long clone_by_syscall(long number, long flags, long stack, long ptid,
+                                            long ctid, long tls)
+{
+    (void)number;
+    (void)stack;
+    struct raw_clone a = { flags, ptid, ctid, tls };
+    if (!__atomic_load_n(&lf_initialised, __ATOMIC_ACQUIRE)) {
+        long r = clone_syscall(&a);
+        return r < 0 && r > -4096 ? syscall_failed(r) : r;
+    }
+    return fork_with(clone_copy, &a);
+}
+
 #define LF_STR(x) #x
 #define LF_XSTR(x) LF_STR(x)
 __asm__(".text\n"
@@ -737,6 +793,13 @@ __asm__(".text\n"
         "    endbr64\n"
         "    cmpq $" LF_XSTR(SYS_close) ", %rdi\n"
         "    je close_by_syscall\n"
+        "    cmpq $" LF_XSTR(SYS_clone) ", %rdi\n"
+        "    jne 2f\n"
+        "    testq $" LF_XSTR(CLONE_VM) ", %rsi\n"   /* a thread's: not a copy */
+        "    jnz 2f\n"
+        "    testq %rdx, %rdx\n"                     /* a stack of its own */
+        "    jz clone_by_syscall\n"
+        "2:\n"
         /* (number, a1..a6) in rdi, rsi, rdx, rcx, r8, r9, the stack; the
          * kernel takes them in rax, rdi, rsi, rdx, r10, r8, r9 */
         "    movq %rdi, %rax\n"
@@ -967,7 +1030,8 @@ static void reset_locks(struct lf_sock *s, void *arg)
     }
 }
 
-LF_EXPORT pid_t fork(void)
+/* fork(), with the process copied by make(arg). */
+static pid_t fork_with(pid_t (*make)(void *), void *arg)
 {
     if (__builtin_expect(!lf_initialised, 0))
         lf_init();
@@ -978,7 +1042,7 @@ LF_EXPORT pid_t fork(void)
     fdtable_for_each(count_holder, &plus);
     epoll_before_fork();
     fdtable_lock();
-    pid_t pid = libc.fork();
+    pid_t pid = make(arg);
     if (pid == 0) {
         fdtable_unlock();   /* the forking thread holds it in the child too */
         fdtable_for_each(reset_locks, &parent);
@@ -1001,6 +1065,17 @@ LF_EXPORT pid_t fork(void)
         link_after_fork_parent();
     }
     return pid;
+}
+
+static pid_t libc_fork(void *arg)
+{
+    (void)arg;
+    return libc.fork();
+}
+
+LF_EXPORT pid_t fork(void)
+{
+    return fork_with(libc_fork, NULL);
 }
 
 static int libc_ioctl_int(int fd, unsigned long req, int *out)

@@ -64,7 +64,7 @@ static void unlock_after_fork(void) { lf_unlock(&lock); }
 
 __attribute__((constructor)) static void link_init(void)
 {
-    pthread_atfork(lock_for_fork, unlock_after_fork, unlock_after_fork);
+    lf_atfork(lock_for_fork, unlock_after_fork, unlock_after_fork);
 }
 
 static uint64_t slot_offset(const struct lf_link *l, uint32_t slot)

@@ -54,7 +54,7 @@ static void unlock_after_fork(void) { lf_unlock(&lock); }
 
 __attribute__((constructor)) static void memlimit_init(void)
 {
-    pthread_atfork(lock_for_fork, unlock_after_fork, unlock_after_fork);
+    lf_atfork(lock_for_fork, unlock_after_fork, unlock_after_fork);
 }
 
 static int64_t read_number(const char *dir, const char *file)

@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -43,7 +44,7 @@ static void unlock_after_fork(void) { lf_unlock(&lock); }
 
 static void init_once(void)
 {
-    pthread_atfork(lock_for_fork, unlock_after_fork, unlock_after_fork);
+    lf_atfork(lock_for_fork, unlock_after_fork, unlock_after_fork);
 }
 
 static int **slot_of(int n, int create)
@@ -453,8 +454,29 @@ LF_EXPORT int epoll_create1(int flags)
 #define BARE
 #endif
 
+/* Before this process lowers its descriptor limit to `cur`: when no number
+ * below it will be free (the lowest free one is at or above it), our server
+ * ends settle their clients' proofs now (handshake_before_fd_limit).  Not
+ * inlined: set_limit runs before the sanitizers are set up. */
+__attribute__((noinline)) static void before_fd_limit(uint64_t cur)
+{
+    struct rlimit now;
+    if (!__atomic_load_n(&lf_initialised, __ATOMIC_ACQUIRE) || lf_confined ||
+        getrlimit(RLIMIT_NOFILE, &now) != 0 || cur >= (uint64_t)now.rlim_cur)
+        return;
+    int e = errno;
+    int lowest = eventfd(0, EFD_CLOEXEC);
+    if (lowest >= 0)
+        libc.close(lowest);
+    if (lowest < 0 || (uint64_t)lowest >= cur)
+        handshake_before_fd_limit();
+    errno = e;
+}
+
 BARE static int set_limit(pid_t pid, int res, const void *nl, void *ol)
 {
+    if (nl && res == RLIMIT_NOFILE && (pid == 0 || pid == lf_pid))
+        before_fd_limit(((const struct rlimit64 *)nl)->rlim_cur);
     long r = syscall(SYS_prlimit64, pid, res, nl, ol);
     if (r == 0 && nl && res == RLIMIT_NOFILE && (pid == 0 || pid == lf_pid))
         __atomic_store_n(&top_cached, 0, __ATOMIC_RELAXED);

@@ -240,5 +240,5 @@ void quick_bias_reset(struct lf_bias *b)
 
 __attribute__((constructor)) static void quick_init(void)
 {
-    pthread_atfork(NULL, NULL, quick_fork_child);
+    lf_atfork(NULL, NULL, quick_fork_child);
 }

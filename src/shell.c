@@ -51,7 +51,7 @@ static void locks_in_child(void)
 
 __attribute__((constructor)) static void shell_init(void)
 {
-    pthread_atfork(NULL, NULL, locks_in_child);
+    lf_atfork(NULL, NULL, locks_in_child);
 }
 
 static int ignoring;                      /* system() calls between set and restore */

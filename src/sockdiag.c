@@ -124,7 +124,7 @@ static void diag_in_child(void)
 
 static void diag_setup(void)
 {
-    pthread_atfork(diag_before_fork, diag_after_fork, diag_in_child);
+    lf_atfork(diag_before_fork, diag_after_fork, diag_in_child);
 }
 
 static int diag_socket(void)

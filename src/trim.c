@@ -68,7 +68,7 @@ __attribute__((constructor)) static void trim_init(void)
 {
     /* A fork waits for a punch in progress: the child is counted as a
      * holder before, so no punch starts while it can write. */
-    pthread_atfork(lock_for_fork, unlock_after_fork, unlock_after_fork);
+    lf_atfork(lock_for_fork, unlock_after_fork, unlock_after_fork);
 }
 
 static void unlink_conn(struct lf_conn *c)

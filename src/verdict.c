@@ -36,7 +36,7 @@ static void key_lock_in_child(void)
 
 __attribute__((constructor)) static void verdict_init(void)
 {
-    pthread_atfork(NULL, NULL, key_lock_in_child);
+    lf_atfork(NULL, NULL, key_lock_in_child);
 }
 
 static inline uint64_t rotl(uint64_t x, int b)
