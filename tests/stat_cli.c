@@ -1,6 +1,8 @@
 /* `loopfast stat --json` lists this process's fast connection, both ends,
  * with the right addresses, pid, byte counts and memory held; a plain connection is not
- * listed; nor, once closed, the fast one, nor a server's spare answer. */
+ * listed; an end handed to a forked child (the parent's copy closed) is
+ * listed under the child; once closed, the connection is not, nor a
+ * server's spare answer. */
 #include <fcntl.h>
 
 #include "helpers.h"
@@ -49,10 +51,33 @@ int main(int argc, char **argv)
     snprintf(want, sizeof want, "\"local\": \"127.0.0.1:%d\"", ntohs(local.sin_port));
     CHECK(!strstr(out, want), "a plain connection is listed");
 
+    /* A server end handed to a forked child, the parent's copy closed (a
+     * server that forks per connection): listed under the child's pid. */
+    int hold[2];
+    CHECK(pipe(hold) == 0, "pipe");
+    pid_t child = fork();
+    CHECK(child >= 0, "fork");
+    if (child == 0) {
+        close(c);
+        close(hold[1]);
+        char b;
+        int told = read(hold[0], &b, 1) == 0;   /* holds s until told */
+        close(s);
+        _exit(told ? 0 : 1);
+    }
+    close(hold[0]);
+    close(s);
+    int in_child = stat_ends_of(cli, child), in_parent = stat_ends_of(cli, getpid());
+    close(hold[1]);
+    CHECK(child_status(child) == 0, "child");
+    CHECK(in_child == 1 && in_parent == 1,
+          "a forked child's server end: %d ends listed under the child, %d under the parent "
+          "(1 and 1: the server end and the client end)", in_child, in_parent);
+    s = -1;
+
     /* Closed (its memory not yet released: this process has not blocked
      * since), and a spare made by accept() on an empty listener. */
     close(c);
-    close(s);
     struct sockaddr_storage addr;
     int l = listen_on(AF_INET, 1, &addr, &len);
     CHECK(fcntl(l, F_SETFL, O_NONBLOCK) == 0 && accept(l, NULL, NULL) < 0 && errno == EAGAIN,

@@ -64,6 +64,23 @@ static int taker_alive(const struct lf_shared *h, int side)
     return pid > 0 ? pid_alive(pid) : !known;
 }
 
+/* The process shown for an end: the one that last took it while it still
+ * holds it, else the first live one its line lists (a server that forks
+ * per connection took it in the parent, which closed its copy: the child
+ * holds it), else the last taker. */
+static int end_pid(const struct lf_shared *h, int side)
+{
+    int taker = h->stats[side].pid, first_alive = 0;
+    for (int i = 0; i < LF_HOLDER_PIDS; i++) {
+        int pid = h->side[side].holder_pid[i];
+        if (pid > 0 && pid == taker && pid_alive(pid))
+            return pid;
+        if (pid > 0 && !first_alive && pid_alive(pid))
+            first_alive = pid;
+    }
+    return first_alive ? first_alive : taker;
+}
+
 /* Processes also hold memory that is no live connection: a server's spare
  * answer (no addresses yet), connections both ends have closed, waiting
  * to be released at the next blocking call (docs/design.md 4.6), and ends
@@ -208,14 +225,15 @@ static void print_end(const struct conn_view *v, int side, int json, int first)
     addr_text(&h->addr[side], local, sizeof local);
     addr_text(&h->addr[!side], peer, sizeof peer);
     const struct lf_stats *s = &h->stats[side];
-    process_name(s->pid, name, sizeof name);
+    int pid = end_pid(h, side);
+    process_name(pid, name, sizeof name);
     if (json) {
         printf("%s{\"state\": \"%s\", \"side\": \"%s\", \"local\": \"%s\", \"peer\": \"%s\", "
                "\"pid\": %d, \"process\": \"%s\", \"ring_bytes\": %llu, \"tx_bytes\": %llu, "
                "\"tx_msgs\": %llu, \"rx_bytes\": %llu, \"rx_msgs\": %llu, \"wakeups\": %llu, "
                "\"spin_hits\": %llu, \"mem_bytes\": %llu}",
                first ? "" : ",\n  ", state(h, side), side == LF_CLIENT ? "client" : "server", local,
-               peer, s->pid, name, (unsigned long long)h->ring_size,
+               peer, pid, name, (unsigned long long)h->ring_size,
                (unsigned long long)s->tx_bytes, (unsigned long long)s->tx_msgs,
                (unsigned long long)s->rx_bytes, (unsigned long long)s->rx_msgs,
                (unsigned long long)s->wakeups, (unsigned long long)s->spin_hits,
@@ -223,7 +241,7 @@ static void print_end(const struct conn_view *v, int side, int json, int first)
         return;
     }
     char proc[64];
-    snprintf(proc, sizeof proc, "%s,pid=%d", name, s->pid);
+    snprintf(proc, sizeof proc, "%s,pid=%d", name, pid);
     printf("%-11s %-24s %-24s %-22s %12llu %10llu %12llu %10llu %8llu %9llu %7llu\n", state(h, side),
            local, peer, proc, (unsigned long long)s->tx_bytes, (unsigned long long)s->tx_msgs,
            (unsigned long long)s->rx_bytes, (unsigned long long)s->rx_msgs,
