@@ -46,9 +46,13 @@ static inline __attribute__((always_inline)) struct lf_sock **slot_if_any(int fd
 /* The slot's socket, once no close of its number is under way: that close
  * takes a few system calls, and is never waited for by its own thread
  * (signals are held over it). */
+static __thread struct lf_sock **own_tomb LF_TLS_IE;   /* the closing thread's: not waited for */
+
 static inline __attribute__((always_inline)) struct lf_sock *slot_load(struct lf_sock **slot)
 {
     struct lf_sock *s = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    if (__builtin_expect(s == TOMB, 0) && slot == own_tomb)
+        return NULL;   /* its own close looking at the number: forgotten */
     for (unsigned i = 0; __builtin_expect(s == TOMB, 0); i++) {
         struct timespec t = { 0, i < 64 ? 0 : 20000 };
         if (i < 64)
@@ -257,15 +261,19 @@ int fdtable_clear(int fd)
 
 int fdtable_entomb(int fd)
 {
-    return slot_empty(fd, TOMB);
+    int left = slot_empty(fd, TOMB);
+    if (left >= 0)
+        own_tomb = slot_if_any(fd);
+    return left;
 }
 
 void fdtable_unentomb(int fd)
 {
     struct lf_sock **slot = slot_if_any(fd);
     struct lf_sock *tomb = TOMB;
-    if (slot)
+    if (slot && slot == own_tomb)
         __atomic_compare_exchange_n(slot, &tomb, NULL, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+    own_tomb = NULL;
 }
 
 /* fork() must not copy the table lock while another thread holds it. */
