@@ -152,8 +152,10 @@ dir_unlock(struct lf_conn *c, int dir, struct dir_hold h)
 /* The direction for a call that only copies and returns (the *_buffer
  * calls, also made under a hazard instead of a reference: quick.c): its
  * owner enters without the mutex, and a thread that keeps taking the mutex
- * becomes its owner.  An end other processes may hold is declined
- * (h.refused): its `busy` may make a call wait, which the general path does. */
+ * becomes its owner.  Declined (h.refused), for the general path to do: an
+ * end other processes may hold (its `busy` may make a call wait), and a
+ * mutex another thread holds (it may hold it over a blocking TCP send, and
+ * a hazard must not wait for that: a close would wait for the hazard). */
 static inline __attribute__((always_inline)) struct dir_hold
 dir_lock_copy(struct lf_conn *c, int dir)
 {
@@ -165,7 +167,13 @@ dir_lock_copy(struct lf_conn *c, int dir)
         return h;
     h.quick = quick_enter(&c->bias[dir]);
     if (!h.quick) {
-        lf_lock(dir == DIR_TX ? &c->tx_lock : &c->rx_lock);
+        pthread_mutex_t *m = dir == DIR_TX ? &c->tx_lock : &c->rx_lock;
+        if (pthread_mutex_trylock(m) != 0) {
+            signals_release();
+            return (struct dir_hold){ .refused = 1 };
+        }
+        tsan_acquire(m);
+        signals_hold();   /* as lf_lock counts it */
         h.threaded = 1;
         quick_locked(&c->bias[dir], 1);
     }

@@ -210,7 +210,8 @@ static inline int quick_hazard_set(struct lf_sock *s)
 
 static inline void quick_hazard_drop(void)
 {
-    __atomic_store_n(&lf_self->hazard, NULL, __ATOMIC_RELEASE);
+    if (lf_self)
+        __atomic_store_n(&lf_self->hazard, NULL, __ATOMIC_RELEASE);
 }
 
 /* The direction's mutex was just taken: another thread's bias revoked;

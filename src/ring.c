@@ -480,8 +480,11 @@ static __attribute__((noinline)) uint64_t placed_room(struct ring *r, uint64_t h
 {
     const struct ring_ctl *k = r->ctl;
     uint64_t from = __atomic_load_n(&k->base_from, __ATOMIC_RELAXED), since = head - *base;
-    if (tail - from > head - from)   /* an old look may place the reader before from */
-        tail = r->tail_seen = load_acquire(&k->tail);
+    if (tail - from > head - from) {   /* an old look may place the reader before from */
+        tail = load_acquire(&k->tail);
+        if (!dry)   /* a dry look (a waiter's, without the lock) keeps to itself */
+            r->tail_seen = tail;
+    }
     if (tail - from <= head - from) {   /* every unread byte placed from base */
         if (!limit)
             return room;   /* the usual ring: at most its capacity in flight, masked */

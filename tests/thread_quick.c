@@ -15,7 +15,11 @@
  *      itself with a filter that kills it on membarrier, then its threads
  *      take the directions from each other and it closes both ends;
  *  (e) idle (loopfast only): the ring a threaded writer owned gives its
- *      pages back once idle. */
+ *      pages back once idle;
+ *  (f) a close while one thread's send blocks on TCP (the server's bytes
+ *      before its client took the answer; the client reads after 3 s) and
+ *      another thread's quick write waits behind it: close() returns at
+ *      once, as over the kernel, and the client reads on to EOF. */
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -472,6 +476,77 @@ static void shape_idle(void)
     _exit(0);
 }
 
+/* ---- (f) a close while another thread's send blocks on TCP ---- */
+
+struct sender {
+    int fd, warm_c, warm_s;
+};
+
+static void *big_sender(void *arg)
+{
+    static char buf[8 << 20];
+    (void)!write(((struct sender *)arg)->fd, buf, sizeof buf);   /* blocks: nobody reads yet */
+    return NULL;
+}
+
+/* A thread that makes quick calls (its record warmed on another
+ * connection), then writes behind the big sender. */
+static void *small_sender(void *arg)
+{
+    struct sender *t = arg;
+    char b[64] = { 0 };
+    for (int i = 0; i < 16; i++)
+        if (write(t->warm_c, b, sizeof b) != (ssize_t)sizeof b ||
+            read_full(t->warm_s, b, sizeof b) != (ssize_t)sizeof b)
+            return (void *)1;
+    while (write(t->fd, b, sizeof b) == (ssize_t)sizeof b)
+        ;
+    return NULL;
+}
+
+static void shape_close_blocked(int optin)
+{
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int l = listen_on(AF_INET, optin, &addr, &len);
+    pid_t client = fork();
+    CHECK(client >= 0, "fork");
+    if (client == 0) {
+        alarm(30);
+        int c = connect_to(&addr, len, optin);
+        sleep(3);
+        static char buf[65536];
+        ssize_t n;
+        while ((n = read(c, buf, sizeof buf)) > 0)
+            ;
+        _exit(n == 0 ? 0 : 1);
+    }
+    int s = accept(l, NULL, NULL);
+    CHECK(s >= 0, "accept");
+    close(l);
+    struct sender t = { .fd = s };
+    fast_pair(AF_INET, 1, &t.warm_c, &t.warm_s);
+    pthread_t big, small;
+    pthread_create(&big, NULL, big_sender, &t);
+    struct timespec pause = { 0, 200000000 };
+    nanosleep(&pause, NULL);   /* the big send fills the buffers and blocks */
+    pthread_create(&small, NULL, small_sender, &t);
+    nanosleep(&pause, NULL);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    close(s);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    CHECK(ms < 1000, "(f) %s: close() took %.0f ms behind a send blocked on TCP (the client reads "
+          "after 3 s)", optin ? "loopfast" : "kernel TCP", ms);
+    pthread_join(big, NULL);
+    pthread_join(small, NULL);
+    int st = child_status(client);
+    CHECK(st == 0, "(f) %s: the client ended with %d", optin ? "loopfast" : "kernel TCP", st);
+    close(t.warm_c);
+    close(t.warm_s);
+}
+
 int main(void)
 {
     alarm(120);
@@ -479,10 +554,12 @@ int main(void)
     become_threaded();
     for (int optin = 0; optin <= 1; optin++) {
         shape_turns(optin);
-        if (!under_tsan)   /* it reports the race (b) is made of, a close under a write */
+        if (!under_tsan)   /* it reports the race (b) and (f) are made of: a close under a write */
             shape_close(optin);
         shape_fork(optin);
         shape_seccomp(optin);
+        if (!under_tsan)
+            shape_close_blocked(optin);
     }
     shape_idle();
     return 0;
