@@ -798,18 +798,56 @@ static void tcp_look_soon(struct lf_conn *c)
     __atomic_store_n(&c->tcp_look_skip, 0, __ATOMIC_RELAXED);
 }
 
+/* The socket a blocked call of this thread waits on (a signal handler's
+ * close() of it is no other thread's: conn_close_deferred). */
+static __thread struct lf_sock *waiting_on LF_TLS_IE;
+
+static void wait_cancelled(void *arg)
+{
+    struct lf_sock *s = arg;
+    __atomic_sub_fetch(&s->waiting, 1, __ATOMIC_SEQ_CST);
+    waiting_on = NULL;
+    call_cancelled(s);
+}
+
 /* wait_for in a data call on s (its interposed entry holds s): a thread
  * cancelled in the sleep (pthread_cancel) gives the call's reference back,
- * which would otherwise keep the connection after its close. */
-static int wait_in_call(struct lf_sock *s, int fd, int for_write, size_t want, int timeout_ms,
+ * which would otherwise keep the connection after its close.  Counted in
+ * s->waiting meanwhile; if the last number of s was closed under it, the
+ * call goes on with the TCP socket kept for it (*fd), and what TCP said
+ * during the sleep is dropped: it may be another file's, given that number. */
+static int wait_in_call(struct lf_sock *s, int *fd, int for_write, size_t want, int timeout_ms,
                         struct lf_caught *call, int restartable, short *tcp_events)
 {
     int w;
+    struct lf_sock *was = waiting_on;
     tcp_look_soon(s->conn);
-    pthread_cleanup_push(call_cancelled, s);
-    w = wait_for(s->conn, fd, for_write, want, timeout_ms, call, restartable, tcp_events);
+    waiting_on = s;
+    __atomic_add_fetch(&s->waiting, 1, __ATOMIC_SEQ_CST);
+    pthread_cleanup_push(wait_cancelled, s);
+    w = wait_for(s->conn, *fd, for_write, want, timeout_ms, call, restartable, tcp_events);
     pthread_cleanup_pop(0);
+    __atomic_sub_fetch(&s->waiting, 1, __ATOMIC_SEQ_CST);
+    waiting_on = was;
+    int kept = __atomic_load_n(&s->kept_fd, __ATOMIC_ACQUIRE);
+    if (kept >= 0 && kept != *fd) {
+        *fd = kept;
+        *tcp_events = 0;
+    }
     return w;
+}
+
+/* The last number of s is being closed while other threads' calls wait on
+ * it (thread blocked in read() or in a write() waiting for room): Linux
+ * keeps the socket for them until they return, and they go on waiting (the
+ * peer's later bytes reach a blocked reader, its FIN comes after).  So the
+ * TCP socket is kept at a number of ours, and the connection ends when the
+ * last of them returns (sock_destroy).  0 when nothing waits, or no number
+ * is free: the close ends it now. */
+int conn_close_deferred(struct lf_sock *s, int fd)
+{
+    int others = __atomic_load_n(&s->waiting, __ATOMIC_SEQ_CST) - (waiting_on == s);
+    return others > 0 && s->kept_fd < 0 && ownfd_keep(&s->kept_fd, fd) >= 0;
 }
 
 ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
@@ -848,7 +886,7 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
                 deadline = timeout < 0 ? 0 : monotonic_ns() + (uint64_t)timeout * 1000000;
             }
             dir_unlock(c, DIR_RX, hold);   /* others may read meanwhile, as from the kernel */
-            int w = wait_in_call(s, fd, 0, target, sleep_ms(c, deadline), &call, !deadline, &tev);
+            int w = wait_in_call(s, &fd, 0, target, sleep_ms(c, deadline), &call, !deadline, &tev);
             hold = dir_lock(c, DIR_RX, -1, 0);
             /* a sleep cut short (sleep_ms) is no timeout */
             if (w < 0 && !(w == -EAGAIN && (!deadline || monotonic_ns() < deadline))) {
@@ -1105,7 +1143,7 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
             return peer_left(c, fd, tcp_events(c, fd, 1)) ? tx_gone(c, fd, msg, flags) : -EAGAIN;
         short tev;
         dir_unlock(c, DIR_TX, *hold);   /* others may write meanwhile, as to the kernel */
-        int w = wait_in_call(s, fd, 1, pace.limit ? pace.limit : 1,
+        int w = wait_in_call(s, &fd, 1, pace.limit ? pace.limit : 1,
                              pace_sleep_ms(&pace, sleep_ms(c, deadline)), &call, !deadline, &tev);
         *hold = dir_lock(c, DIR_TX, -1, 0);
         if (w == -EINTR && pace.limit) {   /* the kernel would not have waited: no EINTR */

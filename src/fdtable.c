@@ -143,6 +143,11 @@ void call_end(struct lf_sock *s)
 static void sock_destroy(struct lf_sock *s)
 {
     quick_wait_hazards(s);   /* a quick call on it copies on */
+    if (s->kept_fd >= 0) {   /* closed under a blocked call, which has returned */
+        if (s->conn && sock_kind(s) == LF_FAST)
+            conn_close(s, s->kept_fd);
+        ownfd_close(&s->kept_fd);
+    }
     handshake_keep_region(s);
     handshake_give_up(s);
     ownfd_close(&s->spare_inner);
@@ -217,6 +222,8 @@ struct lf_sock *sock_new(int kind)
     s->dst_alone = 0;
     s->born_forks = __atomic_load_n(&lf_forks, __ATOMIC_RELAXED);
     s->reuseport = -1;
+    s->waiting = 0;
+    s->kept_fd = -1;
     s->next_free = NULL;
     pthread_mutex_init(&s->lock, NULL);
     return s;

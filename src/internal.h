@@ -714,6 +714,7 @@ int ownfd_adopt1(int *where);
 int ownfd_new(int *where, int fd);     /* *where = fd, adopted; returns *where */
 int ownfd_own(int *where);             /* registers a number already high (exec) */
 int ownfd_copy(int fd);                /* a high copy that survives exec, unregistered */
+int ownfd_keep(int *where, int fd);    /* a high copy, registered, closed at exec */
 void ownfd_moved(int n, int *to);      /* our number n is now held in *to */
 void ownfd_close(int *where);          /* unregisters, closes, *where = -1 */
 int ownfd_new_epoll(int *where);       /* an inner epoll; never EMFILE (a reserve) */
@@ -778,6 +779,11 @@ struct lf_sock {
     int dst_alone;            /* PENDING: its answer came from a listener alone (ANSWER_ALONE) */
     unsigned born_forks;      /* lf_forks when it was made: a listener older than a fork is shared */
     int reuseport;            /* OPTIN listener: SO_REUSEPORT, -1 not asked yet (interpose.c) */
+    /* FAST: calls blocked in a wait on it, and the TCP socket kept for
+     * them when its last number was closed under them (conn.c,
+     * conn_close_deferred): the connection ends when the last one returns */
+    int waiting;
+    int kept_fd;
 };
 extern unsigned lf_forks;     /* fork() calls (interpose.c): the holder walk's generation too */
 /* Calls that may have given another process our descriptors (fork, spawns,
@@ -931,6 +937,7 @@ int sock_stdio_may_write(struct lf_sock *s);   /* stdout, stderr or fdopen'd: wr
 size_t conn_rcvlowat(struct lf_conn *c, int fd);
 void sock_rcvlowat_changed(int fd, int optname);
 void conn_close(struct lf_sock *s, int fd);
+int conn_close_deferred(struct lf_sock *s, int fd);   /* calls wait on it: ends when they return */
 void conn_holder_note(struct lf_conn *c, pid_t pid);   /* pid holds a part of our end now */
 void conn_holder_forget(struct lf_conn *c, pid_t pid); /* it let go, or never started */
 int conn_is_fast(struct lf_sock *s);

@@ -608,7 +608,8 @@ static void forget_number(int fd, int still_ours, int entomb)
         int left = entomb ? fdtable_entomb(fd) : fdtable_clear(fd);
         if (left == 0 && sock_kind(s) == LF_FAST) {
             quick_wait_hazards(s);   /* a quick write's bytes go before our end */
-            conn_close(s, still_ours ? fd : -1);
+            if (!still_ours || !conn_close_deferred(s, fd))
+                conn_close(s, still_ours ? fd : -1);
         }
         sock_put(s);
     }

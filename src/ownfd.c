@@ -261,6 +261,20 @@ int ownfd_copy(int fd)
     return dup_high(fd, F_DUPFD, -1);
 }
 
+int ownfd_keep(int *where, int fd)
+{
+    int n = dup_high(fd, F_DUPFD_CLOEXEC, -1);
+    if (n < 0)
+        return -1;
+    take_lock();
+    int r = reg_put(n, where);
+    if (r < 0)
+        libc.close_own(n);
+    __atomic_store_n(where, r < 0 ? -1 : n, __ATOMIC_RELEASE);
+    lf_unlock(&lock);
+    return r < 0 ? -1 : n;
+}
+
 void ownfd_moved(int n, int *to)
 {
     if (n < 0 || !referrer(n))
