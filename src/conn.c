@@ -847,7 +847,10 @@ static int wait_in_call(struct lf_sock *s, int *fd, int for_write, size_t want, 
 int conn_close_deferred(struct lf_sock *s, int fd)
 {
     int others = __atomic_load_n(&s->waiting, __ATOMIC_SEQ_CST) - (waiting_on == s);
-    return others > 0 && s->kept_fd < 0 && ownfd_keep(&s->kept_fd, fd) >= 0;
+    if (others <= 0 || s->kept_fd >= 0 || ownfd_keep(&s->kept_fd, fd) < 0)
+        return 0;
+    fdtable_kept(s);
+    return 1;
 }
 
 ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)

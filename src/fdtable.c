@@ -33,6 +33,7 @@
 static struct lf_sock **top[TOP_SIZE];
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct lf_sock *free_list;
+static struct lf_sock *kept_list;   /* socks whose TCP socket is kept for blocked calls */
 
 /* The slot of fd if its chunk exists: two loads, inlined into every call. */
 static inline __attribute__((always_inline)) struct lf_sock **slot_if_any(int fd)
@@ -146,6 +147,13 @@ static void sock_destroy(struct lf_sock *s)
     if (s->kept_fd >= 0) {   /* closed under a blocked call, which has returned */
         if (s->conn && sock_kind(s) == LF_FAST)
             conn_close(s, s->kept_fd);
+        lf_lock(&table_lock);
+        struct lf_sock **p = &kept_list;
+        while (*p && *p != s)
+            p = &(*p)->kept_next;
+        if (*p)
+            *p = s->kept_next;
+        lf_unlock(&table_lock);
         ownfd_close(&s->kept_fd);
     }
     handshake_keep_region(s);
@@ -284,6 +292,25 @@ void fdtable_unentomb(int fd)
 }
 
 /* fork() must not copy the table lock while another thread holds it. */
+void fdtable_kept(struct lf_sock *s)
+{
+    lf_lock(&table_lock);
+    s->kept_next = kept_list;
+    kept_list = s;
+    lf_unlock(&table_lock);
+}
+
+/* The blocked calls a kept TCP socket waits for are the parent's threads:
+ * the child never held the socket (its number was closed), so its copies
+ * go, or they would hold the connection's TCP socket open (no FIN) until
+ * it exits.  Their socks stay, referenced by calls that are not here. */
+void fdtable_kept_after_fork_child(void)
+{
+    for (struct lf_sock *s = kept_list; s; s = s->kept_next)
+        ownfd_close(&s->kept_fd);
+    kept_list = NULL;
+}
+
 void fdtable_lock(void) { lf_lock(&table_lock); }
 void fdtable_unlock(void) { lf_unlock(&table_lock); }
 

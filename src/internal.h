@@ -784,6 +784,7 @@ struct lf_sock {
      * conn_close_deferred): the connection ends when the last one returns */
     int waiting;
     int kept_fd;
+    struct lf_sock *kept_next;   /* socks with a kept_fd (fdtable.c: a forked child's copies) */
 };
 extern unsigned lf_forks;     /* fork() calls (interpose.c): the holder walk's generation too */
 /* Calls that may have given another process our descriptors (fork, spawns,
@@ -820,6 +821,8 @@ int fdtable_quick_take(int fd, struct lf_sock **s);                /* for one da
 int fdtable_holds(int fd, struct lf_sock *s);         /* fd names s now (no reference) */
 void call_end(struct lf_sock *s);
 void sock_put(struct lf_sock *s);
+void fdtable_kept(struct lf_sock *s);        /* s->kept_fd was just set */
+void fdtable_kept_after_fork_child(void);
 struct lf_sock *sock_new(int kind);                /* users = 1: sock_put it */
 int fdtable_set(int fd, struct lf_sock *s);        /* takes a ref */
 int fdtable_clear(int fd);       /* drops the slot's ref; returns refs left, -1 if none */

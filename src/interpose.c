@@ -1047,6 +1047,7 @@ static pid_t fork_with(pid_t (*make)(void *), void *arg)
     if (pid == 0) {
         fdtable_unlock();   /* the forking thread holds it in the child too */
         fdtable_for_each(reset_locks, &parent);
+        fdtable_kept_after_fork_child();
         /* The parent's reserves are its own: the child closes its copies now,
          * while their numbers are still ours (a child that closes every
          * descriptor and opens files must not have them closed later). */

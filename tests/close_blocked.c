@@ -14,8 +14,12 @@
  *      SA_RESTART: read() fails with EINTR, and only then the peer reads EOF;
  *  (d) the closed number given out again at once (a pipe) while the reader
  *      waits: the pipe's readiness on that number does not end the reader,
- *      the peer's bytes still reach it, and the pipe works. */
+ *      the peer's bytes still reach it, and the pipe works;
+ *  (e) a fork while the reader waits: the child, which never held the
+ *      socket, does not keep the peer's TCP socket from its FIN (CLOSE_WAIT)
+ *      once the reader returns. */
 #include <fcntl.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <time.h>
 
@@ -211,6 +215,41 @@ static void shape_reused(int optin)
                 p[0], p[1], a);
 }
 
+/* The kernel's state of fd's TCP socket (TCP_ESTABLISHED, TCP_CLOSE_WAIT...). */
+static int tcp_state(int fd)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+    return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 ? ti.tcpi_state : -1;
+}
+
+static void shape_fork(int optin)
+{
+    int a, peer;
+    fast_pair(AF_INET, optin, &a, &peer);
+    struct blocked b;
+    pthread_t th;
+    start(&b, a, blocked_read, &th);
+    sleep_ms(300);
+    CHECK(close(a) == 0, "(e) close: %s", strerror(errno));
+    pid_t child = fork();
+    CHECK(child >= 0, "(e) fork");
+    if (child == 0) {
+        sleep_ms(3000);
+        _exit(0);
+    }
+    reader_gets_late_bytes(&b, th, peer, "(e)", optin);
+    int state = -1;
+    for (int i = 0; i < 100 && (state = tcp_state(peer)) != TCP_CLOSE_WAIT; i++)
+        sleep_ms(10);
+    CHECK(state == TCP_CLOSE_WAIT, "(e) %s: the peer's TCP socket is in state %d, not CLOSE_WAIT, "
+          "while a child forked after the close lives", how(optin), state);
+    expect_eof(peer, "(e)", optin);
+    kill(child, SIGKILL);
+    child_status(child);
+    close(peer);
+}
+
 int main(void)
 {
 #ifdef UNDER_TSAN
@@ -223,6 +262,7 @@ int main(void)
         shape_writer(optin);
         shape_java(optin);
         shape_reused(optin);
+        shape_fork(optin);
     }
     return 0;
 }
