@@ -109,15 +109,23 @@ static void reader_gets_late_bytes(struct blocked *b, pthread_t th, int peer, co
           how(optin), b->n, b->n < 0 ? strerror(b->err) : "other bytes");
 }
 
+/* A pair whose end `*a` another thread reads, closed after delay_ms: the peer. */
+static int close_under_reader(int optin, int delay_ms, struct blocked *b, pthread_t *th, int *a)
+{
+    int peer;
+    fast_pair(AF_INET, optin, a, &peer);
+    start(b, *a, blocked_read, th);
+    sleep_ms(delay_ms);
+    CHECK(close(*a) == 0, "close: %s", strerror(errno));
+    return peer;
+}
+
 static void shape_reader(int optin, int delay_ms)
 {
-    int a, peer;
-    fast_pair(AF_INET, optin, &a, &peer);
+    int a;
     struct blocked b;
     pthread_t th;
-    start(&b, a, blocked_read, &th);
-    sleep_ms(delay_ms);
-    CHECK(close(a) == 0, "(a) close: %s", strerror(errno));
+    int peer = close_under_reader(optin, delay_ms, &b, &th, &a);
     reader_gets_late_bytes(&b, th, peer, delay_ms < 200 ? "(a, futex phase)" : "(a, poll phase)",
                            optin);
     expect_eof(peer, "(a)", optin);
@@ -192,13 +200,10 @@ static void shape_java(int optin)
 
 static void shape_reused(int optin)
 {
-    int a, peer, p[2];
-    fast_pair(AF_INET, optin, &a, &peer);
+    int a, p[2];
     struct blocked b;
     pthread_t th;
-    start(&b, a, blocked_read, &th);
-    sleep_ms(400);
-    CHECK(close(a) == 0, "(d) close: %s", strerror(errno));
+    int peer = close_under_reader(optin, 400, &b, &th, &a);
     CHECK(pipe(p) == 0, "(d) pipe: %s", strerror(errno));
     int reused = p[0] == a || p[1] == a;
     CHECK(write(p[1], "pipe", 4) == 4, "(d) pipe write");
@@ -225,13 +230,10 @@ static int tcp_state(int fd)
 
 static void shape_fork(int optin)
 {
-    int a, peer;
-    fast_pair(AF_INET, optin, &a, &peer);
+    int a;
     struct blocked b;
     pthread_t th;
-    start(&b, a, blocked_read, &th);
-    sleep_ms(300);
-    CHECK(close(a) == 0, "(e) close: %s", strerror(errno));
+    int peer = close_under_reader(optin, 300, &b, &th, &a);
     pid_t child = fork();
     CHECK(child >= 0, "(e) fork");
     if (child == 0) {
