@@ -494,12 +494,19 @@ static int peer_left(struct lf_conn *c, int fd, short tev)
 }
 
 /* What peer_left(c, fd, 0) answers 0 for without a question left to ask:
- * loads only, for conn_send_buffer. */
+ * loads only, for conn_send_buffer.  A peer that closed with our bytes
+ * unread leaves `closed` unset: the kernel's reset speaks for it
+ * (conn_close), and only TCP tells when it came, so each write asks TCP
+ * (at most once a millisecond, tcp_events) instead of skipping looks while
+ * it writes fast: skipped, up to 15 writes said they succeeded into a ring
+ * nobody reads, where the kernel's first write after the reset fails
+ * (tests/reset_writes.c). */
 static inline __attribute__((always_inline)) int peer_plainly_here(struct lf_conn *c)
 {
     struct lf_side *peer = peer_side(c);
     return !__atomic_load_n(&c->peer_gone, __ATOMIC_ACQUIRE) && !load32(&peer->closed) &&
-           !load32(&peer->rx_refused) && !__atomic_load_n(&c->fin_unclear, __ATOMIC_RELAXED);
+           !load32(&peer->rx_refused) && !load32(&peer->kernel_resets) &&
+           !__atomic_load_n(&c->fin_unclear, __ATOMIC_RELAXED);
 }
 
 /* A recorded reset is reported once, by a read (ECONNRESET only) or a
@@ -870,8 +877,12 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
     for (;;) {
         int below_mark = rx_short(c, target);
         r = c->broken ? -ECONNRESET : below_mark ? -EAGAIN : rx_step(c, fd, msg, flags);
-        if (r == -EAGAIN && conn_shut_rd(c))
-            r = rx_shut_end(c, fd);   /* after our SHUT_RD bytes still come; none: EOF, never a wait */
+        /* after our SHUT_RD bytes still come; none: EOF, never a wait; and
+         * once refused, the kernel's reset before any EOF, as its read says */
+        if ((r == -EAGAIN || r == 0) && conn_shut_rd(c)) {
+            ssize_t end = rx_shut_end(c, fd);
+            r = r == 0 && end == 0 ? 0 : end;
+        }
         if (r != -EAGAIN)
             break;
         int on_ring = load32(&my_side(c)->rx_on_ring);
@@ -1277,6 +1288,12 @@ int conn_shutdown(struct lf_sock *s, int fd, int how)
      * TCP socket look like the peer's FIN), in our line for every holder. */
     if (how == SHUT_RD || how == SHUT_RDWR)
         store32(&my_side(c)->shut_rd, 1);
+    /* Refused before our FIN is on the ring: a peer that answers our end
+     * of stream with bytes (the kernel resets it for them) must find the
+     * refusal then, or its bytes went on the ring and were read as data
+     * (tests/shutdown_late_bytes.c, the peer writing at our EOF). */
+    if (!kernels && conn_shut_rd(c) && (how != SHUT_RD || load32(&my_side(c)->shut_wr)))
+        refuse_rx(c, fd);
     if (how == SHUT_WR || how == SHUT_RDWR) {
         lf_lock(&c->tx_lock);
         quick_locked(&c->bias[DIR_TX], 0);
@@ -1289,8 +1306,6 @@ int conn_shutdown(struct lf_sock *s, int fd, int how)
         if (!on_ring && !kernels)
             r = libc.shutdown(fd, SHUT_WR);
     }
-    if (!kernels && conn_shut_rd(c) && load32(&my_side(c)->shut_wr))
-        refuse_rx(c, fd);
     conn_wake_own(c);
     return r;
 }
