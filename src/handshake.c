@@ -1072,7 +1072,7 @@ static int kept_claim_free(const struct sockaddr_storage *dst)
     int slot = -1, same = 0;
     lf_lock(&kept_lock);
     for (int i = 0; i < KEPT_MAX; i++) {
-        int used = kept[i].fd >= 0 || kept[i].busy;
+        int used = kept[i].busy || kept[i].fd >= 0;   /* busy first: its claimer writes fd */
         same |= used && memcmp(&kept[i].dst, dst, sizeof *dst) == 0;
         if (!used && slot < 0)
             slot = i;
@@ -1091,7 +1091,8 @@ static int kept_claim_free(const struct sockaddr_storage *dst)
 static int kept_claim_held(int i)
 {
     lf_lock(&kept_lock);
-    int mine = kept[i].fd >= 0 && !kept[i].busy;
+    /* busy first: a claimer writes fd outside this lock (ownfd_close) */
+    int mine = !kept[i].busy && kept[i].fd >= 0;
     if (mine)
         kept[i].busy = 1;
     lf_unlock(&kept_lock);
