@@ -1465,7 +1465,7 @@ static short poll_out(struct lf_conn *c, short tev)
         return tev & POLLOUT;
     /* after our SHUT_WR a write does not wait (EPIPE): writable, as TCP says */
     if (c->broken || load32(&peer_side(c)->closed) || load32(&my_side(c)->shut_wr) ||
-        ring_writable(&c->tx) != 0)
+        ring_poll_writable(&c->tx) != 0)   /* -1, corrupt: a write finds it */
         return POLLOUT;
     return 0;
 }

@@ -105,6 +105,9 @@ void ring_hold(struct ring *r, uint64_t hold);
  * ring_writable_upto: with at most `limit` bytes in flight (0: capacity). */
 ssize_t ring_writable(struct ring *r);
 ssize_t ring_writable_upto(struct ring *r, uint64_t limit);
+/* Writable as poll() says of a TCP socket: room, and at least half as
+ * much as is in flight (the kernel's sk_stream_min_wspace); -1 corrupt. */
+int ring_poll_writable(struct ring *r);
 /* A writer under a memory limit takes new pages from *budget (memlimit.c)
  * and otherwise keeps to those it has (docs/design.md, 5); NULL: none.
  * ring_pages_punched: the writer gave its free pages back (trim.c): its

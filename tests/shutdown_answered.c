@@ -97,10 +97,7 @@ static void shape_threaded(int optin)
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
-    char kernel[sizeof transcript], fast[sizeof transcript];
-    shape_sequential(0, kernel, sizeof kernel);
-    shape_sequential(1, fast, sizeof fast);
-    int differ = transcripts_differ("(a) shutdown(SHUT_RDWR), the peer answers", kernel, fast);
+    int differ = transcripts_of("(a) shutdown(SHUT_RDWR), the peer answers", shape_sequential);
     shape_threaded(0);
     shape_threaded(1);
     return differ;

@@ -25,7 +25,7 @@ static void note(const char *fmt, ...)
 }
 
 /* A call's result: its count, or its error by name. */
-static void note_result(const char *what, ssize_t n)
+static inline void note_result(const char *what, ssize_t n)
 {
     if (n < 0)
         note(" %s:%s", what, strerror(errno));
@@ -50,6 +50,16 @@ static inline int transcripts_differ(const char *label, const char *kernel, cons
     if (!same)
         printf("  loopfast:%s\n", fast);
     return !same;
+}
+
+/* Runs a case over kernel TCP, then over loopfast (run(optin, out, size)
+ * leaves its transcript in out): 1 when the two differ. */
+static inline int transcripts_of(const char *label, void (*run)(int optin, char *out, size_t size))
+{
+    static char kernel[sizeof transcript], fast[sizeof transcript];
+    run(0, kernel, sizeof kernel);
+    run(1, fast, sizeof fast);
+    return transcripts_differ(label, kernel, fast);
 }
 
 /* What poll() and a new epoll set say of fd now, as " WHAT-poll:IOR
