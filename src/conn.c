@@ -879,10 +879,8 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
         r = c->broken ? -ECONNRESET : below_mark ? -EAGAIN : rx_step(c, fd, msg, flags);
         /* after our SHUT_RD bytes still come; none: EOF, never a wait; and
          * once refused, the kernel's reset before any EOF, as its read says */
-        if ((r == -EAGAIN || r == 0) && conn_shut_rd(c)) {
-            ssize_t end = rx_shut_end(c, fd);
-            r = r == 0 && end == 0 ? 0 : end;
-        }
+        if ((r == -EAGAIN || r == 0) && conn_shut_rd(c))
+            r = rx_shut_end(c, fd);
         if (r != -EAGAIN)
             break;
         int on_ring = load32(&my_side(c)->rx_on_ring);
@@ -1291,7 +1289,7 @@ int conn_shutdown(struct lf_sock *s, int fd, int how)
     /* Refused before our FIN is on the ring: a peer that answers our end
      * of stream with bytes (the kernel resets it for them) must find the
      * refusal then, or its bytes went on the ring and were read as data
-     * (tests/shutdown_late_bytes.c, the peer writing at our EOF). */
+     * (tests/shutdown_answered.c). */
     if (!kernels && conn_shut_rd(c) && (how != SHUT_RD || load32(&my_side(c)->shut_wr)))
         refuse_rx(c, fd);
     if (how == SHUT_WR || how == SHUT_RDWR) {

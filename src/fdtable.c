@@ -291,7 +291,6 @@ void fdtable_unentomb(int fd)
     own_tomb = NULL;
 }
 
-/* fork() must not copy the table lock while another thread holds it. */
 void fdtable_kept(struct lf_sock *s)
 {
     lf_lock(&table_lock);
@@ -311,6 +310,7 @@ void fdtable_kept_after_fork_child(void)
     kept_list = NULL;
 }
 
+/* fork() must not copy the table lock while another thread holds it. */
 void fdtable_lock(void) { lf_lock(&table_lock); }
 void fdtable_unlock(void) { lf_unlock(&table_lock); }
 

@@ -212,19 +212,27 @@ ssize_t ring_writable(struct ring *r)
     return ring_writable_upto(r, 0);
 }
 
-ssize_t ring_writable_upto(struct ring *r, uint64_t limit)
+/* The writer's room with at most `limit` bytes in flight, and in *used
+ * what is in flight now, from one reading of the indices; -1 corrupt. */
+static ssize_t room_and_used(struct ring *r, uint64_t limit, int64_t *used)
 {
     uint64_t head, tail;
-    int64_t used = ring_used(r, &head, &tail);
-    if (used < 0)
+    *used = ring_used(r, &head, &tail);
+    if (*used < 0)
         return -1;
-    uint64_t room = room_for(capacity_upto(r, limit), (uint64_t)used);
+    uint64_t room = room_for(capacity_upto(r, limit), (uint64_t)*used);
     uint64_t base = __atomic_load_n(&r->ctl->base, __ATOMIC_RELAXED);
     if (__builtin_expect(r->budget != NULL, 0) && room)
         room = window_room(r, head, tail, &base, room, 1, 1);
     if (room)
         room = writer_room(r, head, tail, &base, room, 1, limit, 1);
     return (ssize_t)room;
+}
+
+ssize_t ring_writable_upto(struct ring *r, uint64_t limit)
+{
+    int64_t used;
+    return room_and_used(r, limit, &used);
 }
 
 /* A program that polls for POLLOUT and then writes more than the room
@@ -235,10 +243,9 @@ ssize_t ring_writable_upto(struct ring *r, uint64_t limit)
  * a write after it rarely blocks. */
 int ring_poll_writable(struct ring *r)
 {
-    uint64_t head, tail;
-    int64_t used = ring_used(r, &head, &tail);
-    ssize_t room = ring_writable(r);
-    if (used < 0 || room < 0)
+    int64_t used;
+    ssize_t room = room_and_used(r, 0, &used);
+    if (room < 0)
         return -1;
     return room > 0 && (uint64_t)room >= (uint64_t)used / 2;
 }

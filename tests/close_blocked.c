@@ -32,12 +32,6 @@ static const char *how(int optin)
     return optin ? "loopfast" : "kernel TCP";
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec t = { ms / 1000, (long)(ms % 1000) * 1000000 };
-    nanosleep(&t, NULL);
-}
-
 /* Does `fd` show the end of the stream (or anything to read) within ms? */
 static int readable_within(int fd, int ms)
 {
@@ -59,7 +53,6 @@ struct blocked {
     char buf[64];
     ssize_t n;
     int err;
-    size_t len;
     struct call_done done;
 };
 

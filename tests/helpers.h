@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "loopfast.h"
@@ -38,6 +39,12 @@
 #define UNDER_TSAN 1
 #endif
 #endif
+
+static inline void sleep_ms(int ms)
+{
+    struct timespec t = { ms / 1000, (long)(ms % 1000) * 1000000 };
+    nanosleep(&t, NULL);
+}
 
 static inline int opt_in(int fd)
 {

@@ -14,12 +14,6 @@
 #include "helpers.h"
 #include "transcript.h"
 
-static void sleep_ms(int ms)
-{
-    struct timespec t = { 0, (long)ms * 1000000 };
-    nanosleep(&t, NULL);
-}
-
 /* The server process: after one exchange (both directions switch), it
  * reads our end of stream, then at once writes 10 bytes; after 20 ms its
  * next write's result is its exit status (0: EPIPE, as the kernel's reset
