@@ -31,27 +31,36 @@
 
 extern char **environ;
 
+/* What an export is for: an exec of this process, a spawned child (a new
+ * process, not yet a holder), or a process a message carries the
+ * connection to (handoff.c: its descriptors named by their place in the
+ * message, after the `base` the program sent). */
+enum { FOR_EXEC, FOR_SPAWN, FOR_HANDOFF };
+
 struct export {
     char *buf;
     size_t len, cap;
     int fds[256];
     int nfds;
-    int spawn;                    /* for posix_spawn: a new process, not yet a holder */
+    int spawn;                    /* FOR_EXEC, FOR_SPAWN or FOR_HANDOFF */
+    int base;                     /* FOR_HANDOFF: the program's descriptors in the message */
     struct lf_conn *counted[64];  /* spawn: connections whose holder count we raised */
     int ncounted;
     struct lf_link *links[64];    /* regions of the connections described */
     int nlinks;
 };
 
-/* A copy of fd that survives exec; remembered so a failed exec closes it. */
+/* A copy of fd that survives exec (or goes in the message); remembered so
+ * a failed exec closes it.  What the other side will know it by. */
 static int keep(struct export *x, int fd)
 {
     if (x->nfds >= (int)(sizeof x->fds / sizeof x->fds[0]))
         return -1;
     int copy = ownfd_copy(fd);   /* high: the new image's numbers are the program's */
-    if (copy >= 0)
-        x->fds[x->nfds++] = copy;
-    return copy;
+    if (copy < 0)
+        return -1;
+    x->fds[x->nfds++] = copy;
+    return x->spawn == FOR_HANDOFF ? x->base + x->nfds - 1 : copy;
 }
 
 /* A spawned child holds the connection as a forked one does: counted before
@@ -79,30 +88,31 @@ static int survives_exec(struct lf_sock *s, int fd)
     return fl >= 0 && !(fl & FD_CLOEXEC);
 }
 
-static void describe(struct lf_sock *s, void *arg, int fd)
+/* One end, known to the other side as `name`, its socket fd here: 1 when
+ * described (and counted, for a new process). */
+static int describe_end(struct export *x, struct lf_conn *c, int name, int fd)
 {
-    struct export *x = arg;
-    struct lf_conn *c = s->conn;
-    if (!survives_exec(s, fd))
-        return;
     struct lf_link *l = c->link;
+    int handed = x->spawn == FOR_HANDOFF;
     int m = keep(x, l->fd);
     int bm = keep(x, l->bell_mine), bp = keep(x, l->bell_peer);
     /* The channel: a server's clients' proofs come on it, and are checked
      * against the verdicts it shares with its other holders (4.7, under
-     * the key passed first); a client sends its later proofs on it. */
-    int ch = l->chan >= 0 ? keep(x, l->chan) : -1;
+     * the key passed first); a client sends its later proofs on it.  Not
+     * to another process: it has a key of its own, so only proved server
+     * ends go there, and a spawned or handed client takes no answers. */
+    int ch = l->chan >= 0 && !handed ? keep(x, l->chan) : -1;
     int proved = __atomic_load_n(&c->peer_line, __ATOMIC_ACQUIRE) != NULL;
     struct stat st;
     if (m < 0 || bm < 0 || bp < 0 || (c->me == LF_SERVER && !proved && ch < 0) ||
         fstat(fd, &st) < 0 || !count_spawned(x, c))
-        return;
+        return 0;
     char item[240], key[33];
     int n = 0;
-    if (!x->len && verdict_key_export(key))
+    if (!x->len && !handed && verdict_key_export(key))
         n = snprintf(item, sizeof item, "key=%s", key);
     n += snprintf(item + n, sizeof item - (size_t)n,
-                  "%s%d:%d:%d:%d:%d:%llu:%llu:%d:%d:%d:%llu:%u:%llu:%llu", x->len || n ? "," : "", fd, m, bm, bp, c->me, (unsigned long long)c->tx.size,
+                  "%s%d:%d:%d:%d:%d:%llu:%llu:%d:%d:%d:%llu:%u:%llu:%llu", x->len || n ? "," : "", name, m, bm, bp, c->me, (unsigned long long)c->tx.size,
                   (unsigned long long)st.st_ino, x->spawn, proved, ch,
                   (unsigned long long)c->peer_cookie, c->slot, (unsigned long long)l->id,
                   (unsigned long long)c->nonce);
@@ -110,7 +120,7 @@ static void describe(struct lf_sock *s, void *arg, int fd)
         size_t cap = x->cap ? 2 * x->cap : 256;
         char *b = realloc(x->buf, cap);
         if (!b)
-            return;
+            return 1;   /* counted: a failed send or exec uncounts it */
         x->buf = b;
         x->cap = cap;
     }
@@ -121,6 +131,13 @@ static void describe(struct lf_sock *s, void *arg, int fd)
         known |= x->links[i] == c->link;
     if (!known && x->nlinks < (int)(sizeof x->links / sizeof x->links[0]))
         x->links[x->nlinks++] = c->link;
+    return 1;
+}
+
+static void describe(struct lf_sock *s, void *arg, int fd)
+{
+    if (survives_exec(s, fd))
+        describe_end(arg, s->conn, fd, fd);
 }
 
 /* ---- a vfork() child's own descriptors ----
@@ -308,7 +325,7 @@ static char *const *exec_begin(struct exec_state *st, char *const envp[])
     st->other = st->self != lf_pid;
     if (st->other)
         shares_bump();   /* a vfork child: the parent's memory, where it counts */
-    export_all(&st->x, st->other, st->other ? st->self : 0);
+    export_all(&st->x, st->other ? FOR_SPAWN : FOR_EXEC, st->other ? st->self : 0);
     for (int i = 0; st->other && i < st->x.ncounted; i++)
         conn_holder_note(st->x.counted[i], st->self);
     st->env = with_inherit(envp, &st->x);
@@ -443,7 +460,7 @@ static int spawn_with(spawn_fn real, pid_t *pid, const char *path,
 {
     struct export x;
     shares_bump();
-    export_all(&x, 1, 0);
+    export_all(&x, FOR_SPAWN, 0);
     char **env = with_inherit(envp, &x);
     int r = real(pid, path, fa, attr, argv, env ? env : envp);
     for (int i = 0; r == 0 && pid && i < x.ncounted; i++)
@@ -568,17 +585,32 @@ static struct lf_link *import_link(struct lf_link *known, const int f[4], int me
     return link_import(f, me, id, size, spawned);
 }
 
-static void import_one(const char *item, struct imported *seen, int *nseen, int max)
-{
-    /* the region's memfd, my doorbell, the peer's, the channel */
+/* One item of a description (describe_end).  f: the region's memfd, my
+ * doorbell, the peer's, the channel. */
+struct item {
     int fd, f[4], me, spawned, proved;
     unsigned long long size, sock_ino, cookie, id, nonce;
     unsigned slot;
-    if (sscanf(item, "%d:%d:%d:%d:%d:%llu:%llu:%d:%d:%d:%llu:%u:%llu:%llu", &fd, &f[0], &f[1],
-               &f[2], &me, &size, &sock_ino, &spawned, &proved, &f[3], &cookie, &slot, &id,
-               &nonce) != 14 ||
-        (me != LF_CLIENT && me != LF_SERVER))
-        return;
+};
+
+static int parse_item(const char *text, struct item *it)
+{
+    return sscanf(text, "%d:%d:%d:%d:%d:%llu:%llu:%d:%d:%d:%llu:%u:%llu:%llu", &it->fd,
+                  &it->f[0], &it->f[1], &it->f[2], &it->me, &it->size, &it->sock_ino,
+                  &it->spawned, &it->proved, &it->f[3], &it->cookie, &it->slot, &it->id,
+                  &it->nonce) == 14 &&
+           (it->me == LF_CLIENT || it->me == LF_SERVER) &&
+           it->spawned >= FOR_EXEC && it->spawned <= FOR_HANDOFF;
+}
+
+/* `here`: a region this process holds already (a hand-off), or NULL. */
+static void import_item(struct item *it, struct imported *seen, int *nseen, int max,
+                        struct lf_link *here)
+{
+    int fd = it->fd, *f = it->f, me = it->me, spawned = it->spawned, proved = it->proved;
+    unsigned long long size = it->size, sock_ino = it->sock_ino, cookie = it->cookie,
+                       id = it->id, nonce = it->nonce;
+    unsigned slot = it->slot;
     for (int i = 0; i < 4; i++)
         if (f[i] >= 0)
             libc.fcntl(f[i], F_SETFD, FD_CLOEXEC);
@@ -588,11 +620,13 @@ static void import_one(const char *item, struct imported *seen, int *nseen, int 
     }
     int fds[16], nfds = 1;
     fds[0] = fd;
-    if (spawned)
+    if (spawned == FOR_SPAWN)
         nfds = fds_of_socket(sock_ino, fds, 16);
     ino_t ino;
     struct lf_link *known;
     struct imported *same = already_imported(seen, *nseen, f[0], slot, me, &ino, &known);
+    if (!known)
+        known = here;
     if (same) {
         for (int i = 0; i < 4; i++)
             if (f[i] >= 0)
@@ -627,6 +661,8 @@ static void import_one(const char *item, struct imported *seen, int *nseen, int 
         barrier_withdrawn();
     }
     s->conn = c;
+    if (spawned == FOR_HANDOFF)
+        conn_holder_note(c, lf_pid);   /* counted by the sender; a death of ours gives it back */
     for (int i = 0; i < nfds; i++)
         fdtable_set(fds[i], s);
     if (nfds == 0)
@@ -635,6 +671,149 @@ static void import_one(const char *item, struct imported *seen, int *nseen, int 
         seen[(*nseen)++] = (struct imported){ ino, slot, me, s, l };
     link_put(l);   /* the connection holds its own reference */
     sock_put(s);
+}
+
+/* ---- a connection sent to another process (handoff.c) ---- */
+
+struct export *exec_handoff_new(int base)
+{
+    struct export *x = calloc(1, sizeof *x);
+    if (x) {
+        x->spawn = FOR_HANDOFF;
+        x->base = base;
+        shares_bump();   /* its flags are the receiver's too */
+    }
+    return x;
+}
+
+/* The fast end at fd, the message's `place`-th descriptor: 1 described. */
+int exec_handoff_add(struct export *x, int place, int fd)
+{
+    struct lf_sock *s = fdtable_acquire(fd);
+    int yes = s && sock_kind(s) == LF_FAST && s->conn->link && describe_end(x, s->conn, place, fd);
+    if (s)
+        sock_put(s);
+    return yes;
+}
+
+const char *exec_handoff_text(const struct export *x)
+{
+    return x->len ? x->buf : NULL;
+}
+
+int exec_handoff_fds(const struct export *x, const int **fds)
+{
+    *fds = x->fds;
+    return x->nfds;
+}
+
+/* Sent: the receiver holds what was counted for it; not: taken back. */
+void exec_handoff_end(struct export *x, int sent)
+{
+    if (!sent)
+        uncount(x, 0);
+    export_undo(x, NULL);
+    free(x);
+}
+
+/* A receiver that holds the end already (sent back to it, or twice) keeps
+ * one sock for it, and one holding another end of the same region on the
+ * same side keeps one link. */
+struct held {
+    const struct item *it;
+    struct lf_sock *s;
+    struct lf_link *l;
+};
+static __thread struct held *held_now;
+
+static void held_look(int fd)
+{
+    struct held *h = held_now;
+    struct lf_sock *s = h->s ? NULL : fdtable_acquire(fd);
+    if (!s)
+        return;
+    struct lf_conn *c = sock_kind(s) == LF_FAST ? s->conn : NULL;
+    if (c && c->link && c->link->id == h->it->id && c->me == h->it->me &&
+        c->link->ring_size == h->it->size) {
+        if (!h->l) {
+            link_get(c->link);
+            h->l = c->link;
+        }
+        if (c->slot == h->it->slot) {
+            h->s = s;   /* the reference is the caller's */
+            return;
+        }
+    }
+    sock_put(s);
+}
+
+static int import_again(struct item *it, struct lf_link **known)
+{
+    struct held h = { it, NULL, NULL };
+    held_now = &h;
+    fdtable_for_each_fd(0, ~0u, held_look);
+    held_now = NULL;
+    *known = h.l;
+    if (!h.s)
+        return 0;
+    for (int i = 0; i < 4; i++)
+        if (it->f[i] >= 0)
+            libc.close_own(it->f[i]);
+    struct lf_conn *c = h.s->conn;
+    __atomic_sub_fetch(&c->sh->side[c->me].holders, 1, __ATOMIC_ACQ_REL);   /* counted for us */
+    link_give_back(c);
+    fdtable_set(it->fd, h.s);
+    sock_put(h.s);
+    if (h.l)
+        link_put(h.l);
+    *known = NULL;
+    return 1;
+}
+
+/* text: the sender's items, each descriptor named by its place in fds
+ * (the program's first, then ours from place `nprog`: only ends whose
+ * socket is one of the first `given` are imported); the places of ours
+ * that an import took (or closed) are set in `taken`. */
+void exec_handoff_import(char *text, const int *fds, int n, int nprog, int given,
+                         unsigned char *taken)
+{
+    struct imported seen[8];
+    int nseen = 0;
+    char *save, *one = strtok_r(text, ",", &save);
+    for (; one; one = strtok_r(NULL, ",", &save)) {
+        struct item it;
+        struct stat st;
+        int ok = parse_item(one, &it) && it.spawned == FOR_HANDOFF && it.fd >= 0 &&
+                 it.fd < given && given <= nprog && (it.me == LF_CLIENT || it.proved) &&
+                 it.f[3] < 0;
+        for (int i = 0; ok && i < 3; i++)
+            ok = it.f[i] >= nprog && it.f[i] < n - 1 && !taken[it.f[i]];
+        if (!ok)
+            continue;
+        for (int i = 0; i < 3; i++) {
+            taken[it.f[i]] = 1;
+            it.f[i] = fds[it.f[i]];
+        }
+        it.fd = fds[it.fd];
+        if (fstat(it.fd, &st) < 0 || !S_ISSOCK(st.st_mode) || st.st_ino != it.sock_ino) {
+            for (int i = 0; i < 3; i++)
+                libc.close_own(it.f[i]);
+            continue;
+        }
+        struct lf_link *known;
+        if (!import_again(&it, &known)) {
+            import_item(&it, seen, &nseen, 8, known);
+            if (known)
+                link_put(known);
+        }
+    }
+}
+
+static void import_one(const char *text, struct imported *seen, int *nseen, int max)
+{
+    struct item it;
+    if (parse_item(text, &it) && it.spawned != FOR_HANDOFF)
+        import_item(&it, seen, nseen, max, NULL);
 }
 
 void exec_import(void)

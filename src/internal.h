@@ -1127,6 +1127,22 @@ void vfork_note_dup(int oldfd, int newfd);   /* in a vfork child: newfd is now o
 int exec_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
                const posix_spawnattr_t *attr, char *const argv[], char *const envp[]);
 int exec_has_heirs(void);   /* a fast connection survives exec here */
+/* Fast ends described for a process a message carries them to (handoff.c):
+ * their descriptors named by their place in the message, after `base`. */
+struct export;
+struct export *exec_handoff_new(int base);
+int exec_handoff_add(struct export *x, int place, int fd);
+const char *exec_handoff_text(const struct export *x);
+int exec_handoff_fds(const struct export *x, const int **fds);
+void exec_handoff_end(struct export *x, int sent);
+void exec_handoff_import(char *text, const int *fds, int n, int nprog, int given,
+                         unsigned char *taken);
+
+/* ---- handoff.c: fast ends sent with SCM_RIGHTS take their rings along ---- */
+#define SCM_MAX_FD 253   /* the kernel's limit of descriptors in one message */
+int handoff_message_fds(const struct msghdr *msg, int *fds, int max);   /* in its order */
+ssize_t handoff_sendmsg(int fd, const struct msghdr *msg, int flags);
+ssize_t handoff_recvmsg(int fd, struct msghdr *msg, int flags);
 
 /* ---- stats ---- */
 extern int lf_initialised;

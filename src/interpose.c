@@ -224,7 +224,7 @@ LF_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
     struct lf_sock *s = ours_for_call(fd);
     if (!s)
-        return libc.recvmsg(fd, msg, flags);
+        return handoff_recvmsg(fd, msg, flags);
     ssize_t r = sock_recv(s, fd, msg, flags);
     call_end(s);
     return r;
@@ -233,11 +233,9 @@ LF_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 LF_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
     struct lf_sock *s = ours_for_call(fd);
-    if (!s) {
-        if (msg && msg->msg_controllen)
-            pending_hand_off(msg);
-        return libc.sendmsg(fd, msg, flags);
-    }
+    if (!s)
+        return msg && msg->msg_controllen ? handoff_sendmsg(fd, msg, flags)
+                                          : libc.sendmsg(fd, msg, flags);
     ssize_t r = msg && connecting(s, msg->msg_name) ? send_connecting(s, fd, msg, flags)
                                                     : sock_send(s, fd, msg, flags);
     call_end(s);

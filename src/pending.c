@@ -265,17 +265,8 @@ void pending_on_stdin(int fd)
 
 void pending_hand_off(const struct msghdr *msg)
 {
-    if (!msg || !msg->msg_control || msg->msg_controllen < sizeof(struct cmsghdr))
-        return;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR((struct msghdr *)msg); c;
-         c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(0))
-            continue;
-        size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < n; i++) {
-            int fd;
-            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-            stay_plain(fd, 1);
-        }
-    }
+    int fds[SCM_MAX_FD];
+    int n = msg && msg->msg_control ? handoff_message_fds(msg, fds, SCM_MAX_FD) : 0;
+    for (int i = 0; i < n; i++)
+        stay_plain(fds[i], 1);
 }
