@@ -590,8 +590,9 @@ void handshake_consent(struct lf_conn *c)
     if (!c->nonce)
         return;
     uint64_t held = c->nonce << 2 | OFFER_HELD;
-    __atomic_compare_exchange_n(&c->sh->offer, &held, c->nonce << 2 | OFFER_OFFERED, 0,
-                                __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+    if (__atomic_compare_exchange_n(&c->sh->offer, &held, c->nonce << 2 | OFFER_OFFERED, 0,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+        __atomic_store_n(&c->consented, 1, __ATOMIC_RELAXED);
 }
 
 /* The last moment recvmsg is allowed (sandbox.c): a proof already queued is
@@ -617,6 +618,24 @@ void handshake_before_confinement(struct lf_conn *c)
  * says `ready`). */
 #define SETTLE_WAIT_STEPS 1000   /* of 100 us: for a client between its take and its proof */
 
+/* An offer held until our first read (sshd re-exec'd onto its connection)
+ * was asked for by its client while held, and the client asks again about
+ * every millisecond while it waits (poll.c): sshd's pre-auth child lowers
+ * RLIMIT_NOFILE right after that first read, and revoked the answer before
+ * the client came back (half of all ssh sessions stayed on TCP).  So such an
+ * offer is given a little time to be taken. */
+#define CONSENT_WAIT_STEPS 50    /* of 100 us */
+
+static void wait_for_taker(struct lf_conn *c)
+{
+    struct timespec step = { 0, 100000 };
+    uint64_t offered = c->nonce << 2 | OFFER_OFFERED;
+    for (int i = 0; i < CONSENT_WAIT_STEPS && __atomic_load_n(&c->consented, __ATOMIC_RELAXED) &&
+                    __atomic_load_n(&c->sh->offer, __ATOMIC_ACQUIRE) == offered;
+         i++)
+        nanosleep(&step, NULL);
+}
+
 static void settle_before_fd_limit(struct lf_sock *s, void *arg)
 {
     (void)arg;
@@ -624,6 +643,8 @@ static void settle_before_fd_limit(struct lf_sock *s, void *arg)
     if (sock_kind(s) != LF_FAST || !c || c->me != LF_SERVER)
         return;
     lf_lock(&c->proof_lock);
+    if (!c->peer_line && c->nonce && !c->refused)
+        wait_for_taker(c);
     if (!c->peer_line && c->nonce && !c->refused && !revoke_answer(c)) {
         struct timespec step = { 0, 100000 };
         for (int i = 0; i < SETTLE_WAIT_STEPS &&

@@ -635,6 +635,7 @@ struct lf_conn {
     int refused;                  /* server: the client's proof did not come first: for good */
     int proof_deferred;           /* server: its proof could not be read yet (no descriptor) */
     int held;                     /* server: its offer is held until it is read by us (4.3) */
+    int consented;                /* server: a held offer given by our first read */
     pthread_mutex_t proof_lock;
     /* wait.c, [for_write]: the last call blocked on this direction alone
      * outlasted the futex phase, so the next sleeps on its wake socket at once */
@@ -1064,6 +1065,8 @@ int sock_timeout_asked_ms(int fd, int optname);   /* the kernel's word, even whe
 ssize_t pending_io(struct lf_sock *s, int fd, struct msghdr *msg, int flags, int is_send);
 int pending_shutdown(struct lf_sock *s, int fd, int how);
 void pending_settle_all(void);
+int pending_holds_answer(int fd);   /* held by its server: ask again soon (poll.c) */
+void pending_ask_held(int fd);      /* ask again now */
 void pending_hand_off(const struct msghdr *msg);   /* its SCM_RIGHTS stay off the rings */
 void pending_stay_plain(int fd);   /* O_ASYNC, stdio reads: off the rings if not switched yet */
 void pending_on_stdin(int fd);     /* fd is stdin now: stdio may read it (handshake_hold) */

@@ -204,6 +204,34 @@ static void settle_one(int fd)
     sock_put(s);
 }
 
+/* A pending client whose answer its server holds (until the server's
+ * program reads the connection through us: sshd re-exec'd onto it) asks
+ * again at its next call; one that then waits in poll() for the server's
+ * reply would ask only after the server had revoked it (sshd's pre-auth
+ * child, handshake.c's settle).  So its poll wakes about every millisecond
+ * while the answer is held, and asks (at most HELD_TRIES times). */
+int pending_holds_answer(int fd)
+{
+    struct lf_sock *s = fdtable_acquire(fd);
+    if (!s)
+        return 0;
+    int yes = sock_kind(s) == LF_PENDING && __atomic_load_n(&s->held, __ATOMIC_RELAXED);
+    sock_put(s);
+    return yes;
+}
+
+void pending_ask_held(int fd)
+{
+    struct lf_sock *s = fdtable_acquire(fd);
+    if (!s)
+        return;
+    lf_lock(&s->lock);
+    if (sock_kind(s) == LF_PENDING && s->held)
+        handshake_take_answer(s, fd);
+    lf_unlock(&s->lock);
+    sock_put(s);
+}
+
 /* The same when the program runs out of descriptors (interpose.c): each
  * pending client's offer is one of ours, held until its next call, which an
  * idle connection may never make (a pool of thousands after their first

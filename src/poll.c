@@ -278,6 +278,21 @@ static int poll_alone(struct poll_set *ps, int timeout_ms, const sigset_t *mask,
     return kernel_poll(ps, 0, NULL) < 0 ? -1 : evaluate(ps, 1);
 }
 
+/* Pending clients whose answer is held ask again (pending.c): 1 when any
+ * still waits for its server, so the sleep is cut short. */
+static int ask_held(struct poll_set *ps)
+{
+    int waiting = 0;
+    for (nfds_t i = 0; i < ps->nt; i++) {
+        int fd = ps->user[ps->t[i].user].fd;
+        if (sock_kind(ps->t[i].s) != LF_PENDING || !pending_holds_answer(fd))
+            continue;
+        pending_ask_held(fd);
+        waiting |= pending_holds_answer(fd);
+    }
+    return waiting;
+}
+
 static int poll_tracked(struct poll_set *ps, int timeout_ms, const sigset_t *mask)
 {
     uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : monotonic_ns() + (uint64_t)timeout_ms * 1000000;
@@ -295,6 +310,7 @@ static int poll_tracked(struct poll_set *ps, int timeout_ms, const sigset_t *mas
     if ((r = poll_alone(ps, timeout_ms, mask, &call)) != 0)
         return r;
     for (;;) {
+        int held = ask_held(ps);   /* first: one taken now is armed below */
         int recheck = bell_wait_cap_ms();   /* doorbells read: see wait.c */
         int heavy = 0;      /* one barrier for all the rings armed (barrier.c) */
         for (nfds_t i = 0; i < ps->nt; i++)
@@ -306,6 +322,8 @@ static int poll_tracked(struct poll_set *ps, int timeout_ms, const sigset_t *mas
         barrier_after_arm(heavy);
         int wait = fast_ready(ps) ? 0 : remaining_ms(deadline);
         wait = timeout_min(wait, recheck);
+        if (held)
+            wait = timeout_min(wait, 1);
         wait = trim_before_sleep(wait);
         struct lf_sleep sl;
         if ((r = sleep_begin(&sl, &call, 0, mask)) < 0)
