@@ -483,6 +483,29 @@ void epoll_kind_changed(int kind)
         wake_sleepers();
 }
 
+/* A thread about to sleep in poll() on sockets that may still turn fast
+ * (pending: the TCP socket alone is in its set) counts itself among the
+ * sleepers before it looks at their kinds, and hears the eventfd through
+ * its wait epoll (wait.c): another thread's write that switched such a
+ * socket left it asleep on TCP while the peer's answer came on the ring
+ * (a Python client with a reader thread in select() hung for good). */
+int epoll_kind_sleep_begin(void)
+{
+    __atomic_add_fetch(&sleepers, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&wake_fd, __ATOMIC_ACQUIRE) < 0) {
+        lf_lock(&ep_lock);
+        if (wake_fd < 0)
+            ownfd_new(&wake_fd, eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+        lf_unlock(&ep_lock);
+    }
+    return __atomic_load_n(&wake_fd, __ATOMIC_ACQUIRE);
+}
+
+void epoll_kind_sleep_end(void)
+{
+    __atomic_sub_fetch(&sleepers, 1, __ATOMIC_SEQ_CST);
+}
+
 /* Sets holding a socket that may still turn fast watch the eventfd. */
 static void watch(struct ep_set *e)
 {

@@ -750,6 +750,7 @@ struct lf_sock {
     unsigned fork_gen;        /* marks the sock once per fork walk */
     int spare_inner;          /* epoll.c: an inner epoll kept for the next ADD */
     int ep_regs;              /* epoll.c: epoll records of this socket */
+    int pollers;              /* poll.c: threads asleep in poll() on it while pending */
     int nonblock_seen;        /* O_NONBLOCK as last seen, -1 unknown (conn.c: must_not_wait) */
     int stdio;                /* given to fdopen(): stdio may write it past us (conn.c, sock_stdio_may_write) */
     /* Made by this image (socket(), accept()), with O_NONBLOCK known from
@@ -805,14 +806,18 @@ static inline int sock_kind(struct lf_sock *s)
     return kind;
 }
 void epoll_kind_changed(int kind);
+int epoll_kind_sleep_begin(void);   /* poll.c: the eventfd a change writes, or -1 */
+void epoll_kind_sleep_end(void);
+int wait_hear_kinds(int wake);      /* wait.c: this thread's wait epoll, hearing it; or -1 */
 static inline void sock_set_kind(struct lf_sock *s, int kind)
 {
     tsan_release(&s->kind);
     __atomic_store_n(&s->kind, kind, __ATOMIC_RELEASE);
     /* against epoll.c's record_new: one of the two sees the other */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&s->ep_regs, __ATOMIC_RELAXED))
-        epoll_kind_changed(kind);   /* its registrations must follow */
+    if (__atomic_load_n(&s->ep_regs, __ATOMIC_RELAXED) ||
+        __atomic_load_n(&s->pollers, __ATOMIC_RELAXED))
+        epoll_kind_changed(kind);   /* its registrations and pollers must follow */
 }
 
 struct lf_sock *fdtable_acquire(int fd);           /* NULL: not ours */

@@ -30,6 +30,7 @@ struct poll_set {
     nfds_t nt;
     int from_select;      /* the program called select(): no RLIMIT_NOFILE to honour */
     int wait_ep;          /* this thread's wait epoll, when a doorbell is in it; else -1 */
+    int kind_ep;          /* the same, hearing a pending socket turn fast (kinds_begin); else -1 */
 };
 
 static int is_waitable(struct lf_sock *s)
@@ -42,7 +43,7 @@ static int is_waitable(struct lf_sock *s)
 static int build(struct poll_set *ps, struct pollfd *fds, nfds_t n)
 {
     memset(ps, 0, sizeof *ps);
-    ps->wait_ep = -1;
+    ps->wait_ep = ps->kind_ep = -1;
     for (nfds_t i = 0; i < n; i++) {
         struct lf_sock *s = fds[i].fd >= 0 ? fdtable_acquire(fds[i].fd) : NULL;
         if (!s)
@@ -96,9 +97,12 @@ static void prepare_kernel(struct poll_set *ps)
          * when the set does not fit under RLIMIT_NOFILE. */
         if (sock_kind(t->s) != LF_FAST) {
             /* pending: TCP alone; the answer is taken by a later read or
-             * write (pending.c), so it costs no wake-up */
+             * write (pending.c), so it costs no wake-up; another thread's
+             * that switches it wakes us through kind_ep */
             k->events = want;
             t->extra = (nfds_t)-1;
+            if (ps->kind_ep >= 0)
+                ps->wait_ep = ps->kind_ep;
             continue;
         }
         k->events = conn_kernel_events(t->s->conn, want);
@@ -293,6 +297,29 @@ static int ask_held(struct poll_set *ps)
     return waiting;
 }
 
+/* Before a sleep: pending sockets are counted as polled (sock_set_kind
+ * then wakes us), after us as a sleeper; 1 when any was. */
+static int kinds_begin(struct poll_set *ps)
+{
+    int any = 0;
+    for (nfds_t i = 0; i < ps->nt; i++)
+        any |= sock_kind(ps->t[i].s) == LF_PENDING;
+    if (!any)
+        return 0;
+    ps->kind_ep = wait_hear_kinds(epoll_kind_sleep_begin());
+    for (nfds_t i = 0; i < ps->nt; i++)
+        __atomic_add_fetch(&ps->t[i].s->pollers, 1, __ATOMIC_SEQ_CST);
+    return 1;
+}
+
+static void kinds_end(struct poll_set *ps)
+{
+    for (nfds_t i = 0; i < ps->nt; i++)
+        __atomic_sub_fetch(&ps->t[i].s->pollers, 1, __ATOMIC_RELAXED);
+    epoll_kind_sleep_end();
+    ps->kind_ep = -1;
+}
+
 static int poll_tracked(struct poll_set *ps, int timeout_ms, const sigset_t *mask)
 {
     uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : monotonic_ns() + (uint64_t)timeout_ms * 1000000;
@@ -310,7 +337,10 @@ static int poll_tracked(struct poll_set *ps, int timeout_ms, const sigset_t *mas
     if ((r = poll_alone(ps, timeout_ms, mask, &call)) != 0)
         return r;
     for (;;) {
-        int held = ask_held(ps);   /* first: one taken now is armed below */
+        /* first: a socket that turns fast from here on wakes us, one taken
+         * now (or before) is armed below */
+        int kinds = kinds_begin(ps);
+        int held = ask_held(ps);
         int recheck = bell_wait_cap_ms();   /* doorbells read: see wait.c */
         int heavy = 0;      /* one barrier for all the rings armed (barrier.c) */
         for (nfds_t i = 0; i < ps->nt; i++)
@@ -326,9 +356,14 @@ static int poll_tracked(struct poll_set *ps, int timeout_ms, const sigset_t *mas
             wait = timeout_min(wait, 1);
         wait = trim_before_sleep(wait);
         struct lf_sleep sl;
-        if ((r = sleep_begin(&sl, &call, 0, mask)) < 0)
+        if ((r = sleep_begin(&sl, &call, 0, mask)) < 0) {
+            if (kinds)
+                kinds_end(ps);
             return errno = -r, -1;
+        }
         int k = kernel_poll_sleep(ps, wait, &sl);
+        if (kinds)
+            kinds_end(ps);
         r = k < 0 ? -1 : evaluate(ps, 1);
         if (r > 0)
             score_wait(ps);

@@ -271,6 +271,7 @@ struct wait_ep {
     uint64_t wake_id;             /* its name's number */
     pid_t pid;                    /* the process that made them: a forked child makes its own */
     uint64_t keys[WAIT_KEYS];     /* doorbells it holds, as far as remembered */
+    int kinds;                    /* epoll.c's eventfd it holds (wait_hear_kinds), or -1 */
     unsigned next;
 };
 static pthread_key_t wait_ep_key;
@@ -303,7 +304,7 @@ static struct wait_ep *thread_waits(void)
         pthread_once(&wait_ep_once, wait_ep_key_make);
         if (!(w = calloc(1, sizeof *w)))
             return NULL;
-        w->fd = w->wake_fd = -1;
+        w->fd = w->wake_fd = w->kinds = -1;
         w->pid = lf_pid;
         my_wait_ep = w;
         (void)pthread_setspecific(wait_ep_key, w);
@@ -312,6 +313,7 @@ static struct wait_ep *thread_waits(void)
         ownfd_close(&w->fd);
         ownfd_close(&w->wake_fd);
         memset(w->keys, 0, sizeof w->keys);
+        w->kinds = -1;
         w->pid = lf_pid;
     }
     return w;
@@ -354,6 +356,20 @@ int bell_wait_fd(struct lf_conn *c)
         return conn_bell_mine(c);
     }
     w->keys[w->next++ % WAIT_KEYS] = key;
+    return w->fd;
+}
+
+int wait_hear_kinds(int wake)
+{
+    struct wait_ep *w = wake >= 0 ? thread_wait_ep() : NULL;
+    if (!w)
+        return -1;
+    if (w->kinds != wake) {
+        struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.u64 = 0 };
+        if (libc.epoll_ctl(w->fd, EPOLL_CTL_ADD, wake, &ev) < 0 && errno != EEXIST)
+            return -1;
+        w->kinds = wake;
+    }
     return w->fd;
 }
 
