@@ -963,11 +963,25 @@ int sock_stdio_may_write(struct lf_sock *s)
            fdtable_holds(STDERR_FILENO, s);
 }
 
+/* A socket that was on stdout for a moment (bash's `printf >&3`: it moves
+ * the socket onto 1, writes through stdio, moves it back) had bytes
+ * written past us, which the switch would not count: the peer took them
+ * for a reset (a bash /dev/tcp client lost its request 1 run in 5).  The
+ * kernel's count of what it was given tells. */
+int sock_written_past_us(struct lf_sock *s, int fd, uint64_t counted)
+{
+    uint64_t given;
+    if (fd < 0 || lf_confined || tcp_bytes_given(fd, &given) < 0 || given == counted)
+        return 0;
+    __atomic_store_n(&s->stdio, 1, __ATOMIC_RELAXED);
+    return 1;
+}
+
 /* The server may switch once the client reads rings (and has proved itself,
  * 4.7); the client always may.  A direction shut down on TCP stays there: a
  * switch would let bytes follow the FIN, and the peer could not tell that
  * FIN from a close. */
-static void tx_maybe_switch(struct lf_conn *c, struct lf_sock *s)
+static void tx_maybe_switch(struct lf_conn *c, struct lf_sock *s, int fd)
 {
     struct lf_side *me = my_side(c);
     if (load32(&me->tx_switched) || load32(&me->shut_wr))
@@ -976,7 +990,7 @@ static void tx_maybe_switch(struct lf_conn *c, struct lf_sock *s)
         return;
     if (c->me == LF_SERVER)
         conn_note_cpu(c, 0);   /* the client's, published before ready (wait.c) */
-    if (sock_stdio_may_write(s))
+    if (sock_stdio_may_write(s) || sock_written_past_us(s, fd, load64(&me->tx_tcp_bytes)))
         return;
     store32(&me->tx_switched, 1);
     conn_ring_bell(c);
@@ -1180,7 +1194,7 @@ ssize_t conn_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags
     struct dir_hold hold = dir_lock(c, DIR_TX, fd, flags);
     if (hold.refused)
         return -EAGAIN;
-    tx_maybe_switch(c, s);
+    tx_maybe_switch(c, s, fd);
     if (!load32(&me->tx_switched)) {
         /* The peer does not read rings yet: TCP, counted. */
         r = lf_confined ? sandbox_send(fd, msg, flags) : libc.sendmsg(fd, msg, flags);
@@ -1295,7 +1309,7 @@ int conn_shutdown(struct lf_sock *s, int fd, int how)
     if (how == SHUT_WR || how == SHUT_RDWR) {
         lf_lock(&c->tx_lock);
         quick_locked(&c->bias[DIR_TX], 0);
-        tx_maybe_switch(c, s);
+        tx_maybe_switch(c, s, fd);
         int on_ring = load32(&my_side(c)->tx_switched);
         store32(&my_side(c)->shut_wr, 1);   /* on TCP: it never switches now */
         if (on_ring)

@@ -828,7 +828,7 @@ static int read_answer(int u, const struct diag_result *server, struct lf_conn *
 }
 
 /* Publishes what the client did on TCP and switches its write direction. */
-static void become_fast(struct lf_sock *s, struct lf_conn *c)
+static void become_fast(struct lf_sock *s, struct lf_conn *c, int fd)
 {
     struct lf_side *me = &c->sh->side[LF_CLIENT];
     __atomic_store_n(&me->rx_tcp_bytes, s->pending_rx, __ATOMIC_RELAXED);
@@ -836,7 +836,8 @@ static void become_fast(struct lf_sock *s, struct lf_conn *c)
     __atomic_store_n(&me->arms_with_mb, 0, __ATOMIC_RELAXED);   /* until its sleeps are rare */
     if (s->pending_shut_wr)   /* its FIN went on TCP: c2s stays there (4.4) */
         __atomic_store_n(&me->shut_wr, 1, __ATOMIC_RELEASE);
-    else if (!sock_stdio_may_write(s))   /* else its writes stay on TCP (4.4) */
+    else if (!sock_stdio_may_write(s) && !sock_written_past_us(s, fd, s->pending_tx))
+        /* else its writes stay on TCP (4.4) */
         __atomic_store_n(&me->tx_switched, 1, __ATOMIC_RELEASE);
     conn_note_cpu(c, 1);   /* before ready: the server compares once it sees it */
     __atomic_store_n(&me->ready, 1, __ATOMIC_RELEASE);
@@ -857,7 +858,7 @@ static int switch_to(struct lf_sock *s, struct lf_conn *c, int fd, int spent)
     c->proof_ep = -1;
     ownfd_adopt(NULL, 0, lows, 2);   /* nothing to move high: it closes them */
     bufsize_apply(s, c, fd);
-    become_fast(s, c);
+    become_fast(s, c, fd);
     return 1;
 }
 

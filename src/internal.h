@@ -943,6 +943,10 @@ ssize_t conn_recv_buffer(struct lf_sock *s, void *buf, size_t len);
 int conn_shutdown(struct lf_sock *s, int fd, int how);
 int conn_shut_rd(struct lf_conn *c);
 int sock_stdio_may_write(struct lf_sock *s);   /* stdout, stderr or fdopen'd: writes stay on TCP */
+/* Before a switch of our writes: did the kernel get bytes past our count
+ * (stdio's)?  Then they stay on TCP for good (the sock marked as stdio's). */
+int sock_written_past_us(struct lf_sock *s, int fd, uint64_t counted);
+int tcp_bytes_given(int fd, uint64_t *given);   /* tcpcount.c: -1 when unknown */
 size_t conn_rcvlowat(struct lf_conn *c, int fd);
 void sock_rcvlowat_changed(int fd, int optname);
 void conn_close(struct lf_sock *s, int fd);
