@@ -95,7 +95,13 @@ static struct cost round_trips(int optin, void (*server)(int), int client_cpu)
     return c;
 }
 
-static void apart(const char *how, void (*server)(int), int a, int b, int server_counted)
+/* Each case is one measure of behaviour on a shared host, whose
+ * neighbours take a core now and then (one run in two failed on a quiet
+ * PVM guest, the old library as the new): it must show in one of
+ * ATTEMPTS.  A spin that is never used, or always, fails them all. */
+#define ATTEMPTS 3
+
+static int apart(const char *how, void (*server)(int), int a, int b, int server_counted)
 {
     server_cpu = b;
     struct cost kernel = round_trips(0, server, a), fast = round_trips(1, server, a);
@@ -104,14 +110,16 @@ static void apart(const char *how, void (*server)(int), int a, int b, int server
            "%ld)\n", how, a, b, fast.rounds, fast.server_spins, fast.client_spins, fast.sleeps,
            kernel.sleeps, kernel.rounds);
     fflush(stdout);
-    CHECK(fast.client_spins * 4 >= fast.rounds * 3 &&
-              (!server_counted || fast.server_spins * 4 >= fast.rounds * 3),
-          "%s: pinned to CPUs of their own, client and server did not spin: spins found %ld "
-          "requests and %ld replies of %ld", how, fast.server_spins, fast.client_spins,
-          fast.rounds);
+    int ok = fast.client_spins * 4 >= fast.rounds * 3 &&
+             (!server_counted || fast.server_spins * 4 >= fast.rounds * 3);
+    if (!ok)
+        printf("%s: pinned to CPUs of their own, client and server did not spin: spins found "
+               "%ld requests and %ld replies of %ld\n", how, fast.server_spins,
+               fast.client_spins, fast.rounds);
+    return ok;
 }
 
-static void together(const char *how, void (*server)(int), int a)
+static int together(const char *how, void (*server)(int), int a)
 {
     server_cpu = a;
     struct cost kernel = round_trips(0, server, a), fast = round_trips(1, server, a);
@@ -122,12 +130,14 @@ static void together(const char *how, void (*server)(int), int a)
 #ifdef UNDER_TSAN
     /* ThreadSanitizer slows loopfast's user-space path and not the
      * kernel's: only a spin running out (50 us) is told from that there */
-    CHECK(fast_us <= kernel_us + 25,
+    int ok = fast_us <= kernel_us + 25;
 #else
-    CHECK(fast_us <= 1.25 * kernel_us,
+    int ok = fast_us <= 1.25 * kernel_us;
 #endif
-          "%s: sharing one CPU, the server spun while its client waited for it: %.1f us of CPU "
-          "a round trip (kernel %.1f us)", how, fast_us, kernel_us);
+    if (!ok)
+        printf("%s: sharing one CPU, the server spun while its client waited for it: %.1f us "
+               "of CPU a round trip (kernel %.1f us)\n", how, fast_us, kernel_us);
+    return ok;
 }
 
 int main(int argc, char **argv)
@@ -146,9 +156,21 @@ int main(int argc, char **argv)
         return 77;
     }
     alarm(120);
-    apart("read()", blocking_server, cpus[0], cpus[1], 1);
-    apart("epoll_wait()", epoll_server, cpus[1], cpus[0], 0);
-    together("read()", blocking_server, cpus[0]);
-    together("epoll_wait()", epoll_server, cpus[1]);
+    int ok = 0;
+    for (int i = 0; i < ATTEMPTS && !ok; i++)
+        ok = apart("read()", blocking_server, cpus[0], cpus[1], 1);
+    CHECK(ok, "read(), pinned apart: no spin in %d attempts", ATTEMPTS);
+    ok = 0;
+    for (int i = 0; i < ATTEMPTS && !ok; i++)
+        ok = apart("epoll_wait()", epoll_server, cpus[1], cpus[0], 0);
+    CHECK(ok, "epoll_wait(), pinned apart: no spin in %d attempts", ATTEMPTS);
+    ok = 0;
+    for (int i = 0; i < ATTEMPTS && !ok; i++)
+        ok = together("read()", blocking_server, cpus[0]);
+    CHECK(ok, "read(), sharing a CPU: spun in %d attempts", ATTEMPTS);
+    ok = 0;
+    for (int i = 0; i < ATTEMPTS && !ok; i++)
+        ok = together("epoll_wait()", epoll_server, cpus[1]);
+    CHECK(ok, "epoll_wait(), sharing a CPU: spun in %d attempts", ATTEMPTS);
     return 0;
 }
