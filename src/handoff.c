@@ -187,7 +187,7 @@ ssize_t handoff_sendmsg(int fd, const struct msghdr *msg, int flags)
         else
             carried[ncarried++] = i;
     }
-    pending_hand_off(msg);   /* the others stay on TCP */
+    pending_hand_off_fds(fds, nprog);   /* the others stay on TCP */
     if (ncarried <= 0 || !receiver_takes_rings(fd))
         return libc.sendmsg(fd, msg, flags);
     struct export *x = exec_handoff_new(nprog);
@@ -196,7 +196,7 @@ ssize_t handoff_sendmsg(int fd, const struct msghdr *msg, int flags)
     const int *ours = NULL;
     int nours = x ? exec_handoff_fds(x, &ours) : 0;
     const char *text = x ? exec_handoff_text(x) : NULL;
-    int m = text && nprog + nours + 1 <= SCM_MAX_FD
+    int m = text && nours < HANDOFF_FDS && nprog + nours + 1 <= SCM_MAX_FD
                 ? description_memfd(text, nprog, nprog + nours + 1)
                 : -1;
     if (m < 0) {
@@ -204,7 +204,7 @@ ssize_t handoff_sendmsg(int fd, const struct msghdr *msg, int flags)
             exec_handoff_end(x, 0);
         return libc.sendmsg(fd, msg, flags);
     }
-    int all[HANDOFF_FDS + 4 * HANDOFF_CONNS];
+    int all[HANDOFF_FDS];   /* three of ours an end (no channel), the description */
     memcpy(all, ours, (size_t)nours * sizeof(int));
     all[nours] = m;
     ssize_t r = send_with(fd, msg, flags, all, nours + 1);

@@ -1074,9 +1074,11 @@ int sock_timeout_asked_ms(int fd, int optname);   /* the kernel's word, even whe
 ssize_t pending_io(struct lf_sock *s, int fd, struct msghdr *msg, int flags, int is_send);
 int pending_shutdown(struct lf_sock *s, int fd, int how);
 void pending_settle_all(void);
-int pending_holds_answer(int fd);   /* held by its server: ask again soon (poll.c) */
-void pending_ask_held(int fd);      /* ask again now */
-void pending_hand_off(const struct msghdr *msg);   /* its SCM_RIGHTS stay off the rings */
+/* A pending client whose answer its server holds asks again now (poll.c):
+ * 1 while it is still held, so the caller asks again soon. */
+int pending_ask_held(struct lf_sock *s, int fd);
+void pending_hand_off(const struct msghdr *msg);
+void pending_hand_off_fds(const int *fds, int n);   /* the same, its descriptors listed */   /* its SCM_RIGHTS stay off the rings */
 void pending_stay_plain(int fd);   /* O_ASYNC, stdio reads: off the rings if not switched yet */
 void pending_on_stdin(int fd);     /* fd is stdin now: stdio may read it (handshake_hold) */
 

@@ -210,26 +210,16 @@ static void settle_one(int fd)
  * reply would ask only after the server had revoked it (sshd's pre-auth
  * child, handshake.c's settle).  So its poll wakes about every millisecond
  * while the answer is held, and asks (at most HELD_TRIES times). */
-int pending_holds_answer(int fd)
+int pending_ask_held(struct lf_sock *s, int fd)
 {
-    struct lf_sock *s = fdtable_acquire(fd);
-    if (!s)
+    if (sock_kind(s) != LF_PENDING || !__atomic_load_n(&s->held, __ATOMIC_RELAXED))
         return 0;
-    int yes = sock_kind(s) == LF_PENDING && __atomic_load_n(&s->held, __ATOMIC_RELAXED);
-    sock_put(s);
-    return yes;
-}
-
-void pending_ask_held(int fd)
-{
-    struct lf_sock *s = fdtable_acquire(fd);
-    if (!s)
-        return;
     lf_lock(&s->lock);
     if (sock_kind(s) == LF_PENDING && s->held)
         handshake_take_answer(s, fd);
+    int still = sock_kind(s) == LF_PENDING && s->held;
     lf_unlock(&s->lock);
-    sock_put(s);
+    return still;
 }
 
 /* The same when the program runs out of descriptors (interpose.c): each
@@ -291,10 +281,15 @@ void pending_on_stdin(int fd)
         stay_plain(fd, 0);
 }
 
+void pending_hand_off_fds(const int *fds, int n)
+{
+    for (int i = 0; i < n; i++)
+        stay_plain(fds[i], 1);
+}
+
 void pending_hand_off(const struct msghdr *msg)
 {
     int fds[SCM_MAX_FD];
     int n = msg && msg->msg_control ? handoff_message_fds(msg, fds, SCM_MAX_FD) : 0;
-    for (int i = 0; i < n; i++)
-        stay_plain(fds[i], 1);
+    pending_hand_off_fds(fds, n);
 }

@@ -287,13 +287,8 @@ static int poll_alone(struct poll_set *ps, int timeout_ms, const sigset_t *mask,
 static int ask_held(struct poll_set *ps)
 {
     int waiting = 0;
-    for (nfds_t i = 0; i < ps->nt; i++) {
-        int fd = ps->user[ps->t[i].user].fd;
-        if (sock_kind(ps->t[i].s) != LF_PENDING || !pending_holds_answer(fd))
-            continue;
-        pending_ask_held(fd);
-        waiting |= pending_holds_answer(fd);
-    }
+    for (nfds_t i = 0; i < ps->nt; i++)
+        waiting |= pending_ask_held(ps->t[i].s, ps->user[ps->t[i].user].fd);
     return waiting;
 }
 
