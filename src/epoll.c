@@ -1497,12 +1497,30 @@ static int kernel_look_due_at(uint64_t now)
     return 1;
 }
 
-/* The same between calls: the clock is read on every 8th only (it costs
- * 20-30 ns on a VM), so a look comes at most 8 calls after KERNEL_LOOK_NS. */
+/* Calls made and events handed out by this thread since it last read the
+ * clock for kernel_look_due. */
+static __thread unsigned since_clock LF_TLS_IE;
+
+/* The same between calls: the clock (20-30 ns on a VM) is read once per 8
+ * calls or events handed out, whichever comes first.  Counting calls alone
+ * starved an event loop that works long on each event: nginx sending big
+ * files to 100 fast clients spends ~50 ms between calls, so its listening
+ * socket was looked at 2-3 times a second and wrk's connections waited
+ * seconds in the accept queue (a small request took 3.6 s, the kernel's
+ * 5 ms).  The program's work grows with the events it is given. */
 static int kernel_look_due(void)
 {
-    static __thread unsigned asked LF_TLS_IE;
-    return (++asked & 7) == 0 && kernel_look_due_at(monotonic_ns());
+    if (++since_clock < 8)
+        return 0;
+    since_clock = 0;
+    return kernel_look_due_at(monotonic_ns());
+}
+
+static int handed_out(int n)
+{
+    if (n > 0)
+        since_clock += (unsigned)n;
+    return n;
 }
 
 /* For epoll_pwait2, whose timeout only the kernel's own call keeps exact. */
@@ -1653,7 +1671,7 @@ LF_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 {
     if (__builtin_expect(!lf_initialised, 0))
         lf_init();
-    return lf_epoll_wait(epfd, ev, max, timeout, NULL);
+    return handed_out(lf_epoll_wait(epfd, ev, max, timeout, NULL));
 }
 
 LF_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout,
@@ -1661,7 +1679,7 @@ LF_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout
 {
     if (__builtin_expect(!lf_initialised, 0))
         lf_init();
-    return lf_epoll_wait(epfd, ev, max, timeout, mask);
+    return handed_out(lf_epoll_wait(epfd, ev, max, timeout, mask));
 }
 
 /* epoll_pwait2: a timeout in nanoseconds.  A set without loopfast's
@@ -1692,5 +1710,5 @@ LF_EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max, const stru
         ms = want > INT32_MAX ? INT32_MAX : (int)want;
     }
     /* only entries of ours came (late_translate): the rest of the wait, as ours */
-    return lf_epoll_wait(epfd, ev, max, kernels ? ms_left(ms, start) : ms, mask);
+    return handed_out(lf_epoll_wait(epfd, ev, max, kernels ? ms_left(ms, start) : ms, mask));
 }
