@@ -109,10 +109,20 @@ static void run(int optin)
     /* The first contact's region is made for it (design 11): A is the first
      * connection in the slot B takes. */
     long first = one_connection(&addr, len, optin, srv, 0);
-    long a = one_connection(&addr, len, optin, srv, 1);
-    long b = one_connection(&addr, len, optin, srv, 2);
-    printf("%s: page faults while 2 MiB streamed: first contact %ld, connection A %ld, "
-           "B right after it %ld\n", optin ? "loopfast" : "kernel", first, a, b);
+    long a, b;
+    unsigned conn = 1;
+    /* A slot stays warm for half a second: a run that stalls as long
+     * between A and B (a shared host's neighbours) finds it given back.
+     * One pair in three must show it warm; a slot never kept warm fails
+     * all three. */
+    for (int attempt = 0; attempt < 3; attempt++) {
+        a = one_connection(&addr, len, optin, srv, conn++);
+        b = one_connection(&addr, len, optin, srv, conn++);
+        printf("%s: page faults while 2 MiB streamed: first contact %ld, connection A %ld, "
+               "B right after it %ld\n", optin ? "loopfast" : "kernel", first, a, b);
+        if (!optin || b <= WARM_FAULTS)
+            break;
+    }
     if (optin) {
         CHECK(b <= WARM_FAULTS, "B faulted its slot's pages in again: %ld faults", b);
         struct regions_seen seen = { 0, 0, 0 };
