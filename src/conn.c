@@ -1121,11 +1121,30 @@ static int pace_sleep_ms(const struct pace *p, int ms)
     return timeout_min(ms, left);
 }
 
-static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struct msghdr *msg,
+/* What tx_ring puts on the ring: the program's buffers, or (msg NULL) a
+ * file's bytes read straight into the ring (sendfile). */
+struct tx_source {
+    const struct msghdr *msg;
+    int file_fd;
+    off_t file_pos;
+    size_t file_len;
+};
+
+/* n < 0 from ring_write_file: what sendfile says (RING_SOURCE_END: the
+ * file gave nothing more). */
+static ssize_t tx_file_end(ssize_t n, int err, size_t done)
+{
+    if (done)
+        return (ssize_t)done;
+    return n == RING_SOURCE_END ? -err : -ECONNRESET;
+}
+
+static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struct tx_source *src,
                        int flags, struct dir_hold *hold)
 {
     struct iovec iov[MAX_IOV];
-    size_t want = iov_total(msg->msg_iov, msg->msg_iovlen), done = 0;
+    const struct msghdr *msg = src->msg;
+    size_t want = msg ? iov_total(msg->msg_iov, msg->msg_iovlen) : src->file_len, done = 0;
     int timeout = -2;
     uint64_t deadline = 0;
     struct lf_caught call;
@@ -1137,12 +1156,20 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
             return done ? (ssize_t)done : -ECONNRESET;
         if (load32(&my_side(c)->shut_wr))
             return done ? (ssize_t)done : epipe(flags);
-        struct msghdr rest = msg_skip(msg, done, iov);
+        struct msghdr rest = msg ? msg_skip(msg, done, iov) : (struct msghdr){ 0 };
         /* (with bytes written, no system call: the peer's close or
          * refusal in shared memory ends a write that waits for room) */
-        if (peer_left(c, fd, done ? 0 : tcp_events(c, fd, 0)))
+        if (peer_left(c, fd, done ? 0 : tcp_events(c, fd, 0))) {
+            if (!msg)   /* the buffered copy tells TCP's answer (sendfile.c) */
+                return done ? (ssize_t)done : CONN_DECLINED;
             return done ? tx_rest_gone(c, fd, &rest, flags, done) : tx_gone(c, fd, msg, flags);
-        ssize_t n = ring_writev_upto(&c->tx, iov, (int)rest.msg_iovlen, pace.limit);
+        }
+        int err = 0;
+        ssize_t n = msg ? ring_writev_upto(&c->tx, iov, (int)rest.msg_iovlen, pace.limit)
+                        : ring_write_file(&c->tx, src->file_fd, src->file_pos + (off_t)done,
+                                          want - done, pace.limit, &err);
+        if (n == RING_SOURCE_END)
+            return tx_file_end(n, err, done);
         if (n < 0)
             return c->broken = 1, done ? (ssize_t)done : -ECONNRESET;
         if (n > 0) {
@@ -1165,8 +1192,10 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
         }
         if (dontwait && done)
             return (ssize_t)done;
-        if (dontwait)   /* before saying EAGAIN, ask TCP if the peer is gone */
-            return peer_left(c, fd, tcp_events(c, fd, 1)) ? tx_gone(c, fd, msg, flags) : -EAGAIN;
+        if (dontwait && peer_left(c, fd, tcp_events(c, fd, 1)))   /* before saying EAGAIN */
+            return msg ? tx_gone(c, fd, msg, flags) : CONN_DECLINED;
+        if (dontwait)
+            return -EAGAIN;
         short tev;
         dir_unlock(c, DIR_TX, *hold);   /* others may write meanwhile, as to the kernel */
         int w = wait_in_call(s, &fd, 1, pace.limit ? pace.limit : 1,
@@ -1179,7 +1208,7 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
         if (w < 0 && w != -EAGAIN)
             return done ? (ssize_t)done : w;
         if (peer_left(c, fd, tev))
-            return done ? (ssize_t)done : tx_gone(c, fd, msg, flags);
+            return done ? (ssize_t)done : msg ? tx_gone(c, fd, msg, flags) : CONN_DECLINED;
         if (w == -EAGAIN && deadline && monotonic_ns() >= deadline)
             return done ? (ssize_t)done : -EAGAIN;
     }
@@ -1203,7 +1232,8 @@ ssize_t conn_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags
         else if (r < 0)
             r = -errno;
     } else {
-        r = tx_ring(s, c, fd, msg, flags, &hold);
+        struct tx_source src = { .msg = msg };
+        r = tx_ring(s, c, fd, &src, flags, &hold);
         if (r > 0)
             tx_counted(c);
     }
@@ -1212,6 +1242,28 @@ ssize_t conn_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags
         errno = (int)-r;
         return -1;
     }
+    return r;
+}
+
+/* sendfile() to a fast socket whose writes are on the ring: the file's
+ * bytes read into the ring at once (nginx serving big files to fast clients
+ * spent half its time in the second copy through a buffer).  Bytes sent,
+ * -errno, or CONN_DECLINED: nothing was done, and the buffered copy
+ * answers (a direction not switched yet, a peer gone: what TCP says). */
+ssize_t conn_send_file(struct lf_sock *s, int fd, int in_fd, off_t pos, size_t count)
+{
+    struct lf_conn *c = s->conn;
+    struct dir_hold hold = dir_lock(c, DIR_TX, fd, 0);
+    if (hold.refused)
+        return -EAGAIN;
+    ssize_t r = CONN_DECLINED;
+    if (load32(&my_side(c)->tx_switched)) {
+        struct tx_source src = { .file_fd = in_fd, .file_pos = pos, .file_len = count };
+        r = tx_ring(s, c, fd, &src, 0, &hold);
+        if (r > 0)
+            tx_counted(c);
+    }
+    dir_unlock(c, DIR_TX, hold);
     return r;
 }
 

@@ -935,6 +935,8 @@ int request_answer(int fd, const struct diag_result *client, struct sockaddr_sto
 /* ---- conn.c ---- */
 ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags);
 ssize_t conn_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags);
+/* sendfile's copy, read into the ring (CONN_DECLINED: the buffered copy answers) */
+ssize_t conn_send_file(struct lf_sock *s, int fd, int in_fd, off_t pos, size_t count);
 /* One buffer the ring takes whole now, or bytes already on the ring read
  * into one; CONN_DECLINED: nothing done, conn_send or conn_recv answers. */
 #define CONN_DECLINED (-((ssize_t)1 << 40))

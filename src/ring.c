@@ -8,6 +8,8 @@
 
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
+#include <errno.h>
 
 #include "internal.h"   /* coarse_ns */
 
@@ -580,6 +582,56 @@ ssize_t ring_writev_upto(struct ring *r, const struct iovec *iov, int iovcnt, ui
     }
     if (done)
         store_release(&r->ctl->head, head + done);
+    return (ssize_t)done;
+}
+
+/* pread() of up to len bytes at pos straight into the ring at index at,
+ * no further than the ring's end: the bytes read, 0 at the file's end, -1
+ * with errno; *asked: how many it asked for. */
+static ssize_t read_in(struct ring *r, uint64_t base, uint64_t at, int fd, off_t pos, size_t len,
+                       size_t *asked)
+{
+    size_t off = (at - base) & (r->size - 1);
+    *asked = r->size - off < len ? r->size - off : len;
+    populated_for(r, off, *asked, 1);
+    ssize_t n;
+    do
+        n = pread(fd, r->data + off, *asked, pos);
+    while (n < 0 && errno == EINTR);
+    return n;
+}
+
+ssize_t ring_write_file(struct ring *r, int fd, off_t pos, size_t len, uint64_t limit, int *err)
+{
+    uint64_t head, tail, cap = capacity_upto(r, limit);
+    int64_t used = span(r, &head, &tail, 1, len, cap);
+    if (used < 0)
+        return -1;
+    size_t room = room_for(cap, (uint64_t)used), done = 0;
+    uint64_t given = head, base = room ? writer_base(r, head, tail) : 0;
+    if (__builtin_expect(r->budget != NULL, 0) && room)
+        room = window_room(r, head, tail, &base, room, len, 0);
+    if (room)
+        room = writer_room(r, head, tail, &base, room, len, limit, 0);
+    room = room < len ? room : len;
+    *err = 0;
+    while (done < room) {
+        size_t asked, piece = room - done < RING_STEP ? room - done : RING_STEP;
+        ssize_t n = read_in(r, base, head + done, fd, pos + (off_t)done, piece, &asked);
+        if (n <= 0) {
+            *err = n < 0 ? errno : 0;
+            break;
+        }
+        done += (size_t)n;
+        if ((size_t)n < asked)
+            break;   /* the file's end, most likely: the next call says */
+        if (head + done - given >= RING_STEP && done < room)
+            store_release(&r->ctl->head, given = head + done);
+    }
+    if (done)
+        store_release(&r->ctl->head, head + done);
+    else if (room)
+        return RING_SOURCE_END;
     return (ssize_t)done;
 }
 

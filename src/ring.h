@@ -134,6 +134,14 @@ ssize_t ring_write(struct ring *r, const void *buf, size_t len);
  * RING_PACE: past it, the caller's general path decides whether to wait. */
 ssize_t ring_write_whole(struct ring *r, const void *buf, size_t len);
 
+/* sendfile()'s copy: up to len bytes of the file fd from pos, read into
+ * the ring's room with pread() (one copy, not two through a buffer); with
+ * at most `limit` bytes in flight (0: capacity).  Returns bytes written, 0
+ * when there is no room, -1 when corrupt, or RING_SOURCE_END when the file
+ * gave nothing: *err is then pread()'s errno, or 0 at the file's end. */
+#define RING_SOURCE_END (-2)
+ssize_t ring_write_file(struct ring *r, int fd, off_t pos, size_t len, uint64_t limit, int *err);
+
 /* Copy up to the iovecs' total length out; returns bytes read (0 when empty)
  * or -1 when corrupt.  With peek, the tail is not advanced. */
 ssize_t ring_readv(struct ring *r, const struct iovec *iov, int iovcnt, int peek);

@@ -52,14 +52,24 @@ static ssize_t send_buf(struct lf_sock *s, int fd, const void *buf, size_t len, 
  * count is what a non-blocking socket may always return. */
 #define NONBLOCK_TURN (256u << 10)
 
-/* Copies from in_fd at *pos: returns bytes sent, or -1 with errno. */
+/* Copies from in_fd at *pos: returns bytes sent, or -1 with errno.  On the
+ * ring the file is read straight into it (conn_send_file); else, and when
+ * that declines, through a buffer of ours, by the socket's own send. */
 static ssize_t file_to_sock(struct lf_sock *s, int out_fd, int in_fd, off_t *pos, size_t count)
 {
+    if (count > NONBLOCK_TURN && sock_nonblocking(s, out_fd))
+        count = NONBLOCK_TURN;
+    if (sock_kind(s) == LF_FAST) {
+        ssize_t r = conn_send_file(s, out_fd, in_fd, *pos, count);
+        if (r != CONN_DECLINED) {
+            if (r > 0)
+                *pos += r;
+            return r < 0 ? (errno = (int)-r, -1) : r;
+        }
+    }
     char *buf = malloc(CHUNK);
     if (!buf)
         return errno = ENOMEM, -1;
-    if (count > NONBLOCK_TURN && sock_nonblocking(s, out_fd))
-        count = NONBLOCK_TURN;
     size_t done = 0;
     ssize_t err = 0;
     while (done < count) {
