@@ -1635,7 +1635,22 @@ void conn_signature(struct lf_conn *c, uint64_t *in, uint64_t *out)
                      (uint64_t)load32(&peer->tx_switched) << 61 | (uint64_t)conn_shut_rd(c) << 60 |
                      (uint64_t)load32(&my_side(c)->shut_wr) << 59;
     *in = (__atomic_load_n(&c->rx.ctl->head, __ATOMIC_ACQUIRE) + load64(&my_side(c)->rx_tcp_bytes)) ^ flags;
-    *out = __atomic_load_n(&c->tx.ctl->tail, __ATOMIC_ACQUIRE) ^ flags;
+    /* (tail and nudges only grow: their sum changes when either does) */
+    *out = (__atomic_load_n(&c->tx.ctl->tail, __ATOMIC_ACQUIRE) +
+            ((uint64_t)__atomic_load_n(&c->out_nudges, __ATOMIC_RELAXED) << 32)) ^ flags;
+}
+
+/* A non-blocking sendfile's turn ends in EAGAIN though the ring has room
+ * (sendfile.c): only when poll would say writable now, so that the wait
+ * the program makes next returns at once; an edge for EPOLLET, and every
+ * set looks at its idle records once. */
+int conn_turn_refuse(struct lf_conn *c, int fd)
+{
+    if (!(conn_poll_state(c, fd, POLLOUT, 0) & POLLOUT))
+        return 0;
+    __atomic_add_fetch(&c->out_nudges, 1, __ATOMIC_RELAXED);
+    epoll_poke();
+    return 1;
 }
 
 /* Does a level-triggered answer for `want` need the kernel's word on TCP? */

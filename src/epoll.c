@@ -1518,6 +1518,7 @@ static int kernel_look_due(void)
 
 static int handed_out(int n)
 {
+    lf_thread_waits++;
     if (n > 0)
         since_clock += (unsigned)n;
     return n;

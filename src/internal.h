@@ -132,6 +132,9 @@ void __tsan_release(void *addr);
  * few words (a dlopen of the library gets little static TLS). */
 #define LF_TLS_IE __attribute__((tls_model("initial-exec")))
 extern __thread int lf_signal_hold LF_TLS_IE;        /* sections entered */
+/* epoll_wait, poll and select calls this thread made: an event loop's turns
+ * (sendfile.c) */
+extern __thread unsigned lf_thread_waits LF_TLS_IE;
 extern __thread volatile int lf_signal_held LF_TLS_IE;   /* a signal waits for the end */
 void signal_release_held(void);
 
@@ -635,6 +638,7 @@ struct lf_conn {
     int refused;                  /* server: the client's proof did not come first: for good */
     int proof_deferred;           /* server: its proof could not be read yet (no descriptor) */
     int held;                     /* server: its offer is held until it is read by us (4.3) */
+    unsigned out_nudges;          /* turns refused with room (conn_turn_refuse): EPOLLOUT edges */
     int consented;                /* server: a held offer given by our first read */
     pthread_mutex_t proof_lock;
     /* wait.c, [for_write]: the last call blocked on this direction alone
@@ -787,6 +791,12 @@ struct lf_sock {
     int waiting;
     int kept_fd;
     struct lf_sock *kept_next;   /* socks with a kept_fd (fdtable.c: a forked child's copies) */
+    /* FAST, sendfile.c: a non-blocking sendfile's turn in its thread's
+     * event loop (lf_thread_waits when it began, bytes sent in it, whether
+     * it ended in EAGAIN) */
+    unsigned turn_waits;
+    uint32_t turn_sent;
+    int turn_refused;
 };
 extern unsigned lf_forks;     /* fork() calls (interpose.c): the holder walk's generation too */
 /* Calls that may have given another process our descriptors (fork, spawns,
@@ -937,6 +947,9 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags);
 ssize_t conn_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags);
 /* sendfile's copy, read into the ring (CONN_DECLINED: the buffered copy answers) */
 ssize_t conn_send_file(struct lf_sock *s, int fd, int in_fd, off_t pos, size_t count);
+/* A turn ends in EAGAIN with room left: 1 when the next wait will say
+ * writable (also to EPOLLET), 0 when the ring may not (no refusal then). */
+int conn_turn_refuse(struct lf_conn *c, int fd);
 /* One buffer the ring takes whole now, or bytes already on the ring read
  * into one; CONN_DECLINED: nothing done, conn_send or conn_recv answers. */
 #define CONN_DECLINED (-((ssize_t)1 << 40))

@@ -388,6 +388,7 @@ static int lf_poll(struct pollfd *fds, nfds_t n, int timeout_ms, const sigset_t 
     struct poll_set ps;
     if (__builtin_expect(!lf_initialised, 0))
         lf_init();
+    lf_thread_waits++;
     if (timeout_ms != 0)
         reap_now();   /* about to wait: a good time (reap.c) */
     if (!build(&ps, fds, n)) {

@@ -43,24 +43,74 @@ static ssize_t send_buf(struct lf_sock *s, int fd, const void *buf, size_t len, 
     return sock_send(s, fd, &m, flags);
 }
 
-/* What one sendfile() to a non-blocking fast socket moves at most.  The
- * kernel's queues page references; ours copies every byte, twice, and an
- * event loop that asks for 2 MiB a connection (nginx's sendfile_max_chunk)
- * spent ~1 ms a connection before it looked at its other clients again:
- * nginx with 100 busy downloads answered a small request in 35-1660 ms (the
- * kernel: 1-12 ms), and HAProxy took a healthy backend for dead.  A short
- * count is what a non-blocking socket may always return. */
+/* What a non-blocking fast socket takes from sendfile() in one call, and in
+ * one turn of its thread's event loop (turn_over).  The kernel's queues
+ * page references; ours copies every byte, so an event loop asking for
+ * 2 MiB a connection (nginx's sendfile_max_chunk) spent ~1 ms on each
+ * before it looked at its other clients: with 100 busy downloads a small
+ * request took 35-1660 ms (the kernel: 1-12 ms), and HAProxy took a healthy
+ * backend for dead.  A short count is what a non-blocking socket may always
+ * return. */
 #define NONBLOCK_TURN (256u << 10)
+
+/* A fast socket's turn in its thread's event loop: NONBLOCK_TURN bytes
+ * between two of the thread's waits, in any number of calls.  A short count
+ * does not end an event loop's turn (nginx 1.22 calls again until EAGAIN or
+ * its sendfile_max_chunk, 2 MiB, which the kernel's page references move in
+ * 80 us and our copy in 400): with 100 busy downloads one loop took ~35 ms,
+ * ~300 ms on a loaded machine, and nginx, accepting one connection a loop,
+ * left a new client in its accept queue for 0.7-6 s (the kernel: 5-100 ms).
+ * So the turn ends in EAGAIN, once, while the ring still has room, and the
+ * next wait says writable again at once (conn_turn_refuse); a program that
+ * calls again without a wait is served.  1: refuse this call. */
+static int file_has_bytes_at(int fd, off_t pos)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > pos;
+}
+
+static int turn_over(struct lf_sock *s, int fd, int in_fd, off_t pos, size_t *count)
+{
+    unsigned waits = lf_thread_waits;
+    if (__atomic_load_n(&s->turn_waits, __ATOMIC_RELAXED) != waits) {
+        __atomic_store_n(&s->turn_waits, waits, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->turn_sent, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->turn_refused, 0, __ATOMIC_RELAXED);
+    }
+    uint32_t sent = __atomic_load_n(&s->turn_sent, __ATOMIC_RELAXED);
+    /* (at the file's end the kernel says 0, not EAGAIN) */
+    if (sent < NONBLOCK_TURN || __atomic_load_n(&s->turn_refused, __ATOMIC_RELAXED) ||
+        !file_has_bytes_at(in_fd, pos) || !conn_turn_refuse(s->conn, fd)) {
+        size_t left = sent < NONBLOCK_TURN ? NONBLOCK_TURN - sent : NONBLOCK_TURN;
+        *count = *count < left ? *count : left;
+        return 0;
+    }
+    __atomic_store_n(&s->turn_refused, 1, __ATOMIC_RELAXED);
+    return 1;
+}
+
+static void turn_took(struct lf_sock *s, ssize_t n)
+{
+    uint32_t sent = __atomic_load_n(&s->turn_sent, __ATOMIC_RELAXED);
+    if (n > 0)
+        __atomic_store_n(&s->turn_sent, sent + (uint32_t)n < sent ? UINT32_MAX : sent + (uint32_t)n,
+                         __ATOMIC_RELAXED);
+}
 
 /* Copies from in_fd at *pos: returns bytes sent, or -1 with errno.  On the
  * ring the file is read straight into it (conn_send_file); else, and when
  * that declines, through a buffer of ours, by the socket's own send. */
 static ssize_t file_to_sock(struct lf_sock *s, int out_fd, int in_fd, off_t *pos, size_t count)
 {
-    if (count > NONBLOCK_TURN && sock_nonblocking(s, out_fd))
+    int nonblocking = sock_nonblocking(s, out_fd);
+    if (count > NONBLOCK_TURN && nonblocking)
         count = NONBLOCK_TURN;
     if (sock_kind(s) == LF_FAST) {
+        if (nonblocking && count && turn_over(s, out_fd, in_fd, *pos, &count))
+            return errno = EAGAIN, -1;
         ssize_t r = conn_send_file(s, out_fd, in_fd, *pos, count);
+        if (nonblocking)
+            turn_took(s, r);
         if (r != CONN_DECLINED) {
             if (r > 0)
                 *pos += r;

@@ -22,6 +22,7 @@
 
 #include "internal.h"
 
+__thread unsigned lf_thread_waits LF_TLS_IE;
 
 static uint32_t load32(const uint32_t *p)
 {

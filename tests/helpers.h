@@ -473,6 +473,16 @@ static inline void run_with_spin_us(char **argv, const char *us)
     FAIL("re-executing with LOOPFAST_SPIN_US=%s: %s", us, strerror(errno));
 }
 
+/* A file of our own in /tmp, already unlinked: its descriptor. */
+static inline int temp_file(void)
+{
+    char path[] = "/tmp/loopfast-test-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0, "mkstemp: %s", strerror(errno));
+    unlink(path);
+    return fd;
+}
+
 /* A connected pair in this process, both ends opted in, after one exchange
  * (so both are on the fast path when `optin`). */
 /* A client connected to a loopback listener and its accepted end, no byte

@@ -21,10 +21,7 @@ static unsigned char byte_at(size_t pos)
 
 static int make_file(void)
 {
-    char path[] = "/tmp/loopfast-sendfile-XXXXXX";
-    int fd = mkstemp(path);
-    CHECK(fd >= 0, "mkstemp: %s", strerror(errno));
-    unlink(path);
+    int fd = temp_file();
     static unsigned char buf[1 << 16];
     for (size_t at = 0; at < FILE_SIZE; at += sizeof buf) {
         size_t n = FILE_SIZE - at < sizeof buf ? FILE_SIZE - at : sizeof buf;

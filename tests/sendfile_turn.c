@@ -69,10 +69,7 @@ static void run(int optin, int nonblock, int file, uint64_t want)
 int main(void)
 {
     alarm(30);
-    char path[] = "/tmp/loopfast-sendfile-XXXXXX";
-    int file = mkstemp(path);
-    CHECK(file >= 0, "mkstemp");
-    unlink(path);
+    int file = temp_file();
     static char block[1 << 16];
     uint64_t want = FNV_INIT;
     for (size_t done = 0; done < FILE_SIZE; done += sizeof block) {

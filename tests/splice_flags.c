@@ -54,13 +54,19 @@ static void fill_pipe(int w)
     set_nonblock(w, 0);
 }
 
-/* Until the socket takes no more without blocking. */
+/* Until the socket takes no more without blocking, for 10 looks 20 ms
+ * apart in a row (kernel TCP moves segments to the reader in the
+ * background, later on a loaded machine: 3 looks 10 ms apart left room a
+ * run in three there). */
 static void fill_sock(int fd)
 {
-    for (int k = 0; k < 3; k++) {
-        while (send(fd, buf, sizeof buf, MSG_DONTWAIT) > 0)
-            ;
-        usleep(10000);
+    for (int quiet = 0; quiet < 10;) {
+        if (send(fd, buf, sizeof buf, MSG_DONTWAIT) > 0) {
+            quiet = 0;
+            continue;
+        }
+        usleep(20000);
+        quiet++;
     }
 }
 
