@@ -92,14 +92,16 @@ static void remember_destination(struct lf_sock *s, const struct sockaddr *dst)
 }
 
 /* A destination whose server already shares a region with us is asked
- * for in that region (request.c); any other is offered.  The kind changes
+ * for in that region (request.c); any other is offered, unless its
+ * connections have been closing before they switch (shortlived.c).  The kind changes
  * once, straight to its new value: epoll.c follows each change (a passing
  * PLAIN would hand a registration back to the kernel). */
 void handshake_offer(struct lf_sock *s, int fd, const struct sockaddr *dst)
 {
     struct stat st;
     int kind = LF_PLAIN;
-    if (policy_allows(dst, NULL) && is_loopback(dst) && fstat(fd, &st) == 0) {
+    if (policy_allows(dst, NULL) && is_loopback(dst) && !shortlived_skip(dst) &&
+        fstat(fd, &st) == 0) {
         __atomic_store_n(&sockfs_dev, ((uint64_t)major(st.st_dev) << 20) | minor(st.st_dev),
                          __ATOMIC_RELAXED);
         remember_destination(s, dst);
@@ -842,8 +844,10 @@ static void become_fast(struct lf_sock *s, struct lf_conn *c, int fd)
     conn_note_cpu(c, 1);   /* before ready: the server compares once it sees it */
     __atomic_store_n(&me->ready, 1, __ATOMIC_RELEASE);
     s->conn = c;
-    if (s->dst.ss_family)
+    if (s->dst.ss_family) {
         link_note_dst(c->link, &s->dst, s->dst_alone);   /* later connections there ask in it */
+        shortlived_switched(&s->dst);
+    }
     sock_set_kind(s, LF_FAST);   /* first: never PLAIN on the way (handshake_offer) */
     handshake_give_up(s);
     conn_ring_bell(c);

@@ -98,6 +98,11 @@ uint64_t config_ring_hold(uint64_t ring_size);
 /* ---- policy.c ---- */
 void policy_init(void);
 int policy_allows(const struct sockaddr *a, const struct sockaddr *b);
+
+/* shortlived.c: destinations whose connections close before they switch */
+int shortlived_skip(const struct sockaddr *dst);   /* 1: make no offer there */
+void shortlived_note(const struct sockaddr_storage *dst, int switched);   /* at its close */
+void shortlived_switched(const struct sockaddr_storage *dst);             /* a client end switched */
 uint64_t monotonic_ns(void);
 uint64_t coarse_ns(void);       /* CLOCK_MONOTONIC_COARSE: for rate limits */
 

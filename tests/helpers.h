@@ -144,6 +144,21 @@ static inline pid_t fork_with_listener(int optin, struct sockaddr_storage *addr,
     return pid;
 }
 
+/* A forked server process running serve(listener) for at most a minute:
+ * its pid; the listener's address in *addr. */
+static inline pid_t fork_serving(int optin, struct sockaddr_storage *addr, socklen_t *len,
+                                 void (*serve)(int listener))
+{
+    int l;
+    pid_t pid = fork_with_listener(optin, addr, len, &l);
+    if (pid == 0) {
+        alarm(60);
+        serve(l);
+        _exit(99);
+    }
+    return pid;
+}
+
 static inline int connect_to(const struct sockaddr_storage *addr, socklen_t len, int optin)
 {
     int fd = socket(addr->ss_family, SOCK_STREAM, 0);

@@ -100,12 +100,7 @@ static void run(int optin)
 {
     struct sockaddr_storage addr;
     socklen_t len;
-    int l;
-    pid_t srv = fork_with_listener(optin, &addr, &len, &l);
-    if (srv == 0) {
-        alarm(60);
-        serve(l);
-    }
+    pid_t srv = fork_serving(optin, &addr, &len, serve);
     /* The first contact's region is made for it (design 11): A is the first
      * connection in the slot B takes. */
     long first = one_connection(&addr, len, optin, srv, 0);
