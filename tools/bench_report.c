@@ -70,8 +70,8 @@ static void print_ratios(const struct bench_result *r)
         printf("  %-9s latency %6.1fx lower   messages %6.1fx higher   stream %5.1fx higher\n",
                transport_name(t), ratio(k->rtt_median_us, r[t].rtt_median_us),
                ratio(r[t].msgs_per_s, k->msgs_per_s), ratio(r[t].stream_gbps, k->stream_gbps));
-    printf("  loopfast  connection set-up %.2fx the kernel's time (CPU of both ends %.0f us "
-           "vs %.0f us: %.2fx)\n", ratio(f->connect_us, k->connect_us), f->connect_cpu_us,
+    printf("  loopfast  a short connection (connect, 1-byte echo, close; after 16 in a row no "
+           "offer) %.2fx the kernel's time (CPU of both ends %.0f us vs %.0f us: %.2fx)\n", ratio(f->connect_us, k->connect_us), f->connect_cpu_us,
            k->connect_cpu_us, ratio(f->connect_cpu_us, k->connect_cpu_us));
     printf("  loopfast  a connection that switches (connect, two 1-byte echoes, close) %.2fx the "
            "kernel's time (%.0f us vs %.0f us)\n", ratio(f->connect2_us, k->connect2_us),
