@@ -53,6 +53,13 @@ static ssize_t send_buf(struct lf_sock *s, int fd, const void *buf, size_t len, 
  * return. */
 #define NONBLOCK_TURN (256u << 10)
 
+/* (at a regular file's end the kernel's sendfile says 0, not EAGAIN) */
+static int file_has_bytes_at(int fd, off_t pos)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > pos;
+}
+
 /* A fast socket's turn in its thread's event loop: NONBLOCK_TURN bytes
  * between two of the thread's waits, in any number of calls.  A short count
  * does not end an event loop's turn (nginx 1.22 calls again until EAGAIN or
@@ -63,12 +70,6 @@ static ssize_t send_buf(struct lf_sock *s, int fd, const void *buf, size_t len, 
  * So the turn ends in EAGAIN, once, while the ring still has room, and the
  * next wait says writable again at once (conn_turn_refuse); a program that
  * calls again without a wait is served.  1: refuse this call. */
-static int file_has_bytes_at(int fd, off_t pos)
-{
-    struct stat st;
-    return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > pos;
-}
-
 static int turn_over(struct lf_sock *s, int fd, int in_fd, off_t pos, size_t *count)
 {
     unsigned waits = lf_thread_waits;
@@ -78,7 +79,6 @@ static int turn_over(struct lf_sock *s, int fd, int in_fd, off_t pos, size_t *co
         __atomic_store_n(&s->turn_refused, 0, __ATOMIC_RELAXED);
     }
     uint32_t sent = __atomic_load_n(&s->turn_sent, __ATOMIC_RELAXED);
-    /* (at the file's end the kernel says 0, not EAGAIN) */
     if (sent < NONBLOCK_TURN || __atomic_load_n(&s->turn_refused, __ATOMIC_RELAXED) ||
         !file_has_bytes_at(in_fd, pos) || !conn_turn_refuse(s->conn, fd)) {
         size_t left = sent < NONBLOCK_TURN ? NONBLOCK_TURN - sent : NONBLOCK_TURN;
