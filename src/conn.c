@@ -1130,15 +1130,6 @@ struct tx_source {
     size_t file_len;
 };
 
-/* n < 0 from ring_write_file: what sendfile says (RING_SOURCE_END: the
- * file gave nothing more). */
-static ssize_t tx_file_end(ssize_t n, int err, size_t done)
-{
-    if (done)
-        return (ssize_t)done;
-    return n == RING_SOURCE_END ? -err : -ECONNRESET;
-}
-
 static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struct tx_source *src,
                        int flags, struct dir_hold *hold)
 {
@@ -1168,8 +1159,8 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
         ssize_t n = msg ? ring_writev_upto(&c->tx, iov, (int)rest.msg_iovlen, pace.limit)
                         : ring_write_file(&c->tx, src->file_fd, src->file_pos + (off_t)done,
                                           want - done, pace.limit, &err);
-        if (n == RING_SOURCE_END)
-            return tx_file_end(n, err, done);
+        if (n == RING_SOURCE_END)   /* the file gave nothing more: its end (0), or pread's error */
+            return done ? (ssize_t)done : -err;
         if (n < 0)
             return c->broken = 1, done ? (ssize_t)done : -ECONNRESET;
         if (n > 0) {

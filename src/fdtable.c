@@ -156,8 +156,8 @@ static void sock_destroy(struct lf_sock *s)
         lf_unlock(&table_lock);
         ownfd_close(&s->kept_fd);
     }
-    if (s->dst.ss_family)   /* a client end that offered: did it pay? */
-        shortlived_note(&s->dst, s->conn != NULL);
+    if (s->dst.ss_family && !s->conn)   /* a client end that offered and never switched */
+        shortlived_unswitched(&s->dst);
     handshake_keep_region(s);
     handshake_give_up(s);
     ownfd_close(&s->spare_inner);

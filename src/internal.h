@@ -98,13 +98,13 @@ uint64_t config_ring_hold(uint64_t ring_size);
 /* ---- policy.c ---- */
 void policy_init(void);
 int policy_allows(const struct sockaddr *a, const struct sockaddr *b);
-
-/* shortlived.c: destinations whose connections close before they switch */
-int shortlived_skip(const struct sockaddr *dst);   /* 1: make no offer there */
-void shortlived_note(const struct sockaddr_storage *dst, int switched);   /* at its close */
-void shortlived_switched(const struct sockaddr_storage *dst);             /* a client end switched */
 uint64_t monotonic_ns(void);
 uint64_t coarse_ns(void);       /* CLOCK_MONOTONIC_COARSE: for rate limits */
+
+/* shortlived.c: destinations whose connections close before they switch */
+int shortlived_skip(const struct sockaddr *dst);             /* 1: make no offer there */
+void shortlived_unswitched(const struct sockaddr_storage *dst);   /* a client end closed so */
+void shortlived_switched(const struct sockaddr_storage *dst);     /* a client end switched */
 
 /* ThreadSanitizer ignores the lock calls made inside a call it intercepts
  * as blocking (epoll_wait, poll...), which loopfast's own versions of those
@@ -1097,8 +1097,8 @@ void pending_settle_all(void);
 /* A pending client whose answer its server holds asks again now (poll.c):
  * 1 while it is still held, so the caller asks again soon. */
 int pending_ask_held(struct lf_sock *s, int fd);
-void pending_hand_off(const struct msghdr *msg);
-void pending_hand_off_fds(const int *fds, int n);   /* the same, its descriptors listed */   /* its SCM_RIGHTS stay off the rings */
+void pending_hand_off(const struct msghdr *msg);    /* its SCM_RIGHTS stay off the rings */
+void pending_hand_off_fds(const int *fds, int n);   /* the same, its descriptors listed */
 void pending_stay_plain(int fd);   /* O_ASYNC, stdio reads: off the rings if not switched yet */
 void pending_on_stdin(int fd);     /* fd is stdin now: stdio may read it (handshake_hold) */
 

@@ -563,18 +563,34 @@ ssize_t ring_writev(struct ring *r, const struct iovec *iov, int iovcnt)
     return ring_writev_upto(r, iov, iovcnt, 0);
 }
 
-ssize_t ring_writev_upto(struct ring *r, const struct iovec *iov, int iovcnt, uint64_t limit)
+/* The room a writer of `want` bytes has now, with at most `limit` in
+ * flight (cap: capacity_upto's), and where its bytes go: *head, and *base
+ * (ring_writev_upto's and ring_write_file's common start); -1 corrupt. */
+static inline __attribute__((always_inline)) int64_t
+room_to_write(struct ring *r, uint64_t cap, size_t want, uint64_t limit, uint64_t *head,
+              uint64_t *base)
 {
-    uint64_t head, tail, cap = capacity_upto(r, limit);
-    int64_t used = span(r, &head, &tail, 1, iov_total(iov, iovcnt, cap), cap);
+    uint64_t tail;
+    int64_t used = span(r, head, &tail, 1, want, cap);
     if (used < 0)
         return -1;
-    size_t room = room_for(cap, (uint64_t)used), done = 0;
-    uint64_t given = head, base = room ? writer_base(r, head, tail) : 0;
+    uint64_t room = room_for(cap, (uint64_t)used);
+    *base = room ? writer_base(r, *head, tail) : 0;
     if (__builtin_expect(r->budget != NULL, 0) && room)
-        room = window_room(r, head, tail, &base, room, iov_total(iov, iovcnt, cap), 0);
+        room = window_room(r, *head, tail, base, room, want, 0);
     if (room)
-        room = writer_room(r, head, tail, &base, room, iov_total(iov, iovcnt, cap), limit, 0);
+        room = writer_room(r, *head, tail, base, room, want, limit, 0);
+    return (int64_t)room;
+}
+
+ssize_t ring_writev_upto(struct ring *r, const struct iovec *iov, int iovcnt, uint64_t limit)
+{
+    uint64_t head, base, cap = capacity_upto(r, limit);
+    int64_t got = room_to_write(r, cap, iov_total(iov, iovcnt, cap), limit, &head, &base);
+    if (got < 0)
+        return -1;
+    size_t room = (size_t)got, done = 0;
+    uint64_t given = head;
     for (int i = 0; i < iovcnt && done < room; i++) {
         size_t n = iov[i].iov_len < room - done ? iov[i].iov_len : room - done;
         copy_in_steps(r, base, head + done, iov[i].iov_base, n, &given);
@@ -603,17 +619,12 @@ static ssize_t read_in(struct ring *r, uint64_t base, uint64_t at, int fd, off_t
 
 ssize_t ring_write_file(struct ring *r, int fd, off_t pos, size_t len, uint64_t limit, int *err)
 {
-    uint64_t head, tail, cap = capacity_upto(r, limit);
-    int64_t used = span(r, &head, &tail, 1, len, cap);
-    if (used < 0)
+    uint64_t head, base;
+    int64_t got = room_to_write(r, capacity_upto(r, limit), len, limit, &head, &base);
+    if (got < 0)
         return -1;
-    size_t room = room_for(cap, (uint64_t)used), done = 0;
-    uint64_t given = head, base = room ? writer_base(r, head, tail) : 0;
-    if (__builtin_expect(r->budget != NULL, 0) && room)
-        room = window_room(r, head, tail, &base, room, len, 0);
-    if (room)
-        room = writer_room(r, head, tail, &base, room, len, limit, 0);
-    room = room < len ? room : len;
+    size_t room = (size_t)got < len ? (size_t)got : len, done = 0;
+    uint64_t given = head;
     *err = 0;
     while (done < room) {
         size_t asked, piece = room - done < RING_STEP ? room - done : RING_STEP;

@@ -101,14 +101,12 @@ void shortlived_switched(const struct sockaddr_storage *dst)
     __atomic_store_n(&table[i].switched, coarse_ns() | 1, __ATOMIC_RELAXED);
 }
 
-void shortlived_note(const struct sockaddr_storage *dst, int switched)
+void shortlived_unswitched(const struct sockaddr_storage *dst)
 {
     unsigned i = entry_for(dst);
     uint64_t now = coarse_ns();
     uint32_t streak = __atomic_load_n(&table[i].streak, __ATOMIC_RELAXED);
-    if (switched)
-        streak = 0;
-    else if (now - __atomic_load_n(&table[i].last, __ATOMIC_RELAXED) > DENSE_NS)
+    if (now - __atomic_load_n(&table[i].last, __ATOMIC_RELAXED) > DENSE_NS)
         streak = 1;   /* after a pause: a new streak */
     else if (streak < UINT32_MAX)
         streak++;

@@ -45,10 +45,7 @@ static void limited_client(int optin)
 {
     struct sockaddr_storage addr;
     socklen_t len;
-    int l;
-    pid_t srv = fork_with_listener(optin, &addr, &len, &l);
-    if (srv == 0)
-        server(l);
+    pid_t srv = fork_serving(optin, &addr, &len, server);
     long base = vm_size(), limit = base + ROOM;
     struct rlimit r = { (rlim_t)limit, (rlim_t)limit };
     CHECK(setrlimit(RLIMIT_AS, &r) == 0, "setrlimit: %s", strerror(errno));

@@ -55,10 +55,7 @@ static void run(int optin)
 {
     struct sockaddr_storage addr;
     socklen_t len;
-    int l;
-    pid_t pid = fork_with_listener(optin, &addr, &len, &l);
-    if (pid == 0)
-        server(l);
+    pid_t pid = fork_serving(optin, &addr, &len, server);
     int fd = connect_to(&addr, len, optin);
     char buf[256];
     client_switch(fd);

@@ -25,11 +25,7 @@ static void run(int optin)
 {
     struct sockaddr_storage addr;
     socklen_t len;
-    int l;
-    pid_t srv = fork_with_listener(optin, &addr, &len, &l);
-    if (srv == 0)
-        server(l);
-    close(l);
+    pid_t srv = fork_serving(optin, &addr, &len, server);
     int fd = connect_to(&addr, len, optin);
     sleep_ms(50);   /* the answer queued: the fork below takes it */
     fflush(stdout);
