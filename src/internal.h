@@ -622,9 +622,6 @@ struct lf_conn {
     int rcvlowat;                 /* SO_RCVLOWAT as last asked (0: to ask): conn_rcvlowat */
     uint64_t next_tcp_check;      /* when a writer next asks TCP if the peer is gone */
     uint64_t next_poll_look;      /* when poll() next asks TCP too (poll.c, memory_answers) */
-    uint64_t tcp_look_at;         /* the coarse clock at the short path's last reading */
-    uint32_t tcp_look_run;        /* writes between its readings now (conn.c, tcp_look_not_due) */
-    uint32_t tcp_look_skip;       /* writes left before the next reading */
     int peer_gone;                /* its end is gone: it stays so (conn.c, peer_left) */
     int fin_unclear;              /* a FIN that may be a shutdown, not a close */
     int tcp_ended;                /* TCP showed the peer's FIN or reset: its reads never block */
