@@ -498,8 +498,6 @@ static inline int temp_file(void)
     return fd;
 }
 
-/* A connected pair in this process, both ends opted in, after one exchange
- * (so both are on the fast path when `optin`). */
 /* A client connected to a loopback listener and its accepted end, no byte
  * exchanged yet: the listener, still open. */
 static inline int accepted_pair(int family, int optin, int *client, int *server)
@@ -513,6 +511,8 @@ static inline int accepted_pair(int family, int optin, int *client, int *server)
     return l;
 }
 
+/* A connected pair in this process, both ends opted in, after one exchange
+ * (so both are on the fast path when `optin`). */
 static inline void fast_pair(int family, int optin, int *client, int *server)
 {
     close(accepted_pair(family, optin, client, server));

@@ -1,11 +1,24 @@
 /* `loopfast stat --json` lists this process's fast connection, both ends,
  * with the right addresses, pid, byte counts and memory held; a plain connection is not
  * listed; an end handed to a forked child (the parent's copy closed) is
- * listed under the child; once closed, the connection is not, nor a
- * server's spare answer. */
+ * listed under the child; one that made a single exchange, as OFFERED
+ * (the client has not taken the rings); once closed, the connection is
+ * not, nor a server's spare answer. */
 #include <fcntl.h>
 
 #include "helpers.h"
+
+/* Does the end listed with `local` (a JSON member) say `what`? */
+static int end_says(const char *cli, const char *local, const char *what)
+{
+    char *out = stat_json(cli), *row = strstr(out, local);
+    if (!row)
+        return 0;
+    while (row > out && *row != '{')
+        row--;
+    char *end = strchr(row, '}');
+    return end && memmem(row, (size_t)(end - row), what, strlen(what));
+}
 
 int main(int argc, char **argv)
 {
@@ -74,6 +87,26 @@ int main(int argc, char **argv)
           "a forked child's server end: %d ends listed under the child, %d under the parent "
           "(1 and 1: the server end and the client end)", in_child, in_parent);
     s = -1;
+
+    /* A request read, not answered yet (a keep-alive connection idle after
+     * its first request): the server answered the offer, the client has
+     * not taken the rings: OFFERED, its client end with no process yet;
+     * ESTAB once the client read the reply. */
+    int one_c, one_s;
+    close(accepted_pair(AF_INET, 1, &one_c, &one_s));
+    char q = 'q';
+    CHECK(write(one_c, &q, 1) == 1 && read(one_s, &q, 1) == 1, "request");
+    getsockname(one_c, (struct sockaddr *)&local, &len);
+    snprintf(want, sizeof want, "\"local\": \"127.0.0.1:%d\"", ntohs(local.sin_port));
+    CHECK(end_says(cli, want, "\"state\": \"OFFERED\"") &&
+              end_says(cli, want, "\"pid\": 0, \"process\": \"-\""),
+          "an offered connection's client end:\n%s", stat_json(cli));
+    CHECK(write(one_s, &q, 1) == 1 && read(one_c, &q, 1) == 1, "reply");
+    CHECK(write(one_c, &q, 1) == 1 && read(one_s, &q, 1) == 1, "second request");
+    CHECK(end_says(cli, want, "\"state\": \"ESTAB\""), "the client end after its exchange:\n%s",
+          stat_json(cli));
+    close(one_c);
+    close(one_s);
 
     /* Closed (its memory not yet released: this process has not blocked
      * since), and a spare made by accept() on an empty listener. */

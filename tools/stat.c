@@ -214,7 +214,10 @@ static const char *state(const struct lf_shared *h, int side)
         return "CLOSING";
     if (h->side[side].shut_wr || h->side[!side].shut_wr)
         return "HALF-CLOSED";
-    return h->side[LF_CLIENT].ready ? "ESTAB" : "SWITCHING";
+    /* the server answered; the client takes the rings at its next
+     * exchange, if it comes (a keep-alive connection idle after one
+     * request stays so, on TCP, and its client end has no process yet) */
+    return h->side[LF_CLIENT].ready ? "ESTAB" : "OFFERED";
 }
 
 /* One line (or JSON object) per end of every connection. */
@@ -226,7 +229,10 @@ static void print_end(const struct conn_view *v, int side, int json, int first)
     addr_text(&h->addr[!side], peer, sizeof peer);
     const struct lf_stats *s = &h->stats[side];
     int pid = end_pid(h, side);
-    process_name(pid, name, sizeof name);
+    if (pid > 0)
+        process_name(pid, name, sizeof name);
+    else
+        snprintf(name, sizeof name, "-");
     if (json) {
         printf("%s{\"state\": \"%s\", \"side\": \"%s\", \"local\": \"%s\", \"peer\": \"%s\", "
                "\"pid\": %d, \"process\": \"%s\", \"ring_bytes\": %llu, \"tx_bytes\": %llu, "
@@ -279,6 +285,11 @@ static void usage(FILE *f)
           "spinning); and the connection's memory (MemKiB, the same on both ends: its\n"
           "header and the ring pages it holds, which both processes share).  Needs no\n"
           "daemon: it reads each connection's shared header.\n"
+          "\n"
+          "States: ESTAB (on the rings), OFFERED (the server answered, the client\n"
+          "takes the rings at its next exchange; until then the connection is TCP and\n"
+          "its client end has no process, pid 0), HALF-CLOSED (an end shut its\n"
+          "writing down), CLOSING (an end closed).\n"
           "\n"
           "  --json   print one JSON object instead of the table\n"
           "  -w       refresh every second in place (Ctrl-C to stop)\n"
