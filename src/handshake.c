@@ -569,6 +569,14 @@ void handshake_hand_off(struct lf_conn *c)
         revoke_answer(c);
 }
 
+/* A server end whose answer was revoked before its client took it: both
+ * directions stay the kernel's for good. */
+int handshake_revoked(struct lf_conn *c)
+{
+    return c->me == LF_SERVER && c->nonce && !__atomic_load_n(&c->peer_line, __ATOMIC_ACQUIRE) &&
+           __atomic_load_n(&c->sh->offer, __ATOMIC_ACQUIRE) == (c->nonce << 2 | OFFER_REVOKED);
+}
+
 /* A server end that lands on stdin (an inetd's service, sshd's re-exec) may
  * be read by stdio, with libc's internal read(), which passes us by: while
  * its client has not taken the answer, the offer is held, and the client

@@ -878,6 +878,7 @@ int handshake_take_answer(struct lf_sock *s, int fd);
 int handshake_unanswered(struct lf_conn *c);
 void handshake_before_fd_limit(void);   /* no descriptor will be free: clients proved or revoked */
 void handshake_hand_off(struct lf_conn *c);   /* sent away (SCM_RIGHTS) before its switch */
+int handshake_revoked(struct lf_conn *c);   /* a server end's answer revoked: TCP's for good */
 void handshake_hold(struct lf_conn *c);       /* on stdin: not switched until read by us */
 void handshake_consent(struct lf_conn *c);    /* read by us: the held offer may be taken */
 
@@ -1098,6 +1099,7 @@ void pending_hand_off(const struct msghdr *msg);    /* its SCM_RIGHTS stay off t
 void pending_hand_off_fds(const int *fds, int n);   /* the same, its descriptors listed */
 void pending_stay_plain(int fd);   /* O_ASYNC, stdio reads: off the rings if not switched yet */
 void pending_on_stdin(int fd);     /* fd is stdin now: stdio may read it (handshake_hold) */
+int pending_before_ulp(int fd);    /* TCP_ULP: off the rings if not switched; 1: switched */
 
 /* ---- socket.c: one call on a descriptor we track, whatever its kind ---- */
 ssize_t sock_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags);

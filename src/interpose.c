@@ -437,11 +437,17 @@ static int peek_offset_on(int listen_fd)
            getsockopt(listen_fd, SOL_SOCKET, SO_PEEK_OFF, &off, &len) == 0 && off >= 0;
 }
 
-/* Socket buffer sizes bound the rings too (bufsize.c); the call is the kernel's. */
+/* Socket buffer sizes bound the rings too (bufsize.c); the call is the
+ * kernel's.  An upper layer protocol (kernel TLS) on a connection already
+ * on its rings fails as on a kernel without that module (ENOENT): OpenSSL
+ * and GnuTLS then do TLS themselves, on the ring; one set before the
+ * switch keeps the connection plain (pending_before_ulp). */
 LF_EXPORT int setsockopt(int fd, int level, int optname, const void *val, socklen_t len)
 {
     if (__builtin_expect(!lf_initialised, 0))
         lf_init();
+    if (level == IPPROTO_TCP && optname == TCP_ULP && pending_before_ulp(fd))
+        return errno = ENOENT, -1;
     static int (*real_setsockopt)(int, int, int, const void *, socklen_t);
     __typeof__(real_setsockopt) real_setsockopt_now;
     *(void **)&real_setsockopt_now = dlsym_next_cached((void **)&real_setsockopt, "setsockopt");

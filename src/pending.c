@@ -261,6 +261,24 @@ void pending_stay_plain(int fd)
     stay_plain(fd, 0);
 }
 
+/* A TCP upper layer protocol (TCP_ULP: kernel TLS) makes the kernel
+ * handle the socket's bytes itself, encrypting what is written, which it
+ * cannot do to bytes on a ring.  A connection that has not switched stays
+ * plain for good (an answer its client has not taken is revoked); 1: it
+ * is on the rings already, and the upper layer must be refused. */
+int pending_before_ulp(int fd)
+{
+    stay_plain(fd, 0);
+    struct lf_sock *s = fdtable_acquire(fd);
+    if (!s)
+        return 0;
+    lf_lock(&s->lock);
+    int fast = sock_kind(s) == LF_FAST && !handshake_revoked(s->conn);
+    lf_unlock(&s->lock);
+    sock_put(s);
+    return fast;
+}
+
 /* A socket on stdin may be read by stdio too (an inetd's service reading
  * with fgets(stdin)), or through us (sshd re-exec'd onto its connection):
  * a client end stays plain; a server end holds its answer until the
