@@ -19,7 +19,16 @@
  * connections would leave its own malloc() and thread stacks none.  The
  * same quarter holds for their number; the sysctl is read once, when ours
  * first pass MAPS_UNCHECKED.
+ *
+ * After mlockall(MCL_FUTURE) (memcached -k, keepalived, corosync) every
+ * later mapping is locked: each slot's rings were faulted in whole at
+ * mmap() (17 MiB of locked memory a connection, none of it ever trimmed)
+ * and counted in the program's RLIMIT_MEMLOCK, whose later mmap() calls
+ * then failed, where a kernel TCP socket locks nothing.  So ours are
+ * mapped without access, unlocked, then opened: no page is faulted in and
+ * the lock is held only between the two calls.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -99,14 +108,68 @@ static void give_back(size_t len)
     __atomic_sub_fetch(&maps, 1, __ATOMIC_RELAXED);
 }
 
+static int future_locked;   /* mlockall(MCL_FUTURE) in force (this process) */
+
+static void fork_child_unlocked(void)
+{
+    future_locked = 0;   /* the kernel clears it in a child (mm_init) */
+}
+
+static void register_fork_child(void)
+{
+    lf_atfork(NULL, NULL, fork_child_unlocked);
+}
+
+static void *map_unlocked(size_t len, int fd, off_t offset)
+{
+    void *p = mmap(NULL, len, PROT_NONE, MAP_SHARED, fd, offset);
+    if (p == MAP_FAILED)
+        return p;
+    if (munlock(p, len) < 0 || mprotect(p, len, PROT_READ | PROT_WRITE) < 0) {
+        int e = errno;
+        munmap(p, len);
+        return errno = e, MAP_FAILED;
+    }
+    return p;
+}
+
 void *addrspace_map(size_t len, int fd, off_t offset)
 {
     if (take(len) < 0)
         return errno = ENOMEM, MAP_FAILED;
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, offset);
+    void *p = __atomic_load_n(&future_locked, __ATOMIC_RELAXED)
+                  ? map_unlocked(len, fd, offset)
+                  : mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, offset);
     if (p == MAP_FAILED)
         give_back(len);
     return p;
+}
+
+/* The program's calls, followed: whether later mappings are locked.  (One
+ * made by a raw system call is not seen: its rings are locked, as before.) */
+LF_EXPORT int mlockall(int flags)
+{
+    static int (*real_mlockall)(int);
+    __typeof__(real_mlockall) real;
+    *(void **)&real = dlsym_next_cached((void **)&real_mlockall, "mlockall");
+    int r = real(flags);
+    if (r == 0) {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+        pthread_once(&once, register_fork_child);
+        __atomic_store_n(&future_locked, (flags & MCL_FUTURE) != 0, __ATOMIC_RELAXED);
+    }
+    return r;
+}
+
+LF_EXPORT int munlockall(void)
+{
+    static int (*real_munlockall)(void);
+    __typeof__(real_munlockall) real;
+    *(void **)&real = dlsym_next_cached((void **)&real_munlockall, "munlockall");
+    int r = real();
+    if (r == 0)
+        __atomic_store_n(&future_locked, 0, __ATOMIC_RELAXED);
+    return r;
 }
 
 void addrspace_unmap(void *p, size_t len)
