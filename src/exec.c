@@ -753,6 +753,12 @@ static int import_again(struct item *it, struct lf_link **known)
     held_now = &h;
     fdtable_for_each_fd(0, ~0u, held_look);
     held_now = NULL;
+    /* a client's region we hold with no connection on it now (the one sent
+     * away and back was its last): a second copy of it, let go with that
+     * connection, would tell its server we hold it no more, and our next
+     * connection there, asked for in the first, went unanswered */
+    if (!h.l && it->me == LF_CLIENT)
+        h.l = link_find(it->id, it->size);
     *known = h.l;
     if (!h.s)
         return 0;
