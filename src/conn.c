@@ -834,11 +834,23 @@ int conn_close_deferred(struct lf_sock *s, int fd)
     return 1;
 }
 
+/* The server's program reads or writes the connection through us (not
+ * stdio): its client may take the answer without having read (handshake.c,
+ * server_used). */
+static void server_uses(struct lf_conn *c)
+{
+    if (c->me == LF_SERVER && !c->used_told) {
+        __atomic_store_n(&my_side(c)->used, 1, __ATOMIC_RELEASE);
+        c->used_told = 1;
+    }
+}
+
 ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
 {
     struct lf_conn *c = s->conn;
     if (__atomic_load_n(&c->held, __ATOMIC_RELAXED))
         handshake_consent(c);   /* read through us, not stdio: its client may switch */
+    server_uses(c);
     struct dir_hold hold = dir_lock(c, DIR_RX, fd, flags);
     if (hold.refused)
         return -EAGAIN;
@@ -935,6 +947,13 @@ int sock_stdio_may_write(struct lf_sock *s)
 {
     return __atomic_load_n(&s->stdio, __ATOMIC_RELAXED) || fdtable_holds(STDOUT_FILENO, s) ||
            fdtable_holds(STDERR_FILENO, s);
+}
+
+/* A socket on stdin may be read by stdio (an inetd's service): a write
+ * through us says nothing of its reads. */
+static int sock_on_stdin(struct lf_sock *s)
+{
+    return fdtable_holds(STDIN_FILENO, s);
 }
 
 /* A socket that was on stdout for a moment (bash's `printf >&3`: it moves
@@ -1185,6 +1204,8 @@ ssize_t conn_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags
     struct lf_conn *c = s->conn;
     struct lf_side *me = my_side(c);
     ssize_t r;
+    if (!sock_on_stdin(s))
+        server_uses(c);   /* written through us: its reads will be too */
     struct dir_hold hold = dir_lock(c, DIR_TX, fd, flags);
     if (hold.refused)
         return -EAGAIN;

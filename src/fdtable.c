@@ -227,6 +227,7 @@ struct lf_sock *sock_new(int kind)
     s->req_slot = -1;
     s->held = NULL;
     s->held_tries = 0;
+    s->settling = 0;
     s->zc_next = s->zc_first = 0;
     s->dst.ss_family = AF_UNSPEC;
     s->dst_alone = 0;

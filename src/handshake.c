@@ -874,18 +874,38 @@ static int switch_to(struct lf_sock *s, struct lf_conn *c, int fd, int spent)
     return 1;
 }
 
-/* A server holds its offer only while its program has not read the
- * connection through us (handshake_hold); one that never does (stdio) is
- * asked this many times, and then the connection stays plain. */
+/* An answer held (by a server end on stdin until its program reads it
+ * through us, handshake_consent), or not yet used by the server's program
+ * while we have read nothing (server_used), is asked at least this many
+ * times, for at least HELD_NS, and then the connection stays plain.  (A
+ * client that writes fast asks 64 times within a millisecond, before a
+ * busy server's first read.) */
 #define HELD_TRIES 64
+#define HELD_NS (1000ull * 1000000)
+
+/* An accepted socket may be handed to an image that reads it with stdio
+ * (an inetd's service: tcpserver or socat running sha256sum), which passes
+ * us by: until the server's program reads or writes it through us, only a
+ * client that has read from it takes the answer (the service's bytes come
+ * after the socket reached its stdin, which holds the answer, 4.3).  One
+ * that uploads at once took it after 64 KiB, or with its shutdown, before
+ * the inetd moved the socket, and the service waited on TCP for ever.  A
+ * fork or a shortage of descriptors settles without waiting (pending.c). */
+static int server_used(struct lf_sock *s, struct lf_conn *c)
+{
+    return s->pending_rx > 0 || s->settling ||
+           __atomic_load_n(&c->sh->side[LF_SERVER].used, __ATOMIC_ACQUIRE);
+}
 
 /* The answer's slot c taken and the socket switched: 1.  0: not (c freed,
  * `spent` left to the caller), or held by its server: then s keeps c, and
  * asks again at later calls (handshake_take_answer). */
 int handshake_switch(struct lf_sock *s, struct lf_conn *c, uint64_t nonce, int fd, int spent)
 {
-    int r = take_offer(c, nonce);
-    if (r == -2 && s->held_tries < HELD_TRIES) {
+    int r = server_used(s, c) ? take_offer(c, nonce) : -2;
+    if (r == -2 && !s->held_tries)
+        s->held_since = coarse_ns();
+    if (r == -2 && (s->held_tries < HELD_TRIES || coarse_ns() - s->held_since < HELD_NS)) {
         s->held = c;
         s->held_nonce = nonce;
         s->held_tries++;

@@ -299,14 +299,15 @@ static inline void lf_unlock(pthread_mutex_t *m)
 
 /* ---- shm.c: the per-connection shared memory ---- */
 #define LF_MAGIC   0x6c6f6f70u   /* "loop" */
-#define LF_VERSION 14u   /* 3: slots of a region per pair of processes (link.c); 4: one doorbell an end;
+#define LF_VERSION 15u   /* 3: slots of a region per pair of processes (link.c); 4: one doorbell an end;
                          * 5: one doorbell an end per region, news bits; 6: the region's channel;
                          * 7: requests in the region (request.c); 8: the server's verdicts
                          * in the region, under its key (verdict.c), and holder pids;
                          * 9: kernel_resets; 10: rx_refused; 11: futex sleeps
                          * (RING_ARM_FUTEX, the rings' wake words); 12: long sleeps woken
                          * by name (RING_ARM_NAMED, the rings' name words); 13: the
-                         * rings' origin (base); 14: the origin before it (base_before) */
+                         * rings' origin (base); 14: the origin before it (base_before);
+                         * 15: the server's `used` */
 #define LF_HEADER_SIZE 4096u
 
 enum { LF_CLIENT = 0, LF_SERVER = 1 };
@@ -340,6 +341,9 @@ struct lf_side {
     /* the one CPU our process may run on, + 1; 0: more than one, or not
      * said (wait.c: a peer confined to the same CPU is not spun for) */
     uint32_t solo_cpu;
+    /* server: its program read or wrote the connection through us (not
+     * stdio on stdin): a client that read nothing may take the answer */
+    uint32_t used;
 };
 
 /* What `loopfast stat` shows; each endpoint writes only its own, on a line
@@ -642,6 +646,7 @@ struct lf_conn {
     int held;                     /* server: its offer is held until it is read by us (4.3) */
     unsigned out_nudges;          /* turns refused with room (conn_turn_refuse): EPOLLOUT edges */
     int consented;                /* server: a held offer given by our first read */
+    int used_told;                /* server: our side's `used` is set (conn.c, server_uses) */
     pthread_mutex_t proof_lock;
     /* wait.c, [for_write]: the last call blocked on this direction alone
      * outlasted the futex phase, so the next sleeps on its wake socket at once */
@@ -776,10 +781,13 @@ struct lf_sock {
     uint32_t req_idx;
     int req_slot;             /* the slot the server answered (-1: none seen yet) */
     /* PENDING: an answer whose server holds its offer (handshake.c: a
-     * server end on stdin), asked again at later calls */
+     * server end on stdin), or whose server's program has not used the
+     * connection yet, asked again at later calls */
     struct lf_conn *held;
     uint64_t held_nonce;
     int held_tries;
+    uint64_t held_since;      /* the coarse clock at the first ask */
+    int settling;             /* PENDING: before a fork or out of descriptors: take or give up */
     struct sockaddr_storage dst;   /* PENDING: where it connected */
     /* zerocopy.c, under `lock`: MSG_ZEROCOPY ids given (the kernel's and
      * ours) and the first of ours not yet read from the error queue */

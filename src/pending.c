@@ -197,8 +197,10 @@ static void settle_one(int fd)
         return;
     if (sock_kind(s) == LF_PENDING) {
         lf_lock(&s->lock);
+        s->settling = 1;   /* whether or not the server used it yet */
         if (sock_kind(s) == LF_PENDING && !handshake_take_answer(s, fd))
             handshake_give_up(s);
+        s->settling = 0;
         lf_unlock(&s->lock);
     }
     sock_put(s);

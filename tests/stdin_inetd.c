@@ -17,7 +17,7 @@
 
 #include "helpers.h"
 
-#define LINES 80   /* past the 64 times a client asks a held answer again */
+#define LINES 80   /* past the 64 times a client asks a held answer again (its second may not be) */
 
 /* The exec'd service: echoes lines until EOF. */
 static int serve_stdio(void)
