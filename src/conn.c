@@ -1439,6 +1439,7 @@ void conn_close(struct lf_sock *s, int fd)
     if (left == 0 && !handshake_unanswered(c) && !load32(&peer_side(c)->closed)) {
         if (linger_zero(fd)) {
             store32(&me->kernel_resets, 1);
+            conn_ring_bell(c);   /* its sleepers wait on TCP for the reset (wait.c) */
             return;
         }
         if (unread(c, fd)) {
@@ -1448,6 +1449,7 @@ void conn_close(struct lf_sock *s, int fd)
             struct linger l = { .l_onoff = 1, .l_linger = 0 };
             store32(&me->kernel_resets, 1);
             setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+            conn_ring_bell(c);
             return;
         }
         store32(&me->closed, 1);

@@ -48,6 +48,15 @@ static int has_news(struct lf_conn *c, int for_write, size_t rx_want)
     return n < 0 || (size_t)n >= rx_want || load32(&peer->shut_wr);
 }
 
+/* The peer closes with a reset its kernel sends (SO_LINGER 0, or our bytes
+ * unread: conn_close), and rang as it did: only TCP tells when the reset
+ * came, so a sleep must hear TCP, which the futex's does not (a server in
+ * select() after openssl s_time's close slept FUTEX_MS on each connection). */
+static int peer_resets(struct lf_conn *c)
+{
+    return load32(&conn_peer(c)->kernel_resets) != 0;
+}
+
 /* Spinning pays only while the peer has a core of its own.  With more
  * runnable tasks than cores (8 pgbench clients and their backends on 2
  * cores), a spinner holds the core its peer needs: then we do not spin.
@@ -627,6 +636,8 @@ static int wait_on_futex(struct lf_conn *c, int for_write, size_t rx_want, int m
         uint32_t seen = __atomic_load_n(word, __ATOMIC_SEQ_CST);
         if (has_news(c, for_write, rx_want))
             return 0;
+        if (peer_resets(c))
+            return -EAGAIN;   /* on to the sleep that hears TCP */
         if (call_handler_ran(call, restartable))
             return -EINTR;
         uint64_t now = monotonic_ns();
@@ -854,7 +865,7 @@ int wait_alone(struct lf_conn *c, int fd, int for_write, size_t rx_want, int tim
     unsigned char *waits_long = &c->waits_long[for_write != 0];
     uint64_t start = monotonic_ns();
     int r = -EAGAIN;
-    if (!__atomic_load_n(waits_long, __ATOMIC_RELAXED))
+    if (!__atomic_load_n(waits_long, __ATOMIC_RELAXED) && !peer_resets(c))
         r = wait_futex_first(c, for_write, rx_want, timeout_ms, call, restartable);
     if (r != -EAGAIN)
         return r;
