@@ -1002,8 +1002,11 @@ LF_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
         errno = EFAULT;
         return -1;
     }
+    int e = errno;
     int rc = ctl_ours(epfd, op, fd, s, ev);
     sock_put(s);
+    if (rc == 0)
+        errno = e;   /* as the kernel's: gRPC reads connect()'s EINPROGRESS after this */
     return rc;
 }
 
