@@ -645,6 +645,7 @@ struct lf_conn {
     int proof_deferred;           /* server: its proof could not be read yet (no descriptor) */
     int held;                     /* server: its offer is held until it is read by us (4.3) */
     unsigned out_nudges;          /* turns refused with room (conn_turn_refuse): EPOLLOUT edges */
+    int out_told;                 /* a poll said writable since the last write: it does not pace */
     int consented;                /* server: a held offer given by our first read */
     int used_told;                /* server: our side's `used` is set (conn.c, server_uses) */
     pthread_mutex_t proof_lock;
