@@ -66,6 +66,8 @@ static void one_case(int optin, enum end end, int use_epoll, int blocking, char 
     pid_t server = fork();
     CHECK(server >= 0, "fork");
     if (server == 0) {
+        close(go[1]);   /* a parent that failed ends the wait below */
+        close(ready[0]);
         int s = accept(l, NULL, NULL);
         char b;
         /* a look that finds nothing: the program reads the connection through
