@@ -834,15 +834,18 @@ int conn_close_deferred(struct lf_sock *s, int fd)
     return 1;
 }
 
+static int sock_on_stdin(struct lf_sock *s);
+
 /* The server's program reads or writes the connection through us (not
  * stdio): its client may take the answer without having read (handshake.c,
- * server_used). */
-static void server_uses(struct lf_conn *c)
+ * server_used).  A write says nothing of the reads of a socket on stdin,
+ * which stdio may make; it is looked up only until the word is set. */
+static void server_uses(struct lf_sock *s, struct lf_conn *c, int writing)
 {
-    if (c->me == LF_SERVER && !c->used_told) {
-        __atomic_store_n(&my_side(c)->used, 1, __ATOMIC_RELEASE);
-        c->used_told = 1;
-    }
+    if (c->me != LF_SERVER || c->used_told || (writing && sock_on_stdin(s)))
+        return;
+    __atomic_store_n(&my_side(c)->used, 1, __ATOMIC_RELEASE);
+    c->used_told = 1;
 }
 
 ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
@@ -850,7 +853,7 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
     struct lf_conn *c = s->conn;
     if (__atomic_load_n(&c->held, __ATOMIC_RELAXED))
         handshake_consent(c);   /* read through us, not stdio: its client may switch */
-    server_uses(c);
+    server_uses(s, c, 0);
     struct dir_hold hold = dir_lock(c, DIR_RX, fd, flags);
     if (hold.refused)
         return -EAGAIN;
@@ -949,8 +952,7 @@ int sock_stdio_may_write(struct lf_sock *s)
            fdtable_holds(STDERR_FILENO, s);
 }
 
-/* A socket on stdin may be read by stdio (an inetd's service): a write
- * through us says nothing of its reads. */
+/* A socket on stdin may be read by stdio (an inetd's service). */
 static int sock_on_stdin(struct lf_sock *s)
 {
     return fdtable_holds(STDIN_FILENO, s);
@@ -1213,8 +1215,7 @@ ssize_t conn_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags
     struct lf_conn *c = s->conn;
     struct lf_side *me = my_side(c);
     ssize_t r;
-    if (!sock_on_stdin(s))
-        server_uses(c);   /* written through us: its reads will be too */
+    server_uses(s, c, 1);
     struct dir_hold hold = dir_lock(c, DIR_TX, fd, flags);
     if (hold.refused)
         return -EAGAIN;
@@ -1446,19 +1447,16 @@ void conn_close(struct lf_sock *s, int fd)
     if (left > 0 && __atomic_load_n(&c->shared_end, __ATOMIC_RELAXED))
         left = holders_reap(c, left);
     if (left == 0 && !handshake_unanswered(c) && !load32(&peer_side(c)->closed)) {
-        if (linger_zero(fd)) {
+        int lingers = linger_zero(fd);
+        if (lingers || unread(c, fd)) {
             store32(&me->kernel_resets, 1);
-            conn_ring_bell(c);   /* its sleepers wait on TCP for the reset (wait.c) */
-            return;
-        }
-        if (unread(c, fd)) {
             /* The kernel resets a connection closed with unread bytes; ours
              * are in the ring, so ask it to: SO_LINGER 0 makes the real
              * close() send the RST, and the peer hears the kernel's reset. */
             struct linger l = { .l_onoff = 1, .l_linger = 0 };
-            store32(&me->kernel_resets, 1);
-            setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
-            conn_ring_bell(c);
+            if (!lingers)
+                setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+            conn_ring_bell(c);   /* its sleepers wait on TCP for the reset (wait.c) */
             return;
         }
         store32(&me->closed, 1);

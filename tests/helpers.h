@@ -511,6 +511,18 @@ static inline int accepted_pair(int family, int optin, int *client, int *server)
     return l;
 }
 
+/* An inetd's child: the accepted connection c on stdin and stdout, then
+ * this test's own program `self` exec'd there in `mode`. */
+static inline void exec_on_stdio(int c, int listener, const char *self, const char *mode)
+{
+    if (dup2(c, 0) != 0 || dup2(c, 1) != 1)
+        _exit(2);
+    close(c);
+    close(listener);
+    execl(self, self, mode, (char *)NULL);
+    _exit(3);
+}
+
 /* A connected pair in this process, both ends opted in, after one exchange
  * (so both are on the fast path when `optin`). */
 static inline void fast_pair(int family, int optin, int *client, int *server)

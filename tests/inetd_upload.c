@@ -44,12 +44,8 @@ static pid_t inetd(const char *self, int optin, const char *mode, struct sockadd
     if (c < 0)
         _exit(2);
     sleep_ms(100);
-    if (dup2(c, 0) != 0 || dup2(c, 1) != 1)
-        _exit(3);
-    close(c);
-    close(l);
-    execl(self, self, mode, (char *)NULL);
-    _exit(4);
+    exec_on_stdio(c, l, self, mode);
+    return -1;
 }
 
 static void upload(const char *self, int optin, const char *mode, size_t size, char *reply,

@@ -77,12 +77,7 @@ static void run(const char *self, int optin, int spawn, const char *mode)
             close(c);
             _exit(child_status(p));
         }
-        if (dup2(c, 0) != 0 || dup2(c, 1) != 1)
-            _exit(2);
-        close(c);
-        close(l);
-        execl(self, self, mode, (char *)NULL);
-        _exit(3);
+        exec_on_stdio(c, l, self, mode);
     }
     close(l);
     int fd = connect_to(&addr, len, optin);
