@@ -245,6 +245,12 @@ int handshake_server_end(struct lf_conn *c, int fd, const struct diag_result *cl
     c->nonce = __atomic_add_fetch(&c->link->next_nonce, 1, __ATOMIC_RELAXED);
     __atomic_store_n(&c->sh->offer, c->nonce << 2 | OFFER_OFFERED, __ATOMIC_RELAXED);
     link_expect(c->link, c->slot, c->nonce, client->cookie);
+    /* accept() gave stdin's number (tcpserver closes stdin so that its
+     * connections land there, and execs its service onto it): held from
+     * the start, as for one moved there (pending_on_stdin), before the
+     * client can see the answer */
+    if (fd == STDIN_FILENO)
+        handshake_hold(c);
     return 0;
 }
 

@@ -77,9 +77,7 @@ static void count_polls(int side)
     CHECK(fd >= 0, "mkstemp");
     close(fd);
     char self[4096];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    CHECK(n > 0, "readlink /proc/self/exe");
-    self[n] = 0;
+    self_exe(self, sizeof self);
     pid_t pid = fork();
     if (pid == 0) {
         execlp("strace", "strace", "-f", "-qq", "-c", "-e", "trace=poll", "-o", out, self,

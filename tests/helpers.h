@@ -513,6 +513,14 @@ static inline int accepted_pair(int family, int optin, int *client, int *server)
 
 /* An inetd's child: the accepted connection c on stdin and stdout, then
  * this test's own program `self` exec'd there in `mode`. */
+/* This program's path, for a child to exec it again in another role. */
+static inline void self_exe(char *path, size_t room)
+{
+    ssize_t n = readlink("/proc/self/exe", path, room - 1);
+    CHECK(n > 0, "readlink /proc/self/exe: %s", strerror(errno));
+    path[n] = 0;
+}
+
 static inline void exec_on_stdio(int c, int listener, const char *self, const char *mode)
 {
     if (dup2(c, 0) != 0 || dup2(c, 1) != 1)

@@ -83,9 +83,7 @@ int main(int argc, char **argv)
         return serve(0);
     alarm(60);
     char self[4096];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    CHECK(n > 0, "readlink");
-    self[n] = 0;
+    self_exe(self, sizeof self);
     static const char *const modes[] = { "serve-stdio", "serve-read" };
     static const size_t sizes[] = { 1024, 32 << 20 };
     for (int m = 0; m < 2; m++)

@@ -52,9 +52,7 @@ int main(int argc, char **argv)
         return program();
     alarm(20);
     char self[4096];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    CHECK(n > 0, "readlink");
-    self[n] = 0;
+    self_exe(self, sizeof self);
     for (int optin = 0; optin <= 1; optin++)
         for (int p = 0; p <= 1; p++)
             one_case(optin, p, self);
