@@ -882,25 +882,26 @@ static int switch_to(struct lf_sock *s, struct lf_conn *c, int fd, int spent)
 
 /* An answer held (by a server end on stdin until its program reads it
  * through us, handshake_consent), or not yet used by the server's program
- * while we have read nothing (server_used), is asked at least this many
+ * (server_used), is asked at least this many
  * times, for at least HELD_NS, and then the connection stays plain.  (A
  * client that writes fast asks 64 times within a millisecond, before a
  * busy server's first read.) */
 #define HELD_TRIES 64
 #define HELD_NS (1000ull * 1000000)
 
-/* An accepted socket may be handed to an image that reads it with stdio
- * (an inetd's service: tcpserver or socat running sha256sum), which passes
- * us by: until the server's program reads or writes it through us, only a
- * client that has read from it takes the answer (the service's bytes come
- * after the socket reached its stdin, which holds the answer, 4.3).  One
- * that uploads at once took it after 64 KiB, or with its shutdown, before
- * the inetd moved the socket, and the service waited on TCP for ever.  A
- * fork or a shortage of descriptors settles without waiting (pending.c). */
+/* An accepted socket may be handed to an image that passes us by: one
+ * that reads it with stdio (an inetd's service: tcpserver or socat running
+ * sha256sum), or one without loopfast at all (a static binary, a Go
+ * program, a set-uid one: systemd-socket-activate's services, inetd's).
+ * Until the server's program reads or writes it through us, no client
+ * takes the answer.  One that uploads at once took it after 64 KiB, or with
+ * its shutdown, and the stdio service waited on TCP for ever; one that had
+ * read a banner the image wrote past us took it at its next write, and the
+ * image waited on TCP for ever.  A fork or a shortage of descriptors
+ * settles without waiting (pending.c). */
 static int server_used(struct lf_sock *s, struct lf_conn *c)
 {
-    return s->pending_rx > 0 || s->settling ||
-           __atomic_load_n(&c->sh->side[LF_SERVER].used, __ATOMIC_ACQUIRE);
+    return s->settling || __atomic_load_n(&c->sh->side[LF_SERVER].used, __ATOMIC_ACQUIRE);
 }
 
 /* The answer's slot c taken and the socket switched: 1.  0: not (c freed,
