@@ -505,11 +505,14 @@ static __attribute__((noinline)) uint64_t placed_room(struct ring *r, uint64_t h
 {
     const struct ring_ctl *k = r->ctl;
     uint64_t from = __atomic_load_n(&k->base_from, __ATOMIC_RELAXED), since = head - *base;
-    if (tail - from > head - from) {   /* an old look may place the reader before from */
-        tail = load_acquire(&k->tail);
-        if (!dry)   /* a dry look (a waiter's, without the lock) keeps to itself */
-            r->tail_seen = tail;
-    }
+    /* The tail as it is now, not the last one seen: span() loads it only
+     * when the old one leaves too little room, and an old one here said
+     * "bytes unread past 2 * limit: no room" to a paced writer whose reader
+     * had read everything, while a waiter's dry look (fresh) said room: the
+     * writer spun between the two for seconds (iperf2). */
+    tail = load_acquire(&k->tail);
+    if (!dry)   /* a dry look (a waiter's, without the lock) keeps to itself */
+        r->tail_seen = tail;
     if (tail - from <= head - from) {   /* every unread byte placed from base */
         if (!limit)
             return room;   /* the usual ring: at most its capacity in flight, masked */

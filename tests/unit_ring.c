@@ -221,6 +221,39 @@ static void *paced_writer(void *hash)
     return NULL;
 }
 
+/* A paced write after the reader emptied the ring, while the writer's last
+ * look at the reader's index was older: "bytes unread, and more than
+ * 2 * RING_PACE past the origin: no room", said the write, where a
+ * waiter's look at the fresh index said room, and iperf2's writer spun
+ * between the two for seconds while its reader slept.  No origin move by
+ * time here (the writer hunted just now). */
+static void stale_tail_paced(struct ring *r, const unsigned char *in, unsigned char *out)
+{
+    ring_init(r, &paced_ctl, paced_data, PACED_SIZE);
+    ring_hold(r, PACED_HOLD);
+    r->rewind_gap = UINT64_MAX / 2;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);   /* ring.c's coarse clock */
+    r->hunted_at = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+    CHECK(ring_write(r, in, PACED_HOLD - (100u << 10)) == PACED_HOLD - (100u << 10),
+          "stale tail: unpaced, nearly the hold");
+    size_t keep = 64u << 10, got = 0;
+    for (ssize_t n; got < PACED_HOLD - (100u << 10) - keep &&
+                    (n = ring_read(r, out, PACED_HOLD - (100u << 10) - keep - got, 0)) > 0;)
+        got += (size_t)n;
+    /* more than the room the old look leaves: the writer looks again */
+    CHECK(ring_write(r, in, 200u << 10) == 200u << 10, "stale tail: a write that looks again");
+    while (ring_read(r, out, PACED_SIZE, 0) > 0)
+        ;
+    CHECK(ring_readable(r) == 0 && ring_writable_upto(r, RING_PACE) > 0,
+          "stale tail: emptied, a waiter finds room");
+    struct iovec iov = { (void *)in, 128u << 10 };
+    CHECK(ring_writev_upto(r, &iov, 1, RING_PACE) == 128u << 10,
+          "stale tail: a paced write after the ring emptied found no room where its waiter did");
+    CHECK(ring_read(r, out, PACED_SIZE, 0) == 128u << 10 && !memcmp(out, in, 128u << 10),
+          "stale tail: its bytes");
+}
+
 static void paced(void)
 {
     static unsigned char in[PACED_SIZE], out[PACED_SIZE];
@@ -257,6 +290,7 @@ static void paced(void)
               paced_ctl.base_from == head,
           "emptied: again from the ring's start, one origin");
     CHECK(ring_read(r, out, PACED_SIZE, 0) == RING_PACE && !memcmp(in, out, RING_PACE), "drain");
+    stale_tail_paced(r, in, out);
 
     uint64_t hin = 0, hout = FNV_INIT, total = 0;
     pthread_t t;
