@@ -396,10 +396,10 @@ static int lf_poll(struct pollfd *fds, nfds_t n, int timeout_ms, const sigset_t 
         return poll_untracked(fds, n, timeout_ms, mask, from_select);
     }
     ps.from_select = from_select;
-    int r, e;
+    int r, e, before = errno;   /* a wait's timed-out sleeps leave theirs */
     pthread_cleanup_push(release_cancelled, &ps);   /* a thread cancelled in its sleep */
     r = poll_tracked(&ps, timeout_ms, mask);
-    e = errno;
+    e = r >= 0 ? before : errno;
     pthread_cleanup_pop(1);
     errno = e;
     return r;

@@ -155,9 +155,10 @@ LF_EXPORT ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
             sock_put(s);
         return real_sendfile_now(out_fd, in_fd, offset, count);
     }
+    int before = errno;
     off_t pos = offset ? *offset : lseek(in_fd, 0, SEEK_CUR);
     ssize_t r = pos < 0 ? -1 : file_to_sock(s, out_fd, in_fd, &pos, count);
-    int e = errno;
+    int e = r >= 0 ? before : errno;   /* a wait's sleeps leave theirs */
     if (r > 0) {
         if (offset)
             *offset = pos;

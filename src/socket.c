@@ -167,15 +167,17 @@ ssize_t sock_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
     /* A failed recvmsg() leaves the program's msghdr as it was */
     size_t controllen = msg->msg_controllen;
     socklen_t namelen = msg->msg_namelen;
-    int msg_flags = msg->msg_flags;
+    int msg_flags = msg->msg_flags, e = errno;
     ssize_t r = recv_routed(s, fd, msg, flags);
     if (r < 0) {
         msg->msg_controllen = controllen;
         msg->msg_namelen = namelen;
         msg->msg_flags = msg_flags;
-    } else if (!(flags & (MSG_ERRQUEUE | MSG_OOB))) {
-        cmsg_after_read(s, fd, msg, controllen, r);
+        return r;
     }
+    if (!(flags & (MSG_ERRQUEUE | MSG_OOB)))
+        cmsg_after_read(s, fd, msg, controllen, r);
+    errno = e;   /* a wait's timed-out sleeps and EAGAINs are ours (errno_kept) */
     return r;
 }
 
@@ -261,11 +263,12 @@ ssize_t sock_send_buffer(struct lf_sock *s, int fd, const void *buf, size_t len,
 
 ssize_t sock_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags)
 {
-    if (!(flags & MSG_ZEROCOPY))
-        return send_whole(s, fd, msg, flags);
-    uint64_t before = ring_bytes_sent(s);
+    int e = errno;
+    uint64_t before = flags & MSG_ZEROCOPY ? ring_bytes_sent(s) : 0;
     ssize_t r = send_whole(s, fd, msg, flags);
-    if (r > 0)
+    if (r > 0 && (flags & MSG_ZEROCOPY))
         zerocopy_sent(s, fd, ring_bytes_sent(s) != before);
+    if (r >= 0)
+        errno = e;   /* a blocking write's waits leave ETIMEDOUT or EAGAIN (nuttcp: errno_kept) */
     return r;
 }
