@@ -131,6 +131,14 @@ static void run(int optin)
     socklen_t len;
     int l = listen_on(AF_INET, optin, &addr, &len);
 
+    int bc = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(bc >= 0 && (!optin || opt_in(bc) == 0), "socket");
+    TRY("a blocking connect", connect(bc, (struct sockaddr *)&addr, len), r_ == 0);
+    int bs;
+    TRY("its accept", bs = accept(l, NULL, NULL), r_ >= 0);
+    close(bc);
+    close(bs);
+
     /* pending: a non-blocking connect, then epoll_ctl, as gRPC does */
     int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     CHECK(c >= 0 && (!optin || opt_in(c) == 0), "socket");
