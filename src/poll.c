@@ -425,8 +425,61 @@ static int timespec_ms(const struct timespec *ts)
     return ms > 0x7fffffff ? 0x7fffffff : (int)ms;
 }
 
+static int timespec_valid(const struct timespec *ts)
+{
+    return !ts || (ts->tv_sec >= 0 && ts->tv_nsec >= 0 && ts->tv_nsec < 1000000000);
+}
+
+/* A timeout under a millisecond (and not 0): our waits count whole
+ * milliseconds, and a wait rounded up to one slept it on a futex, where
+ * the kernel's sleeps microseconds.  wget selects for 1 us before each
+ * request on a keep-alive connection (has the server closed it?): 1.1 ms a
+ * request, 5x the kernel's time for small files. */
+static int brief(const struct timespec *ts)
+{
+    return ts && ts->tv_sec == 0 && ts->tv_nsec > 0 && ts->tv_nsec < 1000000;
+}
+
+static int fd_waitable(int fd)
+{
+    struct lf_sock *s = fd >= 0 ? fdtable_acquire(fd) : NULL;
+    int waitable = s && is_waitable(s);
+    if (s)
+        sock_put(s);
+    return waitable;
+}
+
+static int any_waitable(const struct pollfd *fds, nfds_t n)
+{
+    for (nfds_t i = 0; i < n; i++)
+        if (fd_waitable(fds[i].fd))
+            return 1;
+    return 0;
+}
+
+/* Such a wait: a look, the kernel's own call for that long on the caller's
+ * set (our sockets stand there as their TCP sockets: a ring's news does not
+ * end it, its time does), and a look again.  A handler run meanwhile ends
+ * it with EINTR, as it would the kernel's. */
+static int lf_poll_brief(struct pollfd *fds, nfds_t n, const struct timespec *ts,
+                         const sigset_t *mask, int from_select)
+{
+    int r = lf_poll(fds, n, 0, NULL, from_select), e = errno;
+    if (r != 0)
+        return r;
+    if (libc.ppoll(fds, n, ts, mask) < 0 && errno == EINTR)
+        return -1;
+    errno = e;   /* (EINVAL: more entries than RLIMIT_NOFILE, for select: no sleep) */
+    return lf_poll(fds, n, 0, NULL, from_select);
+}
+
 LF_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask)
 {
+    if (!timespec_valid(ts))
+        return libc.ppoll(fds, n, ts, mask);   /* the kernel's EINVAL */
+    if (brief(ts))
+        return any_waitable(fds, n) ? lf_poll_brief(fds, n, ts, mask, 0)
+                                    : libc.ppoll(fds, n, ts, mask);
     return lf_poll(fds, n, timespec_ms(ts), mask, 0);
 }
 
@@ -443,20 +496,14 @@ LF_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *t
 static int any_tracked(int nfds, fd_set *r, fd_set *w, fd_set *x)
 {
     for (int fd = 0; fd < nfds && fd < FD_SETSIZE; fd++) {
-        if (!(r && FD_ISSET(fd, r)) && !(w && FD_ISSET(fd, w)) && !(x && FD_ISSET(fd, x)))
-            continue;
-        struct lf_sock *s = fdtable_acquire(fd);
-        if (s) {
-            int waitable = is_waitable(s);
-            sock_put(s);
-            if (waitable)
-                return 1;
-        }
+        if (((r && FD_ISSET(fd, r)) || (w && FD_ISSET(fd, w)) || (x && FD_ISSET(fd, x))) &&
+            fd_waitable(fd))
+            return 1;
     }
     return 0;
 }
 
-static int select_as_poll(int nfds, fd_set *r, fd_set *w, fd_set *x, int timeout_ms,
+static int select_as_poll(int nfds, fd_set *r, fd_set *w, fd_set *x, const struct timespec *ts,
                           const sigset_t *mask)
 {
     struct pollfd *p = calloc((size_t)nfds, sizeof *p);
@@ -471,7 +518,7 @@ static int select_as_poll(int nfds, fd_set *r, fd_set *w, fd_set *x, int timeout
         if (ev)
             p[n++] = (struct pollfd){ .fd = fd, .events = ev };
     }
-    int rc = lf_poll(p, n, timeout_ms, mask, 1);
+    int rc = brief(ts) ? lf_poll_brief(p, n, ts, mask, 1) : lf_poll(p, n, timespec_ms(ts), mask, 1);
     if (rc >= 0) {
         rc = 0;
         if (r) FD_ZERO(r);
@@ -502,14 +549,11 @@ LF_EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *x, struct timeval *
         lf_init();
     if (!tv || tv->tv_sec || tv->tv_usec)
         reap_now();
-    if (nfds <= 0 || nfds > FD_SETSIZE || !any_tracked(nfds, r, w, x))
-        return libc.select(nfds, r, w, x, tv);
-    int ms = -1;
-    if (tv) {
-        long long t = (long long)tv->tv_sec * 1000 + (tv->tv_usec + 999) / 1000;
-        ms = t > 0x7fffffff ? 0x7fffffff : (int)t;
-    }
-    return select_as_poll(nfds, r, w, x, ms, NULL);
+    if (nfds <= 0 || nfds > FD_SETSIZE || !any_tracked(nfds, r, w, x) ||
+        (tv && (tv->tv_sec < 0 || tv->tv_usec < 0)))
+        return libc.select(nfds, r, w, x, tv);   /* (the kernel's EINVAL, for a bad timeout) */
+    struct timespec ts = { tv ? tv->tv_sec : 0, tv ? tv->tv_usec * 1000 : 0 };
+    return select_as_poll(nfds, r, w, x, tv ? &ts : NULL, NULL);
 }
 
 LF_EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *x, const struct timespec *ts,
@@ -519,7 +563,7 @@ LF_EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *x, const struct ti
         lf_init();
     if (!ts || ts->tv_sec || ts->tv_nsec)
         reap_now();
-    if (nfds <= 0 || nfds > FD_SETSIZE || !any_tracked(nfds, r, w, x))
+    if (nfds <= 0 || nfds > FD_SETSIZE || !any_tracked(nfds, r, w, x) || !timespec_valid(ts))
         return libc.pselect(nfds, r, w, x, ts, mask);
-    return select_as_poll(nfds, r, w, x, timespec_ms(ts), mask);
+    return select_as_poll(nfds, r, w, x, ts, mask);
 }
