@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -311,6 +312,35 @@ static size_t copy_control(struct msghdr *msg, const struct msghdr *got, const i
     return used;
 }
 
+/* A listening TCP socket another process sent (node's cluster workers
+ * under NODE_CLUSTER_SCHED_POLICY=none, HAProxy's listeners passed to its
+ * reloaded self, Python's send_fds) is answered on as one made here, when
+ * every TCP socket is loopfast's (LOOPFAST_MODE=all): unknown, it gave only
+ * plain connections.  Its sender holds it too: never its process's alone
+ * (interpose.c, listener_alone). */
+static void adopt_listeners(const int *fds, int n)
+{
+    if (lf_config.mode != LF_MODE_ALL)
+        return;
+    for (int i = 0; i < n; i++) {
+        int domain = 0, protocol = 0;
+        socklen_t len = sizeof domain;
+        if (!sockopt_on(fds[i], SOL_SOCKET, SO_ACCEPTCONN) ||
+            getsockopt(fds[i], SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 ||
+            (domain != AF_INET && domain != AF_INET6) ||
+            getsockopt(fds[i], SOL_SOCKET, SO_PROTOCOL, &protocol, &len) < 0 ||
+            protocol != IPPROTO_TCP)
+            continue;
+        fd_number_fresh(fds[i]);   /* a new number: whatever we kept under it is stale */
+        struct lf_sock *l = sock_new(LF_OPTIN);
+        if (!l)
+            continue;
+        l->born_forks--;   /* older than our last fork: shared */
+        fdtable_set(fds[i], l);
+        sock_put(l);
+    }
+}
+
 ssize_t handoff_recvmsg(int fd, struct msghdr *msg, int flags)
 {
     if (!msg || !msg->msg_control || msg->msg_controllen < CMSG_LEN(sizeof(int)))
@@ -336,6 +366,7 @@ ssize_t handoff_recvmsg(int fd, struct msghdr *msg, int flags)
         msg->msg_controllen = copy_control(msg, &got, fds, nprog, &given);
         if (text)
             take_ours(text, fds, n, nprog, given, flags);
+        adopt_listeners(fds, given);
         free(text);
     }
     if (control != small)
