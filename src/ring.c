@@ -486,6 +486,16 @@ static __attribute__((noinline)) uint64_t window_room(struct ring *r, uint64_t h
     return off >= window ? 0 : window - off < room ? window - off : room;
 }
 
+/* The reader's index as it is now; a dry look (a waiter's, without the
+ * lock) keeps it to itself. */
+static uint64_t fresh_tail(struct ring *r, int dry)
+{
+    uint64_t tail = load_acquire(&r->ctl->tail);
+    if (!dry)
+        r->tail_seen = tail;
+    return tail;
+}
+
 /* A writer that keeps to `limit` bytes in flight (RING_PACE) keeps their
  * places within the ring's first `limit` bytes from the origin too, so that
  * the lines it writes are the ones its reader has just read, in the caches,
@@ -505,17 +515,18 @@ static __attribute__((noinline)) uint64_t placed_room(struct ring *r, uint64_t h
 {
     const struct ring_ctl *k = r->ctl;
     uint64_t from = __atomic_load_n(&k->base_from, __ATOMIC_RELAXED), since = head - *base;
-    /* The tail as it is now, not the last one seen: span() loads it only
-     * when the old one leaves too little room, and an old one here said
-     * "bytes unread past 2 * limit: no room" to a paced writer whose reader
-     * had read everything, while a waiter's dry look (fresh) said room: the
-     * writer spun between the two for seconds (iperf2). */
-    tail = load_acquire(&k->tail);
-    if (!dry)   /* a dry look (a waiter's, without the lock) keeps to itself */
-        r->tail_seen = tail;
+    if (tail - from > head - from)   /* an old look may place the reader before from */
+        tail = fresh_tail(r, dry);
     if (tail - from <= head - from) {   /* every unread byte placed from base */
         if (!limit)
             return room;   /* the usual ring: at most its capacity in flight, masked */
+        /* "Bytes unread far past the origin: no room" must be so now: span()
+         * loads the tail only when the last one seen leaves too little room,
+         * and an old one said so to a paced writer whose reader had read
+         * everything, while its waiter's fresh look said room: the writer
+         * spun between the two for seconds (iperf2, SO_SNDTIMEO). */
+        if (tail != head && since > 2 * (uint64_t)limit)
+            tail = fresh_tail(r, dry);
         if (tail != head && (since < limit || since > 2 * (uint64_t)limit))
             return since < limit ? (limit - since < room ? limit - since : room) : 0;
         if (tail != head && room > tail - *base)
