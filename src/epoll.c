@@ -978,9 +978,7 @@ static int ctl_ours(int epfd, int op, int fd, struct lf_sock *s, struct epoll_ev
 /* A listening socket never changes kind: nothing to follow. */
 static int is_listening(int fd)
 {
-    int on = 0;
-    socklen_t len = sizeof on;
-    return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 && on;
+    return sockopt_on(fd, SOL_SOCKET, SO_ACCEPTCONN);
 }
 
 LF_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)

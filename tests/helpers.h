@@ -511,8 +511,6 @@ static inline int accepted_pair(int family, int optin, int *client, int *server)
     return l;
 }
 
-/* An inetd's child: the accepted connection c on stdin and stdout, then
- * this test's own program `self` exec'd there in `mode`. */
 /* This program's path, for a child to exec it again in another role. */
 static inline void self_exe(char *path, size_t room)
 {
@@ -521,6 +519,8 @@ static inline void self_exe(char *path, size_t room)
     path[n] = 0;
 }
 
+/* An inetd's child: the accepted connection c on stdin and stdout, then
+ * this test's own program `self` exec'd there in `mode`. */
 static inline void exec_on_stdio(int c, int listener, const char *self, const char *mode)
 {
     if (dup2(c, 0) != 0 || dup2(c, 1) != 1)
