@@ -185,6 +185,31 @@ static uint64_t load64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_A
 static void store32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 static void store64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 
+/* Where our writes go, where the peer's go, where we read (TX_*, RX_*). */
+static uint32_t my_tx(struct lf_conn *c) { return load32(&my_side(c)->tx_state); }
+static uint32_t peer_tx(struct lf_conn *c) { return load32(&peer_side(c)->tx_state); }
+static uint32_t my_rx(struct lf_conn *c) { return load32(&my_side(c)->rx_state); }
+
+/* Our reader only moves forward (TCP, ring, back to TCP), by compare and
+ * swap: a poller's look that began before a reader moved it on must not
+ * move it back.  1 when this call moved it. */
+static int rx_move(struct lf_conn *c, uint32_t from, uint32_t to)
+{
+    return __atomic_compare_exchange_n(&my_side(c)->rx_state, &from, to, 0, __ATOMIC_ACQ_REL,
+                                       __ATOMIC_ACQUIRE);
+}
+
+/* The peer went back to TCP (sock_tx_back) and every byte it put on the
+ * ring before was read: our reads are TCP's for good.  1 once they are.
+ * The peer's state is loaded first: its last ring bytes were published
+ * before it, so an empty ring then is empty for good. */
+static int rx_went_back(struct lf_conn *c)
+{
+    if (peer_tx(c) == TX_BACK && my_rx(c) == RX_RING && ring_readable(&c->rx) == 0)
+        rx_move(c, RX_RING, RX_BACK);
+    return my_rx(c) == RX_BACK;
+}
+
 static size_t iov_total(const struct iovec *iov, size_t n)
 {
     size_t t = 0;
@@ -389,6 +414,13 @@ int conn_tcp_liveness(int fd)
     return (errno == EAGAIN || errno == EWOULDBLOCK) ? -EAGAIN : -errno;
 }
 
+/* What TCP reports now of `events` (0: nothing, or no socket to ask). */
+static short tcp_look(int fd, short events)
+{
+    struct pollfd p = { .fd = fd, .events = events };
+    return fd >= 0 && poll_nocancel(&p) > 0 ? p.revents : 0;
+}
+
 /* ---- the peer's end (docs/design.md, 7) ---- */
 
 #define RECHECK_NS 100000000ull   /* an unclear FIN is looked into again after this */
@@ -485,7 +517,7 @@ static int peer_left(struct lf_conn *c, int fd, short tev)
     /* A FIN is a close once the peer writes on its ring: it never shuts TCP
      * down then.  While it still writes on TCP, the FIN may be its
      * shutdown(SHUT_WR): ask the kernel, and again every RECHECK_NS. */
-    if (!load32(&peer->tx_switched) && !peer_socket_closed(c, fd)) {
+    if (load32(&peer->tx_state) != TX_RING && !peer_socket_closed(c, fd)) {
         __atomic_store_n(&c->next_recheck, coarse_ns() + RECHECK_NS, __ATOMIC_RELAXED);
         __atomic_store_n(&c->fin_unclear, 1, __ATOMIC_RELAXED);
         return 0;
@@ -566,12 +598,16 @@ int conn_recheck_ms(struct lf_conn *c)
 
 /* ---- reading ---- */
 
-/* Reads the peer's bytes from before its switch; RX_SWITCHED once all are. */
+/* Reads the peer's bytes from before its switch, RX_SWITCHED once all are
+ * (another thread's look may have seen it first); or, back on TCP, all. */
 static ssize_t rx_tcp(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
 {
     struct lf_side *me = my_side(c), *peer = peer_side(c);
     for (;;) {
-        uint32_t switched = load32(&peer->tx_switched);
+        uint32_t state = my_rx(c);
+        if (state == RX_RING)
+            return RX_SWITCHED;
+        uint32_t switched = load32(&peer->tx_state) != TX_TCP && state != RX_BACK;
         uint64_t got = load64(&me->rx_tcp_bytes);
         size_t limit = iov_total(msg->msg_iov, msg->msg_iovlen);
         if (switched) {
@@ -579,7 +615,7 @@ static ssize_t rx_tcp(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
             if (got > n)
                 return c->broken = 1, -ECONNRESET;
             if (got == n) {
-                store32(&me->rx_on_ring, 1);
+                rx_move(c, RX_TCP, RX_RING);
                 return RX_SWITCHED;
             }
             if (limit > n - got)
@@ -603,7 +639,7 @@ static ssize_t rx_tcp(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
         }
         if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
             return -errno;
-        if (!switched && load32(&peer->tx_switched))
+        if (!switched && state == RX_TCP && load32(&peer->tx_state) != TX_TCP)
             continue;   /* it switched meanwhile: the limit is known now */
         return r == 0 ? 0 : -EAGAIN;
     }
@@ -630,7 +666,7 @@ static ssize_t rx_tcp_then_ring(struct lf_conn *c, struct msghdr *msg, ssize_t d
     if ((size_t)done >= iov_total(msg->msg_iov, msg->msg_iovlen))
         return done;
     /* a peek consumed nothing: did it see the last of the TCP bytes? */
-    if (peek ? !load32(&peer->tx_switched) ||
+    if (peek ? my_rx(c) != RX_TCP || load32(&peer->tx_state) == TX_TCP ||
                    load64(&me->rx_tcp_bytes) + (uint64_t)done != load64(&peer->tx_tcp_bytes)
              : !conn_rx_settled(c))
         return done;
@@ -651,7 +687,7 @@ static ssize_t rx_step(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
 {
     struct lf_side *me = my_side(c), *peer = peer_side(c);
     int peek = (flags & MSG_PEEK) != 0;
-    if (!load32(&me->rx_on_ring)) {
+    if (!conn_rx_settled(c)) {
         ssize_t r = rx_tcp(c, fd, msg, flags);
         if (r > 0)
             r = rx_tcp_then_ring(c, msg, r, peek);
@@ -672,8 +708,13 @@ static ssize_t rx_step(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
         }
         if (load32(&me->reset))
             return take_reset(c, 0);
-        /* Data is published before the flag: look once more after it. */
-        if (!load32(&peer->shut_wr) && !load32(&peer->closed))
+        /* Data is published before the flag: look once more after it.  A
+         * peer back on TCP shut its TCP down or closed: TCP's bytes first
+         * (the flags loaded before its state, which it stored before). */
+        int ended = load32(&peer->shut_wr) || load32(&peer->closed);
+        if (rx_went_back(c))
+            return rx_step(c, fd, msg, flags);
+        if (!ended)
             return -EAGAIN;
     }
     return 0;
@@ -756,7 +797,7 @@ static size_t rx_target(struct lf_conn *c, int fd, const struct msghdr *msg)
  * that may wait waits for more; one that may not takes them. */
 static int rx_short(struct lf_conn *c, size_t target)
 {
-    if (target <= 1 || !load32(&my_side(c)->rx_on_ring) || conn_shut_rd(c))
+    if (target <= 1 || my_rx(c) != RX_RING || peer_tx(c) == TX_BACK || conn_shut_rd(c))
         return 0;
     ssize_t n = ring_readable(&c->rx);
     return n >= 0 && (size_t)n < target && !load32(&peer_side(c)->shut_wr) &&
@@ -872,7 +913,7 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
             r = rx_shut_end(c, fd);
         if (r != -EAGAIN)
             break;
-        int on_ring = load32(&my_side(c)->rx_on_ring);
+        int on_ring = my_rx(c) == RX_RING;
         int dontwait = must_not_wait(s, c, fd, flags, 0, target);
         if (dontwait < 0)
             continue;
@@ -896,7 +937,7 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
                 break;
             }
         }
-        if (on_ring && tev) {
+        if (on_ring && tev && my_rx(c) == RX_RING && peer_tx(c) != TX_BACK) {
             int live = conn_tcp_liveness(fd);
             if (live != -EAGAIN) {
                 r = rx_step(c, fd, msg, flags);   /* the ring's last bytes first */
@@ -930,7 +971,7 @@ ssize_t conn_recv_buffer(struct lf_sock *s, void *buf, size_t len)
     if (hold.refused)
         return CONN_DECLINED;
     ssize_t r = CONN_DECLINED, n;
-    if (!c->broken && load32(&my_side(c)->rx_on_ring) && (n = ring_read(&c->rx, buf, len, 0)) > 0) {
+    if (!c->broken && my_rx(c) == RX_RING && (n = ring_read(&c->rx, buf, len, 0)) > 0) {
         rx_took(c, n);
         r = n;
     }
@@ -979,7 +1020,7 @@ int sock_written_past_us(struct lf_sock *s, int fd, uint64_t counted)
 static void tx_maybe_switch(struct lf_conn *c, struct lf_sock *s, int fd)
 {
     struct lf_side *me = my_side(c);
-    if (load32(&me->tx_switched) || load32(&me->shut_wr))
+    if (load32(&me->tx_state) != TX_TCP || load32(&me->shut_wr))
         return;
     if (c->me == LF_SERVER && !load32(&peer_side(c)->ready))
         return;
@@ -987,8 +1028,33 @@ static void tx_maybe_switch(struct lf_conn *c, struct lf_sock *s, int fd)
         conn_note_cpu(c, 0);   /* the client's, published before ready (wait.c) */
     if (sock_stdio_may_write(s) || sock_written_past_us(s, fd, load64(&me->tx_tcp_bytes)))
         return;
-    store32(&me->tx_switched, 1);
+    store32(&me->tx_state, TX_RING);
     conn_ring_bell(c);
+}
+
+/* A socket whose writes are on the ring came where stdio may write it past
+ * us (bash's `printf >&3` moves its /dev/tcp socket onto stdout; an exec
+ * onto it): those bytes would reach the peer's TCP while it reads the ring,
+ * and it would wait for them for ever.  So the writes go back to TCP for
+ * good, after the ring's bytes: the state says so before any TCP byte, and
+ * the reader drains the ring before it reads TCP again (rx_went_back).  No
+ * count is needed: nothing comes on the ring after it. */
+void sock_tx_back(struct lf_sock *s)
+{
+    if (sock_kind(s) != LF_FAST)
+        return;
+    struct lf_conn *c = s->conn;
+    if (my_tx(c) != TX_RING)
+        return;
+    struct dir_hold hold = dir_lock(c, DIR_TX, -1, 0);   /* no ring write under way */
+    int moved = my_tx(c) == TX_RING;
+    if (moved)
+        store32(&my_side(c)->tx_state, TX_BACK);
+    dir_unlock(c, DIR_TX, hold);
+    if (moved) {
+        conn_ring_bell(c);   /* a reader asleep on the ring */
+        conn_wake_own(c);    /* our writers waiting for room write to TCP now */
+    }
 }
 
 static ssize_t epipe(int flags)
@@ -1039,6 +1105,19 @@ static ssize_t tx_rest_gone(struct lf_conn *c, int fd, const struct msghdr *rest
     ssize_t r = libc.sendmsg(fd, rest, flags | MSG_NOSIGNAL);
     nocancel_end(old);
     return (ssize_t)done + (r > 0 ? r : 0);
+}
+
+/* The rest of a write whose direction went back to TCP: TCP's, as the
+ * kernel would have taken it (blocking or not, as the socket is). */
+static ssize_t tx_rest_back(int fd, const struct msghdr *rest, int flags, size_t done)
+{
+    int old = nocancel_begin();   /* the tx lock is held */
+    ssize_t r = lf_confined ? sandbox_send(fd, rest, flags) : libc.sendmsg(fd, rest, flags);
+    r = r < 0 ? -errno : r;
+    nocancel_end(old);
+    if (r < 0 && done)
+        return (ssize_t)done;
+    return r < 0 ? r : (ssize_t)done + r;
 }
 
 /* How long a call may sleep: until its deadline (0: none), no longer than
@@ -1152,6 +1231,8 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
         if (load32(&my_side(c)->shut_wr))
             return done ? (ssize_t)done : epipe(flags);
         struct msghdr rest = msg ? msg_skip(msg, done, iov) : (struct msghdr){ 0 };
+        if (my_tx(c) == TX_BACK)   /* while this call waited for room (sock_tx_back) */
+            return msg ? tx_rest_back(fd, &rest, flags, done) : done ? (ssize_t)done : CONN_DECLINED;
         /* (with bytes written, no system call: the peer's close or
          * refusal in shared memory ends a write that waits for room) */
         if (peer_left(c, fd, done ? 0 : tcp_events(c, fd, 0))) {
@@ -1220,10 +1301,11 @@ ssize_t conn_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags
     if (hold.refused)
         return -EAGAIN;
     tx_maybe_switch(c, s, fd);
-    if (!load32(&me->tx_switched)) {
-        /* The peer does not read rings yet: TCP, counted. */
+    uint32_t state = load32(&me->tx_state);
+    if (state != TX_RING) {
+        /* The peer does not read rings yet: TCP, counted; or back on TCP. */
         r = lf_confined ? sandbox_send(fd, msg, flags) : libc.sendmsg(fd, msg, flags);
-        if (r > 0)
+        if (r > 0 && state == TX_TCP)
             store64(&me->tx_tcp_bytes, load64(&me->tx_tcp_bytes) + (uint64_t)r);
         else if (r < 0)
             r = -errno;
@@ -1253,7 +1335,7 @@ ssize_t conn_send_file(struct lf_sock *s, int fd, int in_fd, off_t pos, size_t c
     if (hold.refused)
         return -EAGAIN;
     ssize_t r = CONN_DECLINED;
-    if (load32(&my_side(c)->tx_switched)) {
+    if (my_tx(c) == TX_RING) {
         struct tx_source src = { .file_fd = in_fd, .file_pos = pos, .file_len = count };
         r = tx_ring(s, c, fd, &src, 0, &hold);
         if (r > 0)
@@ -1279,7 +1361,7 @@ ssize_t conn_send_buffer(struct lf_sock *s, const void *buf, size_t len)
         return CONN_DECLINED;
     ssize_t r = CONN_DECLINED;
     /* (a TCP look that is due is conn_send's: its answer must not be lost) */
-    if (len && load32(&me->tx_switched) && !load32(&me->shut_wr) && !c->broken &&
+    if (len && load32(&me->tx_state) == TX_RING && !load32(&me->shut_wr) && !c->broken &&
         peer_plainly_here(c) && tcp_look_not_due(c) &&
         ring_write_whole(&c->tx, buf, len) > 0) {
         tx_wrote(c, (ssize_t)len);
@@ -1358,7 +1440,7 @@ int conn_shutdown(struct lf_sock *s, int fd, int how)
         lf_lock(&c->tx_lock);
         quick_locked(&c->bias[DIR_TX], 0);
         tx_maybe_switch(c, s, fd);
-        int on_ring = load32(&my_side(c)->tx_switched);
+        int on_ring = my_tx(c) == TX_RING;
         store32(&my_side(c)->shut_wr, 1);   /* on TCP: it never switches now */
         if (on_ring)
             conn_ring_bell(c);
@@ -1383,7 +1465,7 @@ static int unread(struct lf_conn *c, int fd)
     int queued = 0;
     if (ring_readable(&c->rx) != 0)
         return 1;
-    return !load32(&my_side(c)->rx_on_ring) && libc.ioctl(fd, SIOCINQ, &queued) == 0 && queued > 0;
+    return my_rx(c) != RX_RING && libc.ioctl(fd, SIOCINQ, &queued) == 0 && queued > 0;
 }
 
 /* ---- holders that died without letting go ----
@@ -1472,13 +1554,13 @@ void conn_close(struct lf_sock *s, int fd)
 int conn_rx_settled(struct lf_conn *c)
 {
     struct lf_side *me = my_side(c), *peer = peer_side(c);
-    if (load32(&me->rx_on_ring))
-        return 1;
-    if (!load32(&peer->tx_switched) || load64(&me->rx_tcp_bytes) != load64(&peer->tx_tcp_bytes))
+    uint32_t state = my_rx(c);
+    if (state == RX_TCP && load32(&peer->tx_state) != TX_TCP &&
+        load64(&me->rx_tcp_bytes) == load64(&peer->tx_tcp_bytes) && rx_move(c, RX_TCP, RX_RING))
+        conn_note_cpu(c, 0);   /* the peer's, published before its switch (wait.c) */
+    if (my_rx(c) != RX_RING)
         return 0;
-    store32(&me->rx_on_ring, 1);
-    conn_note_cpu(c, 0);   /* the peer's, published before its switch (wait.c) */
-    return 1;
+    return peer_tx(c) != TX_BACK || !rx_went_back(c);
 }
 
 /* While the peer's bytes come on TCP (before its switch, or bytes from
@@ -1502,7 +1584,7 @@ static short poll_in(struct lf_conn *c, short tev, size_t lowat)
     int dead = (tev & (POLLIN | POLLHUP | POLLERR | POLLRDHUP)) != 0;
     if (c->broken || conn_shut_rd(c))
         return POLLIN;
-    if (!load32(&me->rx_on_ring)) {
+    if (load32(&me->rx_state) != RX_RING) {
         if (rx_tcp_readable(c, tev))
             return POLLIN;   /* pre-switch data, or EOF */
         if (!conn_rx_settled(c))
@@ -1510,16 +1592,20 @@ static short poll_in(struct lf_conn *c, short tev, size_t lowat)
         dead = 0;            /* all TCP bytes consumed: the ring decides */
     }
     ssize_t n = ring_readable(&c->rx);   /* -1, corrupt: a read finds it */
+    if (n == 0 && !conn_rx_settled(c))   /* the peer went back to TCP */
+        return rx_tcp_readable(c, tev) ? POLLIN : 0;
     if (n < 0 || (n > 0 && (size_t)n >= lowat) || load32(&peer->shut_wr) || load32(&peer->closed) ||
         dead)
         return POLLIN;
     return 0;
 }
 
-static short poll_out(struct lf_conn *c, short tev)
+static short poll_out(struct lf_conn *c, int fd, short tev)
 {
-    int tx_on = load32(&my_side(c)->tx_switched) || c->me == LF_CLIENT ||
-                load32(&peer_side(c)->ready);
+    uint32_t state = my_tx(c);
+    if (state == TX_BACK)   /* asked now if not asked: edges were on the ring till now */
+        return (tev & POLLOUT) ? POLLOUT : tcp_look(fd, POLLOUT);
+    int tx_on = state != TX_TCP || c->me == LF_CLIENT || load32(&peer_side(c)->ready);
     if (!tx_on)
         return tev & POLLOUT;
     /* after our SHUT_WR a write does not wait (EPIPE): writable, as TCP says */
@@ -1550,19 +1636,23 @@ static short gone_events(struct lf_conn *c, short want, short tev)
 short conn_poll_state(struct lf_conn *c, int fd, short want, short tev)
 {
     short r = 0;
+    /* The peer went back to TCP now: its bytes there may have come before
+     * its bell (a TCP edge taken while the ring decided) */
+    if (my_rx(c) == RX_RING && peer_tx(c) == TX_BACK && !conn_rx_settled(c))
+        tev |= tcp_look(fd, POLLIN | POLLRDHUP);
     if (!c->broken && peer_left(c, fd, tev))
         return gone_events(c, want, tev) |
                (__atomic_load_n(&c->zc_pending, __ATOMIC_ACQUIRE) ? POLLERR : 0);
     if (want & (POLLIN | POLLRDNORM))
         r |= poll_in(c, tev, conn_rcvlowat(c, fd)) ? (want & (POLLIN | POLLRDNORM)) : 0;
-    if ((want & (POLLOUT | POLLWRNORM)) && poll_out(c, tev)) {
+    if ((want & (POLLOUT | POLLWRNORM)) && poll_out(c, fd, tev)) {
         r |= want & (POLLOUT | POLLWRNORM);
         if (!__atomic_load_n(&c->out_told, __ATOMIC_RELAXED))
             __atomic_store_n(&c->out_told, 1, __ATOMIC_RELAXED);   /* the next write: no pace */
     }
     /* Reading is shut (the kernel's RCV_SHUTDOWN) by our SHUT_RD or by the
      * peer's end of its stream; with writing shut too, that is POLLHUP. */
-    if (conn_shut_rd(c) || rx_tcp_hup(c, tev) || (load32(&my_side(c)->rx_on_ring) &&
+    if (conn_shut_rd(c) || rx_tcp_hup(c, tev) || (my_rx(c) == RX_RING && peer_tx(c) != TX_BACK &&
         (load32(&peer_side(c)->shut_wr) || load32(&peer_side(c)->closed))))
         r |= (want & POLLRDHUP) | (load32(&my_side(c)->shut_wr) ? POLLHUP : 0);
     r |= tev & (POLLHUP | POLLERR);
@@ -1571,15 +1661,20 @@ short conn_poll_state(struct lf_conn *c, int fd, short want, short tev)
     return r;
 }
 
+/* Our writes go to TCP: a server's before its client reads rings, or back. */
+static int tx_on_tcp(struct lf_conn *c)
+{
+    uint32_t state = my_tx(c);
+    return state == TX_BACK || (c->me == LF_SERVER && state == TX_TCP && !load32(&peer_side(c)->ready));
+}
+
 /* What the TCP socket must be asked when a poller waits on this connection. */
 short conn_kernel_events(struct lf_conn *c, short want)
 {
     /* pre-switch data, or the peer's end; an unclear FIN is not asked again
      * (it would wake every poll at once): conn_recheck_ms looks into it */
     short ev = __atomic_load_n(&c->fin_unclear, __ATOMIC_RELAXED) ? 0 : POLLIN | POLLRDHUP;
-    int tx_on_tcp = c->me == LF_SERVER && !load32(&my_side(c)->tx_switched) &&
-                    !load32(&peer_side(c)->ready);
-    if ((want & (POLLOUT | POLLWRNORM)) && tx_on_tcp)
+    if ((want & (POLLOUT | POLLWRNORM)) && tx_on_tcp(c))
         ev |= POLLOUT;
     return ev;
 }
@@ -1620,7 +1715,8 @@ int conn_plain(struct lf_conn *c)
     struct lf_side *me = my_side(c);
     return peer_plainly_here(c) && !load32(&me->shut_wr) && !load32(&me->shut_rd) &&
            !load32(&me->rx_refused) && !load32(&me->reset) && !load32(&peer_side(c)->shut_wr) &&
-           !c->broken && !__atomic_load_n(&c->tcp_ended, __ATOMIC_RELAXED);
+           !c->broken && !__atomic_load_n(&c->tcp_ended, __ATOMIC_RELAXED) &&
+           my_tx(c) != TX_BACK && my_rx(c) != RX_BACK;
 }
 
 /* What an edge-triggered poller compares between reports: any new data or
@@ -1629,8 +1725,9 @@ void conn_signature(struct lf_conn *c, uint64_t *in, uint64_t *out)
 {
     struct lf_side *peer = peer_side(c);
     uint64_t flags = (uint64_t)load32(&peer->shut_wr) << 63 | (uint64_t)load32(&peer->closed) << 62 |
-                     (uint64_t)load32(&peer->tx_switched) << 61 | (uint64_t)conn_shut_rd(c) << 60 |
-                     (uint64_t)load32(&my_side(c)->shut_wr) << 59;
+                     (uint64_t)(load32(&peer->tx_state) & 3) << 60 | (uint64_t)conn_shut_rd(c) << 59 |
+                     (uint64_t)load32(&my_side(c)->shut_wr) << 58 | (uint64_t)(my_tx(c) & 3) << 56 |
+                     (uint64_t)(my_rx(c) & 3) << 54;
     *in = (__atomic_load_n(&c->rx.ctl->head, __ATOMIC_ACQUIRE) + load64(&my_side(c)->rx_tcp_bytes)) ^ flags;
     /* (tail and nudges only grow: their sum changes when either does) */
     *out = (__atomic_load_n(&c->tx.ctl->tail, __ATOMIC_ACQUIRE) +
@@ -1654,7 +1751,6 @@ int conn_turn_refuse(struct lf_conn *c, int fd)
 int conn_wants_kernel(struct lf_conn *c, short want)
 {
     int rx_tcp = !conn_rx_settled(c);
-    int tx_tcp = c->me == LF_SERVER && !load32(&my_side(c)->tx_switched) && !load32(&peer_side(c)->ready);
-    return ((want & POLLIN) && rx_tcp) || ((want & POLLOUT) && tx_tcp) ||
+    return ((want & POLLIN) && rx_tcp) || ((want & POLLOUT) && tx_on_tcp(c)) ||
            __atomic_load_n(&c->peer_gone, __ATOMIC_ACQUIRE);
 }

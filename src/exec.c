@@ -841,4 +841,11 @@ void exec_import(void)
             import_one(item, seen, &nseen, 64);
     free(list);
     pending_on_stdin(STDIN_FILENO);   /* an inetd's service: stdio may read it past us */
+    for (int fd = STDOUT_FILENO; fd <= STDERR_FILENO; fd++) {
+        struct lf_sock *s = fdtable_acquire(fd);
+        if (s) {
+            sock_tx_back(s);   /* stdio may write it past us */
+            sock_put(s);
+        }
+    }
 }

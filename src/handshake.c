@@ -854,7 +854,7 @@ static void become_fast(struct lf_sock *s, struct lf_conn *c, int fd)
         __atomic_store_n(&me->shut_wr, 1, __ATOMIC_RELEASE);
     else if (!sock_stdio_may_write(s) && !sock_written_past_us(s, fd, s->pending_tx))
         /* else its writes stay on TCP (4.4) */
-        __atomic_store_n(&me->tx_switched, 1, __ATOMIC_RELEASE);
+        __atomic_store_n(&me->tx_state, TX_RING, __ATOMIC_RELEASE);
     conn_note_cpu(c, 1);   /* before ready: the server compares once it sees it */
     __atomic_store_n(&me->ready, 1, __ATOMIC_RELEASE);
     s->conn = c;

@@ -299,7 +299,7 @@ static inline void lf_unlock(pthread_mutex_t *m)
 
 /* ---- shm.c: the per-connection shared memory ---- */
 #define LF_MAGIC   0x6c6f6f70u   /* "loop" */
-#define LF_VERSION 15u   /* 3: slots of a region per pair of processes (link.c); 4: one doorbell an end;
+#define LF_VERSION 16u   /* 3: slots of a region per pair of processes (link.c); 4: one doorbell an end;
                          * 5: one doorbell an end per region, news bits; 6: the region's channel;
                          * 7: requests in the region (request.c); 8: the server's verdicts
                          * in the region, under its key (verdict.c), and holder pids;
@@ -307,20 +307,27 @@ static inline void lf_unlock(pthread_mutex_t *m)
                          * (RING_ARM_FUTEX, the rings' wake words); 12: long sleeps woken
                          * by name (RING_ARM_NAMED, the rings' name words); 13: the
                          * rings' origin (base); 14: the origin before it (base_before);
-                         * 15: the server's `used` */
+                         * 15: the server's `used`; 16: a direction back on TCP
+                         * (tx_state TX_BACK, rx_state RX_BACK) */
 #define LF_HEADER_SIZE 4096u
 
 enum { LF_CLIENT = 0, LF_SERVER = 1 };
+/* A direction's writer: on TCP, counted in tx_tcp_bytes; on the ring; back
+ * on TCP for good once stdio may write the socket (uncounted: docs/design.md,
+ * 4.4).  Its reader: on TCP until it consumed the counted bytes, then on the
+ * ring; back on TCP for good once the writer went back and the ring is empty. */
+enum { TX_TCP = 0, TX_RING = 1, TX_BACK = 2 };
+enum { RX_TCP = 0, RX_RING = 1, RX_BACK = 2 };
 enum { LF_C2S = 0, LF_S2C = 1 };
 
 #define LF_HOLDER_PIDS 6
 /* One endpoint's published state; only that endpoint writes it. */
 struct lf_side {
     _Alignas(64) uint32_t ready;      /* client: answer taken, reads rings */
-    uint32_t tx_switched;             /* our writes now go to the ring */
-    uint64_t tx_tcp_bytes;            /* bytes we wrote on TCP before that */
-    uint64_t rx_tcp_bytes;            /* peer's pre-switch bytes we consumed */
-    uint32_t rx_on_ring;              /* we consumed all of them */
+    uint32_t tx_state;                /* TX_*: where our writes go */
+    uint64_t tx_tcp_bytes;            /* bytes we wrote on TCP before the ring */
+    uint64_t rx_tcp_bytes;            /* peer's bytes we consumed from TCP */
+    uint32_t rx_state;                /* RX_*: where we read the peer's bytes */
     uint32_t shut_wr;                 /* no more data from us */
     uint32_t closed;                  /* our last holder closed */
     uint32_t holders;                 /* processes holding our end */
@@ -973,6 +980,10 @@ int sock_stdio_may_write(struct lf_sock *s);   /* stdout, stderr or fdopen'd: wr
 /* Before a switch of our writes: did the kernel get bytes past our count
  * (stdio's)?  Then they stay on TCP for good (the sock marked as stdio's). */
 int sock_written_past_us(struct lf_sock *s, int fd, uint64_t counted);
+/* stdio may write s from now on (it came onto stdout or stderr, or was
+ * given to fdopen() for writing): a direction on the ring goes back to TCP
+ * for good, after the bytes on the ring (4.4). */
+void sock_tx_back(struct lf_sock *s);
 int tcp_bytes_given(int fd, uint64_t *given);   /* tcpcount.c: -1 when unknown */
 size_t conn_rcvlowat(struct lf_conn *c, int fd);
 void sock_rcvlowat_changed(int fd, int optname);
@@ -1000,7 +1011,7 @@ int conn_wants_kernel(struct lf_conn *c, short want);
  * nothing of this connection but a death. */
 int conn_plain(struct lf_conn *c);
 /* The peer switched and all its pre-switch bytes were read: the ring decides
- * (noted in rx_on_ring, as a read notes it). */
+ * (noted in rx_state, as a read notes it); 0 too once it went back to TCP. */
 int conn_rx_settled(struct lf_conn *c);
 
 /* ---- barrier.c: the sleeper pays for the store-load barrier ---- */

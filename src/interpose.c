@@ -888,6 +888,8 @@ static int track_dup(int oldfd, int newfd)
     struct lf_sock *s = ours(oldfd);
     if (s) {
         fdtable_set(newfd, s);
+        if (newfd == STDOUT_FILENO || newfd == STDERR_FILENO)
+            sock_tx_back(s);   /* stdio may write it past us */
         sock_put(s);
         if (newfd == STDIN_FILENO)
             pending_on_stdin(newfd);   /* stdio may read it past us */
@@ -948,6 +950,8 @@ LF_EXPORT FILE *fdopen(int fd, const char *mode)
     struct lf_sock *s = f ? ours(fd) : NULL;
     if (s) {
         __atomic_store_n(&s->stdio, 1, __ATOMIC_RELAXED);
+        if (!mode || strpbrk(mode, "wa+"))
+            sock_tx_back(s);
         sock_put(s);
         if (mode && (strchr(mode, 'r') || strchr(mode, '+')))
             pending_stay_plain(fd);   /* its reads too pass us by */
@@ -1099,16 +1103,25 @@ static int queue_size(struct lf_sock *s, int fd, unsigned long req, int *out)
     if (req == SIOCINQ) {
         /* Until our reader has seen the peer switch, TCP holds what the
          * peer wrote before it, which comes first; the ring the rest. */
-        if (!__atomic_load_n(&me->rx_on_ring, __ATOMIC_ACQUIRE)) {
+        uint32_t state = __atomic_load_n(&me->rx_state, __ATOMIC_ACQUIRE);
+        uint32_t peer = __atomic_load_n(&conn_peer(c)->tx_state, __ATOMIC_ACQUIRE);
+        if (state != RX_RING) {
             int r = libc_ioctl_int(fd, req, out);
-            if (r < 0 || *out > 0 || !__atomic_load_n(&conn_peer(c)->tx_switched, __ATOMIC_ACQUIRE))
+            if (r < 0 || *out > 0 || peer == TX_TCP || state == RX_BACK)
                 return r;
         }
         n = ring_readable(&c->rx);
+        if (n == 0 && peer == TX_BACK)   /* the peer went back to TCP after these */
+            return libc_ioctl_int(fd, req, out);
     } else {
-        if (!__atomic_load_n(&me->tx_switched, __ATOMIC_ACQUIRE))
+        uint32_t state = __atomic_load_n(&me->tx_state, __ATOMIC_ACQUIRE);
+        if (state == TX_TCP)
             return libc_ioctl_int(fd, req, out);
         n = ring_readable(&c->tx);
+        int on_tcp = 0;   /* back on TCP: the ring's unread bytes, then TCP's */
+        if (state == TX_BACK && n >= 0 && libc_ioctl_int(fd, req, &on_tcp) < 0)
+            return -1;
+        n = n < 0 ? n : n + on_tcp;
     }
     if (n < 0) {
         errno = ECONNRESET;

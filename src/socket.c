@@ -92,7 +92,8 @@ static int wait_more(struct lf_sock *s, int fd, int flags, size_t have, uint64_t
 {
     struct lf_conn *c = s->conn;
     const struct lf_side *peer = &c->sh->side[!c->me];
-    if (!__atomic_load_n(&c->sh->side[c->me].rx_on_ring, __ATOMIC_ACQUIRE) ||
+    if (__atomic_load_n(&c->sh->side[c->me].rx_state, __ATOMIC_ACQUIRE) != RX_RING ||
+        __atomic_load_n(&peer->tx_state, __ATOMIC_ACQUIRE) == TX_BACK ||
         (flags & MSG_DONTWAIT) || sock_nonblocking(s, fd))
         return -1;
     int timeout = peek_time_left(s, fd, deadline);

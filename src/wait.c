@@ -35,11 +35,14 @@ static uint32_t load32(const uint32_t *p)
 static int has_news(struct lf_conn *c, int for_write, size_t rx_want)
 {
     const struct lf_side *me = &c->sh->side[c->me], *peer = conn_peer(c);
-    if (for_write ? load32(&me->shut_wr) != 0 : conn_shut_rd(c) != 0)
-        return 1;   /* our own shutdown, from another thread: wake as the kernel does */
+    if (for_write ? load32(&me->shut_wr) != 0 || load32(&me->tx_state) != TX_RING
+                  : conn_shut_rd(c) != 0)
+        return 1;   /* our own shutdown or return to TCP, from another thread */
     /* A reader on TCP waits for TCP: the peer sets `closed` before its FIN. */
-    if (!for_write && !load32(&me->rx_on_ring))
+    if (!for_write && load32(&me->rx_state) != RX_RING)
         return conn_rx_settled(c);
+    if (!for_write && load32(&peer->tx_state) == TX_BACK)
+        return 1;   /* the peer went back to TCP: the reader looks where to wait */
     if (load32(&peer->closed) || (for_write && load32(&peer->rx_refused)))
         return 1;
     if (for_write)
@@ -412,7 +415,7 @@ void bell_drain(struct lf_conn *c)
 
 int wait_spin(struct lf_conn *c, int for_write, size_t rx_want)
 {
-    int on_ring = for_write || load32(&c->sh->side[c->me].rx_on_ring);
+    int on_ring = for_write || load32(&c->sh->side[c->me].rx_state) == RX_RING;
     if (!on_ring) {
         wait_began = 0;   /* a wait for TCP: not scored */
         return 0;
@@ -662,7 +665,8 @@ static int wait_on_futex(struct lf_conn *c, int for_write, size_t rx_want, int m
 static int wait_futex_first(struct lf_conn *c, int for_write, size_t rx_want, int timeout_ms,
                             struct lf_caught *call, int restartable)
 {
-    if (timeout_ms == 0 || lf_confined || !(for_write || load32(&c->sh->side[c->me].rx_on_ring)))
+    if (timeout_ms == 0 || lf_confined ||
+        !(for_write || load32(&c->sh->side[c->me].rx_state) == RX_RING))
         return -EAGAIN;   /* a reader still on TCP waits for TCP */
     int slept = 0;
     int r = wait_on_futex(c, for_write, rx_want,

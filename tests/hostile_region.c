@@ -269,8 +269,8 @@ static void scribble_slot(struct lf_shared *sh, unsigned char *rings, uint64_t r
             sh->side[e].shut_wr = (uint32_t)(rng(s) % 2);
             sh->side[e].shut_rd = (uint32_t)(rng(s) % 2);
             sh->side[e].rx_refused = (uint32_t)(rng(s) % 2);
-            sh->side[e].tx_switched = (uint32_t)(rng(s) % 2);
-            sh->side[e].rx_on_ring = (uint32_t)(rng(s) % 2);
+            sh->side[e].tx_state = (uint32_t)(rng(s) % 3);
+            sh->side[e].rx_state = (uint32_t)(rng(s) % 3);
             sh->side[e].tx_tcp_bytes = rng(s) % 3 ? rng(s) % 64 : rng(s);
             sh->side[e].rx_tcp_bytes = rng(s) % 3 ? rng(s) % 64 : rng(s);
             sh->side[e].ready = (uint32_t)rng(s);
