@@ -316,8 +316,12 @@ static size_t copy_control(struct msghdr *msg, const struct msghdr *got, const i
  * under NODE_CLUSTER_SCHED_POLICY=none, HAProxy's listeners passed to its
  * reloaded self, Python's send_fds) is answered on as one made here, when
  * every TCP socket is loopfast's (LOOPFAST_MODE=all): unknown, it gave only
- * plain connections.  Its sender holds it too: never its process's alone
- * (interpose.c, listener_alone). */
+ * plain connections.  So is one not listening yet, as socket() would have
+ * made it: node's primary sends its workers a bound socket, and the first
+ * worker's listen() makes it a listener (that worker's connections, a
+ * quarter of them, stayed plain).  Not one connecting or connected: its
+ * connection was made past us.  Its sender holds it too: never its
+ * process's alone (interpose.c, listener_alone). */
 static void adopt_listeners(const int *fds, int n)
 {
     if (lf_config.mode != LF_MODE_ALL)
@@ -325,7 +329,8 @@ static void adopt_listeners(const int *fds, int n)
     for (int i = 0; i < n; i++) {
         int domain = 0, protocol = 0;
         socklen_t len = sizeof domain;
-        if (!sockopt_on(fds[i], SOL_SOCKET, SO_ACCEPTCONN) ||
+        int state = tcp_info_state(fds[i]);
+        if ((state != TCP_LISTEN && state != TCP_CLOSE) ||
             getsockopt(fds[i], SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 ||
             (domain != AF_INET && domain != AF_INET6) ||
             getsockopt(fds[i], SOL_SOCKET, SO_PROTOCOL, &protocol, &len) < 0 ||
