@@ -1684,15 +1684,39 @@ LF_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout
     return handed_out(lf_epoll_wait(epfd, ev, max, timeout, mask));
 }
 
+typedef int epoll_pwait2_fn(int, struct epoll_event *, int, const struct timespec *,
+                            const sigset_t *);
+
+/* A timeout under a millisecond on a set with our records: a look, the
+ * kernel's own wait for that long (a ring's news does not end it, its time
+ * does: our records stand there as their inner sets, not armed), and a
+ * look again.  What the kernel returns is translated as any kernel wait's
+ * (late_translate); a handler run meanwhile ends it with EINTR. */
+static int brief_wait(int epfd, struct epoll_event *ev, int max, const struct timespec *t,
+                      const sigset_t *mask, epoll_pwait2_fn *real)
+{
+    int e = errno;
+    int n = lf_epoll_wait(epfd, ev, max, 0, NULL);
+    if (n != 0)
+        return n;
+    int k = real(epfd, ev, max, t, mask);
+    if (k < 0)
+        return k;
+    errno = e;
+    n = late_translate(epfd, ev, k, max);
+    return n ? n : lf_epoll_wait(epfd, ev, max, 0, NULL);
+}
+
 /* epoll_pwait2: a timeout in nanoseconds.  A set without loopfast's
  * registrations goes to the kernel as is; one with them waits as
  * epoll_pwait does, the timeout rounded up to whole milliseconds (a wait
- * may end a little late, never early). */
+ * may end a little late, never early), but for one under a millisecond
+ * (brief_wait). */
 LF_EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max, const struct timespec *t,
                            const sigset_t *mask)
 {
     static void *slot;
-    int (*real)(int, struct epoll_event *, int, const struct timespec *, const sigset_t *);
+    epoll_pwait2_fn *real;
     if (__builtin_expect(!lf_initialised, 0))
         lf_init();
     *(void **)&real = dlsym_next_cached(&slot, "epoll_pwait2");
@@ -1706,6 +1730,8 @@ LF_EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max, const stru
     }
     if (t && (t->tv_sec < 0 || t->tv_nsec < 0 || t->tv_nsec >= 1000000000))
         return errno = EINVAL, -1;
+    if (!kernels && t && t->tv_sec == 0 && t->tv_nsec > 0 && t->tv_nsec < 1000000)
+        return handed_out(brief_wait(epfd, ev, max, t, mask, real));
     int ms = -1;
     if (t) {
         uint64_t want = (uint64_t)t->tv_sec * 1000 + ((uint64_t)t->tv_nsec + 999999) / 1000000;

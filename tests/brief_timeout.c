@@ -1,4 +1,5 @@
-/* select(), pselect() and ppoll() with a timeout under a millisecond, on a
+/* select(), pselect(), ppoll() and epoll_pwait2() with a timeout under a
+ * millisecond, on a
  * fast connection with nothing to read: the kernel sleeps microseconds;
  * loopfast counted whole milliseconds and slept one on a futex, so wget,
  * which selects for 1 us before each request on a keep-alive connection
@@ -7,7 +8,8 @@
  * ROUNDS milliseconds, which the rounded-up waits could not; each must say
  * "nothing" while nothing came, and "readable" once a byte is there; a bad
  * timeout is the kernel's EINVAL.  Both ways (ppoll's 1 us took a
- * millisecond on plain sockets too). */
+ * millisecond on plain sockets too).  epoll_pwait2 waits on a set holding
+ * the connection. */
 #include <poll.h>
 #include <sys/select.h>
 
@@ -22,9 +24,12 @@ static double ms_since(const struct timespec *t0)
     return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
+static int ep = -1;   /* holds the connection, for epoll_pwait2 */
+
 /* One call of each kind with a 1 us timeout: how many said readable. */
 static int call(int kind, int fd)
 {
+    struct epoll_event ev;
     fd_set rs;
     FD_ZERO(&rs);
     FD_SET(fd, &rs);
@@ -34,18 +39,22 @@ static int call(int kind, int fd)
     switch (kind) {
     case 0: return select(fd + 1, &rs, NULL, NULL, &tv);
     case 1: return pselect(fd + 1, &rs, NULL, NULL, &ts, NULL);
-    default: return ppoll(&p, 1, &ts, NULL);
+    case 2: return ppoll(&p, 1, &ts, NULL);
+    default: return epoll_pwait2(ep, &ev, 1, &ts, NULL);
     }
 }
 
-static const char *const names[] = { "select", "pselect", "ppoll" };
+static const char *const names[] = { "select", "pselect", "ppoll", "epoll_pwait2" };
 
 static void run(int optin)
 {
     const char *mode = optin ? "loopfast" : "kernel";
     int c, s;
     fast_pair(AF_INET, optin, &c, &s);
-    for (int kind = 0; kind < 3; kind++) {
+    struct epoll_event ev = { .events = EPOLLIN };
+    ep = epoll_create1(0);
+    CHECK(ep >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev) == 0, "epoll: %s", strerror(errno));
+    for (int kind = 0; kind < 4; kind++) {
         struct timespec t0;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         for (int i = 0; i < ROUNDS; i++)
@@ -69,6 +78,7 @@ static void run(int optin)
     errno = 0;
     CHECK(select(c + 1, &rs, NULL, NULL, &bad) == -1 && errno == EINVAL,
           "%s: select with tv_usec -1: %s", mode, strerror(errno));
+    close(ep);
     close(c);
     close(s);
 }
