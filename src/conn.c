@@ -1563,6 +1563,37 @@ int conn_rx_settled(struct lf_conn *c)
     return peer_tx(c) != TX_BACK || !rx_went_back(c);
 }
 
+/* The kernel's socket stays ESTABLISHED when the FINs go on the rings;
+ * over kernel TCP, our shutdown(SHUT_WR) makes it FIN_WAIT2, the peer's
+ * CLOSE_WAIT, both CLOSE.  lighttpd, on POLLRDHUP, keeps a client that
+ * only half-closed (CLOSE_WAIT) and closes one that is gone: it cut its
+ * replies to half-closing clients short, or sent none.  A FIN that went on
+ * TCP is the kernel's to tell, and any later state its own. */
+int conn_tcp_state(struct lf_conn *c, int kernel)
+{
+    int ours = load32(&my_side(c)->shut_wr) != 0;
+    int peers = load32(&peer_side(c)->shut_wr) || load32(&peer_side(c)->closed) ||
+                __atomic_load_n(&c->peer_gone, __ATOMIC_ACQUIRE);
+    switch (kernel) {
+    case TCP_ESTABLISHED:
+        break;
+    case TCP_FIN_WAIT1:
+    case TCP_FIN_WAIT2:
+        ours = 1;
+        break;
+    case TCP_CLOSE_WAIT:
+        peers = 1;
+        break;
+    default:
+        return kernel;
+    }
+    if (ours && peers)
+        return TCP_CLOSE;
+    if (ours)
+        return kernel == TCP_FIN_WAIT1 ? TCP_FIN_WAIT1 : TCP_FIN_WAIT2;
+    return peers ? TCP_CLOSE_WAIT : kernel;
+}
+
 /* While the peer's bytes come on TCP (before its switch, or bytes from
  * before it unread), a read returns only what TCP has: its data, or its FIN
  * or reset once they came (`tev`: what TCP reported, 0 when not asked).

@@ -18,6 +18,7 @@
 #include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -252,12 +253,14 @@ static inline int sockopt_on(int fd, int level, int name)
     return getsockopt(fd, level, name, &on, &len) == 0 && on;
 }
 
-/* The socket's TCP state (TCP_ESTABLISHED...), or -1 when it has none. */
+/* The kernel socket's TCP state (TCP_ESTABLISHED...), or -1 when it has
+ * none: the kernel's own, not the one getsockopt() tells the program of a
+ * fast connection (conn_tcp_state). */
 static inline int tcp_info_state(int fd)
 {
     struct tcp_info ti;
     socklen_t len = sizeof ti;
-    return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 ? ti.tcpi_state : -1;
+    return syscall(SYS_getsockopt, fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 ? ti.tcpi_state : -1;
 }
 
 #define MAX_IOV 64
@@ -1013,6 +1016,9 @@ int conn_plain(struct lf_conn *c);
 /* The peer switched and all its pre-switch bytes were read: the ring decides
  * (noted in rx_state, as a read notes it); 0 too once it went back to TCP. */
 int conn_rx_settled(struct lf_conn *c);
+/* TCP_INFO's state as kernel TCP would tell it, given the kernel socket's:
+ * a FIN that went on the rings never reached it. */
+int conn_tcp_state(struct lf_conn *c, int kernel_state);
 
 /* ---- barrier.c: the sleeper pays for the store-load barrier ---- */
 extern int lf_membarrier;            /* this process is registered for GLOBAL_EXPEDITED */
