@@ -311,6 +311,41 @@ static void send_file(int optin, int file, size_t size)
     close_ends(&e);
 }
 
+/* E: many small moves each way, every byte in order, and the process's
+ * descriptors the same after the first as after the last (loopfast keeps
+ * one scratch pipe, at numbers of its own, not one per call). */
+static void many_moves(int optin)
+{
+    struct ends e;
+    static unsigned char got[1000];
+    open_ends(optin, &e);
+    int fds_after_first = -1;
+    for (int i = 0; i < 300; i++) {
+        send_pattern(e.c, (size_t)i * sizeof got, sizeof got);
+        size_t moved = 0;
+        while (moved < sizeof got) {
+            ssize_t n = splice(e.s, NULL, e.p[1], NULL, sizeof got - moved, 0);
+            CHECK(n > 0, "E1 splice %d (%s): %s", i, mode, strerror(errno));
+            moved += (size_t)n;
+        }
+        CHECK(read_full(e.p[0], got, sizeof got) == sizeof got, "E1 pipe read");
+        check_pattern(got, (size_t)i * sizeof got, sizeof got, "E1 socket to pipe");
+        CHECK(write_full(e.p[1], got, sizeof got) == sizeof got, "E2 pipe write");
+        for (moved = 0; moved < sizeof got;) {
+            ssize_t n = splice(e.p[0], NULL, e.s, NULL, sizeof got - moved, 0);
+            CHECK(n > 0, "E2 splice %d (%s): %s", i, mode, strerror(errno));
+            moved += (size_t)n;
+        }
+        CHECK(read_full(e.c, got, sizeof got) == sizeof got, "E2 socket read");
+        check_pattern(got, (size_t)i * sizeof got, sizeof got, "E2 pipe to socket");
+        if (i == 0)
+            fds_after_first = count_open_fds();
+    }
+    CHECK(count_open_fds() == fds_after_first, "E (%s): %d descriptors after 300 moves, %d after one",
+          mode, count_open_fds(), fds_after_first);
+    close_ends(&e);
+}
+
 int main(void)
 {
 #ifdef UNDER_TSAN
@@ -329,6 +364,7 @@ int main(void)
         socket_to_pipe(optin);
         pipe_to_socket(optin);
         send_file(optin, file, size);
+        many_moves(optin);
     }
     return 0;
 }
