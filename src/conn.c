@@ -1076,6 +1076,24 @@ static short tcp_events(struct lf_conn *c, int fd, int now)
     return poll_nocancel(&p) > 0 ? p.revents : 0;
 }
 
+/* The kernel's error for a write on TCP.  A reset that comes after the
+ * peer's FIN is EPIPE (Linux: in CLOSE_WAIT), but a FIN that went on the
+ * ring left our kernel socket ESTABLISHED, where it is ECONNRESET: Java's
+ * close() shuts its writes down first, and with our bytes unread its
+ * kernel resets; its peer's next write failed "Connection reset" where
+ * the kernel says "Broken pipe". */
+static ssize_t kernel_send_error(struct lf_conn *c, ssize_t r, int flags)
+{
+    if (r == -ECONNRESET && conn_kernel_error(c, ECONNRESET) == EPIPE)
+        return epipe(flags);
+    return r;
+}
+
+int conn_kernel_error(struct lf_conn *c, int err)
+{
+    return err == ECONNRESET && load32(&peer_side(c)->shut_wr) ? EPIPE : err;
+}
+
 /* A write after the peer's end has gone: the kernel's socket answers, as
  * over kernel TCP (the first bytes are taken and the dead end answers them
  * with a reset; then EPIPE and SIGPIPE), unless a reset was recorded. */
@@ -1089,7 +1107,7 @@ static ssize_t tx_gone(struct lf_conn *c, int fd, const struct msghdr *msg, int 
     ssize_t r = libc.sendmsg(fd, msg, flags);
     r = r < 0 ? -errno : r;
     nocancel_end(old);
-    return r;
+    return kernel_send_error(c, r, flags);
 }
 
 /* The rest of a write that waited for room when the peer's end went: to
@@ -1308,7 +1326,7 @@ ssize_t conn_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags
         if (r > 0 && state == TX_TCP)
             store64(&me->tx_tcp_bytes, load64(&me->tx_tcp_bytes) + (uint64_t)r);
         else if (r < 0)
-            r = -errno;
+            r = kernel_send_error(c, -errno, flags);
     } else {
         struct tx_source src = { .msg = msg };
         r = tx_ring(s, c, fd, &src, flags, &hold);

@@ -1019,6 +1019,9 @@ int conn_rx_settled(struct lf_conn *c);
 /* TCP_INFO's state as kernel TCP would tell it, given the kernel socket's:
  * a FIN that went on the rings never reached it. */
 int conn_tcp_state(struct lf_conn *c, int kernel_state);
+/* The kernel socket's error as kernel TCP would give it: a reset after a
+ * FIN that went on the ring is EPIPE (conn.c, kernel_send_error). */
+int conn_kernel_error(struct lf_conn *c, int err);
 
 /* ---- barrier.c: the sleeper pays for the store-load barrier ---- */
 extern int lf_membarrier;            /* this process is registered for GLOBAL_EXPEDITED */

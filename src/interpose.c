@@ -466,21 +466,26 @@ LF_EXPORT int setsockopt(int fd, int level, int optname, const void *val, sockle
     return r;
 }
 
-/* TCP_INFO of a fast connection: the kernel's, with the state kernel TCP
- * would have (its FINs may have gone on the rings: conn_tcp_state). */
+/* TCP_INFO and SO_ERROR of a fast connection: the kernel's, with the state
+ * and error kernel TCP would give (its FINs may have gone on the rings:
+ * conn_tcp_state, conn_kernel_error). */
 LF_EXPORT int getsockopt(int fd, int level, int optname, void *val, socklen_t *len)
 {
     static int (*real_getsockopt)(int, int, int, void *, socklen_t *);
     __typeof__(real_getsockopt) real_getsockopt_now;
     *(void **)&real_getsockopt_now = dlsym_next_cached((void **)&real_getsockopt, "getsockopt");
     int r = real_getsockopt_now(fd, level, optname, val, len);
-    if (r != 0 || level != IPPROTO_TCP || optname != TCP_INFO || !val || !len || *len < 1)
+    int info = level == IPPROTO_TCP && optname == TCP_INFO;
+    int error = level == SOL_SOCKET && optname == SO_ERROR;
+    if (r != 0 || !(info || error) || !val || !len || *len < (error ? sizeof(int) : 1))
         return r;
     struct lf_sock *s = ours(fd);
     if (s) {
         struct tcp_info *ti = val;   /* tcpi_state is its first byte */
-        if (sock_kind(s) == LF_FAST)
+        if (sock_kind(s) == LF_FAST && info)
             ti->tcpi_state = (uint8_t)conn_tcp_state(s->conn, ti->tcpi_state);
+        if (sock_kind(s) == LF_FAST && error)
+            *(int *)val = conn_kernel_error(s->conn, *(int *)val);
         sock_put(s);
     }
     return r;
