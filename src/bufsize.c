@@ -157,6 +157,17 @@ uint64_t bufsize_tcp_hold(void)
     return v;
 }
 
+uint64_t bufsize_reader_holds(const struct ring *r)
+{
+    uint32_t set = __atomic_load_n(&r->ctl->reader_bound, __ATOMIC_RELAXED);
+    static uint32_t rcv0;   /* threads may race to fill it in: they agree */
+    if (set)
+        return set;
+    if (!rcv0)
+        rcv0 = initial("/proc/sys/net/ipv4/tcp_rmem");
+    return rcv0 ? rcv0 : RMEM_INITIAL_DEFAULT;
+}
+
 void bufsize_at_optin(struct lf_sock *s, int fd)
 {
     uint32_t seen = fd >= 0 && fd < NOTED_FDS ? __atomic_load_n(&noted[fd], __ATOMIC_RELAXED) : 0;

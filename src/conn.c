@@ -1470,11 +1470,39 @@ int conn_shutdown(struct lf_sock *s, int fd, int how)
     return r;
 }
 
-static int linger_zero(int fd)
+/* SO_LINGER's time in seconds; -1: off (or not known). */
+static int linger_of(int fd)
 {
     struct linger l;
     socklen_t len = sizeof l;
-    return !lf_confined && getsockopt(fd, SOL_SOCKET, SO_LINGER, &l, &len) == 0 && l.l_onoff && l.l_linger == 0;
+    if (fd < 0 || lf_confined || getsockopt(fd, SOL_SOCKET, SO_LINGER, &l, &len) < 0 || !l.l_onoff)
+        return -1;
+    return l.l_linger < 0 ? 0 : l.l_linger;
+}
+
+/* SO_LINGER with a time: as Linux waits for the ACK of its FIN, close()
+ * waits until the peer's kernel would have taken our bytes (the ring's
+ * unread ones down to what its receive buffer holds), the peer is gone, a
+ * handler runs, or the time is up.  A Java setSoLinger(true, 3) returned at
+ * once with 1 MB unread, where the kernel's waited the 1.5 s its reader
+ * slept.  Naps, not a sleep on the ring's words: a rare wait, and one
+ * whose end may come a little late. */
+static void linger_wait(struct lf_conn *c, int fd, int seconds)
+{
+    uint64_t deadline = monotonic_ns() + (uint64_t)seconds * 1000000000ull;
+    uint64_t holds = bufsize_reader_holds(&c->tx);
+    struct lf_side *peer = peer_side(c);
+    int e = errno;
+    for (long nap_us = 200;; nap_us = nap_us < 20000 ? nap_us * 2 : nap_us) {
+        ssize_t n = ring_readable(&c->tx);
+        if (n < 0 || (uint64_t)n <= holds || load32(&peer->closed) || load32(&peer->rx_refused) ||
+            monotonic_ns() >= deadline || (tcp_look(fd, 0) & (POLLERR | POLLHUP)))
+            break;
+        struct timespec t = { 0, nap_us * 1000 };
+        if (nanosleep(&t, NULL) < 0 && errno == EINTR)
+            break;
+    }
+    errno = e;
 }
 
 /* Bytes the peer sent that we never read, in the ring or still on TCP. */
@@ -1547,7 +1575,7 @@ void conn_close(struct lf_sock *s, int fd)
     if (left > 0 && __atomic_load_n(&c->shared_end, __ATOMIC_RELAXED))
         left = holders_reap(c, left);
     if (left == 0 && !handshake_unanswered(c) && !load32(&peer_side(c)->closed)) {
-        int lingers = linger_zero(fd);
+        int linger = linger_of(fd), lingers = linger == 0;
         if (lingers || unread(c, fd)) {
             store32(&me->kernel_resets, 1);
             /* The kernel resets a connection closed with unread bytes; ours
@@ -1561,6 +1589,8 @@ void conn_close(struct lf_sock *s, int fd)
         }
         store32(&me->closed, 1);
         conn_ring_bell(c);
+        if (linger > 0)
+            linger_wait(c, fd, linger);
     }
 }
 

@@ -882,6 +882,10 @@ int bufsize_noted(int fd);   /* socket() made it here (not closed since) */
 /* What kernel TCP holds for a writer whose reader reads nothing, when
  * neither set a buffer size: the bytes a ring keeps in flight by default. */
 uint64_t bufsize_tcp_hold(void);
+/* What the reader's kernel would hold of a direction's unread bytes, had
+ * they gone over TCP: its SO_RCVBUF when set, else a new socket's (the
+ * autotuning grows it only as the reader reads). */
+uint64_t bufsize_reader_holds(const struct ring *r);
 int fd_made_here_unshared(int fd);   /* our socket() made it and nothing shared it since */   /* socket() returned fd (made), or it was closed */
 
 /* ---- handshake.c ---- */
