@@ -25,7 +25,7 @@ TEST_SCRIPTS := $(wildcard tests/prog_*.sh)
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 
 all: $(BUILD)/libloopfast.so $(BUILD)/libloopfast.a $(BUILD)/loopfast $(BUILD)/bench_idle $(BUILD)/bench_idle_rtt $(BUILD)/bench_memory $(BUILD)/bench_setup_conns $(BUILD)/bench_epoll_scale \
-     $(BUILD)/bench_line_bounce $(BUILD)/bench_thread_pairs $(BUILD)/bench_kept_rtt $(EXAMPLES)
+     $(BUILD)/bench_line_bounce $(BUILD)/bench_thread_pairs $(BUILD)/bench_kept_rtt $(BUILD)/bench_conns_bulk $(EXAMPLES)
 
 $(BUILD)/obj/%.o: src/%.c src/*.h include/loopfast.h
 	@mkdir -p $(dir $@)
