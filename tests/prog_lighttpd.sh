@@ -8,6 +8,7 @@
 # go fast; a GET's reply is mostly on TCP: the client's first exchange.)
 . "$(dirname "$0")/lib.sh"
 need lighttpd nc ss
+nc -h 2>&1 | grep -q OpenBSD || skip "nc is not OpenBSD's netcat (its -N half-closes)"
 
 mkdir -p "$work/www"
 head -c 3000000 /dev/urandom >"$work/www/big.bin"
