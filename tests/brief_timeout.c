@@ -54,7 +54,13 @@ static void run(int optin)
     struct epoll_event ev = { .events = EPOLLIN };
     ep = epoll_create1(0);
     CHECK(ep >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev) == 0, "epoll: %s", strerror(errno));
-    for (int kind = 0; kind < 4; kind++) {
+    struct timespec brief = { 0, 1000 };
+    int kinds = 4;
+    if (epoll_pwait2(ep, &ev, 1, &brief, NULL) < 0 && errno == ENOSYS) {
+        printf("%s: no epoll_pwait2 here (valgrind?): left out\n", mode);
+        kinds = 3;
+    }
+    for (int kind = 0; kind < kinds; kind++) {
         struct timespec t0;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         for (int i = 0; i < ROUNDS; i++)
