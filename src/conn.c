@@ -876,6 +876,19 @@ int conn_close_deferred(struct lf_sock *s, int fd)
 }
 
 static int sock_on_stdin(struct lf_sock *s);
+static short tcp_events(struct lf_conn *c, int fd, int now);
+
+/* Before a read sleeps: has TCP told of the peer's end?  A peer process
+ * that died without closing leaves only its kernel's FIN, which a poll may
+ * have seen already (then poll said readable and the read slept 200 ms on
+ * its futex before it heard TCP), or which a look now finds (at most once
+ * a millisecond: tcp_events). */
+static int tcp_told_end(struct lf_conn *c, int fd)
+{
+    if (__atomic_load_n(&c->peer_gone, __ATOMIC_ACQUIRE) || __atomic_load_n(&c->tcp_ended, __ATOMIC_RELAXED))
+        return 1;
+    return (tcp_events(c, fd, 0) & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
 
 /* The server's program reads or writes the connection through us (not
  * stdio): its client may take the answer without having read (handshake.c,
@@ -903,6 +916,7 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
     uint64_t deadline = 0;
     size_t target = rx_target(c, fd, msg);
     struct lf_caught call;
+    int looked = 0;
     caught_now(&call);
     for (;;) {
         int below_mark = rx_short(c, target);
@@ -922,6 +936,9 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
         short tev = 0;
         if (dontwait) {
             tev = POLLIN;   /* before saying EAGAIN, ask TCP if the peer is gone */
+        } else if (on_ring && !looked && tcp_told_end(c, fd)) {
+            looked = 1;     /* no sleep: its futex phase would not hear TCP for 200 ms */
+            tev = POLLRDHUP;
         } else {
             if (timeout == -2) {
                 timeout = sock_timeout(s, fd, SO_RCVTIMEO);

@@ -1,0 +1,73 @@
+/* A peer process killed (no close: only its kernel's FIN) before our call:
+ * poll() then read(), epoll_wait() then read(), or read() alone must give
+ * EOF at once, as over kernel TCP.  poll said readable, and the blocking
+ * read then slept its futex phase (200 ms) before it heard TCP; a read
+ * alone did the same.  Now a read that would sleep on a ring looks at TCP
+ * first when the peer's end was seen or a look is due.  The bound checked
+ * (150 ms) is below that phase, far above the kernel's answer (under a
+ * millisecond).  Both ways. */
+#include <poll.h>
+
+#include "helpers.h"
+
+enum { POLL_THEN_READ, EPOLL_THEN_READ, READ_ALONE };
+static const char *const names[] = { "poll then read", "epoll_wait then read", "read alone" };
+
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static void run(int optin, int how)
+{
+    const char *mode = optin ? "loopfast" : "kernel";
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int l = listen_on(AF_INET, optin, &addr, &len);
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork");
+    if (pid == 0) {
+        int fd = connect_to(&addr, len, optin);
+        client_switch(fd);
+        kill(getpid(), SIGKILL);
+    }
+    int c = accept(l, NULL, NULL);
+    CHECK(c >= 0, "accept");
+    server_switch(c);
+    if (optin)
+        CHECK(loopfast_fd_is_fast(c) == 1, "not fast");
+    CHECK(child_status(pid) == 128 + SIGKILL, "the client did not die by SIGKILL");
+    sleep_ms(20);   /* its FIN has come */
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (how == POLL_THEN_READ) {
+        struct pollfd p = { .fd = c, .events = POLLIN };
+        CHECK(poll(&p, 1, 5000) == 1 && (p.revents & POLLIN), "%s: poll", mode);
+    } else if (how == EPOLL_THEN_READ) {
+        int ep = epoll_create1(0);
+        struct epoll_event ev = { .events = EPOLLIN };
+        CHECK(ep >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev) == 0, "epoll");
+        CHECK(epoll_wait(ep, &ev, 1, 5000) == 1 && (ev.events & EPOLLIN), "%s: epoll_wait", mode);
+        close(ep);
+    }
+    char b;
+    ssize_t n = read(c, &b, 1);
+    double ms = ms_since(&t0);
+    printf("%s, %s: read %zd after %.1f ms\n", mode, names[how], n, ms);
+    CHECK(n == 0, "%s, %s: read %zd (%s), not EOF", mode, names[how], n, strerror(errno));
+    CHECK(ms < 150, "%s, %s: EOF after %.1f ms", mode, names[how], ms);
+    close(c);
+    close(l);
+}
+
+int main(void)
+{
+    alarm(30);
+    for (int how = POLL_THEN_READ; how <= READ_ALONE; how++) {
+        run(0, how);
+        run(1, how);
+    }
+    return 0;
+}
