@@ -414,13 +414,6 @@ int conn_tcp_liveness(int fd)
     return (errno == EAGAIN || errno == EWOULDBLOCK) ? -EAGAIN : -errno;
 }
 
-/* What TCP reports now of `events` (0: nothing, or no socket to ask). */
-static short tcp_look(int fd, short events)
-{
-    struct pollfd p = { .fd = fd, .events = events };
-    return fd >= 0 && poll_nocancel(&p) > 0 ? p.revents : 0;
-}
-
 /* ---- the peer's end (docs/design.md, 7) ---- */
 
 #define RECHECK_NS 100000000ull   /* an unclear FIN is looked into again after this */
@@ -1089,8 +1082,7 @@ static short tcp_events(struct lf_conn *c, int fd, int now)
     if (!now && t < c->next_tcp_check)
         return 0;
     c->next_tcp_check = t + 1000000;
-    struct pollfd p = { .fd = fd, .events = c->fin_unclear ? 0 : POLLRDHUP };
-    return poll_nocancel(&p) > 0 ? p.revents : 0;
+    return poll_now(fd, c->fin_unclear ? 0 : POLLRDHUP);
 }
 
 /* The kernel's error for a write on TCP.  A reset that comes after the
@@ -1144,7 +1136,8 @@ static ssize_t tx_rest_gone(struct lf_conn *c, int fd, const struct msghdr *rest
 
 /* The rest of a write whose direction went back to TCP: TCP's, as the
  * kernel would have taken it (blocking or not, as the socket is). */
-static ssize_t tx_rest_back(int fd, const struct msghdr *rest, int flags, size_t done)
+static ssize_t tx_rest_back(struct lf_conn *c, int fd, const struct msghdr *rest, int flags,
+                            size_t done)
 {
     int old = nocancel_begin();   /* the tx lock is held */
     ssize_t r = lf_confined ? sandbox_send(fd, rest, flags) : libc.sendmsg(fd, rest, flags);
@@ -1152,7 +1145,7 @@ static ssize_t tx_rest_back(int fd, const struct msghdr *rest, int flags, size_t
     nocancel_end(old);
     if (r < 0 && done)
         return (ssize_t)done;
-    return r < 0 ? r : (ssize_t)done + r;
+    return r < 0 ? kernel_send_error(c, r, flags) : (ssize_t)done + r;
 }
 
 /* How long a call may sleep: until its deadline (0: none), no longer than
@@ -1267,7 +1260,7 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
             return done ? (ssize_t)done : epipe(flags);
         struct msghdr rest = msg ? msg_skip(msg, done, iov) : (struct msghdr){ 0 };
         if (my_tx(c) == TX_BACK)   /* while this call waited for room (sock_tx_back) */
-            return msg ? tx_rest_back(fd, &rest, flags, done) : done ? (ssize_t)done : CONN_DECLINED;
+            return msg ? tx_rest_back(c, fd, &rest, flags, done) : done ? (ssize_t)done : CONN_DECLINED;
         /* (with bytes written, no system call: the peer's close or
          * refusal in shared memory ends a write that waits for room) */
         if (peer_left(c, fd, done ? 0 : tcp_events(c, fd, 0))) {
@@ -1513,7 +1506,7 @@ static void linger_wait(struct lf_conn *c, int fd, int seconds)
     for (long nap_us = 200;; nap_us = nap_us < 20000 ? nap_us * 2 : nap_us) {
         ssize_t n = ring_readable(&c->tx);
         if (n < 0 || (uint64_t)n <= holds || load32(&peer->closed) || load32(&peer->rx_refused) ||
-            monotonic_ns() >= deadline || (tcp_look(fd, 0) & (POLLERR | POLLHUP)))
+            monotonic_ns() >= deadline || (poll_now(fd, 0) & (POLLERR | POLLHUP)))
             break;
         struct timespec t = { 0, nap_us * 1000 };
         if (nanosleep(&t, NULL) < 0 && errno == EINTR)
@@ -1700,7 +1693,7 @@ static short poll_out(struct lf_conn *c, int fd, short tev)
 {
     uint32_t state = my_tx(c);
     if (state == TX_BACK)   /* asked now if not asked: edges were on the ring till now */
-        return (tev & POLLOUT) ? POLLOUT : tcp_look(fd, POLLOUT);
+        return (tev & POLLOUT) ? POLLOUT : poll_now(fd, POLLOUT);
     int tx_on = state != TX_TCP || c->me == LF_CLIENT || load32(&peer_side(c)->ready);
     if (!tx_on)
         return tev & POLLOUT;
@@ -1735,7 +1728,7 @@ short conn_poll_state(struct lf_conn *c, int fd, short want, short tev)
     /* The peer went back to TCP now: its bytes there may have come before
      * its bell (a TCP edge taken while the ring decided) */
     if (my_rx(c) == RX_RING && peer_tx(c) == TX_BACK && !conn_rx_settled(c))
-        tev |= tcp_look(fd, POLLIN | POLLRDHUP);
+        tev |= poll_now(fd, POLLIN | POLLRDHUP);
     if (!c->broken && peer_left(c, fd, tev))
         return gone_events(c, want, tev) |
                (__atomic_load_n(&c->zc_pending, __ATOMIC_ACQUIRE) ? POLLERR : 0);

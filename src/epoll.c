@@ -1105,12 +1105,6 @@ void epoll_forget_fd(int fd)
 
 /* ---- waiting ---- */
 
-static short poll_now(int fd, short events)
-{
-    struct pollfd p = { .fd = fd, .events = events };
-    return poll_nocancel(&p) > 0 ? p.revents : 0;
-}
-
 /* Readiness of a registration, given what its TCP socket reported. */
 static uint32_t reg_ready(struct ep_reg *r, short tev)
 {

@@ -603,6 +603,13 @@ static inline int poll_nocancel(struct pollfd *p)
     return r;
 }
 
+/* What fd reports now of `events` (0: nothing, or no descriptor). */
+static inline short poll_now(int fd, short events)
+{
+    struct pollfd p = { .fd = fd, .events = events };
+    return fd >= 0 && poll_nocancel(&p) > 0 ? p.revents : 0;
+}
+
 /* The shorter of two poll() timeouts, -1 being none. */
 static inline int timeout_min(int a, int b)
 {

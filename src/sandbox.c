@@ -103,7 +103,8 @@ int sandbox_timeout_ms(int fd, int optname)
     return ms;
 }
 
-static short poll_now(int fd, short events)
+/* poll_now under RLIMIT_NOFILE 0, where a poll of one entry is refused. */
+static short poll_fitting_now(int fd, short events)
 {
     struct pollfd p = { .fd = fd, .events = events };
     return poll_fitting(&p, 1, 0, 0, NULL, NULL, NULL) > 0 ? p.revents : 0;
@@ -112,7 +113,7 @@ static short poll_now(int fd, short events)
 /* conn_tcp_liveness without recv(MSG_PEEK): the same three answers. */
 int sandbox_tcp_liveness(int fd)
 {
-    short ev = poll_now(fd, POLLIN | POLLRDHUP);
+    short ev = poll_fitting_now(fd, POLLIN | POLLRDHUP);
     if (ev & POLLERR)
         return -ECONNRESET;
     if (ev & (POLLRDHUP | POLLHUP))
@@ -140,7 +141,7 @@ ssize_t sandbox_recv_nowait(int fd, struct msghdr *m, int flags)
     if (!b)
         return 0;
     flags &= ~(MSG_DONTWAIT | MSG_WAITALL | MSG_CMSG_CLOEXEC);
-    if (!(poll_now(fd, POLLIN) & (POLLIN | POLLHUP | POLLERR))) {
+    if (!(poll_fitting_now(fd, POLLIN) & (POLLIN | POLLHUP | POLLERR))) {
         errno = EAGAIN;
         return -1;
     }
