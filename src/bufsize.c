@@ -144,6 +144,19 @@ static uint32_t initial(const char *path)
 #define WMEM_MAX_DEFAULT (4u << 20)
 #define RMEM_INITIAL_DEFAULT (128u << 10)
 
+/* A new socket's receive buffer (tcp_rmem's second), read once; 0 while
+ * it cannot be read. */
+static uint32_t rmem_initial(void)
+{
+    static uint32_t v;   /* threads may race to fill it in: they agree */
+    uint32_t got = __atomic_load_n(&v, __ATOMIC_RELAXED);
+    if (!got) {
+        got = initial("/proc/sys/net/ipv4/tcp_rmem");
+        __atomic_store_n(&v, got, __ATOMIC_RELAXED);
+    }
+    return got;
+}
+
 uint64_t bufsize_tcp_hold(void)
 {
     static uint64_t hold;   /* threads may race to fill it in: they agree */
@@ -151,7 +164,7 @@ uint64_t bufsize_tcp_hold(void)
     if (v)
         return v;
     uint32_t snd = tcp_mem_value("/proc/sys/net/ipv4/tcp_wmem", 2);
-    uint32_t rcv = tcp_mem_value("/proc/sys/net/ipv4/tcp_rmem", 1);
+    uint32_t rcv = rmem_initial();
     v = (uint64_t)(snd ? snd : WMEM_MAX_DEFAULT) + (rcv ? rcv : RMEM_INITIAL_DEFAULT);
     __atomic_store_n(&hold, v, __ATOMIC_RELAXED);
     return v;
@@ -160,12 +173,10 @@ uint64_t bufsize_tcp_hold(void)
 uint64_t bufsize_reader_holds(const struct ring *r)
 {
     uint32_t set = __atomic_load_n(&r->ctl->reader_bound, __ATOMIC_RELAXED);
-    static uint32_t rcv0;   /* threads may race to fill it in: they agree */
     if (set)
         return set;
-    if (!rcv0)
-        rcv0 = initial("/proc/sys/net/ipv4/tcp_rmem");
-    return rcv0 ? rcv0 : RMEM_INITIAL_DEFAULT;
+    uint32_t rcv = rmem_initial();
+    return rcv ? rcv : RMEM_INITIAL_DEFAULT;
 }
 
 void bufsize_at_optin(struct lf_sock *s, int fd)
@@ -175,11 +186,10 @@ void bufsize_at_optin(struct lf_sock *s, int fd)
         __atomic_fetch_or(&s->bufsize_set, seen & (SET_SND | SET_RCV), __ATOMIC_RELAXED);
         return;
     }
-    static uint32_t snd0, rcv0;   /* threads may race to fill them in: they agree */
+    static uint32_t snd0;   /* threads may race to fill it in: they agree */
     if (!snd0)
         snd0 = initial("/proc/sys/net/ipv4/tcp_wmem");
-    if (!rcv0)
-        rcv0 = initial("/proc/sys/net/ipv4/tcp_rmem");
+    uint32_t rcv0 = rmem_initial();
     int set = (snd0 && reported(fd, SO_SNDBUF) != snd0 ? SET_SND : 0) |
               (rcv0 && reported(fd, SO_RCVBUF) != rcv0 ? SET_RCV : 0);
     __atomic_fetch_or(&s->bufsize_set, set, __ATOMIC_RELAXED);

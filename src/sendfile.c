@@ -246,12 +246,8 @@ static void scratch_close(struct scratch *sp, char *buf)
         libc.close_own(sp->w);
         return;
     }
-    if (sp->left && buf)
+    if (sp->left)   /* (only a call that had a buffer put bytes in it) */
         read_known(sp->r, buf, sp->left);
-    else if (sp->left) {   /* no buffer to read it into: the next call gets a new pipe */
-        ownfd_close(&kept_r);
-        ownfd_close(&kept_w);
-    }
     pthread_mutex_unlock(&kept_lock);
 }
 
