@@ -273,6 +273,21 @@ static inline void client_switch(int fd)
         CHECK(write_full(fd, &b, 1) == 1 && read_full(fd, &b, 1) == 1, "switching echo %d", i);
 }
 
+/* A client connected to a forked server (fork_serving) whose serve()
+ * begins with server_switch: the client's descriptor after those echoes,
+ * fast when `optin`; the server's pid in *pid. */
+static inline int switched_to_forked(int optin, void (*serve)(int listener), pid_t *pid)
+{
+    struct sockaddr_storage addr;
+    socklen_t len;
+    *pid = fork_serving(optin, &addr, &len, serve);
+    int fd = connect_to(&addr, len, optin);
+    client_switch(fd);
+    if (optin)
+        CHECK(loopfast_fd_is_fast(fd) == 1, "the connection did not go fast");
+    return fd;
+}
+
 static inline pid_t fork_echo_server(int listener)
 {
     pid_t pid = fork();

@@ -28,14 +28,9 @@ static void server(int l)
 
 static double close_ms(int optin, int linger_s, int sleep)
 {
-    struct sockaddr_storage addr;
-    socklen_t len;
+    pid_t srv;
     reader_sleep_ms = sleep;
-    pid_t srv = fork_serving(optin, &addr, &len, server);
-    int fd = connect_to(&addr, len, optin);
-    client_switch(fd);
-    if (optin)
-        CHECK(loopfast_fd_is_fast(fd) == 1, "not fast");
+    int fd = switched_to_forked(optin, server, &srv);
     struct linger lg = { 1, linger_s };
     CHECK(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) == 0, "SO_LINGER");
     static char buf[BYTES];

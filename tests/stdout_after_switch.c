@@ -221,14 +221,9 @@ static void client_reads(int fd)
 
 static void run(enum shape shape, int optin)
 {
-    struct sockaddr_storage addr;
-    socklen_t len;
+    pid_t srv;
     shape_now = shape;
-    pid_t srv = fork_serving(optin, &addr, &len, server);
-    int fd = connect_to(&addr, len, optin);
-    client_switch(fd);
-    if (optin)
-        CHECK(loopfast_fd_is_fast(fd) == 1, "%s: not fast", names[shape]);
+    int fd = switched_to_forked(optin, server, &srv);
     if (shape == SERVER)
         client_reads(fd);
     else if (shape == THREADED)
