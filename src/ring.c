@@ -354,7 +354,10 @@ static void copy_placed(struct ring *r, uint64_t base, uint64_t pos, unsigned ch
 }
 
 /* Bytes below from_seen keep their places from the origins before (the
- * places, below); the common case is one compare. */
+ * places, below); the common case is one compare.  A part of no bytes is
+ * not copied: its place, from an origin past it, lies near the ring's end,
+ * and populated_for would map every page up to there for this reader (a
+ * paced stream's reader allocated its whole 8 MiB ring, zeroed). */
 static void copy_out(struct ring *r, uint64_t pos, unsigned char *dst, size_t len)
 {
     uint64_t below = r->from_seen - pos;
@@ -366,8 +369,11 @@ static void copy_out(struct ring *r, uint64_t pos, unsigned char *dst, size_t le
             copy_placed(r, r->old_base_seen, pos, dst, k);
             pos += k, dst += k, len -= k, n -= k;
         }
-        copy_placed(r, r->mid_base_seen, pos, dst, n);
+        if (n)
+            copy_placed(r, r->mid_base_seen, pos, dst, n);
         pos += n, dst += n, len -= n;
+        if (!len)
+            return;
     }
     copy_placed(r, r->base_seen, pos, dst, len);
 }
