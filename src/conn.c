@@ -577,16 +577,19 @@ static ssize_t rx_shut_end(struct lf_conn *c, int fd)
     return kernel_reset_told(c, -err);
 }
 
-/* How long a waiter may sleep before an unclear FIN is looked into again:
- * -1 when nothing is unclear. */
+static int window_clock_ms(struct lf_conn *c);
+
+/* How long a waiter may sleep before an unclear FIN or the window's clock
+ * (below, the pace) is looked into again: -1 when nothing is unclear. */
 int conn_recheck_ms(struct lf_conn *c)
 {
+    int window = window_clock_ms(c);
     if (__atomic_load_n(&c->proof_deferred, __ATOMIC_RELAXED))
-        return SHARED_WAIT_MS;   /* a proof waits for a descriptor (handshake.c) */
+        return timeout_min(SHARED_WAIT_MS, window);   /* a proof waits for a descriptor (handshake.c) */
     return __atomic_load_n(&c->fin_unclear, __ATOMIC_RELAXED) &&
                    !__atomic_load_n(&c->peer_gone, __ATOMIC_RELAXED)
-               ? (int)(RECHECK_NS / 1000000)
-               : -1;
+               ? timeout_min((int)(RECHECK_NS / 1000000), window)
+               : window;
 }
 
 /* ---- reading ---- */
@@ -1189,15 +1192,108 @@ static inline __attribute__((always_inline)) void tx_counted(struct lf_conn *c)
 #define PACE_IDLE_NS 2000000ull
 
 struct pace {
-    uint64_t limit;   /* RING_PACE, or 0: the whole capacity */
+    uint64_t limit;   /* RING_PACE, NB_WINDOW, or 0: the whole capacity */
     uint64_t tail;    /* the reader's index when the writer last found it moved */
     uint64_t until;   /* when the writer stops pacing if it has not moved; 0: not waiting */
+    int window;       /* the limit is the window of a writer that must not wait */
 };
 
-static void pace_start(struct pace *p, struct lf_conn *c)
+/* A writer that must not wait keeps to a window of NB_WINDOW in flight, and
+ * readiness says writable by it; each time its reader has taken nothing
+ * for WINDOW_IDLE_NS since it was found closed, it doubles, and past
+ * RING_PACE it is the whole capacity (docs/design.md, 5: the pace).  Its
+ * reader is an event loop's more often than a blocking writer's, busy with
+ * other connections for milliseconds: at 2 ms, 50 connections' windows
+ * grew and their echoes took 1.1-1.6x the kernel's time, at 5 ms 0.9-1.0x. */
+#define NB_WINDOW (256u << 10)
+#define WINDOW_IDLE_NS (5 * 1000000ull)
+#define WINDOW_WHOLE UINT64_MAX
+
+/* The window now: 0 (the whole capacity) where the ring paces not or it
+ * grew past RING_PACE; once what is in flight is down to half of NB_WINDOW,
+ * it is NB_WINDOW again. */
+static uint64_t nb_window(struct lf_conn *c)
+{
+    if (!ring_pace(&c->tx))
+        return 0;
+    uint64_t w = __atomic_load_n(&c->window_size, __ATOMIC_RELAXED);
+    if (__builtin_expect(!w, 1))
+        return NB_WINDOW;
+    uint64_t head = __atomic_load_n(&c->tx.ctl->head, __ATOMIC_RELAXED);   /* ours */
+    if (head - __atomic_load_n(&c->tx.ctl->tail, __ATOMIC_ACQUIRE) > NB_WINDOW / 2)
+        return w == WINDOW_WHOLE ? 0 : w;   /* (a scribbled tail too: the write finds it) */
+    __atomic_store_n(&c->window_size, 0, __ATOMIC_RELAXED);
+    return NB_WINDOW;
+}
+
+/* Room was found under the window: its clock stops. */
+static void window_room(struct lf_conn *c)
+{
+    if (__atomic_load_n(&c->window_since, __ATOMIC_RELAXED))
+        __atomic_store_n(&c->window_since, 0, __ATOMIC_RELAXED);
+}
+
+/* The window was found closed (a refusal, or a look): 1 when it grew now
+ * (the reader having taken nothing since the clock started, for
+ * WINDOW_IDLE_NS) or is the whole capacity already; otherwise the clock
+ * starts (again, if the reader moved). */
+static int window_closed(struct lf_conn *c)
+{
+    uint64_t w = __atomic_load_n(&c->window_size, __ATOMIC_RELAXED);
+    if (w == WINDOW_WHOLE)
+        return 1;
+    uint64_t tail = __atomic_load_n(&c->tx.ctl->tail, __ATOMIC_RELAXED), now = monotonic_ns();
+    uint64_t since = __atomic_load_n(&c->window_since, __ATOMIC_RELAXED);
+    if (!since || tail != __atomic_load_n(&c->window_tail, __ATOMIC_RELAXED)) {
+        __atomic_store_n(&c->window_tail, tail, __ATOMIC_RELAXED);
+        __atomic_store_n(&c->window_since, now, __ATOMIC_RELAXED);
+        return 0;
+    }
+    if (now - since < WINDOW_IDLE_NS)
+        return 0;
+    /* (past what is in flight: a writer that may wait may have put more) */
+    uint64_t head = __atomic_load_n(&c->tx.ctl->head, __ATOMIC_RELAXED);
+    w = 2 * (w ? w : NB_WINDOW);
+    while (w <= head - tail && w <= RING_PACE)
+        w *= 2;
+    __atomic_store_n(&c->window_size, w > RING_PACE ? WINDOW_WHOLE : w, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->window_since, 0, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&c->out_nudges, 1, __ATOMIC_RELAXED);   /* an edge for EPOLLET */
+    return 1;
+}
+
+/* While the clock runs: ms to its end; 0 when it is due or stopped now, so
+ * that the caller looks again (the window grew, or has room, whoever waits
+ * and for what); -1 when no clock runs. */
+static int window_clock_ms(struct lf_conn *c)
+{
+    uint64_t since = __atomic_load_n(&c->window_since, __ATOMIC_RELAXED);
+    if (__builtin_expect(!since, 1))
+        return -1;
+    uint64_t now = monotonic_ns();
+    if (now - since < WINDOW_IDLE_NS)
+        return (int)((since + WINDOW_IDLE_NS - now + 999999) / 1000000);
+    if (ring_poll_writable_upto(&c->tx, nb_window(c)) != 0) {
+        window_room(c);
+        return 0;
+    }
+    return window_closed(c) ? 0 : (int)(WINDOW_IDLE_NS / 1000000);
+}
+
+/* A writer that must not wait keeps to the window, and readiness says
+ * writable by it until a writer that may wait writes (window_writer): one
+ * that polls before it writes (socat) keeps to the kernel's rule on the
+ * whole capacity. */
+static void pace_start(struct pace *p, struct lf_conn *c, struct lf_sock *s, int flags)
 {
     p->limit = ring_pace(&c->tx);
     p->tail = p->until = 0;
+    p->window = p->limit && ((flags & MSG_DONTWAIT) ||
+                             __atomic_load_n(&s->nonblock_seen, __ATOMIC_RELAXED) == 1);
+    if (p->limit && __atomic_load_n(&c->window_writer, __ATOMIC_RELAXED) != p->window)
+        __atomic_store_n(&c->window_writer, p->window, __ATOMIC_RELAXED);
+    if (p->window)
+        p->limit = nb_window(c);
 }
 
 /* The writer is about to wait at its pace: does it stop pacing instead? */
@@ -1243,15 +1339,17 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
     struct lf_caught call;
     struct pace pace;
     caught_now(&call);
-    pace_start(&pace, c);
+    pace_start(&pace, c, s, flags);
     /* Writable, said a poll: the write must not wait while there is room,
      * as the kernel's does not, paced or not (socat polls a blocking socket
      * before each 8 KiB; waiting PACE_IDLE_NS for a reader that was itself
      * blocked on socat's reading made 10 echoes through tcpserver's `cat`
-     * 4x slower than the kernel) */
+     * 4x slower than the kernel); the poll said so by the window of one
+     * that must not wait, which has room then */
     if (__atomic_load_n(&c->out_told, __ATOMIC_RELAXED)) {
         __atomic_store_n(&c->out_told, 0, __ATOMIC_RELAXED);
-        pace.limit = 0;
+        if (!pace.window)
+            pace.limit = 0;
     }
     while (done < want) {
         if (c->broken)
@@ -1279,6 +1377,8 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
         if (n > 0) {
             done += (size_t)n;
             tx_wrote(c, n);
+            if (pace.window && pace.limit)
+                window_room(c);
             continue;
         }
         int dontwait = must_not_wait(s, c, fd, flags, 1, pace.limit ? pace.limit : 1);
@@ -1290,7 +1390,14 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
         }
         /* (a writer with a send timeout does not pace: its time might run
          * out where the kernel would have taken the bytes) */
-        if (pace.limit && (dontwait || deadline || pace_ends(&pace, c))) {
+        if (pace.limit && dontwait) {   /* the window (or the pace of a flag learnt now) */
+            if (!pace.window)
+                __atomic_store_n(&c->window_writer, 1, __ATOMIC_RELAXED);
+            if (window_closed(c)) {
+                pace.limit = nb_window(c);
+                continue;
+            }
+        } else if (pace.limit && (deadline || pace_ends(&pace, c))) {
             pace.limit = 0;   /* the rest of the capacity, now */
             continue;
         }
@@ -1380,7 +1487,16 @@ ssize_t conn_send_file(struct lf_sock *s, int fd, int in_fd, off_t pos, size_t c
  * store, whose line the spinning reader holds (docs/performance.md).
  * CONN_DECLINED when this is not that case: nothing was done, and
  * conn_send answers. */
-ssize_t conn_send_buffer(struct lf_sock *s, const void *buf, size_t len)
+/* The short path keeps to the window of a call that must not wait (as
+ * last seen), to the pace otherwise (0); past it, tx_ring decides. */
+static inline __attribute__((always_inline)) uint64_t quick_window(struct lf_sock *s,
+                                                                   struct lf_conn *c, int flags)
+{
+    return (flags & MSG_DONTWAIT) || __atomic_load_n(&s->nonblock_seen, __ATOMIC_RELAXED) == 1
+               ? nb_window(c) : 0;
+}
+
+ssize_t conn_send_buffer(struct lf_sock *s, const void *buf, size_t len, int flags)
 {
     struct lf_conn *c = s->conn;
     struct lf_side *me = my_side(c);
@@ -1391,7 +1507,7 @@ ssize_t conn_send_buffer(struct lf_sock *s, const void *buf, size_t len)
     /* (a TCP look that is due is conn_send's: its answer must not be lost) */
     if (len && load32(&me->tx_state) == TX_RING && !load32(&me->shut_wr) && !c->broken &&
         peer_plainly_here(c) && tcp_look_not_due(c) &&
-        ring_write_whole(&c->tx, buf, len) > 0) {
+        ring_write_whole(&c->tx, buf, len, quick_window(s, c, flags)) > 0) {
         tx_wrote(c, (ssize_t)len);
         tx_counted(c);
         r = (ssize_t)len;
@@ -1698,10 +1814,16 @@ static short poll_out(struct lf_conn *c, int fd, short tev)
     if (!tx_on)
         return tev & POLLOUT;
     /* after our SHUT_WR a write does not wait (EPIPE): writable, as TCP says */
-    if (c->broken || load32(&peer_side(c)->closed) || load32(&my_side(c)->shut_wr) ||
-        ring_poll_writable(&c->tx) != 0)   /* -1, corrupt: a write finds it */
+    if (c->broken || load32(&peer_side(c)->closed) || load32(&my_side(c)->shut_wr))
         return POLLOUT;
-    return 0;
+    /* by the window of a writer that must not wait (the pace, above) */
+    uint64_t window = __atomic_load_n(&c->window_writer, __ATOMIC_RELAXED) ? nb_window(c) : 0;
+    if (ring_poll_writable_upto(&c->tx, window) != 0) {   /* -1, corrupt: a write finds it */
+        if (window)
+            window_room(c);
+        return POLLOUT;
+    }
+    return window && window_closed(c) && ring_poll_writable_upto(&c->tx, nb_window(c)) != 0 ? POLLOUT : 0;
 }
 
 /* Once the peer's end is gone, a write does not wait (the kernel's socket
@@ -1829,7 +1951,8 @@ void conn_signature(struct lf_conn *c, uint64_t *in, uint64_t *out)
  * set looks at its idle records once. */
 int conn_turn_refuse(struct lf_conn *c, int fd)
 {
-    if (!(conn_poll_state(c, fd, POLLOUT, 0) & POLLOUT))
+    /* (a peer gone, a reset: the call tells it now) */
+    if (!conn_plain(c) || !(conn_poll_state(c, fd, POLLOUT, 0) & POLLOUT))
         return 0;
     __atomic_add_fetch(&c->out_nudges, 1, __ATOMIC_RELAXED);
     epoll_poke();

@@ -663,6 +663,12 @@ struct lf_conn {
     int held;                     /* server: its offer is held until it is read by us (4.3) */
     unsigned out_nudges;          /* turns refused with room (conn_turn_refuse): EPOLLOUT edges */
     int out_told;                 /* a poll said writable since the last write: it does not pace */
+    /* conn.c: the window of a writer that must not wait (design 5, pacing):
+     * when it was found closed (ns; 0: no clock), the reader's index then,
+     * and its size as the reader's idleness grew it (0: NB_WINDOW); and
+     * whether the last writer kept to it (readiness then says by it) */
+    uint64_t window_since, window_tail, window_size;
+    int window_writer;
     int consented;                /* server: a held offer given by our first read */
     int used_told;                /* server: our side's `used` is set (conn.c, server_uses) */
     pthread_mutex_t proof_lock;
@@ -986,7 +992,7 @@ int conn_turn_refuse(struct lf_conn *c, int fd);
 /* One buffer the ring takes whole now, or bytes already on the ring read
  * into one; CONN_DECLINED: nothing done, conn_send or conn_recv answers. */
 #define CONN_DECLINED (-((ssize_t)1 << 40))
-ssize_t conn_send_buffer(struct lf_sock *s, const void *buf, size_t len);
+ssize_t conn_send_buffer(struct lf_sock *s, const void *buf, size_t len, int flags);
 ssize_t conn_recv_buffer(struct lf_sock *s, void *buf, size_t len);
 int conn_shutdown(struct lf_sock *s, int fd, int how);
 int conn_shut_rd(struct lf_conn *c);

@@ -245,8 +245,13 @@ ssize_t ring_writable_upto(struct ring *r, uint64_t limit)
  * a write after it rarely blocks. */
 int ring_poll_writable(struct ring *r)
 {
+    return ring_poll_writable_upto(r, 0);
+}
+
+int ring_poll_writable_upto(struct ring *r, uint64_t limit)
+{
     int64_t used;
-    ssize_t room = room_and_used(r, 0, &used);
+    ssize_t room = room_and_used(r, limit, &used);
     if (room < 0)
         return -1;
     return room > 0 && (uint64_t)room >= (uint64_t)used / 2;
@@ -561,20 +566,21 @@ static __attribute__((noinline)) uint64_t placed_room(struct ring *r, uint64_t h
     return r->size - end < room ? r->size - end : room;
 }
 
-/* The room the places leave a writer; the common case is one compare. */
+/* The room the places leave a writer; the common case is two compares.
+ * Within `limit` of the origin only while every unread byte is placed from
+ * it: bytes of an origin before lie past the limit at which the writer
+ * started again, a limit of that time, and a writer whose limit grew since
+ * (a non-blocking writer's window, conn.c) would write over them
+ * (placed_room keeps below the oldest). */
 static inline __attribute__((always_inline)) uint64_t
 writer_room(struct ring *r, uint64_t head, uint64_t tail, uint64_t *base, uint64_t room,
             uint64_t want, uint64_t limit, int dry)
 {
     uint64_t take = want < room ? want : room;
-    if (limit) {
-        if (__builtin_expect(((head - *base) & (r->size - 1)) + take <= limit, 1))
-            return room;
-    } else {
-        uint64_t from = __atomic_load_n(&r->ctl->base_from, __ATOMIC_RELAXED);
-        if (__builtin_expect(tail - from <= head - from, 1))
-            return room;
-    }
+    uint64_t from = __atomic_load_n(&r->ctl->base_from, __ATOMIC_RELAXED);
+    if (__builtin_expect(tail - from <= head - from, 1) &&
+        (!limit || __builtin_expect(((head - *base) & (r->size - 1)) + take <= limit, 1)))
+        return room;
     return placed_room(r, head, tail, base, room, take, limit, dry);
 }
 
@@ -666,9 +672,11 @@ ssize_t ring_write_file(struct ring *r, int fd, off_t pos, size_t len, uint64_t 
     return (ssize_t)done;
 }
 
-ssize_t ring_write_whole(struct ring *r, const void *buf, size_t len)
+ssize_t ring_write_whole(struct ring *r, const void *buf, size_t len, uint64_t window)
 {
     uint64_t head, tail, cap = ring_capacity(r), pace = pace_for(r, cap);
+    if (pace && window && window < pace)
+        pace = window;
     if (pace)
         cap = pace;
     int64_t used = span(r, &head, &tail, 1, len, cap);

@@ -106,8 +106,11 @@ void ring_hold(struct ring *r, uint64_t hold);
 ssize_t ring_writable(struct ring *r);
 ssize_t ring_writable_upto(struct ring *r, uint64_t limit);
 /* Writable as poll() says of a TCP socket: room, and at least half as
- * much as is in flight (the kernel's sk_stream_min_wspace); -1 corrupt. */
+ * much as is in flight (the kernel's sk_stream_min_wspace); -1 corrupt.
+ * ring_poll_writable_upto: with at most `limit` bytes in flight (0:
+ * capacity). */
 int ring_poll_writable(struct ring *r);
+int ring_poll_writable_upto(struct ring *r, uint64_t limit);
 /* A writer under a memory limit takes new pages from *budget (memlimit.c)
  * and otherwise keeps to those it has (docs/design.md, 5); NULL: none.
  * ring_pages_punched: the writer gave its free pages back (trim.c): its
@@ -131,8 +134,9 @@ ssize_t ring_writev_upto(struct ring *r, const struct iovec *iov, int iovcnt, ui
 ssize_t ring_write(struct ring *r, const void *buf, size_t len);
 /* All len bytes, or none (0) when the room is short; -1 when corrupt.  One
  * buffer, no iovec: the common write() of a small message.  It keeps within
- * RING_PACE: past it, the caller's general path decides whether to wait. */
-ssize_t ring_write_whole(struct ring *r, const void *buf, size_t len);
+ * RING_PACE, or `window` when smaller (0: none): past it, the caller's
+ * general path decides whether to wait. */
+ssize_t ring_write_whole(struct ring *r, const void *buf, size_t len, uint64_t window);
 
 /* sendfile()'s copy: up to len bytes of the file fd from pos, read into
  * the ring's room with pread() (one copy, not two through a buffer); with

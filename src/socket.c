@@ -249,7 +249,7 @@ static uint64_t ring_bytes_sent(struct lf_sock *s)
 ssize_t sock_send_copy(struct lf_sock *s, const void *buf, size_t len, int flags)
 {
     return sock_kind(s) == LF_FAST && !(flags & (MSG_OOB | MSG_ZEROCOPY))
-               ? conn_send_buffer(s, buf, len) : CONN_DECLINED;
+               ? conn_send_buffer(s, buf, len, flags) : CONN_DECLINED;
 }
 
 ssize_t sock_send_buffer(struct lf_sock *s, int fd, const void *buf, size_t len, int flags)

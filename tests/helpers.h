@@ -491,16 +491,21 @@ static inline void lift_fd_cap(char **argv)
     FAIL("re-executing with LOOPFAST_MAX_FDS set: %s", strerror(errno));
 }
 
-/* Runs this test again with LOOPFAST_SPIN_US=us unless it already has it:
- * the library reads the variable once, at start. */
+/* Runs this test again with the variable `name` set to `value` unless it
+ * already has it: the library reads its variables once, at start. */
+static inline void run_with_env(char **argv, const char *name, const char *value)
+{
+    const char *now = getenv(name);
+    if (now && strcmp(now, value) == 0)
+        return;
+    setenv(name, value, 1);
+    execv("/proc/self/exe", argv);
+    FAIL("re-executing with %s=%s: %s", name, value, strerror(errno));
+}
+
 static inline void run_with_spin_us(char **argv, const char *us)
 {
-    const char *spin = getenv("LOOPFAST_SPIN_US");
-    if (spin && strcmp(spin, us) == 0)
-        return;
-    setenv("LOOPFAST_SPIN_US", us, 1);
-    execv("/proc/self/exe", argv);
-    FAIL("re-executing with LOOPFAST_SPIN_US=%s: %s", us, strerror(errno));
+    run_with_env(argv, "LOOPFAST_SPIN_US", us);
 }
 
 /* A file of our own in /tmp, already unlinked: its descriptor. */

@@ -6,7 +6,9 @@
  * the accept queue for seconds.  A program that calls again without a wait
  * is served.  Then an edge-triggered loop sends 8 MiB on each of 4
  * connections to a slow reader, over kernel TCP and over loopfast: every
- * byte arrives, and the loop never waits for an edge that does not come. */
+ * byte arrives, and the loop never waits for an edge that does not come.
+ * On 1 MiB rings, which do not pace: there a non-blocking writer keeps no
+ * window (docs/design.md, 5), whose own refusals tests/nb_window.c tests. */
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/sendfile.h>
@@ -139,8 +141,10 @@ static void edge_loop(int optin, int file, uint64_t want)
     close(ep);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argc;
+    run_with_env(argv, "LOOPFAST_RING_KB", "1024");
     alarm(120);
     uint64_t want;
     int file = make_file(&want);

@@ -47,7 +47,7 @@ static void *big_writer(void *hash)
             in[i] = (unsigned char)rand_r(&seed);
         ssize_t w;
         if (n & 1) {
-            while ((w = ring_write_whole(&big_ring, in, n)) == 0)
+            while ((w = ring_write_whole(&big_ring, in, n, 0)) == 0)
                 sched_yield();   /* (valgrind runs one thread at a time) */
         } else {
             struct iovec iov[2] = { { in, n / 3 }, { in + n / 3, n - n / 3 } };
@@ -195,7 +195,13 @@ static unsigned char paced_data[PACED_SIZE];
 static struct ring_ctl paced_ctl;
 static struct ring paced_ring;
 
-/* Pieces of up to 300 KiB, each paced or not at random. */
+/* Pieces of up to 300 KiB, each paced or not at random, at limits that
+ * change between writes as a non-blocking writer's window does (256 KiB,
+ * grown to 512 KiB, the pace): a limit that grew while bytes placed from
+ * the origin before were unread wrote over them (nginx, sshd, PostgreSQL
+ * read corrupt bytes). */
+static const uint64_t paced_limits[] = { RING_PACE, 256u << 10, 512u << 10 };
+
 static void *paced_writer(void *hash)
 {
     static unsigned char in[300u << 10];
@@ -208,8 +214,9 @@ static void *paced_writer(void *hash)
         for (size_t i = 0; i < n; i++)
             in[i] = (unsigned char)(sent + i * 13);
         struct iovec iov = { in, n };
-        ssize_t w = rand_r(&seed) % 8 ? ring_writev_upto(&paced_ring, &iov, 1, RING_PACE)
-                  : rand_r(&seed) % 2 ? ring_write_whole(&paced_ring, in, n < 4096 ? n : 4096)
+        uint64_t limit = paced_limits[rand_r(&seed) % 3];
+        ssize_t w = rand_r(&seed) % 8 ? ring_writev_upto(&paced_ring, &iov, 1, limit)
+                  : rand_r(&seed) % 2 ? ring_write_whole(&paced_ring, in, n < 4096 ? n : 4096, limit)
                                       : ring_writev(&paced_ring, &iov, 1);
         CHECK(w >= 0, "paced write corrupt");
         if (w == 0)
