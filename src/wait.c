@@ -590,8 +590,12 @@ static int wait_news(void *arg)
  * sleeps on the direction's wake word, which the peer bumps and wakes for
  * that flag alone (ring.h).
  * After FUTEX_MS it sleeps on as before, on the doorbell and the TCP socket,
- * which also hears a peer that died without a word (its FIN): such a death
- * is seen within FUTEX_MS.  A direction whose last wait outlasted FUTEX_MS
+ * which also hears a peer that died without a word (its FIN).  The futex
+ * cannot hear it, so the futex sleep is cut in slices of FUTEX_LOOK_MS,
+ * after each of which TCP is asked: such a death is seen within that (it
+ * was within FUTEX_MS, 200 ms against the kernel's under 1: a killed
+ * server's client blocked in read()), for ten looks in a long sleep, after
+ * which the next ones skip the futex.  A direction whose last wait outlasted FUTEX_MS
  * skips the futex (wait_alone), so that an idle connection's thread does
  * not wake at the futex's end first.  FUTEX_MS is long enough for a
  * connection used more than five times a second to stay on the futex, short
@@ -600,6 +604,7 @@ static int wait_news(void *arg)
  * the sleep ends the call when the sleep ends, within FUTEX_MS.  Not in a
  * sandbox, whose filter may not allow futexes on shared memory. */
 #define FUTEX_MS 200
+#define FUTEX_LOOK_MS 20
 
 static uint32_t *wait_flag(struct lf_conn *c, int for_write)
 {
@@ -626,9 +631,19 @@ static int futex_sleep(uint32_t *word, uint32_t seen, const struct timespec *ts)
     return r;
 }
 
+/* After a slice of the futex sleep: has TCP told of the peer's end?  (Not
+ * while a FIN is unclear: it would tell at every slice; its own recheck
+ * looks into it.) */
+static int futex_slice_heard_tcp(struct lf_conn *c, int fd)
+{
+    return !__atomic_load_n(&c->fin_unclear, __ATOMIC_RELAXED) &&
+           (poll_now(fd, POLLRDHUP) & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
 /* 0: news; -EINTR: a handler ran that ends the call; -EAGAIN: none within
- * `ms`, or futexes refused.  *slept: a futex sleep ended by a wake. */
-static int wait_on_futex(struct lf_conn *c, int for_write, size_t rx_want, int ms,
+ * `ms`, TCP told of the peer's end (the sleep that hears TCP takes it), or
+ * futexes refused.  *slept: a futex sleep ended by a wake. */
+static int wait_on_futex(struct lf_conn *c, int fd, int for_write, size_t rx_want, int ms,
                          struct lf_caught *call, int restartable, int *slept)
 {
     uint32_t *flag = wait_flag(c, for_write), *word = wake_word(c, for_write);
@@ -643,14 +658,18 @@ static int wait_on_futex(struct lf_conn *c, int for_write, size_t rx_want, int m
             return -EAGAIN;   /* on to the sleep that hears TCP */
         if (call_handler_ran(call, restartable))
             return -EINTR;
-        uint64_t now = monotonic_ns();
+        uint64_t now = monotonic_ns(), slice = end - now;
         if (now >= end)
             return -EAGAIN;
-        struct timespec ts = { (time_t)((end - now) / 1000000000), (long)((end - now) % 1000000000) };
+        if (slice > (uint64_t)FUTEX_LOOK_MS * 1000000)
+            slice = (uint64_t)FUTEX_LOOK_MS * 1000000;
+        struct timespec ts = { 0, (long)slice };
         if (futex_sleep(word, seen, &ts) == 0) {
             *slept = 1;
             continue;
         }
+        if (errno == ETIMEDOUT && futex_slice_heard_tcp(c, fd))
+            return -EAGAIN;
         if (errno == EAGAIN || errno == ETIMEDOUT)
             continue;
         if (errno != EINTR)
@@ -662,14 +681,14 @@ static int wait_on_futex(struct lf_conn *c, int for_write, size_t rx_want, int m
 
 /* The futex part alone: 0 news, -EINTR, -EAGAIN none (or not for this call:
  * a reader still on TCP, a sandbox, no time to wait). */
-static int wait_futex_first(struct lf_conn *c, int for_write, size_t rx_want, int timeout_ms,
-                            struct lf_caught *call, int restartable)
+static int wait_futex_first(struct lf_conn *c, int fd, int for_write, size_t rx_want,
+                            int timeout_ms, struct lf_caught *call, int restartable)
 {
     if (timeout_ms == 0 || lf_confined ||
         !(for_write || load32(&c->sh->side[c->me].rx_state) == RX_RING))
         return -EAGAIN;   /* a reader still on TCP waits for TCP */
     int slept = 0;
-    int r = wait_on_futex(c, for_write, rx_want,
+    int r = wait_on_futex(c, fd, for_write, rx_want,
                           timeout_ms < 0 || timeout_ms > FUTEX_MS ? FUTEX_MS : timeout_ms, call,
                           restartable, &slept);
     if (r == 0 && slept)
@@ -870,7 +889,7 @@ int wait_alone(struct lf_conn *c, int fd, int for_write, size_t rx_want, int tim
     uint64_t start = monotonic_ns();
     int r = -EAGAIN;
     if (!__atomic_load_n(waits_long, __ATOMIC_RELAXED) && !peer_resets(c))
-        r = wait_futex_first(c, for_write, rx_want, timeout_ms, call, restartable);
+        r = wait_futex_first(c, fd, for_write, rx_want, timeout_ms, call, restartable);
     if (r != -EAGAIN)
         return r;
     if ((timeout_ms = ms_left(timeout_ms, start)) == 0)
