@@ -23,24 +23,37 @@ static double ms_since(const struct timespec *t0)
     return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
-static void run(int optin, int how)
+/* A client process that connects, switches, and kills itself (SIGKILL)
+ * once a byte comes on `go` (-1: at once): the accepted connection, fast
+ * when `optin`; the client's pid and the listener in *pid and *l. */
+static int doomed_client(int optin, int go, pid_t *pid, int *l)
 {
-    const char *mode = optin ? "loopfast" : "kernel";
     struct sockaddr_storage addr;
     socklen_t len;
-    int l = listen_on(AF_INET, optin, &addr, &len);
-    pid_t pid = fork();
-    CHECK(pid >= 0, "fork");
-    if (pid == 0) {
+    *l = listen_on(AF_INET, optin, &addr, &len);
+    *pid = fork();
+    CHECK(*pid >= 0, "fork");
+    if (*pid == 0) {
         int fd = connect_to(&addr, len, optin);
         client_switch(fd);
+        char b;
+        if (go >= 0)
+            (void)!read(go, &b, 1);
         kill(getpid(), SIGKILL);
     }
-    int c = accept(l, NULL, NULL);
+    int c = accept(*l, NULL, NULL);
     CHECK(c >= 0, "accept");
     server_switch(c);
     if (optin)
         CHECK(loopfast_fd_is_fast(c) == 1, "not fast");
+    return c;
+}
+
+static void run(int optin, int how)
+{
+    const char *mode = optin ? "loopfast" : "kernel";
+    pid_t pid;
+    int l, c = doomed_client(optin, -1, &pid, &l);
     CHECK(child_status(pid) == 128 + SIGKILL, "the client did not die by SIGKILL");
     sleep_ms(20);   /* its FIN has come */
     struct timespec t0;
@@ -90,24 +103,10 @@ static void *sleep_then_read(void *arg)
 static void run_asleep(int optin, int how)
 {
     const char *mode = optin ? "loopfast" : "kernel";
-    struct sockaddr_storage addr;
-    socklen_t len;
-    int l = listen_on(AF_INET, optin, &addr, &len), go[2];
+    int go[2];
     CHECK(pipe(go) == 0, "pipe");
-    pid_t pid = fork();
-    CHECK(pid >= 0, "fork");
-    if (pid == 0) {
-        int fd = connect_to(&addr, len, optin);
-        client_switch(fd);
-        char b;
-        (void)!read(go[0], &b, 1);
-        kill(getpid(), SIGKILL);
-    }
-    int c = accept(l, NULL, NULL);
-    CHECK(c >= 0, "accept");
-    server_switch(c);
-    if (optin)
-        CHECK(loopfast_fd_is_fast(c) == 1, "not fast");
+    pid_t pid;
+    int l, c = doomed_client(optin, go[0], &pid, &l);
     struct sleeper z = { c, how, -2, { 0, 0 } };
     pthread_t t;
     CHECK(pthread_create(&t, NULL, sleep_then_read, &z) == 0, "pthread_create");
