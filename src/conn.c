@@ -1393,10 +1393,15 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
         if (pace.limit && dontwait) {   /* the window (or the pace of a flag learnt now) */
             if (!pace.window)
                 __atomic_store_n(&c->window_writer, 1, __ATOMIC_RELAXED);
+            int clock_ran = __atomic_load_n(&c->window_since, __ATOMIC_RELAXED) != 0;
             if (window_closed(c)) {
                 pace.limit = nb_window(c);
                 continue;
             }
+            /* an idle epoll record (woken by doorbells alone) looks once,
+             * and stays active while the clock runs: the growth's edge */
+            if (!clock_ran && __atomic_load_n(&c->ep_idle, __ATOMIC_SEQ_CST))
+                epoll_poke();
         } else if (pace.limit && (deadline || pace_ends(&pace, c))) {
             pace.limit = 0;   /* the rest of the capacity, now */
             continue;

@@ -1120,6 +1120,10 @@ static uint32_t reg_ready(struct ep_reg *r, short tev)
         return rev;
     }
     struct lf_conn *c = r->s->conn;
+    /* TCP's POLLOUT is news only while our writes go there: its first edge
+     * after the ADD was a second EPOLLOUT, with nothing new, to EPOLLET */
+    if ((tev & POLLOUT) && !(conn_kernel_events(c, POLLOUT) & POLLOUT))
+        tev &= (short)~POLLOUT;
     /* EPOLLET hears TCP's edges, but the first look after ADD or MOD reports
      * what is there, as the kernel's does: an edge taken while EPOLLONESHOT
      * had disabled the record was dropped. */

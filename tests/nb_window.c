@@ -12,7 +12,8 @@
  *   room take as much as the kernel's socket does (at least 90% of it),
  *   and every byte arrives once the reader reads;
  * - the window's growth is an edge: EPOLLOUT|EPOLLET registered after the
- *   refusal reports within 1 s with nobody reading;
+ *   refusal, or registered before and gone idle, reports within 1 s with
+ *   nobody reading;
  * - a refused writer that then waits only for EPOLLIN (or POLLIN) for 300
  *   ms sleeps: under 50 ms of CPU. */
 #include <poll.h>
@@ -197,6 +198,30 @@ static void edges_and_sleeps(void)
     close(ep), close(c), close(s);
 }
 
+/* An edge-triggered record that went idle (waits with nothing new) before
+ * the writer was refused at the window: the growth's edge still comes (it
+ * did not: no look at an idle record without a doorbell).  And the waits
+ * with nothing new report nothing, as the kernel's (TCP's own first
+ * EPOLLOUT edge was reported as a second one). */
+static void idle_record_edge(void)
+{
+    int c, s;
+    fast_pair(AF_INET, 1, &c, &s);
+    int ep = epoll_create1(0);
+    struct epoll_event ev = { .events = EPOLLOUT | EPOLLET }, out;
+    CHECK(ep >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev) == 0, "epoll_ctl");
+    CHECK(epoll_wait(ep, &out, 1, 1000) == 1, "the first EPOLLOUT");
+    for (int k = 0; k < 20; k++)   /* nothing new: the record goes idle */
+        CHECK(epoll_wait(ep, &out, 1, k % 2 ? 0 : 2) == 0, "an edge with nothing new");
+    uint64_t pos = 0;
+    while (write_some(c, &pos, PIECE) > 0)
+        ;
+    CHECK(epoll_wait(ep, &out, 1, 1000) == 1 && (out.events & EPOLLOUT),
+          "no EPOLLOUT edge within 1 s for an idle record, refused at %lu KiB with nobody reading",
+          (unsigned long)(pos >> 10));
+    close(ep), close(c), close(s);
+}
+
 int main(void)
 {
     alarm(60);
@@ -212,5 +237,6 @@ int main(void)
     CHECK(fast >= kernel / 10 * 9, "a reader that reads nothing: loopfast took %lu KiB, the "
           "kernel %lu KiB", (unsigned long)(fast >> 10), (unsigned long)(kernel >> 10));
     edges_and_sleeps();
+    idle_record_edge();
     return 0;
 }
