@@ -1127,17 +1127,21 @@ static int queue_size(struct lf_sock *s, int fd, unsigned long req, int *out)
     ssize_t n;
     if (req == SIOCINQ) {
         /* Until our reader has seen the peer switch, TCP holds what the
-         * peer wrote before it, which comes first; the ring the rest. */
+         * peer wrote before it, which comes first, and the ring the rest;
+         * after the peer went back to TCP, the ring's bytes come first.
+         * All of them are readable: a read runs on from one into the
+         * other, and nginx takes a read longer than FIONREAD said for
+         * news whose edge is yet to come (it counted only TCP's 1.5 KB of
+         * 1 MB, and waited for ever). */
         uint32_t state = __atomic_load_n(&me->rx_state, __ATOMIC_ACQUIRE);
         uint32_t peer = __atomic_load_n(&conn_peer(c)->tx_state, __ATOMIC_ACQUIRE);
-        if (state != RX_RING) {
-            int r = libc_ioctl_int(fd, req, out);
-            if (r < 0 || *out > 0 || peer == TX_TCP || state == RX_BACK)
-                return r;
-        }
-        n = ring_readable(&c->rx);
-        if (n == 0 && peer == TX_BACK)   /* the peer went back to TCP after these */
+        if (peer == TX_TCP || state == RX_BACK)
             return libc_ioctl_int(fd, req, out);
+        int on_tcp = 0;
+        if ((state != RX_RING || peer == TX_BACK) && libc_ioctl_int(fd, req, &on_tcp) < 0)
+            return -1;
+        n = ring_readable(&c->rx);
+        n = n < 0 ? n : n + on_tcp;
     } else {
         uint32_t state = __atomic_load_n(&me->tx_state, __ATOMIC_ACQUIRE);
         if (state == TX_TCP)

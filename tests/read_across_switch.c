@@ -4,9 +4,13 @@
  * stopped at the last TCP byte.  libuv (node.js) takes a read shorter than
  * its buffer, with the peer's FIN already reported, for the end of the
  * stream: a node client got the first 230 bytes of its 5851-byte echo and
- * then EOF.  A peek sees as much.  Kernel TCP and loopfast (both ends opted in): the transcripts
- * must be the same. */
+ * then EOF.  A peek sees as much, and FIONREAD counts as much, before and
+ * after a read of part of the TCP bytes (it counted the TCP bytes alone,
+ * and nginx, reading more than it said, waited for ever for the edge of
+ * news it took the rest for).  Kernel TCP and loopfast (both ends opted
+ * in): the transcripts must be the same. */
 #include <poll.h>
+#include <sys/ioctl.h>
 
 #include "helpers.h"
 #include "transcript.h"
@@ -39,7 +43,11 @@ static void run(int optin, char *out, size_t size)
     int k = poll(&p, 1, 2000);
     events_text(ev, sizeof ev, k == 1 ? (unsigned)p.revents : 0);
     note(" poll:%s", ev);
+    int queued = -1;
+    note(" fionread:%d", ioctl(c, FIONREAD, &queued) == 0 ? queued : -1);
     note_result("peek", recv(c, b, sizeof b, MSG_PEEK | MSG_DONTWAIT));
+    note_result("read-3", recv(c, b, 3, MSG_DONTWAIT));
+    note(" fionread:%d", ioctl(c, FIONREAD, &queued) == 0 ? queued : -1);
     note_result("read", recv(c, b, sizeof b, MSG_DONTWAIT));
     note_result("read-again", recv(c, b, sizeof b, MSG_DONTWAIT));
     close(c);
