@@ -814,7 +814,7 @@ static void call_cancelled(void *s)
  * Linux fails the first (tests/reset_writes.c). */
 static inline __attribute__((always_inline)) int tcp_look_not_due(struct lf_conn *c)
 {
-    return coarse_ns() < c->next_tcp_check;
+    return coarse_ns() < __atomic_load_n(&c->next_tcp_check, __ATOMIC_RELAXED);
 }
 
 /* The socket a blocked call of this thread waits on (a signal handler's
@@ -1082,9 +1082,10 @@ static ssize_t epipe(int flags)
 static short tcp_events(struct lf_conn *c, int fd, int now)
 {
     uint64_t t = coarse_ns();
-    if (!now && t < c->next_tcp_check)
+    /* (a reader and a writer thread both look: a time, no more) */
+    if (!now && t < __atomic_load_n(&c->next_tcp_check, __ATOMIC_RELAXED))
         return 0;
-    c->next_tcp_check = t + 1000000;
+    __atomic_store_n(&c->next_tcp_check, t + 1000000, __ATOMIC_RELAXED);
     return poll_now(fd, c->fin_unclear ? 0 : POLLRDHUP);
 }
 

@@ -641,7 +641,7 @@ struct lf_conn {
     struct lf_bias bias[2];       /* quick.c: [DIR_TX, DIR_RX] (conn.c) */
     int broken;                   /* shared state was corrupt: ECONNRESET */
     int rcvlowat;                 /* SO_RCVLOWAT as last asked (0: to ask): conn_rcvlowat */
-    uint64_t next_tcp_check;      /* when a writer next asks TCP if the peer is gone */
+    uint64_t next_tcp_check;      /* when a call next asks TCP if the peer is gone (atomic) */
     uint64_t next_poll_look;      /* when poll() next asks TCP too (poll.c, memory_answers) */
     int peer_gone;                /* its end is gone: it stays so (conn.c, peer_left) */
     int fin_unclear;              /* a FIN that may be a shutdown, not a close */
