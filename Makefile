@@ -121,8 +121,9 @@ fuzz:
 	    grep -E "^Done|number_of_executed_units" $(BUILD)/fuzz/$$n.log; \
 	done
 
-# Tests whose timing valgrind does not disturb, under memcheck.
-VALGRIND_TESTS := api_errors sendfile_ring sendfile_loop_turn short_connections hostile_refused raw_close read_across_switch unit_ring epoll_kernel_turn flags_shared connect_write_accept echo_v4 optin_one_sided readiness \
+# Tests whose timing valgrind does not disturb, under memcheck (not those
+# that run themselves again with a variable set: /proc/self/exe is valgrind's).
+VALGRIND_TESTS := api_errors sendfile_ring short_connections hostile_refused raw_close read_across_switch unit_ring epoll_kernel_turn flags_shared connect_write_accept echo_v4 optin_one_sided readiness \
                   sockopts descriptors msg_flags flow_control own_fds fd_numbers mmsg_rw2 \
                   epoll_states peer_reset shutdown_local fork_split accept_threads_fds link_share request_path \
                   unit_verdict peer_fds holder_exit shell_inherit exec_unproved vfork_exec \

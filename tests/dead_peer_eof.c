@@ -131,6 +131,10 @@ int main(void)
         run(0, how);
         run(1, how);
     }
+    if (under_valgrind()) {   /* a sleeping thread's wake-up takes 30-140 ms there */
+        printf("asleep cases left out under valgrind\n");
+        return 0;
+    }
     for (int how = POLL_THEN_READ; how <= READ_ALONE; how++) {
         run_asleep(0, how);
         run_asleep(1, how);

@@ -491,6 +491,13 @@ static inline void lift_fd_cap(char **argv)
     FAIL("re-executing with LOOPFAST_MAX_FDS set: %s", strerror(errno));
 }
 
+/* Under valgrind (its preload in LD_PRELOAD): timing bounds do not hold. */
+static inline int under_valgrind(void)
+{
+    const char *pre = getenv("LD_PRELOAD");
+    return pre && strstr(pre, "vgpreload") != NULL;
+}
+
 /* Runs this test again with the variable `name` set to `value` unless it
  * already has it: the library reads its variables once, at start. */
 static inline void run_with_env(char **argv, const char *name, const char *value)
