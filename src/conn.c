@@ -1210,13 +1210,11 @@ struct pace {
 #define WINDOW_IDLE_NS (5 * 1000000ull)
 #define WINDOW_WHOLE UINT64_MAX
 
-/* The window now: 0 (the whole capacity) where the ring paces not or it
- * grew past RING_PACE; once what is in flight is down to half of NB_WINDOW,
- * it is NB_WINDOW again. */
-static uint64_t nb_window(struct lf_conn *c)
+/* The window's size now: 0 (the whole capacity) once it grew past
+ * RING_PACE; once what is in flight is down to half of NB_WINDOW, it is
+ * NB_WINDOW again.  Meant for a ring that paces (nb_window). */
+static uint64_t window_now(struct lf_conn *c)
 {
-    if (!ring_pace(&c->tx))
-        return 0;
     uint64_t w = __atomic_load_n(&c->window_size, __ATOMIC_RELAXED);
     if (__builtin_expect(!w, 1))
         return NB_WINDOW;
@@ -1225,6 +1223,12 @@ static uint64_t nb_window(struct lf_conn *c)
         return w == WINDOW_WHOLE ? 0 : w;   /* (a scribbled tail too: the write finds it) */
     __atomic_store_n(&c->window_size, 0, __ATOMIC_RELAXED);
     return NB_WINDOW;
+}
+
+/* The window: 0 (the whole capacity) also where the ring paces not. */
+static uint64_t nb_window(struct lf_conn *c)
+{
+    return ring_pace(&c->tx) ? window_now(c) : 0;
 }
 
 /* Room was found under the window: its clock stops. */
@@ -1303,6 +1307,30 @@ static void pace_start(struct pace *p, struct lf_conn *c, struct lf_sock *s, int
         p->limit = nb_window(c);
     else if (must_not_wait)
         p->limit = 0;
+}
+
+/* A writer that must not wait found no room under its limit: the window's,
+ * or the pace's when its flag was learnt only now.  1 when the limit grew
+ * (the window's growth, or a big offer's whole capacity) and the call goes
+ * on; 0 when it is refused. */
+static int window_refusal(struct lf_conn *c, struct pace *p, size_t want)
+{
+    if (want >= RING_PACE) {   /* a big offer keeps no window (pace_start) */
+        p->limit = 0;
+        return 1;
+    }
+    if (!p->window)
+        __atomic_store_n(&c->window_writer, 1, __ATOMIC_RELAXED);
+    int clock_ran = __atomic_load_n(&c->window_since, __ATOMIC_RELAXED) != 0;
+    if (window_closed(c)) {
+        p->limit = nb_window(c);
+        return 1;
+    }
+    /* an idle epoll record (woken by doorbells alone) looks once, and stays
+     * active while the clock runs: the growth's edge */
+    if (!clock_ran && __atomic_load_n(&c->ep_idle, __ATOMIC_SEQ_CST))
+        epoll_poke();
+    return 0;
 }
 
 /* The writer is about to wait at its pace: does it stop pacing instead? */
@@ -1397,25 +1425,12 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
             timeout = sock_timeout(s, fd, SO_SNDTIMEO);
             deadline = timeout < 0 ? 0 : monotonic_ns() + (uint64_t)timeout * 1000000;
         }
-        /* (a writer with a send timeout does not pace: its time might run
-         * out where the kernel would have taken the bytes) */
-        if (pace.limit && dontwait && want >= RING_PACE) {   /* a flag learnt now */
-            pace.limit = 0;
-            continue;
-        }
-        if (pace.limit && dontwait) {   /* the window (or the pace of a flag learnt now) */
-            if (!pace.window)
-                __atomic_store_n(&c->window_writer, 1, __ATOMIC_RELAXED);
-            int clock_ran = __atomic_load_n(&c->window_since, __ATOMIC_RELAXED) != 0;
-            if (window_closed(c)) {
-                pace.limit = nb_window(c);
+        if (pace.limit && dontwait) {
+            if (window_refusal(c, &pace, want))
                 continue;
-            }
-            /* an idle epoll record (woken by doorbells alone) looks once,
-             * and stays active while the clock runs: the growth's edge */
-            if (!clock_ran && __atomic_load_n(&c->ep_idle, __ATOMIC_SEQ_CST))
-                epoll_poke();
         } else if (pace.limit && (deadline || pace_ends(&pace, c))) {
+            /* (a writer with a send timeout does not pace: its time might
+             * run out where the kernel would have taken the bytes) */
             pace.limit = 0;   /* the rest of the capacity, now */
             continue;
         }
@@ -1498,6 +1513,16 @@ ssize_t conn_send_file(struct lf_sock *s, int fd, int in_fd, off_t pos, size_t c
     return r;
 }
 
+/* The short path keeps to the window of a call that must not wait (as
+ * last seen), to the pace otherwise (0); past it, tx_ring decides.  (A
+ * ring that paces not keeps no window: ring_write_whole looks at that.) */
+static inline __attribute__((always_inline)) uint64_t quick_window(struct lf_sock *s,
+                                                                   struct lf_conn *c, int flags)
+{
+    return (flags & MSG_DONTWAIT) || __atomic_load_n(&s->nonblock_seen, __ATOMIC_RELAXED) == 1
+               ? window_now(c) : 0;
+}
+
 /* One buffer (write, send) that the ring takes whole now, on a switched
  * direction with nothing to ask TCP: no msghdr, no wait, no loop.  A 64 B
  * writer spent most of its time in the stores of conn_send's general path
@@ -1505,15 +1530,6 @@ ssize_t conn_send_file(struct lf_sock *s, int fd, int in_fd, off_t pos, size_t c
  * store, whose line the spinning reader holds (docs/performance.md).
  * CONN_DECLINED when this is not that case: nothing was done, and
  * conn_send answers. */
-/* The short path keeps to the window of a call that must not wait (as
- * last seen), to the pace otherwise (0); past it, tx_ring decides. */
-static inline __attribute__((always_inline)) uint64_t quick_window(struct lf_sock *s,
-                                                                   struct lf_conn *c, int flags)
-{
-    return (flags & MSG_DONTWAIT) || __atomic_load_n(&s->nonblock_seen, __ATOMIC_RELAXED) == 1
-               ? nb_window(c) : 0;
-}
-
 ssize_t conn_send_buffer(struct lf_sock *s, const void *buf, size_t len, int flags)
 {
     struct lf_conn *c = s->conn;

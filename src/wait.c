@@ -594,8 +594,8 @@ static int wait_news(void *arg)
  * cannot hear it, so the futex sleep is cut in slices of FUTEX_LOOK_MS,
  * after each of which TCP is asked: such a death is seen within that (it
  * was within FUTEX_MS, 200 ms against the kernel's under 1: a killed
- * server's client blocked in read()), for ten looks in a long sleep, after
- * which the next ones skip the futex.  A direction whose last wait outlasted FUTEX_MS
+ * server's client blocked in read()), for ten looks in a long sleep.  A
+ * direction whose last wait outlasted FUTEX_MS
  * skips the futex (wait_alone), so that an idle connection's thread does
  * not wake at the futex's end first.  FUTEX_MS is long enough for a
  * connection used more than five times a second to stay on the futex, short
