@@ -243,15 +243,29 @@ void spin_waited(struct lf_conn *c, int slept)
     spin_score_add(sent - up <= (uint64_t)lf_config.spin_us * 1000);
 }
 
+/* A reader's spin asks has_news (six words on four lines) only when the
+ * peer's index moved past ours, and at every SPIN_FULL_LOOK-th turn for
+ * the rest (a shutdown, a close, a return to TCP: seen a few hundred ns
+ * later).  Between, one index against the other: the peer's bytes are seen
+ * sooner (64 B round trip 1.29-1.40x the bare ring's -> 1.19-1.29x, both
+ * spinning, on vCPUs far apart).  Our own index is loaded after the pause,
+ * as another thread of ours may have read meanwhile. */
+#define SPIN_FULL_LOOK 8
+
 static int spin(struct lf_conn *c, int for_write, size_t rx_want)
 {
     uint64_t end = spin_deadline(c);
     if (!end)
         return 0;
+    const uint64_t *head = &c->rx.ctl->head, *tail = &c->rx.ctl->tail;
+    uint64_t read_to = __atomic_load_n(tail, __ATOMIC_RELAXED);
     for (unsigned i = 0;; i++) {
-        if (has_news(c, for_write, rx_want))
+        if ((for_write || i % SPIN_FULL_LOOK == SPIN_FULL_LOOK - 1 ||
+             __atomic_load_n(head, __ATOMIC_RELAXED) != read_to) &&
+            has_news(c, for_write, rx_want))
             return spin_found(), 1;
         cpu_relax();
+        read_to = __atomic_load_n(tail, __ATOMIC_RELAXED);
         if ((i & 15) == 15 && monotonic_ns() >= end)
             return 0;
     }
