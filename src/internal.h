@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/socket.h>
@@ -1004,6 +1005,9 @@ int sock_written_past_us(struct lf_sock *s, int fd, uint64_t counted);
  * given to fdopen() for writing): a direction on the ring goes back to TCP
  * for good, after the bytes on the ring (4.4). */
 void sock_tx_back(struct lf_sock *s);
+/* stdio.c: fdopen() of a switched socket, a stream reading and writing
+ * through our read() and write() */
+FILE *stdio_stream_open(int fd, const char *mode);
 int tcp_bytes_given(int fd, uint64_t *given);   /* tcpcount.c: -1 when unknown */
 size_t conn_rcvlowat(struct lf_conn *c, int fd);
 void sock_rcvlowat_changed(int fd, int optname);

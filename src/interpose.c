@@ -965,14 +965,22 @@ LF_EXPORT int dup3(int oldfd, int newfd, int flags)
 }
 
 /* A socket given to stdio may be written past us (conn.c, sock_stdio_may_write),
- * and read past us: one not switched yet stays on TCP. */
+ * and read past us: one not switched yet stays on TCP.  One switched gets
+ * a stream that reads and writes through us (stdio.c). */
 LF_EXPORT FILE *fdopen(int fd, const char *mode)
 {
+    struct lf_sock *s = mode ? ours(fd) : NULL;
+    if (s && sock_kind(s) == LF_FAST) {
+        sock_put(s);
+        return stdio_stream_open(fd, mode);
+    }
+    if (s)
+        sock_put(s);
     static FILE *(*real)(int, const char *);
     __typeof__(real) real_now;
     *(void **)&real_now = dlsym_next_cached((void **)&real, "fdopen");
     FILE *f = real_now(fd, mode);
-    struct lf_sock *s = f ? ours(fd) : NULL;
+    s = f ? ours(fd) : NULL;
     if (s) {
         __atomic_store_n(&s->stdio, 1, __ATOMIC_RELAXED);
         if (!mode || strpbrk(mode, "wa+"))

@@ -1,0 +1,84 @@
+/*
+ * stdio.c - stdio streams on switched sockets.
+ *
+ * glibc's stdio reads and writes a FILE made by fdopen() with its own
+ * internal read() and write(), which no interposition sees.  On a socket
+ * whose peer already writes the ring, fgets() then waited on TCP for ever:
+ * the bytes were in the ring.  Writes can go back to TCP without the peer
+ * (conn.c, TX_BACK), reads cannot (docs/design.md, 4.4).  So fdopen() of a
+ * switched socket makes its FILE with fopencookie(), whose reads and writes
+ * are our read() and write(): the stream reads the ring, and its writes stay
+ * there too.  The FILE carries the descriptor in glibc's _fileno, as the
+ * one fdopen() makes does, so that fileno() answers it and fclose() ends in
+ * close() of it (glibc closes a cookie stream only while that field is not
+ * -1).  A socket not switched yet keeps libc's own FILE (interpose.c's
+ * fdopen: it then stays on TCP for what stdio does past us).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+struct stream {
+    int fd;
+};
+
+static ssize_t stream_read(void *cookie, char *buf, size_t len)
+{
+    return read(((struct stream *)cookie)->fd, buf, len);
+}
+
+/* All of it, as libc's write of a FILE does; what went before an error
+ * counts, the error shows at the next write. */
+static ssize_t stream_write(void *cookie, const char *buf, size_t len)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = write(((struct stream *)cookie)->fd, buf + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return done ? (ssize_t)done : -1;
+        done += (size_t)n;
+    }
+    return (ssize_t)done;
+}
+
+/* A socket cannot seek: lseek() says ESPIPE, so does this. */
+static int stream_seek(void *cookie, off64_t *pos, int whence)
+{
+    (void)cookie;
+    (void)pos;
+    (void)whence;
+    errno = ESPIPE;
+    return -1;
+}
+
+static int stream_close(void *cookie)
+{
+    int fd = ((struct stream *)cookie)->fd;
+    free(cookie);
+    return close(fd);
+}
+
+FILE *stdio_stream_open(int fd, const char *mode)
+{
+    struct stream *st = malloc(sizeof *st);
+    if (!st)
+        return errno = ENOMEM, NULL;
+    st->fd = fd;
+    cookie_io_functions_t io = {
+        .read = stream_read, .write = stream_write, .seek = stream_seek, .close = stream_close,
+    };
+    FILE *f = fopencookie(st, mode, io);
+    if (!f) {
+        free(st);
+        return NULL;
+    }
+#ifdef __GLIBC__
+    f->_fileno = fd;
+#endif
+    return f;
+}
