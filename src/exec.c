@@ -841,6 +841,7 @@ void exec_import(void)
             import_one(item, seen, &nseen, 64);
     free(list);
     pending_on_stdin(STDIN_FILENO);   /* an inetd's service: stdio may read it past us */
+    stdio_stdin_through_us();         /* unless it cannot be held: then stdio reads through us */
     for (int fd = STDOUT_FILENO; fd <= STDERR_FILENO; fd++) {
         struct lf_sock *s = fdtable_acquire(fd);
         if (s) {

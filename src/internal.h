@@ -1008,6 +1008,7 @@ void sock_tx_back(struct lf_sock *s);
 /* stdio.c: fdopen() of a switched socket, a stream reading and writing
  * through our read() and write() */
 FILE *stdio_stream_open(int fd, const char *mode);
+void stdio_stdin_through_us(void);   /* at exec import: stdin on a switched socket */
 int tcp_bytes_given(int fd, uint64_t *given);   /* tcpcount.c: -1 when unknown */
 size_t conn_rcvlowat(struct lf_conn *c, int fd);
 void sock_rcvlowat_changed(int fd, int optname);

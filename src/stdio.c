@@ -13,6 +13,12 @@
  * close() of it (glibc closes a cookie stream only while that field is not
  * -1).  A socket not switched yet keeps libc's own FILE (interpose.c's
  * fdopen: it then stays on TCP for what stdio does past us).
+ *
+ * The same for stdin, once: a new image that inherits on descriptor 0 a
+ * connection it cannot hold on TCP (its client took the answer before the
+ * exec: a server read the request through us, then ran a stdio program on
+ * the socket, as a CGI's POST body) reads it with a stream of ours, made
+ * before main() uses stdin.  One held stays libc's (pending.c, 4.3).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -81,4 +87,15 @@ FILE *stdio_stream_open(int fd, const char *mode)
     f->_fileno = fd;
 #endif
     return f;
+}
+
+void stdio_stdin_through_us(void)
+{
+    struct lf_sock *s = fdtable_acquire(STDIN_FILENO);
+    int ours = s && sock_kind(s) == LF_FAST && !__atomic_load_n(&s->conn->held, __ATOMIC_RELAXED);
+    if (s)
+        sock_put(s);
+    FILE *f = ours ? stdio_stream_open(STDIN_FILENO, "r") : NULL;
+    if (f)
+        stdin = f;
 }

@@ -1,0 +1,90 @@
+/* A server that reads a request through us (so its client switches), then
+ * runs a stdio program on the socket, as a web server runs a CGI with the
+ * connection as its stdin for the POST body: the program reads with
+ * fgets(stdin), libc's internal read(), which no interposition sees, and
+ * waited on TCP for ever while the client's lines were on the ring.  An
+ * image that inherits on stdin a connection it cannot hold on TCP now reads
+ * it with a stdio stream of ours (src/stdio.c).  30 lines echoed through
+ * the program (its printf() answers go back to TCP, 4.4), over kernel TCP
+ * and with both ends opted in: the same bytes both ways, and the client's
+ * end on the rings with loopfast. */
+#include <sys/time.h>
+
+#include "helpers.h"
+
+#define LINES 30
+
+/* The exec'd program: echoes lines until EOF. */
+static int serve_stdio(void)
+{
+    char line[256];
+    while (fgets(line, sizeof line, stdin)) {
+        printf("echo %s", line);
+        fflush(stdout);
+    }
+    return ferror(stdin) ? 1 : 0;
+}
+
+/* The server: a request read through us, a greeting, the request's
+ * headers (written after the client took its answer), then the program on
+ * the socket's stdin and stdout. */
+static void server(int l, const char *self)
+{
+    int c = accept(l, NULL, NULL);
+    char req[8];
+    if (c < 0 || read_full(c, req, 4) != 4 || write_full(c, "go\n", 3) != 3 ||
+        read_full(c, req, 4) != 4)
+        _exit(2);
+    exec_on_stdio(c, l, self, "serve-stdio");
+}
+
+static void run(const char *self, int optin)
+{
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int l = listen_on(AF_INET, optin, &addr, &len);
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork");
+    if (pid == 0)
+        server(l, self);
+    close(l);
+    int fd = connect_to(&addr, len, optin);
+    struct timeval tv = { 5, 0 };
+    CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0, "SO_RCVTIMEO");
+    char go[3];
+    CHECK(write_full(fd, "POST", 4) == 4 && read_full(fd, go, 3) == 3, "request");
+    if (optin)   /* the answer taken before the server can exec */
+        CHECK(loopfast_fd_is_fast(fd) == 1, "the client did not switch");
+    CHECK(write_full(fd, "head", 4) == 4, "headers");
+    for (int i = 0; i < LINES; i++) {
+        char req[64], want[80], got[80];
+        int n = snprintf(req, sizeof req, "line %d of the body\n", i);
+        snprintf(want, sizeof want, "echo %s", req);
+        CHECK(write_full(fd, req, (size_t)n) == n, "write %d: %s", i, strerror(errno));
+        size_t w = strlen(want);
+        ssize_t r = read_full(fd, got, w);
+        CHECK(r == (ssize_t)w && !memcmp(got, want, w), "%s: line %d: got %zd bytes (%s)",
+              optin ? "loopfast" : "kernel", i, r, r < 0 ? strerror(errno) : "short or wrong");
+    }
+    int fast = loopfast_fd_is_fast(fd);
+    CHECK(fast == optin, "loopfast_fd_is_fast says %d, want %d", fast, optin);
+    shutdown(fd, SHUT_WR);
+    char b;
+    CHECK(read(fd, &b, 1) == 0, "EOF after the program ended");
+    CHECK(child_status(pid) == 0, "the program failed");
+    printf("%s: %d lines echoed through fgets(stdin) after the switch\n",
+           optin ? "loopfast" : "kernel", LINES);
+    close(fd);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && !strcmp(argv[1], "serve-stdio"))
+        return serve_stdio();
+    alarm(60);
+    char self[4096];
+    self_exe(self, sizeof self);
+    for (int optin = 0; optin < 2; optin++)
+        run(self, optin);
+    return 0;
+}
