@@ -558,6 +558,22 @@ static inline void exec_on_stdio(int c, int listener, const char *self, const ch
     _exit(3);
 }
 
+/* `lines` lines "line I of the WHOSE\n" written to fd, each answered
+ * "echo " and the line (a service on stdin and stdout) before the next. */
+static inline void lines_echoed(int fd, int lines, const char *whose, int optin)
+{
+    for (int i = 0; i < lines; i++) {
+        char req[64], want[80], got[80];
+        int n = snprintf(req, sizeof req, "line %d of the %s\n", i, whose);
+        snprintf(want, sizeof want, "echo %s", req);
+        CHECK(write_full(fd, req, (size_t)n) == n, "write %d: %s", i, strerror(errno));
+        size_t w = strlen(want);
+        ssize_t r = read_full(fd, got, w);
+        CHECK(r == (ssize_t)w && !memcmp(got, want, w), "%s: line %d: got %zd bytes (%s)",
+              optin ? "loopfast" : "kernel", i, r, r < 0 ? strerror(errno) : "short or wrong");
+    }
+}
+
 /* A connected pair in this process, both ends opted in, after one exchange
  * (so both are on the fast path when `optin`). */
 static inline void fast_pair(int family, int optin, int *client, int *server)

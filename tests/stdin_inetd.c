@@ -83,16 +83,7 @@ static void run(const char *self, int optin, int spawn, const char *mode)
     int fd = connect_to(&addr, len, optin);
     struct timeval tv = { 5, 0 };
     CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0, "SO_RCVTIMEO");
-    for (int i = 0; i < LINES; i++) {
-        char req[64], want[80], got[80];
-        int n = snprintf(req, sizeof req, "line %d of the client\n", i);
-        snprintf(want, sizeof want, "echo %s", req);
-        CHECK(write_full(fd, req, (size_t)n) == n, "write %d: %s", i, strerror(errno));
-        size_t w = strlen(want);
-        ssize_t r = read_full(fd, got, w);
-        CHECK(r == (ssize_t)w && !memcmp(got, want, w), "%s: line %d: got %zd bytes (%s)",
-              optin ? "loopfast" : "kernel", i, r, r < 0 ? strerror(errno) : "short or wrong");
-    }
+    lines_echoed(fd, LINES, "client", optin);
     int fast = loopfast_fd_is_fast(fd);
     int want_fast = optin && !strcmp(mode, "serve-read");
     CHECK(fast == want_fast, "%s, %s: loopfast_fd_is_fast says %d, want %d", mode,

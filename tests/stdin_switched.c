@@ -56,16 +56,7 @@ static void run(const char *self, int optin)
     if (optin)   /* the answer taken before the server can exec */
         CHECK(loopfast_fd_is_fast(fd) == 1, "the client did not switch");
     CHECK(write_full(fd, "head", 4) == 4, "headers");
-    for (int i = 0; i < LINES; i++) {
-        char req[64], want[80], got[80];
-        int n = snprintf(req, sizeof req, "line %d of the body\n", i);
-        snprintf(want, sizeof want, "echo %s", req);
-        CHECK(write_full(fd, req, (size_t)n) == n, "write %d: %s", i, strerror(errno));
-        size_t w = strlen(want);
-        ssize_t r = read_full(fd, got, w);
-        CHECK(r == (ssize_t)w && !memcmp(got, want, w), "%s: line %d: got %zd bytes (%s)",
-              optin ? "loopfast" : "kernel", i, r, r < 0 ? strerror(errno) : "short or wrong");
-    }
+    lines_echoed(fd, LINES, "body", optin);
     int fast = loopfast_fd_is_fast(fd);
     CHECK(fast == optin, "loopfast_fd_is_fast says %d, want %d", fast, optin);
     shutdown(fd, SHUT_WR);
