@@ -21,6 +21,7 @@
  * before main() uses stdin.  One held stays libc's (pending.c, 4.3).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -36,15 +37,14 @@ static ssize_t stream_read(void *cookie, char *buf, size_t len)
     return read(((struct stream *)cookie)->fd, buf, len);
 }
 
-/* All of it, as libc's write of a FILE does; what went before an error
- * counts, the error shows at the next write. */
+/* All of it, as libc's write of a FILE does, which also stops at the
+ * first error (EINTR too): what went before it counts, and stdio marks
+ * the stream's error. */
 static ssize_t stream_write(void *cookie, const char *buf, size_t len)
 {
     size_t done = 0;
     while (done < len) {
         ssize_t n = write(((struct stream *)cookie)->fd, buf + done, len - done);
-        if (n < 0 && errno == EINTR)
-            continue;
         if (n <= 0)
             return done ? (ssize_t)done : -1;
         done += (size_t)n;
@@ -86,6 +86,9 @@ FILE *stdio_stream_open(int fd, const char *mode)
 #ifdef __GLIBC__
     f->_fileno = fd;
 #endif
+    int fl = mode[0] == 'a' ? fcntl(fd, F_GETFL) : -1;
+    if (fl >= 0 && !(fl & O_APPEND))   /* as glibc's fdopen("a") sets it */
+        fcntl(fd, F_SETFL, fl | O_APPEND);
     return f;
 }
 

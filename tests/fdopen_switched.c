@@ -6,8 +6,8 @@
  * loopfast (src/stdio.c).  Over kernel TCP and over loopfast, with the
  * transcripts compared: lines and a tail read back, EOF, fileno(), ftell()'s
  * error, fclose() closing the descriptor (the peer's EOF), stdio's writes
- * in order with write()'s, and an fgets() that waits for a line a forked
- * peer writes later. */
+ * in order with write()'s, "a"'s O_APPEND, and an fgets() that waits for a
+ * line a forked peer writes later. */
 #include <fcntl.h>
 #include <sys/wait.h>
 
@@ -87,6 +87,10 @@ static void writing(int optin, char *out, size_t size)
     fwrite(big, 1, sizeof big, f);
     fputs("[end]", f);
     note(" fclose:%d", fclose(f));
+    FILE *g = fdopen(dup(a), "a");   /* glibc sets O_APPEND, even on a socket */
+    CHECK(g, "fdopen a: %s", strerror(errno));
+    note(" append:%d", (fcntl(fileno(g), F_GETFL) & O_APPEND) != 0);
+    fclose(g);
     close(a);
     size_t want = 7 + 7 + sizeof big + 5, have = 0;
     ssize_t r;
