@@ -1009,6 +1009,7 @@ void sock_tx_back(struct lf_sock *s);
  * through our read() and write() */
 FILE *stdio_stream_open(int fd, const char *mode);
 void stdio_stdin_through_us(void);   /* at exec import: stdin on a switched socket */
+int stdio_stream_reopen(const char *path, const char *mode, FILE *fp, FILE **out);   /* 0: not ours */
 int tcp_bytes_given(int fd, uint64_t *given);   /* tcpcount.c: -1 when unknown */
 size_t conn_rcvlowat(struct lf_conn *c, int fd);
 void sock_rcvlowat_changed(int fd, int optname);

@@ -992,6 +992,30 @@ LF_EXPORT FILE *fdopen(int fd, const char *mode)
     return f;
 }
 
+/* glibc reopens only its own FILEs: ours (stdio.c) it crashed on.  `name`:
+ * libc's entry, whose address is cached in *real. */
+static FILE *reopen(void **real, const char *name, const char *path, const char *mode, FILE *fp)
+{
+    FILE *r;
+    if (fp && mode && stdio_stream_reopen(path, mode, fp, &r))
+        return r;
+    FILE *(*real_now)(const char *, const char *, FILE *);
+    *(void **)&real_now = dlsym_next_cached(real, name);
+    return real_now(path, mode, fp);
+}
+
+LF_EXPORT FILE *freopen(const char *path, const char *mode, FILE *fp)
+{
+    static void *real;
+    return reopen(&real, "freopen", path, mode, fp);
+}
+
+LF_EXPORT FILE *freopen64(const char *path, const char *mode, FILE *fp)
+{
+    static void *real;
+    return reopen(&real, "freopen64", path, mode, fp);
+}
+
 /* O_NONBLOCK as the program sets it, for conn.c's must_not_wait(). */
 static void note_nonblock(int fd, int on)
 {

@@ -23,14 +23,22 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "internal.h"
 
+/* Our streams, for freopen(): glibc's own reopens only its FILEs (a
+ * cookie stream's wide-character part is -1 by design: it crashed). */
 struct stream {
     int fd;
+    FILE *f;
+    struct stream *next;
 };
+static struct stream *streams;
+static pthread_mutex_t streams_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static ssize_t stream_read(void *cookie, char *buf, size_t len)
 {
@@ -52,20 +60,29 @@ static ssize_t stream_write(void *cookie, const char *buf, size_t len)
     return (ssize_t)done;
 }
 
-/* A socket cannot seek: lseek() says ESPIPE, so does this. */
+/* lseek(): ESPIPE on the socket, a position once freopen() put a file
+ * there. */
 static int stream_seek(void *cookie, off64_t *pos, int whence)
 {
-    (void)cookie;
-    (void)pos;
-    (void)whence;
-    errno = ESPIPE;
-    return -1;
+    off64_t at = lseek64(((struct stream *)cookie)->fd, *pos, whence);
+    if (at < 0)
+        return -1;
+    *pos = at;
+    return 0;
 }
 
 static int stream_close(void *cookie)
 {
-    int fd = ((struct stream *)cookie)->fd;
-    free(cookie);
+    struct stream *st = cookie;
+    lf_lock(&streams_lock);
+    for (struct stream **p = &streams; *p; p = &(*p)->next)
+        if (*p == st) {
+            *p = st->next;
+            break;
+        }
+    lf_unlock(&streams_lock);
+    int fd = st->fd;
+    free(st);
     return close(fd);
 }
 
@@ -86,6 +103,11 @@ FILE *stdio_stream_open(int fd, const char *mode)
 #ifdef __GLIBC__
     f->_fileno = fd;
 #endif
+    st->f = f;
+    lf_lock(&streams_lock);
+    st->next = streams;
+    streams = st;
+    lf_unlock(&streams_lock);
     int fl = mode[0] == 'a' ? fcntl(fd, F_GETFL) : -1;
     if (fl >= 0 && !(fl & O_APPEND))   /* as glibc's fdopen("a") sets it */
         fcntl(fd, F_SETFL, fl | O_APPEND);
@@ -101,4 +123,51 @@ void stdio_stdin_through_us(void)
     FILE *f = ours ? stdio_stream_open(STDIN_FILENO, "r") : NULL;
     if (f)
         stdin = f;
+}
+
+/* fopen()'s flags for a mode: its first letter, '+', 'x', 'e'. */
+static int open_flags(const char *mode)
+{
+    int rw = strchr(mode, '+') ? O_RDWR : mode[0] == 'r' ? O_RDONLY : O_WRONLY;
+    int f = mode[0] == 'w' ? O_CREAT | O_TRUNC : mode[0] == 'a' ? O_CREAT | O_APPEND : 0;
+    return rw | f | (strchr(mode, 'x') ? O_EXCL : 0) | (strchr(mode, 'e') ? O_CLOEXEC : 0);
+}
+
+/* freopen() of one of our streams, as glibc's does it for its own FILEs:
+ * the new file opened, then moved onto the stream's descriptor (a NULL
+ * name opens /proc/self/fd/N, which a socket refuses), the stream's
+ * buffer and flags reset; on failure the old descriptor closed.  The
+ * stream keeps the read and write rights of its first mode.  0: fp is not
+ * ours, *out untouched. */
+int stdio_stream_reopen(const char *path, const char *mode, FILE *fp, FILE **out)
+{
+    struct stream *st;
+    lf_lock(&streams_lock);
+    for (st = streams; st && st->f != fp; st = st->next)
+        ;
+    lf_unlock(&streams_lock);
+    if (!st)
+        return 0;
+    fflush(fp);
+    char self[64];
+    if (!path) {
+        snprintf(self, sizeof self, "/proc/self/fd/%d", st->fd);
+        path = self;
+    }
+    int nfd = open(path, open_flags(mode), 0666);
+    if (nfd < 0 || (nfd != st->fd && dup3(nfd, st->fd, strchr(mode, 'e') ? O_CLOEXEC : 0) < 0)) {
+        int e = errno;
+        if (nfd >= 0)
+            close(nfd);
+        close(st->fd);
+        errno = e;
+        *out = NULL;
+        return 1;
+    }
+    if (nfd != st->fd)
+        close(nfd);
+    __fpurge(fp);
+    clearerr(fp);
+    *out = fp;
+    return 1;
 }

@@ -7,7 +7,8 @@
  * transcripts compared: lines and a tail read back, EOF, fileno(), ftell()'s
  * error, fclose() closing the descriptor (the peer's EOF), stdio's writes
  * in order with write()'s, "a"'s O_APPEND, and an fgets() that waits for a
- * line a forked peer writes later. */
+ * line a forked peer writes later; freopen() of the stream (glibc crashed on
+ * a cookie stream). */
 #include <fcntl.h>
 #include <sys/wait.h>
 
@@ -103,6 +104,41 @@ static void writing(int optin, char *out, size_t size)
     snprintf(out, size, "%s", transcript);
 }
 
+/* freopen() of the stream onto a file (a daemon's freopen of stdin), then
+ * of a fresh stream with no name (a socket cannot be reopened so: the
+ * descriptor is closed, NULL). */
+static void reopening(int optin, char *out, size_t size)
+{
+    int a, b;
+    char line[64], path[] = "/tmp/loopfast-fdopen-XXXXXX";
+    transcript[0] = 0;
+    int tmp = mkstemp(path);
+    CHECK(tmp >= 0 && write_full(tmp, "from the file\nsecond\n", 21) == 21, "temp file");
+    close(tmp);
+    fast_pair(AF_INET, optin, &a, &b);
+    int fd = dup(a);
+    FILE *f = fdopen(fd, "r");
+    CHECK(f && write_full(b, "first\nunread\n", 14) == 14, "fdopen, peer write");
+    note_line("fgets", fgets(line, sizeof line, f));
+    FILE *g = freopen(path, "r", f);
+    note(" freopen:%d fileno-kept:%d", g == f, g && fileno(g) == fd);
+    note_line("fgets-file", g ? fgets(line, sizeof line, g) : NULL);
+    errno = 0;
+    note_result("ftell", g ? ftell(g) : -1);
+    note(" fclose:%d", g ? fclose(g) : -2);
+    FILE *h = fdopen(dup(a), "r");
+    CHECK(h, "fdopen: %s", strerror(errno));
+    errno = 0;
+    FILE *r = freopen(NULL, "r", h);
+    note(" freopen-null:%s", r ? "stream" : strerror(errno));
+    if (r)
+        fclose(r);
+    close(a);
+    close(b);
+    unlink(path);
+    snprintf(out, size, "%s", transcript);
+}
+
 /* fgets() waits for a line a forked peer writes 50 ms later. */
 static void waiting(int optin, char *out, size_t size)
 {
@@ -134,6 +170,7 @@ int main(void)
     int differ = transcripts_of("reading", reading);
     differ |= transcripts_of("both ways", both_ways);
     differ |= transcripts_of("writing", writing);
+    differ |= transcripts_of("reopening", reopening);
     differ |= transcripts_of("waiting", waiting);
     return differ;
 }
