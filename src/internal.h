@@ -1008,7 +1008,7 @@ void sock_tx_back(struct lf_sock *s);
 /* stdio.c: fdopen() of a switched socket, a stream reading and writing
  * through our read() and write() */
 FILE *stdio_stream_open(int fd, const char *mode);
-void stdio_stdin_through_us(void);   /* at exec import: stdin on a switched socket */
+void stdio_stdin_through_us(void);   /* a switched socket on descriptor 0: stdin reads through us */
 int stdio_stream_reopen(const char *path, const char *mode, FILE *fp, FILE **out);   /* 0: not ours */
 int tcp_bytes_given(int fd, uint64_t *given);   /* tcpcount.c: -1 when unknown */
 size_t conn_rcvlowat(struct lf_conn *c, int fd);

@@ -916,8 +916,10 @@ static int track_dup(int oldfd, int newfd)
         if (newfd == STDOUT_FILENO || newfd == STDERR_FILENO)
             sock_tx_back(s);   /* stdio may write it past us */
         sock_put(s);
-        if (newfd == STDIN_FILENO)
+        if (newfd == STDIN_FILENO) {
             pending_on_stdin(newfd);   /* stdio may read it past us */
+            stdio_stdin_through_us();  /* unless it cannot be held: then through us */
+        }
     }
     return newfd;
 }

@@ -14,11 +14,16 @@
  * -1).  A socket not switched yet keeps libc's own FILE (interpose.c's
  * fdopen: it then stays on TCP for what stdio does past us).
  *
- * The same for stdin, once: a new image that inherits on descriptor 0 a
- * connection it cannot hold on TCP (its client took the answer before the
- * exec: a server read the request through us, then ran a stdio program on
- * the socket, as a CGI's POST body) reads it with a stream of ours, made
- * before main() uses stdin.  One held stays libc's (pending.c, 4.3).
+ * The same for stdin: a connection that comes onto descriptor 0 and cannot
+ * be held on TCP there (its client took the answer: a server read the
+ * request through us, then runs a stdio handler on the socket, in a new
+ * image, as a CGI reads its POST body, or in a forked child after dup2())
+ * is read by a stream of ours that becomes stdin: in a new image before
+ * main() uses it, in a running one when libc's stdin holds no byte read
+ * ahead (else those would be lost; the old FILE is left as it is: closing
+ * it would close descriptor 0).  One held stays libc's (pending.c, 4.3).
+ * Our stream reads descriptor 0 whatever comes there later: read() passes
+ * a file that is not ours to libc.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -114,13 +119,35 @@ FILE *stdio_stream_open(int fd, const char *mode)
     return f;
 }
 
+/* Is stdin one of our streams? */
+static int stdin_ours(void)
+{
+    lf_lock(&streams_lock);
+    struct stream *st = streams;
+    while (st && st->f != stdin)
+        st = st->next;
+    lf_unlock(&streams_lock);
+    return st != NULL;
+}
+
+/* stdin's FILE holds no byte read ahead, nor one pushed back (glibc's
+ * backup area, _IO_IN_BACKUP in its libio.h): replaced, it loses nothing. */
+static int stdin_drained(void)
+{
+#ifdef __GLIBC__
+    return stdin->_IO_read_ptr == stdin->_IO_read_end && !(stdin->_flags & 0x0100);
+#else
+    return 0;
+#endif
+}
+
 void stdio_stdin_through_us(void)
 {
     struct lf_sock *s = fdtable_acquire(STDIN_FILENO);
-    int ours = s && sock_kind(s) == LF_FAST && !__atomic_load_n(&s->conn->held, __ATOMIC_RELAXED);
+    int fast = s && sock_kind(s) == LF_FAST && !__atomic_load_n(&s->conn->held, __ATOMIC_RELAXED);
     if (s)
         sock_put(s);
-    FILE *f = ours ? stdio_stream_open(STDIN_FILENO, "r") : NULL;
+    FILE *f = fast && !stdin_ours() && stdin_drained() ? stdio_stream_open(STDIN_FILENO, "r") : NULL;
     if (f)
         stdin = f;
 }
