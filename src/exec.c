@@ -10,12 +10,16 @@
  * constructor in the new image maps it again, with the same checks as a
  * handshake.  posix_spawn() is handled the same way (glibc's runs neither our
  * fork nor our exec), the child counted as a holder and its descriptors found
- * by the socket's inode.  An image without loopfast (a static binary, LD_PRELOAD
- * removed) cannot use such a connection: see docs/design.md.
+ * by the socket's inode.  An environment without LD_PRELOAD gets ours for
+ * the new image (below); an image that will not load loopfast (a static
+ * binary, another LD_PRELOAD) cannot use such a connection: see
+ * docs/design.md, 4.4.
  */
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +52,7 @@ struct export {
     int ncounted;
     struct lf_link *links[64];    /* regions of the connections described */
     int nlinks;
+    char *preload;                /* the LD_PRELOAD with_inherit added, or NULL */
 };
 
 /* A copy of fd that survives exec (or goes in the message); remembered so
@@ -245,33 +250,76 @@ static void export_all(struct export *x, int spawn, pid_t self)
     }
 }
 
-/* envp with LOOPFAST_INHERIT replaced; NULL when nothing to pass. */
+/* ---- loopfast in the new image ----
+ * A program that builds its child's environment from scratch (mini_httpd's
+ * CGIs) drops LD_PRELOAD: the new image ran without loopfast on a socket
+ * whose peer writes the ring, and waited on TCP for ever (a CGI reading its
+ * POST body).  An exec that passes fast connections to an environment with
+ * no LD_PRELOAD therefore adds ours, and says so (PRELOAD_ADDED in
+ * LOOPFAST_INHERIT): the new image takes it out again at its start, so that
+ * the program sees the environment it was given.  An image that will not
+ * load it (static, set-uid) is as before (docs/design.md, 4.4). */
+#define PRELOAD_ADDED "preload"
+
+static char own_path[4096];
+static pthread_once_t own_path_once = PTHREAD_ONCE_INIT;
+
+/* Our shared object's absolute path; empty when loopfast is linked into
+ * the program itself (its archive: the CLI, a static link). */
+static void own_path_find(void)
+{
+    Dl_info info;
+    if (dladdr((void *)own_path_find, &info) && info.dli_fname && strstr(info.dli_fname, ".so") &&
+        !realpath(info.dli_fname, own_path))
+        own_path[0] = 0;
+}
+
+static int has_preload(char *const envp[])
+{
+    for (size_t i = 0; envp && envp[i]; i++)
+        if (!strncmp(envp[i], "LD_PRELOAD=", 11))
+            return 1;
+    return 0;
+}
+
+/* envp with LOOPFAST_INHERIT replaced (and LD_PRELOAD added: above); NULL
+ * when nothing to pass. */
 static char **with_inherit(char *const envp[], struct export *x)
 {
     if (!x->len)
         return NULL;
+    pthread_once(&own_path_once, own_path_find);
+    if (own_path[0] && !has_preload(envp) && !lf_confined)
+        x->preload = malloc(strlen(own_path) + sizeof "LD_PRELOAD=");
+    if (x->preload)
+        sprintf(x->preload, "LD_PRELOAD=%s", own_path);
     size_t n = 0;
     while (envp && envp[n])
         n++;
-    char **e = calloc(n + 2, sizeof *e);
-    char *var = malloc(strlen(INHERIT) + x->len + 2);
+    char **e = calloc(n + 3, sizeof *e);
+    char *var = malloc(strlen(INHERIT) + x->len + sizeof "," PRELOAD_ADDED + 1);
     if (!e || !var) {
         free(e);
         free(var);
+        free(x->preload);
+        x->preload = NULL;
         return NULL;
     }
-    sprintf(var, "%s=%s", INHERIT, x->buf);
+    sprintf(var, "%s=%s%s", INHERIT, x->buf, x->preload ? "," PRELOAD_ADDED : "");
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
         if (strncmp(envp[i], INHERIT "=", sizeof INHERIT))
             e[k++] = envp[i];
     e[k++] = var;
+    if (x->preload)
+        e[k++] = x->preload;
     e[k] = NULL;
     return e;
 }
 
 static void export_undo(struct export *x, char **env)
 {
+    free(x->preload);
     for (int i = 0; i < x->nfds; i++)
         libc.close_own(x->fds[i]);
     if (env) {
@@ -837,6 +885,8 @@ void exec_import(void)
     for (; item; item = strtok_r(NULL, ",", &save))
         if (!strncmp(item, "key=", 4))
             verdict_key_import(item + 4);   /* first: the verdicts of the items below */
+        else if (!strcmp(item, PRELOAD_ADDED))
+            unsetenv("LD_PRELOAD");         /* ours, added at the exec */
         else
             import_one(item, seen, &nseen, 64);
     free(list);

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -556,6 +557,28 @@ static inline void exec_on_stdio(int c, int listener, const char *self, const ch
     close(listener);
     execl(self, self, mode, (char *)NULL);
     _exit(3);
+}
+
+/* A request whose server reads it through us, so that its client switches
+ * (`optin`) before the server hands the socket on: "POST", the server's
+ * "go\n", the answer taken, then "head", which the server reads last.
+ * request_served is the server's side: 0 when all went as expected. */
+static inline void request_switched(int fd, int optin)
+{
+    struct timeval tv = { 5, 0 };
+    CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0, "SO_RCVTIMEO");
+    char go[3];
+    CHECK(write_full(fd, "POST", 4) == 4 && read_full(fd, go, 3) == 3, "request");
+    if (optin)   /* the answer taken before the server can hand the socket on */
+        CHECK(loopfast_fd_is_fast(fd) == 1, "the client did not switch");
+    CHECK(write_full(fd, "head", 4) == 4, "headers");
+}
+
+static inline int request_served(int c)
+{
+    char req[4];
+    return c >= 0 && read_full(c, req, 4) == 4 && write_full(c, "go\n", 3) == 3 &&
+                   read_full(c, req, 4) == 4 ? 0 : -1;
 }
 
 /* `lines` lines "line I of the WHOSE\n" written to fd, each answered

@@ -9,8 +9,6 @@
  * the program (its printf() answers go back to TCP, 4.4), over kernel TCP
  * and with both ends opted in: the same bytes both ways, and the client's
  * end on the rings with loopfast. */
-#include <sys/time.h>
-
 #include "helpers.h"
 
 #define LINES 30
@@ -32,9 +30,7 @@ static int serve_stdio(void)
 static void server(int l, const char *self, int in_process)
 {
     int c = accept(l, NULL, NULL);
-    char req[8];
-    if (c < 0 || read_full(c, req, 4) != 4 || write_full(c, "go\n", 3) != 3 ||
-        read_full(c, req, 4) != 4)
+    if (request_served(c) != 0)
         _exit(2);
     if (!in_process)
         exec_on_stdio(c, l, self, "serve-stdio");
@@ -56,13 +52,7 @@ static void run(const char *self, int optin, int in_process)
         server(l, self, in_process);
     close(l);
     int fd = connect_to(&addr, len, optin);
-    struct timeval tv = { 5, 0 };
-    CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0, "SO_RCVTIMEO");
-    char go[3];
-    CHECK(write_full(fd, "POST", 4) == 4 && read_full(fd, go, 3) == 3, "request");
-    if (optin)   /* the answer taken before the server can exec */
-        CHECK(loopfast_fd_is_fast(fd) == 1, "the client did not switch");
-    CHECK(write_full(fd, "head", 4) == 4, "headers");
+    request_switched(fd, optin);
     lines_echoed(fd, LINES, "body", optin);
     int fast = loopfast_fd_is_fast(fd);
     CHECK(fast == optin, "loopfast_fd_is_fast says %d, want %d", fast, optin);
