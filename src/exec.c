@@ -257,12 +257,17 @@ static void export_all(struct export *x, int spawn, pid_t self)
  * POST body).  An exec that passes fast connections to an environment with
  * no LD_PRELOAD therefore adds ours, and says so (PRELOAD_ADDED in
  * LOOPFAST_INHERIT): the new image takes it out again at its start, so that
- * the program sees the environment it was given.  An image that will not
- * load it (static, set-uid) is as before (docs/design.md, 4.4). */
+ * the program sees the environment it was given.  Only from an image that
+ * was given loopfast by LD_PRELOAD itself (`loopfast run`): a program that
+ * links it chose where it goes, and the image it runs may carry loopfast
+ * itself (the CLI, linked with its archive, crashed with a second copy
+ * preloaded).  An image that will not load it (static, set-uid) is as
+ * before (docs/design.md, 4.4). */
 #define PRELOAD_ADDED "preload"
 
 static char own_path[4096];
 static pthread_once_t own_path_once = PTHREAD_ONCE_INIT;
+static int own_preloaded;   /* this image was started with us in LD_PRELOAD */
 
 /* Our shared object's absolute path; empty when loopfast is linked into
  * the program itself (its archive: the CLI, a static link). */
@@ -272,6 +277,14 @@ static void own_path_find(void)
     if (dladdr((void *)own_path_find, &info) && info.dli_fname && strstr(info.dli_fname, ".so") &&
         !realpath(info.dli_fname, own_path))
         own_path[0] = 0;
+}
+
+/* At the start, before an import takes an LD_PRELOAD we added out. */
+static void preload_note(void)
+{
+    pthread_once(&own_path_once, own_path_find);
+    const char *pre = getenv("LD_PRELOAD"), *base = strrchr(own_path, '/');
+    own_preloaded = pre && base && strstr(pre, base + 1) != NULL;
 }
 
 static int has_preload(char *const envp[])
@@ -288,8 +301,7 @@ static char **with_inherit(char *const envp[], struct export *x)
 {
     if (!x->len)
         return NULL;
-    pthread_once(&own_path_once, own_path_find);
-    if (own_path[0] && !has_preload(envp) && !lf_confined)
+    if (own_preloaded && own_path[0] && !has_preload(envp) && !lf_confined)
         x->preload = malloc(strlen(own_path) + sizeof "LD_PRELOAD=");
     if (x->preload)
         sprintf(x->preload, "LD_PRELOAD=%s", own_path);
@@ -872,6 +884,7 @@ static void import_one(const char *text, struct imported *seen, int *nseen, int 
 
 void exec_import(void)
 {
+    preload_note();
     const char *v = getenv(INHERIT);
     if (!v)
         return;
