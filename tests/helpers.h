@@ -41,6 +41,16 @@
 #endif
 #endif
 
+/* An AddressSanitizer build: its runtime must come first among the
+ * libraries, so its library cannot be preloaded into other programs. */
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
 static inline void sleep_ms(int ms)
 {
     struct timespec t = { ms / 1000, (long)(ms % 1000) * 1000000 };
