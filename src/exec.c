@@ -269,22 +269,32 @@ static char own_path[4096];
 static pthread_once_t own_path_once = PTHREAD_ONCE_INIT;
 static int own_preloaded;   /* this image was started with us in LD_PRELOAD */
 
-/* Our shared object's absolute path; empty when loopfast is linked into
- * the program itself (its archive: the CLI, a static link). */
-static void own_path_find(void)
+/* Our shared object's name as the loader found it; NULL when loopfast is
+ * linked into the program itself (its archive: the CLI, a static link). */
+static const char *own_name(void)
 {
     Dl_info info;
-    if (dladdr((void *)own_path_find, &info) && info.dli_fname && strstr(info.dli_fname, ".so") &&
-        !realpath(info.dli_fname, own_path))
+    return dladdr((void *)own_name, &info) && info.dli_fname && strstr(info.dli_fname, ".so")
+               ? info.dli_fname : NULL;
+}
+
+/* Its absolute path, looked up at the first exec that wants it (realpath
+ * asks the kernel: not at every image's start); empty when unknown. */
+static void own_path_find(void)
+{
+    const char *name = own_name();
+    if (!name || !realpath(name, own_path))
         own_path[0] = 0;
 }
 
 /* At the start, before an import takes an LD_PRELOAD we added out. */
 static void preload_note(void)
 {
-    pthread_once(&own_path_once, own_path_find);
-    const char *pre = getenv("LD_PRELOAD"), *base = strrchr(own_path, '/');
-    own_preloaded = pre && base && strstr(pre, base + 1) != NULL;
+    const char *pre = getenv("LD_PRELOAD"), *name = pre ? own_name() : NULL;
+    if (!name)
+        return;
+    const char *base = strrchr(name, '/');
+    own_preloaded = strstr(pre, base ? base + 1 : name) != NULL;
 }
 
 static int has_preload(char *const envp[])
@@ -301,8 +311,11 @@ static char **with_inherit(char *const envp[], struct export *x)
 {
     if (!x->len)
         return NULL;
-    if (own_preloaded && own_path[0] && !has_preload(envp) && !lf_confined)
-        x->preload = malloc(strlen(own_path) + sizeof "LD_PRELOAD=");
+    if (own_preloaded && !has_preload(envp) && !lf_confined) {
+        pthread_once(&own_path_once, own_path_find);
+        if (own_path[0])
+            x->preload = malloc(strlen(own_path) + sizeof "LD_PRELOAD=");
+    }
     if (x->preload)
         sprintf(x->preload, "LD_PRELOAD=%s", own_path);
     size_t n = 0;

@@ -971,26 +971,25 @@ LF_EXPORT int dup3(int oldfd, int newfd, int flags)
  * a stream that reads and writes through us (stdio.c). */
 LF_EXPORT FILE *fdopen(int fd, const char *mode)
 {
-    struct lf_sock *s = mode ? ours(fd) : NULL;
-    if (s && sock_kind(s) == LF_FAST) {
+    struct lf_sock *s = ours(fd);
+    if (s && mode && sock_kind(s) == LF_FAST) {
         sock_put(s);
         return stdio_stream_open(fd, mode);
     }
-    if (s)
-        sock_put(s);
     static FILE *(*real)(int, const char *);
     __typeof__(real) real_now;
     *(void **)&real_now = dlsym_next_cached((void **)&real, "fdopen");
     FILE *f = real_now(fd, mode);
-    s = f ? ours(fd) : NULL;
-    if (s) {
+    if (!s)
+        return f;
+    if (f) {
         __atomic_store_n(&s->stdio, 1, __ATOMIC_RELAXED);
         if (!mode || strpbrk(mode, "wa+"))
             sock_tx_back(s);
-        sock_put(s);
-        if (mode && (strchr(mode, 'r') || strchr(mode, '+')))
-            pending_stay_plain(fd);   /* its reads too pass us by */
     }
+    sock_put(s);
+    if (f && mode && (strchr(mode, 'r') || strchr(mode, '+')))
+        pending_stay_plain(fd);   /* its reads too pass us by */
     return f;
 }
 

@@ -35,8 +35,9 @@
 
 #include "internal.h"
 
-/* Our streams, for freopen(): glibc's own reopens only its FILEs (a
- * cookie stream's wide-character part is -1 by design: it crashed). */
+/* Our streams, for freopen() (glibc's own reopens only its FILEs: a
+ * cookie stream's wide-character part is -1 by design, it crashed) and
+ * for stdin. */
 struct stream {
     int fd;
     FILE *f;
@@ -44,6 +45,17 @@ struct stream {
 };
 static struct stream *streams;
 static pthread_mutex_t streams_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* f's record, or NULL when f is not one of ours. */
+static struct stream *stream_of(FILE *f)
+{
+    lf_lock(&streams_lock);
+    struct stream *st = streams;
+    while (st && st->f != f)
+        st = st->next;
+    lf_unlock(&streams_lock);
+    return st;
+}
 
 static ssize_t stream_read(void *cookie, char *buf, size_t len)
 {
@@ -119,17 +131,6 @@ FILE *stdio_stream_open(int fd, const char *mode)
     return f;
 }
 
-/* Is stdin one of our streams? */
-static int stdin_ours(void)
-{
-    lf_lock(&streams_lock);
-    struct stream *st = streams;
-    while (st && st->f != stdin)
-        st = st->next;
-    lf_unlock(&streams_lock);
-    return st != NULL;
-}
-
 /* stdin's FILE holds no byte read ahead, nor one pushed back (glibc's
  * backup area, _IO_IN_BACKUP in its libio.h): replaced, it loses nothing. */
 static int stdin_drained(void)
@@ -147,7 +148,7 @@ void stdio_stdin_through_us(void)
     int fast = s && sock_kind(s) == LF_FAST && !__atomic_load_n(&s->conn->held, __ATOMIC_RELAXED);
     if (s)
         sock_put(s);
-    FILE *f = fast && !stdin_ours() && stdin_drained() ? stdio_stream_open(STDIN_FILENO, "r") : NULL;
+    FILE *f = fast && !stream_of(stdin) && stdin_drained() ? stdio_stream_open(STDIN_FILENO, "r") : NULL;
     if (f)
         stdin = f;
 }
@@ -168,11 +169,7 @@ static int open_flags(const char *mode)
  * ours, *out untouched. */
 int stdio_stream_reopen(const char *path, const char *mode, FILE *fp, FILE **out)
 {
-    struct stream *st;
-    lf_lock(&streams_lock);
-    for (st = streams; st && st->f != fp; st = st->next)
-        ;
-    lf_unlock(&streams_lock);
+    struct stream *st = stream_of(fp);
     if (!st)
         return 0;
     fflush(fp);
