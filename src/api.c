@@ -52,7 +52,7 @@ static int set_optin(int fd, int state, int enable)
         if (n)
             bufsize_at_optin(n, fd);
         if (n && fd_made_here_unshared(fd))   /* its flags may be answered from memory */
-            sock_born_here(n, fd_nonblocking(fd), -2);
+            sock_born_here(n, fd_nonblocking(fd), fd_made_here_options(fd));
         if (!n || fdtable_set(fd, n) < 0)
             r = fail(ENOMEM);
         if (n)

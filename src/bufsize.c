@@ -31,14 +31,15 @@
 
 #include "internal.h"
 
-enum { SET_SND = 1, SET_RCV = 2, MADE_HERE = 4 };
+enum { SET_SND = 1, SET_RCV = 2, MADE_HERE = 4 };   /* and OPTION_SET_* (internal.h) */
 
 /* By descriptor number: MADE_HERE for a socket our socket() returned,
- * with the sizes set on it since (cleared when the number is closed), and
- * above SHARES_SHIFT the count of calls that may share a file (lf_shares)
- * when it was made, which wait.c's answers from memory need at opt-in. */
+ * with the sizes (and the timeouts and SO_LINGER: OPTION_SET_*) set on it
+ * since (cleared when the number is closed), and above SHARES_SHIFT the
+ * count of calls that may share a file (lf_shares) when it was made, which
+ * wait.c's answers from memory need at opt-in. */
 #define NOTED_FDS 65536
-#define SHARES_SHIFT 3
+#define SHARES_SHIFT 5
 static uint32_t noted[NOTED_FDS];
 
 void bufsize_socket_made(int fd, int made)
@@ -54,11 +55,18 @@ int bufsize_noted(int fd)
     return fd >= 0 && fd < NOTED_FDS && __atomic_load_n(&noted[fd], __ATOMIC_RELAXED) != 0;
 }
 
-int fd_made_here_unshared(int fd)
+int fd_made_here_set(int fd)
 {
     uint32_t seen = fd >= 0 && fd < NOTED_FDS ? __atomic_load_n(&noted[fd], __ATOMIC_RELAXED) : 0;
     uint32_t shares = __atomic_load_n(&lf_shares, __ATOMIC_RELAXED);
-    return (seen & MADE_HERE) && seen >> SHARES_SHIFT == (shares << SHARES_SHIFT) >> SHARES_SHIFT;
+    if (!(seen & MADE_HERE) || seen >> SHARES_SHIFT != (shares << SHARES_SHIFT) >> SHARES_SHIFT)
+        return -1;
+    return (int)(seen & (OPTION_SET_TIMEOUT | OPTION_SET_LINGER));
+}
+
+int fd_made_here_unshared(int fd)
+{
+    return fd_made_here_set(fd) >= 0;
 }
 
 static uint32_t reported(int fd, int optname)
@@ -89,7 +97,10 @@ static int which(int level, int optname)
 
 void bufsize_set(int fd, int level, int optname)
 {
-    int set = which(level, optname);
+    int set = which(level, optname), option = option_set_by(level, optname);
+    if (option && fd >= 0 && fd < NOTED_FDS &&
+        (__atomic_load_n(&noted[fd], __ATOMIC_RELAXED) & MADE_HERE))
+        __atomic_fetch_or(&noted[fd], option, __ATOMIC_RELAXED);   /* for opting in later */
     struct lf_sock *s = set ? fdtable_acquire(fd) : NULL;
     if (!s && set && fd >= 0 && fd < NOTED_FDS &&
         (__atomic_load_n(&noted[fd], __ATOMIC_RELAXED) & MADE_HERE))

@@ -1630,16 +1630,6 @@ int conn_shutdown(struct lf_sock *s, int fd, int how)
     return r;
 }
 
-/* SO_LINGER's time in seconds; -1: off (or not known). */
-static int linger_of(int fd)
-{
-    struct linger l;
-    socklen_t len = sizeof l;
-    if (fd < 0 || lf_confined || getsockopt(fd, SOL_SOCKET, SO_LINGER, &l, &len) < 0 || !l.l_onoff)
-        return -1;
-    return l.l_linger < 0 ? 0 : l.l_linger;
-}
-
 /* SO_LINGER with a time: as Linux waits for the ACK of its FIN, close()
  * waits until the peer's kernel would have taken our bytes (the ring's
  * unread ones down to what its receive buffer holds), the peer is gone, a
@@ -1735,7 +1725,7 @@ void conn_close(struct lf_sock *s, int fd)
     if (left > 0 && __atomic_load_n(&c->shared_end, __ATOMIC_RELAXED))
         left = holders_reap(c, left);
     if (left == 0 && !handshake_unanswered(c) && !load32(&peer_side(c)->closed)) {
-        int linger = linger_of(fd), lingers = linger == 0;
+        int linger = sock_linger(s, fd), lingers = linger == 0;
         if (lingers || unread(c, fd)) {
             store32(&me->kernel_resets, 1);
             /* The kernel resets a connection closed with unread bytes; ours

@@ -796,6 +796,7 @@ struct lf_sock {
     int desc_own;
     unsigned born_shares;     /* lf_shares when it was made */
     int timeo_seen[2];        /* SO_RCVTIMEO, SO_SNDTIMEO in ms as last seen; -1 none, -2 unknown */
+    int linger_seen;          /* SO_LINGER's time in s as last seen; -1 off, -2 unknown */
     int bound_state;          /* OPTIN listener: is `bound` its address? (interpose.c) */
     int timeo_confined[2];    /* sandbox.c: SO_RCVTIMEO, SO_SNDTIMEO (ms, -1 none) when confined */
     int bufsize_set;          /* bufsize.c: SO_SNDBUF / SO_RCVBUF the program set */
@@ -886,6 +887,14 @@ void fdtable_unlock(void);
 void fdtable_for_each(void (*fn)(struct lf_sock *, void *), void *arg);
 void fdtable_for_each_fd(unsigned first, unsigned last, void (*fn)(int fd));   /* tracked fds */
 
+/* Options a socket is born with, where known: SO_RCVTIMEO, SO_SNDTIMEO (ms)
+ * and SO_LINGER (s); -1 none, -2 unknown (asked at the first need). */
+struct sock_options {
+    int timeo[2];
+    int linger;
+};
+#define SOCK_OPTIONS_NONE ((struct sock_options){ { -1, -1 }, -1 })
+#define SOCK_OPTIONS_UNKNOWN ((struct sock_options){ { -2, -2 }, -2 })
 /* ---- bufsize.c: SO_SNDBUF / SO_RCVBUF bound the rings ---- */
 void bufsize_set(int fd, int level, int optname);          /* after a successful setsockopt */
 void bufsize_apply(struct lf_sock *s, struct lf_conn *c, int fd);   /* c becomes s's */
@@ -900,7 +909,15 @@ uint64_t bufsize_tcp_hold(void);
  * they gone over TCP: its SO_RCVBUF when set, else a new socket's (the
  * autotuning grows it only as the reader reads). */
 uint64_t bufsize_reader_holds(const struct ring *r);
-int fd_made_here_unshared(int fd);   /* our socket() made it and nothing shared it since */   /* socket() returned fd (made), or it was closed */
+int fd_made_here_unshared(int fd);   /* our socket() made it and nothing shared it since */
+/* For such a socket, the OPTION_SET_* the program set on it; -1 for any other */
+#define OPTION_SET_TIMEOUT 8
+#define OPTION_SET_LINGER 16
+int fd_made_here_set(int fd);
+int option_set_by(int level, int optname);   /* wait.c: 0 or the OPTION_SET_* optname sets */
+/* The options of such a socket (wait.c): none, or unknown where the
+ * program set one */
+struct sock_options fd_made_here_options(int fd);
 
 /* ---- handshake.c ---- */
 int is_loopback(const struct sockaddr *sa);
@@ -1081,6 +1098,9 @@ uint64_t spin_deadline(struct lf_conn *c);
  * `look`: asked of the kernel now), and notes a peer confined to the same
  * one: neither spins for the other, which holds the CPU the other needs. */
 void conn_note_cpu(struct lf_conn *c, int look);
+/* The program changed a thread's affinity (interpose.c): the next set-up
+ * looks at it again. */
+void affinity_changed(void);
 void spin_found(void);
 void spin_waited(struct lf_conn *c, int slept);
 /* A RING_ARM_NAMED sleeper's wake: a byte to the wake socket whose number
@@ -1135,8 +1155,16 @@ int fd_nonblocking(int fd);
  * can hold its file (wait.c) */
 int sock_nonblocking(struct lf_sock *s, int fd);
 int sock_timeout(struct lf_sock *s, int fd, int optname);
-void sock_born_here(struct lf_sock *s, int nonblock, int timeouts);
-void sock_timeouts_changed(int fd, int optname);
+/* SO_LINGER's time in seconds, -1 off (or not known: confined), answered
+ * from memory as the timeouts are. */
+int sock_linger(struct lf_sock *s, int fd);
+void sock_born_here(struct lf_sock *s, int nonblock, struct sock_options o);
+/* The options listener's accepted connections are born with (the kernel
+ * copies them): known while no other process can hold the listener, asked
+ * of it once. */
+struct sock_options sock_options_inherited(struct lf_sock *listener, int listen_fd);
+/* After a successful setsockopt: a timeout or SO_LINGER set is asked again once. */
+void sock_options_changed(int fd, int optname);
 int sock_timeout_ms(int fd, int optname);
 int sock_timeout_asked_ms(int fd, int optname);   /* the kernel's word, even when confined */
 

@@ -404,7 +404,7 @@ LF_EXPORT int socket(int domain, int type, int protocol)
         (type & 0xf) == SOCK_STREAM && (protocol == 0 || protocol == IPPROTO_TCP)) {
         struct lf_sock *s = sock_new(LF_OPTIN);
         if (s) {
-            sock_born_here(s, (type & SOCK_NONBLOCK) != 0, -1);
+            sock_born_here(s, (type & SOCK_NONBLOCK) != 0, SOCK_OPTIONS_NONE);
             fdtable_set(fd, s);
             sock_put(s);
         }
@@ -457,7 +457,7 @@ LF_EXPORT int setsockopt(int fd, int level, int optname, const void *val, sockle
     if (r == 0 && level == SOL_SOCKET) {
         int e = errno;
         bufsize_set(fd, level, optname);
-        sock_timeouts_changed(fd, optname);
+        sock_options_changed(fd, optname);
         sock_rcvlowat_changed(fd, optname);
         if (optname == SO_PEEK_OFF)
             peek_offset_set(fd, val, len);
@@ -585,8 +585,8 @@ static int accept_any(int listen_fd, struct sockaddr *addr, socklen_t *len, int 
         handshake_answer(c, ends, listener_alone(l, listen_fd));
         bufsize_inherit(l, c);
         struct lf_sock *s = fdtable_acquire(c);
-        if (s) {   /* a new file; its timeouts come from the listener: asked once */
-            sock_born_here(s, is4 && (flags & SOCK_NONBLOCK), -2);
+        if (s) {   /* a new file; its timeouts and SO_LINGER are the listener's */
+            sock_born_here(s, is4 && (flags & SOCK_NONBLOCK), sock_options_inherited(l, listen_fd));
             sock_put(s);
         }
         errno = e;
@@ -1212,5 +1212,27 @@ LF_EXPORT int ioctl(int fd, unsigned long req, ...)
         note_nonblock(fd, *(int *)arg != 0);
     if (req == FIOASYNC && r == 0 && arg && *(int *)arg)
         pending_stay_plain(fd);
+    return r;
+}
+
+/* ---- affinity: wait.c looks at ours again at the next set-up ---- */
+
+LF_EXPORT int sched_setaffinity(pid_t pid, size_t size, const cpu_set_t *set)
+{
+    static int (*real)(pid_t, size_t, const cpu_set_t *);
+    __typeof__(real) real_now;
+    *(void **)&real_now = dlsym_next_cached((void **)&real, "sched_setaffinity");
+    int r = real_now(pid, size, set);
+    affinity_changed();
+    return r;
+}
+
+LF_EXPORT int pthread_setaffinity_np(pthread_t thread, size_t size, const cpu_set_t *set)
+{
+    static int (*real)(pthread_t, size_t, const cpu_set_t *);
+    __typeof__(real) real_now;
+    *(void **)&real_now = dlsym_next_cached((void **)&real, "pthread_setaffinity_np");
+    int r = real_now(thread, size, set);
+    affinity_changed();
     return r;
 }

@@ -23,6 +23,10 @@ struct lf_conn *conn_bare(int me)
     c->me = me;
     c->proof_ep = c->proof_fd = -1;
     c->leased_by = lf_pid;
+    /* Its set-up just saw the peer's socket alive (sock_diag, its proof):
+     * the first look at TCP for its death waits the usual millisecond (it
+     * was a poll() at each end's first write, on every connection). */
+    c->next_tcp_check = coarse_ns() + 1000000;
     pthread_mutex_init(&c->proof_lock, NULL);
     pthread_mutex_init(&c->rx_lock, NULL);
     pthread_mutex_init(&c->tx_lock, NULL);

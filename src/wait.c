@@ -87,15 +87,26 @@ static int peer_resets(struct lf_conn *c)
  * connection is set up, and a wait on a connection whose peer shares it
  * does not spin; nor do the poll and epoll waits of a process that has such
  * a peer.  The affinity is looked at again with the crowd (every
- * CROWD_CHECK_NS) and at each set-up (a forked worker that pins itself,
- * nginx's worker_cpu_affinity, is seen at its first connection). */
+ * CROWD_CHECK_NS) and at a set-up when the last look is older than that or
+ * the program changed an affinity since (sched_setaffinity and
+ * pthread_setaffinity_np are interposed: a forked worker that pins itself,
+ * nginx's worker_cpu_affinity, is seen at its first connection).  A look
+ * at every set-up was a system call per connection on each end; a change
+ * made from outside (taskset -p) is seen within CROWD_CHECK_NS. */
 static int solo_cpu1 = -1;    /* ours + 1, 0: more than one; -1: not looked at yet */
 static int solo_shared;       /* some peer's process is confined to the same CPU */
+static uint64_t affinity_looked;   /* coarse_ns of the last look; 0: look at the next set-up */
+
+void affinity_changed(void)
+{
+    __atomic_store_n(&affinity_looked, 0, __ATOMIC_RELAXED);
+}
 
 /* The CPUs this thread may run on; sets solo_cpu1.  0: unknown. */
 static int affinity_look(void)
 {
     cpu_set_t set;
+    __atomic_store_n(&affinity_looked, coarse_ns() | 1, __ATOMIC_RELAXED);
     if (lf_confined || sched_getaffinity(0, sizeof set, &set) != 0)
         return 0;   /* confined: the call may be out of reach (sandbox.c) */
     int k = CPU_COUNT(&set), solo = 0;
@@ -163,7 +174,8 @@ static int cpu_compare(struct lf_conn *c)
 
 void conn_note_cpu(struct lf_conn *c, int look)
 {
-    if (look)
+    uint64_t looked = __atomic_load_n(&affinity_looked, __ATOMIC_RELAXED);
+    if (look && (!looked || coarse_ns() - looked >= CROWD_CHECK_NS))
         affinity_look();
     cpu_compare(c);
 }
@@ -766,9 +778,28 @@ static struct wait_ep *thread_wake_sock(void)
     return NULL;
 }
 
+/* Up to WAKE_BATCH bytes in one call: fewer than that, and the socket was
+ * empty (a recv() loop took two calls for the one byte of each wake).
+ * Confined, recvmmsg may be out of reach (sandbox.c): one by one. */
+#define WAKE_BATCH 8
 static void wake_sock_drain(int fd)
 {
-    char b[64];
+    char b[WAKE_BATCH];
+    struct iovec v[WAKE_BATCH];
+    struct mmsghdr m[WAKE_BATCH];
+    memset(m, 0, sizeof m);
+    for (int i = 0; i < WAKE_BATCH; i++) {
+        v[i] = (struct iovec){ &b[i], 1 };
+        m[i].msg_hdr.msg_iov = &v[i];
+        m[i].msg_hdr.msg_iovlen = 1;
+    }
+    if (!lf_confined) {
+        long n;
+        while ((n = syscall(SYS_recvmmsg, fd, m, WAKE_BATCH, MSG_DONTWAIT, NULL)) == WAKE_BATCH)
+            ;
+        if (n >= 0 || errno != ENOSYS)
+            return;
+    }
     while (libc.recv(fd, b, sizeof b, MSG_DONTWAIT) > 0)
         ;
 }
@@ -945,18 +976,23 @@ int fd_nonblocking(int fd)
     return fl >= 0 && (fl & O_NONBLOCK);
 }
 
-/* ---- O_NONBLOCK and timeouts of a socket no other process holds ----
+/* ---- O_NONBLOCK, timeouts and SO_LINGER of a socket no other process holds ----
  * Every wait asked the kernel both (two system calls before each sleep, one
  * before each EAGAIN).  A file this image made (socket(), accept()) and has
  * not shared since (no fork, spawn, system/popen or vfork'ed exec since it
  * was made: lf_shares; not sent with SCM_RIGHTS: pending.c) changes its
- * flags and timeouts only through our own fcntl, ioctl and setsockopt, which
- * note them.  Not seen: another process taking it with pidfd_getfd(), raw
- * system calls (docs/design.md, 6). */
-void sock_born_here(struct lf_sock *s, int nonblock, int timeouts)
+ * flags and options only through our own fcntl, ioctl and setsockopt, which
+ * note them.  A socket() has none set; an accepted one has its listener's,
+ * known when the listener is alone too (asked of it once, not of each
+ * connection: two system calls fewer per short connection).  Not seen:
+ * another process taking it with pidfd_getfd(), raw system calls
+ * (docs/design.md, 6). */
+void sock_born_here(struct lf_sock *s, int nonblock, struct sock_options o)
 {
     __atomic_store_n(&s->nonblock_seen, nonblock, __ATOMIC_RELAXED);
-    s->timeo_seen[0] = s->timeo_seen[1] = timeouts;
+    s->timeo_seen[0] = o.timeo[0];
+    s->timeo_seen[1] = o.timeo[1];
+    s->linger_seen = o.linger;
     s->born_shares = __atomic_load_n(&lf_shares, __ATOMIC_RELAXED);
     __atomic_store_n(&s->desc_own, 1, __ATOMIC_RELEASE);
 }
@@ -988,18 +1024,71 @@ int sock_timeout(struct lf_sock *s, int fd, int optname)
     return ms;
 }
 
-/* After a successful setsockopt: a timeout set is asked again once. */
-void sock_timeouts_changed(int fd, int optname)
+static int linger_asked(int fd)
 {
-    if (optname != SO_RCVTIMEO_OLD && optname != SO_RCVTIMEO_NEW &&
-        optname != SO_SNDTIMEO_OLD && optname != SO_SNDTIMEO_NEW)
+    struct linger l;
+    socklen_t len = sizeof l;
+    if (fd < 0 || lf_confined || getsockopt(fd, SOL_SOCKET, SO_LINGER, &l, &len) < 0 || !l.l_onoff)
+        return -1;
+    return l.l_linger < 0 ? 0 : l.l_linger;
+}
+
+int sock_linger(struct lf_sock *s, int fd)
+{
+    int seconds = __atomic_load_n(&s->linger_seen, __ATOMIC_RELAXED);
+    if (seconds >= -1 && sock_alone(s))
+        return seconds;
+    seconds = linger_asked(fd);
+    __atomic_store_n(&s->linger_seen, seconds, __ATOMIC_RELAXED);
+    return seconds;
+}
+
+struct sock_options sock_options_inherited(struct lf_sock *listener, int listen_fd)
+{
+    if (!sock_alone(listener))
+        return SOCK_OPTIONS_UNKNOWN;
+    return (struct sock_options){ { sock_timeout(listener, listen_fd, SO_RCVTIMEO),
+                                    sock_timeout(listener, listen_fd, SO_SNDTIMEO) },
+                                  sock_linger(listener, listen_fd) };
+}
+
+struct sock_options fd_made_here_options(int fd)
+{
+    int set = fd_made_here_set(fd);
+    struct sock_options o = SOCK_OPTIONS_NONE;
+    if (set < 0)
+        return SOCK_OPTIONS_UNKNOWN;
+    if (set & OPTION_SET_TIMEOUT)
+        o.timeo[0] = o.timeo[1] = -2;
+    if (set & OPTION_SET_LINGER)
+        o.linger = -2;
+    return o;
+}
+
+/* Which of the options above optname sets: 0, or one of OPTION_SET_*. */
+int option_set_by(int level, int optname)
+{
+    if (level != SOL_SOCKET)
+        return 0;
+    if (optname == SO_RCVTIMEO_OLD || optname == SO_RCVTIMEO_NEW ||
+        optname == SO_SNDTIMEO_OLD || optname == SO_SNDTIMEO_NEW)
+        return OPTION_SET_TIMEOUT;
+    return optname == SO_LINGER ? OPTION_SET_LINGER : 0;
+}
+
+void sock_options_changed(int fd, int optname)
+{
+    int set = option_set_by(SOL_SOCKET, optname);
+    struct lf_sock *s = set ? fdtable_acquire(fd) : NULL;
+    if (!s)
         return;
-    struct lf_sock *s = fdtable_acquire(fd);
-    if (s) {
+    if (set == OPTION_SET_LINGER) {
+        __atomic_store_n(&s->linger_seen, -2, __ATOMIC_RELAXED);
+    } else {
         int snd = optname == SO_SNDTIMEO_OLD || optname == SO_SNDTIMEO_NEW;
         __atomic_store_n(&s->timeo_seen[snd], -2, __ATOMIC_RELAXED);
-        sock_put(s);
     }
+    sock_put(s);
 }
 
 /* SO_RCVTIMEO / SO_SNDTIMEO as a poll() timeout: -1 when unset. */
