@@ -312,7 +312,8 @@ static int promise_before_arm(struct lf_conn *c, uint32_t *promise_word)
 /* Did the peer arm `flag`?  Its promise to pay for the barrier is read from
  * its own line (any holder of its end writes it), not through conn_peer: it
  * only chooses our barrier, and a false one costs that connection alone. */
-static uint32_t peer_armed(struct lf_conn *c, uint32_t *flag)
+static inline __attribute__((always_inline)) uint32_t peer_armed(struct lf_conn *c,
+                                                                uint32_t *flag)
 {
     const uint32_t *promise = &c->sh->side[!c->me].arms_with_mb;
     return ring_take_armed(flag, __atomic_load_n(&lf_membarrier, __ATOMIC_RELAXED) ? promise : NULL);
@@ -364,15 +365,23 @@ static void note_woke_peer(struct lf_conn *c)
     __atomic_store_n(&my_stats(c)->woke_peer_ns, monotonic_ns(), __ATOMIC_RELAXED);
 }
 
-/* The peer's sleepers on `flag`, if it armed it, woken. */
-static void wake_peer(struct lf_conn *c, uint32_t *flag, struct wake_to to)
+static __attribute__((noinline)) void wake_armed(struct lf_conn *c, uint32_t how,
+                                                 struct wake_to to)
 {
-    uint32_t how = peer_armed(c, flag);
-    if (__builtin_expect(how == 0, 1))
-        return;
     note_woke_peer(c);
     if (wake_sleepers(how, to))
         bell_ring(c);
+}
+
+/* The peer's sleepers on `flag`, if it armed it, woken.  Inline, the rare
+ * wake out of line: every write and read passes here (a call and its
+ * frame were 20 of the 44 instructions). */
+static inline __attribute__((always_inline)) void wake_peer(struct lf_conn *c, uint32_t *flag,
+                                                            struct wake_to to)
+{
+    uint32_t how = peer_armed(c, flag);
+    if (__builtin_expect(how != 0, 0))
+        wake_armed(c, how, to);
 }
 
 /* After a change of state, wake the peer for whatever it waits for. */

@@ -20,17 +20,18 @@
 
 #include "internal.h"
 
-#define CHUNK_BITS 10
-#define CHUNK_SIZE (1 << CHUNK_BITS)
-#define TOP_SIZE   4096                     /* up to 4 M descriptors */
+#define CHUNK_BITS FDTABLE_CHUNK_BITS
+#define CHUNK_SIZE FDTABLE_CHUNK
+#define TOP_SIZE   FDTABLE_TOP
 #define DEAD       (-(1 << 30))
 
 /* A slot's value while a threaded close() of its number is between our
  * forgetting the socket and the kernel's close (fdtable_entomb): a call
  * that finds it waits for the close, then gets the kernel's answer. */
-#define TOMB ((struct lf_sock *)1)
+#define TOMB FDTABLE_TOMB
 
-static struct lf_sock **top[TOP_SIZE];
+struct lf_sock **fdtable_top[FDTABLE_TOP];
+
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct lf_sock *free_list;
 static struct lf_sock *kept_list;   /* socks whose TCP socket is kept for blocked calls */
@@ -40,7 +41,7 @@ static inline __attribute__((always_inline)) struct lf_sock **slot_if_any(int fd
 {
     if (fd < 0 || (unsigned)fd >= (unsigned)TOP_SIZE * CHUNK_SIZE)
         return NULL;
-    struct lf_sock **chunk = __atomic_load_n(&top[fd >> CHUNK_BITS], __ATOMIC_ACQUIRE);
+    struct lf_sock **chunk = __atomic_load_n(&fdtable_top[fd >> CHUNK_BITS], __ATOMIC_ACQUIRE);
     return chunk ? &chunk[fd & (CHUNK_SIZE - 1)] : NULL;
 }
 
@@ -72,11 +73,11 @@ static struct lf_sock **slot_made(int fd)
     if (slot || fd < 0 || (unsigned)fd >= (unsigned)TOP_SIZE * CHUNK_SIZE)
         return slot;
     lf_lock(&table_lock);
-    struct lf_sock **chunk = top[fd >> CHUNK_BITS];
+    struct lf_sock **chunk = fdtable_top[fd >> CHUNK_BITS];
     if (!chunk) {
         chunk = calloc(CHUNK_SIZE, sizeof *chunk);
         if (chunk)
-            __atomic_store_n(&top[fd >> CHUNK_BITS], chunk, __ATOMIC_RELEASE);
+            __atomic_store_n(&fdtable_top[fd >> CHUNK_BITS], chunk, __ATOMIC_RELEASE);
     }
     lf_unlock(&table_lock);
     return chunk ? &chunk[fd & (CHUNK_SIZE - 1)] : NULL;
@@ -101,10 +102,8 @@ struct lf_sock *fdtable_acquire(int fd)
     }
 }
 
-/* One data call (read, write...): a single-threaded process takes no
- * reference, since nothing can close the descriptor during the call; that
- * saves two locked instructions on every message. */
-struct lf_sock *call_begin(int fd)
+/* call_begin's rare part (internal.h). */
+struct lf_sock *call_begin_slow(int fd)
 {
     if (!__libc_single_threaded)
         return fdtable_acquire(fd);
@@ -133,12 +132,6 @@ int fdtable_holds(int fd, struct lf_sock *s)
 {
     struct lf_sock **slot = slot_if_any(fd);
     return slot && slot_load(slot) == s;
-}
-
-void call_end(struct lf_sock *s)
-{
-    if (!__libc_single_threaded)
-        sock_put(s);
 }
 
 static void sock_destroy(struct lf_sock *s)
@@ -320,7 +313,7 @@ void fdtable_unlock(void) { lf_unlock(&table_lock); }
 void fdtable_for_each_fd(unsigned first, unsigned last, void (*fn)(int fd))
 {
     for (unsigned i = first >> CHUNK_BITS; i < TOP_SIZE && i <= last >> CHUNK_BITS; i++) {
-        struct lf_sock **chunk = __atomic_load_n(&top[i], __ATOMIC_ACQUIRE);
+        struct lf_sock **chunk = __atomic_load_n(&fdtable_top[i], __ATOMIC_ACQUIRE);
         for (unsigned j = 0; chunk && j < CHUNK_SIZE; j++) {
             unsigned fd = i << CHUNK_BITS | j;
             struct lf_sock *s = __atomic_load_n(&chunk[j], __ATOMIC_ACQUIRE);
@@ -333,7 +326,7 @@ void fdtable_for_each_fd(unsigned first, unsigned last, void (*fn)(int fd))
 void fdtable_for_each(void (*fn)(struct lf_sock *, void *), void *arg)
 {
     for (int i = 0; i < TOP_SIZE; i++) {
-        struct lf_sock **chunk = __atomic_load_n(&top[i], __ATOMIC_ACQUIRE);
+        struct lf_sock **chunk = __atomic_load_n(&fdtable_top[i], __ATOMIC_ACQUIRE);
         for (int j = 0; chunk && j < CHUNK_SIZE; j++) {
             struct lf_sock *s = __atomic_load_n(&chunk[j], __ATOMIC_ACQUIRE);
             if (s && s != TOMB)

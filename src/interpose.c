@@ -61,7 +61,7 @@ static struct lf_sock *ours(int fd)
  * system call, so it looks first (tests/cancel_pending.c).  Only with
  * threads: a process cancels itself with them alone, and 2 ns a call are
  * a tenth of a 64 B write. */
-static struct lf_sock *ours_for_call(int fd)
+static inline __attribute__((always_inline)) struct lf_sock *ours_for_call(int fd)
 {
     if (__builtin_expect(!lf_initialised, 0))
         lf_init();
@@ -73,10 +73,9 @@ static struct lf_sock *ours_for_call(int fd)
 /* A thread's read or write that only copies, made under a hazard instead
  * of a reference (quick.c): CONN_DECLINED when it is not that (or the
  * thread makes no quick calls), and the call is then made the ordinary way. */
-static ssize_t quick_call(int fd, void *buf, size_t len, int flags, int for_write)
+static __attribute__((noinline)) ssize_t quick_call_threaded(int fd, void *buf, size_t len,
+                                                             int flags, int for_write)
 {
-    if (__libc_single_threaded || !lf_self)
-        return CONN_DECLINED;
     pthread_testcancel();
     ssize_t r = CONN_DECLINED;
     struct lf_sock *s;
@@ -91,6 +90,16 @@ static ssize_t quick_call(int fd, void *buf, size_t len, int flags, int for_writ
         r = -1;
     }
     return r;
+}
+
+/* Inline: a process without threads passes it with one test (it cost a
+ * call and its frame on every read and write). */
+static inline __attribute__((always_inline)) ssize_t quick_call(int fd, void *buf, size_t len,
+                                                                int flags, int for_write)
+{
+    if (__libc_single_threaded || !lf_self)
+        return CONN_DECLINED;
+    return quick_call_threaded(fd, buf, len, flags, for_write);
 }
 
 static ssize_t recv_on(struct lf_sock *s, int fd, void *buf, size_t len, int flags)

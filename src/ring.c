@@ -347,8 +347,9 @@ static void copy_in_steps(struct ring *r, uint64_t base, uint64_t head, const un
     }
 }
 
-static void copy_placed(struct ring *r, uint64_t base, uint64_t pos, unsigned char *dst,
-                        size_t len)
+static inline __attribute__((always_inline)) void copy_placed(struct ring *r, uint64_t base,
+                                                              uint64_t pos, unsigned char *dst,
+                                                              size_t len)
 {
     size_t off = (pos - base) & (r->size - 1);
     size_t first = r->size - off < len ? r->size - off : len;
@@ -359,28 +360,38 @@ static void copy_placed(struct ring *r, uint64_t base, uint64_t pos, unsigned ch
 }
 
 /* Bytes below from_seen keep their places from the origins before (the
- * places, below); the common case is one compare.  A part of no bytes is
+ * places, below): `below` of them are from pos on.  A part of no bytes is
  * not copied: its place, from an origin past it, lies near the ring's end,
  * and populated_for would map every page up to there for this reader (a
  * paced stream's reader allocated its whole 8 MiB ring, zeroed). */
-static void copy_out(struct ring *r, uint64_t pos, unsigned char *dst, size_t len)
+static __attribute__((noinline)) void copy_out_places(struct ring *r, uint64_t pos,
+                                                      unsigned char *dst, size_t len,
+                                                      uint64_t below)
+{
+    size_t n = below < len ? (size_t)below : len;
+    uint64_t below_mid = r->mid_from_seen - pos;
+    if (below_mid - 1 < (uint64_t)INT64_MAX) {   /* pos < mid_from_seen */
+        size_t k = below_mid < n ? (size_t)below_mid : n;
+        copy_placed(r, r->old_base_seen, pos, dst, k);
+        pos += k, dst += k, len -= k, n -= k;
+    }
+    if (n)
+        copy_placed(r, r->mid_base_seen, pos, dst, n);
+    pos += n, dst += n, len -= n;
+    if (len)
+        copy_placed(r, r->base_seen, pos, dst, len);
+}
+
+/* The common case is one compare, inline (every read copies here); the
+ * places' part out of line. */
+static inline __attribute__((always_inline)) void copy_out(struct ring *r, uint64_t pos,
+                                                           unsigned char *dst, size_t len)
 {
     uint64_t below = r->from_seen - pos;
-    if (__builtin_expect(below - 1 < (uint64_t)INT64_MAX, 0)) {   /* pos < from_seen */
-        size_t n = below < len ? (size_t)below : len;
-        uint64_t below_mid = r->mid_from_seen - pos;
-        if (below_mid - 1 < (uint64_t)INT64_MAX) {   /* pos < mid_from_seen */
-            size_t k = below_mid < n ? (size_t)below_mid : n;
-            copy_placed(r, r->old_base_seen, pos, dst, k);
-            pos += k, dst += k, len -= k, n -= k;
-        }
-        if (n)
-            copy_placed(r, r->mid_base_seen, pos, dst, n);
-        pos += n, dst += n, len -= n;
-        if (!len)
-            return;
-    }
-    copy_placed(r, r->base_seen, pos, dst, len);
+    if (__builtin_expect(below - 1 < (uint64_t)INT64_MAX, 0))   /* pos < from_seen */
+        copy_out_places(r, pos, dst, len, below);
+    else
+        copy_placed(r, r->base_seen, pos, dst, len);
 }
 
 /* copy_out's twin of copy_in_steps: the tail published every RING_STEP
@@ -705,17 +716,23 @@ ssize_t ring_write(struct ring *r, const void *buf, size_t len)
     return ring_writev(r, &iov, 1);
 }
 
+/* The writer gave pages back since we mapped them: map them again. */
+static inline __attribute__((always_inline)) void punches_look(struct ring *r)
+{
+    uint64_t punches = __atomic_load_n(&r->ctl->punches, __ATOMIC_RELAXED);   /* head's line */
+    if (__builtin_expect(punches != r->punches_seen, 0)) {
+        r->punches_seen = punches;
+        r->populated[0] = 0;
+    }
+}
+
 ssize_t ring_readv(struct ring *r, const struct iovec *iov, int iovcnt, int peek)
 {
     uint64_t head, tail;
     int64_t avail = span(r, &head, &tail, 0, iov_total(iov, iovcnt, r->size), r->size);
     if (avail < 0)
         return -1;
-    uint64_t punches = __atomic_load_n(&r->ctl->punches, __ATOMIC_RELAXED);   /* head's line */
-    if (__builtin_expect(punches != r->punches_seen, 0)) {
-        r->punches_seen = punches;
-        r->populated[0] = 0;
-    }
+    punches_look(r);
     size_t done = 0;
     uint64_t given = tail;
     for (int i = 0; i < iovcnt && done < (size_t)avail; i++) {
@@ -728,10 +745,25 @@ ssize_t ring_readv(struct ring *r, const struct iovec *iov, int iovcnt, int peek
     return (ssize_t)done;
 }
 
+/* ring_readv of one buffer, without the iovec's loops: a 64 B read() took
+ * 185 instructions through them. */
 ssize_t ring_read(struct ring *r, void *buf, size_t len, int peek)
 {
-    struct iovec iov = { .iov_base = buf, .iov_len = len };
-    return ring_readv(r, &iov, 1, peek);
+    uint64_t head, tail;
+    int64_t avail = span(r, &head, &tail, 0, len < r->size ? len : r->size, r->size);
+    if (avail < 0)
+        return -1;
+    punches_look(r);
+    size_t n = len < (size_t)avail ? len : (size_t)avail;
+    if (n <= RING_STEP) {
+        copy_out(r, tail, buf, n);
+    } else {
+        uint64_t given = tail;
+        copy_out_steps(r, tail, buf, n, &given, peek);
+    }
+    if (n && !peek)
+        store_release(&r->ctl->tail, tail + n);
+    return (ssize_t)n;
 }
 
 void ring_arm(uint32_t *flag, uint32_t how)
@@ -739,22 +771,4 @@ void ring_arm(uint32_t *flag, uint32_t how)
     __atomic_fetch_or(flag, how, __ATOMIC_SEQ_CST);   /* the barrier follows (ring.h) */
 }
 
-uint32_t ring_take_armed(uint32_t *flag, const uint32_t *promise)
-{
-    /* Order our index store before the flag load: a fence, unless the armer
-     * pays for it (barrier.c).  A promise withdrawn after we looked is seen
-     * when we look again below, after the flag: then we fence after all. */
-    int light = promise && __atomic_load_n(promise, __ATOMIC_RELAXED);
-    if (light)
-        __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    else
-        __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    if (__atomic_load_n(flag, __ATOMIC_RELAXED) == 0) {
-        if (!light || __atomic_load_n(promise, __ATOMIC_ACQUIRE))
-            return 0;
-        __atomic_thread_fence(__ATOMIC_SEQ_CST);
-        if (__atomic_load_n(flag, __ATOMIC_RELAXED) == 0)
-            return 0;
-    }
-    return __atomic_exchange_n(flag, 0, __ATOMIC_SEQ_CST);
-}
+
