@@ -733,15 +733,17 @@ static ssize_t rx_step(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
  * spin.  The kernel's word decides, unless no other process can have
  * changed O_NONBLOCK (sock_nonblocking, wait.c). */
 static int must_not_wait(struct lf_sock *s, struct lf_conn *c, int fd, int flags, int for_write,
-                         size_t rx_want)
+                         size_t rx_want, int *spun)
 {
     if (flags & MSG_DONTWAIT)
         return 1;
+    int may_spin = !*spun;
+    *spun = 0;   /* (spun once before: conn_recv_spun) */
     int spin_first = __atomic_load_n(&s->nonblock_seen, __ATOMIC_RELAXED) == 0;
-    if (spin_first && wait_spin(c, for_write, rx_want))
+    if (spin_first && may_spin && wait_spin(c, for_write, rx_want))
         return -1;
     int nonblock = sock_nonblocking(s, fd);
-    if (!nonblock && !spin_first && wait_spin(c, for_write, rx_want))
+    if (!nonblock && !spin_first && may_spin && wait_spin(c, for_write, rx_want))
         return -1;
     return nonblock;
 }
@@ -907,9 +909,21 @@ static void server_uses(struct lf_sock *s, struct lf_conn *c, int writing)
     c->used_told = 1;
 }
 
+/* This thread's read that conn_recv_spun spun for, in vain, and the
+ * signals it had caught before that spin: conn_recv, which answers the
+ * same call next, neither spins again nor misses a handler that ran
+ * during the spin (a read without SA_RESTART ends with EINTR). */
+struct rx_spun {
+    int spun;
+    struct lf_caught call;
+};
+static __thread struct rx_spun rx_spun LF_TLS_IE;
+
 ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
 {
     struct lf_conn *c = s->conn;
+    struct rx_spun spun = rx_spun;
+    rx_spun.spun = 0;
     if (__atomic_load_n(&c->held, __ATOMIC_RELAXED))
         handshake_consent(c);   /* read through us, not stdio: its client may switch */
     server_uses(s, c, 0);
@@ -922,7 +936,10 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
     size_t target = rx_target(c, fd, msg);
     struct lf_caught call;
     int looked = 0;
-    caught_now(&call);
+    if (spun.spun)
+        call = spun.call;
+    else
+        caught_now(&call);
     for (;;) {
         int below_mark = rx_short(c, target);
         r = c->broken ? -ECONNRESET : below_mark ? -EAGAIN : rx_step(c, fd, msg, flags);
@@ -933,7 +950,7 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
         if (r != -EAGAIN)
             break;
         int on_ring = my_rx(c) == RX_RING;
-        int dontwait = must_not_wait(s, c, fd, flags, 0, target);
+        int dontwait = must_not_wait(s, c, fd, flags, 0, target, &spun.spun);
         if (dontwait < 0)
             continue;
         if (dontwait && below_mark && (r = rx_step(c, fd, msg, flags)) != -EAGAIN)
@@ -999,6 +1016,30 @@ ssize_t conn_recv_buffer(struct lf_sock *s, void *buf, size_t len)
     }
     dir_unlock(c, DIR_RX, hold);
     return r;
+}
+
+/* The spin of a blocking read() was conn_recv's (must_not_wait), and the
+ * bytes it found went through that general path's loop and return, about
+ * 400 instructions on every round trip's critical path, at each end.
+ * Here the same spin, then the short path's copy. */
+ssize_t conn_recv_spun(struct lf_sock *s, void *buf, size_t len)
+{
+    struct lf_conn *c = s->conn;
+    if (__atomic_load_n(&s->nonblock_seen, __ATOMIC_RELAXED) != 0 || !len || c->broken ||
+        my_rx(c) != RX_RING || __atomic_load_n(&c->held, __ATOMIC_RELAXED) ||
+        __atomic_load_n(&rcvlowat_used, __ATOMIC_RELAXED))
+        return CONN_DECLINED;   /* (last seen non-blocking: its EAGAIN must not spin) */
+    caught_now(&rx_spun.call);
+    if (!wait_spin(c, 0, 1)) {
+        rx_spun.spun = 1;
+        return CONN_DECLINED;
+    }
+    return conn_recv_buffer(s, buf, len);
+}
+
+void conn_recv_spun_end(void)
+{
+    rx_spun.spun = 0;
 }
 
 /* ---- writing ---- */
@@ -1427,7 +1468,8 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
                 window_room(c);
             continue;
         }
-        int dontwait = must_not_wait(s, c, fd, flags, 1, pace.limit ? pace.limit : 1);
+        int no_spin_yet = 0;
+        int dontwait = must_not_wait(s, c, fd, flags, 1, pace.limit ? pace.limit : 1, &no_spin_yet);
         if (dontwait < 0)
             continue;
         if (!dontwait && timeout == -2) {

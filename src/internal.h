@@ -1043,6 +1043,12 @@ int conn_turn_refuse(struct lf_conn *c, int fd);
 #define CONN_DECLINED (-((ssize_t)1 << 40))
 ssize_t conn_send_buffer(struct lf_sock *s, const void *buf, size_t len, int flags);
 ssize_t conn_recv_buffer(struct lf_sock *s, void *buf, size_t len);
+/* A blocking read() that conn_recv_buffer found nothing for: a spin, and
+ * the bytes it brings copied as conn_recv_buffer does; CONN_DECLINED when
+ * none came (conn_recv then answers, without spinning again).  Not under a
+ * quick call's hazard or held signals: a handler may run during the spin. */
+ssize_t conn_recv_spun(struct lf_sock *s, void *buf, size_t len);
+void conn_recv_spun_end(void);   /* the call is over: what it noted goes */
 int conn_shutdown(struct lf_sock *s, int fd, int how);
 int conn_shut_rd(struct lf_conn *c);
 int sock_stdio_may_write(struct lf_sock *s);   /* stdout, stderr or fdopen'd: writes stay on TCP */

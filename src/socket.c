@@ -194,11 +194,17 @@ ssize_t sock_recv_copy(struct lf_sock *s, void *buf, size_t len, int flags)
 ssize_t sock_recv_buffer(struct lf_sock *s, int fd, void *buf, size_t len, int flags)
 {
     ssize_t r = sock_recv_copy(s, buf, len, flags);
+    int spun = r == CONN_DECLINED && !flags && sock_kind(s) == LF_FAST;
+    if (spun)
+        r = conn_recv_spun(s, buf, len);   /* not a quick call's: no hazard held here */
     if (r != CONN_DECLINED)
         return r < 0 ? (errno = (int)-r, -1) : r;
     struct iovec iov = { .iov_base = buf, .iov_len = len };
     struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
-    return sock_recv(s, fd, &m, flags);
+    r = sock_recv(s, fd, &m, flags);
+    if (spun)
+        conn_recv_spun_end();
+    return r;
 }
 
 /* Urgent data (MSG_OOB) is the kernel's TCP alone: the rings cannot carry it
