@@ -8,8 +8,10 @@
 # made before it waits, off the client's path.  Two shapes: the server
 # closes first, right after its echo (`loopfast bench`; under strace's
 # slowness its client mostly takes the answer after that close, and stays
-# plain), and the client closes first (the server reads its end of stream;
-# every connection goes fast).
+# plain), the client closes first (the server reads its end of stream;
+# every connection goes fast), and two echoes before the client's close
+# (the connection switches at its second exchange: `loopfast bench`'s
+# "connection that switches" line).
 #
 #   bench/setup_syscalls.sh [N]     (default 200)
 set -u
@@ -46,7 +48,7 @@ count() {
     done
 }
 
-for shape in "" client-first; do
+for shape in "" client-first two-echoes; do
 echo "== ${shape:-server-first}: the $([ -n "$shape" ] && echo client || echo server) closes first"
 { count kernel; count loopfast; } > "$tmp/counts"
 grep ' connections ' "$tmp/counts"
