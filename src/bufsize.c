@@ -95,18 +95,23 @@ static int which(int level, int optname)
     return optname == SO_RCVBUF || optname == SO_RCVBUFFORCE ? SET_RCV : 0;
 }
 
+/* bits noted on a socket our socket() made, for opting it in later */
+static void note_made_here(int fd, uint32_t bits)
+{
+    if (bits && fd >= 0 && fd < NOTED_FDS &&
+        (__atomic_load_n(&noted[fd], __ATOMIC_RELAXED) & MADE_HERE))
+        __atomic_fetch_or(&noted[fd], bits, __ATOMIC_RELAXED);
+}
+
 void bufsize_set(int fd, int level, int optname)
 {
-    int set = which(level, optname), option = option_set_by(level, optname);
-    if (option && fd >= 0 && fd < NOTED_FDS &&
-        (__atomic_load_n(&noted[fd], __ATOMIC_RELAXED) & MADE_HERE))
-        __atomic_fetch_or(&noted[fd], option, __ATOMIC_RELAXED);   /* for opting in later */
+    int set = which(level, optname);
+    note_made_here(fd, (uint32_t)option_set_by(level, optname));
     struct lf_sock *s = set ? fdtable_acquire(fd) : NULL;
-    if (!s && set && fd >= 0 && fd < NOTED_FDS &&
-        (__atomic_load_n(&noted[fd], __ATOMIC_RELAXED) & MADE_HERE))
-        __atomic_fetch_or(&noted[fd], set, __ATOMIC_RELAXED);
-    if (!s)
+    if (!s) {
+        note_made_here(fd, (uint32_t)set);
         return;
+    }
     lf_lock(&s->lock);
     __atomic_fetch_or(&s->bufsize_set, set, __ATOMIC_RELAXED);
     if (sock_kind(s) == LF_FAST)

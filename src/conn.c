@@ -733,12 +733,10 @@ static ssize_t rx_step(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
  * spin.  The kernel's word decides, unless no other process can have
  * changed O_NONBLOCK (sock_nonblocking, wait.c). */
 static int must_not_wait(struct lf_sock *s, struct lf_conn *c, int fd, int flags, int for_write,
-                         size_t rx_want, int *spun)
+                         size_t rx_want, int may_spin)
 {
     if (flags & MSG_DONTWAIT)
         return 1;
-    int may_spin = !*spun;
-    *spun = 0;   /* (spun once before: conn_recv_spun) */
     int spin_first = __atomic_load_n(&s->nonblock_seen, __ATOMIC_RELAXED) == 0;
     if (spin_first && may_spin && wait_spin(c, for_write, rx_want))
         return -1;
@@ -950,7 +948,8 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
         if (r != -EAGAIN)
             break;
         int on_ring = my_rx(c) == RX_RING;
-        int dontwait = must_not_wait(s, c, fd, flags, 0, target, &spun.spun);
+        int dontwait = must_not_wait(s, c, fd, flags, 0, target, !spun.spun);
+        spun.spun = 0;   /* conn_recv_spun's spin stood for the first one only */
         if (dontwait < 0)
             continue;
         if (dontwait && below_mark && (r = rx_step(c, fd, msg, flags)) != -EAGAIN)
@@ -1000,11 +999,17 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
  * conn_send_buffer: no msghdr, no wait.  CONN_DECLINED when the ring is
  * empty or anything asks for more than a copy (a low-water mark, the
  * direction not on the ring yet, a held answer): nothing was done. */
+/* What makes the short path decline a read before it looks at the ring. */
+static int short_read_refused(struct lf_conn *c, size_t len)
+{
+    return !len || __atomic_load_n(&c->held, __ATOMIC_RELAXED) ||
+           __atomic_load_n(&rcvlowat_used, __ATOMIC_RELAXED);
+}
+
 ssize_t conn_recv_buffer(struct lf_sock *s, void *buf, size_t len)
 {
     struct lf_conn *c = s->conn;
-    if (!len || __atomic_load_n(&c->held, __ATOMIC_RELAXED) ||
-        __atomic_load_n(&rcvlowat_used, __ATOMIC_RELAXED))
+    if (short_read_refused(c, len))
         return CONN_DECLINED;
     struct dir_hold hold = dir_lock_copy(c, DIR_RX);
     if (hold.refused)
@@ -1025,9 +1030,8 @@ ssize_t conn_recv_buffer(struct lf_sock *s, void *buf, size_t len)
 ssize_t conn_recv_spun(struct lf_sock *s, void *buf, size_t len)
 {
     struct lf_conn *c = s->conn;
-    if (__atomic_load_n(&s->nonblock_seen, __ATOMIC_RELAXED) != 0 || !len || c->broken ||
-        my_rx(c) != RX_RING || __atomic_load_n(&c->held, __ATOMIC_RELAXED) ||
-        __atomic_load_n(&rcvlowat_used, __ATOMIC_RELAXED))
+    if (__atomic_load_n(&s->nonblock_seen, __ATOMIC_RELAXED) != 0 || short_read_refused(c, len) ||
+        c->broken || my_rx(c) != RX_RING)
         return CONN_DECLINED;   /* (last seen non-blocking: its EAGAIN must not spin) */
     caught_now(&rx_spun.call);
     if (!wait_spin(c, 0, 1)) {
@@ -1468,8 +1472,7 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
                 window_room(c);
             continue;
         }
-        int no_spin_yet = 0;
-        int dontwait = must_not_wait(s, c, fd, flags, 1, pace.limit ? pace.limit : 1, &no_spin_yet);
+        int dontwait = must_not_wait(s, c, fd, flags, 1, pace.limit ? pace.limit : 1, 1);
         if (dontwait < 0)
             continue;
         if (!dontwait && timeout == -2) {
