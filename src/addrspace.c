@@ -27,9 +27,23 @@
  * then failed, where a kernel TCP socket locks nothing.  So ours are
  * mapped without access, unlocked, then opened: no page is faulted in and
  * the lock is held only between the two calls.
+ *
+ * mlockall(MCL_CURRENT) locks every mapping there is, and for a process
+ * without CAP_IPC_LOCK the kernel first asks that its whole address space
+ * fit in RLIMIT_MEMLOCK: with one fast connection (a slot of 16 MiB) an
+ * unprivileged program's call failed with ENOMEM where over kernel TCP it
+ * succeeds, and a privileged one's faulted in and locked 16 MiB a
+ * connection.  So while we have mappings, MCL_CURRENT is done here as the
+ * kernel does it, with ours left out: its checks on the address space
+ * less ours, then each of the program's mappings locked (mlock2), ours
+ * not.
  */
+#include <ctype.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 
@@ -147,26 +161,144 @@ void *addrspace_map(size_t len, int fd, off_t offset)
 
 /* The program's calls, followed: whether later mappings are locked.  (One
  * made by a raw system call is not seen: its rings are locked, as before.) */
+static int real_mlockall(int flags)
+{
+    static void *slot;
+    int (*real)(int);
+    *(void **)&real = dlsym_next_cached(&slot, "mlockall");
+    return real(flags);
+}
+
+static int real_munlockall(void)
+{
+    static void *slot;
+    int (*real)(void);
+    *(void **)&real = dlsym_next_cached(&slot, "munlockall");
+    return real();
+}
+
+/* A field of /proc/self/status ("VmSize:"), read as `base` (10 or 16); 0
+ * when unreadable. */
+static uint64_t status_field(const char *name, int base)
+{
+    char buf[4096];
+    const char *at = read_small_file("/proc/self/status", buf, sizeof buf) > 0 ? strstr(buf, name)
+                                                                                 : NULL;
+    return at ? strtoull(at + strlen(name), NULL, base) : 0;
+}
+
+static int may_lock_beyond_limit(void)
+{
+    return (status_field("CapEff:", 16) >> 14 & 1) != 0;   /* CAP_IPC_LOCK */
+}
+
+/* /proc/self/maps whole (mlock2 changes it as we go), NUL-ended; NULL
+ * when it cannot be read. */
+static char *maps_text(void)
+{
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    size_t len = 0, cap = 1 << 16;
+    char *buf = fd >= 0 ? malloc(cap) : NULL;
+    ssize_t n = 0;
+    while (buf && (n = libc.read(fd, buf + len, cap - 1 - len)) > 0) {
+        len += (size_t)n;
+        char *more = len + 1 < cap ? buf : realloc(buf, cap *= 2);
+        if (!more)
+            free(buf);
+        buf = more;
+    }
+    if (fd >= 0)
+        libc.close_own(fd);
+    if (buf && n < 0) {
+        free(buf);
+        return NULL;
+    }
+    if (buf)
+        buf[len] = 0;
+    return buf;
+}
+
+/* A line of /proc/self/maps that is one of ours: our slots and region
+ * heads are all mapped from memfds named "loopfast" (link.c). */
+static int maps_line_ours(const char *line, const char *end)
+{
+    static const char name[] = "/memfd:loopfast (deleted)";
+    size_t n = sizeof name - 1;
+    return (size_t)(end - line) > n && !memcmp(end - n, name, n) && isspace((unsigned char)end[-n - 1]);
+}
+
+static void lock_range(uintptr_t start, uintptr_t end, int onfault)
+{
+    if (end > start)   /* errors ignored, as the kernel's mlockall does for each mapping */
+        mlock2((void *)start, end - start, onfault ? MLOCK_ONFAULT : 0);
+}
+
+/* Every mapping but ours locked, neighbours in one call. */
+static int lock_all_but_ours(int onfault)
+{
+    char *text = maps_text();
+    if (!text)
+        return -1;
+    uintptr_t from = 0, to = 0;
+    for (char *line = text, *end; *line; line = *end ? end + 1 : end) {
+        end = strchrnul(line, '\n');
+        unsigned long long a, b;
+        if (sscanf(line, "%llx-%llx", &a, &b) != 2 || memmem(line, (size_t)(end - line), "[vsyscall]", 10))
+            continue;
+        if (maps_line_ours(line, end) || a != to) {
+            lock_range(from, to, onfault);
+            from = to = 0;
+        }
+        if (!maps_line_ours(line, end)) {
+            from = from ? from : (uintptr_t)a;
+            to = (uintptr_t)b;
+        }
+    }
+    lock_range(from, to, onfault);
+    free(text);
+    return 0;
+}
+
+/* MCL_CURRENT with mappings of ours: the kernel's checks (mm/mlock.c) on
+ * the address space less ours, its MCL_FUTURE (or the clearing of it),
+ * then the locks. */
+static int mlockall_but_ours(int flags)
+{
+    struct rlimit lim;
+    if (getrlimit(RLIMIT_MEMLOCK, &lim) < 0)
+        return -1;
+    int privileged = may_lock_beyond_limit();
+    if (lim.rlim_cur == 0 && !privileged)
+        return errno = EPERM, -1;
+    uint64_t size = status_field("VmSize:", 10) * 1024, ours = __atomic_load_n(&mapped, __ATOMIC_RELAXED);
+    if (lim.rlim_cur != RLIM_INFINITY && size - (ours < size ? ours : size) > lim.rlim_cur && !privileged)
+        return errno = ENOMEM, -1;
+    int r = flags & MCL_FUTURE ? real_mlockall(flags & ~MCL_CURRENT) : real_munlockall();
+    if (r == 0 && lock_all_but_ours(flags & MCL_ONFAULT) < 0)
+        r = real_mlockall(flags);   /* no /proc: the kernel's own, ours locked too */
+    return r;
+}
+
 LF_EXPORT int mlockall(int flags)
 {
-    static int (*real_mlockall)(int);
-    __typeof__(real_mlockall) real;
-    *(void **)&real = dlsym_next_cached((void **)&real_mlockall, "mlockall");
-    int r = real(flags);
+    int valid = flags && !(flags & ~(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT)) && flags != MCL_ONFAULT;
+    int future = (flags & MCL_FUTURE) != 0;
+    /* another thread's mapping made meanwhile is made unlocked, whichever holds */
+    int was = __atomic_exchange_n(&future_locked, 1, __ATOMIC_RELAXED);
+    int r = valid && (flags & MCL_CURRENT) && __atomic_load_n(&mapped, __ATOMIC_RELAXED)
+                ? mlockall_but_ours(flags)
+                : real_mlockall(flags);
     if (r == 0) {
         static pthread_once_t once = PTHREAD_ONCE_INIT;
         pthread_once(&once, register_fork_child);
-        __atomic_store_n(&future_locked, (flags & MCL_FUTURE) != 0, __ATOMIC_RELAXED);
     }
+    __atomic_store_n(&future_locked, r == 0 ? future : was, __ATOMIC_RELAXED);
     return r;
 }
 
 LF_EXPORT int munlockall(void)
 {
-    static int (*real_munlockall)(void);
-    __typeof__(real_munlockall) real;
-    *(void **)&real = dlsym_next_cached((void **)&real_munlockall, "munlockall");
-    int r = real();
+    int r = real_munlockall();
     if (r == 0)
         __atomic_store_n(&future_locked, 0, __ATOMIC_RELAXED);
     return r;
