@@ -212,6 +212,7 @@ struct lf_sock *sock_new(int kind)
     s->bound_state = BOUND_UNKNOWN;
     s->nonblock_seen = -1;
     s->stdio = 0;
+    s->later_error = 0;
     s->desc_own = 0;   /* born_shares: set with it (sock_born_here) */
     s->timeo_seen[0] = s->timeo_seen[1] = s->linger_seen = -2;
     s->timeo_confined[0] = s->timeo_confined[1] = -1;

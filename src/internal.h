@@ -801,6 +801,7 @@ struct lf_sock {
     int bound_state;          /* OPTIN listener: is `bound` its address? (interpose.c) */
     int timeo_confined[2];    /* sandbox.c: SO_RCVTIMEO, SO_SNDTIMEO (ms, -1 none) when confined */
     int bufsize_set;          /* bufsize.c: SO_SNDBUF / SO_RCVBUF the program set */
+    int later_error;          /* socket.c: an error met after a call's first bytes, told next */
     struct sockaddr_storage bound;
     /* PENDING, asked for in a region (request.c) instead of offered */
     struct lf_link *req_link;
@@ -1221,6 +1222,7 @@ int pending_before_ulp(int fd);    /* TCP_ULP: off the rings if not switched; 1:
 /* ---- socket.c: one call on a descriptor we track, whatever its kind ---- */
 ssize_t sock_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags);
 ssize_t sock_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags);
+int sock_take_later_error(struct lf_sock *s);
 /* The copy alone (conn_*_buffer) on a fast socket, or CONN_DECLINED. */
 ssize_t sock_send_copy(struct lf_sock *s, const void *buf, size_t len, int flags);
 ssize_t sock_recv_copy(struct lf_sock *s, void *buf, size_t len, int flags);

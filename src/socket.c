@@ -36,6 +36,37 @@ static ssize_t send_once(struct lf_sock *s, int fd, const struct msghdr *msg, in
     }
 }
 
+/* ---- an error met after some bytes moved ----
+ * A blocking send, or a MSG_WAITALL read, that moved some bytes and then
+ * met the connection's error (a reset) returns the count, and the kernel
+ * keeps its error for the next call.  Ours is taken by the call that meets
+ * it (the kernel's socket error is told once, so is a recorded reset):
+ * python's writer, its 2 KiB sent, met the reset of a reader killed with
+ * bytes unread in its next attempt, and its next send() said EPIPE (and
+ * raised SIGPIPE) where Linux says ECONNRESET.  So the error is kept here
+ * and told by the next call (or SO_ERROR). */
+static int told_later(int e)
+{
+    return e == ECONNRESET || e == ETIMEDOUT || e == ECONNREFUSED || e == EHOSTUNREACH ||
+           e == ENETUNREACH;
+}
+
+/* r: what the call after the first bytes returned. */
+static void keep_for_later(struct lf_sock *s, ssize_t r)
+{
+    int none = 0;
+    if (r < 0 && told_later(errno))
+        __atomic_compare_exchange_n(&s->later_error, &none, errno, 0, __ATOMIC_RELAXED,
+                                    __ATOMIC_RELAXED);
+}
+
+int sock_take_later_error(struct lf_sock *s)
+{
+    if (__builtin_expect(!__atomic_load_n(&s->later_error, __ATOMIC_RELAXED), 1))
+        return 0;
+    return __atomic_exchange_n(&s->later_error, 0, __ATOMIC_RELAXED);
+}
+
 static size_t msg_len(const struct msghdr *msg)
 {
     size_t t = 0;
@@ -156,11 +187,27 @@ static ssize_t recv_routed(struct lf_sock *s, int fd, struct msghdr *msg, int fl
         struct iovec iov[MAX_IOV];
         struct msghdr m = msg_skip(msg, done, iov);
         ssize_t r = recv_once(s, fd, &m, flags & ~MSG_WAITALL);
+        if (r <= 0 && done)
+            keep_for_later(s, r);
         if (r <= 0)
             return done ? (ssize_t)done : r;
         done += (size_t)r;
     }
     return (ssize_t)done;
+}
+
+/* A kept error (keep_for_later) comes after the bytes there are, as the
+ * kernel's: a read that finds none, waiting for none, tells it. */
+static ssize_t recv_told(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
+{
+    if (__builtin_expect(!__atomic_load_n(&s->later_error, __ATOMIC_RELAXED), 1) ||
+        (flags & (MSG_ERRQUEUE | MSG_OOB)))
+        return recv_routed(s, fd, msg, flags);
+    ssize_t r = recv_routed(s, fd, msg, (flags | MSG_DONTWAIT) & ~MSG_WAITALL);
+    if (r > 0)
+        return r;
+    int e = sock_take_later_error(s);
+    return e ? (errno = e, -1) : recv_routed(s, fd, msg, flags);
 }
 
 ssize_t sock_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
@@ -169,7 +216,7 @@ ssize_t sock_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
     size_t controllen = msg->msg_controllen;
     socklen_t namelen = msg->msg_namelen;
     int msg_flags = msg->msg_flags, e = errno;
-    ssize_t r = recv_routed(s, fd, msg, flags);
+    ssize_t r = recv_told(s, fd, msg, flags);
     if (r < 0) {
         msg->msg_controllen = controllen;
         msg->msg_namelen = namelen;
@@ -230,14 +277,18 @@ static ssize_t send_whole(struct lf_sock *s, int fd, const struct msghdr *msg, i
     size_t want = msg_len(msg);
     if ((kind != LF_FAST && kind != LF_PENDING) || r <= 0 || (size_t)r == want || (flags & MSG_DONTWAIT) || sock_nonblocking(s, fd))
         return r;
-    /* A blocking socket sends everything: the rest may go on the ring now. */
+    /* A blocking socket sends everything: the rest may go on the ring now.
+     * An error then is told by the next call (keep_for_later); EPIPE, a
+     * state, is found again there, and so is its SIGPIPE. */
     size_t done = (size_t)r;
     while (done < want) {
         struct iovec iov[MAX_IOV];
         struct msghdr m = msg_skip(msg, done, iov);
-        r = send_once(s, fd, &m, flags);
-        if (r <= 0)
+        r = send_once(s, fd, &m, flags | MSG_NOSIGNAL);
+        if (r <= 0) {
+            keep_for_later(s, r);
             break;
+        }
         done += (size_t)r;
     }
     return (ssize_t)done;
@@ -270,7 +321,10 @@ ssize_t sock_send_buffer(struct lf_sock *s, int fd, const void *buf, size_t len,
 
 ssize_t sock_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags)
 {
-    int e = errno;
+    int e = sock_take_later_error(s);
+    if (e)
+        return errno = e, -1;
+    e = errno;
     uint64_t before = flags & MSG_ZEROCOPY ? ring_bytes_sent(s) : 0;
     ssize_t r = send_whole(s, fd, msg, flags);
     if (r > 0 && (flags & MSG_ZEROCOPY))
