@@ -426,6 +426,7 @@ int conn_tcp_liveness(int fd)
 /* ---- the peer's end (docs/design.md, 7) ---- */
 
 #define RECHECK_NS 100000000ull   /* an unclear FIN is looked into again after this */
+#define SILENT_RECHECK_NS 20000000ull   /* the same for a peer that may die silently */
 
 /* The peer's process is gone: the pid its end last recorded no longer
  * exists or is a zombie.  Only where sock_diag cannot answer. */
@@ -496,6 +497,22 @@ static int our_fin_alone(int fd)
     return state == TCP_FIN_WAIT1 || state == TCP_FIN_WAIT2;
 }
 
+/* Could the peer's end go now without TCP telling?  Its FIN came (its
+ * shutdown), so its death sends nothing more, and the reset Linux sends
+ * for bytes of ours it never read is not sent: they are on the ring, not
+ * in its kernel.  A writer polling for room (ncat --recv-only as its
+ * reader, killed) slept for good, or woke with a 100 ms look. */
+static int peer_may_die_silently(struct lf_conn *c)
+{
+    return (load32(&peer_side(c)->shut_wr) || __atomic_load_n(&c->tcp_ended, __ATOMIC_RELAXED)) &&
+           !__atomic_load_n(&c->peer_gone, __ATOMIC_RELAXED) && ring_readable(&c->tx) > 0;
+}
+
+static uint64_t recheck_ns(struct lf_conn *c)
+{
+    return peer_may_die_silently(c) ? SILENT_RECHECK_NS : RECHECK_NS;
+}
+
 /* Has the peer's end gone, judging by shared memory and by `tev`, what its
  * TCP socket reported (0: not asked)?  Once it has, the kernel's socket
  * answers for the connection (see tx_gone, gone_events). */
@@ -512,16 +529,19 @@ static int peer_left(struct lf_conn *c, int fd, short tev)
      * down: its kernel socket answers what we write now, with a reset. */
     if (load32(&peer->closed) || (tev & POLLERR) || load32(&peer->rx_refused))
         return peer_gone(c, 0);
+    int fin = (tev & (POLLRDHUP | POLLHUP)) != 0;
     int unclear = __atomic_load_n(&c->fin_unclear, __ATOMIC_RELAXED);
-    if (!(tev & (POLLRDHUP | POLLHUP)) &&
-        !(unclear && coarse_ns() >= __atomic_load_n(&c->next_recheck, __ATOMIC_RELAXED)))
+    if (!fin && !((unclear || peer_may_die_silently(c)) &&
+                  coarse_ns() >= __atomic_load_n(&c->rechecked_at, __ATOMIC_RELAXED) + recheck_ns(c)))
         return 0;
     /* A FIN is a close once the peer writes on its ring: it never shuts TCP
      * down then.  While it still writes on TCP, the FIN may be its
-     * shutdown(SHUT_WR): ask the kernel, and again every RECHECK_NS. */
-    if (load32(&peer->tx_state) != TX_RING && !peer_socket_closed(c, fd)) {
-        __atomic_store_n(&c->next_recheck, coarse_ns() + RECHECK_NS, __ATOMIC_RELAXED);
-        __atomic_store_n(&c->fin_unclear, 1, __ATOMIC_RELAXED);
+     * shutdown(SHUT_WR); and no FIN at all says nothing of a peer that may
+     * die silently: ask the kernel, and again every recheck_ns. */
+    if ((load32(&peer->tx_state) != TX_RING || !(fin || unclear)) && !peer_socket_closed(c, fd)) {
+        __atomic_store_n(&c->rechecked_at, coarse_ns(), __ATOMIC_RELAXED);
+        if (fin || unclear)
+            __atomic_store_n(&c->fin_unclear, 1, __ATOMIC_RELAXED);
         return 0;
     }
     return peer_gone(c, 1);
@@ -588,13 +608,16 @@ static ssize_t rx_shut_end(struct lf_conn *c, int fd)
 
 static int window_clock_ms(struct lf_conn *c);
 
-/* How long a waiter may sleep before an unclear FIN or the window's clock
- * (below, the pace) is looked into again: -1 when nothing is unclear. */
+/* How long a waiter may sleep before an unclear FIN, a peer that may die
+ * silently, or the window's clock (below, the pace) is looked into again:
+ * -1 when nothing is unclear. */
 int conn_recheck_ms(struct lf_conn *c)
 {
     int window = window_clock_ms(c);
     if (__atomic_load_n(&c->proof_deferred, __ATOMIC_RELAXED))
         return timeout_min(SHARED_WAIT_MS, window);   /* a proof waits for a descriptor (handshake.c) */
+    if (peer_may_die_silently(c))
+        return timeout_min((int)(SILENT_RECHECK_NS / 1000000), window);
     return __atomic_load_n(&c->fin_unclear, __ATOMIC_RELAXED) &&
                    !__atomic_load_n(&c->peer_gone, __ATOMIC_RELAXED)
                ? timeout_min((int)(RECHECK_NS / 1000000), window)

@@ -649,7 +649,7 @@ struct lf_conn {
     int fin_unclear;              /* a FIN that may be a shutdown, not a close */
     int tcp_ended;                /* TCP showed the peer's FIN or reset: its reads never block */
     int zc_pending;               /* zerocopy.c: notices of ring sends wait in our error queue */
-    uint64_t next_recheck;        /* when an unclear FIN is looked into again */
+    uint64_t rechecked_at;        /* when an unclear FIN (or a silent peer) was last looked into */
     pid_t made_by;                /* spare.c: the process that created it */
     struct trim_state trim;       /* trim.c: giving the tx ring's pages back */
     /* The proofs (docs/design.md, 4.7).  peer_line: the peer's header line

@@ -269,7 +269,11 @@ static int poll_alone(struct poll_set *ps, int timeout_ms, const sigset_t *mask,
     int in = (ev & (POLLIN | POLLRDNORM | POLLRDHUP)) != 0, out = (ev & (POLLOUT | POLLWRNORM)) != 0;
     if (in == out)
         return 0;
-    int r = wait_alone(ps->t[0].s->conn, ps->user[0].fd, out, 1, timeout_ms, call, 0, &tev);
+    /* a look due (an unclear FIN, a peer that may die silently: conn.c) ends
+     * the sleep: the loop below looks */
+    struct lf_conn *c = ps->t[0].s->conn;
+    int r = wait_alone(c, ps->user[0].fd, out, 1, timeout_min(timeout_ms, conn_recheck_ms(c)), call,
+                       0, &tev);
     if (r == -EINTR) {
         errno = EINTR;
         return -1;

@@ -57,26 +57,7 @@ static void writer(const struct sockaddr_storage *addr, socklen_t len, int optin
 /* The writer's exit status once its reader was killed. */
 static int writer_status(int optin)
 {
-    struct sockaddr_storage addr;
-    socklen_t len;
-    pid_t reader = fork_serving(optin, &addr, &len, sleeping_reader);
-    int p[2];
-    CHECK(pipe(p) == 0, "pipe");
-    pid_t w = fork();
-    CHECK(w >= 0, "fork");
-    if (w == 0) {
-        alarm(20);
-        close(p[0]);
-        writer(&addr, len, optin, p[1]);
-    }
-    close(p[1]);
-    char r;
-    CHECK(read_full(p[0], &r, 1) == 1, "the writer did not write a megabyte");
-    close(p[0]);
-    sleep_ms(300);   /* blocked by then: the reader takes nothing */
-    kill(reader, SIGKILL);
-    child_status(reader);
-    return child_status(w);
+    return writer_status_after_kill(optin, sleeping_reader, writer);
 }
 
 static void sends(const char *how)

@@ -408,6 +408,38 @@ static inline int child_status(pid_t pid)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+/* A reader process running serve(listener) and a writer child running
+ * writer(addr, len, optin, ready), which writes "r" on `ready` once it has
+ * written enough, then goes on until its peer's death tells it: the
+ * reader is killed 200 ms after that word, and the writer's exit status
+ * returned (SIGALRM's after 10 s: it never heard). */
+static inline int writer_status_after_kill(int optin, void (*serve)(int listener),
+                                           void (*writer)(const struct sockaddr_storage *addr,
+                                                         socklen_t len, int optin, int ready))
+{
+    struct sockaddr_storage addr;
+    socklen_t len;
+    pid_t reader = fork_serving(optin, &addr, &len, serve);
+    int p[2];
+    CHECK(pipe(p) == 0, "pipe");
+    pid_t w = fork();
+    CHECK(w >= 0, "fork");
+    if (w == 0) {
+        alarm(10);
+        close(p[0]);
+        writer(&addr, len, optin, p[1]);
+        _exit(99);
+    }
+    close(p[1]);
+    char r;
+    CHECK(read_full(p[0], &r, 1) == 1, "the writer did not write enough");
+    close(p[0]);
+    sleep_ms(200);
+    kill(reader, SIGKILL);
+    child_status(reader);
+    return child_status(w);
+}
+
 /* IpExt InOctets from /proc/net/netstat, or -1. */
 static inline long long ip_in_octets(void)
 {
