@@ -130,7 +130,8 @@ VALGRIND_TESTS := api_errors sendfile_ring short_connections hostile_refused raw
                   fexecve_inherit hand_off io_uring_peer rcvlowat vfork_child_fds stdio_writer \
                   epoll_add_while_waiting sigio_async stdin_inetd shutdown_late_bytes zerocopy_send peek_offset tcp_inq rx_timestamp shutdown_forked \
                   short_close_lazy stalled_reader raw_clone thread_quick close_blocked reset_writes shutdown_answered held_consent sendfile_turn poll_switch_other_thread stdout_moment \
-                  hand_off_switched fdopen_switched recvmsg_control tcp_ulp hand_off_round_trip inetd_upload errno_kept exec_plain_image brief_timeout listener_passed stdout_after_switch tcp_info_state reset_after_shutdown linger_time dead_peer_eof
+                  hand_off_switched fdopen_switched recvmsg_control tcp_ulp hand_off_round_trip inetd_upload errno_kept exec_plain_image brief_timeout listener_passed stdout_after_switch tcp_info_state reset_after_shutdown linger_time dead_peer_eof \
+                  error_after_partial half_closed_killed
 check-valgrind: tests
 	@tests/install-deps.sh valgrind
 	LOOPFAST_MAX_FDS=1048576 \
