@@ -81,6 +81,7 @@ struct ep_reg {
     epoll_data_t data;
     int disabled;                /* EPOLLONESHOT fired */
     uint64_t sig_in, sig_out;    /* EPOLLET: what was last reported */
+    uint32_t ends_told;          /* EPOLLET: EPOLLHUP/EPOLLERR reported since the ADD or MOD */
     int state;                   /* enum reg_state */
     struct reg_link act;         /* on the set's active list */
     struct lf_conn *idle_conn;   /* REG_IDLE: whose ep_idle counts it, on whose list */
@@ -694,6 +695,7 @@ static int to_direct(struct ep_set *e, struct ep_reg *r, int in_kernel_set)
     r->mode = MODE_DIRECT;
     r->kind_seen = LF_FAST;
     r->sig_in = r->sig_out = UINT64_MAX;   /* the rings' state is reported once */
+    r->ends_told = 0;
     e->inner_regs++;
     activate(e, r);
     return 0;
@@ -751,6 +753,7 @@ static int to_inner(struct ep_set *e, struct ep_reg *r, int in_kernel_set)
         libc.epoll_ctl(e->epfd, EPOLL_CTL_DEL, r->fd, NULL);
     r->mode = MODE_INNER;
     r->sig_in = r->sig_out = UINT64_MAX;   /* the rings' state is reported once */
+    r->ends_told = 0;
     e->inner_regs++;
     activate(e, r);
     return 0;
@@ -919,6 +922,7 @@ static int ctl_inner(struct ep_set *e, struct ep_reg **p, int op, struct epoll_e
     r->data = ev->data;
     r->disabled = 0;
     r->sig_in = r->sig_out = UINT64_MAX;
+    r->ends_told = 0;
     activate(e, r);
     if (sock_kind(r->s) == LF_PLAIN)
         to_kernel(e, p);
@@ -1143,6 +1147,14 @@ static uint32_t reg_ready(struct ep_reg *r, short tev)
             r->sig_in = in;
         if (rev & EPOLLOUT)
             r->sig_out = out;
+        /* A peer gone leaves EPOLLHUP (and EPOLLERR until its reset is
+         * read) on for good: reported alone once, as the kernel's edge;
+         * again only with a new edge, as part of the whole mask (an ET
+         * loop that kept a hung-up socket woke ~2 M times a second). */
+        uint32_t ends = rev & (EPOLLHUP | EPOLLERR);
+        if (ends && rev == ends && (r->ends_told & ends) == ends && !(tev & (POLLHUP | POLLERR)))
+            rev = 0;
+        r->ends_told |= rev & (EPOLLHUP | EPOLLERR);
     }
     if (rev && (r->events & EPOLLONESHOT))
         r->disabled = 1;

@@ -131,10 +131,14 @@ static int wait_more(struct lf_sock *s, int fd, int flags, size_t have, uint64_t
     if (timeout == 0)
         return -1;
     barrier_after_arm(conn_arm_flag(c, &c->rx.ctl->reader_armed, RING_ARM_BELL));
+    /* the end's flags before the count: bytes written before them are in it */
+    int ended = __atomic_load_n(&peer->shut_wr, __ATOMIC_ACQUIRE) ||
+                __atomic_load_n(&peer->closed, __ATOMIC_ACQUIRE);
     ssize_t n = ring_readable(&c->rx);
-    if (n < 0 || (size_t)n > have || __atomic_load_n(&peer->shut_wr, __ATOMIC_ACQUIRE) ||
-        __atomic_load_n(&peer->closed, __ATOMIC_ACQUIRE))
+    if (n < 0 || (size_t)n > have)
         return 0;
+    if (ended)
+        return -1;   /* no more will come: what it saw, as the kernel's at EOF (it spun) */
     int wfd = bell_wait_fd(c), t = timeout_min(timeout, bell_wait_cap_ms());
     struct pollfd p[2] = { { .fd = wfd, .events = POLLIN },
                            { .fd = fd, .events = POLLIN | POLLRDHUP } };
