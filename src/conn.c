@@ -575,6 +575,14 @@ static int take_reset(struct lf_conn *c, int by_write)
     return owed == RESET_OWED ? -ECONNRESET : -EPIPE;
 }
 
+/* SO_ERROR tells the socket's error once, as the next read or write
+ * would: a recorded reset too (a poll said POLLERR for it), ECONNRESET, or
+ * EPIPE after the peer's shutdown (Linux: a reset in CLOSE_WAIT). */
+int conn_take_reset_error(struct lf_conn *c)
+{
+    return -take_reset(c, 1);
+}
+
 /* The kernel reported a reset on TCP (its error is read once, like ours):
  * none is recorded after it, so the connection reports one in all. */
 static ssize_t kernel_reset_told(struct lf_conn *c, ssize_t r)

@@ -1135,7 +1135,7 @@ static uint32_t reg_ready(struct ep_reg *r, short tev)
     r->asked = (!(r->events & EPOLLET) || first_look) && conn_wants_kernel(c, want);
     if (r->asked)
         tev |= poll_now(r->fd, want | POLLRDHUP);
-    uint32_t rev = (uint16_t)conn_poll_state(c, r->fd, want, tev);
+    uint32_t rev = (uint16_t)(conn_poll_state(c, r->fd, want, tev) | sock_later_pollerr(r->s));
     if (r->events & EPOLLET) {
         uint64_t in, out;
         conn_signature(c, &in, &out);

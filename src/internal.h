@@ -1223,6 +1223,11 @@ int pending_before_ulp(int fd);    /* TCP_ULP: off the rings if not switched; 1:
 ssize_t sock_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags);
 ssize_t sock_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags);
 int sock_take_later_error(struct lf_sock *s);
+int conn_take_reset_error(struct lf_conn *c);
+static inline short sock_later_pollerr(struct lf_sock *s)
+{
+    return __atomic_load_n(&s->later_error, __ATOMIC_RELAXED) ? POLLERR : 0;
+}
 /* The copy alone (conn_*_buffer) on a fast socket, or CONN_DECLINED. */
 ssize_t sock_send_copy(struct lf_sock *s, const void *buf, size_t len, int flags);
 ssize_t sock_recv_copy(struct lf_sock *s, void *buf, size_t len, int flags);

@@ -495,6 +495,8 @@ LF_EXPORT int getsockopt(int fd, int level, int optname, void *val, socklen_t *l
             ti->tcpi_state = (uint8_t)conn_tcp_state(s->conn, ti->tcpi_state);
         if (sock_kind(s) == LF_FAST && error)
             *(int *)val = conn_kernel_error(s->conn, *(int *)val);
+        if (sock_kind(s) == LF_FAST && error && *(int *)val == 0)
+            *(int *)val = conn_take_reset_error(s->conn);
         int later = error ? sock_take_later_error(s) : 0;
         if (later)
             *(int *)val = later;

@@ -138,6 +138,7 @@ static int evaluate(struct poll_set *ps, int kernel)
         } else {
             u->revents = tev;
         }
+        u->revents |= sock_later_pollerr(t->s);   /* an error kept for the next call (socket.c) */
     }
     if (kernel && ps->wait_ep >= 0 && ps->kfds[ps->nk - 1].revents)
         bell_after_wake(NULL, ps->wait_ep);
