@@ -650,6 +650,8 @@ struct lf_conn {
     int tcp_ended;                /* TCP showed the peer's FIN or reset: its reads never block */
     int zc_pending;               /* zerocopy.c: notices of ring sends wait in our error queue */
     uint64_t rechecked_at;        /* when an unclear FIN (or a silent peer) was last looked into */
+    uint64_t silent_tail;         /* conn.c: the peer's read index at the last such look */
+    uint64_t silent_gap;          /* conn.c: the next look's distance for a silent peer (0: the least) */
     pid_t made_by;                /* spare.c: the process that created it */
     struct trim_state trim;       /* trim.c: giving the tx ring's pages back */
     /* The proofs (docs/design.md, 4.7).  peer_line: the peer's header line
