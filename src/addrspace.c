@@ -159,8 +159,6 @@ void *addrspace_map(size_t len, int fd, off_t offset)
     return p;
 }
 
-/* The program's calls, followed: whether later mappings are locked.  (One
- * made by a raw system call is not seen: its rings are locked, as before.) */
 static int real_mlockall(int flags)
 {
     static void *slot;
@@ -177,19 +175,12 @@ static int real_munlockall(void)
     return real();
 }
 
-/* A field of /proc/self/status ("VmSize:"), read as `base` (10 or 16); 0
- * when unreadable. */
-static uint64_t status_field(const char *name, int base)
+/* A field of /proc/self/status's text ("VmSize:"), read as `base` (10
+ * or 16); 0 when missing. */
+static uint64_t status_field(const char *status, const char *name, int base)
 {
-    char buf[4096];
-    const char *at = read_small_file("/proc/self/status", buf, sizeof buf) > 0 ? strstr(buf, name)
-                                                                                 : NULL;
+    const char *at = strstr(status, name);
     return at ? strtoull(at + strlen(name), NULL, base) : 0;
-}
-
-static int may_lock_beyond_limit(void)
-{
-    return (status_field("CapEff:", 16) >> 14 & 1) != 0;   /* CAP_IPC_LOCK */
 }
 
 /* /proc/self/maps whole (mlock2 changes it as we go), NUL-ended; NULL
@@ -245,11 +236,12 @@ static int lock_all_but_ours(int onfault)
         unsigned long long a, b;
         if (sscanf(line, "%llx-%llx", &a, &b) != 2 || memmem(line, (size_t)(end - line), "[vsyscall]", 10))
             continue;
-        if (maps_line_ours(line, end) || a != to) {
+        int ours = maps_line_ours(line, end);
+        if (ours || a != to) {
             lock_range(from, to, onfault);
             from = to = 0;
         }
-        if (!maps_line_ours(line, end)) {
+        if (!ours) {
             from = from ? from : (uintptr_t)a;
             to = (uintptr_t)b;
         }
@@ -265,12 +257,16 @@ static int lock_all_but_ours(int onfault)
 static int mlockall_but_ours(int flags)
 {
     struct rlimit lim;
+    char status[4096];
     if (getrlimit(RLIMIT_MEMLOCK, &lim) < 0)
         return -1;
-    int privileged = may_lock_beyond_limit();
+    if (read_small_file("/proc/self/status", status, sizeof status) <= 0)
+        status[0] = 0;
+    int privileged = (status_field(status, "CapEff:", 16) >> 14 & 1) != 0;   /* CAP_IPC_LOCK */
     if (lim.rlim_cur == 0 && !privileged)
         return errno = EPERM, -1;
-    uint64_t size = status_field("VmSize:", 10) * 1024, ours = __atomic_load_n(&mapped, __ATOMIC_RELAXED);
+    uint64_t size = status_field(status, "VmSize:", 10) * 1024;
+    uint64_t ours = __atomic_load_n(&mapped, __ATOMIC_RELAXED);
     if (lim.rlim_cur != RLIM_INFINITY && size - (ours < size ? ours : size) > lim.rlim_cur && !privileged)
         return errno = ENOMEM, -1;
     int r = flags & MCL_FUTURE ? real_mlockall(flags & ~MCL_CURRENT) : real_munlockall();
@@ -279,6 +275,8 @@ static int mlockall_but_ours(int flags)
     return r;
 }
 
+/* The program's calls, followed: whether later mappings are locked.  (One
+ * made by a raw system call is not seen: its rings are locked, as before.) */
 LF_EXPORT int mlockall(int flags)
 {
     int valid = flags && !(flags & ~(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT)) && flags != MCL_ONFAULT;

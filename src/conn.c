@@ -509,11 +509,11 @@ static int peer_may_die_silently(struct lf_conn *c)
            !__atomic_load_n(&c->peer_gone, __ATOMIC_RELAXED) && ring_readable(&c->tx) > 0;
 }
 
-static uint64_t recheck_ns(struct lf_conn *c)
+/* The time between two looks: a silent peer's (silent_look_asks), or an
+ * unclear FIN's. */
+static uint64_t recheck_ns(struct lf_conn *c, int silent)
 {
-    if (!peer_may_die_silently(c))
-        return RECHECK_NS;
-    uint64_t gap = __atomic_load_n(&c->silent_gap, __ATOMIC_RELAXED);
+    uint64_t gap = silent ? __atomic_load_n(&c->silent_gap, __ATOMIC_RELAXED) : RECHECK_NS;
     return gap ? gap : SILENT_RECHECK_NS;
 }
 
@@ -554,8 +554,9 @@ static int peer_left(struct lf_conn *c, int fd, short tev)
         return peer_gone(c, 0);
     int fin = (tev & (POLLRDHUP | POLLHUP)) != 0;
     int unclear = __atomic_load_n(&c->fin_unclear, __ATOMIC_RELAXED);
-    if (!fin && !((unclear || peer_may_die_silently(c)) &&
-                  coarse_ns() >= __atomic_load_n(&c->rechecked_at, __ATOMIC_RELAXED) + recheck_ns(c)))
+    int silent = !fin && peer_may_die_silently(c);
+    if (!fin && !((unclear || silent) && coarse_ns() >= __atomic_load_n(&c->rechecked_at, __ATOMIC_RELAXED) +
+                                                          recheck_ns(c, silent)))
         return 0;
     /* A FIN is a close once the peer writes on its ring: it never shuts TCP
      * down then.  While it still writes on TCP, the FIN may be its
@@ -652,7 +653,7 @@ int conn_recheck_ms(struct lf_conn *c)
     if (__atomic_load_n(&c->proof_deferred, __ATOMIC_RELAXED))
         return timeout_min(SHARED_WAIT_MS, window);   /* a proof waits for a descriptor (handshake.c) */
     if (peer_may_die_silently(c))
-        return timeout_min((int)(recheck_ns(c) / 1000000), window);
+        return timeout_min((int)(recheck_ns(c, 1) / 1000000), window);
     return __atomic_load_n(&c->fin_unclear, __ATOMIC_RELAXED) &&
                    !__atomic_load_n(&c->peer_gone, __ATOMIC_RELAXED)
                ? timeout_min((int)(RECHECK_NS / 1000000), window)

@@ -2,9 +2,10 @@
  * (a reset): the kernel reports EPOLLHUP|EPOLLERR as an edge, once; ours
  * reported them at every epoll_wait, since a peer gone leaves them on for
  * good, and an ET loop that kept the hung-up socket registered woke ~2
- * million times a second (found by a helper's sweep).  Both ways, after an
- * exchange (both directions on the rings): 64 KiB the peer never reads,
- * the peer killed, then 1 s of epoll_wait (50 ms timeouts) on the socket
+ * million times a second (found by a helper's sweep).  Both ways, after
+ * the switching echoes (both directions on the rings): 64 KiB the peer
+ * never reads, the peer killed, then 1 s of epoll_wait (50 ms timeouts) on
+ * the socket
  * with EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET, reading it as an ET loop does
  * (until EAGAIN, EOF or an error) after each report: the reports, which
  * must be a handful both ways. */
@@ -16,11 +17,7 @@
 
 static void peer(int l)
 {
-    int c = accept(l, NULL, NULL);
-    char b;
-    if (c < 0 || read_full(c, &b, 1) != 1 || write_full(c, "y", 1) != 1 ||
-        read_full(c, &b, 1) != 1)
-        _exit(2);
+    server_switch(accept(l, NULL, NULL));
     for (;;)
         pause();
 }
@@ -35,10 +32,7 @@ static void drain(int fd)
 static int reports_after_death(int optin)
 {
     pid_t pid;
-    int fd = connect_to_forked(optin, peer, &pid);
-    char b;
-    CHECK(write_full(fd, "x", 1) == 1 && read_full(fd, &b, 1) == 1 && write_full(fd, "z", 1) == 1,
-          "exchange");
+    int fd = switched_to_forked(optin, peer, &pid);
     CHECK(ioctl(fd, FIONBIO, &(int){ 1 }) == 0, "FIONBIO");
     static char unread[65536];
     CHECK(send(fd, unread, sizeof unread, MSG_NOSIGNAL) > 0, "send");

@@ -2,10 +2,11 @@
  * kernel's returns what there is once the peer's stream ends (its
  * shutdown(SHUT_WR) or close()).  Ours looked again at once whenever the
  * peer's end flags were up, whatever the ring held, and so spun for ever
- * at 100% CPU (found by a helper's sweep).  Both ways, after an exchange
- * (so that both directions are on the rings): a peer that writes 1000
- * bytes and ends its stream 300 ms into the peek (shutdown, close),
- * and one that ended it before: the peek returns the 1000 bytes. */
+ * at 100% CPU (found by a helper's sweep).  Both ways, after the
+ * switching echoes (server_switch: both directions on the rings): a peer
+ * that writes 1000 bytes and ends its stream 300 ms into the peek
+ * (shutdown, close), and one that ended it before: the peek returns the
+ * 1000 bytes. */
 #include <sys/wait.h>
 
 #include "helpers.h"
@@ -17,25 +18,20 @@ static void peer(int l)
 {
     int c = accept(l, NULL, NULL);
     static char buf[1000];
-    char b;
-    if (c < 0 || read_full(c, &b, 1) != 1 || write_full(c, "y", 1) != 1 ||
-        read_full(c, &b, 1) != 1 || write_full(c, buf, sizeof buf) != sizeof buf)
+    server_switch(c);
+    if (write_full(c, buf, sizeof buf) != sizeof buf)
         _exit(2);
     if (!ended_before)
         sleep_ms(300);
     if (ending ? close(c) : shutdown(c, SHUT_WR))
         _exit(3);
     sleep_ms(2000);
-    _exit(0);
 }
 
 static ssize_t peeked(int optin)
 {
     pid_t pid;
-    int fd = connect_to_forked(optin, peer, &pid);
-    char b;
-    CHECK(write_full(fd, "x", 1) == 1 && read_full(fd, &b, 1) == 1 && write_full(fd, "z", 1) == 1,
-          "exchange");
+    int fd = switched_to_forked(optin, peer, &pid);
     if (ended_before)
         sleep_ms(300);
     static char buf[4000];

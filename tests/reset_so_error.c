@@ -6,11 +6,11 @@
  * SO_ERROR on POLLERR, as most do, saw a clean EOF); and after a
  * MSG_WAITALL read cut short by the reset (its error kept for the next
  * call, socket.c) poll() showed no POLLERR.  Found by a helper's sweep.
- * Both ways, after an exchange (both directions on the rings), the peer
- * killed 300 ms in: (A) a poll for POLLIN|POLLRDHUP, (B) the same after the
- * peer's shutdown(SHUT_WR), with no events asked, (C) a MSG_WAITALL read of
- * more than the peer's 1000 bytes, then a poll; each then SO_ERROR and a
- * read.  Everything must match. */
+ * Both ways, after the switching echoes (both directions on the rings),
+ * the peer killed 300 ms in: (A) a poll for POLLIN|POLLRDHUP, (B) the same
+ * after the peer's shutdown(SHUT_WR), with no events asked, (C) a
+ * MSG_WAITALL read of more than the peer's 1000 bytes, then a poll; each
+ * then SO_ERROR and a read.  Everything must match. */
 #include <poll.h>
 #include <sys/wait.h>
 
@@ -29,10 +29,7 @@ static char shape;   /* 'A', 'B', 'C' */
 static void peer(const struct sockaddr_storage *addr, socklen_t len, int optin)
 {
     int c = connect_to(addr, len, optin);
-    char b;
-    for (int i = 0; i < 3; i++)
-        if (write_full(c, "h", 1) != 1 || read_full(c, &b, 1) != 1)
-            _exit(2);
+    client_switch(c);
     static char some[1000];
     if ((shape == 'B' && shutdown(c, SHUT_WR) != 0) ||
         (shape == 'C' && write_full(c, some, sizeof some) != sizeof some))
@@ -55,7 +52,7 @@ static struct seen after_reset(int optin)
     close(l);
     char b;
     for (int i = 0; i < 3; i++)
-        CHECK(read_full(s, &b, 1) == 1 && write_full(s, "H", 1) == 1, "exchange");
+        CHECK(read_full(s, &b, 1) == 1 && write_full(s, &b, 1) == 1, "switching echo %d", i);
     sleep_ms(100);   /* the peer's shutdown or bytes are there */
     static char unread[1000], buf[100000];
     CHECK(write_full(s, unread, sizeof unread) == sizeof unread, "write");
