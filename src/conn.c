@@ -1023,6 +1023,7 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
             if (timeout == -2) {
                 timeout = sock_timeout(s, fd, SO_RCVTIMEO);
                 deadline = timeout < 0 ? 0 : monotonic_ns() + (uint64_t)timeout * 1000000;
+                deadline = sock_call_deadline(s, deadline);   /* a MSG_WAITALL's piece */
             }
             dir_unlock(c, DIR_RX, hold);   /* others may read meanwhile, as from the kernel */
             int w = wait_in_call(s, &fd, 0, target, sleep_ms(c, deadline), &call, !deadline, &tev);

@@ -1225,6 +1225,7 @@ int pending_before_ulp(int fd);    /* TCP_ULP: off the rings if not switched; 1:
 ssize_t sock_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags);
 ssize_t sock_send(struct lf_sock *s, int fd, const struct msghdr *msg, int flags);
 int sock_take_later_error(struct lf_sock *s);
+uint64_t sock_call_deadline(const struct lf_sock *s, uint64_t own);   /* own, or a MSG_WAITALL call's if sooner */
 int conn_take_reset_error(struct lf_conn *c);
 static inline short sock_later_pollerr(struct lf_sock *s)
 {

@@ -169,6 +169,56 @@ static ssize_t peek_all(struct lf_sock *s, int fd, struct msghdr *msg, int flags
     }
 }
 
+/* ---- one call's deadline across its pieces ----
+ * A MSG_WAITALL read is done in pieces, each a read of its own; the
+ * kernel's SO_RCVTIMEO bounds the whole call (tcp_recvmsg counts its waits
+ * down), so the pieces after the first keep to the first one's time: with
+ * a timeout for each, a reader of a header whose peer sent a byte now and
+ * then never timed out (a slow-client defence, defeated). */
+static __thread struct call_deadline {
+    const struct lf_sock *s;
+    uint64_t ns;
+} call_deadline LF_TLS_IE;
+
+uint64_t sock_call_deadline(const struct lf_sock *s, uint64_t own)
+{
+    if (__builtin_expect(call_deadline.s != s, 1) || !call_deadline.ns)
+        return own;
+    return own && own < call_deadline.ns ? own : call_deadline.ns;
+}
+
+/* After the first piece of a blocking MSG_WAITALL read, begun at started:
+ * its deadline, 0 when none. */
+static uint64_t recv_all_deadline(struct lf_sock *s, int fd, int flags, uint64_t started)
+{
+    if ((flags & MSG_DONTWAIT) || sock_nonblocking(s, fd))
+        return 0;
+    int timeout = sock_timeout(s, fd, SO_RCVTIMEO);
+    return timeout < 0 ? 0 : started + (uint64_t)timeout * 1000000;
+}
+
+static ssize_t recv_all(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
+{
+    size_t want = msg_len(msg), done = 0;
+    uint64_t started = monotonic_ns();
+    struct call_deadline outer = call_deadline;   /* a signal handler's call, then its own */
+    ssize_t r = 0;
+    while (done < want) {
+        struct iovec iov[MAX_IOV];
+        struct msghdr m = msg_skip(msg, done, iov);
+        r = recv_once(s, fd, &m, flags & ~MSG_WAITALL);
+        if (r <= 0 && done)
+            keep_for_later(s, r);
+        if (r <= 0)
+            break;
+        if (!done && (size_t)r < want)
+            call_deadline = (struct call_deadline){ s, recv_all_deadline(s, fd, flags, started) };
+        done += (size_t)r;
+    }
+    call_deadline = outer;
+    return done ? (ssize_t)done : r;
+}
+
 static ssize_t recv_routed(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
 {
     int kind = sock_kind(s);
@@ -186,18 +236,7 @@ static ssize_t recv_routed(struct lf_sock *s, int fd, struct msghdr *msg, int fl
         return (flags & MSG_WAITALL) ? peek_all(s, fd, msg, flags) : recv_once(s, fd, msg, flags);
     if (!(flags & MSG_WAITALL))
         return recv_once(s, fd, msg, flags);
-    size_t want = msg_len(msg), done = 0;
-    while (done < want) {
-        struct iovec iov[MAX_IOV];
-        struct msghdr m = msg_skip(msg, done, iov);
-        ssize_t r = recv_once(s, fd, &m, flags & ~MSG_WAITALL);
-        if (r <= 0 && done)
-            keep_for_later(s, r);
-        if (r <= 0)
-            return done ? (ssize_t)done : r;
-        done += (size_t)r;
-    }
-    return (ssize_t)done;
+    return recv_all(s, fd, msg, flags);
 }
 
 /* A kept error (keep_for_later) comes after the bytes there are, as the
@@ -281,14 +320,23 @@ static ssize_t send_whole(struct lf_sock *s, int fd, const struct msghdr *msg, i
     size_t want = msg_len(msg);
     if ((kind != LF_FAST && kind != LF_PENDING) || r <= 0 || (size_t)r == want || (flags & MSG_DONTWAIT) || sock_nonblocking(s, fd))
         return r;
-    /* A blocking socket sends everything: the rest may go on the ring now.
-     * An error then is told by the next call (keep_for_later); EPIPE, a
-     * state, is found again there, and so is its SIGPIPE. */
+    /* A blocking socket sends everything: a pending client's sends are
+     * attempts that do not wait (pending.c), and the rest may go on the ring
+     * once it switched.  A short count of the rings' or the kernel's is the
+     * call's answer (its SO_SNDTIMEO ran out, or a signal came): the rest
+     * is only tried without waiting, for the error it may meet (a writer
+     * whose reader was stopped for longer than its timeout blocked for a
+     * second timeout here).  An error then is told by the next call
+     * (keep_for_later); EPIPE, a state, is found again there, and so is its
+     * SIGPIPE. */
     size_t done = (size_t)r;
+    int piece_kind = kind;
     while (done < want) {
         struct iovec iov[MAX_IOV];
         struct msghdr m = msg_skip(msg, done, iov);
-        r = send_once(s, fd, &m, flags | MSG_NOSIGNAL);
+        int answered = piece_kind != LF_PENDING;
+        piece_kind = sock_kind(s);
+        r = send_once(s, fd, &m, flags | MSG_NOSIGNAL | (answered ? MSG_DONTWAIT : 0));
         if (r <= 0) {
             keep_for_later(s, r);
             break;

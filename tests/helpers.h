@@ -57,6 +57,14 @@ static inline void sleep_ms(int ms)
     nanosleep(&t, NULL);
 }
 
+/* CLOCK_MONOTONIC in seconds: how long a call took. */
+static inline double seconds_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
 static inline int opt_in(int fd)
 {
     int on = 1;
@@ -259,6 +267,22 @@ static inline void server_switch(int c)
     for (int i = 0; i < 3; i++)
         if (read_full(c, &b, 1) != 1 || write_full(c, &b, 1) != 1)
             _exit(2);
+}
+
+/* A server that reads its one connection to the end and answers with the
+ * count of bytes it read (a 64-bit number). */
+static inline void counting_reader(int l)
+{
+    int c = accept(l, NULL, NULL);
+    if (c < 0)
+        _exit(2);
+    server_switch(c);
+    static char b[128 << 10];
+    unsigned long long total = 0;
+    ssize_t n;
+    while ((n = read(c, b, sizeof b)) > 0)
+        total += (unsigned long long)n;
+    _exit(n == 0 && write_full(c, &total, sizeof total) == sizeof total ? 0 : 3);
 }
 
 /* `rounds` echoes of a 300-byte message, each different; `what` names the

@@ -15,43 +15,22 @@
 #define PIECE (128u << 10)
 #define SECONDS 2.0
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static void reader(int l)
-{
-    int c = accept(l, NULL, NULL);
-    if (c < 0)
-        _exit(2);
-    server_switch(c);
-    static char b[PIECE];
-    unsigned long long total = 0;
-    ssize_t n;
-    while ((n = read(c, b, sizeof b)) > 0)
-        total += (unsigned long long)n;
-    _exit(n == 0 && write_full(c, &total, sizeof total) == sizeof total ? 0 : 3);
-}
-
 static void run(int optin)
 {
     const char *mode = optin ? "loopfast" : "kernel";
     pid_t pid;
-    int fd = connect_to_forked(optin, reader, &pid);
+    int fd = connect_to_forked(optin, counting_reader, &pid);
     struct timeval tv = { 10, 0 };
     CHECK(setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) == 0, "SO_SNDTIMEO");
     client_switch(fd);
     static char buf[PIECE];
     memset(buf, 'y', sizeof buf);
     unsigned long long sent = 0;
-    double t0 = now_s(), last = t0, longest = 0;
+    double t0 = seconds_now(), last = t0, longest = 0;
     while (last - t0 < SECONDS) {
         ssize_t n = write(fd, buf, sizeof buf);
         CHECK(n > 0, "%s: write: %s", mode, strerror(errno));
-        double t = now_s();
+        double t = seconds_now();
         if (t - last > longest)
             longest = t - last;
         last = t;
