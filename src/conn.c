@@ -1252,6 +1252,33 @@ static ssize_t tx_rest_gone(struct lf_conn *c, int fd, const struct msghdr *rest
     return (ssize_t)done + (r > 0 ? r : 0);
 }
 
+/* A sendfile() whose peer went after its first bytes: the kernel's
+ * splice sends the rest in pieces, and the piece that meets the reset
+ * takes the socket's error and drops it for the count, so the next call
+ * says EPIPE and raises SIGPIPE (the kernel's sendfile into a connection
+ * whose reader was killed: a short count, then EPIPE; a write keeps the
+ * error: tx_rest_gone).  The reset, ours or TCP's, is taken so. */
+static void file_rest_gone(struct lf_conn *c, int fd)
+{
+    if (take_reset(c, 1) || lf_confined)
+        return;
+    struct pollfd p = { .fd = fd, .events = 0 };
+    int err;
+    socklen_t len = sizeof err;
+    if (poll_nocancel(&p) > 0 && (p.revents & POLLERR))
+        syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_ERROR, &err, &len);   /* the kernel's, taken */
+}
+
+/* sendfile's bytes when the peer went: with none, the buffered copy tells
+ * TCP's answer (sendfile.c). */
+static ssize_t tx_file_gone(struct lf_conn *c, int fd, size_t done)
+{
+    if (!done)
+        return CONN_DECLINED;
+    file_rest_gone(c, fd);
+    return (ssize_t)done;
+}
+
 /* The rest of a write whose direction went back to TCP: TCP's, as the
  * kernel would have taken it (blocking or not, as the socket is). */
 static ssize_t tx_rest_back(struct lf_conn *c, int fd, const struct msghdr *rest, int flags,
@@ -1513,8 +1540,8 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
         /* (with bytes written, no system call: the peer's close or
          * refusal in shared memory ends a write that waits for room) */
         if (peer_left(c, fd, done ? 0 : tcp_events(c, fd, 0))) {
-            if (!msg)   /* the buffered copy tells TCP's answer (sendfile.c) */
-                return done ? (ssize_t)done : CONN_DECLINED;
+            if (!msg)
+                return tx_file_gone(c, fd, done);
             return done ? tx_rest_gone(c, fd, &rest, flags, done) : tx_gone(c, fd, msg, flags);
         }
         int err = 0;
@@ -1566,7 +1593,7 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
         if (w < 0 && w != -EAGAIN)
             return done ? (ssize_t)done : w;
         if (peer_left(c, fd, tev))
-            return done ? (ssize_t)done : msg ? tx_gone(c, fd, msg, flags) : CONN_DECLINED;
+            return !msg ? tx_file_gone(c, fd, done) : done ? (ssize_t)done : tx_gone(c, fd, msg, flags);
         if (w == -EAGAIN && deadline && monotonic_ns() >= deadline)
             return done ? (ssize_t)done : -EAGAIN;
     }

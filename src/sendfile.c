@@ -36,11 +36,20 @@ static int is_ours(struct lf_sock *s)
     return k == LF_FAST || k == LF_PENDING;
 }
 
+/* The socket's own send of bytes read from a file or a pipe.  The kernel's
+ * splice into a socket sends in pieces, and the piece that meets the
+ * connection's error (a reset) takes it and drops it for the count, so the
+ * next call says EPIPE and raises SIGPIPE, where a write's next call says
+ * ECONNRESET (socket.c keeps the error for it): so a short count drops a
+ * kept error. */
 static ssize_t send_buf(struct lf_sock *s, int fd, const void *buf, size_t len, int flags)
 {
     struct iovec iov = { (void *)buf, len };
     struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
-    return sock_send(s, fd, &m, flags);
+    ssize_t r = sock_send(s, fd, &m, flags);
+    if (r > 0 && (size_t)r < len)
+        sock_take_later_error(s);
+    return r;
 }
 
 /* What a non-blocking fast socket takes from sendfile() in one call, and in
@@ -271,7 +280,11 @@ static void read_known(int fd, char *buf, size_t len)
 }
 
 /* Pipe to socket: tee() shows the pipe's bytes without taking them; only
- * what the socket took is then read out of the pipe. */
+ * what the socket took is then read out of the pipe.  Chunk after chunk,
+ * as the kernel's splice moves what the pipe holds, up to len, in one
+ * call: waiting for the pipe only before its first byte, ending at a
+ * short send (one chunk a call made a blocking 1 MiB splice whose reader
+ * was killed say ECONNRESET where the kernel's returns its count). */
 static ssize_t pipe_to_sock(struct lf_sock *s, int out_fd, int in_fd, size_t len, unsigned flags)
 {
     if (!is_pipe(in_fd))
@@ -279,24 +292,33 @@ static ssize_t pipe_to_sock(struct lf_sock *s, int out_fd, int in_fd, size_t len
     struct scratch sp;
     if (!len || scratch_open(&sp) < 0)
         return len ? -1 : 0;
+    int before = errno;
     char *buf = malloc(sp.size);
+    size_t done = 0;
     ssize_t r = -1;
-    if (!buf) {
+    if (!buf)
         errno = ENOMEM;
-    } else {
-        r = tee(in_fd, sp.w, len < sp.size ? len : sp.size, flags & SPLICE_F_NONBLOCK);
-        if (r > 0) {
-            read_known(sp.r, buf, (size_t)r);
-            r = send_buf(s, out_fd, buf, (size_t)r, (flags & SPLICE_F_MORE) ? MSG_MORE : 0);
-            if (r > 0)
-                read_known(in_fd, buf, (size_t)r);
+    while (buf && done < len) {
+        size_t want = len - done < sp.size ? len - done : sp.size;
+        r = tee(in_fd, sp.w, want, done ? SPLICE_F_NONBLOCK : flags & SPLICE_F_NONBLOCK);
+        if (r <= 0)
+            break;
+        read_known(sp.r, buf, (size_t)r);
+        ssize_t sent = send_buf(s, out_fd, buf, (size_t)r, (flags & SPLICE_F_MORE) ? MSG_MORE : 0);
+        if (sent > 0) {
+            read_known(in_fd, buf, (size_t)sent);
+            done += (size_t)sent;
+        }
+        if (sent < r) {
+            r = sent;
+            break;
         }
     }
-    int e = errno;
+    int e = done ? before : errno;   /* (a later chunk's EAGAIN is no error) */
     scratch_close(&sp, buf);
     free(buf);
     errno = e;
-    return r;
+    return done ? (ssize_t)done : r;
 }
 
 /* Before the socket is read: a full pipe that must not be waited for is
