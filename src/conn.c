@@ -630,14 +630,18 @@ static ssize_t rx_end(struct lf_conn *c, int fd)
     return take_reset(c, 0);
 }
 
-/* A read after our SHUT_RD found nothing: EOF, or, once we refused the
- * peer's bytes, the kernel's reset first (reported once, as its error is). */
+/* A read after our SHUT_RD found nothing: EOF, or the socket's error
+ * first (reported once, as the kernel's is, which tcp_recvmsg looks at
+ * before its shutdown): the kernel's reset once we refused the peer's
+ * bytes, or the one a peer that closed with our bytes unread sent (it was
+ * EOF at once where Linux says ECONNRESET, then EOF). */
 static ssize_t rx_shut_end(struct lf_conn *c, int fd)
 {
-    int err = 0;
+    int err = take_reset(c, 0);
     socklen_t len = sizeof err;
-    if (!load32(&my_side(c)->rx_refused) || lf_confined ||
-        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err == 0)
+    if (err)
+        return err;
+    if (lf_confined || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err == 0)
         return 0;
     return kernel_reset_told(c, -err);
 }
@@ -770,6 +774,10 @@ static ssize_t rx_step(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
                 rx_took(c, n);
             return n;
         }
+        /* a zero-length read finds the bytes, and says 0, as TCP's (it
+         * took an empty ring for one and waited for ever) */
+        if (!iov_total(msg->msg_iov, msg->msg_iovlen) && ring_readable(&c->rx) > 0)
+            return 0;
         if (load32(&me->reset))
             return take_reset(c, 0);
         /* Data is published before the flag: look once more after it.  A
@@ -1269,6 +1277,34 @@ static void file_rest_gone(struct lf_conn *c, int fd)
         syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_ERROR, &err, &len);   /* the kernel's, taken */
 }
 
+/* A send after our shutdown(SHUT_WR): EPIPE and SIGPIPE, unless the
+ * socket has an error, which the kernel's tcp_sendmsg looks at first: the
+ * reset its TCP answered the peer's bytes with after our SHUT_RD (they
+ * found us refusing: rx_refused).  Ours said EPIPE and raised SIGPIPE, and
+ * the next read said ECONNRESET. */
+static ssize_t tx_after_shutdown(struct lf_conn *c, int fd, int flags)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (load32(&my_side(c)->rx_refused) && !lf_confined &&
+        syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err)
+        return kernel_reset_told(c, -err);
+    return epipe(flags);
+}
+
+/* A zero-length send tells the socket's state, as TCP's: the peer's
+ * reset, EPIPE (and SIGPIPE) after our shutdown, else 0. */
+static ssize_t tx_nothing(struct lf_conn *c, int fd, const struct msghdr *msg, int flags)
+{
+    if (c->broken)
+        return -ECONNRESET;
+    if (peer_left(c, fd, tcp_events(c, fd, 0)))
+        return msg ? tx_gone(c, fd, msg, flags) : CONN_DECLINED;
+    if (load32(&my_side(c)->shut_wr))
+        return tx_after_shutdown(c, fd, flags);
+    return 0;
+}
+
 /* sendfile's bytes when the peer went: with none, the buffered copy tells
  * TCP's answer (sendfile.c). */
 static ssize_t tx_file_gone(struct lf_conn *c, int fd, size_t done)
@@ -1516,6 +1552,8 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
     uint64_t deadline = 0;
     struct lf_caught call;
     struct pace pace;
+    if (!want)
+        return tx_nothing(c, fd, msg, flags);
     caught_now(&call);
     pace_start(&pace, c, s, flags, want);
     /* Writable, said a poll: the write must not wait while there is room,
@@ -1533,7 +1571,7 @@ static ssize_t tx_ring(struct lf_sock *s, struct lf_conn *c, int fd, const struc
         if (c->broken)
             return done ? (ssize_t)done : -ECONNRESET;
         if (load32(&my_side(c)->shut_wr))
-            return done ? (ssize_t)done : epipe(flags);
+            return done ? (ssize_t)done : tx_after_shutdown(c, fd, flags);
         struct msghdr rest = msg ? msg_skip(msg, done, iov) : (struct msghdr){ 0 };
         if (my_tx(c) == TX_BACK)   /* while this call waited for room (sock_tx_back) */
             return msg ? tx_rest_back(c, fd, &rest, flags, done) : done ? (ssize_t)done : CONN_DECLINED;
@@ -1723,14 +1761,27 @@ void conn_wake_own(struct lf_conn *c)
  * TCP socket is shut down for real, the peer writes on TCP from now on
  * (peer_left) and the kernel resets it.  Bytes it put on the ring before it
  * saw the flag are read as any others (a race the kernel has too). */
-static void refuse_rx(struct lf_conn *c, int fd)
+static int refuse_rx(struct lf_conn *c, int fd)
 {
     uint32_t no = 0;
     if (!__atomic_compare_exchange_n(&my_side(c)->rx_refused, &no, 1, 0, __ATOMIC_ACQ_REL,
                                      __ATOMIC_ACQUIRE))
-        return;
+        return 0;
     libc.shutdown(fd, SHUT_RDWR);
     conn_ring_bell(c);   /* a writer waiting for room */
+    return 1;
+}
+
+/* Both ends shut their writing down (on the rings or on TCP, where a
+ * peer that shut down before its switch tells only TCP): the connection is
+ * closed, as kernel TCP's (conn_tcp_state), where a shutdown() says
+ * ENOTCONN. */
+static int both_ends_shut(struct lf_conn *c, int fd)
+{
+    if (!load32(&my_side(c)->shut_wr))
+        return 0;
+    return load32(&peer_side(c)->shut_wr) || load32(&peer_side(c)->closed) ||
+           __atomic_load_n(&c->peer_gone, __ATOMIC_ACQUIRE) || tcp_info_state(fd) == TCP_CLOSE;
 }
 
 int conn_shutdown(struct lf_sock *s, int fd, int how)
@@ -1743,8 +1794,16 @@ int conn_shutdown(struct lf_sock *s, int fd, int how)
     int kernels = c->broken || peer_left(c, fd, 0);
     if (kernels && load32(&my_side(c)->reset))
         return errno = ENOTCONN, -1;
-    if (kernels && libc.shutdown(fd, how) < 0)
+    int closed = both_ends_shut(c, fd);   /* (the kernel's marks its shutdown still) */
+    if (kernels && libc.shutdown(fd, how) < 0 && !closed)
         return -1;
+    if (closed)
+        r = -1, errno = ENOTCONN;
+    /* (TCP was shut above) the peer finds our refusal, and does not take
+     * our TCP socket's end for a death that owes it a reset for its bytes
+     * unread (poll said POLLERR, SO_ERROR EPIPE, after both ends' shutdown) */
+    if (kernels && how != SHUT_WR)
+        store32(&my_side(c)->rx_refused, 1);
     /* SHUT_RD stays off the kernel's socket (its shutdown would make our
      * TCP socket look like the peer's FIN), in our line for every holder. */
     if (how == SHUT_RD || how == SHUT_RDWR)
@@ -1753,8 +1812,9 @@ int conn_shutdown(struct lf_sock *s, int fd, int how)
      * of stream with bytes (the kernel resets it for them) must find the
      * refusal then, or its bytes went on the ring and were read as data
      * (tests/shutdown_answered.c). */
+    int tcp_shut = 0;   /* by the refusal, both ways: a SHUT_WR after it finds TCP closed */
     if (!kernels && conn_shut_rd(c) && (how != SHUT_RD || load32(&my_side(c)->shut_wr)))
-        refuse_rx(c, fd);
+        tcp_shut = refuse_rx(c, fd);
     if (how == SHUT_WR || how == SHUT_RDWR) {
         lf_lock(&c->tx_lock);
         quick_locked(&c->bias[DIR_TX], 0);
@@ -1764,8 +1824,8 @@ int conn_shutdown(struct lf_sock *s, int fd, int how)
         if (on_ring)
             conn_ring_bell(c);
         lf_unlock(&c->tx_lock);
-        if (!on_ring && !kernels)
-            r = libc.shutdown(fd, SHUT_WR);
+        if (!on_ring && !kernels && !tcp_shut && libc.shutdown(fd, SHUT_WR) < 0)
+            r = -1;
     }
     conn_wake_own(c);
     return r;

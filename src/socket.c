@@ -83,6 +83,8 @@ static ssize_t recv_discard(struct lf_sock *s, int fd, struct msghdr *msg, int f
     char scratch[16384];
     size_t want = msg_len(msg), done = 0;
     int more = flags & ~MSG_TRUNC;
+    if (!want)   /* nothing to discard: the read's answer alone (0, EAGAIN, an error) */
+        return sock_recv(s, fd, msg, more);
     while (done < want) {
         struct iovec iov = { scratch, want - done < sizeof scratch ? want - done : sizeof scratch };
         struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };

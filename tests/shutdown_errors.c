@@ -1,0 +1,177 @@
+/* Shutdowns, resets and zero-length calls answer as kernel TCP's do; each
+ * case was a difference a differential fuzzer found (a random script of
+ * socket calls run both ways), and each is run both ways here, the
+ * transcripts compared:
+ * - `request_then_half_close`: the usual one-request client (`nc -N`): it
+ *   writes and shuts its writing down; the server reads to EOF, answers,
+ *   then shutdown(SHUT_RDWR) said ENOTCONN (the refusal had shut TCP both
+ *   ways, and the SHUT_WR after it found the socket closed);
+ * - `both_shut`: shutdown() of a connection both ends shut down says
+ *   ENOTCONN, as the kernel's closed socket does (ours said 0);
+ * - `zero_length`: read(fd, buf, 0) with bytes waiting says 0 (it waited
+ *   for ever on a ring); send(fd, buf, 0) says EPIPE after our shutdown and
+ *   the peer's reset after its close (ours said 0);
+ * - `reset_after_our_shutdown`: after our shutdown(SHUT_RDWR) the peer's
+ *   bytes make the kernel reset us: our next send says ECONNRESET without
+ *   SIGPIPE, then reads say EOF (ours said EPIPE, raised SIGPIPE, and the
+ *   read said ECONNRESET);
+ * - `unread_then_both_shut`: bytes unread when both ends shut down are no
+ *   reset (ours said POLLERR, SO_ERROR EPIPE);
+ * - `reset_after_shut_rd`: a peer that closes with our bytes unread resets
+ *   us after our shutdown(SHUT_RD) too: a read says ECONNRESET, then EOF
+ *   (ours said EOF at once). */
+#include <signal.h>
+
+#include "helpers.h"
+#include "transcript.h"
+
+static volatile sig_atomic_t pipes;
+
+static void on_pipe(int sig)
+{
+    (void)sig;
+    pipes++;
+}
+
+static void note_error(const char *what, int fd)
+{
+    int e = 0;
+    socklen_t l = sizeof e;
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &l);
+    note(" %s:%s", what, e ? strerror(e) : "0");
+}
+
+static void request_then_half_close(int optin, char *out, size_t size)
+{
+    transcript[0] = 0;
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int l = listen_on(AF_INET, optin, &addr, &len);
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork");
+    if (pid == 0) {
+        int c = connect_to(&addr, len, optin);
+        char b[64];
+        ssize_t n, got = 0;
+        if (write_full(c, "request", 7) != 7 || shutdown(c, SHUT_WR) != 0)
+            _exit(2);
+        while ((n = read(c, b, sizeof b)) > 0)
+            got += n;
+        _exit(got == 6 && n == 0 ? 0 : 3);
+    }
+    int s = accept(l, NULL, NULL);
+    char b[64];
+    note_result("read", read(s, b, sizeof b));
+    note_result("read", read(s, b, sizeof b));
+    note_result("write", write(s, "answer", 6));
+    note_result("shutdown-rdwr", shutdown(s, SHUT_RDWR));
+    note(" client:%d", child_status(pid));
+    close(l);
+    case_end(s, -1, out, size);
+}
+
+static void both_shut(int optin, char *out, size_t size)
+{
+    transcript[0] = 0;
+    int c, s;
+    fast_pair(AF_INET, optin, &c, &s);
+    note_result("c-shut-wr", shutdown(c, SHUT_WR));
+    sleep_ms(50);
+    note_result("s-shut-rdwr", shutdown(s, SHUT_RDWR));
+    sleep_ms(50);
+    note_result("s-shut-rd", shutdown(s, SHUT_RD));
+    note_result("s-shut-wr", shutdown(s, SHUT_WR));
+    note_result("c-shut-rdwr", shutdown(c, SHUT_RDWR));
+    case_end(c, s, out, size);
+}
+
+static void zero_length(int optin, char *out, size_t size)
+{
+    transcript[0] = 0;
+    int c, s;
+    char buf[16];
+    fast_pair(AF_INET, optin, &c, &s);
+    note_result("recv0-nb", recv(s, buf, 0, MSG_DONTWAIT));
+    CHECK(write_full(c, "hello", 5) == 5, "write");
+    sleep_ms(10);
+    alarm(5);   /* a read that waits for ever ends the test */
+    note_result("read0", read(s, buf, 0));
+    note_result("recv0", recv(s, buf, 0, 0));
+    note_result("recv0-peek-trunc", recv(c, buf, 0, MSG_DONTWAIT | MSG_PEEK | MSG_TRUNC));
+    alarm(60);
+    shutdown(c, SHUT_WR);
+    note_result("send0-after-shutdown", send(c, buf, 0, 0));
+    close(s);
+    sleep_ms(20);
+    note_result("send0-after-reset", send(c, buf, 0, 0));
+    note_result("recv0-nb", recv(c, buf, 0, MSG_DONTWAIT));
+    note(" sigpipe:%d", (int)pipes);
+    pipes = 0;
+    case_end(c, -1, out, size);
+}
+
+static void reset_after_our_shutdown(int optin, char *out, size_t size)
+{
+    transcript[0] = 0;
+    int c, s;
+    char buf[64] = { 0 };
+    fast_pair(AF_INET, optin, &c, &s);
+    note_result("s-shut-rdwr", shutdown(s, SHUT_RDWR));
+    note_result("c-send", send(c, buf, 40, MSG_DONTWAIT));
+    sleep_ms(50);
+    note_readiness("s", s);
+    note_result("s-send", send(s, buf, 10, 0));
+    note(" sigpipe:%d", (int)pipes);
+    note_result("s-read", read(s, buf, sizeof buf));
+    note_result("s-read", read(s, buf, sizeof buf));
+    note_result("s-send", send(s, buf, 10, 0));
+    note(" sigpipe:%d", (int)pipes);
+    pipes = 0;
+    case_end(c, s, out, size);
+}
+
+static void unread_then_both_shut(int optin, char *out, size_t size)
+{
+    transcript[0] = 0;
+    int c, s;
+    static char buf[1024];
+    fast_pair(AF_INET, optin, &c, &s);
+    note_result("c-send", send(c, buf, 863, 0));
+    note_result("c-shut-rdwr", shutdown(c, SHUT_RDWR));
+    note_result("s-shut-rdwr", shutdown(s, SHUT_RDWR));
+    sleep_ms(50);
+    note_readiness("c", c);
+    note_error("c-so-error", c);
+    note_result("c-read", read(c, buf, sizeof buf));
+    case_end(c, s, out, size);
+}
+
+static void reset_after_shut_rd(int optin, char *out, size_t size)
+{
+    transcript[0] = 0;
+    int c, s;
+    static char buf[1024];
+    fast_pair(AF_INET, optin, &c, &s);
+    note_result("s-write", write(s, buf, 843));
+    sleep_ms(20);
+    note_result("s-shut-rd", shutdown(s, SHUT_RD));
+    close(c);
+    sleep_ms(50);
+    note_readiness("s", s);
+    note_result("s-read", read(s, buf, 6));
+    note_result("s-read", read(s, buf, 6));
+    case_end(s, -1, out, size);
+}
+
+int main(void)
+{
+    alarm(60);
+    signal(SIGPIPE, on_pipe);
+    int differ = transcripts_of("request_then_half_close", request_then_half_close);
+    differ += transcripts_of("both_shut", both_shut);
+    differ += transcripts_of("zero_length", zero_length);
+    differ += transcripts_of("reset_after_our_shutdown", reset_after_our_shutdown);
+    differ += transcripts_of("unread_then_both_shut", unread_then_both_shut);
+    differ += transcripts_of("reset_after_shut_rd", reset_after_shut_rd);
+    return differ ? 1 : 0;
+}
