@@ -1109,6 +1109,36 @@ void epoll_forget_fd(int fd)
 
 /* ---- waiting ---- */
 
+/* EPOLLET: what a record reports now, rev being its whole readiness.  An
+ * edge is new data or state (the rings' signatures moved, or TCP's entry
+ * edged) while the matching readiness holds, or an end (EPOLLHUP,
+ * EPOLLERR) not reported yet.  Then the whole mask is reported, as the
+ * kernel's wake-up reports what ep_item_poll finds: bytes that come to a
+ * writable socket are EPOLLIN|EPOLLOUT (ours said EPOLLIN alone, and a
+ * reset's EPOLLOUT came one wait late).  A peer gone leaves EPOLLHUP (and
+ * EPOLLERR until its reset is read) on for good: no edge of its own again
+ * (an ET loop that kept a hung-up socket woke ~2 M times a second). */
+static uint32_t reg_edge(struct ep_reg *r, struct lf_conn *c, short tev, uint32_t rev)
+{
+    uint64_t in, out;
+    conn_signature(c, &in, &out);
+    int in_edge = (in != r->sig_in || (tev & (POLLIN | POLLRDHUP | POLLHUP | POLLERR))) &&
+                  (rev & (EPOLLIN | EPOLLRDHUP));
+    int out_edge = (out != r->sig_out || (tev & POLLOUT)) && (rev & EPOLLOUT);
+    uint32_t ends = rev & (EPOLLHUP | EPOLLERR);
+    int ends_edge = (ends & ~r->ends_told) || (ends && (tev & (POLLHUP | POLLERR)));
+    if (!in_edge && !out_edge && !ends_edge)
+        return 0;
+    /* (each signature moves on only when its readiness is reported: a
+     * window that opens with time, not with the reader, still edges) */
+    if (rev & (EPOLLIN | EPOLLRDHUP))
+        r->sig_in = in;
+    if (rev & EPOLLOUT)
+        r->sig_out = out;
+    r->ends_told |= ends;
+    return rev;
+}
+
 /* Readiness of a registration, given what its TCP socket reported. */
 static uint32_t reg_ready(struct ep_reg *r, short tev)
 {
@@ -1136,26 +1166,8 @@ static uint32_t reg_ready(struct ep_reg *r, short tev)
     if (r->asked)
         tev |= poll_now(r->fd, want | POLLRDHUP);
     uint32_t rev = (uint16_t)(conn_poll_state(c, r->fd, want, tev) | sock_later_pollerr(r->s));
-    if (r->events & EPOLLET) {
-        uint64_t in, out;
-        conn_signature(c, &in, &out);
-        if (in == r->sig_in && !(tev & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)))
-            rev &= ~(uint32_t)(EPOLLIN | EPOLLRDHUP);
-        if (out == r->sig_out && !(tev & POLLOUT))
-            rev &= ~(uint32_t)EPOLLOUT;
-        if (rev & (EPOLLIN | EPOLLRDHUP))
-            r->sig_in = in;
-        if (rev & EPOLLOUT)
-            r->sig_out = out;
-        /* A peer gone leaves EPOLLHUP (and EPOLLERR until its reset is
-         * read) on for good: reported alone once, as the kernel's edge;
-         * again only with a new edge, as part of the whole mask (an ET
-         * loop that kept a hung-up socket woke ~2 M times a second). */
-        uint32_t ends = rev & (EPOLLHUP | EPOLLERR);
-        if (ends && rev == ends && (r->ends_told & ends) == ends && !(tev & (POLLHUP | POLLERR)))
-            rev = 0;
-        r->ends_told |= rev & (EPOLLHUP | EPOLLERR);
-    }
+    if (r->events & EPOLLET)
+        rev = reg_edge(r, c, tev, rev);
     if (rev && (r->events & EPOLLONESHOT))
         r->disabled = 1;
     return rev;
