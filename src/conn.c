@@ -2087,9 +2087,14 @@ short conn_poll_state(struct lf_conn *c, int fd, short want, short tev)
             __atomic_store_n(&c->out_told, 1, __ATOMIC_RELAXED);   /* the next write: no pace */
     }
     /* Reading is shut (the kernel's RCV_SHUTDOWN) by our SHUT_RD or by the
-     * peer's end of its stream; with writing shut too, that is POLLHUP. */
-    if (conn_shut_rd(c) || rx_tcp_hup(c, tev) || (my_rx(c) == RX_RING && peer_tx(c) != TX_BACK &&
-        (load32(&peer_side(c)->shut_wr) || load32(&peer_side(c)->closed))))
+     * peer's end of its stream; with writing shut too, that is POLLHUP.  A
+     * peer that writes on its ring ended there, after its bytes on TCP,
+     * which the kernel holds for us: its end counts before we read them, as
+     * the kernel's FIN does behind unread bytes (POLLRDHUP waited for our
+     * read of the TCP bytes, when the peer switched before us). */
+    int fin_on_ring = peer_tx(c) == TX_RING || (my_rx(c) == RX_RING && peer_tx(c) != TX_BACK);
+    if (conn_shut_rd(c) || rx_tcp_hup(c, tev) ||
+        (fin_on_ring && (load32(&peer_side(c)->shut_wr) || load32(&peer_side(c)->closed))))
         r |= (want & POLLRDHUP) | (load32(&my_side(c)->shut_wr) ? POLLHUP : 0);
     r |= tev & (POLLHUP | POLLERR);
     if (c->broken || __atomic_load_n(&c->zc_pending, __ATOMIC_ACQUIRE))

@@ -19,7 +19,11 @@
  *   reset (ours said POLLERR, SO_ERROR EPIPE);
  * - `reset_after_shut_rd`: a peer that closes with our bytes unread resets
  *   us after our shutdown(SHUT_RD) too: a read says ECONNRESET, then EOF
- *   (ours said EOF at once). */
+ *   (ours said EOF at once);
+ * - `rdhup_before_read`: a client that switched before its server (its
+ *   first bytes on TCP, unread) shuts its writing down: the server's poll
+ *   says POLLRDHUP at once, as the kernel's FIN behind unread bytes (ours
+ *   waited for the read). */
 #include <signal.h>
 
 #include "helpers.h"
@@ -163,6 +167,24 @@ static void reset_after_shut_rd(int optin, char *out, size_t size)
     case_end(s, -1, out, size);
 }
 
+static void rdhup_before_read(int optin, char *out, size_t size)
+{
+    transcript[0] = 0;
+    int c, s;
+    static char buf[4096];
+    close(accepted_pair(AF_INET, optin, &c, &s));
+    note_result("c-send", send(c, buf, 2610, MSG_DONTWAIT));
+    note_result("s-write", write(s, "sixsix", 6));
+    sleep_ms(50);
+    note_readiness("s", s);
+    note_result("c-shut-wr", shutdown(c, SHUT_WR));
+    sleep_ms(50);
+    note_readiness("s", s);
+    note_result("s-recv", recv(s, buf, sizeof buf, 0));
+    note_readiness("s", s);
+    case_end(c, s, out, size);
+}
+
 int main(void)
 {
     alarm(60);
@@ -173,5 +195,6 @@ int main(void)
     differ += transcripts_of("reset_after_our_shutdown", reset_after_our_shutdown);
     differ += transcripts_of("unread_then_both_shut", unread_then_both_shut);
     differ += transcripts_of("reset_after_shut_rd", reset_after_shut_rd);
+    differ += transcripts_of("rdhup_before_read", rdhup_before_read);
     return differ ? 1 : 0;
 }
