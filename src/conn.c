@@ -1280,14 +1280,17 @@ static void file_rest_gone(struct lf_conn *c, int fd)
 /* A send after our shutdown(SHUT_WR): EPIPE and SIGPIPE, unless the
  * socket has an error, which the kernel's tcp_sendmsg looks at first: the
  * reset its TCP answered the peer's bytes with after our SHUT_RD (they
- * found us refusing: rx_refused).  Ours said EPIPE and raised SIGPIPE, and
- * the next read said ECONNRESET. */
+ * found us refusing: rx_refused), a peer's SO_LINGER 0 close, a recorded
+ * one.  Ours said EPIPE and raised SIGPIPE, and the next read said
+ * ECONNRESET.  (A write after one's own shutdown is rare: one system call.) */
 static ssize_t tx_after_shutdown(struct lf_conn *c, int fd, int flags)
 {
-    int err = 0;
+    int err = -take_reset(c, 1);
     socklen_t len = sizeof err;
-    if (load32(&my_side(c)->rx_refused) && !lf_confined &&
-        syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err)
+    if (err == ECONNRESET)
+        return -ECONNRESET;
+    if (!err && !lf_confined && syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
+        err)
         return kernel_reset_told(c, -err);
     return epipe(flags);
 }
@@ -2008,7 +2011,19 @@ static int rx_tcp_hup(struct lf_conn *c, short tev)
     return (tev & (POLLRDHUP | POLLHUP | POLLERR)) || __atomic_load_n(&c->tcp_ended, __ATOMIC_RELAXED);
 }
 
-static short poll_in(struct lf_conn *c, short tev, size_t lowat)
+/* Bytes unread on TCP (before the peer's switch) and on the ring after
+ * them: SO_RCVLOWAT counts both, as the kernel counts its one queue (TCP's
+ * POLLIN, asked of its part alone, said no: 64 bytes there and 222 on the
+ * ring, against a mark of 189). */
+static int split_bytes_reach(struct lf_conn *c, int fd, size_t lowat)
+{
+    int queued = 0;
+    ssize_t ring = ring_readable(&c->rx);
+    return lowat > 1 && ring > 0 && !lf_confined && libc.ioctl(fd, SIOCINQ, &queued) == 0 &&
+           (size_t)queued + (size_t)ring >= lowat;
+}
+
+static short poll_in(struct lf_conn *c, int fd, short tev, size_t lowat)
 {
     struct lf_side *me = my_side(c), *peer = peer_side(c);
     int dead = (tev & (POLLIN | POLLHUP | POLLERR | POLLRDHUP)) != 0;
@@ -2018,7 +2033,7 @@ static short poll_in(struct lf_conn *c, short tev, size_t lowat)
         if (rx_tcp_readable(c, tev))
             return POLLIN;   /* pre-switch data, or EOF */
         if (!conn_rx_settled(c))
-            return 0;
+            return split_bytes_reach(c, fd, lowat) ? POLLIN : 0;
         dead = 0;            /* all TCP bytes consumed: the ring decides */
     }
     ssize_t n = ring_readable(&c->rx);   /* -1, corrupt: a read finds it */
@@ -2080,7 +2095,7 @@ short conn_poll_state(struct lf_conn *c, int fd, short want, short tev)
         return gone_events(c, want, tev) |
                (__atomic_load_n(&c->zc_pending, __ATOMIC_ACQUIRE) ? POLLERR : 0);
     if (want & (POLLIN | POLLRDNORM))
-        r |= poll_in(c, tev, conn_rcvlowat(c, fd)) ? (want & (POLLIN | POLLRDNORM)) : 0;
+        r |= poll_in(c, fd, tev, conn_rcvlowat(c, fd)) ? (want & (POLLIN | POLLRDNORM)) : 0;
     if ((want & (POLLOUT | POLLWRNORM)) && poll_out(c, fd, tev)) {
         r |= want & (POLLOUT | POLLWRNORM);
         if (!__atomic_load_n(&c->out_told, __ATOMIC_RELAXED))

@@ -20,6 +20,9 @@
  * - `reset_after_shut_rd`: a peer that closes with our bytes unread resets
  *   us after our shutdown(SHUT_RD) too: a read says ECONNRESET, then EOF
  *   (ours said EOF at once);
+ * - `reset_after_our_shut_wr`: the peer's SO_LINGER 0 close after our
+ *   shutdown(SHUT_WR): our write says ECONNRESET, as the kernel's error
+ *   before its shutdown (ours said EPIPE, with SIGPIPE);
  * - `rdhup_before_read`: a client that switched before its server (its
  *   first bytes on TCP, unread) shuts its writing down: the server's poll
  *   says POLLRDHUP at once, as the kernel's FIN behind unread bytes (ours
@@ -167,6 +170,26 @@ static void reset_after_shut_rd(int optin, char *out, size_t size)
     case_end(s, -1, out, size);
 }
 
+static void reset_after_our_shut_wr(int optin, char *out, size_t size)
+{
+    transcript[0] = 0;
+    int c, s;
+    static char buf[2048];
+    fast_pair(AF_INET, optin, &c, &s);
+    note_result("c-shut-wr", shutdown(c, SHUT_WR));
+    struct linger now = { 1, 0 };
+    CHECK(setsockopt(s, SOL_SOCKET, SO_LINGER, &now, sizeof now) == 0, "SO_LINGER");
+    close(s);
+    sleep_ms(50);
+    note_result("c-write", write(c, buf, 1228));
+    note(" sigpipe:%d", (int)pipes);
+    pipes = 0;
+    note_result("c-write", write(c, buf, 1228));
+    note(" sigpipe:%d", (int)pipes);
+    pipes = 0;
+    case_end(c, -1, out, size);
+}
+
 static void rdhup_before_read(int optin, char *out, size_t size)
 {
     transcript[0] = 0;
@@ -195,6 +218,7 @@ int main(void)
     differ += transcripts_of("reset_after_our_shutdown", reset_after_our_shutdown);
     differ += transcripts_of("unread_then_both_shut", unread_then_both_shut);
     differ += transcripts_of("reset_after_shut_rd", reset_after_shut_rd);
+    differ += transcripts_of("reset_after_our_shut_wr", reset_after_our_shut_wr);
     differ += transcripts_of("rdhup_before_read", rdhup_before_read);
     return differ ? 1 : 0;
 }
