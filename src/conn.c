@@ -455,7 +455,13 @@ static int peer_socket_closed(struct lf_conn *c, int fd)
         return 0;
     if (getsockname(fd, (struct sockaddr *)&ends[0], &len0) < 0 ||
         getpeername(fd, (struct sockaddr *)&ends[1], &len1) < 0)
-        closed = errno == ENOTCONN;
+        /* our TCP socket closed: by a reset, or by both ends' shutdowns
+         * (ours too), when the peer owes a reset for our unread bytes only
+         * if it closed or is gone (a phantom POLLERR, SO_ERROR EPIPE, after
+         * both ends shut down with bytes unread) */
+        closed = errno == ENOTCONN &&
+                 (!load32(&my_side(c)->shut_wr) || load32(&peer_side(c)->kernel_resets) ||
+                  peer_process_gone(c));
     else if (sockdiag_lookup(&ends[1], &ends[0], &d) == 0)
         closed = 0;
     else
@@ -566,7 +572,11 @@ static int peer_left(struct lf_conn *c, int fd, short tev)
         __atomic_store_n(&c->rechecked_at, coarse_ns(), __ATOMIC_RELAXED);
         return 0;   /* it read since the last look: it lives */
     }
-    if ((load32(&peer->tx_state) != TX_RING || !(fin || unclear)) && !peer_socket_closed(c, fd)) {
+    /* (a peer that shut its writing down may have shut TCP down too, when
+     * it took us for gone: the FIN is then no close) */
+    if ((load32(&peer->tx_state) != TX_RING || !(fin || unclear) ||
+         (load32(&peer->shut_wr) && !load32(&peer->kernel_resets))) &&
+        !peer_socket_closed(c, fd)) {
         __atomic_store_n(&c->rechecked_at, coarse_ns(), __ATOMIC_RELAXED);
         if (fin || unclear)
             __atomic_store_n(&c->fin_unclear, 1, __ATOMIC_RELAXED);
@@ -1798,6 +1808,8 @@ int conn_shutdown(struct lf_sock *s, int fd, int how)
     if (kernels && load32(&my_side(c)->reset))
         return errno = ENOTCONN, -1;
     int closed = both_ends_shut(c, fd);   /* (the kernel's marks its shutdown still) */
+    if (kernels && how != SHUT_RD)
+        store32(&my_side(c)->shut_wr, 1);   /* before TCP's FIN: a shutdown, no close */
     if (kernels && libc.shutdown(fd, how) < 0 && !closed)
         return -1;
     if (closed)
@@ -1930,7 +1942,9 @@ void conn_close(struct lf_sock *s, int fd)
         left = holders_reap(c, left);
     if (left == 0 && !handshake_unanswered(c) && !load32(&peer_side(c)->closed)) {
         int linger = sock_linger(s, fd), lingers = linger == 0;
-        if (lingers || unread(c, fd)) {
+        /* (not a connection both ends shut down: the kernel's is closed
+         * then, and its close sends no reset) */
+        if ((lingers || unread(c, fd)) && !both_ends_shut(c, fd)) {
             store32(&me->kernel_resets, 1);
             /* The kernel resets a connection closed with unread bytes; ours
              * are in the ring, so ask it to: SO_LINGER 0 makes the real

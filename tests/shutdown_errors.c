@@ -23,6 +23,12 @@
  * - `reset_after_our_shut_wr`: the peer's SO_LINGER 0 close after our
  *   shutdown(SHUT_WR): our write says ECONNRESET, as the kernel's error
  *   before its shutdown (ours said EPIPE, with SIGPIPE);
+ * - `refused_then_peer_shut_wr`: our bytes unread when we shut down both
+ *   ways, then the peer shuts its writing down: no reset (its TCP FIN was
+ *   taken for a close owing one: POLLERR, SO_ERROR EPIPE);
+ * - `both_shut_then_close`: a close with our bytes unread after both ends
+ *   shut down sends no reset (the kernel's connection is closed then; ours
+ *   reset, and we said POLLERR, SO_ERROR EPIPE);
  * - `rdhup_before_read`: a client that switched before its server (its
  *   first bytes on TCP, unread) shuts its writing down: the server's poll
  *   says POLLRDHUP at once, as the kernel's FIN behind unread bytes (ours
@@ -190,6 +196,38 @@ static void reset_after_our_shut_wr(int optin, char *out, size_t size)
     case_end(c, -1, out, size);
 }
 
+static void refused_then_peer_shut_wr(int optin, char *out, size_t size)
+{
+    transcript[0] = 0;
+    int c, s;
+    static char buf[16384];
+    fast_pair(AF_INET, optin, &c, &s);
+    note_result("s-write", write(s, buf, 14951));
+    note_result("s-shut-rdwr", shutdown(s, SHUT_RDWR));
+    sleep_ms(20);
+    note_result("c-shut-wr", shutdown(c, SHUT_WR));
+    sleep_ms(50);
+    note_readiness("s", s);
+    note_error("s-so-error", s);
+    case_end(c, s, out, size);
+}
+
+static void both_shut_then_close(int optin, char *out, size_t size)
+{
+    transcript[0] = 0;
+    int c, s;
+    fast_pair(AF_INET, optin, &c, &s);
+    note_result("c-shut-wr", shutdown(c, SHUT_WR));
+    note_result("s-write", write(s, "1", 1));
+    note_result("s-shut-rdwr", shutdown(s, SHUT_RDWR));
+    sleep_ms(20);
+    close(c);
+    sleep_ms(50);
+    note_readiness("s", s);
+    note_error("s-so-error", s);
+    case_end(s, -1, out, size);
+}
+
 static void rdhup_before_read(int optin, char *out, size_t size)
 {
     transcript[0] = 0;
@@ -219,6 +257,8 @@ int main(void)
     differ += transcripts_of("unread_then_both_shut", unread_then_both_shut);
     differ += transcripts_of("reset_after_shut_rd", reset_after_shut_rd);
     differ += transcripts_of("reset_after_our_shut_wr", reset_after_our_shut_wr);
+    differ += transcripts_of("refused_then_peer_shut_wr", refused_then_peer_shut_wr);
+    differ += transcripts_of("both_shut_then_close", both_shut_then_close);
     differ += transcripts_of("rdhup_before_read", rdhup_before_read);
     return differ ? 1 : 0;
 }
