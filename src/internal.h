@@ -532,6 +532,7 @@ void link_exec_failed(void);
 void link_give_back(struct lf_conn *c);                    /* one part of the slot's lease */
 uint64_t link_warm_due(void);    /* when a slot given back warm is to be punched; UINT64_MAX: none */
 void link_cool(uint64_t now);    /* punches the warm slots due by now */
+void link_cool_all(void);          /* every warm slot punched now (a thread or process exits) */
 int link_drop_idle(void);                                  /* out of descriptors: freed */
 void link_after_fork_child(void);
 /* request.c's part: which region serves a destination, and its requests */

@@ -186,6 +186,14 @@ void link_cool(uint64_t now)
         punch_warm(NULL, now);
 }
 
+/* Every warm slot punched now: no round may come to do it (reap.c: a
+ * thread or a process that exits). */
+void link_cool_all(void)
+{
+    if (link_warm_due() != UINT64_MAX)
+        punch_warm(NULL, 0);
+}
+
 static struct lf_link *link_new(int fd, int role, uint64_t id, uint64_t ring_size)
 {
     if (wake_sender_ready() < 0)

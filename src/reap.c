@@ -29,6 +29,47 @@ struct reap_item {
 static struct reap_item *stack;
 static int queued;
 
+/* A thread that queued items and exits without waiting again releases
+ * them: a thread-per-connection server's threads close and exit while its
+ * main thread stays blocked in accept(), and the closed connections' slots
+ * kept 40 MB of ring pages until the next client came (a helper's sweep:
+ * python, guile).  A key's destructor runs at the thread's exit. */
+static pthread_key_t exit_key;
+static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
+static __thread int exit_armed LF_TLS_IE;
+
+static void at_thread_exit(void *unused)
+{
+    (void)unused;
+    reap_now();
+    link_cool_all();   /* the slots kept warm: the rounds that punch them may never come */
+}
+
+static void exit_key_make(void)
+{
+    if (pthread_key_create(&exit_key, at_thread_exit) != 0)
+        exit_armed = -1;
+}
+
+/* And a process that exits (not killed) releases them too: a client that
+ * closes its connections and exits kept its part of their slots' leases,
+ * and its server, letting go last, could not punch their pages. */
+__attribute__((destructor)) static void at_process_exit(void)
+{
+    if (__atomic_load_n(&stack, __ATOMIC_RELAXED))
+        reap_now();
+    link_cool_all();
+}
+
+static void arm_thread_exit(void)
+{
+    if (exit_armed)
+        return;
+    pthread_once(&exit_once, exit_key_make);
+    if (exit_armed == 0 && pthread_setspecific(exit_key, &exit_key) == 0)
+        exit_armed = 1;
+}
+
 static void release(struct lf_conn *conn, int *fd)
 {
     if (conn)
@@ -58,6 +99,7 @@ static void push(struct lf_conn *conn, int fd)
                                           __ATOMIC_RELAXED));
     if (__atomic_add_fetch(&queued, 1, __ATOMIC_RELAXED) > REAP_MAX)
         reap_now();
+    arm_thread_exit();
 }
 
 void reap_conn(struct lf_conn *c)
