@@ -1202,6 +1202,25 @@ void sock_tx_back(struct lf_sock *s)
     }
 }
 
+/* Urgent data (socket.c): our writes go to TCP for good, after the ring's
+ * bytes, as sock_tx_back does; a direction not switched yet never will
+ * (the urgent byte is no byte of the peer's count of our TCP bytes).  A
+ * direction shut down stays as it is: the send says EPIPE. */
+void sock_tx_urgent(struct lf_sock *s)
+{
+    struct lf_conn *c = s->conn;
+    struct dir_hold hold = dir_lock(c, DIR_TX, -1, 0);   /* no ring write under way */
+    uint32_t was = my_tx(c);
+    if (was != TX_BACK && !load32(&my_side(c)->shut_wr))
+        store32(&my_side(c)->tx_state, TX_BACK);
+    int back = my_tx(c) == TX_BACK;
+    dir_unlock(c, DIR_TX, hold);
+    if (back && was != TX_BACK) {
+        conn_ring_bell(c);   /* a reader asleep on the ring */
+        conn_wake_own(c);    /* our writers waiting for room write to TCP now */
+    }
+}
+
 static ssize_t epipe(int flags)
 {
     if (!(flags & MSG_NOSIGNAL) && !(lf_confined && sandbox_sigpipe_ignored()))
@@ -2092,6 +2111,7 @@ static short gone_events(struct lf_conn *c, short want, short tev)
         r |= want & (POLLIN | POLLRDNORM);
     if (settled || shut_rd || rx_tcp_hup(c, tev))
         r |= (want & POLLRDHUP) | (load32(&my_side(c)->shut_wr) ? POLLHUP : 0);
+    r |= tev & want & POLLPRI;
     uint32_t reset = load32(&my_side(c)->reset);
     if (reset)
         return r | POLLHUP | (reset != RESET_TOLD ? POLLERR : 0);
@@ -2125,7 +2145,7 @@ short conn_poll_state(struct lf_conn *c, int fd, short want, short tev)
     if (conn_shut_rd(c) || rx_tcp_hup(c, tev) ||
         (fin_on_ring && (load32(&peer_side(c)->shut_wr) || load32(&peer_side(c)->closed))))
         r |= (want & POLLRDHUP) | (load32(&my_side(c)->shut_wr) ? POLLHUP : 0);
-    r |= tev & (POLLHUP | POLLERR);
+    r |= tev & (POLLHUP | POLLERR | (want & POLLPRI));   /* urgent data is TCP's */
     if (c->broken || __atomic_load_n(&c->zc_pending, __ATOMIC_ACQUIRE))
         r |= POLLERR;
     return r;
@@ -2146,6 +2166,8 @@ short conn_kernel_events(struct lf_conn *c, short want)
     short ev = __atomic_load_n(&c->fin_unclear, __ATOMIC_RELAXED) ? 0 : POLLIN | POLLRDHUP;
     if ((want & (POLLOUT | POLLWRNORM)) && tx_on_tcp(c))
         ev |= POLLOUT;
+    if ((want & POLLPRI) && peer_tx(c) != TX_RING)
+        ev |= POLLPRI;   /* urgent data: on TCP, from a peer whose writes are there */
     return ev;
 }
 
@@ -2222,6 +2244,8 @@ int conn_turn_refuse(struct lf_conn *c, int fd)
 int conn_wants_kernel(struct lf_conn *c, short want)
 {
     int rx_tcp = !conn_rx_settled(c);
+    /* (urgent data comes on TCP: from a peer whose writes are there) */
     return ((want & POLLIN) && rx_tcp) || ((want & POLLOUT) && tx_on_tcp(c)) ||
+           ((want & POLLPRI) && peer_tx(c) != TX_RING) ||
            __atomic_load_n(&c->peer_gone, __ATOMIC_ACQUIRE);
 }

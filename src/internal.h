@@ -1063,6 +1063,7 @@ int sock_written_past_us(struct lf_sock *s, int fd, uint64_t counted);
  * given to fdopen() for writing): a direction on the ring goes back to TCP
  * for good, after the bytes on the ring (4.4). */
 void sock_tx_back(struct lf_sock *s);
+void sock_tx_urgent(struct lf_sock *s);   /* MSG_OOB: our writes go to TCP for good */
 /* stdio.c: fdopen() of a switched socket, a stream reading and writing
  * through our read() and write() */
 FILE *stdio_stream_open(int fd, const char *mode);

@@ -1207,16 +1207,30 @@ static int queue_size(struct lf_sock *s, int fd, unsigned long req, int *out)
     return 0;
 }
 
+/* SIOCATMARK: urgent data comes on TCP, after the ring's bytes (socket.c,
+ * urgent_to_tcp), so while the ring holds some the mark is not reached,
+ * whatever TCP says (telnet discards what comes before the mark). */
+static int urgent_mark(struct lf_sock *s, int fd, int *out)
+{
+    if (out && ring_readable(&s->conn->rx) > 0) {
+        *out = 0;
+        return 0;
+    }
+    return libc_ioctl_int(fd, SIOCATMARK, out);
+}
+
 LF_EXPORT int ioctl(int fd, unsigned long req, ...)
 {
     va_list ap;
     va_start(ap, req);
     void *arg = va_arg(ap, void *);
     va_end(ap);
-    if (req == SIOCINQ || req == SIOCOUTQ) {
+    if (req == SIOCINQ || req == SIOCOUTQ || req == SIOCATMARK) {
         struct lf_sock *s = ours(fd);
         if (s) {
-            int r = sock_kind(s) == LF_FAST ? queue_size(s, fd, req, arg) : libc.ioctl(fd, req, arg);
+            int r = sock_kind(s) != LF_FAST ? libc.ioctl(fd, req, arg)
+                    : req == SIOCATMARK   ? urgent_mark(s, fd, arg)
+                                          : queue_size(s, fd, req, arg);
             sock_put(s);
             return r;
         }

@@ -301,23 +301,28 @@ ssize_t sock_recv_buffer(struct lf_sock *s, int fd, void *buf, size_t len, int f
 
 /* Urgent data (MSG_OOB) is the kernel's TCP alone: the rings cannot carry it
  * at its place in the stream.  A client still waiting for its answer gives
- * the fast path up and stays plain TCP; a fast connection refuses it
- * (docs/design.md, 10). */
-static int urgent_refused(struct lf_sock *s)
+ * the fast path up and stays plain TCP; a fast connection's writes go to
+ * TCP for good, after the ring's bytes (sock_tx_urgent), and the urgent
+ * byte follows them there, where the peer's kernel marks it as over kernel
+ * TCP (SIGURG, POLLPRI, recv(MSG_OOB), SIOCATMARK).  It was refused
+ * (EOPNOTSUPP), and telnet's Ctrl-C and its `send synch` ended their
+ * sessions (telnetd sends output flushes so; docs/design.md, 10). */
+static void urgent_to_tcp(struct lf_sock *s)
 {
     lf_lock(&s->lock);
     if (sock_kind(s) == LF_PENDING)
         handshake_give_up(s);
     int fast = sock_kind(s) == LF_FAST;
     lf_unlock(&s->lock);
-    return fast;
+    if (fast)
+        sock_tx_urgent(s);
 }
 
 static ssize_t send_whole(struct lf_sock *s, int fd, const struct msghdr *msg, int flags)
 {
     int kind = sock_kind(s);
-    if ((flags & MSG_OOB) && (kind == LF_FAST || kind == LF_PENDING) && urgent_refused(s))
-        return errno = EOPNOTSUPP, -1;
+    if ((flags & MSG_OOB) && (kind == LF_FAST || kind == LF_PENDING))
+        urgent_to_tcp(s);   /* (after our shutdown the send says EPIPE) */
     ssize_t r = send_once(s, fd, msg, flags);
     size_t want = msg_len(msg);
     if ((kind != LF_FAST && kind != LF_PENDING) || r <= 0 || (size_t)r == want || (flags & MSG_DONTWAIT) || sock_nonblocking(s, fd))
