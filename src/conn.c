@@ -1319,9 +1319,9 @@ static ssize_t tx_after_shutdown(struct lf_conn *c, int fd, int flags)
     if (err == ECONNRESET)
         return -ECONNRESET;
     if (!err && !lf_confined && syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
-        err)
+        (err = conn_kernel_error(c, err)) != 0 && err != EPIPE)
         return kernel_reset_told(c, -err);
-    return epipe(flags);
+    return epipe(flags);   /* (an EPIPE error raises SIGPIPE too: sk_stream_error) */
 }
 
 /* A zero-length send tells the socket's state, as TCP's: the peer's
@@ -1827,10 +1827,14 @@ int conn_shutdown(struct lf_sock *s, int fd, int how)
     if (kernels && load32(&my_side(c)->reset))
         return errno = ENOTCONN, -1;
     int closed = both_ends_shut(c, fd);   /* (the kernel's marks its shutdown still) */
-    if (kernels && how != SHUT_RD)
+    int set_wr = kernels && how != SHUT_RD && !load32(&my_side(c)->shut_wr);
+    if (set_wr)
         store32(&my_side(c)->shut_wr, 1);   /* before TCP's FIN: a shutdown, no close */
-    if (kernels && libc.shutdown(fd, how) < 0 && !closed)
+    if (kernels && libc.shutdown(fd, how) < 0 && !closed) {
+        if (set_wr)   /* no FIN went (a reset closed TCP): the peer's reset stays ECONNRESET */
+            store32(&my_side(c)->shut_wr, 0);
         return -1;
+    }
     if (closed)
         r = -1, errno = ENOTCONN;
     /* (TCP was shut above) the peer finds our refusal, and does not take
