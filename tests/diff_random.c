@@ -17,7 +17,7 @@
  * transcripts must be equal.
  *
  * In `make check` (no arguments) it runs the regression set: seeds 1-100
- * with -a 15, every transcript equal (the fuzzer, written by a helper in
+ * and seven later ones (below) with -a 15, every transcript equal (the fuzzer, written by a helper in
  * the twenty-second session, found 15 kinds of difference there; those
  * left out by -a are still open: docs/design.md, 10).  It builds as a test
  * (linked with libloopfast, no preload needed) or alone:
@@ -1415,11 +1415,15 @@ int main(int argc, char **argv)
     if (nseeds > 0) {
         seeds = argv + optind;
     } else {
-        nseeds = count;
-        seeds = calloc((size_t)count, sizeof *seeds);
-        for (int i = 0; i < count; i++) {
+        /* the regression set also holds seeds past 100 whose differences
+         * were fixed (twenty-second session) */
+        static const unsigned long fixed[] = { 325, 361, 364, 387, 388, 421, 429 };
+        int extra = argc == 1 ? (int)(sizeof fixed / sizeof fixed[0]) : 0;
+        nseeds = count + extra;
+        seeds = calloc((size_t)nseeds, sizeof *seeds);
+        for (int i = 0; i < nseeds; i++) {
             seeds[i] = malloc(24);
-            snprintf(seeds[i], 24, "%lu", first + (unsigned long)i);
+            snprintf(seeds[i], 24, "%lu", i < count ? first + (unsigned long)i : fixed[i - count]);
         }
     }
     char *k = run_worker("off", nseeds, seeds, keep), *f = run_worker(against(), nseeds, seeds, keep);
