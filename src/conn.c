@@ -492,16 +492,19 @@ static int peer_gone(struct lf_conn *c, int owes_reset)
     return 1;
 }
 
-/* After our refusal (refuse_rx) our TCP socket reports its own shutdown as
- * if the peer's FIN had come.  Whether one did is the kernel's word, not
- * the flag's (a peer may write the flag in our line): while only our FIN
- * went, the socket waits in FIN_WAIT1 or FIN_WAIT2. */
+/* After our refusal (refuse_rx), or our SHUT_RD on TCP before the switch
+ * (tcp_shut_rd), our TCP socket reports its own shutdown as if the peer's
+ * FIN had come.  Whether one did is the kernel's word, not the flag's (a
+ * peer may write the flag in our line): while no FIN of the peer's came,
+ * the socket is ESTABLISHED (our SHUT_RD alone: a client whose own
+ * shutdown took its server for gone sent its later bytes on TCP, which
+ * its server read as a reset) or waits in FIN_WAIT1 or FIN_WAIT2. */
 static int our_fin_alone(int fd)
 {
     if (lf_confined)
         return 0;
     int state = tcp_info_state(fd);
-    return state == TCP_FIN_WAIT1 || state == TCP_FIN_WAIT2;
+    return state == TCP_ESTABLISHED || state == TCP_FIN_WAIT1 || state == TCP_FIN_WAIT2;
 }
 
 /* Could the peer's end go now without TCP telling?  Its FIN came (its
@@ -548,7 +551,7 @@ static int silent_look_asks(struct lf_conn *c)
 static int peer_left(struct lf_conn *c, int fd, short tev)
 {
     struct lf_side *peer = peer_side(c);
-    if (tev && load32(&my_side(c)->rx_refused) && our_fin_alone(fd))
+    if (tev && (load32(&my_side(c)->rx_refused) || c->tcp_shut_rd) && our_fin_alone(fd))
         tev &= POLLERR;   /* our own shutdown shut our TCP socket: its FIN is not the peer's */
     if (tev & (POLLRDHUP | POLLHUP | POLLERR))
         __atomic_store_n(&c->tcp_ended, 1, __ATOMIC_RELAXED);

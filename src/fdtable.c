@@ -207,6 +207,7 @@ struct lf_sock *sock_new(int kind)
         s->candidates[i] = -1;
     s->pending_tx = s->pending_rx = 0;
     s->pending_shut_wr = 0;
+    s->pending_shut_rd = 0;
     s->pending_calls = 0;
     s->tcp_readers = 0;
     s->bound_state = BOUND_UNKNOWN;

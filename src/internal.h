@@ -648,6 +648,7 @@ struct lf_conn {
     uint64_t next_poll_look;      /* when poll() next asks TCP too (poll.c, memory_answers) */
     int peer_gone;                /* its end is gone: it stays so (conn.c, peer_left) */
     int fin_unclear;              /* a FIN that may be a shutdown, not a close */
+    int tcp_shut_rd;              /* our own SHUT_RD went to TCP (before the switch): its RDHUP is ours */
     int tcp_ended;                /* TCP showed the peer's FIN or reset: its reads never block */
     int zc_pending;               /* zerocopy.c: notices of ring sends wait in our error queue */
     uint64_t rechecked_at;        /* when an unclear FIN (or a silent peer) was last looked into */
@@ -783,6 +784,7 @@ struct lf_sock {
     uint64_t pending_tx;      /* PENDING: bytes written on TCP */
     uint64_t pending_rx;      /* PENDING: bytes read from TCP */
     int pending_shut_wr;      /* PENDING: shutdown(SHUT_WR) done on TCP: c2s never switches */
+    int pending_shut_rd;      /* PENDING: shutdown(SHUT_RD) done on TCP: its POLLRDHUP is no FIN */
     int pending_calls;        /* PENDING: data calls made (pending.c: when to switch) */
     int tcp_readers;          /* PENDING: reads in flight on TCP, outside the lock (pending.c) */
     struct lf_conn *conn;     /* FAST */

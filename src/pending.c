@@ -179,6 +179,8 @@ int pending_shutdown(struct lf_sock *s, int fd, int how)
     int r = libc.shutdown(fd, how);
     if (r == 0 && how != SHUT_RD)
         s->pending_shut_wr = 1;
+    if (r == 0 && how != SHUT_WR)
+        s->pending_shut_rd = 1;
     lf_unlock(&s->lock);
     return r;
 }
