@@ -851,6 +851,8 @@ static void become_fast(struct lf_sock *s, struct lf_conn *c, int fd)
     __atomic_store_n(&me->tx_tcp_bytes, s->pending_tx, __ATOMIC_RELAXED);
     __atomic_store_n(&me->arms_with_mb, 0, __ATOMIC_RELAXED);   /* until its sleeps are rare */
     c->tcp_shut_rd = s->pending_shut_rd;
+    if (s->pending_shut_rd)   /* its reads end as after a SHUT_RD of ours (readiness, EOF) */
+        __atomic_store_n(&me->shut_rd, 1, __ATOMIC_RELEASE);
     if (s->pending_shut_wr)   /* its FIN went on TCP: c2s stays there (4.4) */
         __atomic_store_n(&me->shut_wr, 1, __ATOMIC_RELEASE);
     else if (!sock_stdio_may_write(s) && !sock_written_past_us(s, fd, s->pending_tx))
