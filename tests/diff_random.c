@@ -17,9 +17,10 @@
  * transcripts must be equal.
  *
  * In `make check` (no arguments) it runs the regression set: seeds 1-100
- * and eleven later ones (below) with -a 15, every transcript equal (the fuzzer, written by a helper in
- * the twenty-second session, found 15 kinds of difference there; those
- * left out by -a are still open: docs/design.md, 10).  It builds as a test
+ * and eleven later ones (below) with -a 15, every transcript equal (the
+ * fuzzer, written by a helper in the twenty-second session, found 15 kinds
+ * of difference there; those left out by -a are still open:
+ * docs/design.md, 10).  It builds as a test
  * (linked with libloopfast, no preload needed) or alone:
  *   cc -std=c11 -O2 -Wall -Wextra -Werror -o diff_random diff_random.c -ldl
  *
