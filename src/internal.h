@@ -1065,6 +1065,7 @@ int sock_written_past_us(struct lf_sock *s, int fd, uint64_t counted);
  * given to fdopen() for writing): a direction on the ring goes back to TCP
  * for good, after the bytes on the ring (4.4). */
 void sock_tx_back(struct lf_sock *s);
+int conn_closed(struct lf_conn *c, int fd);   /* both ends shut down: the kernel's would be closed */
 void sock_tx_urgent(struct lf_sock *s);   /* MSG_OOB: our writes go to TCP for good */
 /* stdio.c: fdopen() of a switched socket, a stream reading and writing
  * through our read() and write() */

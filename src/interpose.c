@@ -505,6 +505,23 @@ LF_EXPORT int getsockopt(int fd, int level, int optname, void *val, socklen_t *l
     return r;
 }
 
+/* A fast connection both ends shut down is closed, as the kernel's
+ * (conn_closed): ENOTCONN. */
+LF_EXPORT int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
+{
+    static int (*real_getpeername)(int, struct sockaddr *, socklen_t *);
+    __typeof__(real_getpeername) real_now;
+    *(void **)&real_now = dlsym_next_cached((void **)&real_getpeername, "getpeername");
+    struct lf_sock *s = ours(fd);
+    if (s) {
+        int closed = sock_kind(s) == LF_FAST && conn_closed(s->conn, fd);
+        sock_put(s);
+        if (closed)
+            return errno = ENOTCONN, -1;
+    }
+    return real_now(fd, addr, len);
+}
+
 LF_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     struct lf_sock *s = ours(fd);
