@@ -190,6 +190,19 @@ static uint32_t my_tx(struct lf_conn *c) { return load32(&my_side(c)->tx_state);
 static uint32_t peer_tx(struct lf_conn *c) { return load32(&peer_side(c)->tx_state); }
 static uint32_t my_rx(struct lf_conn *c) { return load32(&my_side(c)->rx_state); }
 
+/* The peer's stream ended (its shutdown(SHUT_WR) or its close: its FIN). */
+static int peer_ended(struct lf_conn *c)
+{
+    return load32(&peer_side(c)->shut_wr) || load32(&peer_side(c)->closed);
+}
+
+/* Urgent data comes on TCP: from a peer whose writes are there (socket.c,
+ * urgent_to_tcp), so POLLPRI is TCP's to tell. */
+static int urgent_on_tcp(struct lf_conn *c, short want)
+{
+    return (want & POLLPRI) && peer_tx(c) != TX_RING;
+}
+
 /* Our reader only moves forward (TCP, ring, back to TCP), by compare and
  * swap: a poller's look that began before a reader moved it on must not
  * move it back.  1 when this call moved it. */
@@ -652,7 +665,7 @@ static ssize_t rx_shut_end(struct lf_conn *c, int fd)
 {
     /* after the peer's FIN, EOF whatever came after it (the kernel's
      * SOCK_DONE comes before its error: a reset owed for our bytes later) */
-    if (load32(&peer_side(c)->shut_wr) || load32(&peer_side(c)->closed))
+    if (peer_ended(c))
         return 0;
     int err = take_reset(c, 0);
     socklen_t len = sizeof err;
@@ -770,7 +783,7 @@ static ssize_t rx_tcp_then_ring(struct lf_conn *c, struct msghdr *msg, ssize_t d
 /* One non-blocking attempt: bytes, 0 at EOF, -EAGAIN, or -errno. */
 static ssize_t rx_step(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
 {
-    struct lf_side *me = my_side(c), *peer = peer_side(c);
+    struct lf_side *me = my_side(c);
     int peek = (flags & MSG_PEEK) != 0;
     if (!conn_rx_settled(c)) {
         ssize_t r = rx_tcp(c, fd, msg, flags);
@@ -800,7 +813,7 @@ static ssize_t rx_step(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
         /* Data is published before the flag: look once more after it.  A
          * peer back on TCP shut its TCP down or closed: TCP's bytes first
          * (the flags loaded before its state, which it stored before). */
-        int ended = load32(&peer->shut_wr) || load32(&peer->closed);
+        int ended = peer_ended(c);
         if (rx_went_back(c))
             return rx_step(c, fd, msg, flags);
         if (!ended)
@@ -889,8 +902,7 @@ static int rx_short(struct lf_conn *c, size_t target)
     if (target <= 1 || my_rx(c) != RX_RING || peer_tx(c) == TX_BACK || conn_shut_rd(c))
         return 0;
     ssize_t n = ring_readable(&c->rx);
-    return n >= 0 && (size_t)n < target && !load32(&peer_side(c)->shut_wr) &&
-           !load32(&peer_side(c)->closed);
+    return n >= 0 && (size_t)n < target && !peer_ended(c);
 }
 
 static void call_cancelled(void *s)
@@ -1184,22 +1196,21 @@ static void tx_maybe_switch(struct lf_conn *c, struct lf_sock *s, int fd)
     conn_ring_bell(c);
 }
 
-/* A socket whose writes are on the ring came where stdio may write it past
- * us (bash's `printf >&3` moves its /dev/tcp socket onto stdout; an exec
- * onto it): those bytes would reach the peer's TCP while it reads the ring,
- * and it would wait for them for ever.  So the writes go back to TCP for
- * good, after the ring's bytes: the state says so before any TCP byte, and
- * the reader drains the ring before it reads TCP again (rx_went_back).  No
- * count is needed: nothing comes on the ring after it. */
-void sock_tx_back(struct lf_sock *s)
+/* Our writes go to TCP for good, after the ring's bytes: the state says so
+ * before any TCP byte, and the reader drains the ring before it reads TCP
+ * again (rx_went_back).  No count is needed: nothing comes on the ring
+ * after it.  `also_unswitched`: a direction still on TCP is marked so too
+ * (it never switches then), unless it is shut down. */
+static void tx_to_tcp(struct lf_sock *s, int also_unswitched)
 {
     if (sock_kind(s) != LF_FAST)
         return;
     struct lf_conn *c = s->conn;
-    if (my_tx(c) != TX_RING)
+    if (!also_unswitched && my_tx(c) != TX_RING)
         return;
     struct dir_hold hold = dir_lock(c, DIR_TX, -1, 0);   /* no ring write under way */
-    int moved = my_tx(c) == TX_RING;
+    uint32_t was = my_tx(c);
+    int moved = also_unswitched ? was != TX_BACK && !load32(&my_side(c)->shut_wr) : was == TX_RING;
     if (moved)
         store32(&my_side(c)->tx_state, TX_BACK);
     dir_unlock(c, DIR_TX, hold);
@@ -1209,23 +1220,22 @@ void sock_tx_back(struct lf_sock *s)
     }
 }
 
-/* Urgent data (socket.c): our writes go to TCP for good, after the ring's
- * bytes, as sock_tx_back does; a direction not switched yet never will
- * (the urgent byte is no byte of the peer's count of our TCP bytes).  A
+/* A socket whose writes are on the ring came where stdio may write it past
+ * us (bash's `printf >&3` moves its /dev/tcp socket onto stdout; an exec
+ * onto it): those bytes would reach the peer's TCP while it reads the ring,
+ * and it would wait for them for ever.  So the writes go back to TCP. */
+void sock_tx_back(struct lf_sock *s)
+{
+    tx_to_tcp(s, 0);
+}
+
+/* Urgent data (socket.c): our writes go to TCP for good, the urgent byte
+ * after the ring's bytes; a direction not switched yet never will (the
+ * urgent byte is no byte of the peer's count of our TCP bytes).  A
  * direction shut down stays as it is: the send says EPIPE. */
 void sock_tx_urgent(struct lf_sock *s)
 {
-    struct lf_conn *c = s->conn;
-    struct dir_hold hold = dir_lock(c, DIR_TX, -1, 0);   /* no ring write under way */
-    uint32_t was = my_tx(c);
-    if (was != TX_BACK && !load32(&my_side(c)->shut_wr))
-        store32(&my_side(c)->tx_state, TX_BACK);
-    int back = my_tx(c) == TX_BACK;
-    dir_unlock(c, DIR_TX, hold);
-    if (back && was != TX_BACK) {
-        conn_ring_bell(c);   /* a reader asleep on the ring */
-        conn_wake_own(c);    /* our writers waiting for room write to TCP now */
-    }
+    tx_to_tcp(s, 1);
 }
 
 static ssize_t epipe(int flags)
@@ -1296,6 +1306,17 @@ static ssize_t tx_rest_gone(struct lf_conn *c, int fd, const struct msghdr *rest
     return (ssize_t)done + (r > 0 ? r : 0);
 }
 
+/* The kernel socket's pending error, taken as a call of the kernel's would
+ * take it (its own SO_ERROR, not ours: interpose.c); 0: none, or confined. */
+static int tcp_take_error(int fd)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (lf_confined || syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        return 0;
+    return err;
+}
+
 /* A sendfile() whose peer went after its first bytes: the kernel's
  * splice sends the rest in pieces, and the piece that meets the reset
  * takes the socket's error and drops it for the count, so the next call
@@ -1304,13 +1325,8 @@ static ssize_t tx_rest_gone(struct lf_conn *c, int fd, const struct msghdr *rest
  * error: tx_rest_gone).  The reset, ours or TCP's, is taken so. */
 static void file_rest_gone(struct lf_conn *c, int fd)
 {
-    if (take_reset(c, 1) || lf_confined)
-        return;
-    struct pollfd p = { .fd = fd, .events = 0 };
-    int err;
-    socklen_t len = sizeof err;
-    if (poll_nocancel(&p) > 0 && (p.revents & POLLERR))
-        syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_ERROR, &err, &len);   /* the kernel's, taken */
+    if (!take_reset(c, 1))
+        tcp_take_error(fd);
 }
 
 /* A send after our shutdown(SHUT_WR): EPIPE and SIGPIPE, unless the
@@ -1322,11 +1338,9 @@ static void file_rest_gone(struct lf_conn *c, int fd)
 static ssize_t tx_after_shutdown(struct lf_conn *c, int fd, int flags)
 {
     int err = -take_reset(c, 1);
-    socklen_t len = sizeof err;
     if (err == ECONNRESET)
         return -ECONNRESET;
-    if (!err && !lf_confined && syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
-        (err = conn_kernel_error(c, err)) != 0 && err != EPIPE)
+    if (!err && (err = conn_kernel_error(c, tcp_take_error(fd))) != 0 && err != EPIPE)
         return kernel_reset_told(c, -err);
     return epipe(flags);   /* (an EPIPE error raises SIGPIPE too: sk_stream_error) */
 }
@@ -1819,8 +1833,8 @@ static int both_ends_shut(struct lf_conn *c, int fd)
 {
     if (!load32(&my_side(c)->shut_wr))
         return 0;
-    return load32(&peer_side(c)->shut_wr) || load32(&peer_side(c)->closed) ||
-           __atomic_load_n(&c->peer_gone, __ATOMIC_ACQUIRE) || tcp_info_state(fd) == TCP_CLOSE;
+    return peer_ended(c) || __atomic_load_n(&c->peer_gone, __ATOMIC_ACQUIRE) ||
+           tcp_info_state(fd) == TCP_CLOSE;
 }
 
 /* getpeername(): a connection both ends shut down is closed, as the
@@ -2026,8 +2040,7 @@ int conn_rx_settled(struct lf_conn *c)
 int conn_tcp_state(struct lf_conn *c, int kernel)
 {
     int ours = load32(&my_side(c)->shut_wr) != 0;
-    int peers = load32(&peer_side(c)->shut_wr) || load32(&peer_side(c)->closed) ||
-                __atomic_load_n(&c->peer_gone, __ATOMIC_ACQUIRE);
+    int peers = peer_ended(c) || __atomic_load_n(&c->peer_gone, __ATOMIC_ACQUIRE);
     switch (kernel) {
     case TCP_ESTABLISHED:
         break;
@@ -2077,7 +2090,7 @@ static int split_bytes_reach(struct lf_conn *c, int fd, size_t lowat)
 
 static short poll_in(struct lf_conn *c, int fd, short tev, size_t lowat)
 {
-    struct lf_side *me = my_side(c), *peer = peer_side(c);
+    struct lf_side *me = my_side(c);
     int dead = (tev & (POLLIN | POLLHUP | POLLERR | POLLRDHUP)) != 0;
     if (c->broken || conn_shut_rd(c))
         return POLLIN;
@@ -2091,8 +2104,7 @@ static short poll_in(struct lf_conn *c, int fd, short tev, size_t lowat)
     ssize_t n = ring_readable(&c->rx);   /* -1, corrupt: a read finds it */
     if (n == 0 && !conn_rx_settled(c))   /* the peer went back to TCP */
         return rx_tcp_readable(c, tev) ? POLLIN : 0;
-    if (n < 0 || (n > 0 && (size_t)n >= lowat) || load32(&peer->shut_wr) || load32(&peer->closed) ||
-        dead)
+    if (n < 0 || (n > 0 && (size_t)n >= lowat) || peer_ended(c) || dead)
         return POLLIN;
     return 0;
 }
@@ -2162,7 +2174,7 @@ short conn_poll_state(struct lf_conn *c, int fd, short want, short tev)
      * read of the TCP bytes, when the peer switched before us). */
     int fin_on_ring = peer_tx(c) == TX_RING || (my_rx(c) == RX_RING && peer_tx(c) != TX_BACK);
     if (conn_shut_rd(c) || rx_tcp_hup(c, tev) ||
-        (fin_on_ring && (load32(&peer_side(c)->shut_wr) || load32(&peer_side(c)->closed))))
+        (fin_on_ring && peer_ended(c)))
         r |= (want & POLLRDHUP) | (load32(&my_side(c)->shut_wr) ? POLLHUP : 0);
     r |= tev & (POLLHUP | POLLERR | (want & POLLPRI));   /* urgent data is TCP's */
     if (c->broken || __atomic_load_n(&c->zc_pending, __ATOMIC_ACQUIRE))
@@ -2185,8 +2197,8 @@ short conn_kernel_events(struct lf_conn *c, short want)
     short ev = __atomic_load_n(&c->fin_unclear, __ATOMIC_RELAXED) ? 0 : POLLIN | POLLRDHUP;
     if ((want & (POLLOUT | POLLWRNORM)) && tx_on_tcp(c))
         ev |= POLLOUT;
-    if ((want & POLLPRI) && peer_tx(c) != TX_RING)
-        ev |= POLLPRI;   /* urgent data: on TCP, from a peer whose writes are there */
+    if (urgent_on_tcp(c, want))
+        ev |= POLLPRI;
     return ev;
 }
 
@@ -2263,8 +2275,6 @@ int conn_turn_refuse(struct lf_conn *c, int fd)
 int conn_wants_kernel(struct lf_conn *c, short want)
 {
     int rx_tcp = !conn_rx_settled(c);
-    /* (urgent data comes on TCP: from a peer whose writes are there) */
-    return ((want & POLLIN) && rx_tcp) || ((want & POLLOUT) && tx_on_tcp(c)) ||
-           ((want & POLLPRI) && peer_tx(c) != TX_RING) ||
+    return ((want & POLLIN) && rx_tcp) || ((want & POLLOUT) && tx_on_tcp(c)) || urgent_on_tcp(c, want) ||
            __atomic_load_n(&c->peer_gone, __ATOMIC_ACQUIRE);
 }

@@ -33,32 +33,38 @@ static int queued;
  * them: a thread-per-connection server's threads close and exit while its
  * main thread stays blocked in accept(), and the closed connections' slots
  * kept 40 MB of ring pages until the next client came (a helper's sweep:
- * python, guile).  A key's destructor runs at the thread's exit. */
+ * python, guile).  A key's destructor runs at the thread's exit.  And a
+ * process that exits (not killed) releases them too: a client that closes
+ * its connections and exits kept its part of their slots' leases, and its
+ * server, letting go last, could not punch their pages.  Either way the
+ * slots kept warm are punched then: the rounds that would punch them may
+ * never come. */
 static pthread_key_t exit_key;
 static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
 static __thread int exit_armed LF_TLS_IE;
 
+static void release_before_exit(void)
+{
+    if (__atomic_load_n(&stack, __ATOMIC_RELAXED))
+        reap_now();
+    link_cool_all();
+}
+
 static void at_thread_exit(void *unused)
 {
     (void)unused;
-    reap_now();
-    link_cool_all();   /* the slots kept warm: the rounds that punch them may never come */
+    release_before_exit();
+}
+
+__attribute__((destructor)) static void at_process_exit(void)
+{
+    release_before_exit();
 }
 
 static void exit_key_make(void)
 {
     if (pthread_key_create(&exit_key, at_thread_exit) != 0)
         exit_armed = -1;
-}
-
-/* And a process that exits (not killed) releases them too: a client that
- * closes its connections and exits kept its part of their slots' leases,
- * and its server, letting go last, could not punch their pages. */
-__attribute__((destructor)) static void at_process_exit(void)
-{
-    if (__atomic_load_n(&stack, __ATOMIC_RELAXED))
-        reap_now();
-    link_cool_all();
 }
 
 static void arm_thread_exit(void)

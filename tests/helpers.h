@@ -432,6 +432,17 @@ static inline int child_status(pid_t pid)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+/* The writer's end of a counting_reader: its writing shut down, the count
+ * the reader read, the reader reaped. */
+static inline unsigned long long counting_reader_total(int fd, pid_t reader, const char *mode)
+{
+    CHECK(shutdown(fd, SHUT_WR) == 0, "shutdown");
+    unsigned long long got = 0;
+    CHECK(read_full(fd, &got, sizeof got) == sizeof got, "%s: the reader's count", mode);
+    CHECK(child_status(reader) == 0, "%s: reader", mode);
+    return got;
+}
+
 /* A reader process running serve(listener) and a writer child running
  * writer(addr, len, optin, ready), which writes "r" on `ready` once it has
  * written enough, then goes on until its peer's death tells it: the

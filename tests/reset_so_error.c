@@ -50,9 +50,7 @@ static struct seen after_reset(int optin)
     int s = accept(l, NULL, NULL);
     CHECK(s >= 0, "accept");
     close(l);
-    char b;
-    for (int i = 0; i < 3; i++)
-        CHECK(read_full(s, &b, 1) == 1 && write_full(s, &b, 1) == 1, "switching echo %d", i);
+    server_switch(s);
     sleep_ms(100);   /* the peer's shutdown or bytes are there */
     static char unread[1000], buf[100000];
     CHECK(write_full(s, unread, sizeof unread) == sizeof unread, "write");

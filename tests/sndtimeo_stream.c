@@ -37,10 +37,7 @@ static void run(int optin)
         sent += (unsigned long long)n;
     }
     CHECK(loopfast_fd_is_fast(fd) == optin, "%s: fast %d", mode, loopfast_fd_is_fast(fd));
-    CHECK(shutdown(fd, SHUT_WR) == 0, "shutdown");
-    unsigned long long got = 0;
-    CHECK(read_full(fd, &got, sizeof got) == sizeof got, "%s: the reader's count", mode);
-    CHECK(child_status(pid) == 0, "%s: reader", mode);
+    unsigned long long got = counting_reader_total(fd, pid, mode);
     printf("%s: %.1f GB in %.1f s, longest write %.3f s\n", mode, (double)sent / 1e9, last - t0,
            longest);
     CHECK(got == sent, "%s: %llu bytes sent, %llu read", mode, sent, got);
