@@ -2168,13 +2168,12 @@ short conn_poll_state(struct lf_conn *c, int fd, short want, short tev)
     }
     /* Reading is shut (the kernel's RCV_SHUTDOWN) by our SHUT_RD or by the
      * peer's end of its stream; with writing shut too, that is POLLHUP.  A
-     * peer that writes on its ring ended there, after its bytes on TCP,
-     * which the kernel holds for us: its end counts before we read them, as
-     * the kernel's FIN does behind unread bytes (POLLRDHUP waited for our
-     * read of the TCP bytes, when the peer switched before us). */
-    int fin_on_ring = peer_tx(c) == TX_RING || (my_rx(c) == RX_RING && peer_tx(c) != TX_BACK);
+     * peer's end on its ring counts once its bytes on TCP were read: a
+     * read stops where TCP's bytes end, and libuv takes a short read with
+     * POLLRDHUP for the end (node lost the rest of a stream when POLLRDHUP
+     * came with TCP's bytes unread). */
     if (conn_shut_rd(c) || rx_tcp_hup(c, tev) ||
-        (fin_on_ring && peer_ended(c)))
+        (my_rx(c) == RX_RING && peer_tx(c) != TX_BACK && peer_ended(c)))
         r |= (want & POLLRDHUP) | (load32(&my_side(c)->shut_wr) ? POLLHUP : 0);
     r |= tev & (POLLHUP | POLLERR | (want & POLLPRI));   /* urgent data is TCP's */
     if (c->broken || __atomic_load_n(&c->zc_pending, __ATOMIC_ACQUIRE))
