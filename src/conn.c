@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "internal.h"
+#include "ring_inline.h"
 
 #define RX_SWITCHED (-1000000)
 
@@ -602,7 +603,7 @@ static int peer_left(struct lf_conn *c, int fd, short tev)
 }
 
 /* What peer_left(c, fd, 0) answers 0 for without a question left to ask:
- * loads only, for conn_send_buffer.  A peer that closed with our bytes
+ * loads only, for conn_write_fast.  A peer that closed with our bytes
  * unread leaves `closed` unset: the kernel's reset speaks for it
  * (conn_close), and only TCP tells when it came, so each write asks TCP
  * (at most once a millisecond, tcp_events) instead of skipping looks while
@@ -1003,7 +1004,7 @@ static void server_uses(struct lf_sock *s, struct lf_conn *c, int writing)
     c->used_told = 1;
 }
 
-/* This thread's read that conn_recv_spun spun for, in vain, and the
+/* This thread's read that conn_read_fast spun for, in vain, and the
  * signals it had caught before that spin: conn_recv, which answers the
  * same call next, neither spins again nor misses a handler that ran
  * during the spin (a read without SA_RESTART ends with EINTR). */
@@ -1045,7 +1046,7 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
             break;
         int on_ring = my_rx(c) == RX_RING;
         int dontwait = must_not_wait(s, c, fd, flags, 0, target, !spun.spun);
-        spun.spun = 0;   /* conn_recv_spun's spin stood for the first one only */
+        spun.spun = 0;   /* conn_read_fast's spin stood for the first one only */
         if (dontwait < 0)
             continue;
         if (dontwait && below_mark && (r = rx_step(c, fd, msg, flags)) != -EAGAIN)
@@ -1093,7 +1094,7 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
 }
 
 /* read() and recv() of bytes already on the ring, the reading twin of
- * conn_send_buffer: no msghdr, no wait.  CONN_DECLINED when the ring is
+ * conn_write_fast: no msghdr, no wait.  CONN_DECLINED when the ring is
  * empty or anything asks for more than a copy (a low-water mark, the
  * direction not on the ring yet, a held answer): nothing was done. */
 /* What makes the short path decline a read before it looks at the ring. */
@@ -1103,7 +1104,9 @@ static int short_read_refused(struct lf_conn *c, size_t len)
            __atomic_load_n(&rcvlowat_used, __ATOMIC_RELAXED);
 }
 
-ssize_t conn_recv_buffer(struct lf_sock *s, void *buf, size_t len)
+/* The bytes on the ring, in one buffer; inline in the data calls below. */
+static inline __attribute__((always_inline)) ssize_t recv_copy(struct lf_sock *s, void *buf,
+                                                              size_t len)
 {
     struct lf_conn *c = s->conn;
     if (short_read_refused(c, len))
@@ -1112,7 +1115,7 @@ ssize_t conn_recv_buffer(struct lf_sock *s, void *buf, size_t len)
     if (hold.refused)
         return CONN_DECLINED;
     ssize_t r = CONN_DECLINED, n;
-    if (!c->broken && my_rx(c) == RX_RING && (n = ring_read(&c->rx, buf, len, 0)) > 0) {
+    if (!c->broken && my_rx(c) == RX_RING && (n = ring_read_inline(&c->rx, buf, len, 0)) > 0) {
         rx_took(c, n);
         r = n;
     }
@@ -1120,11 +1123,17 @@ ssize_t conn_recv_buffer(struct lf_sock *s, void *buf, size_t len)
     return r;
 }
 
+ssize_t conn_recv_buffer(struct lf_sock *s, void *buf, size_t len)
+{
+    return recv_copy(s, buf, len);
+}
+
 /* The spin of a blocking read() was conn_recv's (must_not_wait), and the
  * bytes it found went through that general path's loop and return, about
  * 400 instructions on every round trip's critical path, at each end.
  * Here the same spin, then the short path's copy. */
-ssize_t conn_recv_spun(struct lf_sock *s, void *buf, size_t len)
+static inline __attribute__((always_inline)) ssize_t recv_spun(struct lf_sock *s, void *buf,
+                                                              size_t len)
 {
     struct lf_conn *c = s->conn;
     if (__atomic_load_n(&s->nonblock_seen, __ATOMIC_RELAXED) != 0 || short_read_refused(c, len) ||
@@ -1135,7 +1144,17 @@ ssize_t conn_recv_spun(struct lf_sock *s, void *buf, size_t len)
         rx_spun.spun = 1;
         return CONN_DECLINED;
     }
-    return conn_recv_buffer(s, buf, len);
+    return recv_copy(s, buf, len);
+}
+
+ssize_t conn_read_fast(struct lf_sock *s, void *buf, size_t len, int flags)
+{
+    if (sock_kind(s) != LF_FAST || (flags & ~MSG_DONTWAIT))
+        return CONN_DECLINED;   /* MSG_DONTWAIT is the only flag the copy honours as it is */
+    ssize_t r = recv_copy(s, buf, len);
+    if (r == CONN_DECLINED && !flags)
+        r = recv_spun(s, buf, len);   /* not a quick call's: no hazard held here */
+    return r;
 }
 
 void conn_recv_spun_end(void)
@@ -1755,15 +1774,18 @@ static inline __attribute__((always_inline)) uint64_t quick_window(struct lf_soc
                ? window_now(c) : 0;
 }
 
-/* One buffer (write, send) that the ring takes whole now, on a switched
- * direction with nothing to ask TCP: no msghdr, no wait, no loop.  A 64 B
+/* One buffer (write, send) of a fast socket that the ring takes whole now,
+ * on a switched direction with nothing to ask TCP: no msghdr, no wait, no
+ * loop, one frame (ring_inline.h).  A 64 B
  * writer spent most of its time in the stores of conn_send's general path
  * (frames, msghdr and iovec copies), each queued behind the ring head's
  * store, whose line the spinning reader holds (docs/performance.md).
  * CONN_DECLINED when this is not that case: nothing was done, and
  * conn_send answers. */
-ssize_t conn_send_buffer(struct lf_sock *s, const void *buf, size_t len, int flags)
+ssize_t conn_write_fast(struct lf_sock *s, const void *buf, size_t len, int flags)
 {
+    if (sock_kind(s) != LF_FAST || (flags & (MSG_OOB | MSG_ZEROCOPY)))
+        return CONN_DECLINED;
     struct lf_conn *c = s->conn;
     struct lf_side *me = my_side(c);
     struct dir_hold hold = dir_lock_copy(c, DIR_TX);
@@ -1773,7 +1795,7 @@ ssize_t conn_send_buffer(struct lf_sock *s, const void *buf, size_t len, int fla
     /* (a TCP look that is due is conn_send's: its answer must not be lost) */
     if (len && load32(&me->tx_state) == TX_RING && !load32(&me->shut_wr) && !c->broken &&
         peer_plainly_here(c) && tcp_look_not_due(c) &&
-        ring_write_whole(&c->tx, buf, len, quick_window(s, c, flags)) > 0) {
+        ring_write_whole_inline(&c->tx, buf, len, quick_window(s, c, flags)) > 0) {
         tx_wrote(c, (ssize_t)len);
         tx_counted(c);
         r = (ssize_t)len;

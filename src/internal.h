@@ -23,6 +23,7 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <time.h>
 
 #include "ring.h"
 
@@ -102,7 +103,14 @@ uint64_t config_ring_hold(uint64_t ring_size);
 void policy_init(void);
 int policy_allows(const struct sockaddr *a, const struct sockaddr *b);
 uint64_t monotonic_ns(void);
-uint64_t coarse_ns(void);       /* CLOCK_MONOTONIC_COARSE: for rate limits */
+/* CLOCK_MONOTONIC_COARSE: a few ns, fine for rate limits.  Inline: every
+ * short write reads it (conn.c, tcp_look_not_due). */
+static inline uint64_t coarse_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 /* shortlived.c: destinations whose connections close before they switch */
 int shortlived_skip(const struct sockaddr *dst);             /* 1: make no offer there */
@@ -1044,16 +1052,19 @@ ssize_t conn_send_file(struct lf_sock *s, int fd, int in_fd, off_t pos, size_t c
 /* A turn ends in EAGAIN with room left: 1 when the next wait will say
  * writable (also to EPOLLET), 0 when the ring may not (no refusal then). */
 int conn_turn_refuse(struct lf_conn *c, int fd);
-/* One buffer the ring takes whole now, or bytes already on the ring read
- * into one; CONN_DECLINED: nothing done, conn_send or conn_recv answers. */
+/* The data calls' short paths, each one frame (ring_inline.h).
+ * conn_write_fast: one buffer of a fast socket (write, send) that the ring
+ * takes whole now.  conn_read_fast: bytes already on a fast socket's ring
+ * read into one buffer (read, recv; MSG_DONTWAIT is the only flag it
+ * honours), and for a blocking call without flags that finds none, a spin
+ * and the bytes it brings: not under a quick call's hazard or held signals,
+ * as a handler may run during the spin.  CONN_DECLINED: nothing was done,
+ * conn_send or conn_recv answers (without spinning again).
+ * conn_recv_buffer: the copy alone, for a quick call (never a spin). */
 #define CONN_DECLINED (-((ssize_t)1 << 40))
-ssize_t conn_send_buffer(struct lf_sock *s, const void *buf, size_t len, int flags);
+ssize_t conn_write_fast(struct lf_sock *s, const void *buf, size_t len, int flags);
+ssize_t conn_read_fast(struct lf_sock *s, void *buf, size_t len, int flags);
 ssize_t conn_recv_buffer(struct lf_sock *s, void *buf, size_t len);
-/* A blocking read() that conn_recv_buffer found nothing for: a spin, and
- * the bytes it brings copied as conn_recv_buffer does; CONN_DECLINED when
- * none came (conn_recv then answers, without spinning again).  Not under a
- * quick call's hazard or held signals: a handler may run during the spin. */
-ssize_t conn_recv_spun(struct lf_sock *s, void *buf, size_t len);
 void conn_recv_spun_end(void);   /* the call is over: what it noted goes */
 int conn_shutdown(struct lf_sock *s, int fd, int how);
 int conn_shut_rd(struct lf_conn *c);
@@ -1236,9 +1247,10 @@ static inline short sock_later_pollerr(struct lf_sock *s)
 {
     return __atomic_load_n(&s->later_error, __ATOMIC_RELAXED) ? POLLERR : 0;
 }
-/* The copy alone (conn_*_buffer) on a fast socket, or CONN_DECLINED. */
-ssize_t sock_send_copy(struct lf_sock *s, const void *buf, size_t len, int flags);
+/* The copy alone (conn_recv_buffer) on a fast socket, or CONN_DECLINED. */
 ssize_t sock_recv_copy(struct lf_sock *s, void *buf, size_t len, int flags);
+/* read(), write(), recv(), send() that conn_read_fast or conn_write_fast
+ * declined: as recvmsg and sendmsg. */
 ssize_t sock_send_buffer(struct lf_sock *s, int fd, const void *buf, size_t len, int flags);
 ssize_t sock_recv_buffer(struct lf_sock *s, int fd, void *buf, size_t len, int flags);
 

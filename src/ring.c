@@ -5,6 +5,7 @@
  * atomic acquire load into a local, and is checked before it is used.
  */
 #include "ring.h"
+#include "ring_inline.h"
 
 #include <string.h>
 #include <sys/mman.h>
@@ -25,10 +26,7 @@
  * empty at its first write, not at one of its later ones) for at most
  * HUNT_LOOKS writes, so that a writer whose reader never drains pays a load
  * per message only for that many. */
-#define REWIND_AT     (16u << 10)
-#define REWIND_LOOK   (4u << 10)
 #define REWIND_GAP_NS (100u * 1000000)
-#define HUNT_LOOKS    64u
 
 int ring_size_valid(uint64_t size)
 {
@@ -82,31 +80,12 @@ void ring_pages_punched(struct ring *r)
 
 uint64_t ring_capacity(const struct ring *r)
 {
-    /* The reader's word shares the line of the armed flags, which a writer
-     * reads after each write anyway; the peer can only shrink its own stream. */
-    uint64_t peer = __atomic_load_n(&r->ctl->reader_bound, __ATOMIC_RELAXED);
-    uint64_t own = __atomic_load_n(&r->own_bound, __ATOMIC_RELAXED);
-    return own && peer && own + peer < r->size ? own + peer : r->hold;
+    return ring_capacity_inline(r);
 }
 
 void ring_hold(struct ring *r, uint64_t hold)
 {
     r->hold = hold && hold < r->size ? hold : r->size;
-}
-
-static uint64_t room_for(uint64_t cap, uint64_t used)
-{
-    return used < cap ? cap - used : 0;
-}
-
-static uint64_t load_acquire(const uint64_t *p)
-{
-    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
-}
-
-static void store_release(uint64_t *p, uint64_t v)
-{
-    __atomic_store_n(p, v, __ATOMIC_RELEASE);
 }
 
 /* ---- the places of the bytes ----
@@ -147,7 +126,7 @@ static void places_set(struct ring *r, uint64_t from, uint64_t origin, int keep_
  * dead writer at worst, never a place outside the ring). */
 #define PLACES_LOOKS 64
 
-static __attribute__((noinline)) void places_copy(struct ring *r, uint64_t count)
+__attribute__((noinline)) void ring_places_copy(struct ring *r, uint64_t count)
 {
     const struct ring_ctl *k = r->ctl;
     for (int looks = 0;; looks++) {
@@ -163,18 +142,6 @@ static __attribute__((noinline)) void places_copy(struct ring *r, uint64_t count
         count = load_acquire(&k->places);
     }
     r->places_seen = count;
-}
-
-static inline __attribute__((always_inline)) void places_load(struct ring *r)
-{
-    uint64_t count = load_acquire(&r->ctl->places);
-    if (__builtin_expect(count != r->places_seen, 0))
-        places_copy(r, count);
-}
-
-static uint64_t pace_for(const struct ring *r, uint64_t cap)
-{
-    return !r->budget && cap > RING_PACE && cap + 2 * (uint64_t)RING_PACE <= r->size ? RING_PACE : 0;
 }
 
 uint64_t ring_pace(const struct ring *r)
@@ -196,11 +163,6 @@ ssize_t ring_readable(const struct ring *r)
     uint64_t head, tail;
     return ring_used(r, &head, &tail);
 }
-
-static uint64_t window_room(struct ring *r, uint64_t head, uint64_t tail, uint64_t *base,
-                            uint64_t room, uint64_t want, int dry);
-static uint64_t writer_room(struct ring *r, uint64_t head, uint64_t tail, uint64_t *base,
-                            uint64_t room, uint64_t want, uint64_t limit, int dry);
 
 /* The capacity, or a lower limit a caller keeps to. */
 static uint64_t capacity_upto(const struct ring *r, uint64_t limit)
@@ -225,7 +187,7 @@ static ssize_t room_and_used(struct ring *r, uint64_t limit, int64_t *used)
     uint64_t room = room_for(capacity_upto(r, limit), (uint64_t)*used);
     uint64_t base = __atomic_load_n(&r->ctl->base, __ATOMIC_RELAXED);
     if (__builtin_expect(r->budget != NULL, 0) && room)
-        room = window_room(r, head, tail, &base, room, 1, 1);
+        room = ring_window_room(r, head, tail, &base, room, 1, 1);
     if (room)
         room = writer_room(r, head, tail, &base, room, 1, limit, 1);
     return (ssize_t)room;
@@ -256,12 +218,6 @@ int ring_poll_writable_upto(struct ring *r, uint64_t limit)
         return -1;
     return room > 0 && (uint64_t)room >= (uint64_t)used / 2;
 }
-
-/* A long copy publishes its index as it goes, every RING_STEP bytes: the
- * peer waiting for bytes or room starts on them while the rest is copied,
- * instead of after the whole copy (a 1 MiB read of a full 1 MiB ring held
- * its writer off for all of it). */
-#define RING_STEP (64u << 10)
 
 /* ---- pages mapped ahead of the copies ----
  *
@@ -312,30 +268,9 @@ void ring_populate(struct ring *r, uint64_t need, int for_write)
         __atomic_store_n(&populate_unknown, 1, __ATOMIC_RELAXED);
 }
 
-/* Before a copy of len bytes at ring offset off. */
-static inline __attribute__((always_inline)) void populated_for(struct ring *r, size_t off,
-                                                                size_t len, int for_write)
-{
-    uint64_t need = off + len < r->size ? off + len : r->size;
-    if (__builtin_expect(need > r->populated[for_write], 0))
-        ring_populate(r, need, for_write);
-}
-
-/* Copies len bytes into the ring at index pos, wrapping once. */
-static void copy_in(struct ring *r, uint64_t base, uint64_t pos, const unsigned char *src,
-                    size_t len)
-{
-    size_t off = (pos - base) & (r->size - 1);
-    size_t first = r->size - off < len ? r->size - off : len;
-    populated_for(r, off, len, 1);
-    memcpy(r->data + off, src, first);
-    if (len > first)
-        memcpy(r->data, src + first, len - first);
-}
-
 /* copy_in of a buffer that may be long, the head published every RING_STEP
  * bytes but the last (the caller's). */
-static void copy_in_steps(struct ring *r, uint64_t base, uint64_t head, const unsigned char *src,
+void ring_copy_in_steps(struct ring *r, uint64_t base, uint64_t head, const unsigned char *src,
                           size_t len, uint64_t *given)
 {
     for (size_t k = 0; k < len;) {
@@ -347,24 +282,12 @@ static void copy_in_steps(struct ring *r, uint64_t base, uint64_t head, const un
     }
 }
 
-static inline __attribute__((always_inline)) void copy_placed(struct ring *r, uint64_t base,
-                                                              uint64_t pos, unsigned char *dst,
-                                                              size_t len)
-{
-    size_t off = (pos - base) & (r->size - 1);
-    size_t first = r->size - off < len ? r->size - off : len;
-    populated_for(r, off, len, 0);
-    memcpy(dst, r->data + off, first);
-    if (len > first)
-        memcpy(dst + first, r->data, len - first);
-}
-
 /* Bytes below from_seen keep their places from the origins before (the
  * places, below): `below` of them are from pos on.  A part of no bytes is
  * not copied: its place, from an origin past it, lies near the ring's end,
  * and populated_for would map every page up to there for this reader (a
  * paced stream's reader allocated its whole 8 MiB ring, zeroed). */
-static __attribute__((noinline)) void copy_out_places(struct ring *r, uint64_t pos,
+__attribute__((noinline)) void ring_copy_out_places(struct ring *r, uint64_t pos,
                                                       unsigned char *dst, size_t len,
                                                       uint64_t below)
 {
@@ -382,21 +305,9 @@ static __attribute__((noinline)) void copy_out_places(struct ring *r, uint64_t p
         copy_placed(r, r->base_seen, pos, dst, len);
 }
 
-/* The common case is one compare, inline (every read copies here); the
- * places' part out of line. */
-static inline __attribute__((always_inline)) void copy_out(struct ring *r, uint64_t pos,
-                                                           unsigned char *dst, size_t len)
-{
-    uint64_t below = r->from_seen - pos;
-    if (__builtin_expect(below - 1 < (uint64_t)INT64_MAX, 0))   /* pos < from_seen */
-        copy_out_places(r, pos, dst, len, below);
-    else
-        copy_placed(r, r->base_seen, pos, dst, len);
-}
-
 /* copy_out's twin of copy_in_steps: the tail published every RING_STEP
  * bytes but the last (the caller's), unless only peeking. */
-static void copy_out_steps(struct ring *r, uint64_t tail, unsigned char *dst, size_t len,
+void ring_copy_out_steps(struct ring *r, uint64_t tail, unsigned char *dst, size_t len,
                            uint64_t *given, int peek)
 {
     for (size_t k = 0; k < len;) {
@@ -416,30 +327,8 @@ static size_t iov_total(const struct iovec *iov, int iovcnt, size_t cap)
     return n;
 }
 
-/* Bytes between the indices, loading the peer's (the writer's peer owns the
- * tail, the reader's the head) only when the one last seen gives fewer than
- * `want` bytes of room or data; -1 when corrupt.  Our own index is always
- * loaded: forked holders take turns.  Inlined: its frame's stores queued
- * behind the head's on every message (docs/performance.md). */
-static inline __attribute__((always_inline)) int64_t
-span(struct ring *r, uint64_t *head, uint64_t *tail, int writer, size_t want, uint64_t cap)
-{
-    uint64_t *own = writer ? head : tail, *peer = writer ? tail : head;
-    uint64_t *seen = writer ? &r->tail_seen : &r->head_seen;
-    *own = load_acquire(writer ? &r->ctl->head : &r->ctl->tail);
-    *peer = *seen;
-    uint64_t used = *head - *tail;
-    if (used > r->size || (writer ? room_for(cap, used) : used) < want) {
-        *peer = *seen = load_acquire(writer ? &r->ctl->tail : &r->ctl->head);
-        if (!writer)   /* after head: the places of the bytes below it */
-            places_load(r);
-        used = *head - *tail;
-    }
-    return used <= r->size ? (int64_t)used : -1;
-}
-
 /* The rare part of writer_base: a look due, or a hunt on. */
-static __attribute__((noinline)) uint64_t writer_rebase(struct ring *r, uint64_t head,
+__attribute__((noinline)) uint64_t ring_writer_rebase(struct ring *r, uint64_t head,
                                                        uint64_t tail, uint64_t base)
 {
     if (!r->hunt) {
@@ -460,17 +349,6 @@ static __attribute__((noinline)) uint64_t writer_rebase(struct ring *r, uint64_t
     return head;
 }
 
-/* Inlined: called on every write (out of line it cost 1-3 ns of a 20-30 ns one). */
-static inline __attribute__((always_inline)) uint64_t writer_base(struct ring *r, uint64_t head,
-                                                                 uint64_t tail)
-{
-    uint64_t base = __atomic_load_n(&r->ctl->base, __ATOMIC_RELAXED);
-    uint64_t ahead = r->rewind_look - head;
-    if (head - base < REWIND_AT || (!r->hunt && ahead != 0 && ahead <= REWIND_LOOK))
-        return base;
-    return writer_rebase(r, head, tail, base);
-}
-
 /* Under a memory limit (memlimit.c): of `room`, what needs no page the
  * budget cannot pay for.  The writer keeps to the ring's first `window`
  * bytes from the origin, and grows the window by whole pages while the
@@ -481,7 +359,7 @@ static inline __attribute__((always_inline)) uint64_t writer_base(struct ring *r
  * still caches (64 B messages: 55% of the bare ring's rate against 77%).
  * `want`: the bytes the call would write.  dry: only say what a write
  * would find (readiness), change nothing. */
-static __attribute__((noinline)) uint64_t window_room(struct ring *r, uint64_t head,
+__attribute__((noinline)) uint64_t ring_window_room(struct ring *r, uint64_t head,
                                                       uint64_t tail, uint64_t *base,
                                                       uint64_t room, uint64_t want, int dry)
 {
@@ -530,7 +408,7 @@ static uint64_t fresh_tail(struct ring *r, int dry)
  * up to 2 * limit past the origin, so that an unpaced writer (its reader
  * stopped: conn.c's pace) still finds its whole capacity after the unread
  * bytes' end (ring_pace asks for capacity + 2 * limit <= size). */
-static __attribute__((noinline)) uint64_t placed_room(struct ring *r, uint64_t head,
+__attribute__((noinline)) uint64_t ring_placed_room(struct ring *r, uint64_t head,
                                                      uint64_t tail, uint64_t *base,
                                                      uint64_t room, uint64_t take,
                                                      uint64_t limit, int dry)
@@ -577,24 +455,6 @@ static __attribute__((noinline)) uint64_t placed_room(struct ring *r, uint64_t h
     return r->size - end < room ? r->size - end : room;
 }
 
-/* The room the places leave a writer; the common case is two compares.
- * Within `limit` of the origin only while every unread byte is placed from
- * it: bytes of an origin before lie past the limit at which the writer
- * started again, a limit of that time, and a writer whose limit grew since
- * (a non-blocking writer's window, conn.c) would write over them
- * (placed_room keeps below the oldest). */
-static inline __attribute__((always_inline)) uint64_t
-writer_room(struct ring *r, uint64_t head, uint64_t tail, uint64_t *base, uint64_t room,
-            uint64_t want, uint64_t limit, int dry)
-{
-    uint64_t take = want < room ? want : room;
-    uint64_t from = __atomic_load_n(&r->ctl->base_from, __ATOMIC_RELAXED);
-    if (__builtin_expect(tail - from <= head - from, 1) &&
-        (!limit || __builtin_expect(((head - *base) & (r->size - 1)) + take <= limit, 1)))
-        return room;
-    return placed_room(r, head, tail, base, room, take, limit, dry);
-}
-
 ssize_t ring_writev(struct ring *r, const struct iovec *iov, int iovcnt)
 {
     return ring_writev_upto(r, iov, iovcnt, 0);
@@ -614,7 +474,7 @@ room_to_write(struct ring *r, uint64_t cap, size_t want, uint64_t limit, uint64_
     uint64_t room = room_for(cap, (uint64_t)used);
     *base = room ? writer_base(r, *head, tail) : 0;
     if (__builtin_expect(r->budget != NULL, 0) && room)
-        room = window_room(r, *head, tail, base, room, want, 0);
+        room = ring_window_room(r, *head, tail, base, room, want, 0);
     if (room)
         room = writer_room(r, *head, tail, base, room, want, limit, 0);
     return (int64_t)room;
@@ -630,7 +490,7 @@ ssize_t ring_writev_upto(struct ring *r, const struct iovec *iov, int iovcnt, ui
     uint64_t given = head;
     for (int i = 0; i < iovcnt && done < room; i++) {
         size_t n = iov[i].iov_len < room - done ? iov[i].iov_len : room - done;
-        copy_in_steps(r, base, head + done, iov[i].iov_base, n, &given);
+        ring_copy_in_steps(r, base, head + done, iov[i].iov_base, n, &given);
         done += n;
     }
     if (done)
@@ -685,45 +545,13 @@ ssize_t ring_write_file(struct ring *r, int fd, off_t pos, size_t len, uint64_t 
 
 ssize_t ring_write_whole(struct ring *r, const void *buf, size_t len, uint64_t window)
 {
-    uint64_t head, tail, cap = ring_capacity(r), pace = pace_for(r, cap);
-    if (pace && window && window < pace)
-        pace = window;
-    if (pace)
-        cap = pace;
-    int64_t used = span(r, &head, &tail, 1, len, cap);
-    if (used < 0)
-        return -1;
-    if (room_for(cap, (uint64_t)used) < len)
-        return 0;
-    uint64_t base = writer_base(r, head, tail);
-    if (__builtin_expect(r->budget != NULL, 0) && window_room(r, head, tail, &base, len, len, 0) < len)
-        return 0;
-    if (writer_room(r, head, tail, &base, len, len, pace, 0) < len)
-        return 0;
-    if (len <= RING_STEP) {
-        copy_in(r, base, head, buf, len);
-    } else {
-        uint64_t given = head;
-        copy_in_steps(r, base, head, buf, len, &given);
-    }
-    store_release(&r->ctl->head, head + len);
-    return (ssize_t)len;
+    return ring_write_whole_inline(r, buf, len, window);
 }
 
 ssize_t ring_write(struct ring *r, const void *buf, size_t len)
 {
     struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
     return ring_writev(r, &iov, 1);
-}
-
-/* The writer gave pages back since we mapped them: map them again. */
-static inline __attribute__((always_inline)) void punches_look(struct ring *r)
-{
-    uint64_t punches = __atomic_load_n(&r->ctl->punches, __ATOMIC_RELAXED);   /* head's line */
-    if (__builtin_expect(punches != r->punches_seen, 0)) {
-        r->punches_seen = punches;
-        r->populated[0] = 0;
-    }
 }
 
 ssize_t ring_readv(struct ring *r, const struct iovec *iov, int iovcnt, int peek)
@@ -737,7 +565,7 @@ ssize_t ring_readv(struct ring *r, const struct iovec *iov, int iovcnt, int peek
     uint64_t given = tail;
     for (int i = 0; i < iovcnt && done < (size_t)avail; i++) {
         size_t n = iov[i].iov_len < (size_t)avail - done ? iov[i].iov_len : (size_t)avail - done;
-        copy_out_steps(r, tail + done, iov[i].iov_base, n, &given, peek);
+        ring_copy_out_steps(r, tail + done, iov[i].iov_base, n, &given, peek);
         done += n;
     }
     if (done && !peek)
@@ -749,21 +577,7 @@ ssize_t ring_readv(struct ring *r, const struct iovec *iov, int iovcnt, int peek
  * 185 instructions through them. */
 ssize_t ring_read(struct ring *r, void *buf, size_t len, int peek)
 {
-    uint64_t head, tail;
-    int64_t avail = span(r, &head, &tail, 0, len < r->size ? len : r->size, r->size);
-    if (avail < 0)
-        return -1;
-    punches_look(r);
-    size_t n = len < (size_t)avail ? len : (size_t)avail;
-    if (n <= RING_STEP) {
-        copy_out(r, tail, buf, n);
-    } else {
-        uint64_t given = tail;
-        copy_out_steps(r, tail, buf, n, &given, peek);
-    }
-    if (n && !peek)
-        store_release(&r->ctl->tail, tail + n);
-    return (ssize_t)n;
+    return ring_read_inline(r, buf, len, peek);
 }
 
 void ring_arm(uint32_t *flag, uint32_t how)

@@ -274,26 +274,23 @@ ssize_t sock_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
     return r;
 }
 
-/* read() and recv(): bytes already on a fast socket's ring are copied out
- * (conn_recv_buffer); anything else goes as recvmsg.  MSG_DONTWAIT is the
- * only flag the copy honours as it is. */
+/* The copy of a quick call (interpose.c): bytes already on a fast socket's
+ * ring (conn_recv_buffer), never a spin.  MSG_DONTWAIT is the only flag the
+ * copy honours as it is. */
 ssize_t sock_recv_copy(struct lf_sock *s, void *buf, size_t len, int flags)
 {
     return sock_kind(s) == LF_FAST && !(flags & ~MSG_DONTWAIT) ? conn_recv_buffer(s, buf, len)
                                                                : CONN_DECLINED;
 }
 
+/* After conn_read_fast declined (a spin it made, in vain, is noted for
+ * conn_recv until the call is over). */
 ssize_t sock_recv_buffer(struct lf_sock *s, int fd, void *buf, size_t len, int flags)
 {
-    ssize_t r = sock_recv_copy(s, buf, len, flags);
-    int spun = r == CONN_DECLINED && !flags && sock_kind(s) == LF_FAST;
-    if (spun)
-        r = conn_recv_spun(s, buf, len);   /* not a quick call's: no hazard held here */
-    if (r != CONN_DECLINED)
-        return r < 0 ? (errno = (int)-r, -1) : r;
+    int spun = !flags && sock_kind(s) == LF_FAST;
     struct iovec iov = { .iov_base = buf, .iov_len = len };
     struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
-    r = sock_recv(s, fd, &m, flags);
+    ssize_t r = sock_recv(s, fd, &m, flags);
     if (spun)
         conn_recv_spun_end();
     return r;
@@ -360,19 +357,9 @@ static uint64_t ring_bytes_sent(struct lf_sock *s)
                                    : 0;
 }
 
-/* write() and send(): a fast socket's ring takes the buffer whole in the
- * common case (conn_send_buffer); anything else goes as sendmsg. */
-ssize_t sock_send_copy(struct lf_sock *s, const void *buf, size_t len, int flags)
-{
-    return sock_kind(s) == LF_FAST && !(flags & (MSG_OOB | MSG_ZEROCOPY))
-               ? conn_send_buffer(s, buf, len, flags) : CONN_DECLINED;
-}
-
+/* After conn_write_fast declined. */
 ssize_t sock_send_buffer(struct lf_sock *s, int fd, const void *buf, size_t len, int flags)
 {
-    ssize_t r = sock_send_copy(s, buf, len, flags);
-    if (r != CONN_DECLINED)
-        return r < 0 ? (errno = (int)-r, -1) : r;
     struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
     struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
     return sock_send(s, fd, &m, flags);
