@@ -2171,6 +2171,23 @@ static short gone_events(struct lf_conn *c, short want, short tev)
     return r | (tev & (POLLERR | POLLHUP));
 }
 
+/* The peer ended its stream on its ring after bytes on TCP we have not
+ * read: the kernel's FIN would stand behind them, reported at once.  Ours
+ * counts once every one of them is in our socket's queue: a read then
+ * takes them all and runs on into the ring (rx_tcp_then_ring), so a read
+ * shorter than its buffer means the end, as libuv takes it with POLLRDHUP;
+ * while some were still on their way, that short read lost the rest of a
+ * node stream (33 of 84 KB).  Not in a sandbox: the end waits for the read. */
+static int peer_ended_behind_tcp(struct lf_conn *c, int fd)
+{
+    if (peer_tx(c) != TX_RING || lf_confined || !peer_ended(c))
+        return 0;
+    uint64_t sent = load64(&peer_side(c)->tx_tcp_bytes), got = load64(&my_side(c)->rx_tcp_bytes);
+    int queued = 0;
+    return got <= sent && libc.ioctl(fd, SIOCINQ, &queued) == 0 && queued >= 0 &&
+           (uint64_t)queued >= sent - got;
+}
+
 short conn_poll_state(struct lf_conn *c, int fd, short want, short tev)
 {
     short r = 0;
@@ -2189,13 +2206,10 @@ short conn_poll_state(struct lf_conn *c, int fd, short want, short tev)
             __atomic_store_n(&c->out_told, 1, __ATOMIC_RELAXED);   /* the next write: no pace */
     }
     /* Reading is shut (the kernel's RCV_SHUTDOWN) by our SHUT_RD or by the
-     * peer's end of its stream; with writing shut too, that is POLLHUP.  A
-     * peer's end on its ring counts once its bytes on TCP were read: a
-     * read stops where TCP's bytes end, and libuv takes a short read with
-     * POLLRDHUP for the end (node lost the rest of a stream when POLLRDHUP
-     * came with TCP's bytes unread). */
+     * peer's end of its stream; with writing shut too, that is POLLHUP. */
     if (conn_shut_rd(c) || rx_tcp_hup(c, tev) ||
-        (my_rx(c) == RX_RING && peer_tx(c) != TX_BACK && peer_ended(c)))
+        (my_rx(c) == RX_RING && peer_tx(c) != TX_BACK && peer_ended(c)) ||
+        (my_rx(c) != RX_RING && peer_ended_behind_tcp(c, fd)))
         r |= (want & POLLRDHUP) | (load32(&my_side(c)->shut_wr) ? POLLHUP : 0);
     r |= tev & (POLLHUP | POLLERR | (want & POLLPRI));   /* urgent data is TCP's */
     if (c->broken || __atomic_load_n(&c->zc_pending, __ATOMIC_ACQUIRE))

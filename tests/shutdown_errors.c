@@ -28,7 +28,11 @@
  *   taken for a close owing one: POLLERR, SO_ERROR EPIPE);
  * - `both_shut_then_close`: a close with our bytes unread after both ends
  *   shut down sends no reset (the kernel's connection is closed then; ours
- *   reset, and we said POLLERR, SO_ERROR EPIPE). */
+ *   reset, and we said POLLERR, SO_ERROR EPIPE);
+ * - `rdhup_before_read`: a client that switched before its server (its
+ *   first bytes on TCP, unread) shuts its writing down: the server's poll
+ *   says POLLRDHUP at once, as the kernel's FIN behind unread bytes (ours
+ *   waited for the read). */
 #include <signal.h>
 
 #include "helpers.h"
@@ -224,6 +228,24 @@ static void both_shut_then_close(int optin, char *out, size_t size)
     case_end(s, -1, out, size);
 }
 
+static void rdhup_before_read(int optin, char *out, size_t size)
+{
+    transcript[0] = 0;
+    int c, s;
+    static char buf[4096];
+    close(accepted_pair(AF_INET, optin, &c, &s));
+    note_result("c-send", send(c, buf, 2610, MSG_DONTWAIT));
+    note_result("s-write", write(s, "sixsix", 6));
+    sleep_ms(50);
+    note_readiness("s", s);
+    note_result("c-shut-wr", shutdown(c, SHUT_WR));
+    sleep_ms(50);
+    note_readiness("s", s);
+    note_result("s-recv", recv(s, buf, sizeof buf, 0));
+    note_readiness("s", s);
+    case_end(c, s, out, size);
+}
+
 int main(void)
 {
     alarm(60);
@@ -237,5 +259,6 @@ int main(void)
     differ += transcripts_of("reset_after_our_shut_wr", reset_after_our_shut_wr);
     differ += transcripts_of("refused_then_peer_shut_wr", refused_then_peer_shut_wr);
     differ += transcripts_of("both_shut_then_close", both_shut_then_close);
+    differ += transcripts_of("rdhup_before_read", rdhup_before_read);
     return differ ? 1 : 0;
 }
