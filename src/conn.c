@@ -790,6 +790,8 @@ static ssize_t rx_step(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
         ssize_t r = rx_tcp(c, fd, msg, flags);
         if (r > 0)
             r = rx_tcp_then_ring(c, msg, r, peek);
+        if (r == 0 && !iov_total(msg->msg_iov, msg->msg_iovlen))
+            return 0;   /* a zero-length read's 0 is no FIN (a phantom POLLRDHUP: seed 371) */
         if (r != RX_SWITCHED)
             return r == 0 ? rx_end(c, fd) : kernel_reset_told(c, r);
     }
@@ -1867,10 +1869,24 @@ int conn_closed(struct lf_conn *c, int fd)
     return both_ends_shut(c, fd);
 }
 
+/* A server end shut both ways before its client took the answer stays
+ * the kernel's: nothing more moves on it, and the kernel resets the
+ * client's later bytes, which a switch would put on the ring (fuzzer seed
+ * 649; a client gives up so too: pending_shutdown). */
+static void plain_if_both_shut(struct lf_sock *s, struct lf_conn *c, int how)
+{
+    if ((how == SHUT_WR && !conn_shut_rd(c)) || (how == SHUT_RD && !load32(&my_side(c)->shut_wr)))
+        return;
+    lf_lock(&s->lock);
+    handshake_hand_off(c);   /* (revokes an answer not taken; else nothing) */
+    lf_unlock(&s->lock);
+}
+
 int conn_shutdown(struct lf_sock *s, int fd, int how)
 {
     struct lf_conn *c = s->conn;
     int r = 0;
+    plain_if_both_shut(s, c, how);
     /* Once the peer's end is gone the kernel's socket answers for the
      * connection (section 7): after a reset, ENOTCONN, also after one
      * recorded here (the kernel saw only a FIN). */
