@@ -1018,15 +1018,6 @@ struct rx_spun {
 };
 static __thread struct rx_spun rx_spun LF_TLS_IE;
 
-static int unread(struct lf_conn *c, int fd);
-
-/* A zero-length read with bytes there says 0, as tcp_recvmsg finds them
- * before it looks at the socket's error (seed 670). */
-static int zero_read_finds_bytes(struct lf_conn *c, int fd, const struct msghdr *msg)
-{
-    return !iov_total(msg->msg_iov, msg->msg_iovlen) && unread(c, fd);
-}
-
 ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
 {
     struct lf_conn *c = s->conn;
@@ -1052,11 +1043,8 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
         int below_mark = rx_short(c, target);
         r = c->broken ? -ECONNRESET : below_mark ? -EAGAIN : rx_step(c, fd, msg, flags);
         /* after our SHUT_RD bytes still come; none: EOF, never a wait; and
-         * once refused, the kernel's reset before any EOF, as its read says
-         * (an EOF TCP's own read said stands: the kernel looked at its
-         * error after the FIN, a reset after it being EPIPE: seed 779) */
-        if ((r == -EAGAIN || (r == 0 && !(my_rx(c) != RX_RING && c->tcp_ended))) &&
-            conn_shut_rd(c) && !zero_read_finds_bytes(c, fd, msg))
+         * once refused, the kernel's reset before any EOF, as its read says */
+        if ((r == -EAGAIN || r == 0) && conn_shut_rd(c))
             r = rx_shut_end(c, fd);
         if (r != -EAGAIN)
             break;
@@ -1386,12 +1374,10 @@ static ssize_t tx_nothing(struct lf_conn *c, int fd, const struct msghdr *msg, i
 {
     if (c->broken)
         return -ECONNRESET;
-    /* our shutdown first, whether the peer left or not: our TCP socket's
-     * writing may be open still, its FIN having gone on the ring (seed 346) */
-    if (load32(&my_side(c)->shut_wr))
-        return tx_after_shutdown(c, fd, flags);
     if (peer_left(c, fd, tcp_events(c, fd, 0)))
         return msg ? tx_gone(c, fd, msg, flags) : CONN_DECLINED;
+    if (load32(&my_side(c)->shut_wr))
+        return tx_after_shutdown(c, fd, flags);
     return 0;
 }
 

@@ -136,10 +136,6 @@ LF_EXPORT ssize_t read(int fd, void *buf, size_t len)
     if (q != CONN_DECLINED)
         return q;
     struct lf_sock *s = ours_for_call(fd);
-    if (s && !len) {   /* the kernel's sock_read_iter: 0 at once (seeds 893, 986) */
-        call_end(s);
-        return 0;
-    }
     return s ? recv_on(s, fd, buf, len, 0) : libc.read(fd, buf, len);
 }
 
@@ -267,24 +263,8 @@ LF_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
     return r;
 }
 
-/* readv() and writev() of no bytes: the kernel's VFS says 0 before the
- * socket is asked, whatever its state (a writev after our shutdown or a
- * reset: 0, where send() says EPIPE: seeds 133, 138, 149); a bad count is
- * the kernel's to refuse. */
-static int no_bytes(const struct iovec *iov, int iovcnt)
-{
-    if (iovcnt <= 0 || iovcnt > IOV_MAX)
-        return 1;
-    for (int i = 0; i < iovcnt; i++)
-        if (iov[i].iov_len)
-            return 0;
-    return 1;
-}
-
 LF_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 {
-    if (no_bytes(iov, iovcnt))
-        return libc.readv(fd, iov, iovcnt);
     struct lf_sock *s = ours_for_call(fd);
     if (!s)
         return libc.readv(fd, iov, iovcnt);
@@ -296,8 +276,6 @@ LF_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 
 LF_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 {
-    if (no_bytes(iov, iovcnt))
-        return libc.writev(fd, iov, iovcnt);
     struct lf_sock *s = ours_for_call(fd);
     if (!s)
         return libc.writev(fd, iov, iovcnt);

@@ -159,8 +159,7 @@ LF_EXPORT ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
     __typeof__(real_sendfile) real_sendfile_now;
     *(void **)&real_sendfile_now = dlsym_next_cached((void **)&real_sendfile, "sendfile");
     struct lf_sock *s = fdtable_acquire(out_fd);
-    /* (no bytes: the kernel's answer, 0 whatever the socket's state: seed 327) */
-    if (!s || !is_ours(s) || count == 0) {
+    if (!s || !is_ours(s)) {
         if (s)
             sock_put(s);
         return real_sendfile_now(out_fd, in_fd, offset, count);

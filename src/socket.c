@@ -238,7 +238,7 @@ static ssize_t recv_routed(struct lf_sock *s, int fd, struct msghdr *msg, int fl
         return recv_discard(s, fd, msg, flags);
     if (flags & MSG_PEEK)
         return (flags & MSG_WAITALL) ? peek_all(s, fd, msg, flags) : recv_once(s, fd, msg, flags);
-    if (!(flags & MSG_WAITALL) || !msg_len(msg))   /* (none to wait for: one look, seed 442) */
+    if (!(flags & MSG_WAITALL))
         return recv_once(s, fd, msg, flags);
     return recv_all(s, fd, msg, flags);
 }
