@@ -662,8 +662,6 @@ static ssize_t rx_end(struct lf_conn *c, int fd)
  * before its shutdown): the kernel's reset once we refused the peer's
  * bytes, or the one a peer that closed with our bytes unread sent (it was
  * EOF at once where Linux says ECONNRESET, then EOF). */
-static int tcp_take_error(int fd);
-
 static ssize_t rx_shut_end(struct lf_conn *c, int fd)
 {
     /* after the peer's FIN, EOF whatever came after it (the kernel's
@@ -671,12 +669,12 @@ static ssize_t rx_shut_end(struct lf_conn *c, int fd)
     if (peer_ended(c))
         return 0;
     int err = take_reset(c, 0);
+    socklen_t len = sizeof err;
     if (err)
         return err;
-    /* the kernel's own (ours, through interpose.c, took an error a
-     * MSG_WAITALL read kept for the next call, which then said EOF: seed 762) */
-    err = tcp_take_error(fd);
-    return err ? kernel_reset_told(c, -err) : 0;
+    if (lf_confined || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err == 0)
+        return 0;
+    return kernel_reset_told(c, -err);
 }
 
 static int window_clock_ms(struct lf_conn *c);

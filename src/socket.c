@@ -89,8 +89,6 @@ static ssize_t recv_discard(struct lf_sock *s, int fd, struct msghdr *msg, int f
         struct iovec iov = { scratch, want - done < sizeof scratch ? want - done : sizeof scratch };
         struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
         ssize_t r = sock_recv(s, fd, &m, more);
-        if (r <= 0 && done)
-            keep_for_later(s, r);   /* as recv_all: the next call tells it (seed 762) */
         if (r <= 0)
             return done ? (ssize_t)done : r;
         done += (size_t)r;
@@ -251,8 +249,8 @@ static ssize_t recv_told(struct lf_sock *s, int fd, struct msghdr *msg, int flag
         (flags & (MSG_ERRQUEUE | MSG_OOB)))
         return recv_routed(s, fd, msg, flags);
     ssize_t r = recv_routed(s, fd, msg, (flags | MSG_DONTWAIT) & ~MSG_WAITALL);
-    if (r > 0 || (r < 0 && errno != EAGAIN))
-        return r;   /* bytes, or an error (the kept one, told by recv_discard's read) */
+    if (r > 0)
+        return r;
     int e = sock_take_later_error(s);
     return e ? (errno = e, -1) : recv_routed(s, fd, msg, flags);
 }
