@@ -2047,13 +2047,6 @@ void conn_close(struct lf_sock *s, int fd)
         }
         store32(&me->closed, 1);
         conn_ring_bell(c);
-        if (lingers) {
-            /* both ends shut: the kernel's connection is closed, and an
-             * abortive close sends nothing (fuzzer seed 271); ours is still
-             * established under the rings, and its RST was the peer's error */
-            struct linger l = { .l_onoff = 0, .l_linger = 0 };
-            setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
-        }
         if (linger > 0)
             linger_wait(c, fd, linger);
     }

@@ -181,11 +181,6 @@ int pending_shutdown(struct lf_sock *s, int fd, int how)
         s->pending_shut_wr = 1;
     if (r == 0 && how != SHUT_WR)
         s->pending_shut_rd = 1;
-    /* Both ways shut on TCP: nothing more will move on a ring, and the
-     * kernel answers the server's later bytes with a reset, which a switch
-     * would have put on the ring instead (fuzzer seed 224). */
-    if (s->pending_shut_wr && s->pending_shut_rd && sock_kind(s) == LF_PENDING)
-        handshake_give_up(s);
     lf_unlock(&s->lock);
     return r;
 }
