@@ -1904,15 +1904,17 @@ int conn_shutdown(struct lf_sock *s, int fd, int how)
     }
     if (closed)
         r = -1, errno = ENOTCONN;
-    /* (TCP was shut above) the peer finds our refusal, and does not take
-     * our TCP socket's end for a death that owes it a reset for its bytes
-     * unread (poll said POLLERR, SO_ERROR EPIPE, after both ends' shutdown) */
-    if (kernels && how != SHUT_WR)
-        store32(&my_side(c)->rx_refused, 1);
     /* SHUT_RD stays off the kernel's socket (its shutdown would make our
      * TCP socket look like the peer's FIN), in our line for every holder. */
     if (how == SHUT_RD || how == SHUT_RDWR)
         store32(&my_side(c)->shut_rd, 1);
+    /* (TCP was shut above) with both our directions shut, the peer finds
+     * our refusal, and does not take our TCP socket's end for a death that
+     * owes it a reset for its bytes unread (poll said POLLERR, SO_ERROR
+     * EPIPE, after both ends' shutdown).  A SHUT_RD alone is no refusal:
+     * the peer took it for our end, CLOSE where Linux's stays FIN_WAIT2. */
+    if (kernels && conn_shut_rd(c) && load32(&my_side(c)->shut_wr))
+        store32(&my_side(c)->rx_refused, 1);
     /* Refused before our FIN is on the ring: a peer that answers our end
      * of stream with bytes (the kernel resets it for them) must find the
      * refusal then, or its bytes went on the ring and were read as data
