@@ -855,6 +855,10 @@ static void become_fast(struct lf_sock *s, struct lf_conn *c, int fd)
         __atomic_store_n(&me->shut_rd, 1, __ATOMIC_RELEASE);
     if (s->pending_shut_wr)   /* its FIN went on TCP: c2s stays there (4.4) */
         __atomic_store_n(&me->shut_wr, 1, __ATOMIC_RELEASE);
+    /* Shut both ways on TCP: Linux resets the peer's later bytes, so they
+     * must go to our TCP socket (peer_left), not on a ring read as data. */
+    if (s->pending_shut_rd && s->pending_shut_wr)
+        __atomic_store_n(&me->rx_refused, 1, __ATOMIC_RELEASE);
     else if (!sock_stdio_may_write(s) && !sock_written_past_us(s, fd, s->pending_tx))
         /* else its writes stay on TCP (4.4) */
         __atomic_store_n(&me->tx_state, TX_RING, __ATOMIC_RELEASE);

@@ -31,7 +31,11 @@
  *   reset, and we said POLLERR, SO_ERROR EPIPE);
  * - `shut_rd_after_peer_both`: the peer's shutdown(SHUT_RD) after ours of
  *   both ways leaves us in FIN_WAIT2, its end open (ours took its SHUT_RD
- *   for a refusal, the peer for gone: CLOSE). */
+ *   for a refusal, the peer for gone: CLOSE);
+ * - `shut_both_before_switch`: a client's shutdown(SHUT_RDWR) on TCP before
+ *   its switch refuses the server's later bytes: the kernel resets both
+ *   (POLLERR, ECONNRESET at the client, EPIPE at the server; ours put them
+ *   on the ring, where the client read them). */
 #include <netinet/tcp.h>
 #include <signal.h>
 
@@ -254,6 +258,34 @@ static void shut_rd_after_peer_both(int optin, char *out, size_t size)
     case_end(c, s, out, size);
 }
 
+static void shut_both_before_switch(int optin, char *out, size_t size)
+{
+    transcript[0] = 0;
+    struct sockaddr_storage addr;
+    socklen_t len;
+    char buf[64];
+    int l = listen_on(AF_INET, optin, &addr, &len);
+    int c = connect_to(&addr, len, optin);
+    note_result("c-shut-rdwr", shutdown(c, SHUT_RDWR));   /* before the server's answer */
+    int s = accept(l, NULL, NULL);
+    CHECK(s >= 0, "accept: %s", strerror(errno));
+    close(l);
+    sleep_ms(20);
+    note_result("s-read", read(s, buf, sizeof buf));   /* the server used it: it may switch */
+    note_readiness("c", c);   /* the client takes the answer */
+    sleep_ms(20);
+    note_readiness("s", s);   /* and the server switches */
+    CHECK(!optin || (loopfast_fd_is_fast(c) == 1 && loopfast_fd_is_fast(s) == 1), "not switched");
+    note_result("s-send", send(s, "abc", 3, MSG_NOSIGNAL));
+    sleep_ms(50);
+    note_readiness("c", c);
+    note_readiness("s", s);
+    note_error("c-so-error", c);
+    note_error("s-so-error", s);
+    note_result("c-read", read(c, buf, sizeof buf));
+    case_end(c, s, out, size);
+}
+
 int main(void)
 {
     alarm(60);
@@ -268,5 +300,6 @@ int main(void)
     differ += transcripts_of("refused_then_peer_shut_wr", refused_then_peer_shut_wr);
     differ += transcripts_of("both_shut_then_close", both_shut_then_close);
     differ += transcripts_of("shut_rd_after_peer_both", shut_rd_after_peer_both);
+    differ += transcripts_of("shut_both_before_switch", shut_both_before_switch);
     return differ ? 1 : 0;
 }
