@@ -77,7 +77,10 @@ static size_t msg_len(const struct msghdr *msg)
 
 /* MSG_TRUNC on TCP discards up to len bytes without copying them (the
  * buffer may be NULL): here they are read into a scratch buffer instead.
- * Without MSG_WAITALL it takes what is there once the first bytes came. */
+ * Without MSG_WAITALL it takes what is there once the first bytes came.
+ * An error met after the first bytes is the next call's, as the kernel's
+ * (one tcp_recvmsg stops at it): the reset of a peer that closed with
+ * bytes of ours unread was taken, and POLLERR and SO_ERROR were gone. */
 static ssize_t recv_discard(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
 {
     char scratch[16384];
@@ -89,12 +92,15 @@ static ssize_t recv_discard(struct lf_sock *s, int fd, struct msghdr *msg, int f
         struct iovec iov = { scratch, want - done < sizeof scratch ? want - done : sizeof scratch };
         struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
         ssize_t r = sock_recv(s, fd, &m, more);
+        if (r <= 0 && done)
+            keep_for_later(s, r);
         if (r <= 0)
             return done ? (ssize_t)done : r;
         done += (size_t)r;
         msg->msg_flags = m.msg_flags;
         msg->msg_controllen = 0;
-        if (flags & MSG_PEEK)
+        /* a MSG_WAITALL piece cut short met the end or an error (kept) */
+        if ((flags & MSG_PEEK) || ((flags & MSG_WAITALL) && (size_t)r < iov.iov_len))
             break;
         if (!(flags & MSG_WAITALL))
             more |= MSG_DONTWAIT;

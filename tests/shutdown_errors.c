@@ -35,7 +35,11 @@
  * - `shut_both_before_switch`: a client's shutdown(SHUT_RDWR) on TCP before
  *   its switch refuses the server's later bytes: the kernel resets both
  *   (POLLERR, ECONNRESET at the client, EPIPE at the server; ours put them
- *   on the ring, where the client read them). */
+ *   on the ring, where the client read them);
+ * - `reset_after_trunc_read`: a MSG_TRUNC read that takes the last bytes
+ *   of a peer that closed with ours unread leaves its reset pending, as one
+ *   tcp_recvmsg stops at it: POLLERR, SO_ERROR ECONNRESET (ours took it in
+ *   a second read of its own, and said neither). */
 #include <netinet/tcp.h>
 #include <signal.h>
 
@@ -286,6 +290,24 @@ static void shut_both_before_switch(int optin, char *out, size_t size)
     case_end(c, s, out, size);
 }
 
+static void reset_after_trunc_read(int optin, char *out, size_t size)
+{
+    transcript[0] = 0;
+    int c, s;
+    static char buf[1024];
+    fast_pair(AF_INET, optin, &c, &s);
+    note_result("s-write", write(s, buf, 758));
+    note_result("c-write", write(c, buf, 86));   /* unread: s's close resets */
+    sleep_ms(20);
+    close(s);
+    sleep_ms(50);
+    note_result("c-recv-trunc", recv(c, NULL, 849, MSG_TRUNC));
+    note_readiness("c", c);
+    note_error("c-so-error", c);
+    note_result("c-read", read(c, buf, sizeof buf));
+    case_end(c, -1, out, size);
+}
+
 int main(void)
 {
     alarm(60);
@@ -301,5 +323,6 @@ int main(void)
     differ += transcripts_of("both_shut_then_close", both_shut_then_close);
     differ += transcripts_of("shut_rd_after_peer_both", shut_rd_after_peer_both);
     differ += transcripts_of("shut_both_before_switch", shut_both_before_switch);
+    differ += transcripts_of("reset_after_trunc_read", reset_after_trunc_read);
     return differ ? 1 : 0;
 }
