@@ -257,8 +257,15 @@ static ssize_t recv_told(struct lf_sock *s, int fd, struct msghdr *msg, int flag
     ssize_t r = recv_routed(s, fd, msg, (flags | MSG_DONTWAIT) & ~MSG_WAITALL);
     if (r > 0)
         return r;
-    int e = sock_take_later_error(s);
-    return e ? (errno = e, -1) : recv_routed(s, fd, msg, flags);
+    int found = r < 0 ? errno : 0, e = sock_take_later_error(s);
+    if (e)
+        return errno = e, -1;
+    /* the read told an error itself, having taken the kept one (a read
+     * after our SHUT_RD asks SO_ERROR: rx_shut_end); read again, it said
+     * EOF where Linux says ECONNRESET */
+    if (found && found != EAGAIN && found != EWOULDBLOCK)
+        return errno = found, -1;
+    return recv_routed(s, fd, msg, flags);
 }
 
 ssize_t sock_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)

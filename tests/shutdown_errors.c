@@ -39,7 +39,10 @@
  * - `reset_after_trunc_read`: a MSG_TRUNC read that takes the last bytes
  *   of a peer that closed with ours unread leaves its reset pending, as one
  *   tcp_recvmsg stops at it: POLLERR, SO_ERROR ECONNRESET (ours took it in
- *   a second read of its own, and said neither). */
+ *   a second read of its own, and said neither);
+ * - `kept_reset_after_shut_rd`: after our SHUT_RD, a read after one that
+ *   took the last bytes before the peer's reset says ECONNRESET, as the
+ *   kernel's (ours found the kept error, and read again: EOF). */
 #include <netinet/tcp.h>
 #include <signal.h>
 
@@ -308,6 +311,24 @@ static void reset_after_trunc_read(int optin, char *out, size_t size)
     case_end(c, -1, out, size);
 }
 
+static void kept_reset_after_shut_rd(int optin, char *out, size_t size)
+{
+    transcript[0] = 0;
+    int c, s;
+    static char buf[1024];
+    fast_pair(AF_INET, optin, &c, &s);
+    note_result("c-write", write(c, buf, 7));
+    note_result("s-write", write(s, buf, 5));   /* unread: c's close resets */
+    note_result("s-shut-rd", shutdown(s, SHUT_RD));
+    sleep_ms(20);
+    close(c);
+    sleep_ms(50);
+    note_result("s-recv-waitall", recv(s, buf, 849, MSG_DONTWAIT | MSG_WAITALL));
+    note_result("s-read", read(s, buf, sizeof buf));
+    note_result("s-read", read(s, buf, sizeof buf));
+    case_end(s, -1, out, size);
+}
+
 int main(void)
 {
     alarm(60);
@@ -324,5 +345,6 @@ int main(void)
     differ += transcripts_of("shut_rd_after_peer_both", shut_rd_after_peer_both);
     differ += transcripts_of("shut_both_before_switch", shut_both_before_switch);
     differ += transcripts_of("reset_after_trunc_read", reset_after_trunc_read);
+    differ += transcripts_of("kept_reset_after_shut_rd", kept_reset_after_shut_rd);
     return differ ? 1 : 0;
 }
