@@ -131,9 +131,11 @@ static int wait_more(struct lf_sock *s, int fd, int flags, size_t have, uint64_t
 {
     struct lf_conn *c = s->conn;
     const struct lf_side *peer = &c->sh->side[!c->me];
+    /* after our SHUT_RD the kernel's peek waits no more (RCV_SHUTDOWN):
+     * ours slept for good on bytes the peer had written */
     if (__atomic_load_n(&c->sh->side[c->me].rx_state, __ATOMIC_ACQUIRE) != RX_RING ||
         __atomic_load_n(&peer->tx_state, __ATOMIC_ACQUIRE) == TX_BACK ||
-        (flags & MSG_DONTWAIT) || sock_nonblocking(s, fd))
+        (flags & MSG_DONTWAIT) || conn_shut_rd(c) || sock_nonblocking(s, fd))
         return -1;
     int timeout = peek_time_left(s, fd, deadline);
     if (timeout == 0)

@@ -42,7 +42,10 @@
  *   a second read of its own, and said neither);
  * - `kept_reset_after_shut_rd`: after our SHUT_RD, a read after one that
  *   took the last bytes before the peer's reset says ECONNRESET, as the
- *   kernel's (ours found the kept error, and read again: EOF). */
+ *   kernel's (ours found the kept error, and read again: EOF);
+ * - `peek_all_after_shut_rd`: recv(MSG_PEEK|MSG_WAITALL) after our
+ *   SHUT_RD returns the bytes there are, as the kernel's, which waits no
+ *   more then (ours slept for good). */
 #include <netinet/tcp.h>
 #include <signal.h>
 
@@ -329,6 +332,22 @@ static void kept_reset_after_shut_rd(int optin, char *out, size_t size)
     case_end(s, -1, out, size);
 }
 
+static void peek_all_after_shut_rd(int optin, char *out, size_t size)
+{
+    transcript[0] = 0;
+    int c, s;
+    static char buf[4096];
+    fast_pair(AF_INET, optin, &c, &s);
+    note_result("c-shut-rd", shutdown(c, SHUT_RD));
+    note_result("s-write", write(s, buf, 1357));
+    sleep_ms(20);
+    alarm(5);   /* a peek that waits for ever ends the test */
+    note_result("c-peek-waitall", recv(c, buf, 3220, MSG_PEEK | MSG_WAITALL));
+    alarm(60);
+    note_result("c-read", read(c, buf, sizeof buf));
+    case_end(c, s, out, size);
+}
+
 int main(void)
 {
     alarm(60);
@@ -346,5 +365,6 @@ int main(void)
     differ += transcripts_of("shut_both_before_switch", shut_both_before_switch);
     differ += transcripts_of("reset_after_trunc_read", reset_after_trunc_read);
     differ += transcripts_of("kept_reset_after_shut_rd", kept_reset_after_shut_rd);
+    differ += transcripts_of("peek_all_after_shut_rd", peek_all_after_shut_rd);
     return differ ? 1 : 0;
 }
