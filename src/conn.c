@@ -2047,6 +2047,12 @@ void conn_close(struct lf_sock *s, int fd)
             conn_ring_bell(c);   /* its sleepers wait on TCP for the reset (wait.c) */
             return;
         }
+        /* SO_LINGER 0 once both ends shut down: the kernel's connection
+         * is closed (LAST_ACK, CLOSING, TIME_WAIT) and its close sends no
+         * reset; ours is open, its FINs having gone on the rings, and the
+         * real close reset the peer (POLLERR, SO_ERROR EPIPE) */
+        if (lingers)
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &(struct linger){ 0 }, sizeof(struct linger));
         store32(&me->closed, 1);
         conn_ring_bell(c);
         if (linger > 0)

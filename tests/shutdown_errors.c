@@ -45,7 +45,11 @@
  *   kernel's (ours found the kept error, and read again: EOF);
  * - `peek_all_after_shut_rd`: recv(MSG_PEEK|MSG_WAITALL) after our
  *   SHUT_RD returns the bytes there are, as the kernel's, which waits no
- *   more then (ours slept for good). */
+ *   more then (ours slept for good);
+ * - `both_shut_then_linger0_close`: a close with SO_LINGER 0 after both
+ *   ends shut down sends no reset (the kernel's connection is closed; ours
+ *   was open, the FINs on the rings, and its close reset the peer: POLLERR,
+ *   SO_ERROR EPIPE). */
 #include <netinet/tcp.h>
 #include <signal.h>
 
@@ -348,6 +352,24 @@ static void peek_all_after_shut_rd(int optin, char *out, size_t size)
     case_end(c, s, out, size);
 }
 
+static void both_shut_then_linger0_close(int optin, char *out, size_t size)
+{
+    transcript[0] = 0;
+    int c, s;
+    fast_pair(AF_INET, optin, &c, &s);
+    note_result("s-shut-wr", shutdown(s, SHUT_WR));
+    sleep_ms(20);
+    note_result("c-shut-rdwr", shutdown(c, SHUT_RDWR));
+    sleep_ms(20);
+    struct linger now = { 1, 0 };
+    CHECK(setsockopt(c, SOL_SOCKET, SO_LINGER, &now, sizeof now) == 0, "SO_LINGER");
+    close(c);
+    sleep_ms(50);
+    note_readiness("s", s);
+    note_error("s-so-error", s);
+    case_end(s, -1, out, size);
+}
+
 int main(void)
 {
     alarm(60);
@@ -366,5 +388,6 @@ int main(void)
     differ += transcripts_of("reset_after_trunc_read", reset_after_trunc_read);
     differ += transcripts_of("kept_reset_after_shut_rd", kept_reset_after_shut_rd);
     differ += transcripts_of("peek_all_after_shut_rd", peek_all_after_shut_rd);
+    differ += transcripts_of("both_shut_then_linger0_close", both_shut_then_linger0_close);
     return differ ? 1 : 0;
 }
