@@ -158,7 +158,9 @@ LF_EXPORT ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
         lf_init();
     __typeof__(real_sendfile) real_sendfile_now;
     *(void **)&real_sendfile_now = dlsym_next_cached((void **)&real_sendfile, "sendfile");
-    struct lf_sock *s = fdtable_acquire(out_fd);
+    /* Nothing to send is the kernel's 0 whatever the socket's state (its
+     * splice loop never looks at it): ours said EPIPE after our shutdown */
+    struct lf_sock *s = count ? fdtable_acquire(out_fd) : NULL;
     if (!s || !is_ours(s)) {
         if (s)
             sock_put(s);

@@ -49,9 +49,14 @@
  * - `both_shut_then_linger0_close`: a close with SO_LINGER 0 after both
  *   ends shut down sends no reset (the kernel's connection is closed; ours
  *   was open, the FINs on the rings, and its close reset the peer: POLLERR,
- *   SO_ERROR EPIPE). */
+ *   SO_ERROR EPIPE);
+ * - `zero_length_file`: sendfile() and splice() of 0 bytes say 0 after
+ *   our shutdown, as the kernel's, which never looks at the socket then
+ *   (ours said EPIPE, with SIGPIPE). */
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <fcntl.h>
+#include <sys/sendfile.h>
 
 #include "helpers.h"
 #include "transcript.h"
@@ -370,6 +375,24 @@ static void both_shut_then_linger0_close(int optin, char *out, size_t size)
     case_end(s, -1, out, size);
 }
 
+static void zero_length_file(int optin, char *out, size_t size)
+{
+    transcript[0] = 0;
+    int c, s, p[2];
+    fast_pair(AF_INET, optin, &c, &s);
+    FILE *f = tmpfile();
+    CHECK(f && fputs("file", f) >= 0 && fflush(f) == 0 && pipe(p) == 0, "file and pipe");
+    note_result("c-shut-wr", shutdown(c, SHUT_WR));
+    note_result("c-sendfile0", sendfile(c, fileno(f), &(off_t){ 0 }, 0));
+    note_result("c-splice0", splice(p[0], NULL, c, NULL, 0, SPLICE_F_NONBLOCK));
+    note(" sigpipe:%d", (int)pipes);
+    pipes = 0;
+    fclose(f);
+    close(p[0]);
+    close(p[1]);
+    case_end(c, s, out, size);
+}
+
 int main(void)
 {
     alarm(60);
@@ -389,5 +412,6 @@ int main(void)
     differ += transcripts_of("kept_reset_after_shut_rd", kept_reset_after_shut_rd);
     differ += transcripts_of("peek_all_after_shut_rd", peek_all_after_shut_rd);
     differ += transcripts_of("both_shut_then_linger0_close", both_shut_then_linger0_close);
+    differ += transcripts_of("zero_length_file", zero_length_file);
     return differ ? 1 : 0;
 }
