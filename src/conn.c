@@ -670,9 +670,19 @@ static ssize_t rx_shut_end(struct lf_conn *c, int fd)
         return 0;
     int err = take_reset(c, 0);
     socklen_t len = sizeof err;
-    if (err)
+    if (err || lf_confined)
         return err;
-    if (lf_confined || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err == 0)
+    /* TCP's FIN alike (a peer that ended before its switch): a peek says
+     * EOF and leaves the error after it for SO_ERROR and poll, or takes an
+     * error that came first (SO_ERROR took it after the FIN, and our read
+     * said EPIPE where Linux's says 0) */
+    char b;
+    int old = nocancel_begin();   /* the rx lock is held */
+    ssize_t n = libc.recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    nocancel_end(old);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+        return kernel_reset_told(c, -errno);
+    if (n <= 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err == 0)
         return 0;
     return kernel_reset_told(c, -err);
 }

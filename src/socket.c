@@ -263,8 +263,8 @@ static ssize_t recv_told(struct lf_sock *s, int fd, struct msghdr *msg, int flag
     if (e)
         return errno = e, -1;
     /* the read told an error itself, having taken the kept one (a read
-     * after our SHUT_RD asks SO_ERROR: rx_shut_end); read again, it said
-     * EOF where Linux says ECONNRESET */
+     * after our SHUT_RD may ask SO_ERROR: rx_shut_end); read again, it
+     * said EOF where Linux says ECONNRESET */
     if (found && found != EAGAIN && found != EWOULDBLOCK)
         return errno = found, -1;
     return recv_routed(s, fd, msg, flags);

@@ -52,7 +52,11 @@
  *   SO_ERROR EPIPE);
  * - `zero_length_file`: sendfile() and splice() of 0 bytes say 0 after
  *   our shutdown, as the kernel's, which never looks at the socket then
- *   (ours said EPIPE, with SIGPIPE). */
+ *   (ours said EPIPE, with SIGPIPE);
+ * - `fin_then_reset_after_shut_rd`: after our SHUT_RD, the peer's close
+ *   (a FIN) and the reset our later bytes bring: a read says EOF, the FIN
+ *   before the error, which poll and SO_ERROR still tell (EPIPE); ours
+ *   said EPIPE. */
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <fcntl.h>
@@ -393,6 +397,23 @@ static void zero_length_file(int optin, char *out, size_t size)
     case_end(c, s, out, size);
 }
 
+static void fin_then_reset_after_shut_rd(int optin, char *out, size_t size)
+{
+    transcript[0] = 0;
+    int c, s;
+    static char buf[1024];
+    close(accepted_pair(AF_INET, optin, &c, &s));   /* the peer ends before its switch */
+    note_result("s-shut-rd", shutdown(s, SHUT_RD));
+    close(c);
+    sleep_ms(50);
+    note_result("s-write", send(s, buf, 245, MSG_NOSIGNAL));
+    sleep_ms(50);
+    note_result("s-read", read(s, buf, sizeof buf));
+    note_readiness("s", s);
+    note_error("s-so-error", s);
+    case_end(s, -1, out, size);
+}
+
 int main(void)
 {
     alarm(60);
@@ -413,5 +434,6 @@ int main(void)
     differ += transcripts_of("peek_all_after_shut_rd", peek_all_after_shut_rd);
     differ += transcripts_of("both_shut_then_linger0_close", both_shut_then_linger0_close);
     differ += transcripts_of("zero_length_file", zero_length_file);
+    differ += transcripts_of("fin_then_reset_after_shut_rd", fin_then_reset_after_shut_rd);
     return differ ? 1 : 0;
 }
