@@ -263,9 +263,23 @@ LF_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
     return r;
 }
 
+/* readv() and writev() of no bytes say the kernel's 0 whatever the
+ * socket's state (vfs_readv and vfs_writev stop before it), and a count
+ * it refuses its EINVAL: taken for recvmsg() and sendmsg(), ours said
+ * EAGAIN, EPIPE or a reset. */
+static int iov_kernels(const struct iovec *iov, int n)
+{
+    if (n < 0 || n > IOV_MAX)
+        return 1;
+    for (int i = 0; i < n; i++)
+        if (iov[i].iov_len)
+            return 0;
+    return 1;
+}
+
 LF_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 {
-    struct lf_sock *s = ours_for_call(fd);
+    struct lf_sock *s = iov_kernels(iov, iovcnt) ? NULL : ours_for_call(fd);
     if (!s)
         return libc.readv(fd, iov, iovcnt);
     struct msghdr m = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt };
@@ -276,7 +290,7 @@ LF_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 
 LF_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 {
-    struct lf_sock *s = ours_for_call(fd);
+    struct lf_sock *s = iov_kernels(iov, iovcnt) ? NULL : ours_for_call(fd);
     if (!s)
         return libc.writev(fd, iov, iovcnt);
     struct msghdr m = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt };

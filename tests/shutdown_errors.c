@@ -56,7 +56,11 @@
  * - `fin_then_reset_after_shut_rd`: after our SHUT_RD, the peer's close
  *   (a FIN) and the reset our later bytes bring: a read says EOF, the FIN
  *   before the error, which poll and SO_ERROR still tell (EPIPE); ours
- *   said EPIPE. */
+ *   said EPIPE;
+ * - `zero_length_vectors`: readv() and writev() of no bytes say 0 in any
+ *   state, as the kernel's, which stops before the socket (ours, taking
+ *   them for recvmsg and sendmsg, said EAGAIN, EPIPE, ECONNRESET). */
+#include <sys/uio.h>
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <fcntl.h>
@@ -414,6 +418,28 @@ static void fin_then_reset_after_shut_rd(int optin, char *out, size_t size)
     case_end(s, -1, out, size);
 }
 
+static void zero_length_vectors(int optin, char *out, size_t size)
+{
+    transcript[0] = 0;
+    int c, s;
+    static char buf[1024];
+    struct iovec none = { buf, 0 };
+    fast_pair(AF_INET, optin, &c, &s);
+    CHECK(fcntl(c, F_SETFL, O_NONBLOCK) == 0, "O_NONBLOCK");
+    note_result("c-readv0", readv(c, &none, 1));
+    note_result("c-write", write(c, buf, 100));
+    note_result("c-shut-wr", shutdown(c, SHUT_WR));
+    note_result("c-writev0", writev(c, &none, 1));
+    sleep_ms(20);
+    close(s);   /* its bytes unread: a reset */
+    sleep_ms(50);
+    note_result("c-readv0", readv(c, &none, 1));
+    note_result("c-writev0", writev(c, &none, 1));
+    note(" sigpipe:%d", (int)pipes);
+    pipes = 0;
+    case_end(c, -1, out, size);
+}
+
 int main(void)
 {
     alarm(60);
@@ -435,5 +461,6 @@ int main(void)
     differ += transcripts_of("both_shut_then_linger0_close", both_shut_then_linger0_close);
     differ += transcripts_of("zero_length_file", zero_length_file);
     differ += transcripts_of("fin_then_reset_after_shut_rd", fin_then_reset_after_shut_rd);
+    differ += transcripts_of("zero_length_vectors", zero_length_vectors);
     return differ ? 1 : 0;
 }
