@@ -136,6 +136,7 @@ struct ep_set {
     unsigned pokes_seen;         /* epoll_pokes when its idle records were last woken */
     unsigned looks;              /* looks at the active list that did not sleep (collect_locked) */
     int shared;                  /* it existed at a fork(): the child's waits may take its events */
+    pid_t maker;                 /* the process that made it */
 };
 
 static size_t ptr_hash(uintptr_t p, size_t cap)
@@ -847,6 +848,7 @@ static struct ep_set *find_set(int epfd, int create)
     struct ep_set *e = calloc(1, sizeof *e);
     if (e) {
         e->epfd = epfd;
+        e->maker = lf_pid;
         e->epoch = __atomic_load_n(&kind_epoch, __ATOMIC_SEQ_CST);
         e->active.prev = e->active.next = &e->active;
         e->pokes_seen = __atomic_load_n(&epoll_pokes, __ATOMIC_SEQ_CST);
@@ -1079,6 +1081,16 @@ int epoll_knows_fd(int fd)
     return known;
 }
 
+/* A set shared since fork() stays its maker's: a number another process
+ * closes leaves the kernel's entries, as the kernel keeps a registration
+ * while the file is open in the maker (a forked child's close took the
+ * parent's socket out of the set, and the parent's epoll_wait missed its
+ * events). */
+static int set_ours(const struct ep_set *e)
+{
+    return !e->shared || e->maker == lf_pid;
+}
+
 void epoll_forget_fd(int fd)
 {
     if (!__atomic_load_n(&sets, __ATOMIC_ACQUIRE))
@@ -1092,7 +1104,7 @@ void epoll_forget_fd(int fd)
     for (struct ep_set *e = sets; e; e = e->next) {
         struct ep_reg **p = find_reg(e, fd);
         if (*p)
-            record_free(e, p, 1);
+            record_free(e, p, set_ours(e));
     }
     /* An epoll descriptor being closed takes its registrations along. */
     for (struct ep_set **p = &sets; *p;) {
