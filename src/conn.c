@@ -2153,8 +2153,12 @@ static short poll_in(struct lf_conn *c, int fd, short tev, size_t lowat)
     if (load32(&me->rx_state) != RX_RING) {
         if (rx_tcp_readable(c, tev))
             return POLLIN;   /* pre-switch data, or EOF */
+        /* below SO_RCVLOWAT: readable once the peer ended on its ring, as
+         * the kernel's after a FIN (a read takes them, then EOF) */
         if (!conn_rx_settled(c))
-            return split_bytes_reach(c, fd, lowat) ? POLLIN : 0;
+            return split_bytes_reach(c, fd, lowat) || (peer_tx(c) == TX_RING && peer_ended(c))
+                       ? POLLIN
+                       : 0;
         dead = 0;            /* all TCP bytes consumed: the ring decides */
     }
     ssize_t n = ring_readable(&c->rx);   /* -1, corrupt: a read finds it */
