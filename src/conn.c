@@ -800,8 +800,11 @@ static ssize_t rx_step(struct lf_conn *c, int fd, struct msghdr *msg, int flags)
         ssize_t r = rx_tcp(c, fd, msg, flags);
         if (r > 0)
             r = rx_tcp_then_ring(c, msg, r, peek);
+        /* a zero-length read's 0 is TCP's answer, bytes there or not: no
+         * end (taken for the peer's FIN, it broke the connection:
+         * ECONNRESET, then POLLHUP and CLOSE_WAIT with bytes unread) */
         if (r == 0 && !iov_total(msg->msg_iov, msg->msg_iovlen))
-            return 0;   /* a zero-length read's 0 is no FIN (a phantom POLLRDHUP: seed 371) */
+            return 0;
         if (r != RX_SWITCHED)
             return r == 0 ? rx_end(c, fd) : kernel_reset_told(c, r);
     }

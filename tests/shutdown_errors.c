@@ -59,7 +59,10 @@
  *   said EPIPE;
  * - `zero_length_vectors`: readv() and writev() of no bytes say 0 in any
  *   state, as the kernel's, which stops before the socket (ours, taking
- *   them for recvmsg and sendmsg, said EAGAIN, EPIPE, ECONNRESET). */
+ *   them for recvmsg and sendmsg, said EAGAIN, EPIPE, ECONNRESET);
+ * - `zero_length_split`: a zero-length recv() while the peer's bytes from
+ *   before its switch are unread on TCP says 0 (ours took TCP's 0 for the
+ *   peer's FIN: ECONNRESET, and the connection was broken). */
 #include <sys/uio.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -440,6 +443,34 @@ static void zero_length_vectors(int optin, char *out, size_t size)
     case_end(c, -1, out, size);
 }
 
+static void zero_length_split(int optin, char *out, size_t size)
+{
+    transcript[0] = 0;
+    int c, s;
+    static char buf[16384];
+    close(accepted_pair(AF_INET, optin, &c, &s));
+    note_result("s-write", write(s, buf, 1132));   /* on TCP, before the switch */
+    sleep_ms(20);
+    note_readiness("c", c);   /* the client takes the answer */
+    sleep_ms(20);
+    note_readiness("s", s);   /* and the server switches */
+    note_result("c-send", send(c, buf, 5, MSG_DONTWAIT));
+    sleep_ms(20);
+    note_readiness("s", s);
+    note_result("s-write", write(s, buf, 15634));
+    sleep_ms(20);
+    CHECK(!optin || (loopfast_fd_is_fast(c) == 1 && loopfast_fd_is_fast(s) == 1), "not switched");
+    note_result("c-recv0-trunc", recv(c, NULL, 0, MSG_DONTWAIT | MSG_TRUNC));
+    note_result("c-recv0", recv(c, buf, 0, MSG_DONTWAIT));
+    note_readiness("c", c);
+    ssize_t n, got = 0;
+    while ((n = recv(c, buf, sizeof buf, MSG_DONTWAIT)) > 0)
+        got += n;
+    note(" c-got:%zd", got);
+    note_result("c-recv", n);
+    case_end(c, s, out, size);
+}
+
 int main(void)
 {
     alarm(60);
@@ -462,5 +493,6 @@ int main(void)
     differ += transcripts_of("zero_length_file", zero_length_file);
     differ += transcripts_of("fin_then_reset_after_shut_rd", fin_then_reset_after_shut_rd);
     differ += transcripts_of("zero_length_vectors", zero_length_vectors);
+    differ += transcripts_of("zero_length_split", zero_length_split);
     return differ ? 1 : 0;
 }
