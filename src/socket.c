@@ -199,10 +199,8 @@ uint64_t sock_call_deadline(const struct lf_sock *s, uint64_t own)
 
 /* After the first piece of a blocking MSG_WAITALL read, begun at started:
  * its deadline, 0 when none. */
-static uint64_t recv_all_deadline(struct lf_sock *s, int fd, int flags, uint64_t started)
+static uint64_t recv_all_deadline(struct lf_sock *s, int fd, uint64_t started)
 {
-    if ((flags & MSG_DONTWAIT) || sock_nonblocking(s, fd))
-        return 0;
     int timeout = sock_timeout(s, fd, SO_RCVTIMEO);
     return timeout < 0 ? 0 : started + (uint64_t)timeout * 1000000;
 }
@@ -221,9 +219,17 @@ static ssize_t recv_all(struct lf_sock *s, int fd, struct msghdr *msg, int flags
             keep_for_later(s, r);
         if (r <= 0)
             break;
-        if (!done && (size_t)r < want)
-            call_deadline = (struct call_deadline){ s, recv_all_deadline(s, fd, flags, started) };
         done += (size_t)r;
+        if (done == (size_t)r && done < want) {
+            /* One that must not wait takes what one piece finds (TCP's
+             * bytes and the ring's), as the kernel's takes what is queued:
+             * a second piece met the error after them and took it, kept in
+             * this process alone (a forked child's read lost the reset for
+             * its parent: no POLLERR, SO_ERROR 0). */
+            if ((flags & MSG_DONTWAIT) || sock_nonblocking(s, fd))
+                break;
+            call_deadline = (struct call_deadline){ s, recv_all_deadline(s, fd, started) };
+        }
     }
     call_deadline = outer;
     return done ? (ssize_t)done : r;

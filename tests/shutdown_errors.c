@@ -62,7 +62,13 @@
  *   them for recvmsg and sendmsg, said EAGAIN, EPIPE, ECONNRESET);
  * - `zero_length_split`: a zero-length recv() while the peer's bytes from
  *   before its switch are unread on TCP says 0 (ours took TCP's 0 for the
- *   peer's FIN: ECONNRESET, and the connection was broken). */
+ *   peer's FIN: ECONNRESET, and the connection was broken);
+ * - `child_reads_before_reset`: a forked child's non-blocking MSG_WAITALL
+ *   read takes the bytes a peer sent before its reset and leaves the reset
+ *   on the socket, for the parent's poll and SO_ERROR (ours took it in a
+ *   second read and kept it in the child, which exited); before and after
+ *   the switch. */
+#include <sys/wait.h>
 #include <sys/uio.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -471,6 +477,40 @@ static void zero_length_split(int optin, char *out, size_t size)
     case_end(c, s, out, size);
 }
 
+static void child_reads_before_reset(int optin, int switched, char *out, size_t size)
+{
+    transcript[0] = 0;
+    int c, s;
+    static char buf[16384];
+    if (switched)
+        fast_pair(AF_INET, optin, &c, &s);
+    else
+        close(accepted_pair(AF_INET, optin, &c, &s));
+    note_result("c-write", write(c, buf, 1382));
+    struct linger now = { 1, 0 };
+    CHECK(setsockopt(c, SOL_SOCKET, SO_LINGER, &now, sizeof now) == 0, "SO_LINGER");
+    close(c);
+    sleep_ms(50);
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork");
+    if (pid == 0)
+        _exit(recv(s, buf, sizeof buf, MSG_DONTWAIT | MSG_WAITALL) == 1382 ? 0 : 1);
+    note(" child:%d", child_status(pid));
+    note_readiness("s", s);
+    note_error("s-so-error", s);
+    case_end(s, -1, out, size);
+}
+
+static void child_reads_before_switch(int optin, char *out, size_t size)
+{
+    child_reads_before_reset(optin, 0, out, size);
+}
+
+static void child_reads_after_switch(int optin, char *out, size_t size)
+{
+    child_reads_before_reset(optin, 1, out, size);
+}
+
 int main(void)
 {
     alarm(60);
@@ -494,5 +534,7 @@ int main(void)
     differ += transcripts_of("fin_then_reset_after_shut_rd", fin_then_reset_after_shut_rd);
     differ += transcripts_of("zero_length_vectors", zero_length_vectors);
     differ += transcripts_of("zero_length_split", zero_length_split);
+    differ += transcripts_of("child_reads_before_switch", child_reads_before_switch);
+    differ += transcripts_of("child_reads_after_switch", child_reads_after_switch);
     return differ ? 1 : 0;
 }
