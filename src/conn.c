@@ -1054,8 +1054,10 @@ ssize_t conn_recv(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
         int below_mark = rx_short(c, target);
         r = c->broken ? -ECONNRESET : below_mark ? -EAGAIN : rx_step(c, fd, msg, flags);
         /* after our SHUT_RD bytes still come; none: EOF, never a wait; and
-         * once refused, the kernel's reset before any EOF, as its read says */
-        if ((r == -EAGAIN || r == 0) && conn_shut_rd(c))
+         * once refused, the kernel's reset before any EOF, as its read says
+         * (a zero-length read's 0 found bytes, or TCP's end: its answer) */
+        if ((r == -EAGAIN || (r == 0 && iov_total(msg->msg_iov, msg->msg_iovlen))) &&
+            conn_shut_rd(c))
             r = rx_shut_end(c, fd);
         if (r != -EAGAIN)
             break;

@@ -67,7 +67,10 @@
  *   read takes the bytes a peer sent before its reset and leaves the reset
  *   on the socket, for the parent's poll and SO_ERROR (ours took it in a
  *   second read and kept it in the child, which exited); before and after
- *   the switch. */
+ *   the switch;
+ * - `zero_length_refused`: after our shutdown of both ways and the reset
+ *   the peer's later bytes bring, a zero-length read with bytes unread
+ *   says 0 and leaves the reset (ours took it: ECONNRESET, no POLLERR). */
 #include <sys/wait.h>
 #include <sys/uio.h>
 #include <netinet/tcp.h>
@@ -511,6 +514,23 @@ static void child_reads_after_switch(int optin, char *out, size_t size)
     child_reads_before_reset(optin, 1, out, size);
 }
 
+static void zero_length_refused(int optin, char *out, size_t size)
+{
+    transcript[0] = 0;
+    int c, s;
+    static char buf[1024];
+    fast_pair(AF_INET, optin, &c, &s);
+    note_result("s-write", write(s, buf, 625));
+    note_result("c-shut-rdwr", shutdown(c, SHUT_RDWR));
+    sleep_ms(20);
+    note_result("s-send", send(s, buf, 268, MSG_DONTWAIT | MSG_NOSIGNAL));
+    sleep_ms(50);
+    note_result("c-recv0", recv(c, buf, 0, MSG_DONTWAIT));
+    note_readiness("c", c);
+    note_error("c-so-error", c);
+    case_end(c, s, out, size);
+}
+
 int main(void)
 {
     alarm(60);
@@ -536,5 +556,6 @@ int main(void)
     differ += transcripts_of("zero_length_split", zero_length_split);
     differ += transcripts_of("child_reads_before_switch", child_reads_before_switch);
     differ += transcripts_of("child_reads_after_switch", child_reads_after_switch);
+    differ += transcripts_of("zero_length_refused", zero_length_refused);
     return differ ? 1 : 0;
 }
