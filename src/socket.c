@@ -208,6 +208,8 @@ static uint64_t recv_all_deadline(struct lf_sock *s, int fd, uint64_t started)
 static ssize_t recv_all(struct lf_sock *s, int fd, struct msghdr *msg, int flags)
 {
     size_t want = msg_len(msg), done = 0;
+    if (!want)   /* the kernel's wants one byte then too: EAGAIN, an error, or 0 */
+        return recv_once(s, fd, msg, flags & ~MSG_WAITALL);
     uint64_t started = monotonic_ns();
     struct call_deadline outer = call_deadline;   /* a signal handler's call, then its own */
     ssize_t r = 0;

@@ -70,7 +70,10 @@
  *   the switch;
  * - `zero_length_refused`: after our shutdown of both ways and the reset
  *   the peer's later bytes bring, a zero-length read with bytes unread
- *   says 0 and leaves the reset (ours took it: ECONNRESET, no POLLERR). */
+ *   says 0 and leaves the reset (ours took it: ECONNRESET, no POLLERR);
+ * - `zero_length_waitall`: recv(fd, buf, 0, MSG_DONTWAIT|MSG_WAITALL) with
+ *   nothing there says EAGAIN, as without MSG_WAITALL (ours said 0), before
+ *   and after the switch. */
 #include <sys/wait.h>
 #include <sys/uio.h>
 #include <netinet/tcp.h>
@@ -531,6 +534,20 @@ static void zero_length_refused(int optin, char *out, size_t size)
     case_end(c, s, out, size);
 }
 
+static void zero_length_waitall(int optin, char *out, size_t size)
+{
+    transcript[0] = 0;
+    int c, s;
+    char buf[16];
+    close(accepted_pair(AF_INET, optin, &c, &s));
+    note_result("c-recv0-waitall", recv(c, buf, 0, MSG_DONTWAIT | MSG_WAITALL));
+    note_result("c-recv0-waitall-trunc", recv(c, NULL, 0, MSG_DONTWAIT | MSG_WAITALL | MSG_TRUNC));
+    case_end(c, s, out, size);
+    fast_pair(AF_INET, optin, &c, &s);
+    note_result("c-recv0-waitall", recv(c, buf, 0, MSG_DONTWAIT | MSG_WAITALL));
+    case_end(c, s, out, size);
+}
+
 int main(void)
 {
     alarm(60);
@@ -557,5 +574,6 @@ int main(void)
     differ += transcripts_of("child_reads_before_switch", child_reads_before_switch);
     differ += transcripts_of("child_reads_after_switch", child_reads_after_switch);
     differ += transcripts_of("zero_length_refused", zero_length_refused);
+    differ += transcripts_of("zero_length_waitall", zero_length_waitall);
     return differ ? 1 : 0;
 }
