@@ -132,6 +132,10 @@ static inline __attribute__((always_inline)) ssize_t send_on(struct lf_sock *s, 
 
 LF_EXPORT ssize_t read(int fd, void *buf, size_t len)
 {
+    /* no bytes: the kernel's 0 in any state (sock_read_iter); as recv()'s,
+     * ours waited for the peer's bytes, for good when none came */
+    if (__builtin_expect(!len, 0))
+        return libc.read(fd, buf, 0);
     ssize_t q = quick_call(fd, buf, len, 0, 0);
     if (q != CONN_DECLINED)
         return q;

@@ -73,7 +73,11 @@
  *   says 0 and leaves the reset (ours took it: ECONNRESET, no POLLERR);
  * - `zero_length_waitall`: recv(fd, buf, 0, MSG_DONTWAIT|MSG_WAITALL) with
  *   nothing there says EAGAIN, as without MSG_WAITALL (ours said 0), before
- *   and after the switch. */
+ *   and after the switch;
+ * - `zero_length_read`: read(fd, buf, 0) says 0 in any state, as the
+ *   kernel's (sock_read_iter): blocking with nothing there (ours waited
+ *   for the peer's bytes, for good), non-blocking (ours: EAGAIN), after a
+ *   reset (ours: ECONNRESET). */
 #include <sys/wait.h>
 #include <sys/uio.h>
 #include <netinet/tcp.h>
@@ -548,6 +552,26 @@ static void zero_length_waitall(int optin, char *out, size_t size)
     case_end(c, s, out, size);
 }
 
+static void zero_length_read(int optin, char *out, size_t size)
+{
+    transcript[0] = 0;
+    int c, s;
+    static char buf[1024];
+    fast_pair(AF_INET, optin, &c, &s);
+    alarm(5);   /* a read that waits for ever ends the test */
+    note_result("c-read0", read(c, buf, 0));
+    alarm(60);
+    CHECK(fcntl(c, F_SETFL, O_NONBLOCK) == 0, "O_NONBLOCK");
+    note_result("c-read0-nb", read(c, buf, 0));
+    note_result("c-write", write(c, buf, 100));   /* unread: s's close resets */
+    sleep_ms(20);
+    close(s);
+    sleep_ms(50);
+    note_result("c-read0", read(c, buf, 0));
+    note_error("c-so-error", c);
+    case_end(c, -1, out, size);
+}
+
 int main(void)
 {
     alarm(60);
@@ -575,5 +599,6 @@ int main(void)
     differ += transcripts_of("child_reads_after_switch", child_reads_after_switch);
     differ += transcripts_of("zero_length_refused", zero_length_refused);
     differ += transcripts_of("zero_length_waitall", zero_length_waitall);
+    differ += transcripts_of("zero_length_read", zero_length_read);
     return differ ? 1 : 0;
 }
