@@ -1387,10 +1387,15 @@ static ssize_t tx_nothing(struct lf_conn *c, int fd, const struct msghdr *msg, i
 {
     if (c->broken)
         return -ECONNRESET;
-    if (peer_left(c, fd, tcp_events(c, fd, 0)))
-        return msg ? tx_gone(c, fd, msg, flags) : CONN_DECLINED;
+    /* (the peer's end looked at first: a reset it owes is recorded then)
+     * our own shutdown before the peer's end, as tcp_sendmsg looks at its
+     * error, then at SEND_SHUTDOWN: our TCP socket, its FIN on the ring,
+     * took the send of nothing once the peer had gone (0, no EPIPE) */
+    int gone = peer_left(c, fd, tcp_events(c, fd, 0));
     if (load32(&my_side(c)->shut_wr))
         return tx_after_shutdown(c, fd, flags);
+    if (gone)
+        return msg ? tx_gone(c, fd, msg, flags) : CONN_DECLINED;
     return 0;
 }
 

@@ -77,7 +77,10 @@
  * - `zero_length_read`: read(fd, buf, 0) says 0 in any state, as the
  *   kernel's (sock_read_iter): blocking with nothing there (ours waited
  *   for the peer's bytes, for good), non-blocking (ours: EAGAIN), after a
- *   reset (ours: ECONNRESET). */
+ *   reset (ours: ECONNRESET);
+ * - `zero_length_send_gone`: a send of nothing after our shutdown says
+ *   EPIPE once the peer has gone too, as the kernel's (SEND_SHUTDOWN);
+ *   ours sent it on our TCP socket, whose FIN was on the ring: 0. */
 #include <sys/wait.h>
 #include <sys/uio.h>
 #include <netinet/tcp.h>
@@ -572,6 +575,23 @@ static void zero_length_read(int optin, char *out, size_t size)
     case_end(c, -1, out, size);
 }
 
+static void zero_length_send_gone(int optin, char *out, size_t size)
+{
+    transcript[0] = 0;
+    int c, s;
+    char buf[16];
+    fast_pair(AF_INET, optin, &c, &s);
+    note_result("c-shut-wr", shutdown(c, SHUT_WR));
+    sleep_ms(20);
+    note_result("s-shut-rdwr", shutdown(s, SHUT_RDWR));
+    sleep_ms(50);
+    note_result("c-send0", send(c, buf, 0, MSG_NOSIGNAL));
+    note_result("c-write0", write(c, buf, 0));
+    note(" sigpipe:%d", (int)pipes);
+    pipes = 0;
+    case_end(c, s, out, size);
+}
+
 int main(void)
 {
     alarm(60);
@@ -600,5 +620,6 @@ int main(void)
     differ += transcripts_of("zero_length_refused", zero_length_refused);
     differ += transcripts_of("zero_length_waitall", zero_length_waitall);
     differ += transcripts_of("zero_length_read", zero_length_read);
+    differ += transcripts_of("zero_length_send_gone", zero_length_send_gone);
     return differ ? 1 : 0;
 }
