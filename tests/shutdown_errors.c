@@ -80,7 +80,11 @@
  *   reset (ours: ECONNRESET);
  * - `zero_length_send_gone`: a send of nothing after our shutdown says
  *   EPIPE once the peer has gone too, as the kernel's (SEND_SHUTDOWN);
- *   ours sent it on our TCP socket, whose FIN was on the ring: 0. */
+ *   ours sent it on our TCP socket, whose FIN was on the ring: 0;
+ * - `rdhup_before_read`: a client that switched before its server (its
+ *   first bytes on TCP, unread) shuts its writing down: the server's poll
+ *   says POLLRDHUP at once, as the kernel's FIN behind unread bytes (ours
+ *   waited for the read). */
 #include <sys/wait.h>
 #include <sys/uio.h>
 #include <netinet/tcp.h>
@@ -592,6 +596,24 @@ static void zero_length_send_gone(int optin, char *out, size_t size)
     case_end(c, s, out, size);
 }
 
+static void rdhup_before_read(int optin, char *out, size_t size)
+{
+    transcript[0] = 0;
+    int c, s;
+    static char buf[4096];
+    close(accepted_pair(AF_INET, optin, &c, &s));
+    note_result("c-send", send(c, buf, 2610, MSG_DONTWAIT));
+    note_result("s-write", write(s, "sixsix", 6));
+    sleep_ms(50);
+    note_readiness("s", s);
+    note_result("c-shut-wr", shutdown(c, SHUT_WR));
+    sleep_ms(50);
+    note_readiness("s", s);
+    note_result("s-recv", recv(s, buf, sizeof buf, 0));
+    note_readiness("s", s);
+    case_end(c, s, out, size);
+}
+
 int main(void)
 {
     alarm(60);
@@ -621,5 +643,6 @@ int main(void)
     differ += transcripts_of("zero_length_waitall", zero_length_waitall);
     differ += transcripts_of("zero_length_read", zero_length_read);
     differ += transcripts_of("zero_length_send_gone", zero_length_send_gone);
+    differ += transcripts_of("rdhup_before_read", rdhup_before_read);
     return differ ? 1 : 0;
 }
