@@ -312,7 +312,7 @@ static inline void lf_unlock(pthread_mutex_t *m)
 
 /* ---- shm.c: the per-connection shared memory ---- */
 #define LF_MAGIC   0x6c6f6f70u   /* "loop" */
-#define LF_VERSION 16u   /* 3: slots of a region per pair of processes (link.c); 4: one doorbell an end;
+#define LF_VERSION 17u   /* 3: slots of a region per pair of processes (link.c); 4: one doorbell an end;
                          * 5: one doorbell an end per region, news bits; 6: the region's channel;
                          * 7: requests in the region (request.c); 8: the server's verdicts
                          * in the region, under its key (verdict.c), and holder pids;
@@ -321,7 +321,8 @@ static inline void lf_unlock(pthread_mutex_t *m)
                          * by name (RING_ARM_NAMED, the rings' name words); 13: the
                          * rings' origin (base); 14: the origin before it (base_before);
                          * 15: the server's `used`; 16: a direction back on TCP
-                         * (tx_state TX_BACK, rx_state RX_BACK) */
+                         * (tx_state TX_BACK, rx_state RX_BACK); 17: a ring's head
+                         * alone on its line */
 #define LF_HEADER_SIZE 4096u
 
 enum { LF_CLIENT = 0, LF_SERVER = 1 };

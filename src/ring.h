@@ -29,10 +29,14 @@
 #define RING_MAX_SIZE (64u << 20)
 
 /* The shared part: each word on its own cache line, so that the writer's
- * stores do not bounce the reader's line and back. */
+ * stores do not bounce the reader's line and back.  `head` is alone on its
+ * line: the writer's next load there waited for the line its last store
+ * was still taking back from the spinning reader (half of a 64 B writer's
+ * samples were its loads of `base`), where the words below, changed
+ * seldom, stay in both caches. */
 struct ring_ctl {
     _Alignas(64) uint64_t head;      /* bytes ever written: the writer's */
-    uint64_t base;                   /* the index at the ring's start: the writer's */
+    _Alignas(64) uint64_t base;      /* the index at the ring's start: the writer's */
     uint64_t punches;                /* the writer's trims (its pages unmapped): the writer's */
     /* Where bytes below base_from are (a paced writer's new start: ring.c,
      * the places), all the writer's, changed under the count `places` (odd

@@ -168,7 +168,7 @@ writer_room(struct ring *r, uint64_t head, uint64_t tail, uint64_t *base, uint64
 /* The writer gave pages back since we mapped them: map them again. */
 static inline __attribute__((always_inline)) void punches_look(struct ring *r)
 {
-    uint64_t punches = __atomic_load_n(&r->ctl->punches, __ATOMIC_RELAXED);   /* head's line */
+    uint64_t punches = __atomic_load_n(&r->ctl->punches, __ATOMIC_RELAXED);   /* base's line */
     if (__builtin_expect(punches != r->punches_seen, 0)) {
         r->punches_seen = punches;
         r->populated[0] = 0;
