@@ -142,11 +142,8 @@ static int machine_crowded(uint64_t now)
         return __atomic_load_n(&crowded, __ATOMIC_RELAXED);
     char buf[128];
     int running = 0;
-    /* one more tolerated on two cores or more: a kernel thread runnable
-     * most of the time (kdamond) stopped every spin (design 6) */
-    int cpus = crowd_cpus();
     int over = read_small_file("/proc/loadavg", buf, sizeof buf) > 0 &&
-               sscanf(buf, "%*s %*s %*s %d/", &running) == 1 && running > cpus + (cpus > 1);
+               sscanf(buf, "%*s %*s %*s %d/", &running) == 1 && running > crowd_cpus();
     /* one thread at a time here (the exchange above): over_before is its */
     int verdict = over && __atomic_load_n(&over_before, __ATOMIC_RELAXED);
     __atomic_store_n(&over_before, over, __ATOMIC_RELAXED);
