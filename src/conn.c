@@ -1892,7 +1892,8 @@ int conn_closed(struct lf_conn *c, int fd)
 /* A server end shut both ways before its client took the answer stays
  * the kernel's: nothing more moves on it, and the kernel resets the
  * client's later bytes, which a switch would put on the ring (fuzzer seed
- * 649; a client gives up so too: pending_shutdown). */
+ * 649; a client so shut refuses the server's bytes at its switch:
+ * handshake.c, become_fast). */
 static void plain_if_both_shut(struct lf_sock *s, struct lf_conn *c, int how)
 {
     if ((how == SHUT_WR && !conn_shut_rd(c)) || (how == SHUT_RD && !load32(&my_side(c)->shut_wr)))
