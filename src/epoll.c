@@ -1693,10 +1693,12 @@ static int lf_epoll_wait(int epfd, struct epoll_event *out, int max, int timeout
             uint64_t now = monotonic_ns();
             if (kernel_look_due_at(now) && (n = kernel_wait(epfd, out, 0, max, 0, NULL)))
                 return spin_found(), n;
-            if (now >= end)
+            if (spin_over(&end, now))
                 break;
         }
     }
+    if (end == SPIN_OPEN)   /* left before its first clock reading: the wait's start */
+        spin_over(&end, monotonic_ns());
     wait_scoring = WAIT_SCORING;
     n = sleep_for_events(epfd, out, max, timeout, mask, &call);
     wait_scoring = 0;

@@ -242,7 +242,7 @@ static int spin(struct poll_set *ps)
         if ((i & 63) == 0) {
             if (kernel_poll(ps, 0, NULL) > 0 && evaluate(ps, 1) > 0)
                 return spin_found(), 1;
-            if (monotonic_ns() >= end)
+            if (spin_over(&end, monotonic_ns()))
                 return 0;
         }
     }

@@ -218,16 +218,25 @@ static void spin_score_add(int paid)
 uint64_t spin_deadline(struct lf_conn *c)
 {
     wait_began = 0;
-    if (!lf_config.spin_us)
+    if (!lf_config.spin_us || machine_crowded(coarse_ns()) || cpu_shared(c))
         return 0;
-    uint64_t now = monotonic_ns();
-    if (machine_crowded(now) || cpu_shared(c))
-        return 0;
-    wait_began = now;
     wait_conn = c;
-    if (spin_score * 3 < SPIN_SCORE_MAX)
+    if (spin_score * 3 < SPIN_SCORE_MAX) {
+        wait_began = monotonic_ns();   /* a sleep follows: the clock costs nothing */
         return 0;
-    return now + (uint64_t)lf_config.spin_us * 1000;
+    }
+    wait_began = SPIN_OPEN;
+    return SPIN_OPEN;
+}
+
+int spin_over(uint64_t *end, uint64_t now)
+{
+    if (*end != SPIN_OPEN)
+        return now >= *end;
+    *end = now + (uint64_t)lf_config.spin_us * 1000;
+    if (wait_began == SPIN_OPEN)
+        wait_began = now;
+    return 0;
 }
 
 void spin_found(void)
@@ -242,8 +251,8 @@ void spin_waited(struct lf_conn *c, int slept)
     uint64_t began = wait_began, now = monotonic_ns();
     if (slept)
         __atomic_store_n(&my_stats(c)->got_up_ns, now, __ATOMIC_RELAXED);
-    if (!began || (wait_conn && wait_conn != c))
-        return;
+    if (!began || began > now || (wait_conn && wait_conn != c))
+        return;   /* (began > now: a spin's start never read, SPIN_OPEN) */
     wait_began = 0;
     const struct lf_stats *peer = &c->sh->stats[!c->me];   /* its clock readings: checked */
     uint64_t sent = __atomic_load_n(&peer->woke_peer_ns, __ATOMIC_RELAXED);
@@ -275,16 +284,15 @@ static int spin(struct lf_conn *c, int for_write, size_t rx_want)
     const uint64_t *head = &c->rx.ctl->head, *tail = &c->rx.ctl->tail;
     uint64_t read_to = __atomic_load_n(tail, __ATOMIC_RELAXED);
     for (unsigned i = 0;; i++) {
-        /* bytes for a reader that wants any: has_news would say so too */
-        if (!for_write && rx_want <= 1 && __atomic_load_n(head, __ATOMIC_RELAXED) != read_to)
+        int moved = !for_write && __atomic_load_n(head, __ATOMIC_RELAXED) != read_to;
+        if (moved && rx_want <= 1)   /* bytes for a reader that wants any: has_news would say so */
             return spin_found(), 1;
-        if ((for_write || i % SPIN_FULL_LOOK == SPIN_FULL_LOOK - 1 ||
-             __atomic_load_n(head, __ATOMIC_RELAXED) != read_to) &&
+        if ((for_write || moved || i % SPIN_FULL_LOOK == SPIN_FULL_LOOK - 1) &&
             has_news(c, for_write, rx_want))
             return spin_found(), 1;
         cpu_relax();
         read_to = __atomic_load_n(tail, __ATOMIC_RELAXED);
-        if ((i & 15) == 15 && monotonic_ns() >= end)
+        if ((i & 15) == 15 && spin_over(&end, monotonic_ns()))
             return 0;
     }
 }
