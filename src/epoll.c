@@ -88,6 +88,7 @@ struct ep_reg {
     struct ep_reg *idle_prev, *idle_next;   /* that list (idle_conn->ep_idle_regs) */
     struct ep_reg *just_idled;   /* arm_active's list of records it made idle */
     int ghost;                   /* deleted by the program, kept in the kernel's set (ctl_inner) */
+    int orphan;                  /* its number closed, its file open: out of by_fd (orphan_keep) */
     unsigned ready_look;         /* the set's look that last found it ready (collect) */
     int asked;                   /* its last look asked TCP (a system call: reg_ready) */
     int costly;                  /* and found it not ready, free to go idle (collect) */
@@ -136,6 +137,7 @@ struct ep_set {
     unsigned pokes_seen;         /* epoll_pokes when its idle records were last woken */
     unsigned looks;              /* looks at the active list that did not sleep (collect_locked) */
     int shared;                  /* it existed at a fork(): the child's waits may take its events */
+    int orphans;                 /* records whose number closed (orphan_keep) */
     pid_t maker;                 /* the process that made it */
 };
 
@@ -561,7 +563,7 @@ static void inner_update(struct ep_reg *r)
 static int inner_get(struct ep_reg *r)
 {
     struct lf_sock *s = r->s;
-    if (sock_kind(s) == LF_FAST && s->spare_inner >= 0) {
+    if (sock_kind(s) == LF_FAST && s->spare_inner >= 0 && s->spare_inner_fd == r->fd) {
         r->inner = s->spare_inner;
         ownfd_moved(r->inner, &r->inner);
         s->spare_inner = -1;
@@ -579,6 +581,7 @@ static void inner_put(struct ep_reg *r)
     struct lf_sock *s = r->s;
     if (r->kind_seen == LF_FAST && sock_kind(s) == LF_FAST && s->spare_inner < 0) {
         s->spare_inner = r->inner;
+        s->spare_inner_fd = r->fd;   /* its TCP entry's number: drain_inner tells by it */
         ownfd_moved(r->inner, &s->spare_inner);
     } else
         ownfd_close(&r->inner);
@@ -719,6 +722,10 @@ static void record_free(struct ep_set *e, struct ep_reg **p, int take_out)
     struct ep_reg *r = *p;
     regs_unlink(e, r);
     reg_set_state(e, r, REG_OFF);
+    if (r->orphan) {
+        r->orphan = 0;
+        e->orphans--;
+    }
     if (r->mode == MODE_INNER) {
         if (take_out)
             libc.epoll_ctl(e->epfd, EPOLL_CTL_DEL, r->inner, NULL);
@@ -800,6 +807,11 @@ static int record_sync(struct ep_set *e, struct ep_reg **p)
 {
     struct ep_reg *r = *p;
     int kind = sock_kind(r->s);
+    if (kind == LF_PLAIN && r->orphan && r->mode == MODE_INNER) {
+        if (r->kind_seen != LF_PLAIN)
+            inner_update(r);   /* the program's events on its TCP entry: no set entry it could name */
+        return 0;
+    }
     if (kind == LF_PLAIN) {
         if (r->mode == MODE_KERNEL)
             record_free(e, p, 0);
@@ -819,7 +831,7 @@ static int record_sync(struct ep_set *e, struct ep_reg **p)
         to_inner(e, r, 1);
     else if (r->mode == MODE_INNER && kind != r->kind_seen)
         inner_update(r);
-    if (r->mode == MODE_INNER && kind == LF_FAST && !r->ghost)
+    if (r->mode == MODE_INNER && kind == LF_FAST && !r->ghost && !r->orphan)
         inner_to_direct(e, r);
     if (kind == LF_FAST && r->state == REG_OFF && !r->disabled && !r->ghost)
         activate(e, r);
@@ -1018,7 +1030,7 @@ void epoll_forget_range(unsigned first, unsigned last)
 {
     int w = __atomic_load_n(&wake_fd, __ATOMIC_ACQUIRE);
     if (w >= 0 && (unsigned)w >= first && (unsigned)w <= last)
-        epoll_forget_fd(w);
+        epoll_forget_fd(w, 1);
     for (;;) {
         int found = -1;
         lf_lock(&ep_lock);
@@ -1028,7 +1040,7 @@ void epoll_forget_range(unsigned first, unsigned last)
         lf_unlock(&ep_lock);
         if (found < 0)
             return;
-        epoll_forget_fd(found);
+        epoll_forget_fd(found, 1);
     }
 }
 
@@ -1091,7 +1103,72 @@ static int set_ours(const struct ep_set *e)
     return !e->shared || e->maker == lf_pid;
 }
 
-void epoll_forget_fd(int fd)
+/* ---- a registration outliving its number ----
+ *
+ * The kernel keys a registration by the open file and the number it was
+ * made with: closing that number while another still names the file (a dup
+ * or dup2 kept) leaves the registration in the set, reported as before,
+ * and nothing the program holds names it any more (epoll(7), Q6).  A
+ * record of ours follows as an orphan: out of by_fd (a ctl on the old
+ * number is the kernel's EBADF or another file's), through an inner epoll
+ * holding the socket under a surviving number (no entry in the set that
+ * the program could name: it may register that number itself), moved to
+ * another survivor when that one closes, and gone with the last, as the
+ * kernel's is with the file.  Only while the closing number still names
+ * the file (its direct entry is taken out of the set by it). */
+static int orphan_move(struct ep_set *e, struct ep_reg *r, int to)
+{
+    if (!r->orphan) {
+        regmap_del(&e->by_fd, r);
+        r->orphan = 1;
+        e->orphans++;
+    }
+    if (r->mode == MODE_INNER) {
+        libc.epoll_ctl(r->inner, EPOLL_CTL_DEL, r->fd, NULL);
+        r->fd = to;
+        inner_update(r);
+        return 0;
+    }
+    uint64_t sig_in = r->sig_in, sig_out = r->sig_out;   /* EPOLLET: no new edge for a close */
+    uint32_t told = r->ends_told;
+    direct_out(e, r, 1, 1);
+    e->inner_regs--;
+    r->fd = to;
+    if (to_inner(e, r, 0) < 0) {
+        r->mode = MODE_KERNEL;   /* no entry left in the set: record_free takes nothing out */
+        return -1;
+    }
+    r->sig_in = sig_in;
+    r->sig_out = sig_out;
+    r->ends_told = told;
+    return 0;
+}
+
+/* Before number fd of r's socket closes: kept as an orphan (1) or not. */
+static int orphan_keep(struct ep_set *e, struct ep_reg *r, int fd, int still_named)
+{
+    if (!still_named || !set_ours(e) || r->ghost ||
+        (r->mode != MODE_INNER && r->mode != MODE_DIRECT))
+        return 0;   /* (MODE_KERNEL: the kernel's own registration goes on by itself) */
+    int to = fdtable_number_of(r->s, fd);
+    return to >= 0 && orphan_move(e, r, to) == 0;
+}
+
+static void forget_in_set(struct ep_set *e, int fd, int still_named)
+{
+    struct ep_reg **p = find_reg(e, fd);
+    if (*p && !orphan_keep(e, *p, fd, still_named))
+        record_free(e, p, set_ours(e));
+    for (p = &e->regs; e->orphans && *p;) {
+        struct ep_reg *r = *p;
+        if (r->orphan && r->fd == fd && !orphan_keep(e, r, fd, still_named))
+            record_free(e, p, set_ours(e));
+        else
+            p = &r->next;
+    }
+}
+
+void epoll_forget_fd(int fd, int still_named)
 {
     if (!__atomic_load_n(&sets, __ATOMIC_ACQUIRE))
         return;
@@ -1101,11 +1178,8 @@ void epoll_forget_fd(int fd)
         for (struct ep_set *e = sets; e; e = e->next)
             e->watching = 0;
     }
-    for (struct ep_set *e = sets; e; e = e->next) {
-        struct ep_reg **p = find_reg(e, fd);
-        if (*p)
-            record_free(e, p, set_ours(e));
-    }
+    for (struct ep_set *e = sets; e; e = e->next)
+        forget_in_set(e, fd, still_named);
     /* An epoll descriptor being closed takes its registrations along. */
     for (struct ep_set **p = &sets; *p;) {
         struct ep_set *e = *p;

@@ -134,6 +134,21 @@ int fdtable_holds(int fd, struct lf_sock *s)
     return slot && slot_load(slot) == s;
 }
 
+int fdtable_number_of(struct lf_sock *s, int other_than)
+{
+    if (__atomic_load_n(&s->refs, __ATOMIC_ACQUIRE) <= 0)
+        return -1;
+    for (int i = 0; i < TOP_SIZE; i++) {
+        struct lf_sock **chunk = __atomic_load_n(&fdtable_top[i], __ATOMIC_ACQUIRE);
+        for (int j = 0; chunk && j < CHUNK_SIZE; j++) {
+            int fd = i << CHUNK_BITS | j;
+            if (fd != other_than && __atomic_load_n(&chunk[j], __ATOMIC_ACQUIRE) == s)
+                return fd;
+        }
+    }
+    return -1;
+}
+
 static void sock_destroy(struct lf_sock *s)
 {
     quick_wait_hazards(s);   /* a quick call on it copies on */
@@ -202,7 +217,7 @@ struct lf_sock *sock_new(int kind)
     s->refs = 0;
     s->kind = kind;
     s->offer_fd = -1;
-    s->spare_inner = -1;
+    s->spare_inner = s->spare_inner_fd = -1;
     for (int i = 0; i < 4; i++)
         s->candidates[i] = -1;
     s->pending_tx = s->pending_rx = 0;

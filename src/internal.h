@@ -800,6 +800,7 @@ struct lf_sock {
     struct lf_sock *next_free;
     unsigned fork_gen;        /* marks the sock once per fork walk */
     int spare_inner;          /* epoll.c: an inner epoll kept for the next ADD */
+    int spare_inner_fd;       /* the number its TCP entry was added under */
     int ep_regs;              /* epoll.c: epoll records of this socket */
     int pollers;              /* poll.c: threads asleep in poll() on it while pending */
     int nonblock_seen;        /* O_NONBLOCK as last seen, -1 unknown (conn.c: must_not_wait) */
@@ -886,6 +887,7 @@ struct lf_sock *fdtable_acquire(int fd);           /* NULL: not ours */
 /* 1: fd is a socket of ours, *s, under this thread's hazard (quick.c); 0: none taken */
 int fdtable_quick_take(int fd, struct lf_sock **s);                /* for one data call; pair with call_end */
 int fdtable_holds(int fd, struct lf_sock *s);         /* fd names s now (no reference) */
+int fdtable_number_of(struct lf_sock *s, int other_than);   /* a number naming s, or -1 (a scan) */
 void sock_put(struct lf_sock *s);
 
 /* fdtable.c's table: FDTABLE_TOP chunks of FDTABLE_CHUNK slots, a chunk
@@ -1274,7 +1276,10 @@ void zerocopy_sent(struct lf_sock *s, int fd, int on_ring);   /* a MSG_ZEROCOPY 
 ssize_t zerocopy_errqueue(struct lf_sock *s, int fd, struct msghdr *msg, int flags);
 
 /* ---- poll.c ---- */
-void epoll_forget_fd(int fd);
+/* fd's number is being closed (still_named: it still names its file, the
+ * kernel's close comes after): the sets' records under it go, or, for a
+ * socket another number still names, live on as the kernel's do. */
+void epoll_forget_fd(int fd, int still_named);
 int epoll_knows_fd(int fd);
 void epoll_poke(void);      /* a doorbell an idle epoll record counts on was taken */
 void epoll_before_fork(void);

@@ -703,7 +703,7 @@ static void forget_number(int fd, int still_ours, int entomb)
         }
         sock_put(s);
     }
-    epoll_forget_fd(fd);
+    epoll_forget_fd(fd, still_ours);
 }
 
 /* What close() forgets, before the kernel closes fd. */
