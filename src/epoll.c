@@ -999,12 +999,48 @@ static int is_listening(int fd)
     return sockopt_on(fd, SOL_SOCKET, SO_ACCEPTCONN);
 }
 
+/* A wait whose fast records are ready asks the kernel only every 8 calls
+ * and KERNEL_LOOK_NS (kernel_look_due: a system call at every call cost
+ * more than the fast events), so a level-triggered entry of the kernel's
+ * came a few calls late (a client and its server in one set saw the
+ * client's EPOLLOUT in one wait in 8).  The kernel is asked at once where
+ * it may have something: in the set last given an entry whose readiness
+ * it tells (ADD or MOD of a descriptor not fast), and in a set whose last
+ * look by this thread found events (level-triggered ones are there again;
+ * in a set of fast connections alone the kernel's entries are edges, rare
+ * while they are busy). */
+#define NEWS_SETS 4096   /* sets numbered above are asked on kernel_look_due's turn alone */
+static uint64_t kernel_news[NEWS_SETS / 64];   /* a bit per set number */
+static __thread int kernel_found_set LF_TLS_IE = -1;
+
+static void kernel_entry_changed(int epfd, int op)
+{
+    if (op == EPOLL_CTL_DEL || epfd < 0 || epfd >= NEWS_SETS)
+        return;
+    uint64_t bit = 1ull << (epfd % 64), *word = &kernel_news[epfd / 64];
+    if (!(__atomic_load_n(word, __ATOMIC_RELAXED) & bit))
+        __atomic_or_fetch(word, bit, __ATOMIC_RELAXED);
+}
+
+static int kernel_news_for(int epfd)
+{
+    if (kernel_found_set == epfd)
+        return 1;
+    if (epfd < 0 || epfd >= NEWS_SETS)
+        return 0;
+    uint64_t bit = 1ull << (epfd % 64), *word = &kernel_news[epfd / 64];
+    return (__atomic_load_n(word, __ATOMIC_RELAXED) & bit) &&
+           (__atomic_fetch_and(word, ~bit, __ATOMIC_RELAXED) & bit);
+}
+
 LF_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 {
     if (__builtin_expect(!lf_initialised, 0))
         lf_init();
     struct lf_sock *s = fdtable_acquire(fd);
     int kind = s ? sock_kind(s) : 0;
+    if (kind != LF_FAST)
+        kernel_entry_changed(epfd, op);
     if (s && kind != LF_FAST && kind != LF_PENDING &&
         ((kind == LF_PLAIN && !__atomic_load_n(&sets, __ATOMIC_ACQUIRE)) ||
          (kind == LF_OPTIN && is_listening(fd)))) {
@@ -1376,8 +1412,10 @@ static short drain_inner(struct ep_reg *r)
     return tev;
 }
 
+/* *level: an event came that may be there again at the next look (the
+ * program's own entries, an inner epoll's), not an edge (kernel_news_for). */
 static int translate(struct ep_set *e, struct epoll_event *kev, int nk, struct epoll_event *out,
-                     int n, int max, int *news)
+                     int n, int max, int *news, int *level)
 {
     for (int i = 0; i < nk && n < max; i++) {
         if (kev[i].data.ptr == &wake_tag)
@@ -1385,6 +1423,7 @@ static int translate(struct ep_set *e, struct epoll_event *kev, int nk, struct e
         void *mine = reg_of(e, kev[i].data.u64);
         if (!mine) {
             out[n++] = kev[i];
+            *level = 1;
             continue;
         }
         if ((kev[i].data.u64 & TAG_MASK) == TAG_BELL) {
@@ -1397,6 +1436,7 @@ static int translate(struct ep_set *e, struct epoll_event *kev, int nk, struct e
         }
         struct ep_reg *r = mine;
         int direct = r->s && r->mode == MODE_DIRECT;
+        *level |= !direct;
         if (!r->s || !(direct || r->mode == MODE_INNER))
             continue;   /* freed or handed to the kernel since it was queued */
         if (r->ghost) {
@@ -1435,9 +1475,10 @@ static int kernel_events(int epfd, struct epoll_event *kev, int k, struct epoll_
 {
     lf_lock(&ep_lock);
     struct ep_set *e = find_set(epfd, 0);
+    int level = !e && k > 0;
     if (e) {
         int news = 0, not_ready, costly;
-        n = translate(e, kev, k, out, n, max, &news);
+        n = translate(e, kev, k, out, n, max, &news, &level);
         if (news)   /* records a doorbell made active: ready ones now */
             n = collect(e, out, n, max, &not_ready, &costly);
         refresh(e);
@@ -1445,6 +1486,7 @@ static int kernel_events(int epfd, struct epoll_event *kev, int k, struct epoll_
         for (int i = 0; i < k; i++)
             out[n++] = kev[i];
     lf_unlock(&ep_lock);
+    kernel_found_set = level ? epfd : -1;
     return n;
 }
 
@@ -1748,6 +1790,7 @@ static int lf_epoll_wait(int epfd, struct epoll_event *out, int max, int timeout
     struct lf_caught call;   /* a handler run from here on ends the call (signals.c) */
     caught_now(&call);
     int looked = kernel_look_due(), n = 0;
+    looked |= kernel_news_for(epfd);
     if (looked && (n = kernel_wait(epfd, out, 0, max, 0, NULL)) < 0)
         return -1;
     n = collect_locked(epfd, out, n, max, NULL, &st);
