@@ -491,6 +491,7 @@ struct lf_link {
      * that later connections to it are asked for here (request.c) */
     struct sockaddr_storage dst;
     int dst_alone;               /* client: its listener is its process's alone: ask in l */
+    int proc_probed;             /* client: whether the server's /proc/<pid>/fd was looked at (request.c) */
     struct link_proof *proofs;   /* client: the server's proofs read, by slot (request.c) */
     unsigned proofs_unread;      /* client: answers let go since the channel was last read */
     unsigned proofs_wanted;      /* client: slots in `proofs` a socket of ours waits for */

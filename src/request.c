@@ -23,6 +23,7 @@
  * holds its end of the TCP connection.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,25 @@ void request_missed(struct lf_sock *s)
     request_withdraw(s);
 }
 
+/* Whether we may read the server's /proc/<pid>/fd, where a requested
+ * connection's server proves itself by default.  The directory belongs to
+ * the server's uid while it is dumpable, to root otherwise, mode 0500, so
+ * the check our effective ids pass is the one its readlink would pass in
+ * the usual cases (another uid: squid's workers as `proxy`, a server that
+ * made itself not dumpable, hidepid).  Looked at once a region, before the
+ * first request: a client refused there used to find out with that
+ * request's readlink, and the connection stayed plain (4.8). */
+static void probe_proc(struct lf_link *l)
+{
+    l->proc_probed = 1;
+    if (lf_confined || l->peer <= 0 || __atomic_load_n(&l->region->epoll_proofs, __ATOMIC_RELAXED))
+        return;
+    char path[32];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)l->peer);
+    if (faccessat(AT_FDCWD, path, X_OK, AT_EACCESS) != 0)
+        __atomic_store_n(&l->region->epoll_proofs, 1, __ATOMIC_RELAXED);   /* before the word */
+}
+
 int request_post(struct lf_sock *s, uint64_t ino)
 {
     static uint16_t next_tag;
@@ -54,6 +74,8 @@ int request_post(struct lf_sock *s, uint64_t ino)
     struct lf_link *l = link_for_dst(&s->dst);
     if (!l)
         return -1;
+    if (!l->proc_probed)
+        probe_proc(l);
     uint64_t tag = __atomic_add_fetch(&next_tag, 1, __ATOMIC_RELAXED);
     uint64_t w = (ino & 0xffffffffu) << 32 | tag << 16;
     for (uint32_t i = 0; i < LINK_REQUESTS; i++) {
