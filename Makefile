@@ -77,7 +77,8 @@ tests: $(TESTS)
 # Debian packages the tests drive; installed only when missing and root.
 TEST_PACKAGES := redis-server redis-tools nginx-light curl memcached iperf3 sockperf python3 iproute2 \
                  pkgconf man-db postgresql haproxy openssh-server openssh-client wrk apache2-utils \
-                 socat busybox strace apache2-bin git nodejs lighttpd netcat-openbsd mini-httpd
+                 socat busybox strace apache2-bin git nodejs lighttpd netcat-openbsd mini-httpd \
+                 squid
 deps:
 	@tests/install-deps.sh $(TEST_PACKAGES)
 
