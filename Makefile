@@ -78,7 +78,7 @@ tests: $(TESTS)
 TEST_PACKAGES := redis-server redis-tools nginx-light curl memcached iperf3 sockperf python3 iproute2 \
                  pkgconf man-db postgresql haproxy openssh-server openssh-client wrk apache2-utils \
                  socat busybox strace apache2-bin git nodejs lighttpd netcat-openbsd mini-httpd \
-                 squid
+                 squid mosquitto mosquitto-clients
 deps:
 	@tests/install-deps.sh $(TEST_PACKAGES)
 
