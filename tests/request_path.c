@@ -9,6 +9,7 @@
  * Each connection: connect; one exchange (a short connection closes here);
  * then two more, after which a long one must be fast. */
 #include <pthread.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -47,6 +48,9 @@ static void serve(int l)
     }
 }
 
+/* Set: a server process runs as nobody, not dumpable (other_uid_client). */
+static int server_undumpable;
+
 /* A server process.  listener >= 0: it serves that one (made before the
  * fork); else it makes its own on `port` (0: any) and tells the address. */
 static pid_t start_server(int optin, int listener, int reuseport, int port,
@@ -60,6 +64,10 @@ static pid_t start_server(int optin, int listener, int reuseport, int port,
     if (pid == 0) {
         alarm(60);
         close(tell[0]);
+        if (server_undumpable &&
+            (setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0 ||
+             prctl(PR_SET_DUMPABLE, 0) != 0))
+            _exit(1);
         if (listener < 0)
             listener = listen_on_port(AF_INET, optin, port,
                                       LISTEN_REUSEADDR | (reuseport ? LISTEN_REUSEPORT : 0), addr,
@@ -176,13 +184,14 @@ static void restart(int optin)
 }
 
 /* A client of another uid cannot read the server's /proc/<pid>/fd, the
- * proof a requested connection's server gives by default: it sees so
+ * proof a requested connection's server gives by default, nor (undumpable)
+ * one of its own uid whose server made itself not dumpable: it sees so
  * before its first request and tells the server, which then proves each
  * one with an epoll on the region's channel (design 4.8).  Its first
  * requested connection used to find out with its own readlink and stay
  * plain: squid's workers (uid proxy) sent the first CONNECT tunnel to a
  * root backend they already had a connection with over kernel TCP. */
-static void other_uid_client(int optin)
+static void other_uid_client(int optin, int undumpable)
 {
     if (geteuid() != 0) {
         printf("not root: the other-uid client is not tried\n");
@@ -190,7 +199,9 @@ static void other_uid_client(int optin)
     }
     struct sockaddr_storage addr;
     socklen_t len;
+    server_undumpable = undumpable;
     pid_t server = start_server(optin, -1, 0, 0, &addr, &len);
+    server_undumpable = 0;
     fflush(stdout);
     pid_t client = fork();
     CHECK(client >= 0, "fork");
@@ -206,8 +217,10 @@ static void other_uid_client(int optin)
             t.fast += one.fast;
             t.offers += one.offers;
         }
-        printf("%s, client of another uid: %d of %d offered, %d of %d long ones fast\n",
-               optin ? "loopfast" : "kernel", t.offers, CONNS, t.fast, CONNS - 1);
+        printf("%s, client of %s: %d of %d offered, %d of %d long ones fast\n",
+               optin ? "loopfast" : "kernel",
+               undumpable ? "the same uid, server not dumpable" : "another uid", t.offers, CONNS,
+               t.fast, CONNS - 1);
         fflush(stdout);
         if (optin && (t.offers != 1 || !fast[1] || t.fast != CONNS - 1))
             _exit(1);   /* the first offers (short: plain); every one asked for after it fast */
@@ -375,8 +388,10 @@ int main(void)
     restart(1);
     crowd(0);
     crowd(1);
-    other_uid_client(0);
-    other_uid_client(1);
+    for (int undumpable = 0; undumpable <= 1; undumpable++) {
+        other_uid_client(0, undumpable);
+        other_uid_client(1, undumpable);
+    }
     many_client_processes(0);
     many_client_processes(1);
     return 0;
