@@ -12,6 +12,7 @@
  * drops with sock_put); the struct is torn down when it drops to zero, and a
  * lookup that finds it dead or moved backs off.
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/single_threaded.h>
@@ -132,21 +133,6 @@ int fdtable_holds(int fd, struct lf_sock *s)
 {
     struct lf_sock **slot = slot_if_any(fd);
     return slot && slot_load(slot) == s;
-}
-
-int fdtable_number_of(struct lf_sock *s, int other_than)
-{
-    if (__atomic_load_n(&s->refs, __ATOMIC_ACQUIRE) <= 0)
-        return -1;
-    for (int i = 0; i < TOP_SIZE; i++) {
-        struct lf_sock **chunk = __atomic_load_n(&fdtable_top[i], __ATOMIC_ACQUIRE);
-        for (int j = 0; chunk && j < CHUNK_SIZE; j++) {
-            int fd = i << CHUNK_BITS | j;
-            if (fd != other_than && __atomic_load_n(&chunk[j], __ATOMIC_ACQUIRE) == s)
-                return fd;
-        }
-    }
-    return -1;
 }
 
 static void sock_destroy(struct lf_sock *s)
@@ -327,27 +313,65 @@ void fdtable_kept_after_fork_child(void)
 void fdtable_lock(void) { lf_lock(&table_lock); }
 void fdtable_unlock(void) { lf_unlock(&table_lock); }
 
-void fdtable_for_each_fd(unsigned first, unsigned last, void (*fn)(int fd))
+/* The one walk of the table: each number from first to last that names a
+ * socket, until `visit` says stop; that number, or -1. */
+static int table_walk(unsigned first, unsigned last,
+                      int (*visit)(int fd, struct lf_sock *s, void *arg), void *arg)
 {
     for (unsigned i = first >> CHUNK_BITS; i < TOP_SIZE && i <= last >> CHUNK_BITS; i++) {
         struct lf_sock **chunk = __atomic_load_n(&fdtable_top[i], __ATOMIC_ACQUIRE);
         for (unsigned j = 0; chunk && j < CHUNK_SIZE; j++) {
             unsigned fd = i << CHUNK_BITS | j;
             struct lf_sock *s = __atomic_load_n(&chunk[j], __ATOMIC_ACQUIRE);
-            if (fd >= first && fd <= last && s && s != TOMB)
-                fn((int)fd);
+            if (fd >= first && fd <= last && s && s != TOMB && visit((int)fd, s, arg))
+                return (int)fd;
         }
     }
+    return -1;
+}
+
+struct fd_visit { void (*fn)(int fd); };
+
+static int visit_fd(int fd, struct lf_sock *s, void *v)
+{
+    (void)s;
+    ((struct fd_visit *)v)->fn(fd);
+    return 0;
+}
+
+void fdtable_for_each_fd(unsigned first, unsigned last, void (*fn)(int fd))
+{
+    struct fd_visit v = { fn };
+    table_walk(first, last, visit_fd, &v);
+}
+
+struct sock_visit { void (*fn)(struct lf_sock *, void *); void *arg; };
+
+static int visit_sock(int fd, struct lf_sock *s, void *v)
+{
+    (void)fd;
+    ((struct sock_visit *)v)->fn(s, ((struct sock_visit *)v)->arg);
+    return 0;
 }
 
 void fdtable_for_each(void (*fn)(struct lf_sock *, void *), void *arg)
 {
-    for (int i = 0; i < TOP_SIZE; i++) {
-        struct lf_sock **chunk = __atomic_load_n(&fdtable_top[i], __ATOMIC_ACQUIRE);
-        for (int j = 0; chunk && j < CHUNK_SIZE; j++) {
-            struct lf_sock *s = __atomic_load_n(&chunk[j], __ATOMIC_ACQUIRE);
-            if (s && s != TOMB)
-                fn(s, arg);
-        }
-    }
+    struct sock_visit v = { fn, arg };
+    table_walk(0, UINT_MAX, visit_sock, &v);
+}
+
+struct number_of { struct lf_sock *s; int other_than; };
+
+static int is_other_number(int fd, struct lf_sock *s, void *v)
+{
+    const struct number_of *want = v;
+    return s == want->s && fd != want->other_than;
+}
+
+int fdtable_number_of(struct lf_sock *s, int other_than)
+{
+    if (__atomic_load_n(&s->refs, __ATOMIC_ACQUIRE) <= 0)
+        return -1;   /* no number names it */
+    struct number_of want = { s, other_than };
+    return table_walk(0, UINT_MAX, is_other_number, &want);
 }
